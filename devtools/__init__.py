@@ -1,0 +1,1 @@
+"""Development-only tools (local runner, DynamoDB Local, template checks, benchmark). Never shipped to Lambda."""

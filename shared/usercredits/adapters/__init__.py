@@ -1,0 +1,1 @@
+"""Adapters: DynamoDB repositories, payment gateways and the event publisher behind the domain's ports."""

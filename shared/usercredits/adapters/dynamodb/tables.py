@@ -1,0 +1,215 @@
+"""PynamoDB models: the only place the DynamoDB table schemas live in code.
+
+Both tables are single-table designs keyed by ``pk``/``sk`` (strings). ``template.yaml`` declares the same keys and
+GSIs, and ``tests/infrastructure`` holds the two together.
+
+Credits table layout (``CREDITS_TABLE_NAME``):
+
+=====================  =============================  ===========================================================
+item                   pk                             sk
+=====================  =============================  ===========================================================
+offer (catalog)        ``CATALOG``                    ``OFFER#<offerId>``
+order                  ``USER#<userId>``              ``ORDER#<orderId>`` (orderId is time-ordered, newest last)
+credit group           ``USER#<userId>``              ``CREDIT#<offerGroup>`` (paid window; balance from issue 3)
+idempotency record     ``USER#<userId>``              ``IDEMPOTENCY#<scope>#<key>`` (TTL 30 days)
+=====================  =============================  ===========================================================
+
+GSIs: ``ByPaymentIntent`` (``paymentIntentId``; sparse, orders with an intent) and ``ByExpiry`` (``expiryBucket`` +
+``expiresAt``; sparse, filled by the expiry scan's items).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from pynamodb.attributes import (
+    BooleanAttribute,
+    DiscriminatorAttribute,
+    ListAttribute,
+    MapAttribute,
+    NumberAttribute,
+    TTLAttribute,
+    UnicodeAttribute,
+    UnicodeSetAttribute,
+    UTCDateTimeAttribute,
+)
+from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, KeysOnlyProjection
+from pynamodb.models import Model
+
+_REGION = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+
+
+class ByPaymentIntentIndex(GlobalSecondaryIndex["CreditsItem"]):
+    """Orders by payment intent id (webhooks find their order here when the metadata is missing)."""
+
+    class Meta:
+        index_name = "ByPaymentIntent"
+        projection = KeysOnlyProjection()
+
+    paymentIntentId = UnicodeAttribute(hash_key=True)
+
+
+class ByExpiryIndex(GlobalSecondaryIndex["CreditsItem"]):
+    """Items that will need attention at a time (lots expiring, holds lapsing), bucketed by hour."""
+
+    class Meta:
+        index_name = "ByExpiry"
+        projection = AllProjection()
+
+    expiryBucket = UnicodeAttribute(hash_key=True)
+    expiresAt = UnicodeAttribute(range_key=True)
+
+
+class CreditsItem(Model):
+    """Base of every item in the credits table; ``itemType`` picks the subclass on read."""
+
+    class Meta:
+        table_name = os.environ.get("CREDITS_TABLE_NAME", "user-credits-credits")
+        region = _REGION
+        billing_mode = "PAY_PER_REQUEST"
+
+    pk = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)
+    item_type = DiscriminatorAttribute(attr_name="itemType")
+    ttl = TTLAttribute(null=True)
+    payment_intent_id = UnicodeAttribute(null=True, attr_name="paymentIntentId")
+    expiry_bucket = UnicodeAttribute(null=True, attr_name="expiryBucket")
+    expires_at = UnicodeAttribute(null=True, attr_name="expiresAt")
+
+    by_payment_intent = ByPaymentIntentIndex()
+    by_expiry = ByExpiryIndex()
+
+
+class MoneyAttribute(MapAttribute[str, Any]):
+    amount = NumberAttribute()
+    currency = UnicodeAttribute()
+
+
+class CombinedOfferAttribute(MapAttribute[str, Any]):
+    offer_id = UnicodeAttribute(attr_name="offerId")
+    offer_group = UnicodeAttribute(attr_name="offerGroup")
+    quantity = NumberAttribute()
+
+
+class OfferItem(CreditsItem, discriminator="offer"):
+    """A catalog offer (pk ``CATALOG``)."""
+
+    offer_id = UnicodeAttribute(attr_name="offerId")
+    name = UnicodeAttribute()
+    kind = UnicodeAttribute()
+    offer_group = UnicodeAttribute(attr_name="offerGroup")
+    prices = ListAttribute(of=MoneyAttribute)
+    tokens = NumberAttribute()
+    cycle = UnicodeAttribute()
+    custom_cycle_seconds = NumberAttribute(null=True, attr_name="customCycleSeconds")
+    append_date = BooleanAttribute(attr_name="appendDate")
+    quantity_limit = NumberAttribute(null=True, attr_name="quantityLimit")
+    overriding_key = UnicodeAttribute(null=True, attr_name="overridingKey")
+    weight = NumberAttribute()
+    unlocked_by = UnicodeSetAttribute(null=True, attr_name="unlockedBy")
+    tags = UnicodeSetAttribute(null=True)
+    popular = NumberAttribute(null=True)
+    combined_items = ListAttribute(of=CombinedOfferAttribute, null=True, attr_name="combinedItems")
+    retired = BooleanAttribute()
+    updated_at = UTCDateTimeAttribute(attr_name="updatedAt")
+
+
+class OrderLineAttribute(MapAttribute[str, Any]):
+    """One bundle item of an order, with the bundled offer's terms copied at order time."""
+
+    offer_id = UnicodeAttribute(attr_name="offerId")
+    offer_group = UnicodeAttribute(attr_name="offerGroup")
+    quantity = NumberAttribute()
+    unit_tokens = NumberAttribute(attr_name="unitTokens")
+    total_tokens = NumberAttribute(attr_name="totalTokens")
+    cycle = UnicodeAttribute()
+    custom_cycle_seconds = NumberAttribute(null=True, attr_name="customCycleSeconds")
+    append_date = BooleanAttribute(attr_name="appendDate")
+    starts = UTCDateTimeAttribute(null=True)
+    expires = UTCDateTimeAttribute(null=True)
+    child_order_id = UnicodeAttribute(null=True, attr_name="childOrderId")
+
+
+class HistoryEntryAttribute(MapAttribute[str, Any]):
+    date = UTCDateTimeAttribute()
+    status = UnicodeAttribute()
+    message = UnicodeAttribute()
+
+
+class OrderItem(CreditsItem, discriminator="order"):
+    """An order (pk ``USER#<userId>``); carries a copy of the offer's terms so retiring the offer changes nothing."""
+
+    order_id = UnicodeAttribute(attr_name="orderId")
+    user_id = UnicodeAttribute(attr_name="userId")
+    offer_id = UnicodeAttribute(attr_name="offerId")
+    offer_group = UnicodeAttribute(attr_name="offerGroup")
+    offer_name = UnicodeAttribute(attr_name="offerName")
+    status = UnicodeAttribute()
+    quantity = NumberAttribute()
+    total = MoneyAttribute()
+    unit_tokens = NumberAttribute(attr_name="unitTokens")
+    total_tokens = NumberAttribute(attr_name="totalTokens")
+    cycle = UnicodeAttribute()
+    custom_cycle_seconds = NumberAttribute(null=True, attr_name="customCycleSeconds")
+    append_date = BooleanAttribute(attr_name="appendDate")
+    starts = UTCDateTimeAttribute(null=True)
+    expires = UTCDateTimeAttribute(null=True)
+    parent_order_id = UnicodeAttribute(null=True, attr_name="parentOrderId")
+    payment_attempt = NumberAttribute(attr_name="paymentAttempt")
+    combined_items = ListAttribute(of=OrderLineAttribute, null=True, attr_name="combinedItems")
+    history = ListAttribute(of=HistoryEntryAttribute)
+    created_at = UTCDateTimeAttribute(attr_name="createdAt")
+    updated_at = UTCDateTimeAttribute(attr_name="updatedAt")
+
+
+class CreditGroupItem(CreditsItem, discriminator="creditGroup"):
+    """A user's offer group: the paid validity window (issue 3 adds the balance and lots)."""
+
+    user_id = UnicodeAttribute(attr_name="userId")
+    offer_group = UnicodeAttribute(attr_name="offerGroup")
+    starts = UTCDateTimeAttribute(null=True)
+    expires = UTCDateTimeAttribute(null=True)
+    # True once a purchase without expiry (cycle "once") is paid: the group never lapses.
+    perpetual = BooleanAttribute(default=False)
+    paid_orders = NumberAttribute(default=0, attr_name="paidOrders")
+    updated_at = UTCDateTimeAttribute(attr_name="updatedAt")
+
+
+class IdempotencyItem(CreditsItem, discriminator="idempotency"):
+    """Remembers which result an ``Idempotency-Key`` produced, written in the same transaction as that result."""
+
+    fingerprint = UnicodeAttribute()
+    result_id = UnicodeAttribute(attr_name="resultId")
+    created_at = UTCDateTimeAttribute(attr_name="createdAt")
+
+
+class ByProcessorIdIndex(GlobalSecondaryIndex["CustomersItem"]):
+    """Customers' items by their payment processor id (Stripe webhooks find the local item here)."""
+
+    class Meta:
+        index_name = "ByProcessorId"
+        projection = KeysOnlyProjection()
+
+    processorId = UnicodeAttribute(hash_key=True)
+
+
+class CustomersItem(Model):
+    """Base of every item in the customers table (customers, plans, coupons: the subscriptions half, issue 6)."""
+
+    class Meta:
+        table_name = os.environ.get("CUSTOMERS_TABLE_NAME", "user-credits-customers")
+        region = _REGION
+        billing_mode = "PAY_PER_REQUEST"
+
+    pk = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)
+    item_type = DiscriminatorAttribute(attr_name="itemType")
+    ttl = TTLAttribute(null=True)
+    processor_id = UnicodeAttribute(null=True, attr_name="processorId")
+
+    by_processor_id = ByProcessorIdIndex()
+
+
+#: Every table model, keyed by the logical id of its AWS::DynamoDB::Table resource in template.yaml.
+TABLE_MODELS: dict[str, type[Model]] = {"CreditsTable": CreditsItem, "CustomersTable": CustomersItem}
