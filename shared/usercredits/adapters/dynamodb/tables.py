@@ -173,6 +173,8 @@ class CreditGroupItem(CreditsItem, discriminator="creditGroup"):
     # True once a purchase without expiry (cycle "once") is paid: the group never lapses.
     perpetual = BooleanAttribute(default=False)
     paid_orders = NumberAttribute(default=0, attr_name="paidOrders")
+    # Optimistic concurrency: every change to the window is conditional on the version it read.
+    version = NumberAttribute(default=0)
     updated_at = UTCDateTimeAttribute(attr_name="updatedAt")
 
 

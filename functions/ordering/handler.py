@@ -1,0 +1,207 @@
+"""Ordering function: the offer catalog, orders and payment intents (HTTP API routes of api-contract.md)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from http import HTTPStatus
+from typing import Annotated, Any
+
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
+from aws_lambda_powertools.event_handler.openapi.params import Body, Header, Path, Query
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from usercredits.adapters.dynamodb.repositories import DynamoCatalogRepository, DynamoOrderRepository
+from usercredits.adapters.payments import build_payment_gateway
+from usercredits.domain import ordering
+from usercredits.domain.currencies import is_known_currency
+from usercredits.domain.models import Offer, OfferView, Order, OrderStatus
+from usercredits.domain.ports import CatalogRepository, Clock, OrderRepository, PaymentGateway, SystemClock
+from usercredits.errors import InvalidRequestError, NotImplementedYetError
+from usercredits.http import current_caller, error_responses, register_error_handlers, require_admin
+from usercredits.observability import logger, metrics
+from usercredits.settings import OrderingSettings, get_ordering_settings
+
+from ordering.schemas import (
+    CreateOrderRequest,
+    OffersResponse,
+    OrdersResponse,
+    OrderWithPayment,
+    PutOfferRequest,
+    SubscriptionResponse,
+)
+
+app = APIGatewayHttpResolver(enable_validation=True)
+register_error_handlers(app)
+
+S = HTTPStatus
+IdPath = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:\-]+$")]
+IdempotencyKey = Annotated[str | None, Header(alias="idempotency-key", min_length=1, max_length=255)]
+
+
+@dataclass(frozen=True)
+class Dependencies:
+    settings: OrderingSettings
+    catalog: CatalogRepository
+    orders: OrderRepository
+    payments: PaymentGateway
+    clock: Clock
+
+
+@lru_cache
+def dependencies() -> Dependencies:
+    """Composition root: real adapters built from the settings on first use (none at import time)."""
+    settings = get_ordering_settings()
+    return Dependencies(
+        settings=settings,
+        catalog=DynamoCatalogRepository(cache_seconds=settings.CATALOG_CACHE_SECONDS),
+        orders=DynamoOrderRepository(),
+        payments=build_payment_gateway(settings),
+        clock=SystemClock(),
+    )
+
+
+def _currency(value: str | None) -> str:
+    currency = value or dependencies().settings.DEFAULT_CURRENCY
+    if not is_known_currency(currency):
+        raise InvalidRequestError(f"unknown currency {currency!r} (use an ISO 4217 code in lower case)")
+    return currency
+
+
+def _tags(values: list[str] | None) -> list[str]:
+    # Accept both ?tags=a&tags=b and ?tags=a,b (API Gateway joins repeated values with commas).
+    return [tag for value in values or [] for tag in value.split(",") if tag]
+
+
+@app.get("/offers", responses={200: {"description": "OK"}, **error_responses(S.UNAUTHORIZED)})
+def handle_list_offers(
+    currency: Annotated[str | None, Query(pattern=r"^[a-z]{3}$")] = None,
+    tags: Annotated[list[str] | None, Query(max_length=50)] = None,
+    all_tags: Annotated[bool, Query(alias="allTags")] = False,
+) -> OffersResponse:
+    deps = dependencies()
+    offers = ordering.list_offers(
+        current_caller(app),
+        currency=_currency(currency),
+        tags=_tags(tags),
+        all_tags=all_tags,
+        catalog=deps.catalog,
+        orders=deps.orders,
+        clock=deps.clock,
+    )
+    return OffersResponse(offers=offers)
+
+
+@app.get("/offers/<offerId>", responses={200: {"description": "OK"}, **error_responses(S.UNAUTHORIZED, S.NOT_FOUND)})
+def handle_get_offer(offerId: IdPath) -> Offer:  # noqa: N803 - the contract's path parameter name
+    current_caller(app)
+    return ordering.get_offer(offerId, catalog=dependencies().catalog)
+
+
+@app.post(
+    "/orders",
+    status_code=S.CREATED,
+    responses={
+        201: {"description": "Created"},
+        **error_responses(S.UNAUTHORIZED, S.FORBIDDEN, S.NOT_FOUND, S.CONFLICT, S.SERVICE_UNAVAILABLE),
+    },
+)
+def handle_create_order(
+    body: Annotated[CreateOrderRequest, Body()], idempotency_key: IdempotencyKey = None
+) -> OrderWithPayment:
+    deps = dependencies()
+    command = ordering.PlaceOrder(body.offer_id, body.quantity, body.currency, body.starts, idempotency_key)
+    placed = ordering.place_order(
+        command,
+        current_caller(app),
+        default_currency=deps.settings.DEFAULT_CURRENCY,
+        catalog=deps.catalog,
+        orders=deps.orders,
+        payments=deps.payments,
+        clock=deps.clock,
+    )
+    metrics.add_metric(name="OrdersPlaced", unit=MetricUnit.Count, value=1)
+    return OrderWithPayment(order=placed.order, payment=placed.payment)
+
+
+@app.get("/orders", responses={200: {"description": "OK"}, **error_responses(S.UNAUTHORIZED)})
+def handle_list_orders(
+    status: Annotated[OrderStatus | None, Query()] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: Annotated[str | None, Query(min_length=1, max_length=1024)] = None,
+) -> OrdersResponse:
+    page = ordering.list_orders(
+        current_caller(app), status=status, limit=limit, cursor=cursor, orders=dependencies().orders
+    )
+    return OrdersResponse(orders=page.items, next_cursor=page.next_cursor)
+
+
+@app.get("/orders/<orderId>", responses={200: {"description": "OK"}, **error_responses(S.UNAUTHORIZED, S.NOT_FOUND)})
+def handle_get_order(orderId: IdPath) -> Order:  # noqa: N803
+    return ordering.get_order(orderId, current_caller(app), orders=dependencies().orders)
+
+
+@app.post(
+    "/orders/<orderId>/payment",
+    responses={200: {"description": "OK"}, **error_responses(S.UNAUTHORIZED, S.NOT_FOUND, S.CONFLICT)},
+)
+def handle_request_payment(orderId: IdPath, idempotency_key: IdempotencyKey = None) -> OrderWithPayment:  # noqa: N803
+    deps = dependencies()
+    placed = ordering.request_payment(
+        orderId, current_caller(app), idempotency_key=idempotency_key, orders=deps.orders, payments=deps.payments
+    )
+    metrics.add_metric(name="PaymentIntentsCreated", unit=MetricUnit.Count, value=1)
+    return OrderWithPayment(order=placed.order, payment=placed.payment)
+
+
+@app.post("/orders/<orderId>/confirm", include_in_schema=False)
+def handle_confirm_order(orderId: str) -> Response[Any]:  # noqa: N803
+    current_caller(app)
+    raise NotImplementedYetError("confirming a payment with the provider arrives with the payments issue")
+
+
+@app.get(
+    "/subscriptions/<offerId>", responses={200: {"description": "OK"}, **error_responses(S.UNAUTHORIZED)}
+)
+def handle_get_subscription(offerId: IdPath) -> SubscriptionResponse:  # noqa: N803
+    deps = dependencies()
+    found = ordering.get_subscription(offerId, current_caller(app), orders=deps.orders, clock=deps.clock)
+    return SubscriptionResponse(subscribed=found.subscribed, order_id=found.order_id, expires=found.expires)
+
+
+@app.put(
+    "/admin/offers/<offerId>",
+    responses={200: {"description": "OK"}, **error_responses(S.UNAUTHORIZED, S.FORBIDDEN)},
+)
+def handle_put_offer(offerId: IdPath, body: Annotated[PutOfferRequest, Body()]) -> Offer:  # noqa: N803
+    require_admin(app)
+    if body.offer_id is not None and body.offer_id != offerId:
+        raise InvalidRequestError(f"body offerId {body.offer_id!r} differs from the path's {offerId!r}")
+    deps = dependencies()
+    offer = Offer(**{**body.model_dump(exclude={"offer_id"}), "offer_id": offerId})
+    saved = ordering.upsert_offer(offer, catalog=deps.catalog, clock=deps.clock)
+    metrics.add_metric(name="OffersUpserted", unit=MetricUnit.Count, value=1)
+    return saved
+
+
+@app.delete(
+    "/admin/offers/<offerId>",
+    responses={204: {"description": "Retired"}, **error_responses(S.UNAUTHORIZED, S.FORBIDDEN, S.NOT_FOUND)},
+)
+def handle_retire_offer(offerId: IdPath) -> Response[None]:  # noqa: N803
+    require_admin(app)
+    deps = dependencies()
+    ordering.retire_offer(offerId, catalog=deps.catalog, clock=deps.clock)
+    metrics.add_metric(name="OffersRetired", unit=MetricUnit.Count, value=1)
+    return Response(status_code=S.NO_CONTENT, body=None)
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    """HTTP API (payload 2.0) entry point; answers every request with the contract's JSON (errors included)."""
+    return app.resolve(event, context)
+
+
+__all__ = ["OfferView", "app", "lambda_handler"]

@@ -1,0 +1,53 @@
+"""Request and response bodies of the ordering function (its part of the HTTP contract)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import AwareDatetime, Field
+from usercredits.domain.models import (
+    MAX_ORDER_QUANTITY,
+    Currency,
+    DomainModel,
+    Identifier,
+    Offer,
+    OfferTerms,
+    OfferView,
+    Order,
+    PaymentIntent,
+)
+
+
+class CreateOrderRequest(DomainModel):
+    offer_id: Identifier
+    quantity: int = Field(default=1, ge=1, le=MAX_ORDER_QUANTITY, strict=True)
+    currency: Currency | None = None
+    starts: AwareDatetime | None = Field(default=None, description="Optional explicit start, in the future")
+
+
+class PutOfferRequest(OfferTerms):
+    offer_id: Identifier | None = Field(default=None, description="Optional; must equal the path's offerId")
+    retired: bool = False
+
+
+class OffersResponse(DomainModel):
+    offers: list[OfferView]
+
+
+class OrderWithPayment(DomainModel):
+    order: Order
+    payment: PaymentIntent | None
+
+
+class OrdersResponse(DomainModel):
+    orders: list[Order]
+    next_cursor: str | None
+
+
+class SubscriptionResponse(DomainModel):
+    subscribed: bool
+    order_id: str | None
+    expires: datetime | None
+
+
+__all__ = ["Offer", "OffersResponse", "OrderWithPayment", "OrdersResponse", "PutOfferRequest", "SubscriptionResponse"]

@@ -1,0 +1,54 @@
+"""Turn PynamoDB/botocore failures into domain errors (throttling becomes a retryable 503, never a 500)."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+from pynamodb.exceptions import PynamoDBException
+
+from usercredits.errors import PersistenceError, UnavailableError
+
+_RETRYABLE = frozenset(
+    {
+        "ProvisionedThroughputExceededException",
+        "ThrottlingException",
+        "RequestLimitExceeded",
+        "InternalServerError",
+        "ServiceUnavailable",
+        "TransactionInProgressException",
+        "TransactionConflictException",
+    }
+)
+
+
+def cause_code(exc: PynamoDBException) -> str | None:
+    """The DynamoDB error code behind a PynamoDB exception."""
+    return exc.cause_response_code
+
+
+def translate_errors[**P, R](func: Callable[P, R]) -> Callable[P, R]:
+    """Decorator for repository methods: throttling/timeouts -> UnavailableError, the rest -> PersistenceError."""
+
+    @functools.wraps(func)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return func(*args, **kwargs)
+        except PynamoDBException as exc:
+            raise _translate(exc) from exc
+
+    return wrapper
+
+
+def _translate(exc: PynamoDBException) -> Exception:
+    code = cause_code(exc)
+    if code in _RETRYABLE or code is None:  # None: the connection itself failed (timeout, endpoint down)
+        return UnavailableError(f"storage is busy ({code or 'unreachable'}); retry shortly", retry_after=1)
+    return PersistenceError(f"storage error: {code}")
+
+
+def cancellation_codes(exc: Any) -> list[str | None]:
+    """The per-action reason codes of a cancelled transaction (None where the action itself was fine)."""
+    reasons = getattr(exc, "cancellation_reasons", None) or []
+    return [reason.code if reason is not None else None for reason in reasons]

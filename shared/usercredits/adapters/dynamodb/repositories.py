@@ -1,0 +1,524 @@
+"""DynamoDB repositories: map domain models to PynamoDB items and back, and turn failures into domain errors.
+
+Every write that moves state is one conditional request (a conditional put/update or one TransactWriteItems), so a
+retry or a concurrent request can never apply it twice.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import time
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+from typing import Any
+
+from pynamodb.connection.base import Connection
+from pynamodb.exceptions import DoesNotExist, PutError, TransactWriteError, UpdateError
+from pynamodb.transactions import TransactWrite
+
+from usercredits.adapters.dynamodb.errors import cancellation_codes, translate_errors
+from usercredits.adapters.dynamodb.tables import (
+    CombinedOfferAttribute,
+    CreditGroupItem,
+    CreditsItem,
+    HistoryEntryAttribute,
+    IdempotencyItem,
+    MoneyAttribute,
+    OfferItem,
+    OrderItem,
+    OrderLineAttribute,
+)
+from usercredits.domain.models import (
+    CombinedOffer,
+    Cycle,
+    HistoryEntry,
+    Money,
+    Offer,
+    Order,
+    OrderLine,
+    OrderStatus,
+    Page,
+    PaidWindow,
+)
+from usercredits.domain.ports import IdempotencyRecord, IdempotentReplayError, StaleWindowError
+from usercredits.domain.settlement import Settlement
+from usercredits.errors import ConflictError, InvalidRequestError
+
+CATALOG_PK = "CATALOG"
+#: How long an Idempotency-Key is remembered (api-contract: at least 30 days for money movements).
+IDEMPOTENCY_TTL = timedelta(days=30)
+_CONDITION_FAILED = "ConditionalCheckFailed"
+
+
+def user_pk(user_id: str) -> str:
+    return f"USER#{user_id}"
+
+
+def order_sk(order_id: str) -> str:
+    return f"ORDER#{order_id}"
+
+
+def group_sk(offer_group: str) -> str:
+    return f"CREDIT#{offer_group}"
+
+
+def _connection() -> Connection:
+    return CreditsItem._get_connection().connection  # the model's own botocore client: one per container
+
+
+# --- offers --------------------------------------------------------------------------------------------------------
+
+
+def offer_to_item(offer: Offer, now: datetime) -> OfferItem:
+    return OfferItem(
+        pk=CATALOG_PK,
+        sk=f"OFFER#{offer.offer_id}",
+        offer_id=offer.offer_id,
+        name=offer.name,
+        kind=offer.kind,
+        offer_group=offer.offer_group,
+        prices=[MoneyAttribute(amount=p.amount, currency=p.currency) for p in offer.prices],
+        tokens=offer.tokens,
+        cycle=offer.cycle.value,
+        custom_cycle_seconds=offer.custom_cycle_seconds,
+        append_date=offer.append_date,
+        quantity_limit=offer.quantity_limit,
+        overriding_key=offer.overriding_key,
+        weight=offer.weight,
+        unlocked_by=set(offer.unlocked_by) or None,
+        tags=set(offer.tags) or None,
+        popular=offer.popular,
+        combined_items=[
+            CombinedOfferAttribute(offer_id=c.offer_id, offer_group=c.offer_group, quantity=c.quantity)
+            for c in offer.combined_items
+        ]
+        or None,
+        retired=offer.retired,
+        updated_at=now,
+    )
+
+
+def item_to_offer(item: OfferItem) -> Offer:
+    return Offer.model_construct(
+        offer_id=item.offer_id,
+        name=item.name,
+        kind=item.kind,
+        offer_group=item.offer_group,
+        prices=[Money.model_construct(amount=int(p.amount), currency=p.currency) for p in item.prices],
+        tokens=int(item.tokens),
+        cycle=Cycle(item.cycle),
+        custom_cycle_seconds=_int_or_none(item.custom_cycle_seconds),
+        append_date=bool(item.append_date),
+        quantity_limit=_int_or_none(item.quantity_limit),
+        overriding_key=item.overriding_key,
+        weight=int(item.weight),
+        unlocked_by=sorted(item.unlocked_by or ()),
+        tags=sorted(item.tags or ()),
+        popular=_int_or_none(item.popular),
+        combined_items=[
+            CombinedOffer.model_construct(offer_id=c.offer_id, offer_group=c.offer_group, quantity=int(c.quantity))
+            for c in item.combined_items or ()
+        ],
+        retired=bool(item.retired),
+    )
+
+
+def _int_or_none(value: Any) -> int | None:
+    return None if value is None else int(value)
+
+
+class DynamoCatalogRepository:
+    """The offer catalog: one partition, read with one Query and cached in the warm container for ``cache_seconds``."""
+
+    def __init__(self, cache_seconds: int = 60) -> None:
+        self._cache_seconds = cache_seconds
+        self._cached: tuple[float, dict[str, Offer]] | None = None
+
+    @translate_errors
+    def list_offers(self) -> list[Offer]:
+        return list(self._offers().values())
+
+    @translate_errors
+    def get_offer(self, offer_id: str) -> Offer | None:
+        return self._offers().get(offer_id)
+
+    def _offers(self) -> dict[str, Offer]:
+        if self._cached is not None and time.monotonic() < self._cached[0]:
+            return self._cached[1]
+        offers = {
+            item.offer_id: item_to_offer(item)
+            for item in OfferItem.query(CATALOG_PK, OfferItem.sk.startswith("OFFER#"))
+        }
+        if self._cache_seconds > 0:
+            self._cached = (time.monotonic() + self._cache_seconds, offers)
+        return offers
+
+    @translate_errors
+    def put_offer(self, offer: Offer, now: datetime) -> None:
+        offer_to_item(offer, now).save()
+        self._cached = None
+
+    @translate_errors
+    def retire_offer(self, offer_id: str, now: datetime) -> bool:
+        item = OfferItem(pk=CATALOG_PK, sk=f"OFFER#{offer_id}")
+        try:
+            item.update(
+                actions=[OfferItem.retired.set(True), OfferItem.updated_at.set(now)],
+                condition=OfferItem.pk.exists(),
+            )
+        except UpdateError as exc:
+            if exc.cause_response_code == "ConditionalCheckFailedException":
+                return False
+            raise
+        self._cached = None
+        return True
+
+
+# --- orders --------------------------------------------------------------------------------------------------------
+
+
+def order_to_item(order: Order) -> OrderItem:
+    return OrderItem(
+        pk=user_pk(order.user_id),
+        sk=order_sk(order.order_id),
+        order_id=order.order_id,
+        user_id=order.user_id,
+        offer_id=order.offer_id,
+        offer_group=order.offer_group,
+        offer_name=order.offer_name,
+        status=order.status.value,
+        quantity=order.quantity,
+        total=MoneyAttribute(amount=order.total.amount, currency=order.total.currency),
+        unit_tokens=order.unit_tokens,
+        total_tokens=order.total_tokens,
+        cycle=order.cycle.value,
+        custom_cycle_seconds=order.custom_cycle_seconds,
+        append_date=order.append_date,
+        starts=order.starts,
+        expires=order.expires,
+        payment_intent_id=order.payment_intent_id,
+        parent_order_id=order.parent_order_id,
+        payment_attempt=order.payment_attempt,
+        combined_items=[_line_to_attribute(line) for line in order.combined_items] or None,
+        history=[_history_to_attribute(entry) for entry in order.history],
+        created_at=order.created_at,
+        updated_at=order.updated_at,
+    )
+
+
+def _line_to_attribute(line: OrderLine) -> OrderLineAttribute:
+    return OrderLineAttribute(
+        offer_id=line.offer_id,
+        offer_group=line.offer_group,
+        quantity=line.quantity,
+        unit_tokens=line.unit_tokens,
+        total_tokens=line.total_tokens,
+        cycle=line.cycle.value,
+        custom_cycle_seconds=line.custom_cycle_seconds,
+        append_date=line.append_date,
+        starts=line.starts,
+        expires=line.expires,
+        child_order_id=line.child_order_id,
+    )
+
+
+def _history_to_attribute(entry: HistoryEntry) -> HistoryEntryAttribute:
+    return HistoryEntryAttribute(date=entry.date, status=entry.status.value, message=entry.message)
+
+
+def item_to_order(item: OrderItem) -> Order:
+    return Order.model_construct(
+        order_id=item.order_id,
+        user_id=item.user_id,
+        offer_id=item.offer_id,
+        offer_group=item.offer_group,
+        offer_name=item.offer_name,
+        status=OrderStatus(item.status),
+        quantity=int(item.quantity),
+        total=Money.model_construct(amount=int(item.total.amount), currency=item.total.currency),
+        unit_tokens=int(item.unit_tokens),
+        total_tokens=int(item.total_tokens),
+        cycle=Cycle(item.cycle),
+        custom_cycle_seconds=_int_or_none(item.custom_cycle_seconds),
+        append_date=bool(item.append_date),
+        starts=item.starts,
+        expires=item.expires,
+        payment_intent_id=item.payment_intent_id,
+        parent_order_id=item.parent_order_id,
+        payment_attempt=int(item.payment_attempt or 0),
+        combined_items=[
+            OrderLine.model_construct(
+                offer_id=line.offer_id,
+                offer_group=line.offer_group,
+                quantity=int(line.quantity),
+                unit_tokens=int(line.unit_tokens),
+                total_tokens=int(line.total_tokens),
+                cycle=Cycle(line.cycle),
+                custom_cycle_seconds=_int_or_none(line.custom_cycle_seconds),
+                append_date=bool(line.append_date),
+                starts=line.starts,
+                expires=line.expires,
+                child_order_id=line.child_order_id,
+            )
+            for line in item.combined_items or ()
+        ],
+        history=[
+            HistoryEntry.model_construct(date=entry.date, status=OrderStatus(entry.status), message=entry.message)
+            for entry in item.history
+        ],
+        created_at=item.created_at,
+        updated_at=item.updated_at,
+    )
+
+
+def item_to_window(item: CreditGroupItem) -> PaidWindow:
+    return PaidWindow.model_construct(
+        offer_group=item.offer_group,
+        starts=item.starts,
+        expires=item.expires,
+        perpetual=bool(item.perpetual),
+        paid_orders=int(item.paid_orders or 0),
+        version=int(item.version or 0),
+    )
+
+
+def encode_cursor(sort_key: str) -> str:
+    return base64.urlsafe_b64encode(json.dumps({"sk": sort_key}).encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str, prefix: str) -> str:
+    """The sort key a cursor points at; a cursor that was not made by us for this list is a 422."""
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        sort_key = json.loads(base64.urlsafe_b64decode(padded.encode()))["sk"]
+    except (ValueError, KeyError, TypeError, binascii.Error, UnicodeDecodeError) as exc:
+        raise InvalidRequestError("cursor is not valid") from exc
+    if not isinstance(sort_key, str) or not sort_key.startswith(prefix):
+        raise InvalidRequestError("cursor is not valid")
+    return sort_key
+
+
+class DynamoOrderRepository:
+    """Orders, paid windows and idempotency records of the users, in the credits table."""
+
+    @translate_errors
+    def get_order(self, user_id: str, order_id: str) -> Order | None:
+        try:
+            item = OrderItem.get(user_pk(user_id), order_sk(order_id), consistent_read=True)
+        except DoesNotExist:
+            return None
+        return item_to_order(item) if isinstance(item, OrderItem) else None
+
+    @translate_errors
+    def list_orders(self, user_id: str, *, status: OrderStatus | None, limit: int, cursor: str | None) -> Page[Order]:
+        start_key = None
+        if cursor is not None:
+            start_key = {"pk": {"S": user_pk(user_id)}, "sk": {"S": decode_cursor(cursor, "ORDER#")}}
+        results = OrderItem.query(
+            user_pk(user_id),
+            OrderItem.sk.startswith("ORDER#"),
+            filter_condition=(OrderItem.status == status.value) if status else None,
+            scan_index_forward=False,
+            limit=limit + 1,  # one more than asked tells whether a next page exists
+            last_evaluated_key=start_key,
+            page_size=limit + 1,
+        )
+        items = list(results)
+        orders = [item_to_order(item) for item in items[:limit]]
+        next_cursor = encode_cursor(items[limit - 1].sk) if len(items) > limit else None
+        return Page[Order](items=orders, next_cursor=next_cursor)
+
+    @translate_errors
+    def find_orders(self, user_id: str, *, offer_id: str, status: OrderStatus) -> list[Order]:
+        return [
+            item_to_order(item)
+            for item in OrderItem.query(
+                user_pk(user_id),
+                OrderItem.sk.startswith("ORDER#"),
+                filter_condition=(OrderItem.offer_id == offer_id) & (OrderItem.status == status.value),
+            )
+        ]
+
+    @translate_errors
+    def paid_windows(self, user_id: str) -> Mapping[str, PaidWindow]:
+        return {
+            item.offer_group: item_to_window(item)
+            for item in CreditGroupItem.query(
+                user_pk(user_id), CreditGroupItem.sk.startswith("CREDIT#"), consistent_read=True
+            )
+        }
+
+    @translate_errors
+    def create_order(
+        self, order: Order, *, settlement: Settlement | None, idempotency: IdempotencyRecord | None
+    ) -> None:
+        with self._transaction(order.user_id, idempotency) as transaction:
+            transaction.save(order_to_item(order), condition=OrderItem.pk.does_not_exist())
+            if settlement is not None:
+                self._add_settlement_writes(transaction, settlement)
+
+    @translate_errors
+    def settle_order(self, settlement: Settlement) -> bool:
+        order = settlement.order
+        item = OrderItem(pk=user_pk(order.user_id), sk=order_sk(order.order_id))
+        try:
+            with self._transaction(order.user_id, None) as transaction:
+                transaction.update(
+                    item,
+                    actions=[
+                        OrderItem.status.set(order.status.value),
+                        OrderItem.starts.set(order.starts) if order.starts else OrderItem.starts.remove(),
+                        OrderItem.expires.set(order.expires) if order.expires else OrderItem.expires.remove(),
+                        OrderItem.combined_items.set([_line_to_attribute(line) for line in order.combined_items])
+                        if order.combined_items
+                        else OrderItem.combined_items.remove(),
+                        OrderItem.history.set([_history_to_attribute(entry) for entry in order.history]),
+                        OrderItem.updated_at.set(order.updated_at),
+                    ],
+                    condition=OrderItem.status == OrderStatus.PENDING.value,
+                )
+                self._add_settlement_writes(transaction, settlement)
+        except _OrderNotPendingError:
+            return False
+        return True
+
+    @translate_errors
+    def set_payment_intent(
+        self, order: Order, *, intent_id: str, attempt: int, idempotency: IdempotencyRecord | None
+    ) -> Order:
+        now = datetime.now(order.updated_at.tzinfo)
+        entry = HistoryEntry(date=now, status=OrderStatus.PENDING, message=f"Payment intent {intent_id} created")
+        updated = order.model_copy(
+            update={
+                "payment_intent_id": intent_id,
+                "payment_attempt": attempt,
+                "history": [*order.history, entry],
+                "updated_at": now,
+            }
+        )
+        item = OrderItem(pk=user_pk(order.user_id), sk=order_sk(order.order_id))
+        try:
+            with self._transaction(order.user_id, idempotency) as transaction:
+                transaction.update(
+                    item,
+                    actions=[
+                        OrderItem.payment_intent_id.set(intent_id),
+                        OrderItem.payment_attempt.set(attempt),
+                        OrderItem.history.set(OrderItem.history.append([_history_to_attribute(entry)])),
+                        OrderItem.updated_at.set(now),
+                    ],
+                    condition=(OrderItem.status == OrderStatus.PENDING.value)
+                    & (OrderItem.payment_attempt == order.payment_attempt),
+                )
+        except _OrderNotPendingError as exc:
+            raise ConflictError(f"order {order.order_id!r} changed meanwhile; read it again") from exc
+        return updated
+
+    # --- transaction plumbing ------------------------------------------------------------------------------------
+
+    def _transaction(self, user_id: str, idempotency: IdempotencyRecord | None) -> _OrderTransaction:
+        return _OrderTransaction(user_id, idempotency)
+
+    @staticmethod
+    def _add_settlement_writes(transaction: TransactWrite, settlement: Settlement) -> None:
+        for child in settlement.child_orders:
+            transaction.save(order_to_item(child), condition=OrderItem.pk.does_not_exist())
+        for group, after in settlement.windows_after.items():
+            before = settlement.windows_before.get(group)
+            key = CreditGroupItem(pk=user_pk(settlement.order.user_id), sk=group_sk(group))
+            if before is None:
+                new_item = CreditGroupItem(
+                    pk=key.pk,
+                    sk=key.sk,
+                    user_id=settlement.order.user_id,
+                    offer_group=group,
+                    starts=after.starts,
+                    expires=after.expires,
+                    perpetual=after.perpetual,
+                    paid_orders=after.paid_orders,
+                    version=1,
+                    updated_at=settlement.order.updated_at,
+                )
+                transaction.save(new_item, condition=CreditGroupItem.pk.does_not_exist())
+                continue
+            transaction.update(
+                key,
+                actions=[
+                    CreditGroupItem.starts.set(after.starts) if after.starts else CreditGroupItem.starts.remove(),
+                    CreditGroupItem.expires.set(after.expires) if after.expires else CreditGroupItem.expires.remove(),
+                    CreditGroupItem.perpetual.set(after.perpetual),
+                    CreditGroupItem.paid_orders.set(after.paid_orders),
+                    CreditGroupItem.version.set(before.version + 1),
+                    CreditGroupItem.updated_at.set(settlement.order.updated_at),
+                ],
+                condition=CreditGroupItem.version == before.version,
+            )
+
+
+class _OrderNotPendingError(Exception):
+    """The transaction's first action (the order's own condition) failed."""
+
+
+class _OrderTransaction:
+    """A TransactWrite that records the idempotency key first and explains why DynamoDB cancelled it.
+
+    Action order: [idempotency record], the order, [child orders], [windows]. A failed idempotency condition becomes
+    ``IdempotentReplayError`` (with what the first request recorded), a failed order condition
+    ``_OrderNotPendingError``, a failed window condition ``StaleWindowError``.
+    """
+
+    def __init__(self, user_id: str, idempotency: IdempotencyRecord | None) -> None:
+        self._user_id = user_id
+        self._idempotency = idempotency
+        self._transaction = TransactWrite(connection=_connection())
+
+    def __enter__(self) -> TransactWrite:
+        transaction = self._transaction.__enter__()
+        if self._idempotency is not None:
+            record = self._idempotency
+            now = datetime.now().astimezone()
+            transaction.save(
+                IdempotencyItem(
+                    pk=user_pk(self._user_id),
+                    sk=_idempotency_sk(record),
+                    fingerprint=record.fingerprint,
+                    result_id=record.result_id,
+                    created_at=now,
+                    ttl=IDEMPOTENCY_TTL,
+                ),
+                condition=IdempotencyItem.pk.does_not_exist(),
+            )
+        return transaction
+
+    def __exit__(self, exc_type: Any, exc: Any, traceback: Any) -> None:
+        try:
+            self._transaction.__exit__(exc_type, exc, traceback)
+        except TransactWriteError as error:
+            codes = cancellation_codes(error)
+            if not codes:
+                raise
+            offset = 1 if self._idempotency is not None else 0
+            if offset and codes[0] == _CONDITION_FAILED:
+                raise self._replay() from error
+            if codes[offset] == _CONDITION_FAILED:
+                raise _OrderNotPendingError() from error
+            if _CONDITION_FAILED in codes[offset + 1 :]:
+                raise StaleWindowError() from error
+            raise
+
+    def _replay(self) -> IdempotentReplayError:
+        assert self._idempotency is not None
+        try:
+            item = IdempotencyItem.get(user_pk(self._user_id), _idempotency_sk(self._idempotency), consistent_read=True)
+        except DoesNotExist:  # pragma: no cover - expired between the write and this read
+            return IdempotentReplayError("", "")
+        return IdempotentReplayError(item.result_id, item.fingerprint)
+
+
+def _idempotency_sk(record: IdempotencyRecord) -> str:
+    return f"IDEMPOTENCY#{record.scope}#{record.key}"
+
+
+__all__ = ["DynamoCatalogRepository", "DynamoOrderRepository", "PutError"]

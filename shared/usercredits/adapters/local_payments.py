@@ -1,0 +1,27 @@
+"""The local payment provider (api-contract.md "Local payment simulation"): Stripe-shaped intents, no network.
+
+Intent ids are derived from (order, attempt) exactly like the Stripe adapter's idempotency keys, so asking twice for
+the same attempt returns the same intent, as Stripe does for a repeated idempotency key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+
+from usercredits.domain.models import Order, PaymentIntent
+
+
+class LocalPaymentGateway:
+    """Payment intents for ``make run`` and the tests when no Stripe key is configured."""
+
+    provider = "local"
+
+    def __init__(self, secret: str) -> None:
+        self._secret = secret.encode()
+
+    def create_intent(self, order: Order, attempt: int) -> PaymentIntent:
+        digest = hashlib.sha256(f"{order.order_id}:{attempt}".encode()).hexdigest()[:24]
+        intent_id = f"pi_local_{digest}"
+        signature = hmac.new(self._secret, intent_id.encode(), hashlib.sha256).hexdigest()[:24]
+        return PaymentIntent(provider=self.provider, payment_intent_id=intent_id, client_secret=f"{intent_id}_secret_{signature}")

@@ -1,0 +1,208 @@
+"""Domain entities and value objects (frozen pydantic models, serialised in camelCase as the HTTP contract says)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic.alias_generators import to_camel
+
+from usercredits.domain.currencies import is_known_currency
+
+#: Largest quantity one order may ask for when the offer sets no quantityLimit (guards against absurd totals).
+MAX_ORDER_QUANTITY = 10_000
+
+
+class DomainModel(BaseModel):
+    """Base: immutable, camelCase on the wire, snake_case in code."""
+
+    model_config = ConfigDict(frozen=True, populate_by_name=True, alias_generator=to_camel, extra="forbid")
+
+
+def _currency(value: str) -> str:
+    if not is_known_currency(value):
+        raise ValueError(f"unknown currency {value!r} (use an ISO 4217 code in lower case, e.g. 'usd')")
+    return value
+
+
+Currency = Annotated[str, Field(min_length=3, max_length=3, pattern=r"^[a-z]{3}$"), AfterValidator(_currency)]
+Identifier = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:\-]+$")]
+
+
+class Money(DomainModel):
+    """An exact amount in integer minor units (1999 = 19.99 usd; 500 = 500 jpy)."""
+
+    amount: int = Field(ge=0, le=10**15, strict=True)
+    currency: Currency
+
+
+class Cycle(StrEnum):
+    ONCE = "once"
+    DAILY = "daily"
+    WEEKLY = "weekly"
+    BI_WEEKLY = "bi-weekly"
+    MONTHLY = "monthly"
+    TRIMESTER = "trimester"
+    SEMESTER = "semester"
+    YEARLY = "yearly"
+    CUSTOM = "custom"
+
+
+class OrderStatus(StrEnum):
+    PENDING = "pending"
+    PAID = "paid"
+    REFUSED = "refused"
+    ERROR = "error"
+    INCONSISTENT = "inconsistent"
+    EXPIRED = "expired"
+    REFUNDED = "refunded"
+    CANCELED = "canceled"
+
+
+class CombinedOffer(DomainModel):
+    """A bundle item: buying the root offer also grants ``quantity`` units of ``offer_id`` into ``offer_group``."""
+
+    offer_id: Identifier
+    offer_group: Identifier
+    quantity: int = Field(default=1, ge=1, le=MAX_ORDER_QUANTITY, strict=True)
+
+
+class OfferTerms(DomainModel):
+    """Everything an admin defines about an offer (the body of ``PUT /admin/offers/{offerId}``)."""
+
+    name: str = Field(min_length=1, max_length=200)
+    kind: Literal["subscription", "tokens", "expertise"] = "tokens"
+    offer_group: Identifier
+    prices: list[Money] = Field(min_length=1, max_length=50)
+    tokens: int = Field(ge=0, le=10**12, strict=True)
+    cycle: Cycle
+    custom_cycle_seconds: int | None = Field(default=None, ge=1, le=100 * 366 * 86400, strict=True)
+    append_date: bool = False
+    quantity_limit: int | None = Field(default=None, ge=1, le=MAX_ORDER_QUANTITY, strict=True)
+    overriding_key: Identifier | None = None
+    weight: int = Field(default=0, ge=-(10**6), le=10**6, strict=True)
+    unlocked_by: list[Identifier] = Field(default_factory=list, max_length=100)
+    tags: list[Annotated[str, Field(min_length=1, max_length=64)]] = Field(default_factory=list, max_length=50)
+    popular: int | None = Field(default=None, ge=0, le=1000, strict=True)
+    combined_items: list[CombinedOffer] = Field(default_factory=list, max_length=40)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> OfferTerms:
+        currencies = [price.currency for price in self.prices]
+        if len(set(currencies)) != len(currencies):
+            raise ValueError("prices must hold at most one price per currency")
+        if self.cycle is Cycle.CUSTOM and self.custom_cycle_seconds is None:
+            raise ValueError("cycle 'custom' needs customCycleSeconds")
+        if self.cycle is not Cycle.CUSTOM and self.custom_cycle_seconds is not None:
+            raise ValueError("customCycleSeconds is only meaningful with cycle 'custom'")
+        return self
+
+    def price_in(self, currency: str) -> Money | None:
+        """The offer's price in ``currency``, or None when it is not sold in that currency (no conversion)."""
+        return next((price for price in self.prices if price.currency == currency), None)
+
+
+class Offer(OfferTerms):
+    """A catalog offer."""
+
+    offer_id: Identifier
+    retired: bool = False
+
+    @property
+    def is_locked(self) -> bool:
+        """True when only buyers of one of ``unlocked_by`` groups may see and order it."""
+        return bool(self.unlocked_by)
+
+
+class OfferView(Offer):
+    """An offer as shown to a caller: ``price`` is the one in the requested currency."""
+
+    price: Money
+
+
+class HistoryEntry(DomainModel):
+    date: datetime
+    status: OrderStatus
+    message: str
+
+
+class OrderLine(DomainModel):
+    """One bundle item of an order; the bundled offer's terms are copied at order time."""
+
+    offer_id: str
+    offer_group: str
+    quantity: int
+    unit_tokens: int
+    total_tokens: int
+    cycle: Cycle
+    custom_cycle_seconds: int | None = None
+    append_date: bool = False
+    starts: datetime | None = None
+    expires: datetime | None = None
+    child_order_id: str | None = None
+
+
+class Order(DomainModel):
+    """A purchase attempt, with a copy of what was bought so later catalog edits change nothing."""
+
+    order_id: str
+    user_id: str
+    offer_id: str
+    offer_group: str
+    offer_name: str
+    status: OrderStatus
+    quantity: int
+    total: Money
+    unit_tokens: int
+    total_tokens: int
+    cycle: Cycle
+    custom_cycle_seconds: int | None = None
+    append_date: bool = False
+    starts: datetime | None = None
+    expires: datetime | None = None
+    payment_intent_id: str | None = None
+    parent_order_id: str | None = None
+    payment_attempt: int = 0
+    combined_items: list[OrderLine] = Field(default_factory=list)
+    history: list[HistoryEntry] = Field(default_factory=list)
+    created_at: datetime
+    updated_at: datetime
+
+
+class PaidWindow(DomainModel):
+    """What a user has paid for in one offer group: the union of its paid orders' windows."""
+
+    offer_group: str
+    starts: datetime | None = None
+    expires: datetime | None = None
+    perpetual: bool = False
+    paid_orders: int = 0
+    version: int = 0
+
+    def active_at(self, now: datetime) -> bool:
+        """True while some paid purchase of the group is still valid."""
+        return self.perpetual or (self.expires is not None and self.expires > now)
+
+
+class PaymentIntent(DomainModel):
+    """What the payment provider answers when asked to collect an order's total."""
+
+    provider: str
+    payment_intent_id: str
+    client_secret: str
+
+
+class Caller(DomainModel):
+    """The authenticated caller: ``user_id`` from the JWT ``sub``, admin from the ``credits/admin`` scope."""
+
+    user_id: str
+    is_admin: bool = False
+
+
+class Page[T](DomainModel):
+    """One page of a list and the opaque cursor of the next one (None at the end)."""
+
+    items: list[T]
+    next_cursor: str | None = None

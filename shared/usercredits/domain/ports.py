@@ -1,0 +1,106 @@
+"""Ports: what the use cases need from the outside world. Adapters implement them; tests use in-memory fakes."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Protocol
+
+from usercredits.domain.models import Offer, Order, OrderStatus, Page, PaidWindow, PaymentIntent
+from usercredits.domain.settlement import Settlement
+
+
+class Clock(Protocol):
+    def now(self) -> datetime:
+        """The current time, timezone-aware UTC."""
+        ...
+
+
+class SystemClock:
+    """The real clock."""
+
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class IdempotencyRecord:
+    """An ``Idempotency-Key`` to record in the same write as the result it produced."""
+
+    scope: str
+    key: str
+    fingerprint: str
+    result_id: str
+
+
+class IdempotentReplayError(Exception):
+    """Raised by a repository when the idempotency key was already recorded; carries what it recorded."""
+
+    def __init__(self, result_id: str, fingerprint: str) -> None:
+        super().__init__(result_id)
+        self.result_id = result_id
+        self.fingerprint = fingerprint
+
+
+class StaleWindowError(Exception):
+    """Raised by a repository when a paid window changed since it was read (optimistic concurrency)."""
+
+
+class CatalogRepository(Protocol):
+    def list_offers(self) -> list[Offer]:
+        """Every offer, retired ones included."""
+        ...
+
+    def get_offer(self, offer_id: str) -> Offer | None: ...
+
+    def put_offer(self, offer: Offer, now: datetime) -> None: ...
+
+    def retire_offer(self, offer_id: str, now: datetime) -> bool:
+        """Mark the offer retired; False when it does not exist."""
+        ...
+
+
+class OrderRepository(Protocol):
+    def get_order(self, user_id: str, order_id: str) -> Order | None: ...
+
+    def list_orders(self, user_id: str, *, status: OrderStatus | None, limit: int, cursor: str | None) -> Page[Order]:
+        """The user's orders, newest first."""
+        ...
+
+    def find_orders(self, user_id: str, *, offer_id: str, status: OrderStatus) -> list[Order]: ...
+
+    def paid_windows(self, user_id: str) -> Mapping[str, PaidWindow]:
+        """The user's paid window per offer group, in one read."""
+        ...
+
+    def create_order(
+        self, order: Order, *, settlement: Settlement | None, idempotency: IdempotencyRecord | None
+    ) -> None:
+        """Write a new order (already settled when ``settlement`` is given) in one transaction.
+
+        Raises ``IdempotentReplayError`` when the idempotency key exists and ``StaleWindowError`` when a window moved.
+        """
+        ...
+
+    def settle_order(self, settlement: Settlement) -> bool:
+        """Move a stored pending order to paid with its windows and child orders, in one transaction.
+
+        Returns False when the order is no longer pending (it was settled already: nothing is written twice).
+        Raises ``StaleWindowError`` when a window moved.
+        """
+        ...
+
+    def set_payment_intent(
+        self, order: Order, *, intent_id: str, attempt: int, idempotency: IdempotencyRecord | None
+    ) -> Order:
+        """Record a fresh intent on a pending order, conditional on its status and attempt being unchanged."""
+        ...
+
+
+class PaymentGateway(Protocol):
+    provider: str
+
+    def create_intent(self, order: Order, attempt: int) -> PaymentIntent:
+        """Create (or, for the same order and attempt, return again) the intent that collects ``order.total``."""
+        ...

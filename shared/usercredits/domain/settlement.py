@@ -1,0 +1,121 @@
+"""What paying an order changes: its validity window, the bundle's child orders and the user's paid windows.
+
+Pure computation (seeds-spec 2.4.2, 2.5-2.7) with the seed's bugs fixed: a new window never shortens an existing one,
+the earliest start of a contiguous window is kept, ``once`` means no expiry, and bundle terms come from the copy kept
+on the order (so a retired offer cannot break a payment).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from usercredits.domain.cycles import cycle_end
+from usercredits.domain.models import HistoryEntry, Money, Order, OrderLine, OrderStatus, PaidWindow
+
+
+@dataclass(frozen=True)
+class Settlement:
+    """The writes of one payment: the paid order, its children, and each touched window before and after."""
+
+    order: Order
+    child_orders: list[Order]
+    windows_after: dict[str, PaidWindow]
+    windows_before: dict[str, PaidWindow | None] = field(default_factory=dict)
+
+
+def start_for(append_date: bool, window: PaidWindow | None, now: datetime) -> datetime:
+    """With ``appendDate`` a purchase starts where the group's paid window ends (if that is later than now)."""
+    if append_date and window is not None and window.expires is not None and window.expires > now:
+        return window.expires
+    return now
+
+
+def extend_window(window: PaidWindow | None, group: str, starts: datetime, expires: datetime | None) -> PaidWindow:
+    """The group's window once a purchase over [starts, expires) is added; it never shrinks."""
+    if window is None:
+        return PaidWindow(offer_group=group, starts=starts, expires=expires, perpetual=expires is None, paid_orders=1)
+    contiguous = window.perpetual or (window.expires is not None and window.expires >= starts)
+    new_starts = min(window.starts, starts) if contiguous and window.starts is not None else starts
+    if expires is None:
+        new_expires = window.expires
+    else:
+        new_expires = expires if window.expires is None else max(window.expires, expires)
+    return window.model_copy(
+        update={
+            "starts": new_starts,
+            "expires": new_expires,
+            "perpetual": window.perpetual or expires is None,
+            "paid_orders": window.paid_orders + 1,
+        }
+    )
+
+
+def settle_order(order: Order, windows: dict[str, PaidWindow], now: datetime, message: str) -> Settlement:
+    """Compute everything that becomes true when ``order`` is paid at ``now``."""
+    before: dict[str, PaidWindow | None] = {}
+    current = dict(windows)
+
+    def add(group: str, starts: datetime, expires: datetime | None) -> None:
+        before.setdefault(group, windows.get(group))
+        current[group] = extend_window(current.get(group), group, starts, expires)
+
+    root_start = max(order.starts, now) if order.starts else start_for(order.append_date, current.get(order.offer_group), now)
+    root_end = cycle_end(root_start, order.cycle, order.quantity, order.custom_cycle_seconds)
+    add(order.offer_group, root_start, root_end)
+
+    lines: list[OrderLine] = []
+    children: list[Order] = []
+    for index, line in enumerate(order.combined_items, start=1):
+        if line.append_date:
+            starts = start_for(True, current.get(line.offer_group), now)
+            expires = cycle_end(starts, line.cycle, line.quantity, line.custom_cycle_seconds)
+        else:  # the bundle item shares the root purchase's validity (seed semantics)
+            starts, expires = root_start, root_end
+        add(line.offer_group, starts, expires)
+        child_id = f"{order.order_id}-{index:02d}"
+        lines.append(line.model_copy(update={"starts": starts, "expires": expires, "child_order_id": child_id}))
+        children.append(_child_order(order, line, child_id, starts, expires, now))
+
+    paid = order.model_copy(
+        update={
+            "status": OrderStatus.PAID,
+            "starts": root_start,
+            "expires": root_end,
+            "combined_items": lines,
+            "history": [*order.history, HistoryEntry(date=now, status=OrderStatus.PAID, message=message)],
+            "updated_at": now,
+        }
+    )
+    return Settlement(
+        order=paid,
+        child_orders=children,
+        windows_after={group: current[group] for group in before},
+        windows_before=before,
+    )
+
+
+def _child_order(
+    root: Order, line: OrderLine, child_id: str, starts: datetime, expires: datetime | None, now: datetime
+) -> Order:
+    return Order(
+        order_id=child_id,
+        user_id=root.user_id,
+        offer_id=line.offer_id,
+        offer_group=line.offer_group,
+        offer_name=line.offer_group,
+        status=OrderStatus.PAID,
+        quantity=line.quantity,
+        total=Money(amount=0, currency=root.total.currency),
+        unit_tokens=line.unit_tokens,
+        total_tokens=line.total_tokens,
+        cycle=line.cycle,
+        custom_cycle_seconds=line.custom_cycle_seconds,
+        append_date=line.append_date,
+        starts=starts,
+        expires=expires,
+        parent_order_id=root.order_id,
+        history=[HistoryEntry(date=now, status=OrderStatus.PAID, message=f"Bundled with order {root.order_id}")],
+        created_at=now,
+        updated_at=now,
+    )
