@@ -12,6 +12,15 @@ from aws_lambda_powertools.event_handler.openapi.params import Body, Header, Pat
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from ordering.schemas import (
+    CreateOrderRequest,
+    OffersResponse,
+    OrdersResponse,
+    OrderWithPayment,
+    PutOfferRequest,
+    SubscriptionResponse,
+)
 from usercredits.adapters.dynamodb.repositories import DynamoCatalogRepository, DynamoOrderRepository
 from usercredits.adapters.payments import build_payment_gateway
 from usercredits.domain import ordering
@@ -22,15 +31,6 @@ from usercredits.errors import InvalidRequestError, NotImplementedYetError
 from usercredits.http import current_caller, error_responses, register_error_handlers, require_admin
 from usercredits.observability import logger, metrics
 from usercredits.settings import OrderingSettings, get_ordering_settings
-
-from ordering.schemas import (
-    CreateOrderRequest,
-    OffersResponse,
-    OrdersResponse,
-    OrderWithPayment,
-    PutOfferRequest,
-    SubscriptionResponse,
-)
 
 app = APIGatewayHttpResolver(enable_validation=True)
 register_error_handlers(app)
@@ -161,9 +161,7 @@ def handle_confirm_order(orderId: str) -> Response[Any]:  # noqa: N803
     raise NotImplementedYetError("confirming a payment with the provider arrives with the payments issue")
 
 
-@app.get(
-    "/subscriptions/<offerId>", responses={200: {"description": "OK"}, **error_responses(S.UNAUTHORIZED)}
-)
+@app.get("/subscriptions/<offerId>", responses={200: {"description": "OK"}, **error_responses(S.UNAUTHORIZED)})
 def handle_get_subscription(offerId: IdPath) -> SubscriptionResponse:  # noqa: N803
     deps = dependencies()
     found = ordering.get_subscription(offerId, current_caller(app), orders=deps.orders, clock=deps.clock)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from pydantic import AwareDatetime, Field
+
 from usercredits.domain.models import (
     MAX_ORDER_QUANTITY,
     Currency,

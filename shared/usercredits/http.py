@@ -40,8 +40,13 @@ ERROR_TABLE: dict[type[errors.DomainError], tuple[HTTPStatus, str]] = {
 }
 
 
-def error_response(status: HTTPStatus, code: str, message: str, details: list[dict[str, Any]] | None = None,
-                   headers: dict[str, str] | None = None) -> Response[str]:
+def error_response(
+    status: HTTPStatus,
+    code: str,
+    message: str,
+    details: list[dict[str, Any]] | None = None,
+    headers: dict[str, str] | None = None,
+) -> Response[str]:
     body = ErrorResponse(error=code, message=message, details=details).model_dump_json(exclude_none=True)
     return Response(status_code=status, content_type=content_types.APPLICATION_JSON, body=body, headers=headers)
 

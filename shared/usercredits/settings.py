@@ -41,7 +41,7 @@ class EventBusSettings(_EnvModel):
 class PaymentSettings(_EnvModel):
     # "local" is the simulated provider of api-contract.md (make run, tests); "stripe" is production.
     PAYMENT_PROVIDER: Literal["local", "stripe"] = "stripe"
-    # Name of the Secrets Manager secret (or SSM parameter, prefix "ssm:") holding the Stripe keys; never the key itself.
+    # Name of the Secrets Manager secret holding the Stripe keys; never the key itself.
     STRIPE_SECRET_NAME: str = ""
     LOCAL_WEBHOOK_SECRET: str = "whsec_local"
 
@@ -55,8 +55,9 @@ class ConsumptionSettings(ObservabilitySettings, CreditsTableSettings, EventBusS
     pass
 
 
-class StripeWebhookSettings(ObservabilitySettings, CreditsTableSettings, CustomersTableSettings, EventBusSettings,
-                            PaymentSettings):
+class StripeWebhookSettings(
+    ObservabilitySettings, CreditsTableSettings, CustomersTableSettings, EventBusSettings, PaymentSettings
+):
     pass
 
 

@@ -24,4 +24,6 @@ class LocalPaymentGateway:
         digest = hashlib.sha256(f"{order.order_id}:{attempt}".encode()).hexdigest()[:24]
         intent_id = f"pi_local_{digest}"
         signature = hmac.new(self._secret, intent_id.encode(), hashlib.sha256).hexdigest()[:24]
-        return PaymentIntent(provider=self.provider, payment_intent_id=intent_id, client_secret=f"{intent_id}_secret_{signature}")
+        return PaymentIntent(
+            provider=self.provider, payment_intent_id=intent_id, client_secret=f"{intent_id}_secret_{signature}"
+        )

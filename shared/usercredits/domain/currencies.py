@@ -11,8 +11,10 @@ _CODES = (
     "ugx usd uyu uzs ves vnd vuv wst xaf xcd xof xpf yer zar zmw zwl"
 )
 KNOWN_CURRENCIES = frozenset(_CODES.split())
-_ZERO_DECIMAL = frozenset("bif clp djf gnf jpy kmf krw mga pyg rwf ugx vnd vuv xaf xof xpf".split())
-_THREE_DECIMAL = frozenset("bhd iqd jod kwd lyd omr tnd".split())
+_ZERO_DECIMAL = frozenset(
+    ["bif", "clp", "djf", "gnf", "jpy", "kmf", "krw", "mga", "pyg", "rwf", "ugx", "vnd", "vuv", "xaf", "xof", "xpf"]
+)
+_THREE_DECIMAL = frozenset(["bhd", "iqd", "jod", "kwd", "lyd", "omr", "tnd"])
 
 
 def is_known_currency(code: str) -> bool:

@@ -138,7 +138,9 @@ def place_order(
     if price is None:
         raise InvalidRequestError(f"offer {offer.offer_id!r} is not sold in {currency!r}")
     if offer.quantity_limit is not None and command.quantity > offer.quantity_limit:
-        raise ConflictError(f"Requested quantity exceeds the limit ({offer.quantity_limit}) of offer {offer.offer_id!r}")
+        raise ConflictError(
+            f"Requested quantity exceeds the limit ({offer.quantity_limit}) of offer {offer.offer_id!r}"
+        )
     total = price.amount * command.quantity
     if total > MAX_ORDER_TOTAL:
         raise InvalidRequestError("order total too large")
@@ -148,7 +150,12 @@ def place_order(
     order = _new_order(command, caller, offer, Money(amount=total, currency=currency), catalog, now)
     idempotency = None
     if command.idempotency_key is not None:
-        request = {"offerId": offer.offer_id, "quantity": command.quantity, "currency": currency, "starts": command.starts}
+        request = {
+            "offerId": offer.offer_id,
+            "quantity": command.quantity,
+            "currency": currency,
+            "starts": command.starts,
+        }
         idempotency = IdempotencyRecord("orders", command.idempotency_key, fingerprint(request), order.order_id)
     try:
         return _write_new_order(order, offer, idempotency, orders=orders, payments=payments, clock=clock)
@@ -226,12 +233,15 @@ def _write_new_order(
         orders.create_order(settlement.order, settlement=settlement, idempotency=idempotency)
         return settlement.order
 
-    return PlacedOrder(order=_with_window_retries(attempt, windows, lambda: dict(orders.paid_windows(order.user_id))),
-                       payment=None)
+    return PlacedOrder(
+        order=_with_window_retries(attempt, windows, lambda: dict(orders.paid_windows(order.user_id))), payment=None
+    )
 
 
 def _with_window_retries(
-    attempt: Callable[[dict[str, PaidWindow]], Order], windows: dict[str, PaidWindow], reload: Callable[[], dict[str, PaidWindow]]
+    attempt: Callable[[dict[str, PaidWindow]], Order],
+    windows: dict[str, PaidWindow],
+    reload: Callable[[], dict[str, PaidWindow]],
 ) -> Order:
     for _ in range(_WINDOW_RETRIES):
         try:

@@ -60,7 +60,9 @@ def settle_order(order: Order, windows: dict[str, PaidWindow], now: datetime, me
         before.setdefault(group, windows.get(group))
         current[group] = extend_window(current.get(group), group, starts, expires)
 
-    root_start = max(order.starts, now) if order.starts else start_for(order.append_date, current.get(order.offer_group), now)
+    root_start = (
+        max(order.starts, now) if order.starts else start_for(order.append_date, current.get(order.offer_group), now)
+    )
     root_end = cycle_end(root_start, order.cycle, order.quantity, order.custom_cycle_seconds)
     add(order.offer_group, root_start, root_end)
 

@@ -1,0 +1,133 @@
+"""Shared fixtures: the WonderAI catalog, in-memory fakes, Lambda context, sample events."""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from devtools.catalog import read_catalog
+
+from tests.fakes import FixedClock, InMemoryCatalogRepository, InMemoryOrderRepository, RecordingPaymentGateway
+from usercredits.domain.models import Caller, Offer
+
+ROOT = Path(__file__).resolve().parent.parent
+EVENTS = ROOT / "events"
+DEMO_CATALOG = ROOT / "devtools" / "demo" / "wonderai.yaml"
+
+
+def load_event(name: str) -> dict[str, Any]:
+    """A sample event from events/ (the same files `make invoke` uses)."""
+    return json.loads((EVENTS / name).read_text(encoding="utf-8"))
+
+
+@pytest.fixture(scope="session")
+def wonderai_offers() -> list[Offer]:
+    return [Offer.model_validate(raw) for raw in read_catalog(DEMO_CATALOG)]
+
+
+@pytest.fixture
+def clock() -> FixedClock:
+    return FixedClock()
+
+
+@pytest.fixture
+def catalog(wonderai_offers: list[Offer]) -> InMemoryCatalogRepository:
+    return InMemoryCatalogRepository(wonderai_offers)
+
+
+@pytest.fixture
+def orders() -> InMemoryOrderRepository:
+    return InMemoryOrderRepository()
+
+
+@pytest.fixture
+def payments() -> RecordingPaymentGateway:
+    return RecordingPaymentGateway()
+
+
+@pytest.fixture
+def alice() -> Caller:
+    return Caller(user_id="alice")
+
+
+@dataclass
+class FakeLambdaContext:
+    function_name: str = "user-credits-test"
+    memory_limit_in_mb: int = 512
+    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:user-credits-test"
+    aws_request_id: str = "00000000-0000-0000-0000-000000000000"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 30_000
+
+
+@pytest.fixture
+def lambda_context() -> FakeLambdaContext:
+    return FakeLambdaContext()
+
+
+def http_event(
+    base: str,
+    *,
+    method: str | None = None,
+    path: str | None = None,
+    route: str | None = None,
+    body: Any = None,
+    raw_body: str | None = None,
+    user: str | None = "alice",
+    admin: bool = False,
+    query: dict[str, str] | None = None,
+    headers: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """An API Gateway HTTP API event built from a sample in events/, with the caller and request replaced."""
+    event = copy.deepcopy(load_event(base))
+    if method:
+        event["requestContext"]["http"]["method"] = method
+    if path:
+        event["rawPath"] = path
+        event["requestContext"]["http"]["path"] = path
+    if route:
+        event["routeKey"] = route
+    if body is not None or raw_body is not None:
+        event["body"] = raw_body if raw_body is not None else json.dumps(body)
+        event["isBase64Encoded"] = False
+    if query is not None:
+        event["queryStringParameters"] = query or None
+        event["rawQueryString"] = "&".join(f"{k}={v}" for k, v in query.items())
+    event["headers"] = {**event.get("headers", {}), **{k.lower(): v for k, v in (headers or {}).items()}}
+    authorizer = event["requestContext"].setdefault("authorizer", {"jwt": {"claims": {}, "scopes": None}})
+    if user is None:
+        event["requestContext"].pop("authorizer", None)
+    else:
+        authorizer["jwt"]["claims"] = {"sub": user, "scope": "credits/user credits/admin" if admin else "credits/user"}
+    return event
+
+
+@pytest.fixture
+def moto_tables() -> Iterator[None]:
+    """Fresh moto-backed tables created from template.yaml's own definitions."""
+    import boto3
+    from devtools.local_tables import create_tables
+    from moto import mock_aws
+
+    with mock_aws():
+        create_tables(boto3.client("dynamodb"))
+        _reset_pynamodb_connections()
+        yield
+    _reset_pynamodb_connections()
+
+
+def _reset_pynamodb_connections() -> None:
+    # PynamoDB caches a botocore client per model class; drop it so each test talks to its own backend.
+    from usercredits.adapters.dynamodb.tables import CreditsItem, CustomersItem
+
+    pending: list[type] = [CreditsItem, CustomersItem]
+    while pending:
+        model = pending.pop()
+        model._connection = None  # type: ignore[attr-defined]
+        pending.extend(model.__subclasses__())

@@ -1,0 +1,148 @@
+"""In-memory adapters with the same conditional semantics as the DynamoDB ones (for unit tests of the domain)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from usercredits.adapters.local_payments import LocalPaymentGateway
+from usercredits.domain.models import Offer, Order, OrderStatus, Page, PaidWindow, PaymentIntent
+from usercredits.domain.ports import IdempotencyRecord, IdempotentReplayError, StaleWindowError
+from usercredits.domain.settlement import Settlement
+from usercredits.errors import ConflictError
+
+
+@dataclass
+class FixedClock:
+    current: datetime = field(default_factory=lambda: datetime(2026, 1, 31, 12, 0, tzinfo=UTC))
+
+    def now(self) -> datetime:
+        return self.current
+
+    def advance(self, **delta: float) -> None:
+        self.current += timedelta(**delta)
+
+
+class InMemoryCatalogRepository:
+    def __init__(self, offers: list[Offer] | None = None) -> None:
+        self.offers: dict[str, Offer] = {offer.offer_id: offer for offer in offers or []}
+
+    def __len__(self) -> int:
+        return len(self.offers)
+
+    def __contains__(self, offer_id: object) -> bool:
+        return offer_id in self.offers
+
+    def list_offers(self) -> list[Offer]:
+        return list(self.offers.values())
+
+    def get_offer(self, offer_id: str) -> Offer | None:
+        return self.offers.get(offer_id)
+
+    def put_offer(self, offer: Offer, now: datetime) -> None:
+        self.offers[offer.offer_id] = offer
+
+    def retire_offer(self, offer_id: str, now: datetime) -> bool:
+        if offer_id not in self.offers:
+            return False
+        self.offers[offer_id] = self.offers[offer_id].model_copy(update={"retired": True})
+        return True
+
+
+class InMemoryOrderRepository:
+    def __init__(self) -> None:
+        self.orders: dict[tuple[str, str], Order] = {}
+        self.windows: dict[tuple[str, str], PaidWindow] = {}
+        self.keys: dict[tuple[str, str, str], IdempotencyRecord] = {}
+
+    def __len__(self) -> int:
+        return len(self.orders)
+
+    def __contains__(self, order_id: object) -> bool:
+        return any(key[1] == order_id for key in self.orders)
+
+    def get_order(self, user_id: str, order_id: str) -> Order | None:
+        return self.orders.get((user_id, order_id))
+
+    def list_orders(self, user_id: str, *, status: OrderStatus | None, limit: int, cursor: str | None) -> Page[Order]:
+        mine = sorted(
+            (o for (uid, _), o in self.orders.items() if uid == user_id and (status is None or o.status is status)),
+            key=lambda o: o.order_id,
+            reverse=True,
+        )
+        start = int(cursor) if cursor else 0
+        page = mine[start : start + limit]
+        more = start + limit < len(mine)
+        return Page[Order](items=page, next_cursor=str(start + limit) if more else None)
+
+    def find_orders(self, user_id: str, *, offer_id: str, status: OrderStatus) -> list[Order]:
+        return [
+            o for (uid, _), o in self.orders.items() if uid == user_id and o.offer_id == offer_id and o.status is status
+        ]
+
+    def paid_windows(self, user_id: str) -> Mapping[str, PaidWindow]:
+        return {group: window for (uid, group), window in self.windows.items() if uid == user_id}
+
+    def _check(self, user_id: str, idempotency: IdempotencyRecord | None, settlement: Settlement | None) -> None:
+        if idempotency is not None:
+            existing = self.keys.get((user_id, idempotency.scope, idempotency.key))
+            if existing is not None:
+                raise IdempotentReplayError(existing.result_id, existing.fingerprint)
+        if settlement is not None:
+            for group, before in settlement.windows_before.items():
+                current = self.windows.get((user_id, group))
+                if (before is None) != (current is None) or (before and current and before.version != current.version):
+                    raise StaleWindowError()
+
+    def _apply(self, user_id: str, idempotency: IdempotencyRecord | None, settlement: Settlement | None) -> None:
+        if idempotency is not None:
+            self.keys[(user_id, idempotency.scope, idempotency.key)] = idempotency
+        if settlement is not None:
+            for child in settlement.child_orders:
+                self.orders[(user_id, child.order_id)] = child
+            for group, after in settlement.windows_after.items():
+                before = settlement.windows_before.get(group)
+                version = before.version + 1 if before else 1
+                self.windows[(user_id, group)] = after.model_copy(update={"version": version})
+
+    def create_order(
+        self, order: Order, *, settlement: Settlement | None, idempotency: IdempotencyRecord | None
+    ) -> None:
+        self._check(order.user_id, idempotency, settlement)
+        self.orders[(order.user_id, order.order_id)] = order
+        self._apply(order.user_id, idempotency, settlement)
+
+    def settle_order(self, settlement: Settlement) -> bool:
+        order = settlement.order
+        stored = self.orders.get((order.user_id, order.order_id))
+        if stored is None or stored.status is not OrderStatus.PENDING:
+            return False
+        self._check(order.user_id, None, settlement)
+        self.orders[(order.user_id, order.order_id)] = order
+        self._apply(order.user_id, None, settlement)
+        return True
+
+    def set_payment_intent(
+        self, order: Order, *, intent_id: str, attempt: int, idempotency: IdempotencyRecord | None
+    ) -> Order:
+        self._check(order.user_id, idempotency, None)
+        stored = self.orders[(order.user_id, order.order_id)]
+        if stored.status is not OrderStatus.PENDING or stored.payment_attempt != order.payment_attempt:
+            raise ConflictError("order changed meanwhile")
+        updated = stored.model_copy(update={"payment_intent_id": intent_id, "payment_attempt": attempt})
+        self.orders[(order.user_id, order.order_id)] = updated
+        self._apply(order.user_id, idempotency, None)
+        return updated
+
+
+class RecordingPaymentGateway(LocalPaymentGateway):
+    """The local gateway, remembering every intent it was asked for."""
+
+    def __init__(self) -> None:
+        super().__init__("whsec_test")
+        self.requests: list[tuple[str, int, int, str]] = []
+
+    def create_intent(self, order: Order, attempt: int) -> PaymentIntent:
+        self.requests.append((order.order_id, attempt, order.total.amount, order.total.currency))
+        return super().create_intent(order, attempt)

@@ -1,0 +1,11 @@
+"""Unit tests run with sockets disabled: the domain never does I/O."""
+
+import pytest
+from pytest_socket import disable_socket, enable_socket
+
+
+@pytest.fixture(autouse=True)
+def _no_network():  # type: ignore[no-untyped-def]
+    disable_socket()
+    yield
+    enable_socket()

@@ -1,0 +1,264 @@
+"""Ordering use cases against in-memory fakes (seed T07-T13, T21, T22 and the section-7 fixes)."""
+
+from datetime import timedelta
+
+import pytest
+
+from tests.fakes import FixedClock, InMemoryCatalogRepository, InMemoryOrderRepository, RecordingPaymentGateway
+from usercredits.domain import ordering
+from usercredits.domain.models import Caller, Money, Offer, OrderStatus
+from usercredits.errors import ConflictError, ForbiddenError, InvalidRequestError, NotFoundError
+
+
+@pytest.fixture
+def place(
+    catalog: InMemoryCatalogRepository,
+    orders: InMemoryOrderRepository,
+    payments: RecordingPaymentGateway,
+    clock: FixedClock,
+):  # type: ignore[no-untyped-def]
+    def _place(offer_id: str, quantity: int = 1, user: str = "alice", **kwargs: object) -> ordering.PlacedOrder:
+        command = ordering.PlaceOrder(offer_id, quantity, **kwargs)  # type: ignore[arg-type]
+        return ordering.place_order(
+            command,
+            Caller(user_id=user),
+            default_currency="usd",
+            catalog=catalog,
+            orders=orders,
+            payments=payments,
+            clock=clock,
+        )
+
+    return _place
+
+
+def test_place_order_total_is_price_times_quantity_in_minor_units(place, payments) -> None:  # type: ignore[no-untyped-def]
+    # Seed T07 + T12: EnterpriseM x 3 -> 3 x 99.00 usd, and an intent for exactly that amount.
+    placed = place("EnterpriseM", 3)
+    assert placed.order.total == Money(amount=29700, currency="usd")
+    assert placed.order.status is OrderStatus.PENDING
+    assert payments.requests == [(placed.order.order_id, 1, 29700, "usd")]
+    assert placed.payment is not None and placed.payment.payment_intent_id == placed.order.payment_intent_id
+    assert placed.payment.client_secret
+
+
+def test_place_order_default_quantity_is_one(place) -> None:  # type: ignore[no-untyped-def]
+    placed = place("EnterpriseM")
+    assert (placed.order.quantity, placed.order.total.amount) == (1, 9900)
+
+
+def test_place_order_quantity_over_limit_is_a_conflict_and_writes_nothing(place, orders) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(ConflictError, match="Requested quantity exceeds the limit"):  # seed T08
+        place("Free", 2)
+    assert len(orders) == 0
+
+
+def test_place_order_keeps_unit_and_total_tokens_apart(place) -> None:  # type: ignore[no-untyped-def]
+    # Seed T09 / bug 7.1-10: tokenCount changed meaning when paid; now unitTokens and totalTokens are both kept.
+    order = place("_100tokens", 3).order
+    assert (order.unit_tokens, order.total_tokens, order.cycle.value) == (100, 300, "yearly")
+
+
+def test_place_order_stores_the_bundle_breakdown(place, orders) -> None:  # type: ignore[no-untyped-def]
+    # Seed T10 / bug 7.1-10: the breakdown is persisted, multiplied by the root quantity.
+    order = place("ScaleUpM", 2).order
+    stored = orders.get_order("alice", order.order_id)
+    assert [(line.offer_id, line.offer_group, line.quantity, line.total_tokens) for line in stored.combined_items] == [
+        ("_700tokens", "AiTokens", 2, 1400),
+        ("1-article-month", "VIP_BACK_LINK", 4, 4),
+    ]
+
+
+def test_place_order_free_offer_is_paid_at_once_with_its_bundle(place, orders, payments, clock) -> None:  # type: ignore[no-untyped-def]
+    order = place("Free").order
+    assert order.status is OrderStatus.PAID and payments.requests == []
+    assert order.expires == order.starts + (clock.now().replace(month=2, day=28) - clock.now())
+    windows = orders.paid_windows("alice")
+    assert set(windows) == {"Free", "AiTokens"}
+    child = orders.get_order("alice", order.combined_items[0].child_order_id)
+    assert child.parent_order_id == order.order_id and child.status is OrderStatus.PAID
+
+
+def test_place_order_locked_offer_is_forbidden_until_unlocked(place, orders, catalog, clock) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(ForbiddenError):
+        place("1-article-month")
+    # A paid ScaleUp purchase unlocks the VIP articles (seed 7.1-11: the unlock check is enforced on orders).
+    scaleup = place("ScaleUpM").order
+    ordering.apply_order_paid("alice", scaleup.order_id, orders=orders, clock=clock, message="paid")
+    assert place("1-article-month").order.status is OrderStatus.PENDING
+
+
+def test_place_order_expired_purchase_no_longer_unlocks(place, orders, clock) -> None:  # type: ignore[no-untyped-def]
+    scaleup = place("ScaleUpM").order
+    ordering.apply_order_paid("alice", scaleup.order_id, orders=orders, clock=clock, message="paid")
+    clock.advance(days=40)
+    with pytest.raises(ForbiddenError):  # seed bug 7.1-8: expired purchases kept unlocking offers
+        place("1-article-month")
+
+
+@pytest.mark.parametrize(
+    ("offer_id", "kwargs", "error"),
+    [
+        ("nope", {}, NotFoundError),
+        ("1-article-month", {"currency": "eur"}, InvalidRequestError),  # not sold in eur
+    ],
+)
+def test_place_order_refuses_unknown_offer_or_currency(place, offer_id, kwargs, error) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(error):
+        place(offer_id, **kwargs)
+
+
+def test_place_order_retired_offer_is_not_found(place, catalog, clock) -> None:  # type: ignore[no-untyped-def]
+    ordering.retire_offer("_20tokens", catalog=catalog, clock=clock)
+    with pytest.raises(NotFoundError):
+        place("_20tokens")
+
+
+def test_place_order_explicit_past_start_is_refused(place, clock) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(InvalidRequestError, match="Explicit start date has passed"):  # seed T13
+        place("StartupM", starts=clock.now() - timedelta(seconds=1))
+
+
+def test_place_order_prices_in_the_requested_currency(place) -> None:  # type: ignore[no-untyped-def]
+    assert place("StartupM", 2, currency="eur").order.total == Money(amount=9800, currency="eur")
+
+
+def test_place_order_idempotency_key_replays_the_first_order(place, orders, payments) -> None:  # type: ignore[no-untyped-def]
+    first = place("EnterpriseM", 2, idempotency_key="k-1")
+    again = place("EnterpriseM", 2, idempotency_key="k-1")
+    assert again.order == first.order and again.payment == first.payment
+    assert len(orders) == 1
+
+
+def test_place_order_idempotency_key_with_other_body_is_a_conflict(place) -> None:  # type: ignore[no-untyped-def]
+    place("EnterpriseM", 2, idempotency_key="k-1")
+    with pytest.raises(ConflictError, match="Idempotency-Key"):
+        place("EnterpriseM", 3, idempotency_key="k-1")
+
+
+def test_idempotency_keys_are_per_user(place, orders) -> None:  # type: ignore[no-untyped-def]
+    place("EnterpriseM", idempotency_key="same", user="alice")
+    place("EnterpriseM", idempotency_key="same", user="bob")
+    assert len(orders) == 2
+
+
+def test_apply_order_paid_twice_settles_once(place, orders, clock) -> None:  # type: ignore[no-untyped-def]
+    # Seed T21 / bug 7.1-2: "already paid" looked at the caller's copy; now the stored status decides.
+    order = place("EbEnterpriseY").order
+    first = ordering.apply_order_paid("alice", order.order_id, orders=orders, clock=clock, message="paid")
+    second = ordering.apply_order_paid("alice", order.order_id, orders=orders, clock=clock, message="paid")
+    assert first == second
+    assert orders.paid_windows("alice")["EbEnterprise"].paid_orders == 1
+    # Seed T22: EbEnterpriseY grants 150 x 12 per unit; its bundle 28 x 300 AiTokens.
+    assert first.total_tokens == 1800
+    assert [(line.offer_group, line.total_tokens) for line in first.combined_items] == [
+        ("AiTokens", 8400),
+        ("VIP_BACK_LINK", 24),
+    ]
+
+
+def test_apply_order_paid_survives_offer_retirement(place, orders, catalog, clock) -> None:  # type: ignore[no-untyped-def]
+    # Seed T21 raised "Offer with id ... in order ..." when the offer was gone; the order's copy now suffices.
+    order = place("ScaleUpY").order
+    for offer_id in ("ScaleUpY", "_700tokens", "1-article-month"):
+        ordering.retire_offer(offer_id, catalog=catalog, clock=clock)
+    paid = ordering.apply_order_paid("alice", order.order_id, orders=orders, clock=clock, message="paid")
+    assert paid.status is OrderStatus.PAID and len(paid.combined_items) == 2
+
+
+def test_appended_purchases_chain_their_windows(place, orders, clock) -> None:  # type: ignore[no-untyped-def]
+    first = place("StartupM").order
+    first = ordering.apply_order_paid("alice", first.order_id, orders=orders, clock=clock, message="paid")
+    second = place("StartupY").order
+    second = ordering.apply_order_paid("alice", second.order_id, orders=orders, clock=clock, message="paid")
+    assert second.starts == first.expires
+    assert orders.paid_windows("alice")["Startup"].expires == second.expires
+
+
+def test_request_payment_creates_a_fresh_intent_for_a_pending_order(place, orders, payments) -> None:  # type: ignore[no-untyped-def]
+    order = place("EnterpriseM").order
+    retried = ordering.request_payment(
+        order.order_id, Caller(user_id="alice"), idempotency_key=None, orders=orders, payments=payments
+    )
+    assert retried.order.payment_attempt == 2
+    assert retried.payment.payment_intent_id != order.payment_intent_id  # type: ignore[union-attr]
+
+
+def test_request_payment_on_a_paid_order_is_a_conflict(place, orders, payments) -> None:  # type: ignore[no-untyped-def]
+    order = place("Free").order
+    with pytest.raises(ConflictError, match="not pending"):  # seed bug 7.1-2: payOrder worked on paid orders
+        ordering.request_payment(
+            order.order_id, Caller(user_id="alice"), idempotency_key=None, orders=orders, payments=payments
+        )
+
+
+def test_request_payment_replays_with_the_same_key(place, orders, payments) -> None:  # type: ignore[no-untyped-def]
+    order = place("EnterpriseM").order
+    alice = Caller(user_id="alice")
+    first = ordering.request_payment(order.order_id, alice, idempotency_key="p1", orders=orders, payments=payments)
+    again = ordering.request_payment(order.order_id, alice, idempotency_key="p1", orders=orders, payments=payments)
+    assert again.payment == first.payment and again.order.payment_attempt == 2
+
+
+def test_orders_of_another_user_are_not_found(place, orders) -> None:  # type: ignore[no-untyped-def]
+    order = place("EnterpriseM").order
+    with pytest.raises(NotFoundError):
+        ordering.get_order(order.order_id, Caller(user_id="mallory"), orders=orders)
+
+
+def test_get_subscription_reports_paid_unexpired_orders_only(place, orders, clock) -> None:  # type: ignore[no-untyped-def]
+    alice = Caller(user_id="alice")
+    assert not ordering.get_subscription("Free", alice, orders=orders, clock=clock).subscribed
+    order = place("Free").order
+    found = ordering.get_subscription("Free", alice, orders=orders, clock=clock)
+    assert (found.subscribed, found.order_id, found.expires) == (True, order.order_id, order.expires)
+    clock.advance(days=40)
+    assert not ordering.get_subscription("Free", alice, orders=orders, clock=clock).subscribed
+
+
+def test_list_offers_reflects_the_callers_paid_groups(catalog, orders, clock, place) -> None:  # type: ignore[no-untyped-def]
+    alice = Caller(user_id="alice")
+    before = ordering.list_offers(
+        alice, currency="usd", tags=[], all_tags=False, catalog=catalog, orders=orders, clock=clock
+    )
+    scaleup = place("ScaleUpM").order
+    ordering.apply_order_paid("alice", scaleup.order_id, orders=orders, clock=clock, message="paid")
+    after = ordering.list_offers(
+        alice, currency="usd", tags=[], all_tags=False, catalog=catalog, orders=orders, clock=clock
+    )
+    assert (len(before), len(after)) == (17, 19)
+
+
+def test_upsert_offer_replaces_terms(catalog, clock, wonderai_offers) -> None:  # type: ignore[no-untyped-def]
+    changed = wonderai_offers[0].model_copy(update={"tokens": 25})
+    ordering.upsert_offer(changed, catalog=catalog, clock=clock)
+    assert ordering.get_offer(changed.offer_id, catalog=catalog).tokens == 25
+
+
+def test_retire_unknown_offer_is_not_found(catalog, clock) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(NotFoundError):
+        ordering.retire_offer("nope", catalog=catalog, clock=clock)
+
+
+def test_offer_terms_validation_rejects_duplicate_currencies() -> None:
+    with pytest.raises(ValueError, match="one price per currency"):
+        Offer(
+            offer_id="x",
+            name="x",
+            offer_group="g",
+            tokens=1,
+            cycle="monthly",
+            prices=[Money(amount=1, currency="usd"), Money(amount=2, currency="usd")],
+        )
+
+
+def test_offer_terms_validation_requires_custom_seconds() -> None:
+    with pytest.raises(ValueError, match="customCycleSeconds"):
+        Offer(
+            offer_id="x", name="x", offer_group="g", tokens=1, cycle="custom", prices=[Money(amount=1, currency="usd")]
+        )
+
+
+def test_money_rejects_unknown_currency() -> None:
+    with pytest.raises(ValueError, match="unknown currency"):
+        Money(amount=1, currency="xxx")
