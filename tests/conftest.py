@@ -104,7 +104,9 @@ def http_event(
     if user is None:
         event["requestContext"].pop("authorizer", None)
     else:
-        authorizer["jwt"]["claims"] = {"sub": user, "scope": "credits/user credits/admin" if admin else "credits/user"}
+        scopes = ["credits/user", "credits/admin"] if admin else ["credits/user"]
+        authorizer["jwt"]["claims"] = {"sub": user, "scope": " ".join(scopes)}
+        authorizer["jwt"]["scopes"] = scopes
     return event
 
 

@@ -12,6 +12,7 @@ from typing import Any
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
+
 from usercredits.errors import NotImplementedYetError
 from usercredits.http import current_caller, register_error_handlers
 from usercredits.observability import logger, metrics

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
+
 from usercredits.observability import logger, metrics
 
 
@@ -16,5 +17,5 @@ from usercredits.observability import logger, metrics
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     """Scheduled entry point; returns ``{"implemented": False, ...}`` until the scan lands (issue 5)."""
-    logger.warning("expiry scan is not built yet; nothing was expired or warned", extra={"event_time": event.get("time")})
+    logger.warning("expiry scan is not built yet; nothing was expired or warned", extra={"time": event.get("time")})
     return {"implemented": False, "lotsExpired": 0, "warningsSent": 0}

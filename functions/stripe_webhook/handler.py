@@ -10,6 +10,7 @@ from typing import Any
 
 from aws_lambda_powertools.event_handler import LambdaFunctionUrlResolver
 from aws_lambda_powertools.utilities.typing import LambdaContext
+
 from usercredits.errors import NotImplementedYetError
 from usercredits.http import register_error_handlers
 from usercredits.observability import logger, metrics
