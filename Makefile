@@ -15,7 +15,7 @@ USER ?= alice
 ADMIN ?=
 PYTEST_ARGS ?=
 
-.PHONY: help dev tools dynamodb-local deps format lint unit integration infra template-check build dynamodb-tests \
+.PHONY: help dev tools dynamodb-local deps format lint typecheck unit integration infra template-check build dynamodb-tests \
         e2e test run token invoke load-catalog bench deploy destroy clean pr
 
 help: ## List the targets
@@ -55,6 +55,9 @@ lint: dev ## Ruff lint + format check, and the layer requirements are in sync wi
 	@diff <($(PY) devtools/requirements.py runtime) <(grep -v '^#' layers/dependencies/requirements.txt) \
 	  || { echo "layers/dependencies/requirements.txt is stale: run make deps"; exit 1; }
 
+typecheck: dev ## mypy --strict on the shipped code (functions/ and shared/)
+	$(VENV)/bin/mypy shared functions
+
 unit: dev ## Domain unit tests (no sockets, fakes)
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
 
@@ -77,7 +80,7 @@ dynamodb-tests: dev dynamodb-local ## Concurrency / atomicity / transaction test
 e2e: dev dynamodb-local ## Starts the real `make run` stack, drives it over HTTP, fuzzes it with schemathesis
 	$(PY) -m pytest tests/e2e $(PYTEST_ARGS)
 
-test: lint unit integration infra dynamodb-tests e2e ## Everything CI runs
+test: lint typecheck unit integration infra dynamodb-tests e2e ## Everything CI runs
 
 run: dev dynamodb-local ## Local API on http://127.0.0.1:3000 with DynamoDB Local and the demo catalog
 	$(PY) -m devtools.devserver

@@ -28,7 +28,7 @@ from usercredits.domain.currencies import is_known_currency
 from usercredits.domain.models import Offer, OfferView, Order, OrderStatus
 from usercredits.domain.ports import CatalogRepository, Clock, OrderRepository, PaymentGateway, SystemClock
 from usercredits.errors import InvalidRequestError, NotImplementedYetError
-from usercredits.http import current_caller, error_responses, register_error_handlers, require_admin
+from usercredits.http import api_responses, current_caller, register_error_handlers, require_admin
 from usercredits.observability import logger, metrics
 from usercredits.settings import OrderingSettings, get_ordering_settings
 
@@ -74,7 +74,7 @@ def _tags(values: list[str] | None) -> list[str]:
     return [tag for value in values or [] for tag in value.split(",") if tag]
 
 
-@app.get("/offers", responses={200: {"description": "OK"}, **error_responses(S.UNAUTHORIZED)})
+@app.get("/offers", responses=api_responses(S.OK))
 def handle_list_offers(
     currency: Annotated[str | None, Query(pattern=r"^[a-z]{3}$")] = None,
     tags: Annotated[list[str] | None, Query(max_length=50)] = None,
@@ -93,7 +93,7 @@ def handle_list_offers(
     return OffersResponse(offers=offers)
 
 
-@app.get("/offers/<offerId>", responses={200: {"description": "OK"}, **error_responses(S.UNAUTHORIZED, S.NOT_FOUND)})
+@app.get("/offers/<offerId>", responses=api_responses(S.OK, S.NOT_FOUND))
 def handle_get_offer(offerId: IdPath) -> Offer:  # noqa: N803 - the contract's path parameter name
     current_caller(app)
     return ordering.get_offer(offerId, catalog=dependencies().catalog)
@@ -102,10 +102,7 @@ def handle_get_offer(offerId: IdPath) -> Offer:  # noqa: N803 - the contract's p
 @app.post(
     "/orders",
     status_code=S.CREATED,
-    responses={
-        201: {"description": "Created"},
-        **error_responses(S.UNAUTHORIZED, S.FORBIDDEN, S.NOT_FOUND, S.CONFLICT, S.SERVICE_UNAVAILABLE),
-    },
+    responses=api_responses(S.CREATED, S.FORBIDDEN, S.NOT_FOUND, S.CONFLICT),
 )
 def handle_create_order(
     body: Annotated[CreateOrderRequest, Body()], idempotency_key: IdempotencyKey = None
@@ -125,7 +122,7 @@ def handle_create_order(
     return OrderWithPayment(order=placed.order, payment=placed.payment)
 
 
-@app.get("/orders", responses={200: {"description": "OK"}, **error_responses(S.UNAUTHORIZED)})
+@app.get("/orders", responses=api_responses(S.OK))
 def handle_list_orders(
     status: Annotated[OrderStatus | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
@@ -137,14 +134,14 @@ def handle_list_orders(
     return OrdersResponse(orders=page.items, next_cursor=page.next_cursor)
 
 
-@app.get("/orders/<orderId>", responses={200: {"description": "OK"}, **error_responses(S.UNAUTHORIZED, S.NOT_FOUND)})
+@app.get("/orders/<orderId>", responses=api_responses(S.OK, S.NOT_FOUND))
 def handle_get_order(orderId: IdPath) -> Order:  # noqa: N803
     return ordering.get_order(orderId, current_caller(app), orders=dependencies().orders)
 
 
 @app.post(
     "/orders/<orderId>/payment",
-    responses={200: {"description": "OK"}, **error_responses(S.UNAUTHORIZED, S.NOT_FOUND, S.CONFLICT)},
+    responses=api_responses(S.OK, S.NOT_FOUND, S.CONFLICT),
 )
 def handle_request_payment(orderId: IdPath, idempotency_key: IdempotencyKey = None) -> OrderWithPayment:  # noqa: N803
     deps = dependencies()
@@ -161,7 +158,7 @@ def handle_confirm_order(orderId: str) -> Response[Any]:  # noqa: N803
     raise NotImplementedYetError("confirming a payment with the provider arrives with the payments issue")
 
 
-@app.get("/subscriptions/<offerId>", responses={200: {"description": "OK"}, **error_responses(S.UNAUTHORIZED)})
+@app.get("/subscriptions/<offerId>", responses=api_responses(S.OK))
 def handle_get_subscription(offerId: IdPath) -> SubscriptionResponse:  # noqa: N803
     deps = dependencies()
     found = ordering.get_subscription(offerId, current_caller(app), orders=deps.orders, clock=deps.clock)
@@ -170,7 +167,7 @@ def handle_get_subscription(offerId: IdPath) -> SubscriptionResponse:  # noqa: N
 
 @app.put(
     "/admin/offers/<offerId>",
-    responses={200: {"description": "OK"}, **error_responses(S.UNAUTHORIZED, S.FORBIDDEN)},
+    responses=api_responses(S.OK, S.FORBIDDEN),
 )
 def handle_put_offer(offerId: IdPath, body: Annotated[PutOfferRequest, Body()]) -> Offer:  # noqa: N803
     require_admin(app)
@@ -185,7 +182,7 @@ def handle_put_offer(offerId: IdPath, body: Annotated[PutOfferRequest, Body()]) 
 
 @app.delete(
     "/admin/offers/<offerId>",
-    responses={204: {"description": "Retired"}, **error_responses(S.UNAUTHORIZED, S.FORBIDDEN, S.NOT_FOUND)},
+    responses=api_responses(S.NO_CONTENT, S.FORBIDDEN, S.NOT_FOUND),
 )
 def handle_retire_offer(offerId: IdPath) -> Response[None]:  # noqa: N803
     require_admin(app)

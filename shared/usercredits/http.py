@@ -7,6 +7,7 @@ from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 from pydantic import BaseModel, Field
 
 from usercredits import errors
@@ -117,7 +118,14 @@ def require_admin(app: APIGatewayHttpResolver) -> Caller:
     return caller
 
 
-def error_responses(*statuses: HTTPStatus) -> dict[int, dict[str, Any]]:
-    """OpenAPI ``responses`` entries documenting the contract's error body for ``statuses``."""
-    body = {"application/json": {"model": ErrorResponse}}
-    return {int(status): {"description": status.phrase, "content": body} for status in statuses}
+def api_responses(success: HTTPStatus, *errors: HTTPStatus) -> dict[int, OpenAPIResponse]:
+    """OpenAPI ``responses`` of a route: ``success`` with the route's return schema; ``errors``, plus the 401, 422
+    and 503 that every authenticated, validated route can answer, with the contract's error body."""
+    responses: dict[int, OpenAPIResponse] = {int(success): {"description": success.phrase}}
+    always = (HTTPStatus.UNAUTHORIZED, HTTPStatus.UNPROCESSABLE_ENTITY, HTTPStatus.SERVICE_UNAVAILABLE)
+    for status in (*errors, *always):
+        responses[int(status)] = {
+            "description": status.phrase,
+            "content": {"application/json": {"model": ErrorResponse}},
+        }
+    return responses

@@ -66,7 +66,7 @@ class Subscription:
     expires: datetime | None
 
 
-def fingerprint(payload: dict[str, PaidWindow]) -> str:
+def fingerprint(payload: dict[str, object]) -> str:
     """A stable digest of a request, to tell a retry from a different request reusing an ``Idempotency-Key``."""
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
@@ -300,7 +300,7 @@ def request_payment(
     attempt = order.payment_attempt + 1
     idempotency = None
     if idempotency_key is not None:
-        request = {"orderId": order_id, "action": "payment"}
+        request: dict[str, object] = {"orderId": order_id, "action": "payment"}
         idempotency = IdempotencyRecord("payment", idempotency_key, fingerprint(request), f"{order_id}:{attempt}")
     intent = payments.create_intent(order, attempt=attempt)
     try:

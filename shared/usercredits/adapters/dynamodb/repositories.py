@@ -104,7 +104,7 @@ def item_to_offer(item: OfferItem) -> Offer:
     return Offer.model_construct(
         offer_id=item.offer_id,
         name=item.name,
-        kind=item.kind,
+        kind=item.kind,  # type: ignore[arg-type]  # validated when written
         offer_group=item.offer_group,
         prices=[Money.model_construct(amount=int(p.amount), currency=p.currency) for p in item.prices],
         tokens=int(item.tokens),
