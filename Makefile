@@ -15,7 +15,7 @@ USER ?= alice
 ADMIN ?=
 PYTEST_ARGS ?=
 
-.PHONY: help dev tools dynamodb-local deps format lint typecheck unit integration infra template-check build dynamodb-tests \
+.PHONY: help dev tools dynamodb-local deps format lint typecheck unit integration infra template-check build build-native dynamodb-tests \
         e2e test run token invoke load-catalog bench deploy destroy clean pr
 
 help: ## List the targets
@@ -71,7 +71,11 @@ template-check: dev tools ## sam validate --lint, and the offline samtranslator 
 build: tools ## sam build (arm64 layers, precompiled .pyc)
 	PATH="$$(dirname $(PYTHON)):$$PATH" $(TOOLS_VENV)/bin/sam build --template-file template.yaml
 
-infra: template-check build ## Template checks, sam build, and the template <-> code tests
+build-native: tools ## sam build with host-native wheels in .aws-sam/build-native (to import the built layers here)
+	LAYER_PLATFORM=native PATH="$$(dirname $(PYTHON)):$$PATH" $(TOOLS_VENV)/bin/sam build --template-file template.yaml \
+	  --build-dir .aws-sam/build-native
+
+infra: template-check build build-native ## Template checks, sam build, and the template <-> code tests
 	$(PY) -m pytest tests/infrastructure $(PYTEST_ARGS)
 
 dynamodb-tests: dev dynamodb-local ## Concurrency / atomicity / transaction tests on DynamoDB Local
@@ -94,7 +98,7 @@ invoke: dev dynamodb-local ## Run one handler on one event: make invoke FUNCTION
 load-catalog: dev ## Load a catalog file (YAML or JSON) into the credits table: make load-catalog FILE=devtools/demo/wonderai.yaml
 	$(PY) -m devtools.catalog "$(FILE)"
 
-bench: dev tools dynamodb-local build ## DynamoDB requests per route and cold-start import ratios; writes bench-results.json
+bench: dev tools dynamodb-local build build-native ## DynamoDB requests per route and cold-start import ratios; writes bench-results.json
 	$(PY) -m devtools.bench
 
 deploy: build ## Deploy with SAM (never in CI)

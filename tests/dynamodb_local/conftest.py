@@ -8,9 +8,9 @@ from collections.abc import Iterator
 
 import boto3
 import pytest
-
 from devtools.dynamodb_local import running_dynamodb_local
 from devtools.local_tables import create_tables
+
 from tests.conftest import _reset_pynamodb_connections
 
 

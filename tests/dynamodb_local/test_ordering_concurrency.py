@@ -6,14 +6,14 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import pytest
+
+from tests.fakes import RecordingPaymentGateway
 from usercredits.adapters.dynamodb.repositories import DynamoCatalogRepository, DynamoOrderRepository
 from usercredits.domain import ordering
 from usercredits.domain.cycles import add_months
 from usercredits.domain.models import Caller, Offer, OrderStatus
 from usercredits.domain.ports import SystemClock
 from usercredits.errors import ConflictError
-
-from tests.fakes import RecordingPaymentGateway
 
 pytestmark = pytest.mark.dynamodb_local
 THREADS = 16

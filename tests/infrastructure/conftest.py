@@ -1,0 +1,86 @@
+"""Fixtures of the template <-> code tests: the parsed template.yaml and each function's effective configuration.
+
+SAM merges ``Globals.Function`` into every function: maps (``Environment.Variables``) are merged with the function's
+values winning, lists (``Layers``) are appended, scalars are overridden. ``effective`` reproduces that.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from devtools.cfn import load_template, resources_of_type
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass(frozen=True)
+class FunctionConfig:
+    """One ``AWS::Serverless::Function`` with Globals applied; ``folder`` is its directory under ``functions/``."""
+
+    logical_id: str
+    folder: str
+    handler: str
+    properties: dict[str, Any]
+    env: dict[str, Any]
+    layers: list[Any]
+    events: dict[str, dict[str, Any]]
+
+    def prop(self, name: str) -> Any:
+        return self.properties.get(name)
+
+
+def effective(logical_id: str, resource: dict[str, Any], template: dict[str, Any]) -> FunctionConfig:
+    globals_fn: dict[str, Any] = template.get("Globals", {}).get("Function", {})
+    own: dict[str, Any] = resource.get("Properties", {})
+    merged = {**globals_fn, **own}
+    env = {
+        **(globals_fn.get("Environment", {}).get("Variables") or {}),
+        **(own.get("Environment", {}).get("Variables") or {}),
+    }
+    layers = list(globals_fn.get("Layers") or []) + list(own.get("Layers") or [])
+    handler = merged["Handler"]
+    return FunctionConfig(
+        logical_id=logical_id,
+        folder=handler.split(".")[0],
+        handler=handler,
+        properties=merged,
+        env=env,
+        layers=layers,
+        events=own.get("Events") or {},
+    )
+
+
+@pytest.fixture(scope="session")
+def template() -> dict[str, Any]:
+    return load_template()
+
+
+@pytest.fixture(scope="session")
+def functions(template: dict[str, Any]) -> dict[str, FunctionConfig]:
+    """Function folder (``ordering``, ...) -> its effective configuration."""
+    configs = [
+        effective(logical_id, resource, template)
+        for logical_id, resource in resources_of_type("AWS::Serverless::Function", template).items()
+    ]
+    return {config.folder: config for config in configs}
+
+
+def fake_value(value: Any, template: dict[str, Any]) -> Any:
+    """A deploy-time value for tests: parameters resolve to their defaults, resources to a stand-in physical name."""
+    if isinstance(value, dict) and "Ref" in value:
+        name = value["Ref"]
+        parameter = (template.get("Parameters") or {}).get(name)
+        if parameter is not None:
+            return str(parameter.get("Default", f"{name.lower()}-value"))
+        return f"user-credits-{name.lower()}-fake"
+    if isinstance(value, dict):
+        raise AssertionError(f"cannot resolve {value} for a test environment; extend fake_value")
+    return str(value)
+
+
+def fake_environment(config: FunctionConfig, template: dict[str, Any]) -> dict[str, str]:
+    """The function's environment as Lambda would set it, with stand-ins for parameters and resource names."""
+    return {name: fake_value(value, template) for name, value in config.env.items()}
