@@ -90,7 +90,7 @@ run: dev dynamodb-local ## Local API on http://127.0.0.1:3000 with DynamoDB Loca
 	$(PY) -m devtools.devserver
 
 token: dev ## Print a local JWT: make token USER=alice [ADMIN=1]
-	@$(PY) -m devtools.token --user "$(USER)" $(if $(ADMIN),--admin,)
+	@$(PY) -m devtools.jwt_tokens --user "$(USER)" $(if $(ADMIN),--admin,)
 
 invoke: dev dynamodb-local ## Run one handler on one event: make invoke FUNCTION=ordering EVENT=events/ordering/list_offers.json
 	$(PY) -m devtools.invoke --function "$(FUNCTION)" --event "$(EVENT)"

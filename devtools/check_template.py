@@ -16,20 +16,14 @@ The expanded template is kept in ``.aws-sam/check/template.json`` (cfn-lint's li
 
 from __future__ import annotations
 
+import argparse
+import json
 import os
+import re
 import sys
-
-# Run as a script, this folder is sys.path[0], and devtools/token.py would shadow the standard library's `token`
-# (imported by inspect/tokenize): drop it before importing anything else. `import devtools` is not needed here.
-if sys.path and sys.path[0] and os.path.realpath(sys.path[0]) == os.path.dirname(os.path.realpath(__file__)):
-    del sys.path[0]
-
-import argparse  # noqa: E402
-import json  # noqa: E402
-import re  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import Any  # noqa: E402
+import time
+from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")  # samtranslator's pseudo parameters need a region
 os.environ.setdefault("SAM_CLI_TELEMETRY", "0")

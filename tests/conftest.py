@@ -125,11 +125,7 @@ def moto_tables() -> Iterator[None]:
 
 
 def _reset_pynamodb_connections() -> None:
-    # PynamoDB caches a botocore client per model class; drop it so each test talks to its own backend.
-    from usercredits.adapters.dynamodb.tables import CreditsItem, CustomersItem
+    # PynamoDB caches one botocore client per table; rebuild it so each test talks to its own backend.
+    from usercredits.adapters.dynamodb.tables import share_connections
 
-    pending: list[type] = [CreditsItem, CustomersItem]
-    while pending:
-        model = pending.pop()
-        model._connection = None  # type: ignore[attr-defined]
-        pending.extend(model.__subclasses__())
+    share_connections()

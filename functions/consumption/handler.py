@@ -14,7 +14,7 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from usercredits.errors import NotImplementedYetError
-from usercredits.http import current_caller, register_error_handlers
+from usercredits.http import current_caller, register_error_handlers, resolve
 from usercredits.observability import logger, metrics
 
 # Validation is off only while every route is a stub: the catch-all handler takes any path parameters.
@@ -49,4 +49,4 @@ for _method, _rule in ROUTES:
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     """HTTP API (payload 2.0) entry point; 501 for every route until the credits capability lands."""
-    return app.resolve(event, context)
+    return resolve(app, event, context)

@@ -28,7 +28,7 @@ from usercredits.domain.currencies import is_known_currency
 from usercredits.domain.models import Offer, OfferView, Order, OrderStatus
 from usercredits.domain.ports import CatalogRepository, Clock, OrderRepository, PaymentGateway, SystemClock
 from usercredits.errors import InvalidRequestError, NotImplementedYetError
-from usercredits.http import api_responses, current_caller, register_error_handlers, require_admin
+from usercredits.http import api_responses, current_caller, register_error_handlers, require_admin, resolve
 from usercredits.observability import logger, metrics
 from usercredits.settings import OrderingSettings, get_ordering_settings
 
@@ -196,7 +196,7 @@ def handle_retire_offer(offerId: IdPath) -> Response[None]:  # noqa: N803
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     """HTTP API (payload 2.0) entry point; answers every request with the contract's JSON (errors included)."""
-    return app.resolve(event, context)
+    return resolve(app, event, context)
 
 
 __all__ = ["OfferView", "app", "lambda_handler"]

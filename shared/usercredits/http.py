@@ -90,6 +90,25 @@ def register_error_handlers(app: APIGatewayHttpResolver) -> None:
         return error_response(HTTPStatus.INTERNAL_SERVER_ERROR, "internal_error", "internal error")
 
 
+def resolve(app: APIGatewayHttpResolver, event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """``app.resolve``, except that a body which is not JSON is refused up front with 422.
+
+    The API speaks JSON only; Powertools would otherwise try form and multipart parsing and fail with a 500 on a
+    multipart body without a boundary.
+    """
+    headers = event.get("headers") or {}
+    content_type = next((str(v) for k, v in headers.items() if k.lower() == "content-type"), "").strip().lower()
+    if event.get("body") and content_type and not content_type.startswith("application/json"):
+        body = ErrorResponse(error="validation_error", message="Content-Type must be application/json")
+        return {
+            "statusCode": HTTPStatus.UNPROCESSABLE_ENTITY,
+            "headers": {"Content-Type": "application/json"},
+            "body": body.model_dump_json(exclude_none=True),
+            "isBase64Encoded": False,
+        }
+    return app.resolve(event, context)
+
+
 def current_caller(app: APIGatewayHttpResolver) -> Caller:
     """The caller from the JWT authorizer's claims (``sub``, and ``scope`` containing ``credits/admin``)."""
     authorizer = app.current_event.request_context.authorizer
@@ -122,6 +141,8 @@ def api_responses(success: HTTPStatus, *errors: HTTPStatus) -> dict[int, OpenAPI
     """OpenAPI ``responses`` of a route: ``success`` with the route's return schema; ``errors``, plus the 401, 422
     and 503 that every authenticated, validated route can answer, with the contract's error body."""
     responses: dict[int, OpenAPIResponse] = {int(success): {"description": success.phrase}}
+    if success == HTTPStatus.NO_CONTENT:
+        responses[int(success)]["content"] = {}  # no body at all (not a JSON null)
     always = (HTTPStatus.UNAUTHORIZED, HTTPStatus.UNPROCESSABLE_ENTITY, HTTPStatus.SERVICE_UNAVAILABLE)
     for status in (*errors, *always):
         responses[int(status)] = {

@@ -1,11 +1,13 @@
 """The real local stack for the end-to-end tests: ``make run`` on free ports, driven over HTTP, stopped with SIGINT.
 
-One stack serves every e2e test of the session (starting it costs a few seconds, more when ``make run`` first has to
-create the venv). Each test uses its own user ids, so tests never see each other's orders.
+One stack per test module (starting it costs a few seconds, more when ``make run`` first has to create the venv): the
+API tests and the fuzzer, which changes the catalog as an admin, never share data. Inside a module each test uses its
+own user ids, so tests never see each other's orders.
 """
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
@@ -21,9 +23,8 @@ from pathlib import Path
 from typing import IO, Any
 
 import pytest
-
 from devtools.dynamodb_local import free_port
-from devtools.token import make_token
+from devtools.jwt_tokens import make_token
 
 ROOT = Path(__file__).resolve().parents[2]
 START_TIMEOUT_SECONDS = 90.0
@@ -213,36 +214,48 @@ class Stack:
         Path(self._log.name).unlink(missing_ok=True)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def stack() -> Iterator[Stack]:
     """The running stack; at teardown it must stop on SIGINT and take DynamoDB Local with it."""
     running = Stack()
     try:
         running.start()
         assert running.java_pids, f"no DynamoDB Local on port {running.dynamodb_port}:\n{running.output()}"
-        yield running
-    finally:
+    except BaseException:
         running.stop()
-        deadline = time.monotonic() + 10
-        while dynamodb_local_pids(running.dynamodb_port) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        leftover = dynamodb_local_pids(running.dynamodb_port)
-        log = running.output()
+        _kill_leftovers(running.dynamodb_port)
         running.close()
-        for pid in leftover:  # never leave a java behind, even when failing
+        raise
+    yield running
+    running.stop()
+    deadline = time.monotonic() + 10
+    while dynamodb_local_pids(running.dynamodb_port) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    leftover = _kill_leftovers(running.dynamodb_port)
+    log = running.output()
+    running.close()
+    assert not leftover, f"DynamoDB Local still running after SIGINT (pids {leftover}):\n{log}"
+    assert "dev server stopped" in log, f"the dev server did not shut down cleanly:\n{log}"
+
+
+def _kill_leftovers(port: int) -> list[int]:
+    """Never leave a java behind, even when failing; returns the pids that had to be killed."""
+    leftover = dynamodb_local_pids(port)
+    for pid in leftover:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
-        assert not leftover, f"DynamoDB Local still running after SIGINT (pids {leftover}):\n{log}"
-        assert "dev server stopped" in log, f"the dev server did not shut down cleanly:\n{log}"
+    return leftover
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def api(stack: Stack) -> Api:
     return stack.api
 
 
 def token_for(user: str, *, admin: bool = False, **kwargs: Any) -> str:
     """A JWT the stack accepts (signed with the stack's LOCAL_JWT_SECRET)."""
-    return make_token(user, admin=admin, secret=JWT_SECRET, **kwargs)
+    kwargs.setdefault("secret", JWT_SECRET)
+    return make_token(user, admin=admin, **kwargs)
 
 
 @pytest.fixture

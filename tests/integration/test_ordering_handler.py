@@ -290,3 +290,10 @@ def test_throttled_storage_is_503_with_retry_after(ordering_api, monkeypatch) ->
 def test_confirm_is_declared_but_not_built(ordering_api) -> None:  # type: ignore[no-untyped-def]
     status, body, _ = ordering_api(CONFIRM)
     assert (status, body["error"]) == (S.NOT_IMPLEMENTED, "not_implemented")
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "multipart/form-data", "application/x-www-form-urlencoded"])
+def test_create_order_non_json_body_is_422(ordering_api, credits_items, content_type: str) -> None:  # type: ignore[no-untyped-def]
+    status, body, _ = ordering_api(CREATE, raw_body='{"offerId": "Free"}', headers={"content-type": content_type})
+    assert (status, body["error"]) == (S.UNPROCESSABLE_ENTITY, "validation_error")
+    assert item_kinds(credits_items()) == []

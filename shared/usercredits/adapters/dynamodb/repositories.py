@@ -15,7 +15,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from pynamodb.connection.base import Connection
-from pynamodb.exceptions import DoesNotExist, PutError, TransactWriteError, UpdateError
+from pynamodb.constants import ALL_OLD
+from pynamodb.exceptions import CancellationReason, DoesNotExist, PutError, TransactWriteError, UpdateError
 from pynamodb.transactions import TransactWrite
 
 from usercredits.adapters.dynamodb.errors import cancellation_codes, translate_errors
@@ -65,7 +66,7 @@ def group_sk(offer_group: str) -> str:
 
 
 def _connection() -> Connection:
-    return CreditsItem._get_connection().connection  # the model's own botocore client: one per container
+    return CreditsItem._get_connection().connection  # the table's one botocore client (see share_connections)
 
 
 # --- offers --------------------------------------------------------------------------------------------------------
@@ -489,6 +490,7 @@ class _OrderTransaction:
                     ttl=IDEMPOTENCY_TTL,
                 ),
                 condition=IdempotencyItem.pk.does_not_exist(),
+                return_values=ALL_OLD,  # a replay learns what the first request recorded without another read
             )
         return transaction
 
@@ -501,16 +503,19 @@ class _OrderTransaction:
                 raise
             offset = 1 if self._idempotency is not None else 0
             if offset and codes[0] == _CONDITION_FAILED:
-                raise self._replay() from error
+                raise self._replay(error.cancellation_reasons[0]) from error
             if codes[offset] == _CONDITION_FAILED:
                 raise _OrderNotPendingError() from error
             if _CONDITION_FAILED in codes[offset + 1 :]:
                 raise StaleWindowError() from error
             raise
 
-    def _replay(self) -> IdempotentReplayError:
+    def _replay(self, reason: CancellationReason | None) -> IdempotentReplayError:
         assert self._idempotency is not None
-        try:
+        if reason is not None and reason.raw_item:
+            item = IdempotencyItem.from_raw_data(reason.raw_item)
+            return IdempotentReplayError(item.result_id, item.fingerprint)
+        try:  # an engine that does not return the item: read it
             item = IdempotencyItem.get(user_pk(self._user_id), _idempotency_sk(self._idempotency), consistent_read=True)
         except DoesNotExist:  # pragma: no cover - expired between the write and this read
             return IdempotentReplayError("", "")

@@ -1,0 +1,957 @@
+"""Performance budgets: DynamoDB requests per route, and cold-start import cost per function (``make bench``).
+
+``python -m devtools.bench [--only dynamodb|imports] [--runs 7] [--output bench-results.json]`` prints a table and
+writes ``bench-results.json`` at the repo root (git-ignored): a list of
+``{"name": ..., "metric": ..., "value": <number>, "budget": <number or null>}``. Exit code 1 when a row is over its
+budget or a measured response had the wrong status code (a broken route must not look cheap), 2 when the bench could
+not run (no build, no DynamoDB Local, an unhooked DynamoDB client...).
+
+DynamoDB requests (metric ``dynamodb_requests``; ``transactions`` for the grant)
+    The real ``ordering.handler.lambda_handler`` on API Gateway HTTP API (payload 2.0) events, against an in-memory
+    DynamoDB Local started for the run, with the template's tables and the demo catalog (devtools/demo/wonderai.yaml).
+    Requests are counted by a botocore ``before-send.dynamodb`` hook registered on the client of every PynamoDB model
+    (the models do not necessarily share one connection: a subclass that connects first gets its own). Every request
+    is also counted on the wire (``botocore.endpoint.Endpoint._send`` to the DynamoDB Local endpoint); the two counts
+    must agree, and a calibration step checks one known call per model, so a request from a client the hook does not
+    see fails the bench instead of looking free. "Cold catalog" means the handler's composition root was reset
+    (``ordering.handler.dependencies.cache_clear()``), i.e. the offer cache is empty; "warm" means it is filled. The
+    catalog cache lifetime is set to an hour here so "warm" cannot expire in the middle of a slow run. Any other AWS
+    endpoint points at a closed local port: nothing reaches an AWS account.
+
+Cold-start import cost (metrics ``import_ratio``, ``import_ms``, ``boto3_import_ms``, ``bare_ms``)
+    Each function's Handler module imported from the ``sam build`` output as Lambda would: a fresh ``python -I -S -B``
+    (CPython 3.13, the venv's interpreter, no site-packages, no .pyc written: /var/task and /opt are read-only in
+    Lambda) with ``sys.path`` = [.aws-sam/build/<Function>, DomainLayer python/, DependenciesLayer python/] and the
+    function's environment from template.yaml. The child times the import statement itself with
+    ``time.perf_counter`` (interpreter start-up and shutdown excluded); ``bare`` is the same timer around ``pass``.
+    ``import_ratio = (handler - bare) / (boto3 - bare)`` on the medians of ``--runs`` runs (default 7, after one
+    discarded warm-up round), runs interleaved bare/boto3/handler so drift hits all three alike. Layers are measured
+    as shipped (the layer Makefiles precompile unchecked-hash .pyc files; the function code ships without .pyc).
+
+    Which DependenciesLayer: the deployed build is arm64 (``make build``); its native extensions (pydantic-core) cannot
+    load on an x86_64 machine. When the built layer's binaries are not for this machine, the bench uses the host-native
+    build of the same requirements by the same layer Makefile (``LAYER_PLATFORM=native``):
+    ``.aws-sam/build-native/DependenciesLayer``, which ``make build-native`` makes (``make bench`` runs it) and
+    tests/infrastructure shares. It is reused while its versions match layers/dependencies/requirements.txt; run on its
+    own, the bench rebuilds just that layer with ``make -C layers/dependencies`` when it is missing or stale. The
+    function code and the DomainLayer (pure Python) always come from ``.aws-sam/build``. The printed output says which
+    layer was used. A build older than the sources is refused: run ``make build`` (``make bench`` does).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import copy
+import json
+import os
+import platform
+import re
+import statistics
+import subprocess
+import sys
+import time
+import warnings
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pynamodb.models import Model
+
+ROOT = Path(__file__).resolve().parent.parent
+BUILD_DIR = ROOT / ".aws-sam" / "build"
+NATIVE_BUILD_DIR = ROOT / ".aws-sam" / "build-native"
+DEPENDENCIES_DIR = ROOT / "layers" / "dependencies"
+REQUIREMENTS = DEPENDENCIES_DIR / "requirements.txt"
+EVENTS_DIR = ROOT / "events"
+DEMO_CATALOG = ROOT / "devtools" / "demo" / "wonderai.yaml"
+RESULTS_PATH = ROOT / "bench-results.json"
+DEFAULT_RUNS = 7
+
+#: import_ratio budget per function folder (handler import cost in units of ``import boto3``).
+IMPORT_RATIO_BUDGETS: dict[str, float] = {
+    "ordering": 2.0,
+    "consumption": 1.5,
+    "stripe_webhook": 2.0,
+    "expiry_scan": 1.5,
+}
+
+#: ELF ``e_machine`` of the machines Lambda runs on.
+ELF_MACHINES = {"x86_64": 62, "amd64": 62, "aarch64": 183, "arm64": 183}
+
+USER_SCOPE = "credits/user"
+REGION = "us-east-1"
+#: Where every AWS service but DynamoDB points during the bench: a closed port (nothing may reach AWS).
+NOWHERE = "http://127.0.0.1:9"
+
+#: Process environment of the DynamoDB part (set before anything imports ``usercredits``, overriding the caller's).
+BENCH_ENV: dict[str, str] = {
+    "AWS_ACCESS_KEY_ID": "bench",
+    "AWS_SECRET_ACCESS_KEY": "bench",
+    "AWS_DEFAULT_REGION": REGION,
+    "AWS_REGION": REGION,
+    "AWS_ENDPOINT_URL": NOWHERE,
+    "CREDITS_TABLE_NAME": "user-credits-credits-bench",
+    "CUSTOMERS_TABLE_NAME": "user-credits-customers-bench",
+    "EVENT_BUS_NAME": "user-credits-bench",
+    "PAYMENT_PROVIDER": "local",
+    "DEFAULT_CURRENCY": "usd",
+    "LOCAL_WEBHOOK_SECRET": "whsec_local",
+    "CATALOG_CACHE_SECONDS": "3600",
+    "POWERTOOLS_SERVICE_NAME": "ordering",
+    "POWERTOOLS_METRICS_NAMESPACE": "UserCredits",
+    "POWERTOOLS_LOG_LEVEL": "WARNING",
+    "POWERTOOLS_METRICS_DISABLED": "true",
+    "POWERTOOLS_TRACE_DISABLED": "true",
+}
+
+
+class BenchError(RuntimeError):
+    """The bench could not measure (missing build, engine, unhooked client...): exit code 2."""
+
+
+# ------------------------------------------------------------------------------------------------------------- rows
+@dataclass(frozen=True)
+class Row:
+    """One measured value; ``budget`` None means reported only."""
+
+    name: str
+    metric: str
+    value: float
+    budget: float | None = None
+    detail: str = ""  # printed, not written to the JSON file
+
+    @property
+    def over(self) -> bool:
+        return self.budget is not None and self.value > self.budget
+
+    @property
+    def status(self) -> str:
+        if self.budget is None:
+            return "-"
+        return "OVER" if self.over else "OK"
+
+    def as_json(self) -> dict[str, Any]:
+        return {"name": self.name, "metric": self.metric, "value": self.value, "budget": self.budget}
+
+
+def format_number(value: float | None) -> str:
+    if value is None:
+        return "-"
+    if float(value).is_integer():
+        return str(int(value))
+    return f"{value:.2f}"
+
+
+def format_table(rows: Sequence[Row]) -> str:
+    """A plain-text table: name, metric, value, budget, OK/OVER (``-`` when there is no budget), detail."""
+    header = ("name", "metric", "value", "budget", "status", "detail")
+    cells = [(r.name, r.metric, format_number(r.value), format_number(r.budget), r.status, r.detail) for r in rows]
+    widths = [max(len(str(line[i])) for line in [header, *cells]) for i in range(len(header) - 1)]
+    numeric = {2, 3}
+
+    def render(line: Sequence[str]) -> str:
+        parts = [
+            str(cell).rjust(widths[i]) if i in numeric else str(cell).ljust(widths[i])
+            for i, cell in enumerate(line[:-1])
+        ]
+        return ("  ".join(parts) + ("  " + line[-1] if line[-1] else "")).rstrip()
+
+    rule = "  ".join("-" * width for width in widths)
+    return "\n".join([render(header), rule, *(render(line) for line in cells)])
+
+
+def over_budget(rows: Sequence[Row]) -> list[Row]:
+    return [row for row in rows if row.over]
+
+
+def write_results(rows: Sequence[Row], path: Path) -> None:
+    path.write_text(json.dumps([row.as_json() for row in rows], indent=2) + "\n", encoding="utf-8")
+
+
+# ------------------------------------------------------------------------------------------------- import helpers
+def import_ratio(handler_ms: float, boto3_ms: float, bare_ms: float) -> float:
+    """How many ``import boto3`` the handler's import costs, both above a bare interpreter."""
+    baseline = boto3_ms - bare_ms
+    if baseline <= 0:
+        raise BenchError(f"import boto3 measured {boto3_ms:.1f} ms, not above bare ({bare_ms:.1f} ms)")
+    return (handler_ms - bare_ms) / baseline
+
+
+def parse_pins(text: str) -> dict[str, str]:
+    """``name==version`` lines of a requirements file -> {normalised name: version} (comments and extras dropped)."""
+    pins = {}
+    for raw in text.splitlines():
+        line = raw.split("#", 1)[0].strip()
+        if not line or "==" not in line:
+            continue
+        name, _, version = line.partition("==")
+        pins[normalise_name(name.split("[", 1)[0])] = version.split(";", 1)[0].strip()
+    return pins
+
+
+def normalise_name(name: str) -> str:
+    return re.sub(r"[-_.]+", "_", name.strip()).lower()
+
+
+def installed_versions(python_dir: Path) -> dict[str, str]:
+    """{normalised name: version} of the ``*.dist-info`` folders in a layer's ``python/`` directory."""
+    found = {}
+    for dist_info in python_dir.glob("*.dist-info"):
+        name, _, version = dist_info.name.removesuffix(".dist-info").rpartition("-")
+        found[normalise_name(name)] = version
+    return found
+
+
+def missing_pins(pins: Mapping[str, str], installed: Mapping[str, str]) -> dict[str, str]:
+    return {name: version for name, version in pins.items() if installed.get(name) != version}
+
+
+def elf_machine(path: Path) -> int | None:
+    """The ELF ``e_machine`` of a shared library (62 x86_64, 183 aarch64), None if it is not an ELF file."""
+    with path.open("rb") as handle:
+        header = handle.read(20)
+    if header[:4] != b"\x7fELF":
+        return None
+    return int.from_bytes(header[18:20], "little")
+
+
+def foreign_binaries(python_dir: Path, machine: str | None = None) -> list[str]:
+    """Native extensions of a layer that this machine cannot load (built for another architecture)."""
+    expected = ELF_MACHINES.get((machine or platform.machine()).lower())
+    foreign = []
+    for path in sorted(python_dir.rglob("*.so*")):
+        found = elf_machine(path) if path.is_file() else None
+        if found is not None and found != expected:
+            foreign.append(path.relative_to(python_dir).as_posix())
+    return foreign
+
+
+def resolve_value(value: Any, template: Mapping[str, Any]) -> str:
+    """A template env value as Lambda would see it: parameters -> their Default, resources -> a stand-in name."""
+    if isinstance(value, dict) and "Ref" in value:
+        name = value["Ref"]
+        parameter = (template.get("Parameters") or {}).get(name)
+        if parameter is not None:
+            return str(parameter.get("Default", f"{name.lower()}-value"))
+        return f"user-credits-{name.lower()}-bench"
+    if isinstance(value, dict | list):
+        return "bench-placeholder"
+    return str(value)
+
+
+def function_environment(template: Mapping[str, Any], logical_id: str) -> dict[str, str]:
+    """Globals + the function's own ``Environment.Variables``, resolved, plus what the Lambda runtime sets."""
+    globals_fn = (template.get("Globals") or {}).get("Function") or {}
+    props = template["Resources"][logical_id].get("Properties") or {}
+    variables = {
+        **((globals_fn.get("Environment") or {}).get("Variables") or {}),
+        **((props.get("Environment") or {}).get("Variables") or {}),
+    }
+    env = {name: resolve_value(value, template) for name, value in variables.items()}
+    memory = props.get("MemorySize", globals_fn.get("MemorySize", 128))
+    env.update(
+        {
+            "AWS_REGION": REGION,
+            "AWS_DEFAULT_REGION": REGION,
+            "AWS_LAMBDA_FUNCTION_NAME": logical_id,
+            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(memory),
+            "AWS_EXECUTION_ENV": "AWS_Lambda_python3.13",
+            "_HANDLER": str(props.get("Handler", "")),
+        }
+    )
+    return env
+
+
+# ---------------------------------------------------------------------------------------------- cold-start imports
+TIMER_CHILD = """import sys, time
+sys.path[:0] = sys.argv[1:]
+t0 = time.perf_counter()
+{statement}
+t1 = time.perf_counter()
+print(repr((t1 - t0) * 1000.0))
+"""
+
+
+@dataclass(frozen=True)
+class FunctionBuild:
+    """One function of the template and the directories its import runs with."""
+
+    folder: str
+    logical_id: str
+    module: str
+    path: tuple[Path, ...]
+    env: dict[str, str]
+
+
+@dataclass
+class ImportLayout:
+    functions: list[FunctionBuild]
+    notes: list[str] = field(default_factory=list)
+
+
+def _stale_files(source: Path, built: Path) -> list[str]:
+    stale = []
+    for path in sorted(source.rglob("*.py")):
+        if "__pycache__" in path.parts:
+            continue
+        copy_ = built / path.relative_to(source)
+        if not copy_.is_file() or copy_.read_bytes() != path.read_bytes():
+            stale.append(str(path.relative_to(ROOT)))
+    return stale
+
+
+def _native_dependencies(python: str, notes: list[str]) -> Path:
+    """``python/`` of a host-native DependenciesLayer (same Makefile, ``LAYER_PLATFORM=native``), built if stale."""
+    target = NATIVE_BUILD_DIR / "DependenciesLayer"
+    python_dir = target / "python"
+    pins = parse_pins(REQUIREMENTS.read_text(encoding="utf-8"))
+    missing = missing_pins(pins, installed_versions(python_dir))
+    if missing:
+        notes.append(f"building a host-native DependenciesLayer in {target.relative_to(ROOT)} (missing: {missing})")
+        print(f"bench: {notes[-1]} ...", file=sys.stderr, flush=True)
+        command = [
+            "make",
+            "--no-print-directory",
+            "-C",
+            str(DEPENDENCIES_DIR),
+            "build-DependenciesLayer",
+            f"ARTIFACTS_DIR={target}",
+            "LAYER_PLATFORM=native",
+            f"PYTHON={python}",
+        ]
+        result = subprocess.run(command, capture_output=True, text=True, timeout=900, check=False)  # noqa: S603
+        if result.returncode != 0:
+            raise BenchError(
+                f"native DependenciesLayer build failed:\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}"
+            )
+        missing = missing_pins(pins, installed_versions(python_dir))
+        if missing:
+            raise BenchError(f"native DependenciesLayer still lacks {missing}")
+    else:
+        notes.append(f"reusing the host-native DependenciesLayer in {target.relative_to(ROOT)} (matches the pins)")
+    return python_dir
+
+
+def import_layout(python: str, template: dict[str, Any] | None = None) -> ImportLayout:
+    """Where each function's import runs from; refuses a missing or stale build."""
+    from devtools.cfn import load_template, resources_of_type
+
+    template = template or load_template()
+    if not (BUILD_DIR / "template.yaml").is_file():
+        raise BenchError(".aws-sam/build is missing: run `make build` (`make bench` does)")
+    functions = resources_of_type("AWS::Serverless::Function", template)
+    stale = []
+    for logical_id in functions:
+        stale += _stale_files(ROOT / "functions", BUILD_DIR / logical_id)
+    domain = BUILD_DIR / "DomainLayer" / "python"
+    stale += _stale_files(ROOT / "shared" / "usercredits", domain / "usercredits")
+    if stale:
+        raise BenchError(f"the build differs from the sources ({sorted(set(stale))[:5]}): run `make build`")
+
+    built_deps = BUILD_DIR / "DependenciesLayer" / "python"
+    pins = parse_pins(REQUIREMENTS.read_text(encoding="utf-8"))
+    if missing := missing_pins(pins, installed_versions(built_deps)):
+        raise BenchError(f"the built DependenciesLayer does not match requirements.txt ({missing}): run `make build`")
+    notes: list[str] = []
+    foreign = foreign_binaries(built_deps)
+    if foreign:
+        notes.append(
+            f"the built DependenciesLayer has {len(foreign)} native extension(s) for another architecture "
+            f"(e.g. {foreign[0]}): it cannot load on this {platform.machine()} machine"
+        )
+        dependencies = _native_dependencies(python, notes)
+    else:
+        notes.append("using the built DependenciesLayer as is (its binaries load on this machine)")
+        dependencies = built_deps
+
+    builds = []
+    for logical_id, resource in functions.items():
+        handler = resource["Properties"]["Handler"]
+        module = handler.rpartition(".")[0]
+        builds.append(
+            FunctionBuild(
+                folder=module.split(".")[0],
+                logical_id=logical_id,
+                module=module,
+                path=(BUILD_DIR / logical_id, domain, dependencies),
+                env=function_environment(template, logical_id),
+            )
+        )
+    notes.append(
+        "sys.path = [.aws-sam/build/<Function>, .aws-sam/build/DomainLayer/python, "
+        f"{dependencies.relative_to(ROOT)}]; python -I -S -B; {platform.python_implementation()} "
+        f"{platform.python_version()}"
+    )
+    return ImportLayout(functions=builds, notes=notes)
+
+
+def time_import(python: str, statement: str, build: FunctionBuild) -> float:
+    """Milliseconds ``statement`` takes in a fresh interpreter set up like ``build``'s Lambda runtime."""
+    env = {**build.env, "PATH": os.environ.get("PATH", ""), "LAMBDA_TASK_ROOT": str(build.path[0])}
+    command = [python, "-I", "-S", "-B", "-c", TIMER_CHILD.format(statement=statement), *map(str, build.path)]
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=120, check=False)  # noqa: S603
+    if result.returncode != 0:
+        raise BenchError(f"{statement!r} failed for {build.logical_id}:\n{result.stderr[-3000:]}")
+    return float(result.stdout.strip().splitlines()[-1])
+
+
+def measure_imports(runs: int = DEFAULT_RUNS) -> tuple[list[Row], list[str]]:
+    """import_ratio / import_ms rows of every function of the template."""
+    python = sys.executable
+    if sys.version_info[:2] != (3, 13):
+        raise BenchError(f"{python} is Python {platform.python_version()}: the layers' .pyc files are for 3.13")
+    layout = import_layout(python)
+    statements = {"bare": "pass", "boto3": "import boto3"}
+    samples: dict[str, dict[str, list[float]]] = {
+        b.folder: {"bare": [], "boto3": [], "handler": []} for b in layout.functions
+    }
+    for round_ in range(runs + 1):  # round 0 warms the page cache and is discarded
+        for build in layout.functions:
+            for kind in ("bare", "boto3", "handler"):
+                statement = statements.get(kind, f"import {build.module}")
+                elapsed = time_import(python, statement, build)
+                if round_ > 0:
+                    samples[build.folder][kind].append(elapsed)
+
+    rows = []
+    for build in layout.functions:
+        medians = {kind: statistics.median(values) for kind, values in samples[build.folder].items()}
+        ratio = import_ratio(medians["handler"], medians["boto3"], medians["bare"])
+        spread = samples[build.folder]["handler"]
+        detail = f"import {build.module}: median of {runs}, min {min(spread):.0f} / max {max(spread):.0f} ms"
+        rows += [
+            Row(build.folder, "import_ratio", round(ratio, 3), IMPORT_RATIO_BUDGETS.get(build.folder), detail),
+            Row(build.folder, "import_ms", round(medians["handler"], 1), None, f"import {build.module}"),
+            Row(build.folder, "boto3_import_ms", round(medians["boto3"], 1), None, "import boto3, same sys.path"),
+            Row(build.folder, "bare_ms", round(medians["bare"], 3), None, "the same timer around `pass`"),
+        ]
+    return rows, layout.notes
+
+
+# -------------------------------------------------------------------------------------------- DynamoDB request counts
+def configure_environment(endpoint_url: str) -> None:
+    """Env of the DynamoDB part (before ``usercredits`` is imported); the caller's AWS settings never apply."""
+    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_DEFAULT_PROFILE"):
+        os.environ.pop(name, None)
+    os.environ.update(BENCH_ENV)
+    os.environ["AWS_ENDPOINT_URL_DYNAMODB"] = endpoint_url
+    for path in (ROOT / "functions", ROOT / "shared"):
+        if str(path) not in sys.path:
+            sys.path.insert(0, str(path))
+
+
+def _all_models() -> list[type[Model]]:
+    """Every PynamoDB model class of the tables (bases and their subclasses, recursively)."""
+    from usercredits.adapters.dynamodb.tables import TABLE_MODELS
+
+    found: list[type[Model]] = []
+    pending = list(TABLE_MODELS.values())
+    while pending:
+        model = pending.pop(0)
+        if model not in found:
+            found.append(model)
+            pending += model.__subclasses__()
+    return found
+
+
+@dataclass
+class Measurement:
+    hooked: list[str] = field(default_factory=list)  # operation names seen by the before-send hooks
+    wire: list[str] = field(default_factory=list)  # operation names of the HTTP requests sent to DynamoDB Local
+
+    @property
+    def count(self) -> int:
+        return len(self.hooked)
+
+
+class DynamoDBRequestCounter:
+    """Counts DynamoDB requests two ways: a botocore hook on each model's client, and on the wire (to cross-check)."""
+
+    HOOK_ID = "devtools.bench.count-dynamodb"
+
+    def __init__(self, endpoint_url: str) -> None:
+        self.endpoint_url = endpoint_url.rstrip("/")
+        self._current: Measurement | None = None
+
+    def attach(self) -> int:
+        """Register the hook on the client of every model (idempotent); returns the number of distinct clients."""
+        clients: dict[int, Any] = {}
+        for model in _all_models():
+            client = model._get_connection().connection.client
+            client.meta.events.register("before-send.dynamodb", self._on_send, unique_id=self.HOOK_ID)
+            clients[id(client)] = client
+        return len(clients)
+
+    def _on_send(self, event_name: str, **_: Any) -> None:  # must return None: a value would replace the request
+        if self._current is not None:
+            self._current.hooked.append(event_name.rsplit(".", 1)[-1])
+
+    def _on_wire(self, request: Any) -> None:
+        if self._current is not None and str(request.url).startswith(self.endpoint_url):
+            target = request.headers.get("X-Amz-Target", b"")
+            target = target.decode() if isinstance(target, bytes) else str(target)
+            self._current.wire.append(target.rsplit(".", 1)[-1] or "?")
+
+    @contextlib.contextmanager
+    def wire_tap(self) -> Iterator[None]:
+        """Patch ``botocore.endpoint.Endpoint._send`` (one call per HTTP attempt) for the ``with`` block."""
+        from botocore.endpoint import Endpoint
+
+        original = Endpoint._send
+        counter = self
+
+        def counting_send(endpoint: Any, request: Any) -> Any:
+            counter._on_wire(request)
+            return original(endpoint, request)
+
+        Endpoint._send = counting_send
+        try:
+            yield
+        finally:
+            Endpoint._send = original
+
+    @contextlib.contextmanager
+    def measure(self) -> Iterator[Measurement]:
+        self.attach()
+        measurement = Measurement()
+        self._current = measurement
+        try:
+            yield measurement
+        finally:
+            self._current = None
+        if measurement.hooked != measurement.wire:
+            raise BenchError(
+                f"the hook saw {measurement.hooked} but the wire saw {measurement.wire}: a DynamoDB client is not "
+                "hooked (or a request was answered without being sent)"
+            )
+
+
+@dataclass
+class BenchContext:
+    """The LambdaContext attributes Powertools reads."""
+
+    function_name: str = "OrderingFunction"
+    memory_limit_in_mb: int = 512
+    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:OrderingFunction"
+    aws_request_id: str = "00000000-0000-0000-0000-00000000bench"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 15_000
+
+
+def http_event(
+    base: Mapping[str, Any],
+    method: str,
+    route: str,
+    *,
+    user: str,
+    path_parameters: Mapping[str, str] | None = None,
+    body: Mapping[str, Any] | None = None,
+    headers: Mapping[str, str] | None = None,
+    query: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """An HTTP API payload-2.0 event for ``method route`` (``/orders/{orderId}``) from ``user``, built on ``base``."""
+    params = dict(path_parameters or {})
+    path = route.format(**params)
+    event = copy.deepcopy(dict(base))
+    event_headers = {k: v for k, v in (event.get("headers") or {}).items() if k not in {"content-length"}}
+    event_headers.update({k.lower(): v for k, v in (headers or {}).items()})
+    event.update(
+        {
+            "routeKey": f"{method} {route}",
+            "rawPath": path,
+            "rawQueryString": "&".join(f"{k}={v}" for k, v in (query or {}).items()),
+            "headers": event_headers,
+            "isBase64Encoded": False,
+        }
+    )
+    for key, value in (("queryStringParameters", query), ("pathParameters", params)):
+        if value:
+            event[key] = dict(value)
+        else:
+            event.pop(key, None)
+    if body is not None:
+        event["body"] = json.dumps(body)
+        event_headers["content-type"] = "application/json"
+    else:
+        event.pop("body", None)
+    context = event["requestContext"]
+    context["routeKey"] = event["routeKey"]
+    context["http"] = {**context.get("http", {}), "method": method, "path": path}
+    context["authorizer"] = {"jwt": {"claims": {"sub": user, "scope": USER_SCOPE}, "scopes": [USER_SCOPE]}}
+    return event
+
+
+@dataclass(frozen=True)
+class RouteResult:
+    status: int
+    body: Any
+
+
+@dataclass
+class Scenario:
+    """What one row measured, and whether the answer was the expected one."""
+
+    name: str
+    budget: float | None
+    measurement: Measurement
+    problem: str | None = None
+
+    def rows(self) -> list[Row]:
+        ops = self.measurement.hooked
+        detail = ", ".join(ops) if ops else "(no request)"
+        if self.problem:
+            detail = f"FAILED: {self.problem} | {detail}"
+        return [Row(self.name, "dynamodb_requests", len(ops), self.budget, detail)]
+
+
+class OrderingBench:
+    """Drives the real ordering handler and counts what each request costs in DynamoDB requests."""
+
+    def __init__(self, counter: DynamoDBRequestCounter) -> None:
+        from ordering import handler
+
+        self.handler = handler
+        self.counter = counter
+        self.base_event = json.loads((EVENTS_DIR / "ordering" / "list_offers.json").read_text(encoding="utf-8"))
+        self.scenarios: list[Scenario] = []
+        self.extra_rows: list[Row] = []
+
+    def call(self, method: str, route: str, *, user: str, **kwargs: Any) -> RouteResult:
+        event = http_event(self.base_event, method, route, user=user, **kwargs)
+        response = self.handler.lambda_handler(event, BenchContext())
+        raw = response.get("body") or ""
+        try:
+            body = json.loads(raw) if raw else None
+        except ValueError:
+            body = raw
+        return RouteResult(int(response["statusCode"]), body)
+
+    def measure(
+        self,
+        name: str,
+        budget: float | None,
+        expected_status: int,
+        method: str,
+        route: str,
+        *,
+        user: str,
+        check: Callable[[Any], str | None] | None = None,
+        **kwargs: Any,
+    ) -> RouteResult:
+        with self.counter.measure() as measurement:
+            result = self.call(method, route, user=user, **kwargs)
+        problem = None
+        if result.status != expected_status:
+            problem = f"status {result.status}, expected {expected_status}: {json.dumps(result.body)[:300]}"
+        elif check is not None:
+            problem = check(result.body)
+        self.scenarios.append(Scenario(name, budget, measurement, problem))
+        return result
+
+    def setup_call(self, expected_status: int, method: str, route: str, *, user: str, **kwargs: Any) -> RouteResult:
+        """A request that prepares a scenario (not measured); a wrong status stops the bench."""
+        result = self.call(method, route, user=user, **kwargs)
+        if result.status != expected_status:
+            raise BenchError(f"setup {method} {route} answered {result.status}: {json.dumps(result.body)[:500]}")
+        return result
+
+    def reset_catalog_cache(self) -> None:
+        self.handler.dependencies.cache_clear()
+
+    def run(self) -> None:
+        self._offers()
+        order_id = self._priced_orders()
+        self._free_and_locked()
+        self._reads(order_id)
+        self._grant()
+
+    def _offers(self) -> None:
+        self.reset_catalog_cache()
+        self.measure("GET /offers (cold catalog)", 2, 200, "GET", "/offers", user="bench-browser")
+        self.measure("GET /offers (warm)", 1, 200, "GET", "/offers", user="bench-browser")
+        self.measure(
+            "GET /offers/{offerId} (warm)",
+            None,
+            200,
+            "GET",
+            "/offers/{offerId}",
+            user="bench-browser",
+            path_parameters={"offerId": "StartupM"},
+        )
+
+    def _priced_orders(self) -> str:
+        body = {"offerId": "_100tokens", "quantity": 2}
+        key = {"Idempotency-Key": "bench-priced-order-1"}
+        first = self.measure(
+            "POST /orders (priced, warm catalog)", 3, 201, "POST", "/orders", user="bench-buyer", body=body, headers=key
+        )
+        order_id = str((first.body or {}).get("order", {}).get("orderId", ""))
+
+        def same_order(replayed: Any) -> str | None:
+            replayed_id = (replayed or {}).get("order", {}).get("orderId")
+            return None if replayed_id == order_id else f"replay returned order {replayed_id}, not {order_id}"
+
+        self.measure(
+            "POST /orders (idempotent replay)",
+            None,
+            201,
+            "POST",
+            "/orders",
+            user="bench-buyer",
+            body=body,
+            headers=key,
+            check=same_order,
+        )
+        self.reset_catalog_cache()
+        self.measure(
+            "POST /orders (priced, cold catalog)",
+            3,
+            201,
+            "POST",
+            "/orders",
+            user="bench-buyer",
+            body={"offerId": "_20tokens", "quantity": 1},
+            headers={"Idempotency-Key": "bench-priced-order-2"},
+        )
+        return order_id
+
+    def _free_and_locked(self) -> None:
+        from usercredits.adapters.dynamodb.repositories import DynamoOrderRepository
+        from usercredits.domain.ordering import apply_order_paid
+        from usercredits.domain.ports import SystemClock
+
+        self.measure(
+            "POST /orders (free bundle, new user)",
+            3,
+            201,
+            "POST",
+            "/orders",
+            user="bench-free",
+            body={"offerId": "Free", "quantity": 1},
+        )
+        # The locked offer 1-article-month is unlocked by a paid ScaleUp window: pay a ScaleUpM order first.
+        placed = self.setup_call(201, "POST", "/orders", user="bench-scaleup", body={"offerId": "ScaleUpM"})
+        paid = apply_order_paid(
+            "bench-scaleup",
+            placed.body["order"]["orderId"],
+            orders=DynamoOrderRepository(),
+            clock=SystemClock(),
+            message="bench",
+        )
+        if paid.status.value != "paid":
+            raise BenchError(f"setup: the ScaleUpM order is {paid.status.value}, not paid")
+        self.measure(
+            "POST /orders (locked offer, unlocked by a paid group)",
+            3,
+            201,
+            "POST",
+            "/orders",
+            user="bench-scaleup",
+            body={"offerId": "1-article-month", "quantity": 1},
+        )
+
+    def _reads(self, order_id: str) -> None:
+        self.measure("GET /orders", None, 200, "GET", "/orders", user="bench-buyer")
+        self.measure(
+            "GET /orders/{orderId}",
+            None,
+            200,
+            "GET",
+            "/orders/{orderId}",
+            user="bench-buyer",
+            path_parameters={"orderId": order_id},
+        )
+        self.measure(
+            "POST /orders/{orderId}/payment",
+            None,
+            200,
+            "POST",
+            "/orders/{orderId}/payment",
+            user="bench-buyer",
+            path_parameters={"orderId": order_id},
+        )
+
+        def subscribed(body: Any) -> str | None:
+            return None if (body or {}).get("subscribed") is True else f"expected subscribed=true, got {body}"
+
+        self.measure(
+            "GET /subscriptions/{offerId}",
+            None,
+            200,
+            "GET",
+            "/subscriptions/{offerId}",
+            user="bench-scaleup",
+            path_parameters={"offerId": "ScaleUpM"},
+            check=subscribed,
+        )
+
+    def _grant(self) -> None:
+        from usercredits.adapters.dynamodb.repositories import DynamoOrderRepository
+        from usercredits.domain.ordering import apply_order_paid
+        from usercredits.domain.ports import SystemClock
+
+        placed = self.setup_call(201, "POST", "/orders", user="bench-grant", body={"offerId": "EnterpriseM"})
+        order_id = placed.body["order"]["orderId"]
+        name = "grant on paid order (apply_order_paid, EnterpriseM)"
+        with self.counter.measure() as measurement:
+            paid = apply_order_paid(
+                "bench-grant", order_id, orders=DynamoOrderRepository(), clock=SystemClock(), message="bench"
+            )
+        problem = None if paid.status.value == "paid" else f"order is {paid.status.value} after apply_order_paid"
+        scenario = Scenario(name, 3, measurement, problem)
+        self.scenarios.append(scenario)
+        transactions = measurement.hooked.count("TransactWriteItems")
+        self.extra_rows.append(Row(name, "transactions", transactions, 1, "TransactWriteItems requests"))
+
+    def rows(self) -> list[Row]:
+        rows = []
+        for scenario in self.scenarios:
+            rows += scenario.rows()
+            if scenario.name.startswith("grant"):
+                rows += self.extra_rows
+        return rows
+
+    def problems(self) -> list[str]:
+        return [f"{s.name}: {s.problem}" for s in self.scenarios if s.problem]
+
+
+def calibrate(counter: DynamoDBRequestCounter) -> int:
+    """One known call through every model's connection must count exactly one request of the expected operation."""
+    from pynamodb.exceptions import DoesNotExist
+    from pynamodb.transactions import TransactWrite
+
+    from usercredits.adapters.dynamodb.tables import (
+        CreditGroupItem,
+        CreditsItem,
+        CustomersItem,
+        IdempotencyItem,
+        OfferItem,
+        OrderItem,
+    )
+
+    def get(model: type[Model]) -> None:
+        with contextlib.suppress(DoesNotExist):
+            model.get("BENCH#calibration", "NONE#0", consistent_read=True)
+
+    def transaction() -> None:
+        with TransactWrite(connection=CreditsItem._get_connection().connection) as tx:
+            tx.condition_check(
+                IdempotencyItem, "BENCH#calibration", "NONE#0", condition=IdempotencyItem.pk.does_not_exist()
+            )
+
+    calls: list[tuple[str, Callable[[], object], str]] = [
+        ("OfferItem.query", lambda: list(OfferItem.query("CATALOG", OfferItem.sk.startswith("OFFER#"))), "Query"),
+        ("CreditGroupItem.query", lambda: list(CreditGroupItem.query("BENCH#calibration")), "Query"),
+        ("OrderItem.get", lambda: get(OrderItem), "GetItem"),
+        ("IdempotencyItem.get", lambda: get(IdempotencyItem), "GetItem"),
+        ("CreditsItem.get", lambda: get(CreditsItem), "GetItem"),
+        ("CustomersItem.get", lambda: get(CustomersItem), "GetItem"),
+        ("TransactWrite (repositories' connection)", transaction, "TransactWriteItems"),
+    ]
+    for label, call, operation in calls:
+        with counter.measure() as measurement:
+            call()
+        if measurement.hooked != [operation]:
+            raise BenchError(f"calibration: {label} counted {measurement.hooked}, expected [{operation!r}]")
+    return counter.attach()
+
+
+def measure_dynamodb() -> tuple[list[Row], list[str], list[str]]:
+    """dynamodb_requests rows of the ordering routes; (rows, notes, problems)."""
+    from devtools.dynamodb_local import running_dynamodb_local
+
+    warnings.filterwarnings("ignore", message="No application metrics to publish")
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    with running_dynamodb_local() as endpoint_url:
+        configure_environment(endpoint_url)
+        import boto3
+
+        from devtools.catalog import load_catalog
+        from devtools.local_tables import create_tables
+
+        create_tables(boto3.client("dynamodb", endpoint_url=endpoint_url))
+        offers = load_catalog(DEMO_CATALOG)
+        counter = DynamoDBRequestCounter(endpoint_url)
+        with counter.wire_tap():
+            bench = OrderingBench(counter)  # imports the handler (after the env is set)
+            clients = calibrate(counter)
+            bench.run()
+    notes = [
+        f"DynamoDB Local (in memory), {offers} demo offers; requests counted by a before-send hook on "
+        f"{clients} PynamoDB botocore client(s), cross-checked on the wire; calibration passed"
+    ]
+    return bench.rows(), notes, bench.problems()
+
+
+# ------------------------------------------------------------------------------------------------------------ main
+Part = Callable[[], tuple[list[Row], list[str], list[str]]]
+
+
+@dataclass
+class Report:
+    rows: list[Row] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    def run(self, label: str, part: Part) -> None:
+        """Run one part; a part that cannot measure is an error, the other part still runs."""
+        try:
+            rows, notes, problems = part()
+        except BenchError as exc:
+            self.errors.append(f"{label}: {exc}")
+            return
+        except Exception as exc:  # noqa: BLE001 - e.g. DynamoDB Local missing: report it, keep the other part
+            self.errors.append(f"{label}: {type(exc).__name__}: {exc}")
+            return
+        self.rows += rows
+        self.notes += [f"{label}: {note}" for note in notes]
+        self.problems += problems
+
+    def print(self, output: Path, seconds: float) -> None:
+        print(format_table(self.rows))
+        print()
+        for note in self.notes:
+            print(f"note  {note}")
+        print(f"wrote {len(self.rows)} rows to {output} in {seconds:.1f} s")
+        for row in over_budget(self.rows):
+            print(f"OVER  {row.name} {row.metric} = {format_number(row.value)} > budget {format_number(row.budget)}")
+        for problem in self.problems:
+            print(f"FAIL  {problem}")
+        for error in self.errors:
+            print(f"ERROR {error}", file=sys.stderr)
+
+    @property
+    def exit_code(self) -> int:
+        if self.errors:
+            return 2
+        return 1 if over_budget(self.rows) or self.problems else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m devtools.bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--only", choices=["dynamodb", "imports"], help="run one part only")
+    parser.add_argument("--runs", type=int, default=DEFAULT_RUNS, help="import runs per measurement (median)")
+    parser.add_argument("--output", type=Path, default=RESULTS_PATH, help="results file (JSON)")
+    args = parser.parse_args(argv)
+    if args.runs < 1:
+        parser.error("--runs must be at least 1")
+
+    started = time.monotonic()
+    report = Report()
+    # Imports first: DynamoDB Local's JVM would compete for the CPU while the imports are timed.
+    if args.only in (None, "imports"):
+        report.run("imports", lambda: (*measure_imports(args.runs), []))
+    if args.only in (None, "dynamodb"):
+        report.run("dynamodb", measure_dynamodb)
+    write_results(report.rows, args.output)
+    report.print(args.output, time.monotonic() - started)
+    return report.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

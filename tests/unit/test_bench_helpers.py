@@ -1,0 +1,156 @@
+"""The pure helpers of devtools.bench: budgets, the results file, layer checks, Lambda env and HTTP API events."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from devtools.bench import (
+    BenchError,
+    Row,
+    foreign_binaries,
+    format_table,
+    function_environment,
+    http_event,
+    import_ratio,
+    installed_versions,
+    missing_pins,
+    over_budget,
+    parse_pins,
+    write_results,
+)
+
+from tests.conftest import load_event
+
+EM_X86_64, EM_AARCH64 = 62, 183
+
+
+def _elf(path: Path, machine: int) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"\x7fELF" + bytes(14) + machine.to_bytes(2, "little") + bytes(12))
+
+
+def test_import_ratio_counts_both_imports_above_the_bare_interpreter() -> None:
+    # Given a handler at 260 ms, boto3 at 140 ms and a bare interpreter at 20 ms
+    # Then the handler costs two boto3 imports
+    assert import_ratio(260.0, 140.0, 20.0) == pytest.approx(2.0)
+
+
+def test_import_ratio_without_a_baseline_refuses_to_divide() -> None:
+    with pytest.raises(BenchError):
+        import_ratio(100.0, 5.0, 5.0)
+
+
+def test_row_over_its_budget_is_reported_over() -> None:
+    # Given rows under, at, over and without a budget
+    rows = [
+        Row("GET /offers (warm)", "dynamodb_requests", 1, 1),
+        Row("ordering", "import_ratio", 2.04, 2.0),
+        Row("consumption", "import_ratio", 1.2, 1.5),
+        Row("GET /orders", "dynamodb_requests", 7, None),
+    ]
+    # Then only the one above its budget is over, and a row without a budget never is
+    assert [row.status for row in rows] == ["OK", "OVER", "OK", "-"]
+    assert over_budget(rows) == [rows[1]]
+
+
+def test_format_table_prints_value_budget_and_status() -> None:
+    # Given two rows
+    table = format_table([Row("ordering", "import_ratio", 2.04, 2.0, "median of 7"), Row("x", "import_ms", 250.5)])
+    lines = table.splitlines()
+    # Then a header, a rule and one line per row, with the status and the detail
+    assert lines[0].split() == ["name", "metric", "value", "budget", "status", "detail"]
+    assert lines[2].split() == ["ordering", "import_ratio", "2.04", "2", "OVER", "median", "of", "7"]
+    assert lines[3].split() == ["x", "import_ms", "250.50", "-", "-"]
+
+
+def test_write_results_writes_the_four_documented_keys(tmp_path: Path) -> None:
+    # Given rows with a printed-only detail
+    path = tmp_path / "bench-results.json"
+    write_results([Row("GET /offers (warm)", "dynamodb_requests", 1, 1, "Query")], path)
+    # Then the file is a JSON list of name/metric/value/budget rows
+    assert json.loads(path.read_text()) == [
+        {"name": "GET /offers (warm)", "metric": "dynamodb_requests", "value": 1, "budget": 1}
+    ]
+
+
+def test_parse_pins_reads_pinned_lines_only() -> None:
+    text = "# generated\nboto3==1.44.5\nPyNamoDB==6.1.0  # comment\nfoo[bar]==1.0 ; python_version>'3'\nloose>=1\n"
+    assert parse_pins(text) == {"boto3": "1.44.5", "pynamodb": "6.1.0", "foo": "1.0"}
+
+
+def test_missing_pins_lists_absent_and_other_versions(tmp_path: Path) -> None:
+    # Given a layer with boto3 at another version and no stripe
+    (tmp_path / "boto3-1.40.0.dist-info").mkdir()
+    (tmp_path / "aws_lambda_powertools-3.37.0.dist-info").mkdir()
+    installed = installed_versions(tmp_path)
+    # Then both are missing, the matching pin is not
+    pins = {"boto3": "1.44.5", "stripe": "16.1.0", "aws_lambda_powertools": "3.37.0"}
+    assert missing_pins(pins, installed) == {"boto3": "1.44.5", "stripe": "16.1.0"}
+
+
+def test_foreign_binaries_finds_extensions_of_another_architecture(tmp_path: Path) -> None:
+    # Given an arm64 and an x86_64 extension and a text file named like a library
+    _elf(tmp_path / "pydantic_core" / "_pydantic_core.cpython-313-aarch64-linux-gnu.so", EM_AARCH64)
+    _elf(tmp_path / "charset_normalizer" / "md.cpython-313-x86_64-linux-gnu.so", EM_X86_64)
+    (tmp_path / "notes.so.txt").write_text("not a library")
+    # Then on x86_64 the arm64 one is foreign, and on arm64 the x86_64 one is
+    assert foreign_binaries(tmp_path, "x86_64") == ["pydantic_core/_pydantic_core.cpython-313-aarch64-linux-gnu.so"]
+    assert foreign_binaries(tmp_path, "aarch64") == ["charset_normalizer/md.cpython-313-x86_64-linux-gnu.so"]
+
+
+def test_function_environment_merges_globals_and_resolves_refs() -> None:
+    # Given a template with global and per-function variables referring to a parameter and a resource
+    template = {
+        "Parameters": {"PaymentProvider": {"Type": "String", "Default": "stripe"}},
+        "Globals": {
+            "Function": {"MemorySize": 512, "Environment": {"Variables": {"CREDITS_TABLE_NAME": {"Ref": "T"}}}}
+        },
+        "Resources": {
+            "OrderingFunction": {
+                "Type": "AWS::Serverless::Function",
+                "Properties": {
+                    "Handler": "ordering.handler.lambda_handler",
+                    "Environment": {"Variables": {"PAYMENT_PROVIDER": {"Ref": "PaymentProvider"}, "X": "1"}},
+                },
+            }
+        },
+    }
+    # When the function's environment is built
+    env = function_environment(template, "OrderingFunction")
+    # Then parameters take their default, resources a stand-in name, and the runtime's variables are there
+    assert env["PAYMENT_PROVIDER"] == "stripe"
+    assert env["CREDITS_TABLE_NAME"] == "user-credits-t-bench"
+    assert env["X"] == "1"
+    assert env["AWS_LAMBDA_FUNCTION_NAME"] == "OrderingFunction"
+    assert env["AWS_LAMBDA_FUNCTION_MEMORY_SIZE"] == "512"
+    assert env["_HANDLER"] == "ordering.handler.lambda_handler"
+
+
+def test_http_event_builds_the_route_body_and_caller_on_the_sample_event() -> None:
+    # Given the sample GET /offers event
+    base = load_event("ordering/list_offers.json")
+    # When it becomes POST /orders/{orderId}/payment by bob with a body and an Idempotency-Key
+    event = http_event(
+        base,
+        "POST",
+        "/orders/{orderId}/payment",
+        user="bob",
+        path_parameters={"orderId": "01ABC"},
+        body={"a": 1},
+        headers={"Idempotency-Key": "k1"},
+    )
+    # Then path, route key, parameters, body, headers and claims are those of the new request
+    assert event["rawPath"] == "/orders/01ABC/payment"
+    assert event["routeKey"] == event["requestContext"]["routeKey"] == "POST /orders/{orderId}/payment"
+    assert event["requestContext"]["http"]["method"] == "POST"
+    assert event["requestContext"]["http"]["path"] == "/orders/01ABC/payment"
+    assert event["pathParameters"] == {"orderId": "01ABC"}
+    assert "queryStringParameters" not in event
+    assert json.loads(event["body"]) == {"a": 1}
+    assert event["headers"]["idempotency-key"] == "k1"
+    assert event["requestContext"]["authorizer"]["jwt"]["claims"]["sub"] == "bob"
+    # and the sample itself is unchanged
+    assert base["rawPath"] == "/offers"
+    assert base["requestContext"]["authorizer"]["jwt"]["claims"]["sub"] == "alice"
