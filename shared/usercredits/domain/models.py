@@ -128,8 +128,8 @@ class HistoryEntry(DomainModel):
     message: str
 
 
-class OrderLine(DomainModel):
-    """One bundle item of an order; the bundled offer's terms are copied at order time."""
+class Purchase(DomainModel):
+    """What one purchase grants: a copy of the offer's terms, the quantity bought, and (once paid) its window."""
 
     offer_id: str
     offer_group: str
@@ -141,27 +141,22 @@ class OrderLine(DomainModel):
     append_date: bool = False
     starts: datetime | None = None
     expires: datetime | None = None
+
+
+class OrderLine(Purchase):
+    """One bundle item of an order (``quantity`` already multiplied by the order's quantity)."""
+
     child_order_id: str | None = None
 
 
-class Order(DomainModel):
+class Order(Purchase):
     """A purchase attempt, with a copy of what was bought so later catalog edits change nothing."""
 
     order_id: str
     user_id: str
-    offer_id: str
-    offer_group: str
     offer_name: str
     status: OrderStatus
-    quantity: int
     total: Money
-    unit_tokens: int
-    total_tokens: int
-    cycle: Cycle
-    custom_cycle_seconds: int | None = None
-    append_date: bool = False
-    starts: datetime | None = None
-    expires: datetime | None = None
     payment_intent_id: str | None = None
     parent_order_id: str | None = None
     payment_attempt: int = 0

@@ -100,22 +100,16 @@ def settle_order(order: Order, windows: dict[str, PaidWindow], now: datetime, me
 def _child_order(
     root: Order, line: OrderLine, child_id: str, starts: datetime, expires: datetime | None, now: datetime
 ) -> Order:
+    terms = line.model_dump(exclude={"child_order_id", "starts", "expires"})
     return Order(
-        order_id=child_id,
-        user_id=root.user_id,
-        offer_id=line.offer_id,
-        offer_group=line.offer_group,
-        offer_name=line.offer_group,
-        status=OrderStatus.PAID,
-        quantity=line.quantity,
-        total=Money(amount=0, currency=root.total.currency),
-        unit_tokens=line.unit_tokens,
-        total_tokens=line.total_tokens,
-        cycle=line.cycle,
-        custom_cycle_seconds=line.custom_cycle_seconds,
-        append_date=line.append_date,
+        **terms,
         starts=starts,
         expires=expires,
+        order_id=child_id,
+        user_id=root.user_id,
+        offer_name=line.offer_group,
+        status=OrderStatus.PAID,
+        total=Money(amount=0, currency=root.total.currency),
         parent_order_id=root.order_id,
         history=[HistoryEntry(date=now, status=OrderStatus.PAID, message=f"Bundled with order {root.order_id}")],
         created_at=now,

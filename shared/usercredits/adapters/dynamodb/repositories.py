@@ -42,6 +42,7 @@ from usercredits.domain.models import (
     OrderStatus,
     Page,
     PaidWindow,
+    Purchase,
 )
 from usercredits.domain.ports import IdempotencyRecord, IdempotentReplayError, StaleWindowError
 from usercredits.domain.settlement import Settlement
@@ -180,25 +181,48 @@ class DynamoCatalogRepository:
 # --- orders --------------------------------------------------------------------------------------------------------
 
 
+def _purchase_to_attributes(purchase: Purchase) -> dict[str, Any]:
+    """The fields an order and a bundle line share, as PynamoDB attribute values."""
+    return {
+        "offer_id": purchase.offer_id,
+        "offer_group": purchase.offer_group,
+        "quantity": purchase.quantity,
+        "unit_tokens": purchase.unit_tokens,
+        "total_tokens": purchase.total_tokens,
+        "cycle": purchase.cycle.value,
+        "custom_cycle_seconds": purchase.custom_cycle_seconds,
+        "append_date": purchase.append_date,
+        "starts": purchase.starts,
+        "expires": purchase.expires,
+    }
+
+
+def _purchase_from_item(item: OrderItem | OrderLineAttribute) -> dict[str, Any]:
+    """The shared fields read back from an order item or a bundle line attribute."""
+    return {
+        "offer_id": item.offer_id,
+        "offer_group": item.offer_group,
+        "quantity": int(item.quantity),
+        "unit_tokens": int(item.unit_tokens),
+        "total_tokens": int(item.total_tokens),
+        "cycle": Cycle(item.cycle),
+        "custom_cycle_seconds": _int_or_none(item.custom_cycle_seconds),
+        "append_date": bool(item.append_date),
+        "starts": item.starts,
+        "expires": item.expires,
+    }
+
+
 def order_to_item(order: Order) -> OrderItem:
     return OrderItem(
         pk=user_pk(order.user_id),
         sk=order_sk(order.order_id),
+        **_purchase_to_attributes(order),
         order_id=order.order_id,
         user_id=order.user_id,
-        offer_id=order.offer_id,
-        offer_group=order.offer_group,
         offer_name=order.offer_name,
         status=order.status.value,
-        quantity=order.quantity,
         total=MoneyAttribute(amount=order.total.amount, currency=order.total.currency),
-        unit_tokens=order.unit_tokens,
-        total_tokens=order.total_tokens,
-        cycle=order.cycle.value,
-        custom_cycle_seconds=order.custom_cycle_seconds,
-        append_date=order.append_date,
-        starts=order.starts,
-        expires=order.expires,
         payment_intent_id=order.payment_intent_id,
         parent_order_id=order.parent_order_id,
         payment_attempt=order.payment_attempt,
@@ -210,19 +234,7 @@ def order_to_item(order: Order) -> OrderItem:
 
 
 def _line_to_attribute(line: OrderLine) -> OrderLineAttribute:
-    return OrderLineAttribute(
-        offer_id=line.offer_id,
-        offer_group=line.offer_group,
-        quantity=line.quantity,
-        unit_tokens=line.unit_tokens,
-        total_tokens=line.total_tokens,
-        cycle=line.cycle.value,
-        custom_cycle_seconds=line.custom_cycle_seconds,
-        append_date=line.append_date,
-        starts=line.starts,
-        expires=line.expires,
-        child_order_id=line.child_order_id,
-    )
+    return OrderLineAttribute(**_purchase_to_attributes(line), child_order_id=line.child_order_id)
 
 
 def _history_to_attribute(entry: HistoryEntry) -> HistoryEntryAttribute:
@@ -231,38 +243,17 @@ def _history_to_attribute(entry: HistoryEntry) -> HistoryEntryAttribute:
 
 def item_to_order(item: OrderItem) -> Order:
     return Order.model_construct(
+        **_purchase_from_item(item),
         order_id=item.order_id,
         user_id=item.user_id,
-        offer_id=item.offer_id,
-        offer_group=item.offer_group,
         offer_name=item.offer_name,
         status=OrderStatus(item.status),
-        quantity=int(item.quantity),
         total=Money.model_construct(amount=int(item.total.amount), currency=item.total.currency),
-        unit_tokens=int(item.unit_tokens),
-        total_tokens=int(item.total_tokens),
-        cycle=Cycle(item.cycle),
-        custom_cycle_seconds=_int_or_none(item.custom_cycle_seconds),
-        append_date=bool(item.append_date),
-        starts=item.starts,
-        expires=item.expires,
         payment_intent_id=item.payment_intent_id,
         parent_order_id=item.parent_order_id,
         payment_attempt=int(item.payment_attempt or 0),
         combined_items=[
-            OrderLine.model_construct(
-                offer_id=line.offer_id,
-                offer_group=line.offer_group,
-                quantity=int(line.quantity),
-                unit_tokens=int(line.unit_tokens),
-                total_tokens=int(line.total_tokens),
-                cycle=Cycle(line.cycle),
-                custom_cycle_seconds=_int_or_none(line.custom_cycle_seconds),
-                append_date=bool(line.append_date),
-                starts=line.starts,
-                expires=line.expires,
-                child_order_id=line.child_order_id,
-            )
+            OrderLine.model_construct(**_purchase_from_item(line), child_order_id=line.child_order_id)
             for line in item.combined_items or ()
         ],
         history=[
