@@ -14,6 +14,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from ordering.schemas import (
+    AllOffersResponse,
     CreateOrderRequest,
     OffersResponse,
     OrdersResponse,
@@ -163,6 +164,12 @@ def handle_get_subscription(offerId: IdPath) -> SubscriptionResponse:  # noqa: N
     deps = dependencies()
     found = ordering.get_subscription(offerId, current_caller(app), orders=deps.orders, clock=deps.clock)
     return SubscriptionResponse(subscribed=found.subscribed, order_id=found.order_id, expires=found.expires)
+
+
+@app.get("/admin/offers", responses=api_responses(S.OK, S.FORBIDDEN))
+def handle_list_all_offers() -> AllOffersResponse:
+    require_admin(app)
+    return AllOffersResponse(offers=ordering.list_all_offers(catalog=dependencies().catalog))
 
 
 @app.put(

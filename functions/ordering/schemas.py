@@ -35,6 +35,10 @@ class OffersResponse(DomainModel):
     offers: list[OfferView]
 
 
+class AllOffersResponse(DomainModel):
+    offers: list[Offer]
+
+
 class OrderWithPayment(DomainModel):
     order: Order
     payment: PaymentIntent | None
@@ -51,4 +55,12 @@ class SubscriptionResponse(DomainModel):
     expires: datetime | None
 
 
-__all__ = ["Offer", "OffersResponse", "OrderWithPayment", "OrdersResponse", "PutOfferRequest", "SubscriptionResponse"]
+__all__ = [
+    "AllOffersResponse",
+    "Offer",
+    "OffersResponse",
+    "OrderWithPayment",
+    "OrdersResponse",
+    "PutOfferRequest",
+    "SubscriptionResponse",
+]

@@ -297,3 +297,11 @@ def test_create_order_non_json_body_is_422(ordering_api, credits_items, content_
     status, body, _ = ordering_api(CREATE, raw_body='{"offerId": "Free"}', headers={"content-type": content_type})
     assert (status, body["error"]) == (S.UNPROCESSABLE_ENTITY, "validation_error")
     assert item_kinds(credits_items()) == []
+
+
+def test_admin_lists_every_offer_including_locked_and_retired(ordering_api) -> None:  # type: ignore[no-untyped-def]
+    assert ordering_api(DELETE_OFFER, path="/admin/offers/_20tokens", admin=True)[0] == S.NO_CONTENT
+    status, body, _ = ordering_api("ordering/list_offers_admin.json", admin=True)
+    assert status == S.OK and len(body["offers"]) == 19
+    assert {o["offerId"]: o["retired"] for o in body["offers"]}["_20tokens"] is True
+    assert ordering_api("ordering/list_offers_admin.json", admin=False)[0] == S.FORBIDDEN

@@ -118,3 +118,9 @@ def test_matches_tags_any_versus_all() -> None:
     tagged = offer("t", None, tags=["a", "b"])
     assert matches_tags(tagged, ["a", "z"], all_tags=False)
     assert not matches_tags(tagged, ["a", "z"], all_tags=True)
+
+
+def test_unlocked_by_and_tags_have_set_semantics() -> None:
+    # Seed T05: asUnlockingOfferGroups([ABC, ABC, DEF, GHI, DEF]) gives {ABC, DEF, GHI}.
+    deduped = offer("x", None, unlocked_by=["ABC", "ABC", "DEF", "GHI", "DEF"], tags=["a", "a"])
+    assert (deduped.unlocked_by, deduped.tags) == (["ABC", "DEF", "GHI"], ["a"])

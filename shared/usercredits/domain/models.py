@@ -6,7 +6,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
 from usercredits.domain.currencies import is_known_currency
@@ -87,6 +87,12 @@ class OfferTerms(DomainModel):
     tags: list[Annotated[str, Field(min_length=1, max_length=64)]] = Field(default_factory=list, max_length=50)
     popular: int | None = Field(default=None, ge=0, le=1000, strict=True)
     combined_items: list[CombinedOffer] = Field(default_factory=list, max_length=40)
+
+    @field_validator("unlocked_by", "tags")
+    @classmethod
+    def _as_set(cls, values: list[str]) -> list[str]:
+        # Set semantics, first occurrence kept (the seed's asUnlockingOfferGroups deduplicates the same way).
+        return list(dict.fromkeys(values))
 
     @model_validator(mode="after")
     def _consistent(self) -> OfferTerms:

@@ -92,6 +92,11 @@ def list_offers(
     )
 
 
+def list_all_offers(*, catalog: CatalogRepository) -> list[Offer]:
+    """Every offer of the catalog, locked and retired ones included, by ``offerId`` (admin)."""
+    return sorted(catalog.list_offers(), key=lambda offer: offer.offer_id)
+
+
 def get_offer(offer_id: str, *, catalog: CatalogRepository) -> Offer:
     """One offer that is on sale (retired offers are 404: existing orders keep their own copy)."""
     offer = catalog.get_offer(offer_id)
