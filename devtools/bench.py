@@ -46,7 +46,6 @@ import copy
 import json
 import os
 import platform
-import re
 import statistics
 import subprocess
 import sys
@@ -57,14 +56,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from devtools.build_inspection import (
+    BUILD_DIR,
+    NATIVE_BUILD_DIR,
+    build_native_dependencies,
+    foreign_binaries,
+    function_variables,
+    layer_missing_pins,
+    layer_python,
+    resolve_variables,
+    stale_files,
+)
+from devtools.lambda_context import LambdaContext
+
 if TYPE_CHECKING:
     from pynamodb.models import Model
 
 ROOT = Path(__file__).resolve().parent.parent
-BUILD_DIR = ROOT / ".aws-sam" / "build"
-NATIVE_BUILD_DIR = ROOT / ".aws-sam" / "build-native"
-DEPENDENCIES_DIR = ROOT / "layers" / "dependencies"
-REQUIREMENTS = DEPENDENCIES_DIR / "requirements.txt"
 EVENTS_DIR = ROOT / "events"
 DEMO_CATALOG = ROOT / "devtools" / "demo" / "wonderai.yaml"
 RESULTS_PATH = ROOT / "bench-results.json"
@@ -77,9 +85,6 @@ IMPORT_RATIO_BUDGETS: dict[str, float] = {
     "stripe_webhook": 2.0,
     "expiry_scan": 1.5,
 }
-
-#: ELF ``e_machine`` of the machines Lambda runs on.
-ELF_MACHINES = {"x86_64": 62, "amd64": 62, "aarch64": 183, "arm64": 183}
 
 USER_SCOPE = "credits/user"
 REGION = "us-east-1"
@@ -180,77 +185,12 @@ def import_ratio(handler_ms: float, boto3_ms: float, bare_ms: float) -> float:
     return (handler_ms - bare_ms) / baseline
 
 
-def parse_pins(text: str) -> dict[str, str]:
-    """``name==version`` lines of a requirements file -> {normalised name: version} (comments and extras dropped)."""
-    pins = {}
-    for raw in text.splitlines():
-        line = raw.split("#", 1)[0].strip()
-        if not line or "==" not in line:
-            continue
-        name, _, version = line.partition("==")
-        pins[normalise_name(name.split("[", 1)[0])] = version.split(";", 1)[0].strip()
-    return pins
-
-
-def normalise_name(name: str) -> str:
-    return re.sub(r"[-_.]+", "_", name.strip()).lower()
-
-
-def installed_versions(python_dir: Path) -> dict[str, str]:
-    """{normalised name: version} of the ``*.dist-info`` folders in a layer's ``python/`` directory."""
-    found = {}
-    for dist_info in python_dir.glob("*.dist-info"):
-        name, _, version = dist_info.name.removesuffix(".dist-info").rpartition("-")
-        found[normalise_name(name)] = version
-    return found
-
-
-def missing_pins(pins: Mapping[str, str], installed: Mapping[str, str]) -> dict[str, str]:
-    return {name: version for name, version in pins.items() if installed.get(name) != version}
-
-
-def elf_machine(path: Path) -> int | None:
-    """The ELF ``e_machine`` of a shared library (62 x86_64, 183 aarch64), None if it is not an ELF file."""
-    with path.open("rb") as handle:
-        header = handle.read(20)
-    if header[:4] != b"\x7fELF":
-        return None
-    return int.from_bytes(header[18:20], "little")
-
-
-def foreign_binaries(python_dir: Path, machine: str | None = None) -> list[str]:
-    """Native extensions of a layer that this machine cannot load (built for another architecture)."""
-    expected = ELF_MACHINES.get((machine or platform.machine()).lower())
-    foreign = []
-    for path in sorted(python_dir.rglob("*.so*")):
-        found = elf_machine(path) if path.is_file() else None
-        if found is not None and found != expected:
-            foreign.append(path.relative_to(python_dir).as_posix())
-    return foreign
-
-
-def resolve_value(value: Any, template: Mapping[str, Any]) -> str:
-    """A template env value as Lambda would see it: parameters -> their Default, resources -> a stand-in name."""
-    if isinstance(value, dict) and "Ref" in value:
-        name = value["Ref"]
-        parameter = (template.get("Parameters") or {}).get(name)
-        if parameter is not None:
-            return str(parameter.get("Default", f"{name.lower()}-value"))
-        return f"user-credits-{name.lower()}-bench"
-    if isinstance(value, dict | list):
-        return "bench-placeholder"
-    return str(value)
-
-
 def function_environment(template: Mapping[str, Any], logical_id: str) -> dict[str, str]:
     """Globals + the function's own ``Environment.Variables``, resolved, plus what the Lambda runtime sets."""
     globals_fn = (template.get("Globals") or {}).get("Function") or {}
     props = template["Resources"][logical_id].get("Properties") or {}
-    variables = {
-        **((globals_fn.get("Environment") or {}).get("Variables") or {}),
-        **((props.get("Environment") or {}).get("Variables") or {}),
-    }
-    env = {name: resolve_value(value, template) for name, value in variables.items()}
+    variables = function_variables(template, logical_id)
+    env = resolve_variables(variables, template, stand_in="bench", placeholder="bench-placeholder")
     memory = props.get("MemorySize", globals_fn.get("MemorySize", 128))
     env.update(
         {
@@ -292,43 +232,19 @@ class ImportLayout:
     notes: list[str] = field(default_factory=list)
 
 
-def _stale_files(source: Path, built: Path) -> list[str]:
-    stale = []
-    for path in sorted(source.rglob("*.py")):
-        if "__pycache__" in path.parts:
-            continue
-        copy_ = built / path.relative_to(source)
-        if not copy_.is_file() or copy_.read_bytes() != path.read_bytes():
-            stale.append(str(path.relative_to(ROOT)))
-    return stale
-
-
 def _native_dependencies(python: str, notes: list[str]) -> Path:
     """``python/`` of a host-native DependenciesLayer (same Makefile, ``LAYER_PLATFORM=native``), built if stale."""
     target = NATIVE_BUILD_DIR / "DependenciesLayer"
     python_dir = target / "python"
-    pins = parse_pins(REQUIREMENTS.read_text(encoding="utf-8"))
-    missing = missing_pins(pins, installed_versions(python_dir))
-    if missing:
+    if missing := layer_missing_pins(python_dir):
         notes.append(f"building a host-native DependenciesLayer in {target.relative_to(ROOT)} (missing: {missing})")
         print(f"bench: {notes[-1]} ...", file=sys.stderr, flush=True)
-        command = [
-            "make",
-            "--no-print-directory",
-            "-C",
-            str(DEPENDENCIES_DIR),
-            "build-DependenciesLayer",
-            f"ARTIFACTS_DIR={target}",
-            "LAYER_PLATFORM=native",
-            f"PYTHON={python}",
-        ]
-        result = subprocess.run(command, capture_output=True, text=True, timeout=900, check=False)  # noqa: S603
+        result = build_native_dependencies(python, target)
         if result.returncode != 0:
             raise BenchError(
                 f"native DependenciesLayer build failed:\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}"
             )
-        missing = missing_pins(pins, installed_versions(python_dir))
-        if missing:
+        if missing := layer_missing_pins(python_dir):
             raise BenchError(f"native DependenciesLayer still lacks {missing}")
     else:
         notes.append(f"reusing the host-native DependenciesLayer in {target.relative_to(ROOT)} (matches the pins)")
@@ -343,17 +259,15 @@ def import_layout(python: str, template: dict[str, Any] | None = None) -> Import
     if not (BUILD_DIR / "template.yaml").is_file():
         raise BenchError(".aws-sam/build is missing: run `make build` (`make bench` does)")
     functions = resources_of_type("AWS::Serverless::Function", template)
-    stale = []
-    for logical_id in functions:
-        stale += _stale_files(ROOT / "functions", BUILD_DIR / logical_id)
-    domain = BUILD_DIR / "DomainLayer" / "python"
-    stale += _stale_files(ROOT / "shared" / "usercredits", domain / "usercredits")
+    domain = layer_python("DomainLayer")
+    trees = [(ROOT / "functions", BUILD_DIR / logical_id) for logical_id in functions]
+    trees.append((ROOT / "shared" / "usercredits", domain / "usercredits"))
+    stale = {f"{source.relative_to(ROOT)}/{path}" for source, built in trees for path in stale_files(source, built)}
     if stale:
-        raise BenchError(f"the build differs from the sources ({sorted(set(stale))[:5]}): run `make build`")
+        raise BenchError(f"the build differs from the sources ({sorted(stale)[:5]}): run `make build`")
 
-    built_deps = BUILD_DIR / "DependenciesLayer" / "python"
-    pins = parse_pins(REQUIREMENTS.read_text(encoding="utf-8"))
-    if missing := missing_pins(pins, installed_versions(built_deps)):
+    built_deps = layer_python("DependenciesLayer")
+    if missing := layer_missing_pins(built_deps):
         raise BenchError(f"the built DependenciesLayer does not match requirements.txt ({missing}): run `make build`")
     notes: list[str] = []
     foreign = foreign_binaries(built_deps)
@@ -529,19 +443,6 @@ class DynamoDBRequestCounter:
             )
 
 
-@dataclass
-class BenchContext:
-    """The LambdaContext attributes Powertools reads."""
-
-    function_name: str = "OrderingFunction"
-    memory_limit_in_mb: int = 512
-    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:OrderingFunction"
-    aws_request_id: str = "00000000-0000-0000-0000-00000000bench"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 15_000
-
-
 def http_event(
     base: Mapping[str, Any],
     method: str,
@@ -620,9 +521,13 @@ class OrderingBench:
         self.scenarios: list[Scenario] = []
         self.extra_rows: list[Row] = []
 
-    def call(self, method: str, route: str, *, user: str, **kwargs: Any) -> RouteResult:
+    def call(self, route_key: str, *, user: str, **kwargs: Any) -> RouteResult:
+        """Send ``route_key`` (``"GET /orders/{orderId}"``) from ``user`` through the handler; ``kwargs`` go to
+        :func:`http_event`."""
+        method, _, route = route_key.partition(" ")
         event = http_event(self.base_event, method, route, user=user, **kwargs)
-        response = self.handler.lambda_handler(event, BenchContext())
+        # The template's Globals: 512 MB, 15 s.
+        response = self.handler.lambda_handler(event, LambdaContext("OrderingFunction", 512, 15))
         raw = response.get("body") or ""
         try:
             body = json.loads(raw) if raw else None
@@ -632,32 +537,43 @@ class OrderingBench:
 
     def measure(
         self,
-        name: str,
-        budget: float | None,
-        expected_status: int,
-        method: str,
-        route: str,
+        route_key: str,
+        label: str = "",
         *,
+        budget: float | None = None,
+        status: int = 200,
         user: str,
         check: Callable[[Any], str | None] | None = None,
         **kwargs: Any,
     ) -> RouteResult:
+        """One measured request; its row is named ``route_key (label)``, and fails unless it answers ``status``."""
         with self.counter.measure() as measurement:
-            result = self.call(method, route, user=user, **kwargs)
+            result = self.call(route_key, user=user, **kwargs)
         problem = None
-        if result.status != expected_status:
-            problem = f"status {result.status}, expected {expected_status}: {json.dumps(result.body)[:300]}"
+        if result.status != status:
+            problem = f"status {result.status}, expected {status}: {json.dumps(result.body)[:300]}"
         elif check is not None:
             problem = check(result.body)
+        name = f"{route_key} ({label})" if label else route_key
         self.scenarios.append(Scenario(name, budget, measurement, problem))
         return result
 
-    def setup_call(self, expected_status: int, method: str, route: str, *, user: str, **kwargs: Any) -> RouteResult:
+    def setup_call(self, route_key: str, *, status: int, user: str, **kwargs: Any) -> RouteResult:
         """A request that prepares a scenario (not measured); a wrong status stops the bench."""
-        result = self.call(method, route, user=user, **kwargs)
-        if result.status != expected_status:
-            raise BenchError(f"setup {method} {route} answered {result.status}: {json.dumps(result.body)[:500]}")
+        result = self.call(route_key, user=user, **kwargs)
+        if result.status != status:
+            raise BenchError(f"setup {route_key} answered {result.status}: {json.dumps(result.body)[:500]}")
         return result
+
+    @staticmethod
+    def pay(user: str, order_id: str) -> str:
+        """Mark the order paid as the payment webhook would (``apply_order_paid``); the order's status after it."""
+        from usercredits.adapters.dynamodb.repositories import DynamoOrderRepository
+        from usercredits.domain.ordering import apply_order_paid
+        from usercredits.domain.ports import SystemClock
+
+        order = apply_order_paid(user, order_id, orders=DynamoOrderRepository(), clock=SystemClock(), message="bench")
+        return str(order.status.value)
 
     def reset_catalog_cache(self) -> None:
         self.handler.dependencies.cache_clear()
@@ -670,24 +586,17 @@ class OrderingBench:
         self._grant()
 
     def _offers(self) -> None:
+        browser = "bench-browser"
         self.reset_catalog_cache()
-        self.measure("GET /offers (cold catalog)", 2, 200, "GET", "/offers", user="bench-browser")
-        self.measure("GET /offers (warm)", 1, 200, "GET", "/offers", user="bench-browser")
-        self.measure(
-            "GET /offers/{offerId} (warm)",
-            None,
-            200,
-            "GET",
-            "/offers/{offerId}",
-            user="bench-browser",
-            path_parameters={"offerId": "StartupM"},
-        )
+        self.measure("GET /offers", "cold catalog", budget=2, user=browser)
+        self.measure("GET /offers", "warm", budget=1, user=browser)
+        self.measure("GET /offers/{offerId}", "warm", user=browser, path_parameters={"offerId": "StartupM"})
 
     def _priced_orders(self) -> str:
-        body = {"offerId": "_100tokens", "quantity": 2}
+        buyer, body = "bench-buyer", {"offerId": "_100tokens", "quantity": 2}
         key = {"Idempotency-Key": "bench-priced-order-1"}
         first = self.measure(
-            "POST /orders (priced, warm catalog)", 3, 201, "POST", "/orders", user="bench-buyer", body=body, headers=key
+            "POST /orders", "priced, warm catalog", budget=3, status=201, user=buyer, body=body, headers=key
         )
         order_id = str((first.body or {}).get("order", {}).get("orderId", ""))
 
@@ -696,114 +605,43 @@ class OrderingBench:
             return None if replayed_id == order_id else f"replay returned order {replayed_id}, not {order_id}"
 
         self.measure(
-            "POST /orders (idempotent replay)",
-            None,
-            201,
-            "POST",
-            "/orders",
-            user="bench-buyer",
-            body=body,
-            headers=key,
-            check=same_order,
+            "POST /orders", "idempotent replay", status=201, user=buyer, body=body, headers=key, check=same_order
         )
         self.reset_catalog_cache()
-        self.measure(
-            "POST /orders (priced, cold catalog)",
-            3,
-            201,
-            "POST",
-            "/orders",
-            user="bench-buyer",
-            body={"offerId": "_20tokens", "quantity": 1},
-            headers={"Idempotency-Key": "bench-priced-order-2"},
-        )
+        body, key = {"offerId": "_20tokens", "quantity": 1}, {"Idempotency-Key": "bench-priced-order-2"}
+        self.measure("POST /orders", "priced, cold catalog", budget=3, status=201, user=buyer, body=body, headers=key)
         return order_id
 
     def _free_and_locked(self) -> None:
-        from usercredits.adapters.dynamodb.repositories import DynamoOrderRepository
-        from usercredits.domain.ordering import apply_order_paid
-        from usercredits.domain.ports import SystemClock
-
-        self.measure(
-            "POST /orders (free bundle, new user)",
-            3,
-            201,
-            "POST",
-            "/orders",
-            user="bench-free",
-            body={"offerId": "Free", "quantity": 1},
-        )
+        free = {"offerId": "Free", "quantity": 1}
+        self.measure("POST /orders", "free bundle, new user", budget=3, status=201, user="bench-free", body=free)
         # The locked offer 1-article-month is unlocked by a paid ScaleUp window: pay a ScaleUpM order first.
-        placed = self.setup_call(201, "POST", "/orders", user="bench-scaleup", body={"offerId": "ScaleUpM"})
-        paid = apply_order_paid(
-            "bench-scaleup",
-            placed.body["order"]["orderId"],
-            orders=DynamoOrderRepository(),
-            clock=SystemClock(),
-            message="bench",
-        )
-        if paid.status.value != "paid":
-            raise BenchError(f"setup: the ScaleUpM order is {paid.status.value}, not paid")
-        self.measure(
-            "POST /orders (locked offer, unlocked by a paid group)",
-            3,
-            201,
-            "POST",
-            "/orders",
-            user="bench-scaleup",
-            body={"offerId": "1-article-month", "quantity": 1},
-        )
+        placed = self.setup_call("POST /orders", status=201, user="bench-scaleup", body={"offerId": "ScaleUpM"})
+        if (paid := self.pay("bench-scaleup", placed.body["order"]["orderId"])) != "paid":
+            raise BenchError(f"setup: the ScaleUpM order is {paid}, not paid")
+        locked = {"offerId": "1-article-month", "quantity": 1}
+        label = "locked offer, unlocked by a paid group"
+        self.measure("POST /orders", label, budget=3, status=201, user="bench-scaleup", body=locked)
 
     def _reads(self, order_id: str) -> None:
-        self.measure("GET /orders", None, 200, "GET", "/orders", user="bench-buyer")
-        self.measure(
-            "GET /orders/{orderId}",
-            None,
-            200,
-            "GET",
-            "/orders/{orderId}",
-            user="bench-buyer",
-            path_parameters={"orderId": order_id},
-        )
-        self.measure(
-            "POST /orders/{orderId}/payment",
-            None,
-            200,
-            "POST",
-            "/orders/{orderId}/payment",
-            user="bench-buyer",
-            path_parameters={"orderId": order_id},
-        )
+        buyer, order = "bench-buyer", {"orderId": order_id}
+        self.measure("GET /orders", user=buyer)
+        self.measure("GET /orders/{orderId}", user=buyer, path_parameters=order)
+        self.measure("POST /orders/{orderId}/payment", user=buyer, path_parameters=order)
 
         def subscribed(body: Any) -> str | None:
             return None if (body or {}).get("subscribed") is True else f"expected subscribed=true, got {body}"
 
-        self.measure(
-            "GET /subscriptions/{offerId}",
-            None,
-            200,
-            "GET",
-            "/subscriptions/{offerId}",
-            user="bench-scaleup",
-            path_parameters={"offerId": "ScaleUpM"},
-            check=subscribed,
-        )
+        scaleup = {"offerId": "ScaleUpM"}
+        self.measure("GET /subscriptions/{offerId}", user="bench-scaleup", path_parameters=scaleup, check=subscribed)
 
     def _grant(self) -> None:
-        from usercredits.adapters.dynamodb.repositories import DynamoOrderRepository
-        from usercredits.domain.ordering import apply_order_paid
-        from usercredits.domain.ports import SystemClock
-
-        placed = self.setup_call(201, "POST", "/orders", user="bench-grant", body={"offerId": "EnterpriseM"})
-        order_id = placed.body["order"]["orderId"]
+        placed = self.setup_call("POST /orders", status=201, user="bench-grant", body={"offerId": "EnterpriseM"})
         name = "grant on paid order (apply_order_paid, EnterpriseM)"
         with self.counter.measure() as measurement:
-            paid = apply_order_paid(
-                "bench-grant", order_id, orders=DynamoOrderRepository(), clock=SystemClock(), message="bench"
-            )
-        problem = None if paid.status.value == "paid" else f"order is {paid.status.value} after apply_order_paid"
-        scenario = Scenario(name, 3, measurement, problem)
-        self.scenarios.append(scenario)
+            paid = self.pay("bench-grant", placed.body["order"]["orderId"])
+        problem = None if paid == "paid" else f"order is {paid} after apply_order_paid"
+        self.scenarios.append(Scenario(name, 3, measurement, problem))
         transactions = measurement.hooked.count("TransactWriteItems")
         self.extra_rows.append(Row(name, "transactions", transactions, 1, "TransactWriteItems requests"))
 

@@ -56,10 +56,12 @@ import uuid
 import warnings
 from collections import deque
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+
+from devtools.lambda_context import ACCOUNT_ID, DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT_SECONDS, REGION, LambdaContext
 
 ROOT = Path(__file__).resolve().parent.parent
 FUNCTIONS_DIR = ROOT / "functions"
@@ -70,13 +72,9 @@ DEFAULT_DYNAMODB_PORT = 8000
 DEFAULT_JWT_SECRET = "local-dev-secret"
 JWT_AUDIENCE = "user-credits"
 JWT_ISSUER = "user-credits-local"
-ACCOUNT_ID = "123456789012"
-REGION = "us-east-1"
 WEBHOOK_PATH = "/webhooks/stripe"
 EVENTS_PATH = "/_local/events"
 MAX_BODY_BYTES = 10 * 1024 * 1024  # API Gateway's payload limit
-DEFAULT_TIMEOUT_SECONDS = 30
-DEFAULT_MEMORY_MB = 128
 
 
 def local_environment(events_endpoint: str | None = None) -> dict[str, str]:
@@ -137,36 +135,6 @@ def prepare_tables_and_catalog(catalog: Path = DEMO_CATALOG) -> int:
 
 
 # --------------------------------------------------------------------------------------------------------- Lambda side
-@dataclass
-class LambdaContext:
-    """The parts of the Lambda context object that Powertools and the handlers read."""
-
-    function_name: str
-    memory_limit_in_mb: int = DEFAULT_MEMORY_MB
-    timeout_seconds: int = DEFAULT_TIMEOUT_SECONDS
-    function_version: str = "$LATEST"
-    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
-    _deadline: float = field(default=0.0, repr=False)
-
-    def __post_init__(self) -> None:
-        self._deadline = time.monotonic() + self.timeout_seconds
-
-    @property
-    def invoked_function_arn(self) -> str:
-        return f"arn:aws:lambda:{REGION}:{ACCOUNT_ID}:function:{self.function_name}"
-
-    @property
-    def log_group_name(self) -> str:
-        return f"/aws/lambda/{self.function_name}"
-
-    @property
-    def log_stream_name(self) -> str:
-        return f"{time.strftime('%Y/%m/%d')}/[$LATEST]local"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return max(0, int((self._deadline - time.monotonic()) * 1000))
-
-
 @dataclass(frozen=True)
 class FunctionConfig:
     """What the server needs to know about one function of the template."""

@@ -5,12 +5,12 @@ from __future__ import annotations
 import copy
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 from devtools.catalog import read_catalog
+from devtools.lambda_context import LambdaContext
 
 from tests.fakes import FixedClock, InMemoryCatalogRepository, InMemoryOrderRepository, RecordingPaymentGateway
 from usercredits.domain.models import Caller, Offer
@@ -55,20 +55,9 @@ def alice() -> Caller:
     return Caller(user_id="alice")
 
 
-@dataclass
-class FakeLambdaContext:
-    function_name: str = "user-credits-test"
-    memory_limit_in_mb: int = 512
-    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:user-credits-test"
-    aws_request_id: str = "00000000-0000-0000-0000-000000000000"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 30_000
-
-
 @pytest.fixture
-def lambda_context() -> FakeLambdaContext:
-    return FakeLambdaContext()
+def lambda_context() -> LambdaContext:
+    return LambdaContext("user-credits-test", memory_limit_in_mb=512)
 
 
 def http_event(

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from devtools.build_inspection import function_variables, resolve_variables
 from devtools.cfn import load_template, resources_of_type
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -36,10 +37,6 @@ def effective(logical_id: str, resource: dict[str, Any], template: dict[str, Any
     globals_fn: dict[str, Any] = template.get("Globals", {}).get("Function", {})
     own: dict[str, Any] = resource.get("Properties", {})
     merged = {**globals_fn, **own}
-    env = {
-        **(globals_fn.get("Environment", {}).get("Variables") or {}),
-        **(own.get("Environment", {}).get("Variables") or {}),
-    }
     layers = list(globals_fn.get("Layers") or []) + list(own.get("Layers") or [])
     handler = merged["Handler"]
     return FunctionConfig(
@@ -47,7 +44,7 @@ def effective(logical_id: str, resource: dict[str, Any], template: dict[str, Any
         folder=handler.split(".")[0],
         handler=handler,
         properties=merged,
-        env=env,
+        env=function_variables(template, logical_id),
         layers=layers,
         events=own.get("Events") or {},
     )
@@ -68,19 +65,7 @@ def functions(template: dict[str, Any]) -> dict[str, FunctionConfig]:
     return {config.folder: config for config in configs}
 
 
-def fake_value(value: Any, template: dict[str, Any]) -> Any:
-    """A deploy-time value for tests: parameters resolve to their defaults, resources to a stand-in physical name."""
-    if isinstance(value, dict) and "Ref" in value:
-        name = value["Ref"]
-        parameter = (template.get("Parameters") or {}).get(name)
-        if parameter is not None:
-            return str(parameter.get("Default", f"{name.lower()}-value"))
-        return f"user-credits-{name.lower()}-fake"
-    if isinstance(value, dict):
-        raise AssertionError(f"cannot resolve {value} for a test environment; extend fake_value")
-    return str(value)
-
-
 def fake_environment(config: FunctionConfig, template: dict[str, Any]) -> dict[str, str]:
-    """The function's environment as Lambda would set it, with stand-ins for parameters and resource names."""
-    return {name: fake_value(value, template) for name, value in config.env.items()}
+    """The function's environment as Lambda would set it: parameters resolve to their defaults, resources to a
+    stand-in physical name (``user-credits-<logical id>-fake``); any other intrinsic is an error."""
+    return resolve_variables(config.env, template, stand_in="fake")

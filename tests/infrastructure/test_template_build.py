@@ -15,25 +15,29 @@ Skipped only when ``.aws-sam/build`` is missing (`make infra` runs `make build` 
 
 from __future__ import annotations
 
-import filecmp
 import importlib.util
 import json
 import os
-import re
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+from devtools.build_inspection import (
+    BUILD_DIR,
+    EM_AARCH64,
+    NATIVE_BUILD_DIR,
+    build_native_dependencies,
+    elf_machines,
+    layer_missing_pins,
+    layer_python,
+    stale_files,
+)
 
 from tests.infrastructure.conftest import ROOT, FunctionConfig, fake_environment
 
-BUILD = ROOT / ".aws-sam" / "build"
-NATIVE = ROOT / ".aws-sam" / "build-native"
-REQUIREMENTS = ROOT / "layers" / "dependencies" / "requirements.txt"
 LAMBDA_LAYER_LIMIT_BYTES = 250 * 1024 * 1024  # function + all layers, unzipped
-EM_AARCH64, EM_X86_64 = 183, 62
 
 # Runs in `python -I -S -B`: no site-packages, no PYTHON* env, no .pyc written into the build output.
 IMPORT_CHECK = r"""
@@ -51,89 +55,35 @@ print(json.dumps({"callable": callable(entry), "stdlib": stdlib, "files": files}
 """
 
 
-def _normalise(name: str) -> str:
-    return re.sub(r"[-_.]+", "_", name).lower()
-
-
-def _pins() -> dict[str, str]:
-    pins = {}
-    for raw in REQUIREMENTS.read_text(encoding="utf-8").splitlines():
-        line = raw.split("#", 1)[0].strip()
-        if line:
-            name, _, version = line.partition("==")
-            pins[_normalise(name.split("[", 1)[0])] = version.strip()
-    return pins
-
-
-def _installed(python_dir: Path) -> dict[str, str]:
-    found = {}
-    for dist_info in python_dir.glob("*.dist-info"):
-        name, _, version = dist_info.name.removesuffix(".dist-info").rpartition("-")
-        found[_normalise(name)] = version
-    return found
-
-
-def _missing_pins(python_dir: Path) -> dict[str, str]:
-    installed = _installed(python_dir) if python_dir.is_dir() else {}
-    return {name: version for name, version in _pins().items() if installed.get(name) != version}
-
-
 @pytest.fixture(scope="module")
 def build() -> Path:
-    if not (BUILD / "template.yaml").is_file():
+    if not (BUILD_DIR / "template.yaml").is_file():
         pytest.skip(".aws-sam/build is missing: run `make build` first (`make infra` does)")
-    return BUILD
+    return BUILD_DIR
 
 
 @pytest.fixture(scope="module")
 def native_dependencies(build: Path) -> Path:
     """``python/`` of a host-native DependenciesLayer built by layers/dependencies/Makefile (reused while current)."""
-    target = NATIVE / "DependenciesLayer"
-    python_dir = target / "python"
-    if _missing_pins(python_dir):
-        result = subprocess.run(
-            [
-                "make",
-                "--no-print-directory",
-                "-C",
-                str(REQUIREMENTS.parent),
-                "build-DependenciesLayer",
-                f"ARTIFACTS_DIR={target}",
-                "LAYER_PLATFORM=native",
-                f"PYTHON={sys.executable}",
-            ],
-            capture_output=True,
-            text=True,
-            timeout=900,
-            check=False,
-        )
+    target = NATIVE_BUILD_DIR / "DependenciesLayer"
+    python_dir = layer_python("DependenciesLayer", NATIVE_BUILD_DIR)
+    if layer_missing_pins(python_dir):
+        result = build_native_dependencies(sys.executable, target)
         assert result.returncode == 0, f"native DependenciesLayer build failed:\n{result.stdout}\n{result.stderr}"
-    assert _missing_pins(python_dir) == {}
+    assert layer_missing_pins(python_dir) == {}
     return python_dir
-
-
-def _same_tree(source: Path, built: Path) -> list[str]:
-    """Relative paths of .py files that differ between the sources and the build (stale build)."""
-    stale = []
-    for path in source.rglob("*.py"):
-        if "__pycache__" in path.parts:
-            continue
-        relative = path.relative_to(source)
-        copy = built / relative
-        if not copy.is_file() or not filecmp.cmp(path, copy, shallow=False):
-            stale.append(str(relative))
-    return stale
 
 
 def test_build_is_current(build: Path, functions: dict[str, FunctionConfig]) -> None:
     # Given the sources and the build output
     # Then the build holds today's code (else: run `make build`)
     for config in functions.values():
-        stale = _same_tree(ROOT / "functions", build / config.logical_id)
+        stale = stale_files(ROOT / "functions", build / config.logical_id)
         assert stale == [], f"{config.logical_id} build is stale ({stale[:5]}): run `make build`"
-    stale = _same_tree(ROOT / "shared" / "usercredits", build / "DomainLayer" / "python" / "usercredits")
+    stale = stale_files(ROOT / "shared" / "usercredits", layer_python("DomainLayer", build) / "usercredits")
     assert stale == [], f"DomainLayer build is stale ({stale[:5]}): run `make build`"
-    assert _missing_pins(build / "DependenciesLayer" / "python") == {}, "DependenciesLayer is stale: run `make build`"
+    missing = layer_missing_pins(layer_python("DependenciesLayer", build))
+    assert missing == {}, f"DependenciesLayer is stale ({missing}): run `make build`"
 
 
 @pytest.mark.parametrize("folder", ["ordering", "consumption", "stripe_webhook", "expiry_scan"])
@@ -147,7 +97,7 @@ def test_handler_imports_from_the_build_with_only_the_layers(
     # Given the built function, the built domain layer and a host-native dependencies layer
     config = functions[folder]
     task_root = build / config.logical_id
-    domain = build / "DomainLayer" / "python"
+    domain = layer_python("DomainLayer", build)
     env = {
         **fake_environment(config, template),
         "AWS_REGION": "us-east-1",
@@ -198,23 +148,14 @@ def test_handler_imports_from_the_build_with_only_the_layers(
 
 def test_layers_do_not_overlap(build: Path) -> None:
     # Lambda merges every layer into /opt: a name in both layers would be silently overwritten by one of them
-    dependencies = {path.name for path in (build / "DependenciesLayer" / "python").iterdir()}
-    domain = {path.name for path in (build / "DomainLayer" / "python").iterdir()}
+    dependencies = {path.name for path in layer_python("DependenciesLayer", build).iterdir()}
+    domain = {path.name for path in layer_python("DomainLayer", build).iterdir()}
     assert dependencies & domain == set()
-
-
-def _elf_machine(path: Path) -> int | None:
-    with path.open("rb") as handle:
-        header = handle.read(20)
-    if header[:4] != b"\x7fELF":
-        return None
-    return int.from_bytes(header[18:20], "little")
 
 
 def test_dependencies_layer_ships_arm64_binaries_only(build: Path) -> None:
     # Given every native extension of the deployed dependencies layer
-    python_dir = build / "DependenciesLayer" / "python"
-    machines = {path.relative_to(python_dir).as_posix(): _elf_machine(path) for path in python_dir.rglob("*.so*")}
+    machines = elf_machines(layer_python("DependenciesLayer", build))
     # Then there is at least one (pydantic-core) and all of them are aarch64 (x86_64 ones would fail at import)
     assert any("pydantic_core" in name for name in machines)
     assert {name: machine for name, machine in machines.items() if machine != EM_AARCH64} == {}
@@ -239,7 +180,7 @@ def _pyc_problems(python_dir: Path) -> list[str]:
 @pytest.mark.parametrize("layer", ["DependenciesLayer", "DomainLayer"])
 def test_layer_is_precompiled_with_unchecked_hash_pyc(layer: str, build: Path) -> None:
     # Given the built layer (Lambda mounts it read-only, so Python could not cache what it compiles)
-    problems = _pyc_problems(build / layer / "python")
+    problems = _pyc_problems(layer_python(layer, build))
     # Then every module has a .pyc for this Python that Python uses without checking the source
     assert problems[:10] == [], f"{len(problems)} modules without a usable .pyc"
 

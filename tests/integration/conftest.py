@@ -10,15 +10,16 @@ from typing import Any
 import boto3
 import pytest
 from devtools.catalog import load_catalog
+from devtools.lambda_context import LambdaContext
 
-from tests.conftest import DEMO_CATALOG, FakeLambdaContext, http_event
+from tests.conftest import DEMO_CATALOG, http_event
 from usercredits.settings import get_ordering_settings
 
 Call = Callable[..., tuple[int, Any, dict[str, str]]]
 
 
 @pytest.fixture
-def ordering_api(moto_tables: None, lambda_context: FakeLambdaContext) -> Iterator[Call]:
+def ordering_api(moto_tables: None, lambda_context: LambdaContext) -> Iterator[Call]:
     """``call(base_event, **overrides) -> (status, json body, headers)`` through ordering's lambda_handler."""
     from ordering import handler
 

@@ -129,10 +129,11 @@ def test_create_order_invalid_utf8_body_is_422(ordering_api) -> None:  # type: i
 
     event = http_event(CREATE)
     event["body"], event["isBase64Encoded"] = base64.b64encode(b"\xff\xfe{").decode(), True
-    from ordering import handler
-    from tests.conftest import FakeLambdaContext
+    from devtools.lambda_context import LambdaContext
 
-    response = handler.lambda_handler(event, FakeLambdaContext())
+    from ordering import handler
+
+    response = handler.lambda_handler(event, LambdaContext("user-credits-test", memory_limit_in_mb=512))
     assert response["statusCode"] == S.UNPROCESSABLE_ENTITY
 
 

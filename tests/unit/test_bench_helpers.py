@@ -1,4 +1,5 @@
-"""The pure helpers of devtools.bench: budgets, the results file, layer checks, Lambda env and HTTP API events."""
+"""The pure helpers of devtools.bench (budgets, the results file, Lambda env and HTTP API events) and of the modules
+it shares with the dev server and tests/infrastructure (devtools.build_inspection, devtools.lambda_context)."""
 
 from __future__ import annotations
 
@@ -9,21 +10,26 @@ import pytest
 from devtools.bench import (
     BenchError,
     Row,
-    foreign_binaries,
     format_table,
     function_environment,
     http_event,
     import_ratio,
-    installed_versions,
-    missing_pins,
     over_budget,
-    parse_pins,
     write_results,
 )
+from devtools.build_inspection import (
+    EM_AARCH64,
+    EM_X86_64,
+    foreign_binaries,
+    installed_versions,
+    missing_pins,
+    parse_pins,
+    resolve_value,
+    stale_files,
+)
+from devtools.lambda_context import LambdaContext
 
 from tests.conftest import load_event
-
-EM_X86_64, EM_AARCH64 = 62, 183
 
 
 def _elf(path: Path, machine: int) -> None:
@@ -98,6 +104,49 @@ def test_foreign_binaries_finds_extensions_of_another_architecture(tmp_path: Pat
     # Then on x86_64 the arm64 one is foreign, and on arm64 the x86_64 one is
     assert foreign_binaries(tmp_path, "x86_64") == ["pydantic_core/_pydantic_core.cpython-313-aarch64-linux-gnu.so"]
     assert foreign_binaries(tmp_path, "aarch64") == ["charset_normalizer/md.cpython-313-x86_64-linux-gnu.so"]
+
+
+def test_stale_files_lists_missing_and_changed_sources(tmp_path: Path) -> None:
+    # Given sources and a build where one file is current, one changed and one missing (caches do not count)
+    source, built = tmp_path / "src", tmp_path / "build"
+    for folder in (source / "pkg", built / "pkg", source / "__pycache__"):
+        folder.mkdir(parents=True)
+    (source / "pkg" / "same.py").write_text("x = 1")
+    (built / "pkg" / "same.py").write_text("x = 1")
+    (source / "pkg" / "changed.py").write_text("x = 2")
+    (built / "pkg" / "changed.py").write_text("x = 1")
+    (source / "new.py").write_text("")
+    (source / "__pycache__" / "cached.py").write_text("")
+    # Then the changed and the missing ones are stale, as paths relative to the sources
+    assert stale_files(source, built) == ["new.py", "pkg/changed.py"]
+
+
+def test_resolve_value_needs_a_placeholder_for_other_intrinsics() -> None:
+    template = {"Parameters": {"Rate": {"Type": "String", "Default": "rate(15 minutes)"}}}
+    assert resolve_value({"Ref": "Rate"}, template, stand_in="fake") == "rate(15 minutes)"
+    assert resolve_value({"Ref": "Bus"}, template, stand_in="fake") == "user-credits-bus-fake"
+    assert resolve_value(512, template, stand_in="fake") == "512"
+    assert resolve_value({"Fn::GetAtt": "Bus.Arn"}, template, stand_in="b", placeholder="p") == "p"
+    with pytest.raises(ValueError, match="cannot resolve"):
+        resolve_value({"Fn::GetAtt": "Bus.Arn"}, template, stand_in="fake")
+
+
+def test_lambda_context_counts_down_to_its_deadline(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given a context made at t=100 s for a function with a 15 s timeout
+    now = [100.0]
+    monkeypatch.setattr("devtools.lambda_context.time.monotonic", lambda: now[0])
+    context = LambdaContext("OrderingFunction", memory_limit_in_mb=512, timeout_seconds=15)
+    # Then the time left shrinks as time passes, and stops at zero
+    assert context.get_remaining_time_in_millis() == 15_000
+    now[0] = 112.5
+    assert context.get_remaining_time_in_millis() == 2_500
+    now[0] = 200.0
+    assert context.get_remaining_time_in_millis() == 0
+    # and it has what Powertools' logger reads
+    assert context.invoked_function_arn == "arn:aws:lambda:us-east-1:123456789012:function:OrderingFunction"
+    assert context.log_group_name == "/aws/lambda/OrderingFunction"
+    assert (context.function_version, context.memory_limit_in_mb) == ("$LATEST", 512)
+    assert context.aws_request_id != LambdaContext("OrderingFunction").aws_request_id
 
 
 def test_function_environment_merges_globals_and_resolves_refs() -> None:
