@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from usercredits.adapters.local_payments import LocalPaymentGateway
-from usercredits.domain.models import Offer, Order, OrderStatus, Page, PaidWindow, PaymentIntent
+from usercredits.domain.models import GroupState, Offer, Order, OrderStatus, Page, PaymentIntent
 from usercredits.domain.ports import IdempotencyRecord, IdempotentReplayError, StaleWindowError
 from usercredits.domain.settlement import Settlement
 from usercredits.errors import ConflictError
@@ -53,7 +53,7 @@ class InMemoryCatalogRepository:
 class InMemoryOrderRepository:
     def __init__(self) -> None:
         self.orders: dict[tuple[str, str], Order] = {}
-        self.windows: dict[tuple[str, str], PaidWindow] = {}
+        self.windows: dict[tuple[str, str], GroupState] = {}
         self.keys: dict[tuple[str, str, str], IdempotencyRecord] = {}
 
     def __len__(self) -> int:
@@ -81,7 +81,7 @@ class InMemoryOrderRepository:
             o for (uid, _), o in self.orders.items() if uid == user_id and o.offer_id == offer_id and o.status is status
         ]
 
-    def paid_windows(self, user_id: str) -> Mapping[str, PaidWindow]:
+    def group_states(self, user_id: str) -> Mapping[str, GroupState]:
         return {group: window for (uid, group), window in self.windows.items() if uid == user_id}
 
     def _check(self, user_id: str, idempotency: IdempotencyRecord | None, settlement: Settlement | None) -> None:

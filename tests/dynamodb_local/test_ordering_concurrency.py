@@ -67,7 +67,7 @@ def test_racing_apply_order_paid_settles_exactly_once(catalog, user_id) -> None:
     assert all(not isinstance(outcome, Exception) for outcome in outcomes), outcomes
     assert {outcome.status for outcome in outcomes} == {OrderStatus.PAID}  # type: ignore[union-attr]
     assert len({outcome.expires for outcome in outcomes}) == 1  # type: ignore[union-attr]
-    windows = DynamoOrderRepository().paid_windows(user_id)
+    windows = DynamoOrderRepository().group_states(user_id)
     assert {group: window.paid_orders for group, window in windows.items()} == {
         "Enterprise": 1,
         "AiTokens": 1,
@@ -92,7 +92,7 @@ def test_racing_requests_with_one_idempotency_key_create_one_order(catalog, user
     page = DynamoOrderRepository().list_orders(user_id, status=None, limit=50, cursor=None)
     roots = [o for o in page.items if o.parent_order_id is None]
     assert len(roots) == 1
-    assert DynamoOrderRepository().paid_windows(user_id)["Free"].paid_orders == 1
+    assert DynamoOrderRepository().group_states(user_id)["Free"].paid_orders == 1
 
 
 def test_racing_appended_purchases_chain_windows_without_losing_one(catalog, user_id) -> None:  # type: ignore[no-untyped-def]
@@ -113,7 +113,7 @@ def test_racing_appended_purchases_chain_windows_without_losing_one(catalog, use
         assert next_start == previous_end
     for starts, expires in windows:
         assert expires == add_months(starts, 1)
-    group = DynamoOrderRepository().paid_windows(user_id)["Startup"]
+    group = DynamoOrderRepository().group_states(user_id)["Startup"]
     assert group.paid_orders == len(settled)
     assert group.expires == windows[-1][1]
     assert windows[0][0] - group.starts < timedelta(seconds=5)

@@ -10,7 +10,7 @@ from botocore.exceptions import ClientError
 from pynamodb.exceptions import QueryError
 
 from tests.integration.conftest import item_kinds
-from usercredits.adapters.dynamodb.tables import OfferItem
+from usercredits.adapters.dynamodb.tables import CreditsItem
 
 LIST = "ordering/list_offers.json"
 GET_OFFER = "ordering/get_offer.json"
@@ -93,7 +93,7 @@ def test_create_free_order_is_paid_at_once_with_its_bundle(ordering_api, credits
     assert order["status"] == "paid" and order["starts"] and order["expires"]
     assert [h["status"] for h in order["history"]] == ["pending", "paid"]
     assert order["combinedItems"][0]["childOrderId"] == f"{order['orderId']}-01"
-    assert item_kinds(credits_items()) == ["creditGroup", "creditGroup", "idempotency", "order", "order"]
+    assert item_kinds(credits_items()) == ["creditGroup", "creditGroup", "idempotency", "lot", "lot", "order", "order"]
 
 
 @pytest.mark.parametrize(
@@ -283,7 +283,7 @@ def test_throttled_storage_is_503_with_retry_after(ordering_api, monkeypatch) ->
     from ordering import handler
 
     handler.dependencies.cache_clear()
-    monkeypatch.setattr(OfferItem, "query", throttled)
+    monkeypatch.setattr(CreditsItem, "query", throttled)
     status, body, headers = ordering_api(LIST)
     assert (status, body["error"], headers.get("Retry-After")) == (S.SERVICE_UNAVAILABLE, "unavailable", "1")
 

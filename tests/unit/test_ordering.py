@@ -73,7 +73,7 @@ def test_place_order_free_offer_is_paid_at_once_with_its_bundle(place, orders, p
     order = place("Free").order
     assert order.status is OrderStatus.PAID and payments.requests == []
     assert order.expires == order.starts + (clock.now().replace(month=2, day=28) - clock.now())
-    windows = orders.paid_windows("alice")
+    windows = orders.group_states("alice")
     assert set(windows) == {"Free", "AiTokens"}
     child = orders.get_order("alice", order.combined_items[0].child_order_id)
     assert child.parent_order_id == order.order_id and child.status is OrderStatus.PAID
@@ -148,7 +148,7 @@ def test_apply_order_paid_twice_settles_once(place, orders, clock) -> None:  # t
     first = ordering.apply_order_paid("alice", order.order_id, orders=orders, clock=clock, message="paid")
     second = ordering.apply_order_paid("alice", order.order_id, orders=orders, clock=clock, message="paid")
     assert first == second
-    assert orders.paid_windows("alice")["EbEnterprise"].paid_orders == 1
+    assert orders.group_states("alice")["EbEnterprise"].paid_orders == 1
     # Seed T22: EbEnterpriseY grants 150 x 12 per unit; its bundle 28 x 300 AiTokens.
     assert first.total_tokens == 1800
     assert [(line.offer_group, line.total_tokens) for line in first.combined_items] == [
@@ -172,7 +172,7 @@ def test_appended_purchases_chain_their_windows(place, orders, clock) -> None:  
     second = place("StartupY").order
     second = ordering.apply_order_paid("alice", second.order_id, orders=orders, clock=clock, message="paid")
     assert second.starts == first.expires
-    assert orders.paid_windows("alice")["Startup"].expires == second.expires
+    assert orders.group_states("alice")["Startup"].expires == second.expires
 
 
 def test_request_payment_creates_a_fresh_intent_for_a_pending_order(place, orders, payments) -> None:  # type: ignore[no-untyped-def]

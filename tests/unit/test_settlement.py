@@ -3,7 +3,7 @@
 from datetime import UTC, datetime, timedelta
 
 from usercredits.domain.cycles import add_months
-from usercredits.domain.models import Cycle, HistoryEntry, Money, Order, OrderLine, OrderStatus, PaidWindow
+from usercredits.domain.models import Cycle, GroupState, HistoryEntry, Money, Order, OrderLine, OrderStatus
 from usercredits.domain.settlement import extend_window, settle_order, start_for
 
 NOW = datetime(2026, 3, 10, 9, 0, tzinfo=UTC)
@@ -31,8 +31,8 @@ def pending_order(**changes: object) -> Order:
     return Order(**fields)  # type: ignore[arg-type]
 
 
-def window(group: str, expires: datetime | None, starts: datetime | None = None, version: int = 3) -> PaidWindow:
-    return PaidWindow(
+def window(group: str, expires: datetime | None, starts: datetime | None = None, version: int = 3) -> GroupState:
+    return GroupState(
         offer_group=group, starts=starts or NOW - timedelta(days=30), expires=expires, paid_orders=1, version=version
     )
 
@@ -100,7 +100,7 @@ def test_settle_once_means_no_expiry() -> None:
 
 
 def test_extend_window_keeps_perpetual_and_timed_end() -> None:
-    perpetual = PaidWindow(offer_group="G", starts=NOW, expires=None, perpetual=True, paid_orders=1)
+    perpetual = GroupState(offer_group="G", starts=NOW, expires=None, perpetual=True, paid_orders=1)
     extended = extend_window(perpetual, "G", NOW, NOW + timedelta(days=5))
     assert extended.perpetual and extended.expires == NOW + timedelta(days=5) and extended.paid_orders == 2
 

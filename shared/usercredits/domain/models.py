@@ -172,8 +172,51 @@ class Order(Purchase):
     updated_at: datetime
 
 
-class PaidWindow(DomainModel):
-    """What a user has paid for in one offer group: the union of its paid orders' windows."""
+class LedgerKind(StrEnum):
+    GRANT = "grant"
+    CONSUME = "consume"
+    HOLD = "hold"
+    CAPTURE = "capture"
+    RELEASE = "release"
+    EXPIRE = "expire"
+    REVOKE = "revoke"
+    ADJUST = "adjust"
+
+
+class Movement(DomainModel):
+    """One change of a group's balance or held amount, as appended to the group's journal.
+
+    ``tokens`` is the signed change of the balance (a hold moves nothing, a consume is negative); ``held`` the signed
+    change of the held amount. Its position in the journal (commit order) gives its sequence number and balance after.
+    """
+
+    entry_id: str
+    kind: LedgerKind
+    tokens: int
+    held: int = 0
+    order_id: str | None = None
+    lot_id: str | None = None
+    reservation_id: str | None = None
+    idempotency_key: str | None = None
+    reason: str | None = None
+    created_at: datetime
+
+
+class LedgerEntry(Movement):
+    """A movement with its place in the group's history: ``seq`` (1, 2, ...) and the balance right after it."""
+
+    offer_group: str
+    seq: int
+    balance_after: int
+
+
+class GroupState(DomainModel):
+    """A user's offer group: the window paid for, the balance, and the journal of its latest movements.
+
+    ``drawn`` is what has been taken from the group's open lots (consumed or captured, minus what closed lots had
+    used): each open lot's remaining is derived from it (see ``credits.lot_remaining``). ``version`` guards the window
+    and lot changes (optimistic concurrency); balance changes are atomic additions and need no version.
+    """
 
     offer_group: str
     starts: datetime | None = None
@@ -181,10 +224,54 @@ class PaidWindow(DomainModel):
     perpetual: bool = False
     paid_orders: int = 0
     version: int = 0
+    balance: int = 0
+    held: int = 0
+    drawn: int = 0
+    next_expiry: datetime | None = None
+    journal: list[Movement] = Field(default_factory=list)
+    journal_first_seq: int = 1
+
+    @property
+    def available(self) -> int:
+        """What may be spent or held now: the balance minus what holds keep aside."""
+        return self.balance - self.held
 
     def active_at(self, now: datetime) -> bool:
         """True while some paid purchase of the group is still valid."""
         return self.perpetual or (self.expires is not None and self.expires > now)
+
+
+class Lot(DomainModel):
+    """Tokens granted at once (by an order, a bundle item or an admin), spendable until ``expires`` (None: never)."""
+
+    lot_id: str
+    offer_group: str
+    tokens: int
+    starts: datetime
+    expires: datetime | None = None
+    order_id: str | None = None
+    granted_at: datetime
+    closed: bool = False
+
+
+class GroupPolicy(DomainModel):
+    """Catalog settings of an offer group: how far its balance may go below zero, and when it counts as low.
+
+    ``overdraft``: ``none`` (default: a spend the available balance does not cover is refused), ``limited`` (down to
+    ``-overdraftLimit``) or ``unlimited`` (the seed's post-paid mode).
+    """
+
+    offer_group: Identifier
+    overdraft: Literal["none", "limited", "unlimited"] = "none"
+    overdraft_limit: int = Field(default=0, ge=0, le=10**12, strict=True)
+    low_threshold: int | None = Field(default=None, ge=0, le=10**12, strict=True)
+
+    @property
+    def floor(self) -> int | None:
+        """The lowest available balance a spend may leave (None: no floor)."""
+        if self.overdraft == "unlimited":
+            return None
+        return -self.overdraft_limit if self.overdraft == "limited" else 0
 
 
 class PaymentIntent(DomainModel):

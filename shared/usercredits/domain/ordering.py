@@ -13,6 +13,7 @@ from usercredits.domain.ids import new_ulid
 from usercredits.domain.models import (
     MAX_ORDER_QUANTITY,
     Caller,
+    GroupState,
     HistoryEntry,
     Money,
     Offer,
@@ -21,7 +22,6 @@ from usercredits.domain.models import (
     OrderLine,
     OrderStatus,
     Page,
-    PaidWindow,
     PaymentIntent,
 )
 from usercredits.domain.ports import (
@@ -86,7 +86,7 @@ def list_offers(
 ) -> list[OfferView]:
     """The offers ``caller`` may buy, in ``currency``: public ones plus those their paid groups unlock."""
     now = clock.now()
-    paid_groups = [group for group, window in orders.paid_windows(caller.user_id).items() if window.active_at(now)]
+    paid_groups = [group for group, window in orders.group_states(caller.user_id).items() if window.active_at(now)]
     return catalog_rules.visible_offers(
         catalog.list_offers(), paid_groups=paid_groups, currency=currency, tags=tags, all_tags=all_tags
     )
@@ -221,7 +221,7 @@ def _write_new_order(
     clock: Clock,
 ) -> PlacedOrder:
     needs_windows = offer.is_locked or order.total.amount == 0
-    windows = dict(orders.paid_windows(order.user_id)) if needs_windows else {}
+    windows = dict(orders.group_states(order.user_id)) if needs_windows else {}
     if offer.is_locked and not catalog_rules.is_unlocked(
         offer, [group for group, window in windows.items() if window.active_at(order.created_at)]
     ):
@@ -233,20 +233,20 @@ def _write_new_order(
         orders.create_order(priced, settlement=None, idempotency=idempotency)
         return PlacedOrder(order=priced, payment=intent)
 
-    def attempt(current: dict[str, PaidWindow]) -> Order:
+    def attempt(current: dict[str, GroupState]) -> Order:
         settlement = settle_order(order, current, order.created_at, "Free order: paid at once")
         orders.create_order(settlement.order, settlement=settlement, idempotency=idempotency)
         return settlement.order
 
     return PlacedOrder(
-        order=_with_window_retries(attempt, windows, lambda: dict(orders.paid_windows(order.user_id))), payment=None
+        order=_with_window_retries(attempt, windows, lambda: dict(orders.group_states(order.user_id))), payment=None
     )
 
 
 def _with_window_retries(
-    attempt: Callable[[dict[str, PaidWindow]], Order],
-    windows: dict[str, PaidWindow],
-    reload: Callable[[], dict[str, PaidWindow]],
+    attempt: Callable[[dict[str, GroupState]], Order],
+    windows: dict[str, GroupState],
+    reload: Callable[[], dict[str, GroupState]],
 ) -> Order:
     for _ in range(_WINDOW_RETRIES):
         try:
@@ -334,14 +334,14 @@ def apply_order_paid(user_id: str, order_id: str, *, orders: OrderRepository, cl
     if order.status is not OrderStatus.PENDING:
         raise ConflictError(f"order {order_id!r} is {order.status.value}, not pending")
 
-    def attempt(current: dict[str, PaidWindow]) -> Order:
+    def attempt(current: dict[str, GroupState]) -> Order:
         settlement = settle_order(order, current, clock.now(), message)
         if not orders.settle_order(settlement):
             latest = orders.get_order(user_id, order_id)
             return latest or order
         return settlement.order
 
-    return _with_window_retries(attempt, dict(orders.paid_windows(user_id)), lambda: dict(orders.paid_windows(user_id)))
+    return _with_window_retries(attempt, dict(orders.group_states(user_id)), lambda: dict(orders.group_states(user_id)))
 
 
 def get_subscription(offer_id: str, caller: Caller, *, orders: OrderRepository, clock: Clock) -> Subscription:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
 
-from usercredits.domain.models import Offer, Order, OrderStatus, Page, PaidWindow, PaymentIntent
+from usercredits.domain.models import GroupState, Offer, Order, OrderStatus, Page, PaymentIntent
 from usercredits.domain.settlement import Settlement
 
 
@@ -70,7 +70,7 @@ class OrderRepository(Protocol):
 
     def find_orders(self, user_id: str, *, offer_id: str, status: OrderStatus) -> list[Order]: ...
 
-    def paid_windows(self, user_id: str) -> Mapping[str, PaidWindow]:
+    def group_states(self, user_id: str) -> Mapping[str, GroupState]:
         """The user's paid window per offer group, in one read."""
         ...
 

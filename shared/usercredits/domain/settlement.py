@@ -11,30 +11,48 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from usercredits.domain.cycles import cycle_end
-from usercredits.domain.models import HistoryEntry, Money, Order, OrderLine, OrderStatus, PaidWindow
+from usercredits.domain.ids import new_ulid
+from usercredits.domain.models import (
+    GroupState,
+    HistoryEntry,
+    LedgerKind,
+    Lot,
+    Money,
+    Movement,
+    Order,
+    OrderLine,
+    OrderStatus,
+)
 
 
 @dataclass(frozen=True)
 class Settlement:
-    """The writes of one payment: the paid order, its children, and each touched window before and after."""
+    """The writes of one payment: the paid order, its children, the credit lots, and each touched group.
+
+    ``windows_after`` holds each group's new window (and soonest lot expiry); ``grants`` the movements to append to
+    its journal (their tokens are added to the balance atomically); ``windows_before`` what was read, for the
+    optimistic condition.
+    """
 
     order: Order
     child_orders: list[Order]
-    windows_after: dict[str, PaidWindow]
-    windows_before: dict[str, PaidWindow | None] = field(default_factory=dict)
+    windows_after: dict[str, GroupState]
+    windows_before: dict[str, GroupState | None] = field(default_factory=dict)
+    lots: list[Lot] = field(default_factory=list)
+    grants: dict[str, list[Movement]] = field(default_factory=dict)
 
 
-def start_for(append_date: bool, window: PaidWindow | None, now: datetime) -> datetime:
+def start_for(append_date: bool, window: GroupState | None, now: datetime) -> datetime:
     """With ``appendDate`` a purchase starts where the group's paid window ends (if that is later than now)."""
     if append_date and window is not None and window.expires is not None and window.expires > now:
         return window.expires
     return now
 
 
-def extend_window(window: PaidWindow | None, group: str, starts: datetime, expires: datetime | None) -> PaidWindow:
+def extend_window(window: GroupState | None, group: str, starts: datetime, expires: datetime | None) -> GroupState:
     """The group's window once a purchase over [starts, expires) is added; it never shrinks."""
     if window is None:
-        return PaidWindow(offer_group=group, starts=starts, expires=expires, perpetual=expires is None, paid_orders=1)
+        return GroupState(offer_group=group, starts=starts, expires=expires, perpetual=expires is None, paid_orders=1)
     contiguous = window.perpetual or (window.expires is not None and window.expires >= starts)
     new_starts = min(window.starts, starts) if contiguous and window.starts is not None else starts
     if expires is None:
@@ -51,20 +69,57 @@ def extend_window(window: PaidWindow | None, group: str, starts: datetime, expir
     )
 
 
-def settle_order(order: Order, windows: dict[str, PaidWindow], now: datetime, message: str) -> Settlement:
-    """Compute everything that becomes true when ``order`` is paid at ``now``."""
-    before: dict[str, PaidWindow | None] = {}
-    current = dict(windows)
+def soonest(first: datetime | None, second: datetime | None) -> datetime | None:
+    """The earlier of two optional expiries (None means no expiry)."""
+    if first is None or second is None:
+        return first or second
+    return min(first, second)
 
-    def add(group: str, starts: datetime, expires: datetime | None) -> None:
+
+def grant_movement(lot: Lot, now: datetime, reason: str | None = None) -> Movement:
+    """The journal movement that adds a lot's tokens to its group."""
+    return Movement(
+        entry_id=new_ulid(now),
+        kind=LedgerKind.GRANT,
+        tokens=lot.tokens,
+        order_id=lot.order_id,
+        lot_id=lot.lot_id,
+        reason=reason,
+        created_at=now,
+    )
+
+
+def settle_order(order: Order, windows: dict[str, GroupState], now: datetime, message: str) -> Settlement:
+    """Compute everything that becomes true when ``order`` is paid at ``now``: one lot per purchase (the order and
+    each bundle item) with its tokens, start and expiry, added to its group's balance with a ``grant`` movement."""
+    before: dict[str, GroupState | None] = {}
+    current = dict(windows)
+    lots: list[Lot] = []
+    grants: dict[str, list[Movement]] = {}
+
+    def add(group: str, starts: datetime, expires: datetime | None, tokens: int = 0, lot_id: str = "") -> None:
         before.setdefault(group, windows.get(group))
-        current[group] = extend_window(current.get(group), group, starts, expires)
+        state = extend_window(current.get(group), group, starts, expires)
+        if tokens > 0:  # a purchase without tokens extends the window only: no lot, no movement of 0
+            lot = Lot(
+                lot_id=lot_id,
+                offer_group=group,
+                tokens=tokens,
+                starts=starts,
+                expires=expires,
+                order_id=lot_id,
+                granted_at=now,
+            )
+            lots.append(lot)
+            grants.setdefault(group, []).append(grant_movement(lot, now))
+            state = state.model_copy(update={"next_expiry": soonest(state.next_expiry, expires)})
+        current[group] = state
 
     root_start = (
         max(order.starts, now) if order.starts else start_for(order.append_date, current.get(order.offer_group), now)
     )
     root_end = cycle_end(root_start, order.cycle, order.quantity, order.custom_cycle_seconds)
-    add(order.offer_group, root_start, root_end)
+    add(order.offer_group, root_start, root_end, order.total_tokens, order.order_id)
 
     lines: list[OrderLine] = []
     children: list[Order] = []
@@ -74,8 +129,8 @@ def settle_order(order: Order, windows: dict[str, PaidWindow], now: datetime, me
             expires = cycle_end(starts, line.cycle, line.quantity, line.custom_cycle_seconds)
         else:  # the bundle item shares the root purchase's validity (seed semantics)
             starts, expires = root_start, root_end
-        add(line.offer_group, starts, expires)
         child_id = f"{order.order_id}-{index:02d}"
+        add(line.offer_group, starts, expires, line.total_tokens, child_id)
         lines.append(line.model_copy(update={"starts": starts, "expires": expires, "child_order_id": child_id}))
         children.append(_child_order(order, line, child_id, starts, expires, now))
 
@@ -94,6 +149,8 @@ def settle_order(order: Order, windows: dict[str, PaidWindow], now: datetime, me
         child_orders=children,
         windows_after={group: current[group] for group in before},
         windows_before=before,
+        lots=lots,
+        grants=grants,
     )
 
 

@@ -11,6 +11,7 @@ import binascii
 import json
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -24,9 +25,12 @@ from usercredits.adapters.dynamodb.tables import (
     CombinedOfferAttribute,
     CreditGroupItem,
     CreditsItem,
+    GroupPolicyItem,
     HistoryEntryAttribute,
     IdempotencyItem,
+    LotItem,
     MoneyAttribute,
+    MovementAttribute,
     OfferItem,
     OrderItem,
     OrderLineAttribute,
@@ -34,14 +38,18 @@ from usercredits.adapters.dynamodb.tables import (
 from usercredits.domain.models import (
     CombinedOffer,
     Cycle,
+    GroupPolicy,
+    GroupState,
     HistoryEntry,
+    LedgerKind,
+    Lot,
     Money,
+    Movement,
     Offer,
     Order,
     OrderLine,
     OrderStatus,
     Page,
-    PaidWindow,
     Purchase,
 )
 from usercredits.domain.ports import IdempotencyRecord, IdempotentReplayError, StaleWindowError
@@ -131,35 +139,76 @@ def _int_or_none(value: Any) -> int | None:
     return None if value is None else int(value)
 
 
+def policy_to_item(policy: GroupPolicy) -> GroupPolicyItem:
+    return GroupPolicyItem(
+        pk=CATALOG_PK,
+        sk=f"GROUP#{policy.offer_group}",
+        offer_group=policy.offer_group,
+        overdraft=policy.overdraft,
+        overdraft_limit=policy.overdraft_limit,
+        low_threshold=policy.low_threshold,
+    )
+
+
+def item_to_policy(item: GroupPolicyItem) -> GroupPolicy:
+    return GroupPolicy.model_construct(
+        offer_group=item.offer_group,
+        overdraft=item.overdraft,
+        overdraft_limit=int(item.overdraft_limit or 0),
+        low_threshold=_int_or_none(item.low_threshold),
+    )
+
+
+@dataclass(frozen=True)
+class _Catalog:
+    offers: dict[str, Offer]
+    policies: dict[str, GroupPolicy]
+
+
 class DynamoCatalogRepository:
-    """The offer catalog: one partition, read with one Query and cached in the warm container for ``cache_seconds``."""
+    """The catalog (offers and group policies): one partition, read with one Query and cached in the warm container
+    for ``cache_seconds``."""
 
     def __init__(self, cache_seconds: int = 60) -> None:
         self._cache_seconds = cache_seconds
-        self._cached: tuple[float, dict[str, Offer]] | None = None
+        self._cached: tuple[float, _Catalog] | None = None
 
     @translate_errors
     def list_offers(self) -> list[Offer]:
-        return list(self._offers().values())
+        return list(self._catalog().offers.values())
 
     @translate_errors
     def get_offer(self, offer_id: str) -> Offer | None:
-        return self._offers().get(offer_id)
+        return self._catalog().offers.get(offer_id)
 
-    def _offers(self) -> dict[str, Offer]:
+    @translate_errors
+    def group_policy(self, offer_group: str) -> GroupPolicy:
+        """The group's policy; a group without one refuses overdrafts and has no low threshold."""
+        return self._catalog().policies.get(offer_group) or GroupPolicy(offer_group=offer_group)
+
+    def _catalog(self) -> _Catalog:
         if self._cached is not None and time.monotonic() < self._cached[0]:
             return self._cached[1]
-        offers = {
-            item.offer_id: item_to_offer(item)
-            for item in OfferItem.query(CATALOG_PK, OfferItem.sk.startswith("OFFER#"))
-        }
+        offers: dict[str, Offer] = {}
+        policies: dict[str, GroupPolicy] = {}
+        for item in CreditsItem.query(CATALOG_PK):
+            if isinstance(item, OfferItem):
+                offers[item.offer_id] = item_to_offer(item)
+            elif isinstance(item, GroupPolicyItem):
+                policies[item.offer_group] = item_to_policy(item)
+        catalog = _Catalog(offers, policies)
         if self._cache_seconds > 0:
-            self._cached = (time.monotonic() + self._cache_seconds, offers)
-        return offers
+            self._cached = (time.monotonic() + self._cache_seconds, catalog)
+        return catalog
 
     @translate_errors
     def put_offer(self, offer: Offer, now: datetime) -> None:
         offer_to_item(offer, now).save()
+        self._cached = None
+
+    @translate_errors
+    def put_group_policy(self, policy: GroupPolicy) -> None:
+        policy_to_item(policy).save()
         self._cached = None
 
     @translate_errors
@@ -265,14 +314,87 @@ def item_to_order(item: OrderItem) -> Order:
     )
 
 
-def item_to_window(item: CreditGroupItem) -> PaidWindow:
-    return PaidWindow.model_construct(
+def movement_to_attribute(movement: Movement) -> MovementAttribute:
+    return MovementAttribute(
+        entry_id=movement.entry_id,
+        kind=movement.kind.value,
+        tokens=movement.tokens,
+        held=movement.held,
+        order_id=movement.order_id,
+        lot_id=movement.lot_id,
+        reservation_id=movement.reservation_id,
+        idempotency_key=movement.idempotency_key,
+        reason=movement.reason,
+        created_at=movement.created_at,
+    )
+
+
+def attribute_to_movement(attribute: MovementAttribute) -> Movement:
+    return Movement.model_construct(
+        entry_id=attribute.entry_id,
+        kind=LedgerKind(attribute.kind),
+        tokens=int(attribute.tokens),
+        held=int(attribute.held or 0),
+        order_id=attribute.order_id,
+        lot_id=attribute.lot_id,
+        reservation_id=attribute.reservation_id,
+        idempotency_key=attribute.idempotency_key,
+        reason=attribute.reason,
+        created_at=attribute.created_at,
+    )
+
+
+def item_to_group_state(item: CreditGroupItem) -> GroupState:
+    return GroupState.model_construct(
         offer_group=item.offer_group,
         starts=item.starts,
         expires=item.expires,
         perpetual=bool(item.perpetual),
         paid_orders=int(item.paid_orders or 0),
         version=int(item.version or 0),
+        balance=int(item.balance or 0),
+        held=int(item.held or 0),
+        drawn=int(item.drawn or 0),
+        next_expiry=item.next_expiry,
+        journal=[attribute_to_movement(entry) for entry in item.journal or ()],
+        journal_first_seq=int(item.journal_first_seq or 1),
+    )
+
+
+def lot_sk(lot: Lot) -> str:
+    return f"{group_sk(lot.offer_group)}#LOT#{lot.lot_id}"
+
+
+def lot_to_item(user_id: str, lot: Lot) -> LotItem:
+    item = LotItem(
+        pk=user_pk(user_id),
+        sk=lot_sk(lot),
+        lot_id=lot.lot_id,
+        user_id=user_id,
+        offer_group=lot.offer_group,
+        tokens=lot.tokens,
+        starts=lot.starts,
+        expires=lot.expires,
+        order_id=lot.order_id,
+        granted_at=lot.granted_at,
+        closed=lot.closed,
+    )
+    if lot.expires is not None and not lot.closed:  # open lots with an expiry are in the sparse ByExpiry index
+        item.expiry_bucket = f"{lot.expires:%Y-%m-%dT%H}"
+        item.expires_at = f"{lot.expires.isoformat()}#{user_id}#{lot.offer_group}#{lot.lot_id}"
+    return item
+
+
+def item_to_lot(item: LotItem) -> Lot:
+    return Lot.model_construct(
+        lot_id=item.lot_id,
+        offer_group=item.offer_group,
+        tokens=int(item.tokens),
+        starts=item.starts,
+        expires=item.expires,
+        order_id=item.order_id,
+        granted_at=item.granted_at,
+        closed=bool(item.closed),
     )
 
 
@@ -334,9 +456,9 @@ class DynamoOrderRepository:
         ]
 
     @translate_errors
-    def paid_windows(self, user_id: str) -> Mapping[str, PaidWindow]:
+    def group_states(self, user_id: str) -> Mapping[str, GroupState]:
         return {
-            item.offer_group: item_to_window(item)
+            item.offer_group: item_to_group_state(item)
             for item in CreditGroupItem.query(
                 user_pk(user_id), CreditGroupItem.sk.startswith("CREDIT#"), consistent_read=True
             )
@@ -415,38 +537,65 @@ class DynamoOrderRepository:
 
     @staticmethod
     def _add_settlement_writes(transaction: TransactWrite, settlement: Settlement) -> None:
+        user_id, now = settlement.order.user_id, settlement.order.updated_at
         for child in settlement.child_orders:
             transaction.save(order_to_item(child), condition=OrderItem.pk.does_not_exist())
+        for lot in settlement.lots:
+            transaction.save(lot_to_item(user_id, lot), condition=LotItem.pk.does_not_exist())
         for group, after in settlement.windows_after.items():
             before = settlement.windows_before.get(group)
-            key = CreditGroupItem(pk=user_pk(settlement.order.user_id), sk=group_sk(group))
+            grants = settlement.grants.get(group, [])
+            granted = sum(movement.tokens for movement in grants)
             if before is None:
-                new_item = CreditGroupItem(
-                    pk=key.pk,
-                    sk=key.sk,
-                    user_id=settlement.order.user_id,
-                    offer_group=group,
-                    starts=after.starts,
-                    expires=after.expires,
-                    perpetual=after.perpetual,
-                    paid_orders=after.paid_orders,
-                    version=1,
-                    updated_at=settlement.order.updated_at,
+                transaction.save(
+                    CreditGroupItem(
+                        pk=user_pk(user_id),
+                        sk=group_sk(group),
+                        user_id=user_id,
+                        offer_group=group,
+                        starts=after.starts,
+                        expires=after.expires,
+                        perpetual=after.perpetual,
+                        paid_orders=after.paid_orders,
+                        version=1,
+                        balance=granted,
+                        available=granted,
+                        held=0,
+                        drawn=0,
+                        next_expiry=after.next_expiry,
+                        journal=[movement_to_attribute(movement) for movement in grants],
+                        journal_first_seq=1,
+                        updated_at=now,
+                    ),
+                    condition=CreditGroupItem.pk.does_not_exist(),
                 )
-                transaction.save(new_item, condition=CreditGroupItem.pk.does_not_exist())
                 continue
+            actions = [
+                _set_or_remove(CreditGroupItem.starts, after.starts),
+                _set_or_remove(CreditGroupItem.expires, after.expires),
+                _set_or_remove(CreditGroupItem.next_expiry, after.next_expiry),
+                CreditGroupItem.perpetual.set(after.perpetual),
+                CreditGroupItem.paid_orders.set(after.paid_orders),
+                CreditGroupItem.version.set(before.version + 1),
+                CreditGroupItem.updated_at.set(now),
+            ]
+            if grants:
+                actions += [
+                    CreditGroupItem.balance.add(granted),
+                    CreditGroupItem.available.add(granted),
+                    CreditGroupItem.journal.set(
+                        (CreditGroupItem.journal | []).append([movement_to_attribute(m) for m in grants])
+                    ),
+                ]
             transaction.update(
-                key,
-                actions=[
-                    CreditGroupItem.starts.set(after.starts) if after.starts else CreditGroupItem.starts.remove(),
-                    CreditGroupItem.expires.set(after.expires) if after.expires else CreditGroupItem.expires.remove(),
-                    CreditGroupItem.perpetual.set(after.perpetual),
-                    CreditGroupItem.paid_orders.set(after.paid_orders),
-                    CreditGroupItem.version.set(before.version + 1),
-                    CreditGroupItem.updated_at.set(settlement.order.updated_at),
-                ],
+                CreditGroupItem(pk=user_pk(user_id), sk=group_sk(group)),
+                actions=actions,
                 condition=CreditGroupItem.version == before.version,
             )
+
+
+def _set_or_remove(attribute: Any, value: Any) -> Any:
+    return attribute.set(value) if value is not None else attribute.remove()
 
 
 class _OrderNotPendingError(Exception):

@@ -163,8 +163,28 @@ class OrderItem(CreditsItem, discriminator="order"):
     updated_at = UTCDateTimeAttribute(attr_name="updatedAt")
 
 
+class MovementAttribute(MapAttribute[str, Any]):
+    """One journal movement (see ``usercredits.domain.models.Movement``)."""
+
+    entry_id = UnicodeAttribute(attr_name="entryId")
+    kind = UnicodeAttribute()
+    tokens = NumberAttribute()
+    held = NumberAttribute(default=0)
+    order_id = UnicodeAttribute(null=True, attr_name="orderId")
+    lot_id = UnicodeAttribute(null=True, attr_name="lotId")
+    reservation_id = UnicodeAttribute(null=True, attr_name="reservationId")
+    idempotency_key = UnicodeAttribute(null=True, attr_name="idempotencyKey")
+    reason = UnicodeAttribute(null=True)
+    created_at = UTCDateTimeAttribute(attr_name="createdAt")
+
+
 class CreditGroupItem(CreditsItem, discriminator="creditGroup"):
-    """A user's offer group: the paid validity window (issue 3 adds the balance and lots)."""
+    """A user's offer group (sk ``CREDIT#<group>``): paid window, balance, and the journal of recent movements.
+
+    ``available`` (= balance - held) is stored because DynamoDB conditions cannot do arithmetic: a spend is
+    conditional on ``available >= :count``. The journal lists movements in commit order; compaction moves the
+    oldest ones to ledger items (``journalFirstSeq`` is the sequence number of ``journal[0]``).
+    """
 
     user_id = UnicodeAttribute(attr_name="userId")
     offer_group = UnicodeAttribute(attr_name="offerGroup")
@@ -173,9 +193,49 @@ class CreditGroupItem(CreditsItem, discriminator="creditGroup"):
     # True once a purchase without expiry (cycle "once") is paid: the group never lapses.
     perpetual = BooleanAttribute(default=False)
     paid_orders = NumberAttribute(default=0, attr_name="paidOrders")
-    # Optimistic concurrency: every change to the window is conditional on the version it read.
+    # Optimistic concurrency for the window and the lots: changes to them are conditional on the version read.
     version = NumberAttribute(default=0)
-    updated_at = UTCDateTimeAttribute(attr_name="updatedAt")
+    balance = NumberAttribute(default=0)
+    held = NumberAttribute(default=0)
+    available = NumberAttribute(default=0)
+    drawn = NumberAttribute(default=0)
+    next_expiry = UTCDateTimeAttribute(null=True, attr_name="nextExpiry")
+    journal = ListAttribute(of=MovementAttribute, null=True)
+    journal_first_seq = NumberAttribute(default=1, attr_name="journalFirstSeq")
+    updated_at = UTCDateTimeAttribute(null=True, attr_name="updatedAt")
+
+
+class LotItem(CreditsItem, discriminator="lot"):
+    """Tokens granted at once (sk ``CREDIT#<group>#LOT#<lotId>``); in the ``ByExpiry`` index while open."""
+
+    lot_id = UnicodeAttribute(attr_name="lotId")
+    user_id = UnicodeAttribute(attr_name="userId")
+    offer_group = UnicodeAttribute(attr_name="offerGroup")
+    tokens = NumberAttribute()
+    starts = UTCDateTimeAttribute()
+    expires = UTCDateTimeAttribute(null=True)
+    order_id = UnicodeAttribute(null=True, attr_name="orderId")
+    granted_at = UTCDateTimeAttribute(attr_name="grantedAt")
+    closed = BooleanAttribute(default=False)
+
+
+class LedgerItem(CreditsItem, discriminator="ledger"):
+    """A movement archived from a group's journal (sk ``LEDGER#<entryId>``), with its sequence and balance after."""
+
+    user_id = UnicodeAttribute(attr_name="userId")
+    offer_group = UnicodeAttribute(attr_name="offerGroup")
+    seq = NumberAttribute()
+    balance_after = NumberAttribute(attr_name="balanceAfter")
+    movement = MovementAttribute()
+
+
+class GroupPolicyItem(CreditsItem, discriminator="groupPolicy"):
+    """Catalog settings of an offer group (pk ``CATALOG``, sk ``GROUP#<group>``): overdraft and low threshold."""
+
+    offer_group = UnicodeAttribute(attr_name="offerGroup")
+    overdraft = UnicodeAttribute(default="none")
+    overdraft_limit = NumberAttribute(default=0, attr_name="overdraftLimit")
+    low_threshold = NumberAttribute(null=True, attr_name="lowThreshold")
 
 
 class IdempotencyItem(CreditsItem, discriminator="idempotency"):

@@ -1,0 +1,107 @@
+"""Credits: what a user holds per offer group, and the pure rules behind reading and spending it.
+
+Remaining per lot is derived, not stored, so a spend touches one item (the group). The group keeps ``drawn``: the
+tokens taken from its open lots. Open lots are ordered by burn order (soonest expiry first, lots without expiry last,
+then oldest grant, then lot id) and ``drawn`` is allocated along that order: each lot's remaining is its tokens minus
+the part of ``drawn`` that falls on it. When a lot closes (expiry, revocation) what it had used leaves ``drawn`` and its
+remaining leaves the balance, so the allocation of the other lots is unchanged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+
+from usercredits.domain.models import DomainModel, GroupState, LedgerEntry, Lot, Movement
+
+
+class LotView(DomainModel):
+    lot_id: str
+    order_id: str | None
+    tokens: int
+    remaining: int
+    starts: datetime
+    expires: datetime | None
+
+
+class CreditGroup(DomainModel):
+    """A group as the API shows it (api-contract ``CreditGroup``)."""
+
+    offer_group: str
+    balance: int
+    available: int
+    held: int
+    starts: datetime | None
+    expires: datetime | None
+    lots: list[LotView]
+
+
+def burn_order(lot: Lot) -> tuple[bool, datetime, datetime, str]:
+    """Sort key: soonest expiry first (no expiry last), then the oldest grant, then the lot id."""
+    return (lot.expires is None, lot.expires or lot.granted_at, lot.granted_at, lot.lot_id)
+
+
+def lot_remaining(lots: Iterable[Lot], drawn: int) -> dict[str, int]:
+    """Remaining tokens of each open lot once ``drawn`` is allocated along the burn order."""
+    remaining: dict[str, int] = {}
+    left = max(drawn, 0)
+    for lot in sorted((lot for lot in lots if not lot.closed), key=burn_order):
+        used = min(lot.tokens, left)
+        left -= used
+        remaining[lot.lot_id] = lot.tokens - used
+    return remaining
+
+
+def credit_group(state: GroupState, lots: Sequence[Lot]) -> CreditGroup:
+    """The API view of one group: balance, held, available, window, and each open lot with what remains of it."""
+    mine = [lot for lot in lots if lot.offer_group == state.offer_group and not lot.closed]
+    remaining = lot_remaining(mine, state.drawn)
+    return CreditGroup(
+        offer_group=state.offer_group,
+        balance=state.balance,
+        available=state.available,
+        held=state.held,
+        starts=state.starts,
+        expires=state.expires,
+        lots=[
+            LotView(
+                lot_id=lot.lot_id,
+                order_id=lot.order_id,
+                tokens=lot.tokens,
+                remaining=remaining[lot.lot_id],
+                starts=lot.starts,
+                expires=lot.expires,
+            )
+            for lot in sorted(mine, key=burn_order)
+        ],
+    )
+
+
+def empty_group(offer_group: str) -> CreditGroup:
+    """A group never bought: balance 0."""
+    return CreditGroup(offer_group=offer_group, balance=0, available=0, held=0, starts=None, expires=None, lots=[])
+
+
+def journal_entries(state: GroupState) -> list[LedgerEntry]:
+    """The journal's movements with their sequence number and the balance right after each, oldest first.
+
+    The journal is in commit order and the group's balance is the balance after its last movement, so walking back
+    from it gives every balance exactly.
+    """
+    entries: list[LedgerEntry] = []
+    balance = state.balance
+    for index in range(len(state.journal) - 1, -1, -1):
+        movement = state.journal[index]
+        entries.append(to_entry(movement, state.offer_group, state.journal_first_seq + index, balance))
+        balance -= movement.tokens
+    entries.reverse()
+    return entries
+
+
+def to_entry(movement: Movement, offer_group: str, seq: int, balance_after: int) -> LedgerEntry:
+    return LedgerEntry(**movement.model_dump(), offer_group=offer_group, seq=seq, balance_after=balance_after)
+
+
+def opening_balance(state: GroupState) -> int:
+    """The balance before the journal's first movement (after the last archived one)."""
+    return state.balance - sum(movement.tokens for movement in state.journal)
