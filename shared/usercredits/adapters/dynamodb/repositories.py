@@ -153,7 +153,7 @@ def policy_to_item(policy: GroupPolicy) -> GroupPolicyItem:
 def item_to_policy(item: GroupPolicyItem) -> GroupPolicy:
     return GroupPolicy.model_construct(
         offer_group=item.offer_group,
-        overdraft=item.overdraft,
+        overdraft=item.overdraft,  # type: ignore[arg-type]  # validated when written
         overdraft_limit=int(item.overdraft_limit or 0),
         low_threshold=_int_or_none(item.low_threshold),
     )
