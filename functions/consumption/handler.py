@@ -1,52 +1,170 @@
-"""Consumption function: credit balances, spending, holds and the ledger (HTTP API routes of api-contract.md).
-
-Not built yet (issue 3): every route is declared so the template, the dev server and the contract line up, and
-answers 501 ``not_implemented`` after authenticating the caller. The routes stay out of the OpenAPI document until
-they work.
-"""
+"""Consumption function: credit balances, spending, the ledger and grants (HTTP API routes of api-contract.md)."""
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from functools import lru_cache
+from http import HTTPStatus
+from typing import Annotated, Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver
+from aws_lambda_powertools.event_handler.openapi.params import Body, Header, Path, Query
 from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from usercredits.errors import NotImplementedYetError
-from usercredits.http import current_caller, register_error_handlers, resolve
+from consumption.schemas import ConsumeRequest, ConsumeResponse, CreditsResponse, GrantRequest, LedgerResponse
+from usercredits.adapters.dynamodb.credits import DynamoCreditsRepository
+from usercredits.adapters.dynamodb.repositories import DynamoCatalogRepository
+from usercredits.domain import consumption
+from usercredits.domain.credits import CreditGroup
+from usercredits.domain.models import LedgerEntry
+from usercredits.domain.ports import CatalogRepository, Clock, CreditsRepository, SystemClock
+from usercredits.errors import InvalidRequestError, NotImplementedYetError
+from usercredits.http import api_responses, current_caller, register_error_handlers, require_admin, resolve
 from usercredits.observability import logger, metrics
 
-# Validation is off only while every route is a stub: the catch-all handler takes any path parameters.
-app = APIGatewayHttpResolver()
+app = APIGatewayHttpResolver(enable_validation=True)
 register_error_handlers(app)
 
-ROUTES = [
-    ("GET", "/credits"),
-    ("GET", "/credits/ledger"),
-    ("GET", "/credits/<offerGroup>"),
-    ("POST", "/credits/<offerGroup>/consume"),
-    ("POST", "/credits/<offerGroup>/reservations"),
-    ("POST", "/reservations/<reservationId>/capture"),
-    ("POST", "/reservations/<reservationId>/release"),
-    ("POST", "/credits/expiry-check"),
-    ("GET", "/admin/users/<userId>/credits"),
-    ("POST", "/admin/users/<userId>/credits/<offerGroup>/consume"),
-    ("POST", "/admin/users/<userId>/grants"),
-]
+S = HTTPStatus
+GroupPath = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:\-]+$")]
+UserPath = Annotated[str, Path(min_length=1, max_length=256)]
+IdempotencyKey = Annotated[str | None, Header(alias="idempotency-key", min_length=1, max_length=255)]
 
 
-def handle_not_built(**path_parameters: str) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Dependencies:
+    catalog: CatalogRepository
+    credits: CreditsRepository
+    clock: Clock
+
+
+@lru_cache
+def dependencies() -> Dependencies:
+    """Composition root: real adapters built on first use (none at import time)."""
+    return Dependencies(catalog=DynamoCatalogRepository(), credits=DynamoCreditsRepository(), clock=SystemClock())
+
+
+@app.get("/credits", responses=api_responses(S.OK))
+def handle_list_credits() -> CreditsResponse:
+    deps = dependencies()
+    return CreditsResponse(
+        groups=consumption.list_credits(current_caller(app).user_id, credits=deps.credits, clock=deps.clock)
+    )
+
+
+@app.get("/credits/ledger", responses=api_responses(S.OK))
+def handle_get_ledger(
+    offer_group: Annotated[str | None, Query(alias="offerGroup", max_length=128)] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: Annotated[str | None, Query(min_length=1, max_length=1024)] = None,
+) -> LedgerResponse:
+    page = consumption.list_ledger(
+        current_caller(app).user_id, offer_group=offer_group, limit=limit, cursor=cursor, credits=dependencies().credits
+    )
+    return LedgerResponse(entries=page.items, next_cursor=page.next_cursor)
+
+
+@app.get("/credits/<offerGroup>", responses=api_responses(S.OK))
+def handle_get_credit_group(offerGroup: GroupPath) -> CreditGroup:  # noqa: N803 - the contract's path parameter
+    deps = dependencies()
+    return consumption.get_credit_group(current_caller(app).user_id, offerGroup, credits=deps.credits, clock=deps.clock)
+
+
+def _consume(user_id: str, offer_group: str, body: ConsumeRequest, header_key: str | None) -> ConsumeResponse:
+    if body.idempotency_key and header_key and body.idempotency_key != header_key:
+        raise InvalidRequestError("idempotencyKey in the body and the Idempotency-Key header differ")
+    deps = dependencies()
+    result = consumption.consume_credits(
+        user_id,
+        offer_group,
+        body.count,
+        idempotency_key=body.idempotency_key or header_key,
+        catalog=deps.catalog,
+        credits=deps.credits,
+        clock=deps.clock,
+    )
+    metrics.add_metric(name="CreditsConsumed", unit=MetricUnit.Count, value=result.consumed)
+    return ConsumeResponse(
+        offer_group=result.offer_group, consumed=result.consumed, balance=result.balance, entry_id=result.entry_id
+    )
+
+
+@app.post("/credits/<offerGroup>/consume", responses=api_responses(S.OK, S.PAYMENT_REQUIRED, S.CONFLICT))
+def handle_consume(
+    offerGroup: GroupPath,  # noqa: N803
+    body: Annotated[ConsumeRequest, Body()],
+    idempotency_key: IdempotencyKey = None,
+) -> ConsumeResponse:
+    return _consume(current_caller(app).user_id, offerGroup, body, idempotency_key)
+
+
+@app.get("/admin/users/<userId>/credits", responses=api_responses(S.OK, S.FORBIDDEN))
+def handle_admin_get_credits(userId: UserPath) -> CreditsResponse:  # noqa: N803
+    require_admin(app)
+    deps = dependencies()
+    return CreditsResponse(groups=consumption.list_credits(userId, credits=deps.credits, clock=deps.clock))
+
+
+@app.post(
+    "/admin/users/<userId>/credits/<offerGroup>/consume",
+    responses=api_responses(S.OK, S.FORBIDDEN, S.PAYMENT_REQUIRED, S.CONFLICT),
+)
+def handle_admin_consume(
+    userId: UserPath,  # noqa: N803
+    offerGroup: GroupPath,  # noqa: N803
+    body: Annotated[ConsumeRequest, Body()],
+    idempotency_key: IdempotencyKey = None,
+) -> ConsumeResponse:
+    require_admin(app)
+    return _consume(userId, offerGroup, body, idempotency_key)
+
+
+@app.post("/admin/users/<userId>/grants", status_code=S.CREATED, responses=api_responses(S.CREATED, S.FORBIDDEN))
+def handle_admin_grant(userId: UserPath, body: Annotated[GrantRequest, Body()]) -> LedgerEntry:  # noqa: N803
+    require_admin(app)
+    deps = dependencies()
+    entry = consumption.grant_credits(
+        userId,
+        body.offer_group,
+        body.tokens,
+        expires=body.expires,
+        reason=body.reason,
+        credits=deps.credits,
+        clock=deps.clock,
+    )
+    metrics.add_metric(name="CreditsGranted", unit=MetricUnit.Count, value=body.tokens)
+    return entry
+
+
+def _not_built() -> dict[str, Any]:
     current_caller(app)
-    raise NotImplementedYetError("credits (balances, consumption, holds, ledger) are not built yet")
+    raise NotImplementedYetError("reservations and the expiry check are not built yet")
 
 
-for _method, _rule in ROUTES:
-    app.route(_rule, method=_method, include_in_schema=False)(handle_not_built)
+@app.post("/credits/<offerGroup>/reservations", include_in_schema=False)
+def handle_create_reservation(offerGroup: str) -> dict[str, Any]:  # noqa: N803
+    return _not_built()
+
+
+@app.post("/reservations/<reservationId>/capture", include_in_schema=False)
+def handle_capture_reservation(reservationId: str) -> dict[str, Any]:  # noqa: N803
+    return _not_built()
+
+
+@app.post("/reservations/<reservationId>/release", include_in_schema=False)
+def handle_release_reservation(reservationId: str) -> dict[str, Any]:  # noqa: N803
+    return _not_built()
+
+
+@app.post("/credits/expiry-check", include_in_schema=False)
+def handle_expiry_check() -> dict[str, Any]:
+    return _not_built()
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    """HTTP API (payload 2.0) entry point; 501 for every route until the credits capability lands."""
+    """HTTP API (payload 2.0) entry point; answers every request with the contract's JSON (errors included)."""
     return resolve(app, event, context)

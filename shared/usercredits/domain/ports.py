@@ -3,11 +3,22 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol
 
-from usercredits.domain.models import GroupState, Offer, Order, OrderStatus, Page, PaymentIntent
+from usercredits.domain.models import (
+    GroupPolicy,
+    GroupState,
+    LedgerEntry,
+    Lot,
+    Movement,
+    Offer,
+    Order,
+    OrderStatus,
+    Page,
+    PaymentIntent,
+)
 from usercredits.domain.settlement import Settlement
 
 
@@ -47,6 +58,22 @@ class StaleWindowError(Exception):
     """Raised by a repository when a paid window changed since it was read (optimistic concurrency)."""
 
 
+@dataclass(frozen=True)
+class CreditSnapshot:
+    """Everything a user holds (or holds in one group), read at once: group states by group, and the open lots."""
+
+    groups: dict[str, GroupState] = field(default_factory=dict)
+    lots: list[Lot] = field(default_factory=list)
+
+
+class SpendRefusedError(Exception):
+    """A spend's condition failed; ``state`` is the group as read right after (None: never bought)."""
+
+    def __init__(self, state: GroupState | None) -> None:
+        super().__init__("spend refused")
+        self.state = state
+
+
 class CatalogRepository(Protocol):
     def list_offers(self) -> list[Offer]:
         """Every offer, retired ones included."""
@@ -58,6 +85,55 @@ class CatalogRepository(Protocol):
 
     def retire_offer(self, offer_id: str, now: datetime) -> bool:
         """Mark the offer retired; False when it does not exist."""
+        ...
+
+    def group_policy(self, offer_group: str) -> GroupPolicy:
+        """The group's overdraft and low-balance settings (defaults when the catalog has none)."""
+        ...
+
+    def put_group_policy(self, policy: GroupPolicy) -> None: ...
+
+
+class CreditsRepository(Protocol):
+    def snapshot(self, user_id: str, offer_group: str | None = None) -> CreditSnapshot:
+        """All groups and open lots of a user (or of one group), in one read."""
+        ...
+
+    def group_state(self, user_id: str, offer_group: str) -> GroupState | None: ...
+
+    def spend(
+        self,
+        user_id: str,
+        offer_group: str,
+        movement: Movement,
+        *,
+        floor: int | None,
+        now: datetime,
+        idempotency: IdempotencyRecord | None,
+    ) -> GroupState:
+        """Apply a spend if the available balance covers it down to ``floor`` (None: no floor) and no lot of the
+        group is past its expiry; returns the group right after. Raises ``SpendRefusedError`` or
+        ``IdempotentReplayError``."""
+        ...
+
+    def ledger_page(
+        self, user_id: str, *, offer_group: str | None, limit: int, cursor: str | None
+    ) -> Page[LedgerEntry]: ...
+
+    def add_lot(self, user_id: str, lot: Lot, movement: Movement, before: GroupState | None, now: datetime) -> None:
+        """Grant a lot outside an order; ``StaleWindowError`` when the group moved since ``before`` was read."""
+        ...
+
+    def close_lots(
+        self,
+        user_id: str,
+        state: GroupState,
+        lots: list[Lot],
+        still_open: list[Lot],
+        movements: list[Movement],
+        now: datetime,
+    ) -> None:
+        """Close lots with their remaining tokens (``movements``); ``StaleWindowError`` when the group moved."""
         ...
 
 

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -532,8 +533,16 @@ class DynamoOrderRepository:
 
     # --- transaction plumbing ------------------------------------------------------------------------------------
 
-    def _transaction(self, user_id: str, idempotency: IdempotencyRecord | None) -> _OrderTransaction:
-        return _OrderTransaction(user_id, idempotency)
+    @staticmethod
+    @contextlib.contextmanager
+    def _transaction(user_id: str, idempotency: IdempotencyRecord | None) -> Iterator[TransactWrite]:
+        """Action order: [idempotency record], the order, [child orders, lots], [groups]: a failed order condition
+        is ``_OrderNotPendingError``, any later one ``StaleWindowError``."""
+        try:
+            with IdempotentTransaction(user_id, idempotency) as transaction:
+                yield transaction
+        except ConditionFailedError as failed:
+            raise (_OrderNotPendingError() if failed.index == 0 else StaleWindowError()) from failed
 
     @staticmethod
     def _add_settlement_writes(transaction: TransactWrite, settlement: Settlement) -> None:
@@ -571,9 +580,9 @@ class DynamoOrderRepository:
                 )
                 continue
             actions = [
-                _set_or_remove(CreditGroupItem.starts, after.starts),
-                _set_or_remove(CreditGroupItem.expires, after.expires),
-                _set_or_remove(CreditGroupItem.next_expiry, after.next_expiry),
+                set_or_remove(CreditGroupItem.starts, after.starts),
+                set_or_remove(CreditGroupItem.expires, after.expires),
+                set_or_remove(CreditGroupItem.next_expiry, after.next_expiry),
                 CreditGroupItem.perpetual.set(after.perpetual),
                 CreditGroupItem.paid_orders.set(after.paid_orders),
                 CreditGroupItem.version.set(before.version + 1),
@@ -594,7 +603,7 @@ class DynamoOrderRepository:
             )
 
 
-def _set_or_remove(attribute: Any, value: Any) -> Any:
+def set_or_remove(attribute: Any, value: Any) -> Any:
     return attribute.set(value) if value is not None else attribute.remove()
 
 
@@ -602,12 +611,19 @@ class _OrderNotPendingError(Exception):
     """The transaction's first action (the order's own condition) failed."""
 
 
-class _OrderTransaction:
+class ConditionFailedError(Exception):
+    """An action of an idempotent transaction (other than the idempotency record) failed its condition."""
+
+    def __init__(self, index: int) -> None:
+        super().__init__(index)
+        self.index = index
+
+
+class IdempotentTransaction:
     """A TransactWrite that records the idempotency key first and explains why DynamoDB cancelled it.
 
-    Action order: [idempotency record], the order, [child orders], [windows]. A failed idempotency condition becomes
-    ``IdempotentReplayError`` (with what the first request recorded), a failed order condition
-    ``_OrderNotPendingError``, a failed window condition ``StaleWindowError``.
+    A failed idempotency condition becomes ``IdempotentReplayError`` (with what the first request recorded); a failed
+    condition of another action ``ConditionFailedError`` with that action's index (not counting the record).
     """
 
     def __init__(self, user_id: str, idempotency: IdempotencyRecord | None) -> None:
@@ -644,10 +660,8 @@ class _OrderTransaction:
             offset = 1 if self._idempotency is not None else 0
             if offset and codes[0] == _CONDITION_FAILED:
                 raise self._replay(error.cancellation_reasons[0]) from error
-            if codes[offset] == _CONDITION_FAILED:
-                raise _OrderNotPendingError() from error
-            if _CONDITION_FAILED in codes[offset + 1 :]:
-                raise StaleWindowError() from error
+            if _CONDITION_FAILED in codes[offset:]:
+                raise ConditionFailedError(codes[offset:].index(_CONDITION_FAILED)) from error
             raise
 
     def _replay(self, reason: CancellationReason | None) -> IdempotentReplayError:

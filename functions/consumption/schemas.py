@@ -1,0 +1,39 @@
+"""Request and response bodies of the consumption function (its part of the HTTP contract)."""
+
+from __future__ import annotations
+
+from pydantic import AwareDatetime, Field
+
+from usercredits.domain.credits import CreditGroup
+from usercredits.domain.models import DomainModel, Identifier, LedgerEntry
+
+
+class ConsumeRequest(DomainModel):
+    count: int = Field(ge=1, le=10**12, strict=True)
+    idempotency_key: str | None = Field(default=None, min_length=1, max_length=255)
+
+
+class ConsumeResponse(DomainModel):
+    offer_group: str
+    consumed: int
+    balance: int
+    entry_id: str
+
+
+class GrantRequest(DomainModel):
+    offer_group: Identifier
+    tokens: int = Field(ge=1, le=10**12, strict=True)
+    expires: AwareDatetime | None = None
+    reason: str = Field(min_length=1, max_length=500)
+
+
+class CreditsResponse(DomainModel):
+    groups: list[CreditGroup]
+
+
+class LedgerResponse(DomainModel):
+    entries: list[LedgerEntry]
+    next_cursor: str | None
+
+
+__all__ = ["ConsumeRequest", "ConsumeResponse", "CreditGroup", "CreditsResponse", "GrantRequest", "LedgerResponse"]

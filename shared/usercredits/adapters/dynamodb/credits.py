@@ -1,0 +1,298 @@
+"""DynamoDB credits repository: balances, lots and the ledger of the users, in the credits table.
+
+A spend is one UpdateItem of the group item (ReturnValues ALL_NEW: the new balance and the journal with the spend at
+its end); with an Idempotency-Key it is one TransactWriteItems that also records the key. Journal compaction and the
+closing of lots past their expiry are conditional transactions of their own.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pynamodb.exceptions import DoesNotExist, UpdateError
+from pynamodb.expressions.condition import Condition
+
+from usercredits.adapters.dynamodb.errors import translate_errors
+from usercredits.adapters.dynamodb.repositories import (
+    ConditionFailedError,
+    IdempotentTransaction,
+    attribute_to_movement,
+    decode_cursor,
+    encode_cursor,
+    group_sk,
+    item_to_group_state,
+    item_to_lot,
+    lot_sk,
+    lot_to_item,
+    movement_to_attribute,
+    order_sk,
+    set_or_remove,
+    user_pk,
+)
+from usercredits.adapters.dynamodb.tables import (
+    CreditGroupItem,
+    CreditsItem,
+    LedgerItem,
+    LotItem,
+    OrderItem,
+)
+from usercredits.domain.credits import journal_entries, to_entry
+from usercredits.domain.models import GroupState, LedgerEntry, Lot, Movement, OrderStatus, Page
+from usercredits.domain.ports import CreditSnapshot, IdempotencyRecord, SpendRefusedError, StaleWindowError
+
+#: Compaction moves the oldest journal movements to ledger items once the journal is longer than this...
+JOURNAL_MAX = 60
+#: ...and keeps this many in the group item.
+JOURNAL_KEEP = 20
+_CONDITION_FAILED = "ConditionalCheckFailedException"
+
+
+def _spend_condition(count: int, floor: int | None, now: datetime) -> Condition:
+    # DynamoDB conditions cannot do arithmetic, hence the stored `available` (balance - held).
+    not_due: Condition = CreditGroupItem.next_expiry.does_not_exist() | (CreditGroupItem.next_expiry > now)
+    if floor is None:
+        return not_due
+    covered: Condition = CreditGroupItem.available >= floor + count
+    if floor + count <= 0:  # a group never bought may still be spent from, down to its overdraft limit
+        covered = covered | CreditGroupItem.available.does_not_exist()
+    combined: Condition = covered & not_due
+    return combined
+
+
+def _movement_actions(user_id: str, offer_group: str, movement: Movement, now: datetime) -> list[Any]:
+    """Append ``movement`` to the group's journal and apply it to balance and held (creating the group if needed)."""
+    return [
+        CreditGroupItem.item_type.set(CreditGroupItem),
+        CreditGroupItem.user_id.set(user_id),
+        CreditGroupItem.offer_group.set(offer_group),
+        CreditGroupItem.balance.add(movement.tokens),
+        CreditGroupItem.held.add(movement.held),
+        CreditGroupItem.available.add(movement.tokens - movement.held),
+        CreditGroupItem.journal.set((CreditGroupItem.journal | []).append([movement_to_attribute(movement)])),
+        CreditGroupItem.journal_first_seq.set(CreditGroupItem.journal_first_seq | 1),
+        CreditGroupItem.updated_at.set(now),
+    ]
+
+
+class DynamoCreditsRepository:
+    """Balances, lots and ledger of the users (items under ``USER#<userId>``)."""
+
+    @translate_errors
+    def snapshot(self, user_id: str, offer_group: str | None = None) -> CreditSnapshot:
+        """All groups and open lots of a user (or of one group), in one consistent Query."""
+        prefix = f"{group_sk(offer_group)}" if offer_group else "CREDIT#"
+        snapshot = CreditSnapshot()
+        for item in CreditsItem.query(user_pk(user_id), CreditsItem.sk.startswith(prefix), consistent_read=True):
+            if offer_group is not None and getattr(item, "offer_group", None) != offer_group:
+                continue  # another group whose name starts with this one
+            if isinstance(item, CreditGroupItem):
+                snapshot.groups[item.offer_group] = item_to_group_state(item)
+            elif isinstance(item, LotItem) and not item.closed:
+                snapshot.lots.append(item_to_lot(item))
+        return snapshot
+
+    @translate_errors
+    def group_state(self, user_id: str, offer_group: str) -> GroupState | None:
+        try:
+            item = CreditGroupItem.get(user_pk(user_id), group_sk(offer_group), consistent_read=True)
+        except DoesNotExist:
+            return None
+        return item_to_group_state(item)
+
+    @translate_errors
+    def spend(
+        self,
+        user_id: str,
+        offer_group: str,
+        movement: Movement,
+        *,
+        floor: int | None,
+        now: datetime,
+        idempotency: IdempotencyRecord | None,
+    ) -> GroupState:
+        """Apply a spend (``movement.tokens`` < 0) if the group's available balance and policy cover it.
+
+        Without an idempotency key: one UpdateItem, returning the group as it is right after. With one: one
+        TransactWriteItems that also records the key (``IdempotentReplayError`` if it exists), then a read.
+        Raises ``SpendRefusedError`` when the condition fails (not covered, or a lot is past its expiry).
+        """
+        count = -movement.tokens
+        key = CreditGroupItem(pk=user_pk(user_id), sk=group_sk(offer_group))
+        actions = [*_movement_actions(user_id, offer_group, movement, now), CreditGroupItem.drawn.add(count)]
+        condition = _spend_condition(count, floor, now)
+        if idempotency is None:
+            try:
+                key.update(actions=actions, condition=condition)
+            except UpdateError as exc:
+                if exc.cause_response_code == _CONDITION_FAILED:
+                    raise SpendRefusedError(self.group_state(user_id, offer_group)) from exc
+                raise
+            state = item_to_group_state(key)
+        else:
+            try:
+                with IdempotentTransaction(user_id, idempotency) as transaction:
+                    transaction.update(key, actions=actions, condition=condition)
+            except ConditionFailedError as failed:
+                raise SpendRefusedError(self.group_state(user_id, offer_group)) from failed
+            state = self.group_state(user_id, offer_group) or GroupState(offer_group=offer_group)
+        if len(state.journal) > JOURNAL_MAX:
+            self.compact(user_id, state)
+        return state
+
+    @translate_errors
+    def compact(self, user_id: str, state: GroupState) -> bool:
+        """Move the journal's oldest movements to ledger items (exact sequence and balance after) in one
+        transaction, conditional on the journal not having been compacted meanwhile. False if it had been."""
+        moved = journal_entries(state)[: len(state.journal) - JOURNAL_KEEP]
+        if not moved:
+            return False
+        key = CreditGroupItem(pk=user_pk(user_id), sk=group_sk(state.offer_group))
+        try:
+            with IdempotentTransaction(user_id, None) as transaction:
+                transaction.update(
+                    key,
+                    actions=[
+                        *(CreditGroupItem.journal[index].remove() for index in range(len(moved))),
+                        CreditGroupItem.journal_first_seq.set(state.journal_first_seq + len(moved)),
+                    ],
+                    condition=CreditGroupItem.journal_first_seq == state.journal_first_seq,
+                )
+                for entry in moved:
+                    transaction.save(_ledger_item(user_id, entry), condition=LedgerItem.pk.does_not_exist())
+        except ConditionFailedError:
+            return False
+        return True
+
+    @translate_errors
+    def ledger_page(
+        self, user_id: str, *, offer_group: str | None, limit: int, cursor: str | None
+    ) -> Page[LedgerEntry]:
+        """The user's movements, newest first: the journals of the groups, then the archived ledger items.
+
+        The groups are read first: a compaction in between can then only make an entry appear twice (deduplicated),
+        never disappear.
+        """
+        before = decode_cursor(cursor, "LEDGER#").removeprefix("LEDGER#") if cursor else None
+        entries: dict[str, LedgerEntry] = {}
+        for state in self.snapshot(user_id, offer_group).groups.values():
+            for entry in journal_entries(state):
+                if before is None or entry.entry_id < before:
+                    entries[entry.entry_id] = entry
+        condition = LedgerItem.sk < f"LEDGER#{before}" if before else LedgerItem.sk.startswith("LEDGER#")
+        archived = LedgerItem.query(
+            user_pk(user_id),
+            condition,
+            filter_condition=(LedgerItem.offer_group == offer_group) if offer_group else None,
+            scan_index_forward=False,
+            limit=limit + 1,
+            consistent_read=True,
+        )
+        for item in archived:
+            entry = to_entry(
+                attribute_to_movement(item.movement), item.offer_group, int(item.seq), int(item.balance_after)
+            )
+            entries.setdefault(entry.entry_id, entry)
+        ordered = sorted(entries.values(), key=lambda entry: entry.entry_id, reverse=True)
+        page = ordered[:limit]
+        next_cursor = encode_cursor(f"LEDGER#{page[-1].entry_id}") if len(ordered) > limit else None
+        return Page[LedgerEntry](items=page, next_cursor=next_cursor)
+
+    @translate_errors
+    def add_lot(self, user_id: str, lot: Lot, movement: Movement, before: GroupState | None, now: datetime) -> None:
+        """Grant a lot outside an order (admin grant): the lot, and the group's balance, journal and soonest expiry,
+        in one transaction conditional on the group's version (``StaleWindowError`` if it moved)."""
+        key = CreditGroupItem(pk=user_pk(user_id), sk=group_sk(lot.offer_group))
+        next_expiry = lot.expires
+        if before is not None and before.next_expiry is not None:
+            next_expiry = before.next_expiry if lot.expires is None else min(before.next_expiry, lot.expires)
+        version = before.version if before else 0
+        condition = (CreditGroupItem.version == version) if before else CreditGroupItem.pk.does_not_exist()
+        try:
+            with IdempotentTransaction(user_id, None) as transaction:
+                transaction.save(lot_to_item(user_id, lot), condition=LotItem.pk.does_not_exist())
+                transaction.update(
+                    key,
+                    actions=[
+                        *_movement_actions(user_id, lot.offer_group, movement, now),
+                        set_or_remove(CreditGroupItem.next_expiry, next_expiry),
+                        CreditGroupItem.version.set(version + 1),
+                    ],
+                    condition=condition,
+                )
+        except ConditionFailedError as failed:
+            raise StaleWindowError() from failed
+
+    @translate_errors
+    def close_lots(
+        self,
+        user_id: str,
+        state: GroupState,
+        lots: list[Lot],
+        still_open: list[Lot],
+        movements: list[Movement],
+        now: datetime,
+    ) -> None:
+        """Close lots (expired): each lot and its order, and the group (balance, drawn, journal, soonest expiry of
+        the lots left open) in one transaction, conditional on the group's version and ``drawn`` being the ones the
+        remaining amounts were computed from (``StaleWindowError`` otherwise)."""
+        expired = sum(-movement.tokens for movement in movements)
+        used = sum(lot.tokens for lot in lots) - expired
+        key = CreditGroupItem(pk=user_pk(user_id), sk=group_sk(state.offer_group))
+        try:
+            with IdempotentTransaction(user_id, None) as transaction:
+                actions = [
+                    CreditGroupItem.balance.add(-expired),
+                    CreditGroupItem.available.add(-expired),
+                    CreditGroupItem.drawn.add(-used),
+                    CreditGroupItem.version.set(state.version + 1),
+                    CreditGroupItem.updated_at.set(now),
+                    set_or_remove(
+                        CreditGroupItem.next_expiry,
+                        min((lot.expires for lot in still_open if lot.expires), default=None),
+                    ),
+                ]
+                if movements:
+                    actions.append(
+                        CreditGroupItem.journal.set(
+                            (CreditGroupItem.journal | []).append([movement_to_attribute(m) for m in movements])
+                        )
+                    )
+                transaction.update(
+                    key,
+                    actions=actions,
+                    condition=(CreditGroupItem.version == state.version) & (CreditGroupItem.drawn == state.drawn),
+                )
+                for lot in lots:
+                    transaction.update(
+                        LotItem(pk=user_pk(user_id), sk=lot_sk(lot)),
+                        actions=[LotItem.closed.set(True), LotItem.expiry_bucket.remove(), LotItem.expires_at.remove()],
+                        condition=LotItem.closed == False,  # noqa: E712 - a DynamoDB condition, not a comparison
+                    )
+                    if lot.order_id:
+                        transaction.update(
+                            OrderItem(pk=user_pk(user_id), sk=order_sk(lot.order_id)),
+                            actions=[OrderItem.status.set(OrderStatus.EXPIRED.value), OrderItem.updated_at.set(now)],
+                            condition=OrderItem.status == OrderStatus.PAID.value,
+                        )
+        except ConditionFailedError as failed:
+            raise StaleWindowError() from failed
+
+
+def _soonest_expiry(lots: list[Lot]) -> datetime | None:
+    return min((lot.expires for lot in lots if lot.expires is not None), default=None)
+
+
+def _ledger_item(user_id: str, entry: LedgerEntry) -> LedgerItem:
+    return LedgerItem(
+        pk=user_pk(user_id),
+        sk=f"LEDGER#{entry.entry_id}",
+        user_id=user_id,
+        offer_group=entry.offer_group,
+        seq=entry.seq,
+        balance_after=entry.balance_after,
+        movement=movement_to_attribute(Movement(**entry.model_dump(include=set(Movement.model_fields)))),
+    )
+
+
+__all__ = ["DynamoCreditsRepository"]

@@ -1,0 +1,204 @@
+"""Consumption use cases: read credits and the ledger, spend tokens, grant tokens, close lots past their expiry."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from usercredits.domain.credits import CreditGroup, credit_group, empty_group, journal_entries, lot_remaining
+from usercredits.domain.ids import new_ulid
+from usercredits.domain.models import GroupState, LedgerEntry, LedgerKind, Lot, Movement, Page
+from usercredits.domain.ordering import fingerprint
+from usercredits.domain.ports import (
+    CatalogRepository,
+    Clock,
+    CreditSnapshot,
+    CreditsRepository,
+    IdempotencyRecord,
+    IdempotentReplayError,
+    SpendRefusedError,
+    StaleWindowError,
+)
+from usercredits.errors import ConflictError, InsufficientCreditsError, InvalidRequestError, NotFoundError
+
+#: Optimistic retries when a concurrent movement changed the group a lot change was computed from.
+_RETRIES = 5
+
+
+@dataclass(frozen=True)
+class Consumed:
+    """The result of a spend (api-contract: ``{"offerGroup", "consumed", "balance", "entryId"}``)."""
+
+    offer_group: str
+    consumed: int
+    balance: int
+    entry_id: str
+
+
+def _fresh_snapshot(
+    user_id: str, offer_group: str | None, *, credits: CreditsRepository, clock: Clock
+) -> CreditSnapshot:
+    """One read of the user's credits; lots found past their expiry are closed first (an extra write and read that
+    happens only when one is due)."""
+    snapshot = credits.snapshot(user_id, offer_group)
+    now = clock.now()
+    due = {lot.offer_group for lot in snapshot.lots if lot.expires is not None and lot.expires <= now}
+    for group in sorted(due):
+        expire_due_lots(user_id, group, credits=credits, clock=clock)
+    return credits.snapshot(user_id, offer_group) if due else snapshot
+
+
+def list_credits(user_id: str, *, credits: CreditsRepository, clock: Clock) -> list[CreditGroup]:
+    """Every group of the user with balance, held, available, window and lots."""
+    snapshot = _fresh_snapshot(user_id, None, credits=credits, clock=clock)
+    return [credit_group(state, snapshot.lots) for _, state in sorted(snapshot.groups.items())]
+
+
+def get_credit_group(user_id: str, offer_group: str, *, credits: CreditsRepository, clock: Clock) -> CreditGroup:
+    """One group; a group never bought has balance 0."""
+    snapshot = _fresh_snapshot(user_id, offer_group, credits=credits, clock=clock)
+    state = snapshot.groups.get(offer_group)
+    return credit_group(state, snapshot.lots) if state else empty_group(offer_group)
+
+
+def consume_credits(
+    user_id: str,
+    offer_group: str,
+    count: int,
+    *,
+    idempotency_key: str | None,
+    catalog: CatalogRepository,
+    credits: CreditsRepository,
+    clock: Clock,
+) -> Consumed:
+    """Spend ``count`` tokens of a group, in one conditional write.
+
+    Refused with ``InsufficientCreditsError`` (nothing changes) when the available balance, with the group's
+    overdraft allowance, does not cover it; a group never bought follows the same policy. Tokens burn from the lot
+    that expires soonest. With an ``idempotency_key`` a retry returns the first result and spends nothing.
+    """
+    if count < 1:
+        raise InvalidRequestError("count must be a positive integer")
+    now = clock.now()
+    policy = catalog.group_policy(offer_group)
+    movement = Movement(
+        entry_id=new_ulid(now), kind=LedgerKind.CONSUME, tokens=-count, idempotency_key=idempotency_key, created_at=now
+    )
+    record = None
+    if idempotency_key is not None:
+        request: dict[str, object] = {"offerGroup": offer_group, "count": count}
+        record = IdempotencyRecord("consume", idempotency_key, fingerprint(request), movement.entry_id)
+    for attempt in range(3):
+        try:
+            state = credits.spend(user_id, offer_group, movement, floor=policy.floor, now=now, idempotency=record)
+        except IdempotentReplayError as replay:
+            if record is None or replay.fingerprint != record.fingerprint:
+                raise ConflictError("Idempotency-Key was already used with a different request") from replay
+            return _replayed(user_id, offer_group, replay.result_id, credits=credits)
+        except SpendRefusedError as refused:
+            lots_due = refused.state is not None and refused.state.next_expiry is not None
+            if lots_due and refused.state.next_expiry <= now and attempt < 2:  # type: ignore[union-attr,operator]
+                expire_due_lots(user_id, offer_group, credits=credits, clock=clock)
+                continue
+            available = refused.state.available if refused.state else 0
+            raise InsufficientCreditsError(
+                f"consuming {count} tokens of {offer_group!r} is not covered: {available} available"
+            ) from refused
+        return Consumed(offer_group, count, _entry_in(state, movement.entry_id).balance_after, movement.entry_id)
+    raise ConflictError("the group kept changing; retry")  # pragma: no cover - bounded by the loop above
+
+
+def _entry_in(state: GroupState, entry_id: str) -> LedgerEntry:
+    entry = next((entry for entry in journal_entries(state) if entry.entry_id == entry_id), None)
+    if entry is None:  # pragma: no cover - the spend's own result always holds its movement
+        raise ConflictError("the spend is not in the group's journal")
+    return entry
+
+
+def _replayed(user_id: str, offer_group: str, entry_id: str, *, credits: CreditsRepository) -> Consumed:
+    """The first result of a repeated idempotent spend, found in the group's history."""
+    page = credits.ledger_page(user_id, offer_group=offer_group, limit=200, cursor=None)
+    entry = next((entry for entry in page.items if entry.entry_id == entry_id), None)
+    cursor = page.next_cursor
+    while entry is None and cursor is not None:
+        page = credits.ledger_page(user_id, offer_group=offer_group, limit=200, cursor=cursor)
+        entry, cursor = next((e for e in page.items if e.entry_id == entry_id), None), page.next_cursor
+    if entry is None:
+        raise ConflictError("Idempotency-Key was already used for another group")
+    return Consumed(offer_group, -entry.tokens, entry.balance_after, entry.entry_id)
+
+
+def list_ledger(
+    user_id: str, *, offer_group: str | None, limit: int, cursor: str | None, credits: CreditsRepository
+) -> Page[LedgerEntry]:
+    """The user's movements, newest first, each with its signed tokens and the group's balance right after it."""
+    return credits.ledger_page(user_id, offer_group=offer_group, limit=limit, cursor=cursor)
+
+
+def grant_credits(
+    user_id: str,
+    offer_group: str,
+    tokens: int,
+    *,
+    expires: datetime | None,
+    reason: str,
+    credits: CreditsRepository,
+    clock: Clock,
+) -> LedgerEntry:
+    """A manual or promotional grant (admin): a lot of ``tokens`` in the group, with an optional expiry."""
+    now = clock.now()
+    if tokens < 1:
+        raise InvalidRequestError("tokens must be a positive integer")
+    if expires is not None and expires <= now:
+        raise InvalidRequestError("expires must be in the future")
+    lot_id = new_ulid(now)
+    lot = Lot(lot_id=lot_id, offer_group=offer_group, tokens=tokens, starts=now, expires=expires, granted_at=now)
+    movement = Movement(
+        entry_id=new_ulid(now), kind=LedgerKind.GRANT, tokens=tokens, lot_id=lot_id, reason=reason, created_at=now
+    )
+    for _ in range(_RETRIES):
+        try:
+            credits.add_lot(user_id, lot, movement, credits.group_state(user_id, offer_group), now)
+            break
+        except StaleWindowError:
+            continue
+    else:
+        raise ConflictError("the group kept changing; retry")
+    state = credits.group_state(user_id, offer_group)
+    entry = next((e for e in journal_entries(state) if e.entry_id == movement.entry_id), None) if state else None
+    if entry is None:
+        raise NotFoundError("the grant was written but could not be read back; see the ledger")
+    return entry
+
+
+def expire_due_lots(user_id: str, offer_group: str, *, credits: CreditsRepository, clock: Clock) -> int:
+    """Close the group's lots whose expiry has passed; their unused tokens leave the balance with one ``expire``
+    movement each (a lot fully used closes silently). Exactly once, even when called concurrently. Returns the
+    tokens expired."""
+    for _ in range(_RETRIES):
+        now = clock.now()
+        snapshot = credits.snapshot(user_id, offer_group)
+        state = snapshot.groups.get(offer_group)
+        due = [lot for lot in snapshot.lots if lot.expires is not None and lot.expires <= now]
+        if state is None or not due:
+            return 0
+        remaining = lot_remaining(snapshot.lots, state.drawn)
+        movements = [
+            Movement(
+                entry_id=new_ulid(now),
+                kind=LedgerKind.EXPIRE,
+                tokens=-remaining[lot.lot_id],
+                order_id=lot.order_id,
+                lot_id=lot.lot_id,
+                created_at=now,
+            )
+            for lot in due
+            if remaining[lot.lot_id] > 0
+        ]
+        still_open = [lot for lot in snapshot.lots if lot not in due]
+        try:
+            credits.close_lots(user_id, state, due, still_open, movements, now)
+        except StaleWindowError:
+            continue
+        return sum(-movement.tokens for movement in movements)
+    raise ConflictError("the group kept changing while its lots expired; retry")
