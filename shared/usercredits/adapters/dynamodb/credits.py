@@ -20,6 +20,7 @@ from usercredits.adapters.dynamodb.repositories import (
     attribute_to_movement,
     decode_cursor,
     encode_cursor,
+    equals_stored,
     group_sk,
     item_to_group_state,
     item_to_lot,
@@ -207,7 +208,7 @@ class DynamoCreditsRepository:
         if before is not None and before.next_expiry is not None:
             next_expiry = before.next_expiry if lot.expires is None else min(before.next_expiry, lot.expires)
         version = before.version if before else 0
-        condition = (CreditGroupItem.version == version) if before else CreditGroupItem.pk.does_not_exist()
+        condition = equals_stored(CreditGroupItem.version, version) if before else CreditGroupItem.pk.does_not_exist()
         try:
             with IdempotentTransaction(user_id, None) as transaction:
                 transaction.save(lot_to_item(user_id, lot), condition=LotItem.pk.does_not_exist())
@@ -261,7 +262,8 @@ class DynamoCreditsRepository:
                 transaction.update(
                     key,
                     actions=actions,
-                    condition=(CreditGroupItem.version == state.version) & (CreditGroupItem.drawn == state.drawn),
+                    condition=equals_stored(CreditGroupItem.version, state.version)
+                    & equals_stored(CreditGroupItem.drawn, state.drawn),
                 )
                 for lot in lots:
                     transaction.update(

@@ -599,8 +599,14 @@ class DynamoOrderRepository:
             transaction.update(
                 CreditGroupItem(pk=user_pk(user_id), sk=group_sk(group)),
                 actions=actions,
-                condition=CreditGroupItem.version == before.version,
+                condition=equals_stored(CreditGroupItem.version, before.version),
             )
+
+
+def equals_stored(attribute: Any, value: int) -> Any:
+    """Condition: the numeric attribute still holds ``value`` (a missing attribute reads as 0, as the mappers do)."""
+    condition = attribute == value
+    return condition | attribute.does_not_exist() if value == 0 else condition
 
 
 def set_or_remove(attribute: Any, value: Any) -> Any:
