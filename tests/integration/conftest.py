@@ -55,3 +55,19 @@ def item_kinds(items: list[dict[str, Any]]) -> list[str]:
 
 
 __all__ = ["Call", "item_kinds", "json"]
+
+
+@pytest.fixture
+def consumption_api(ordering_api: Call, lambda_context: Any) -> Iterator[Call]:
+    """``call(base_event, **overrides)`` through consumption's lambda_handler (the demo catalog is loaded)."""
+    from consumption import handler
+
+    handler.dependencies.cache_clear()
+
+    def call(base: str, **overrides: Any) -> tuple[int, Any, dict[str, str]]:
+        response = handler.lambda_handler(http_event(base, **overrides), lambda_context)
+        raw = response.get("body") or ""
+        return response["statusCode"], json.loads(raw) if raw else None, response.get("headers", {})
+
+    yield call
+    handler.dependencies.cache_clear()

@@ -12,19 +12,19 @@ import contextlib
 from datetime import timedelta
 
 import boto3
+from devtools.local_tables import create_tables
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from moto import mock_aws
+
+from tests.conftest import _reset_pynamodb_connections
+from tests.fakes import FixedClock
 from usercredits.adapters.dynamodb.credits import DynamoCreditsRepository
 from usercredits.adapters.dynamodb.repositories import DynamoCatalogRepository
 from usercredits.domain import consumption
 from usercredits.domain.credits import lot_remaining
 from usercredits.domain.models import GroupPolicy
 from usercredits.errors import InsufficientCreditsError
-
-from devtools.local_tables import create_tables
-from tests.conftest import _reset_pynamodb_connections
-from tests.fakes import FixedClock
 
 GROUPS = ["G", "P"]  # G: no overdraft; P: overdraft down to -5
 

@@ -1,0 +1,321 @@
+"""Racing spenders on the real engine: a balance is never overspent, a retried key spends once, the ledger adds up.
+
+moto is not atomic (toolchain-notes.md), so these run against DynamoDB Local, through the domain entry points with the
+real adapters. Every test checks the ledger invariant on all pages of ``list_ledger``: per group the entries' seq are
+1..N with no gap or duplicate, each entry's balanceAfter is the previous one plus its tokens, and the tokens sum to the
+group's balance.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+from threading import Barrier
+
+import pytest
+
+from tests.fakes import RecordingPaymentGateway
+from usercredits.adapters.dynamodb.credits import JOURNAL_MAX, DynamoCreditsRepository
+from usercredits.adapters.dynamodb.repositories import DynamoCatalogRepository, DynamoOrderRepository
+from usercredits.domain import consumption, ordering
+from usercredits.domain.consumption import Consumed
+from usercredits.domain.models import Caller, GroupPolicy, GroupState, LedgerEntry, LedgerKind, Offer, OrderStatus
+from usercredits.domain.ports import SystemClock
+from usercredits.errors import InsufficientCreditsError
+
+pytestmark = pytest.mark.dynamodb_local
+#: Client threads for the 200-request races (DynamoDB Local on 2 cores: more only queues).
+WORKERS = 32
+
+
+@pytest.fixture
+def catalog(dynamodb_local: str) -> DynamoCatalogRepository:
+    return DynamoCatalogRepository(cache_seconds=0)
+
+
+@pytest.fixture
+def credits(dynamodb_local: str) -> DynamoCreditsRepository:
+    return DynamoCreditsRepository()
+
+
+@pytest.fixture
+def group() -> str:
+    """A group name of its own (group policies live in the shared catalog partition)."""
+    return f"Race-{uuid.uuid4().hex[:8]}"
+
+
+def race[T](count: int, work: Callable[[int], T], *, workers: int = WORKERS) -> list[T | Exception]:
+    """Run ``work(0..count-1)`` on ``workers`` threads released together; each outcome is a result or the exception."""
+    start = Barrier(min(count, workers))
+
+    def guarded(index: int) -> T | Exception:
+        if index < min(count, workers):
+            start.wait(timeout=30)
+        try:
+            return work(index)
+        except Exception as exc:  # noqa: BLE001 - the test counts outcomes
+            return exc
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(guarded, range(count)))
+
+
+def consume(
+    user_id: str,
+    group: str,
+    count: int = 1,
+    key: str | None = None,
+    *,
+    catalog: DynamoCatalogRepository,
+    credits: DynamoCreditsRepository,
+) -> Consumed:
+    return consumption.consume_credits(
+        user_id, group, count, idempotency_key=key, catalog=catalog, credits=credits, clock=SystemClock()
+    )
+
+
+def grant(user_id: str, group: str, tokens: int, credits: DynamoCreditsRepository, **expires: float) -> LedgerEntry:
+    return consumption.grant_credits(
+        user_id,
+        group,
+        tokens,
+        expires=SystemClock().now() + timedelta(**expires) if expires else None,
+        reason="test",
+        credits=credits,
+        clock=SystemClock(),
+    )
+
+
+def whole_ledger(user_id: str, credits: DynamoCreditsRepository, *, limit: int = 50) -> list[LedgerEntry]:
+    """Every entry of the user, through all pages (newest first), checking that no page repeats an entry."""
+    entries: list[LedgerEntry] = []
+    cursor: str | None = None
+    for _ in range(1000):
+        page = consumption.list_ledger(user_id, offer_group=None, limit=limit, cursor=cursor, credits=credits)
+        entries += page.items
+        cursor = page.next_cursor
+        if cursor is None:
+            break
+    ids = Counter(entry.entry_id for entry in entries)
+    assert not [entry_id for entry_id, n in ids.items() if n > 1], "an entry appears on two pages"
+    return entries
+
+
+def assert_ledger_consistent(user_id: str, credits: DynamoCreditsRepository) -> dict[str, list[LedgerEntry]]:
+    """The ledger invariant for every group of the user; returns the entries per group in seq order."""
+    snapshot = credits.snapshot(user_id)
+    by_group: dict[str, list[LedgerEntry]] = {}
+    for entry in whole_ledger(user_id, credits):
+        by_group.setdefault(entry.offer_group, []).append(entry)
+    assert set(by_group) == set(snapshot.groups)
+    for name, entries in by_group.items():
+        entries.sort(key=lambda entry: entry.seq)
+        state = snapshot.groups[name]
+        assert [entry.seq for entry in entries] == list(range(1, len(entries) + 1)), f"{name}: seq gap or duplicate"
+        assert sum(entry.tokens for entry in entries) == state.balance, f"{name}: entries do not sum to the balance"
+        assert entries[0].balance_after == entries[0].tokens, f"{name}: the first entry starts from 0"
+        for previous, entry in zip(entries, entries[1:], strict=False):
+            assert entry.balance_after == previous.balance_after + entry.tokens, f"{name}: seq {entry.seq}"
+        assert entries[-1].balance_after == state.balance
+        assert state.available == state.balance - state.held
+        by_group[name] = entries
+    return by_group
+
+
+def group_state(user_id: str, group: str, credits: DynamoCreditsRepository) -> GroupState:
+    state = credits.group_state(user_id, group)
+    assert state is not None
+    return state
+
+
+def split(outcomes: list[object]) -> tuple[list[Consumed], list[InsufficientCreditsError], list[object]]:
+    spent = [o for o in outcomes if isinstance(o, Consumed)]
+    refused = [o for o in outcomes if isinstance(o, InsufficientCreditsError)]
+    other = [o for o in outcomes if not isinstance(o, Consumed | InsufficientCreditsError)]
+    return spent, refused, other
+
+
+# ------------------------------------------------------------------------------------------------------------ spends
+def test_200_racing_consumes_of_1_on_100_spend_exactly_100(catalog, credits, user_id, group) -> None:  # type: ignore[no-untyped-def]
+    # Given a balance of 100 and no overdraft
+    grant(user_id, group, 100, credits)
+    # When 200 consumes of 1 race
+    outcomes = race(200, lambda _: consume(user_id, group, catalog=catalog, credits=credits))
+    # Then exactly 100 are applied and 100 refused, and nothing else happened
+    spent, refused, other = split(outcomes)
+    assert not other, other[:3]
+    assert (len(spent), len(refused)) == (100, 100)
+    state = group_state(user_id, group, credits)
+    assert (state.balance, state.available, state.held, state.drawn) == (0, 0, 0, 100)
+    # Each success saw its own balance: 99, 98, ..., 0 once each, and its entry is in the ledger with that balance
+    assert sorted(result.balance for result in spent) == list(range(100))
+    entries = assert_ledger_consistent(user_id, credits)[group]
+    assert len(entries) == 101  # the grant and the 100 spends (a refusal writes nothing)
+    after = {entry.entry_id: entry.balance_after for entry in entries}
+    assert all(after[result.entry_id] == result.balance for result in spent)
+    # The journal was compacted on the way (101 movements > JOURNAL_MAX) and the group item keeps only the tail
+    assert len(state.journal) <= JOURNAL_MAX
+    assert state.journal_first_seq > 1
+
+
+def test_retried_idempotency_keys_spend_each_key_once(catalog, credits, user_id, group) -> None:  # type: ignore[no-untyped-def]
+    # Given a balance of 100
+    grant(user_id, group, 100, credits)
+    # When 50 keys are each sent 4 times, all 200 requests racing (retries interleaved with first attempts)
+    keys = [f"job-{index:02d}" for index in range(50)]
+    outcomes = race(200, lambda i: consume(user_id, group, 1, keys[i % 50], catalog=catalog, credits=credits))
+    # Then every request answers a spend, and all requests of one key answer the same entry and balance
+    assert all(isinstance(outcome, Consumed) for outcome in outcomes), [
+        o for o in outcomes if not isinstance(o, Consumed)
+    ][:3]
+    results: dict[str, set[tuple[str, int]]] = {}
+    for index, outcome in enumerate(outcomes):
+        assert isinstance(outcome, Consumed)
+        results.setdefault(keys[index % 50], set()).add((outcome.entry_id, outcome.balance))
+    assert all(len(answers) == 1 for answers in results.values()), {k: v for k, v in results.items() if len(v) > 1}
+    # Each key spent once: 50 spends, 50 distinct entries and balances 99..50 once each
+    assert sorted(balance for ((_, balance),) in results.values()) == list(range(50, 100))
+    state = group_state(user_id, group, credits)
+    assert (state.balance, state.available) == (50, 50)
+    entries = assert_ledger_consistent(user_id, credits)[group]
+    consumes = [entry for entry in entries if entry.kind is LedgerKind.CONSUME]
+    assert sorted(entry.idempotency_key or "" for entry in consumes) == keys
+    assert {entry.entry_id for entry in consumes} == {entry_id for ((entry_id, _),) in results.values()}
+
+
+def test_retried_keys_past_the_journal_limit_still_answer_the_first_result(catalog, credits, user_id, group) -> None:  # type: ignore[no-untyped-def]
+    # Given 100 keyed spends applied one by one (the journal is compacted on the way: some are only archived now)
+    grant(user_id, group, 100, credits)
+    first = {f"k{i}": consume(user_id, group, 1, f"k{i}", catalog=catalog, credits=credits) for i in range(70)}
+    # When each of them is retried, concurrently with 30 new keyed spends
+    keys = [*first, *(f"new{i}" for i in range(30))]
+    outcomes = race(len(keys), lambda i: consume(user_id, group, 1, keys[i], catalog=catalog, credits=credits))
+    # Then the retries answer what the first request did, the new keys spend once each
+    assert all(isinstance(outcome, Consumed) for outcome in outcomes), [
+        o for o in outcomes if not isinstance(o, Consumed)
+    ][:3]
+    for key, outcome in zip(keys, outcomes, strict=True):
+        if key in first:
+            assert outcome == first[key], key
+    state = group_state(user_id, group, credits)
+    assert state.balance == 0
+    assert_ledger_consistent(user_id, credits)
+
+
+def test_limited_overdraft_goes_down_to_its_limit_and_no_further(catalog, credits, user_id, group) -> None:  # type: ignore[no-untyped-def]
+    # Given a group that may go 10 below zero, and a balance of 5
+    catalog.put_group_policy(GroupPolicy(offer_group=group, overdraft="limited", overdraft_limit=10))
+    grant(user_id, group, 5, credits)
+    # When 30 consumes of 1 race
+    outcomes = race(30, lambda _: consume(user_id, group, catalog=catalog, credits=credits))
+    # Then 15 are applied (5 of the balance and 10 of overdraft), and the balance stops at -10
+    spent, refused, other = split(outcomes)
+    assert not other, other[:3]
+    assert (len(spent), len(refused)) == (15, 15)
+    assert sorted(result.balance for result in spent) == list(range(-10, 5))
+    state = group_state(user_id, group, credits)
+    assert (state.balance, state.available) == (-10, -10)
+    assert_ledger_consistent(user_id, credits)
+
+
+def test_limited_overdraft_on_a_group_never_bought(catalog, credits, user_id, group) -> None:  # type: ignore[no-untyped-def]
+    # Given a group with an overdraft limit of 10 that the user never bought (no group item yet)
+    catalog.put_group_policy(GroupPolicy(offer_group=group, overdraft="limited", overdraft_limit=10))
+    # When 30 consumes of 1 race, the first ones creating the group item
+    outcomes = race(30, lambda _: consume(user_id, group, catalog=catalog, credits=credits))
+    # Then exactly 10 are applied
+    spent, refused, other = split(outcomes)
+    assert not other, other[:3]
+    assert (len(spent), len(refused)) == (10, 20)
+    assert group_state(user_id, group, credits).balance == -10
+    assert_ledger_consistent(user_id, credits)
+
+
+# ------------------------------------------------------------------------------------------------------------ expiry
+def test_a_lot_past_its_expiry_expires_exactly_once_under_racing_checks(catalog, credits, user_id, group) -> None:  # type: ignore[no-untyped-def]
+    # Given a lot of 10 expiring in 1.5 s, a lot of 5 that never expires, and 3 spent (from the expiring lot first)
+    expiring = grant(user_id, group, 10, credits, seconds=1.5)
+    grant(user_id, group, 5, credits)
+    consume(user_id, group, 3, catalog=catalog, credits=credits)
+    # When the expiry has passed, 8 expiry checks and a consume of 1 race
+    lots = credits.snapshot(user_id, group).lots
+    deadline = next(lot.expires for lot in lots if lot.lot_id == expiring.lot_id)
+    assert deadline is not None
+    time.sleep(max(0.0, (deadline - SystemClock().now()).total_seconds()) + 0.05)
+
+    def work(index: int) -> int | Consumed:
+        if index == 8:
+            return consume(user_id, group, 1, catalog=catalog, credits=credits)
+        return consumption.expire_due_lots(user_id, group, credits=credits, clock=SystemClock())
+
+    outcomes = race(9, work)
+    # Then everything answered, one check expired the 7 unused tokens and the others found nothing left to do
+    assert not [o for o in outcomes if isinstance(o, Exception)], outcomes
+    expired = [o for o in outcomes[:8] if o]
+    assert isinstance(outcomes[8], Consumed)
+    # (the consume may itself have run the expiry: then all 8 checks found nothing)
+    assert expired in ([7], [])
+    # The 7 left the balance once: 10 + 5 - 3 - 7 - 1 = 4, all from the lot that never expires
+    state = group_state(user_id, group, credits)
+    assert (state.balance, state.available) == (4, 4)
+    entries = assert_ledger_consistent(user_id, credits)[group]
+    expiries = [entry for entry in entries if entry.kind is LedgerKind.EXPIRE]
+    assert [(entry.tokens, entry.lot_id) for entry in expiries] == [(-7, expiring.lot_id)]
+    assert outcomes[8].balance == 4  # type: ignore[union-attr]
+    credits_now = consumption.list_credits(user_id, credits=credits, clock=SystemClock())
+    (view,) = [g for g in credits_now if g.offer_group == group]
+    assert [(lot.tokens, lot.remaining) for lot in view.lots] == [(5, 4)]
+    # And a later check finds nothing more to expire
+    assert consumption.expire_due_lots(user_id, group, credits=credits, clock=SystemClock()) == 0
+
+
+# ------------------------------------------------------------------------------------------------------ paid orders
+@pytest.fixture
+def offers(catalog: DynamoCatalogRepository, wonderai_offers: list[Offer]) -> DynamoCatalogRepository:
+    now = SystemClock().now()
+    for offer in wonderai_offers:
+        catalog.put_offer(offer, now)
+    return catalog
+
+
+def buy(catalog: DynamoCatalogRepository, user_id: str, offer_id: str) -> None:
+    placed = ordering.place_order(
+        ordering.PlaceOrder(offer_id, 1),
+        Caller(user_id=user_id),
+        default_currency="usd",
+        catalog=catalog,
+        orders=DynamoOrderRepository(),
+        payments=RecordingPaymentGateway(),
+        clock=SystemClock(),
+    )
+    paid = ordering.apply_order_paid(
+        user_id, placed.order.order_id, orders=DynamoOrderRepository(), clock=SystemClock(), message="paid"
+    )
+    assert paid.status is OrderStatus.PAID
+
+
+def test_paid_bundle_then_racing_consumes_keep_lot_remainders_equal_to_the_balance(offers, credits, user_id) -> None:  # type: ignore[no-untyped-def]
+    # Given a paid Enterprise bundle (150 Enterprise, 300 AiTokens, VIP_BACK_LINK) and a paid pack of 100 AiTokens
+    buy(offers, user_id, "EnterpriseM")
+    buy(offers, user_id, "_100tokens")
+    before = {g.offer_group: g.balance for g in consumption.list_credits(user_id, credits=credits, clock=SystemClock())}
+    assert before["Enterprise"] == 150 and before["AiTokens"] == 400
+    # When 40 consumes of 10 AiTokens (past the first lot) and 20 of 1 Enterprise race
+    work = [("AiTokens", 10)] * 40 + [("Enterprise", 1)] * 20
+    outcomes = race(len(work), lambda i: consume(user_id, *work[i], catalog=offers, credits=credits))
+    spent, refused, other = split(outcomes)
+    assert not other and not refused, (other + refused)[:3]  # type: ignore[operator]
+    # Then per group the lots' remainders sum to the balance, each within 0..tokens, burnt soonest expiry first
+    groups = {g.offer_group: g for g in consumption.list_credits(user_id, credits=credits, clock=SystemClock())}
+    assert groups["AiTokens"].balance == 0 and groups["Enterprise"].balance == 130
+    for name, view in groups.items():
+        assert sum(lot.remaining for lot in view.lots) == view.balance, name
+        assert all(0 <= lot.remaining <= lot.tokens for lot in view.lots), name
+        used = [lot.tokens - lot.remaining for lot in view.lots]  # lots are listed in burn order
+        partly = [i for i, u in enumerate(used) if u]
+        assert all(used[i] == view.lots[i].tokens for i in partly[:-1]), f"{name}: a later lot burnt first"
+    assert_ledger_consistent(user_id, credits)

@@ -1,0 +1,186 @@
+"""The consumption function end to end on moto: credits, spending, the ledger and grants."""
+
+from __future__ import annotations
+
+from http import HTTPStatus as S
+
+import pytest
+
+from usercredits.adapters.dynamodb.repositories import DynamoCatalogRepository
+from usercredits.domain.models import GroupPolicy
+
+CREDITS = "consumption/get_credits.json"
+GROUP = "consumption/get_credit_group.json"
+CONSUME = "consumption/consume.json"
+LEDGER = "consumption/get_ledger.json"
+GRANT = "consumption/admin_grant.json"
+ADMIN_CREDITS = "consumption/admin_get_user_credits.json"
+ADMIN_CONSUME = "consumption/admin_consume.json"
+
+
+def consume(api, group: str, count, key: str | None = None, user: str = "alice", **kw):  # type: ignore[no-untyped-def]
+    body = {"count": count} | ({"idempotencyKey": key} if key else {})
+    return api(CONSUME, path=f"/credits/{group}/consume", body=body, user=user, **kw)
+
+
+def grant(api, user: str, group: str, tokens: int, **extra):  # type: ignore[no-untyped-def]
+    body = {"offerGroup": group, "tokens": tokens, "reason": "test"} | extra
+    return api(GRANT, path=f"/admin/users/{user}/grants", body=body, admin=True)
+
+
+def test_free_order_grants_its_lots_and_credits_show_them(ordering_api, consumption_api) -> None:  # type: ignore[no-untyped-def]
+    # Given a paid (free) bundle order
+    order = ordering_api("ordering/create_order.json", body={"offerId": "Free"})[1]["order"]
+    # When the user reads their credits
+    status, body, _ = consumption_api(CREDITS)
+    # Then one lot per purchase is in its group, with start, expiry and tokens
+    assert status == S.OK
+    groups = {group["offerGroup"]: group for group in body["groups"]}
+    assert (groups["Free"]["balance"], groups["AiTokens"]["balance"]) == (10, 20)
+    lot = groups["Free"]["lots"][0]
+    assert (lot["orderId"], lot["tokens"], lot["remaining"]) == (order["orderId"], 10, 10)
+    assert (lot["starts"], lot["expires"]) == (order["starts"], order["expires"])
+
+
+def test_consume_spends_and_reports_the_new_balance(consumption_api) -> None:  # type: ignore[no-untyped-def]
+    grant(consumption_api, "alice", "AiTokens", 30)
+    status, body, _ = consume(consumption_api, "AiTokens", 12)
+    assert status == S.OK
+    assert (body["offerGroup"], body["consumed"], body["balance"]) == ("AiTokens", 12, 18)
+    _, group, _ = consumption_api(GROUP, path="/credits/AiTokens")
+    assert (group["balance"], group["available"], group["lots"][0]["remaining"]) == (18, 18, 18)
+
+
+def test_consume_not_covered_is_402_and_changes_nothing(consumption_api) -> None:  # type: ignore[no-untyped-def]
+    grant(consumption_api, "alice", "AiTokens", 5)
+    status, body, _ = consume(consumption_api, "AiTokens", 6)
+    assert (status, body["error"]) == (S.PAYMENT_REQUIRED, "insufficient_credits")
+    _, group, _ = consumption_api(GROUP, path="/credits/AiTokens")
+    assert group["balance"] == 5
+    _, ledger, _ = consumption_api(LEDGER, query={})
+    assert [entry["kind"] for entry in ledger["entries"]] == ["grant"]
+
+
+def test_consume_from_a_group_never_bought_follows_the_policy(consumption_api) -> None:  # type: ignore[no-untyped-def]
+    assert consume(consumption_api, "Postpaid", 3)[0] == S.PAYMENT_REQUIRED
+    DynamoCatalogRepository().put_group_policy(GroupPolicy(offer_group="Postpaid", overdraft="unlimited"))
+    from consumption import handler
+
+    handler.dependencies.cache_clear()  # the catalog is cached per container
+    status, body, _ = consume(consumption_api, "Postpaid", 3)
+    assert (status, body["balance"]) == (S.OK, -3)
+
+
+def test_limited_overdraft_stops_at_the_limit(consumption_api) -> None:  # type: ignore[no-untyped-def]
+    DynamoCatalogRepository().put_group_policy(GroupPolicy(offer_group="Calls", overdraft="limited", overdraft_limit=4))
+    grant(consumption_api, "alice", "Calls", 2)
+    assert consume(consumption_api, "Calls", 6)[1]["balance"] == -4
+    assert consume(consumption_api, "Calls", 1)[0] == S.PAYMENT_REQUIRED
+
+
+def test_consume_idempotency_key_spends_once(consumption_api) -> None:  # type: ignore[no-untyped-def]
+    grant(consumption_api, "alice", "AiTokens", 10)
+    first = consume(consumption_api, "AiTokens", 4, key="job-1")
+    again = consume(consumption_api, "AiTokens", 4, key="job-1")
+    header = consumption_api(
+        CONSUME, path="/credits/AiTokens/consume", body={"count": 4}, headers={"idempotency-key": "job-1"}
+    )
+    assert first[1] == again[1] == header[1] and first[1]["balance"] == 6
+    conflict = consume(consumption_api, "AiTokens", 5, key="job-1")
+    assert (conflict[0], conflict[1]["error"]) == (S.CONFLICT, "conflict")
+    assert consumption_api(GROUP, path="/credits/AiTokens")[1]["balance"] == 6
+
+
+def test_body_and_header_keys_must_agree(consumption_api) -> None:  # type: ignore[no-untyped-def]
+    status, _, _ = consumption_api(
+        CONSUME,
+        path="/credits/AiTokens/consume",
+        body={"count": 1, "idempotencyKey": "a"},
+        headers={"idempotency-key": "b"},
+    )
+    assert status == S.UNPROCESSABLE_ENTITY
+
+
+@pytest.mark.parametrize("count", [0, -1, 1.5, "1", True, None, 10**13])
+def test_consume_count_must_be_a_positive_integer(consumption_api, count) -> None:  # type: ignore[no-untyped-def]
+    status, body, _ = consume(consumption_api, "AiTokens", count)
+    assert (status, body["error"]) == (S.UNPROCESSABLE_ENTITY, "validation_error")
+
+
+@pytest.mark.parametrize("path", ["/credits/bad%20group/consume", "/credits/" + "g" * 129 + "/consume"])
+def test_consume_bad_group_is_422(consumption_api, path: str) -> None:  # type: ignore[no-untyped-def]
+    assert consumption_api(CONSUME, path=path, body={"count": 1})[0] in (S.UNPROCESSABLE_ENTITY, S.NOT_FOUND)
+
+
+def test_oversized_idempotency_key_is_422(consumption_api) -> None:  # type: ignore[no-untyped-def]
+    assert consume(consumption_api, "AiTokens", 1, key="k" * 256)[0] == S.UNPROCESSABLE_ENTITY
+
+
+def test_group_never_bought_reads_as_zero(consumption_api) -> None:  # type: ignore[no-untyped-def]
+    status, body, _ = consumption_api(GROUP, path="/credits/Nothing")
+    assert (status, body["balance"], body["available"], body["lots"]) == (S.OK, 0, 0, [])
+
+
+def test_ledger_newest_first_with_balance_after_and_pages(consumption_api) -> None:  # type: ignore[no-untyped-def]
+    grant(consumption_api, "alice", "AiTokens", 10)
+    grant(consumption_api, "alice", "Calls", 5)
+    for count in (1, 2, 3):
+        consume(consumption_api, "AiTokens", count)
+    _, page1, _ = consumption_api(LEDGER, query={"limit": "3"})
+    _, page2, _ = consumption_api(LEDGER, query={"limit": "3", "cursor": page1["nextCursor"]})
+    entries = page1["entries"] + page2["entries"]
+    assert page2["nextCursor"] is None
+    assert [(e["kind"], e["offerGroup"], e["tokens"], e["balanceAfter"]) for e in entries] == [
+        ("consume", "AiTokens", -3, 4),
+        ("consume", "AiTokens", -2, 7),
+        ("consume", "AiTokens", -1, 9),
+        ("grant", "Calls", 5, 5),
+        ("grant", "AiTokens", 10, 10),
+    ]
+    _, only_calls, _ = consumption_api(LEDGER, query={"offerGroup": "Calls"})
+    assert [e["tokens"] for e in only_calls["entries"]] == [5]
+
+
+def test_users_only_see_their_own_credits(consumption_api) -> None:  # type: ignore[no-untyped-def]
+    grant(consumption_api, "alice", "AiTokens", 10)
+    _, mallory, _ = consumption_api(CREDITS, user="mallory")
+    assert mallory["groups"] == []
+    assert consume(consumption_api, "AiTokens", 1, user="mallory")[0] == S.PAYMENT_REQUIRED
+
+
+def test_admin_routes(consumption_api) -> None:  # type: ignore[no-untyped-def]
+    status, entry, _ = grant(consumption_api, "bob", "AiTokens", 50, expires="2099-01-01T00:00:00Z")
+    assert (status, entry["kind"], entry["tokens"], entry["balanceAfter"], entry["reason"]) == (
+        S.CREATED,
+        "grant",
+        50,
+        50,
+        "test",
+    )
+    status, body, _ = consumption_api(
+        ADMIN_CONSUME, path="/admin/users/bob/credits/AiTokens/consume", body={"count": 5}, admin=True
+    )
+    assert (status, body["balance"]) == (S.OK, 45)
+    status, body, _ = consumption_api(ADMIN_CREDITS, path="/admin/users/bob/credits", admin=True)
+    assert (status, body["groups"][0]["balance"]) == (S.OK, 45)
+    for base, path, body in [
+        (GRANT, "/admin/users/bob/grants", {"offerGroup": "G", "tokens": 1, "reason": "x"}),
+        (ADMIN_CREDITS, "/admin/users/bob/credits", None),
+        (ADMIN_CONSUME, "/admin/users/bob/credits/G/consume", {"count": 1}),
+    ]:
+        assert consumption_api(base, path=path, body=body, admin=False)[0] == S.FORBIDDEN
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"tokens": 0},
+        {"tokens": -5},
+        {"expires": "2001-01-01T00:00:00Z"},
+        {"expires": "2099-01-01T00:00:00"},
+        {"reason": ""},
+    ],
+)
+def test_admin_grant_bad_input_is_422(consumption_api, extra) -> None:  # type: ignore[no-untyped-def]
+    body = {"offerGroup": "AiTokens", "tokens": 5, "reason": "test"} | extra
+    assert consumption_api(GRANT, path="/admin/users/bob/grants", body=body, admin=True)[0] == S.UNPROCESSABLE_ENTITY

@@ -1,0 +1,92 @@
+"""Lots past their expiry, through the real repositories on moto with a controllable clock."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from devtools.catalog import load_catalog
+
+from tests.conftest import DEMO_CATALOG
+from tests.fakes import FixedClock, RecordingPaymentGateway
+from usercredits.adapters.dynamodb.credits import DynamoCreditsRepository
+from usercredits.adapters.dynamodb.repositories import DynamoCatalogRepository, DynamoOrderRepository
+from usercredits.domain import consumption, ordering
+from usercredits.domain.models import Caller, OrderStatus
+from usercredits.errors import InsufficientCreditsError
+
+
+@pytest.fixture
+def repos(moto_tables: None):  # type: ignore[no-untyped-def]
+    return DynamoCatalogRepository(cache_seconds=0), DynamoCreditsRepository(), FixedClock()
+
+
+def test_expired_lot_loses_exactly_its_unused_tokens_once(repos) -> None:  # type: ignore[no-untyped-def]
+    catalog, credits, clock = repos
+    # Given a lot of 10 expiring in 5 days, another without expiry, and 4 tokens spent (from the soonest lot)
+    consumption.grant_credits(
+        "u", "G", 10, expires=clock.now() + timedelta(days=5), reason="a", credits=credits, clock=clock
+    )
+    consumption.grant_credits("u", "G", 7, expires=None, reason="b", credits=credits, clock=clock)
+    consumption.consume_credits("u", "G", 4, idempotency_key=None, catalog=catalog, credits=credits, clock=clock)
+    # When the expiry passes and the lots are checked twice
+    clock.advance(days=6)
+    assert consumption.expire_due_lots("u", "G", credits=credits, clock=clock) == 6
+    assert consumption.expire_due_lots("u", "G", credits=credits, clock=clock) == 0
+    # Then only the unused 6 left, once, and the other lot is untouched
+    group = consumption.get_credit_group("u", "G", credits=credits, clock=clock)
+    assert (group.balance, [lot.remaining for lot in group.lots]) == (7, [7])
+    ledger = consumption.list_ledger("u", offer_group="G", limit=50, cursor=None, credits=credits).items
+    assert [(e.kind.value, e.tokens) for e in ledger][:1] == [("expire", -6)]
+
+
+def test_fully_used_lot_expires_silently(repos) -> None:  # type: ignore[no-untyped-def]
+    catalog, credits, clock = repos
+    consumption.grant_credits(
+        "u", "G", 3, expires=clock.now() + timedelta(days=1), reason="a", credits=credits, clock=clock
+    )
+    consumption.consume_credits("u", "G", 3, idempotency_key=None, catalog=catalog, credits=credits, clock=clock)
+    clock.advance(days=2)
+    assert consumption.expire_due_lots("u", "G", credits=credits, clock=clock) == 0
+    kinds = [
+        e.kind.value
+        for e in consumption.list_ledger("u", offer_group="G", limit=50, cursor=None, credits=credits).items
+    ]
+    assert kinds == ["consume", "grant"]  # no expire entry of 0
+    assert consumption.get_credit_group("u", "G", credits=credits, clock=clock).lots == []
+
+
+def test_a_lot_past_expiry_cannot_be_spent_even_before_any_scan(repos) -> None:  # type: ignore[no-untyped-def]
+    catalog, credits, clock = repos
+    consumption.grant_credits(
+        "u", "G", 10, expires=clock.now() + timedelta(days=1), reason="a", credits=credits, clock=clock
+    )
+    clock.advance(days=2)
+    # The spend finds the lot due, closes it, and is then refused: the expired tokens are gone
+    with pytest.raises(InsufficientCreditsError):
+        consumption.consume_credits("u", "G", 1, idempotency_key=None, catalog=catalog, credits=credits, clock=clock)
+    assert consumption.get_credit_group("u", "G", credits=credits, clock=clock).balance == 0
+
+
+def test_expiry_of_a_paid_order_moves_it_to_expired(repos) -> None:  # type: ignore[no-untyped-def]
+    catalog, credits, clock = repos
+    load_catalog(DEMO_CATALOG)
+    orders = DynamoOrderRepository()
+    placed = ordering.place_order(
+        ordering.PlaceOrder("StartupM"),
+        Caller(user_id="u"),
+        default_currency="usd",
+        catalog=catalog,
+        orders=orders,
+        payments=RecordingPaymentGateway(),
+        clock=clock,
+    )
+    paid = ordering.apply_order_paid("u", placed.order.order_id, orders=orders, clock=clock, message="paid")
+    clock.current = paid.expires + timedelta(seconds=1)  # type: ignore[operator]
+    groups = {g.offer_group: g for g in consumption.list_credits("u", credits=credits, clock=clock)}
+    assert groups["Startup"].balance == 0  # the lazy check on read closed it
+    assert orders.get_order("u", paid.order_id).status is OrderStatus.EXPIRED  # type: ignore[union-attr]
+    # The bundle item (no appendDate) shared the root purchase's window (seed T19), so it expired with it
+    assert groups["AiTokens"].balance == 0
+    child = orders.get_order("u", paid.combined_items[0].child_order_id or "")
+    assert child is not None and child.status is OrderStatus.EXPIRED
