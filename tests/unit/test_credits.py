@@ -66,3 +66,10 @@ def test_group_policy_floor() -> None:
     assert GroupPolicy(offer_group="G").floor == 0
     assert GroupPolicy(offer_group="G", overdraft="limited", overdraft_limit=50).floor == -50
     assert GroupPolicy(offer_group="G", overdraft="unlimited").floor is None
+
+
+def test_ids_made_in_the_same_millisecond_still_sort_in_order() -> None:
+    from usercredits.domain.ids import new_ulid
+
+    ids = [new_ulid(NOW) for _ in range(50)]
+    assert ids == sorted(ids) and len(set(ids)) == 50
