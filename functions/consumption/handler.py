@@ -13,12 +13,20 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from consumption.schemas import ConsumeRequest, ConsumeResponse, CreditsResponse, GrantRequest, LedgerResponse
+from consumption.schemas import (
+    CaptureRequest,
+    ConsumeRequest,
+    ConsumeResponse,
+    CreditsResponse,
+    GrantRequest,
+    LedgerResponse,
+    ReservationRequest,
+)
 from usercredits.adapters.dynamodb.credits import DynamoCreditsRepository
 from usercredits.adapters.dynamodb.repositories import DynamoCatalogRepository
 from usercredits.domain import consumption
 from usercredits.domain.credits import CreditGroup
-from usercredits.domain.models import LedgerEntry
+from usercredits.domain.models import LedgerEntry, Reservation
 from usercredits.domain.ports import CatalogRepository, Clock, CreditsRepository, SystemClock
 from usercredits.errors import InvalidRequestError, NotImplementedYetError
 from usercredits.http import api_responses, current_caller, register_error_handlers, require_admin, resolve
@@ -30,6 +38,7 @@ register_error_handlers(app)
 S = HTTPStatus
 GroupPath = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:\-]+$")]
 UserPath = Annotated[str, Path(min_length=1, max_length=256)]
+ReservationPath = Annotated[str, Path(min_length=26, max_length=26, pattern=r"^[0-9A-HJKMNP-TV-Z]{26}$")]
 IdempotencyKey = Annotated[str | None, Header(alias="idempotency-key", min_length=1, max_length=255)]
 
 
@@ -140,22 +149,54 @@ def handle_admin_grant(userId: UserPath, body: Annotated[GrantRequest, Body()]) 
 
 def _not_built() -> dict[str, Any]:
     current_caller(app)
-    raise NotImplementedYetError("reservations and the expiry check are not built yet")
+    raise NotImplementedYetError("the per-user expiry check is not built yet")
 
 
-@app.post("/credits/<offerGroup>/reservations", include_in_schema=False)
-def handle_create_reservation(offerGroup: str) -> dict[str, Any]:  # noqa: N803
-    return _not_built()
+@app.post(
+    "/credits/<offerGroup>/reservations",
+    status_code=S.CREATED,
+    responses=api_responses(S.CREATED, S.PAYMENT_REQUIRED, S.CONFLICT),
+)
+def handle_create_reservation(
+    offerGroup: GroupPath,  # noqa: N803
+    body: Annotated[ReservationRequest, Body()],
+    idempotency_key: IdempotencyKey = None,
+) -> Reservation:
+    deps = dependencies()
+    reservation = consumption.create_reservation(
+        current_caller(app).user_id,
+        offerGroup,
+        body.count,
+        expires_in_seconds=body.expires_in_seconds,
+        idempotency_key=idempotency_key,
+        catalog=deps.catalog,
+        credits=deps.credits,
+        clock=deps.clock,
+    )
+    metrics.add_metric(name="CreditsHeld", unit=MetricUnit.Count, value=body.count)
+    return reservation
 
 
-@app.post("/reservations/<reservationId>/capture", include_in_schema=False)
-def handle_capture_reservation(reservationId: str) -> dict[str, Any]:  # noqa: N803
-    return _not_built()
+@app.post("/reservations/<reservationId>/capture", responses=api_responses(S.OK, S.NOT_FOUND, S.CONFLICT))
+def handle_capture_reservation(
+    reservationId: ReservationPath,  # noqa: N803
+    body: Annotated[CaptureRequest | None, Body()] = None,
+) -> Reservation:
+    deps = dependencies()
+    count = body.count if body else None
+    reservation = consumption.capture_reservation(
+        current_caller(app).user_id, reservationId, count, credits=deps.credits, clock=deps.clock
+    )
+    metrics.add_metric(name="CreditsCaptured", unit=MetricUnit.Count, value=reservation.captured)
+    return reservation
 
 
-@app.post("/reservations/<reservationId>/release", include_in_schema=False)
-def handle_release_reservation(reservationId: str) -> dict[str, Any]:  # noqa: N803
-    return _not_built()
+@app.post("/reservations/<reservationId>/release", responses=api_responses(S.OK, S.NOT_FOUND, S.CONFLICT))
+def handle_release_reservation(reservationId: ReservationPath) -> Reservation:  # noqa: N803
+    deps = dependencies()
+    return consumption.release_reservation(
+        current_caller(app).user_id, reservationId, credits=deps.credits, clock=deps.clock
+    )
 
 
 @app.post("/credits/expiry-check", include_in_schema=False)

@@ -27,6 +27,15 @@ class GrantRequest(DomainModel):
     reason: str = Field(min_length=1, max_length=500)
 
 
+class ReservationRequest(DomainModel):
+    count: int = Field(ge=1, le=10**12, strict=True)
+    expires_in_seconds: int | None = Field(default=None, ge=1, le=7 * 86400, strict=True)
+
+
+class CaptureRequest(DomainModel):
+    count: int | None = Field(default=None, ge=0, le=10**12, strict=True)
+
+
 class CreditsResponse(DomainModel):
     groups: list[CreditGroup]
 
@@ -36,4 +45,13 @@ class LedgerResponse(DomainModel):
     next_cursor: str | None
 
 
-__all__ = ["ConsumeRequest", "ConsumeResponse", "CreditGroup", "CreditsResponse", "GrantRequest", "LedgerResponse"]
+__all__ = [
+    "CaptureRequest",
+    "ReservationRequest",
+    "ConsumeRequest",
+    "ConsumeResponse",
+    "CreditGroup",
+    "CreditsResponse",
+    "GrantRequest",
+    "LedgerResponse",
+]

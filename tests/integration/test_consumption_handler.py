@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from http import HTTPStatus as S
 
 import pytest
@@ -184,3 +185,79 @@ def test_admin_routes(consumption_api) -> None:  # type: ignore[no-untyped-def]
 def test_admin_grant_bad_input_is_422(consumption_api, extra) -> None:  # type: ignore[no-untyped-def]
     body = {"offerGroup": "AiTokens", "tokens": 5, "reason": "test"} | extra
     assert consumption_api(GRANT, path="/admin/users/bob/grants", body=body, admin=True)[0] == S.UNPROCESSABLE_ENTITY
+
+
+HOLD = "consumption/create_reservation.json"
+CAPTURE = "consumption/capture_reservation.json"
+RELEASE = "consumption/release_reservation.json"
+
+
+def hold(api, group: str, count, **kw):  # type: ignore[no-untyped-def]
+    kw.setdefault("headers", {"idempotency-key": f"hold-{uuid.uuid4()}"})  # the sample event carries a fixed key
+    return api(HOLD, path=f"/credits/{group}/reservations", body={"count": count} | kw.pop("extra", {}), **kw)
+
+
+def test_hold_then_partial_capture_returns_the_rest(consumption_api) -> None:  # type: ignore[no-untyped-def]
+    grant(consumption_api, "alice", "AiTokens", 10)
+    status, reservation, _ = hold(consumption_api, "AiTokens", 6)
+    assert (status, reservation["status"], reservation["count"]) == (S.CREATED, "held", 6)
+    group = consumption_api(GROUP, path="/credits/AiTokens")[1]
+    assert (group["balance"], group["held"], group["available"]) == (10, 6, 4)
+    rid = reservation["reservationId"]
+    status, captured, _ = consumption_api(CAPTURE, path=f"/reservations/{rid}/capture", body={"count": 4})
+    assert (status, captured["status"], captured["captured"]) == (S.OK, "captured", 4)
+    again = consumption_api(CAPTURE, path=f"/reservations/{rid}/capture", body={"count": 4})
+    assert again[1] == captured  # idempotent
+    group = consumption_api(GROUP, path="/credits/AiTokens")[1]
+    assert (group["balance"], group["held"], group["available"]) == (6, 0, 6)
+    kinds = [(e["kind"], e["tokens"], e["held"]) for e in consumption_api(LEDGER, query={})[1]["entries"]]
+    assert kinds == [("capture", -4, -6), ("hold", 0, 6), ("grant", 10, 0)]
+
+
+def test_hold_release_gives_everything_back(consumption_api) -> None:  # type: ignore[no-untyped-def]
+    grant(consumption_api, "alice", "AiTokens", 10)
+    rid = hold(consumption_api, "AiTokens", 10)[1]["reservationId"]
+    assert consume(consumption_api, "AiTokens", 1)[0] == S.PAYMENT_REQUIRED  # all of it is held
+    status, released, _ = consumption_api(RELEASE, path=f"/reservations/{rid}/release")
+    assert (status, released["status"]) == (S.OK, "released")
+    assert consumption_api(RELEASE, path=f"/reservations/{rid}/release")[1] == released
+    assert consumption_api(CAPTURE, path=f"/reservations/{rid}/capture", body={})[0] == S.CONFLICT
+    assert consumption_api(GROUP, path="/credits/AiTokens")[1]["available"] == 10
+
+
+def test_holds_never_overcommit(consumption_api) -> None:  # type: ignore[no-untyped-def]
+    grant(consumption_api, "alice", "AiTokens", 10)
+    assert hold(consumption_api, "AiTokens", 7)[0] == S.CREATED
+    status, body, _ = hold(consumption_api, "AiTokens", 4)
+    assert (status, body["error"]) == (S.PAYMENT_REQUIRED, "insufficient_credits"), body
+
+
+def test_capture_default_is_the_whole_hold_and_more_is_422(consumption_api) -> None:  # type: ignore[no-untyped-def]
+    grant(consumption_api, "alice", "AiTokens", 10)
+    rid = hold(consumption_api, "AiTokens", 3)[1]["reservationId"]
+    assert consumption_api(CAPTURE, path=f"/reservations/{rid}/capture", body={"count": 4})[0] == 422
+    status, body, _ = consumption_api(CAPTURE, path=f"/reservations/{rid}/capture", body={})
+    assert (status, body["captured"]) == (S.OK, 3)
+
+
+def test_reservation_of_another_user_is_404(consumption_api) -> None:  # type: ignore[no-untyped-def]
+    grant(consumption_api, "alice", "AiTokens", 10)
+    rid = hold(consumption_api, "AiTokens", 3)[1]["reservationId"]
+    assert consumption_api(RELEASE, path=f"/reservations/{rid}/release", user="mallory")[0] == S.NOT_FOUND
+    assert consumption_api(RELEASE, path="/reservations/not-an-id/release")[0] == S.UNPROCESSABLE_ENTITY
+
+
+def test_hold_idempotency_key_holds_once(consumption_api) -> None:  # type: ignore[no-untyped-def]
+    grant(consumption_api, "alice", "AiTokens", 10)
+    first = hold(consumption_api, "AiTokens", 4, headers={"idempotency-key": "h1"})
+    again = hold(consumption_api, "AiTokens", 4, headers={"idempotency-key": "h1"})
+    assert first[1] == again[1]
+    assert consumption_api(GROUP, path="/credits/AiTokens")[1]["held"] == 4
+
+
+@pytest.mark.parametrize(
+    "extra", [{"count": 0}, {"count": "3"}, {"expiresInSeconds": 0}, {"expiresInSeconds": 8 * 86400}]
+)
+def test_hold_bad_input_is_422(consumption_api, extra) -> None:  # type: ignore[no-untyped-def]
+    body = {"count": 3} | extra
+    assert hold(consumption_api, "AiTokens", body.pop("count"), extra=body)[0] == S.UNPROCESSABLE_ENTITY

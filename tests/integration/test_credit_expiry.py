@@ -13,7 +13,7 @@ from usercredits.adapters.dynamodb.credits import DynamoCreditsRepository
 from usercredits.adapters.dynamodb.repositories import DynamoCatalogRepository, DynamoOrderRepository
 from usercredits.domain import consumption, ordering
 from usercredits.domain.models import Caller, OrderStatus
-from usercredits.errors import InsufficientCreditsError
+from usercredits.errors import ConflictError, InsufficientCreditsError
 
 
 @pytest.fixture
@@ -90,3 +90,32 @@ def test_expiry_of_a_paid_order_moves_it_to_expired(repos) -> None:  # type: ign
     assert groups["AiTokens"].balance == 0
     child = orders.get_order("u", paid.combined_items[0].child_order_id or "")
     assert child is not None and child.status is OrderStatus.EXPIRED
+
+
+def test_a_hold_that_reaches_its_expiry_returns_by_itself(repos) -> None:  # type: ignore[no-untyped-def]
+    catalog, credits, clock = repos
+    consumption.grant_credits("u", "G", 10, expires=None, reason="a", credits=credits, clock=clock)
+    hold = consumption.create_reservation(
+        "u", "G", 8, expires_in_seconds=60, idempotency_key=None, catalog=catalog, credits=credits, clock=clock
+    )
+    clock.advance(seconds=61)
+    # Read lazily releases it; a capture after expiry is refused
+    group = consumption.get_credit_group("u", "G", credits=credits, clock=clock)
+    assert (group.held, group.available) == (0, 10)
+    with pytest.raises(ConflictError):
+        consumption.capture_reservation("u", hold.reservation_id, None, credits=credits, clock=clock)
+    ledger = consumption.list_ledger("u", offer_group="G", limit=10, cursor=None, credits=credits).items
+    assert [(e.kind.value, e.held, e.reason) for e in ledger][0] == ("release", -8, "hold expired")
+
+
+def test_an_expired_hold_frees_its_tokens_for_a_new_hold(repos) -> None:  # type: ignore[no-untyped-def]
+    catalog, credits, clock = repos
+    consumption.grant_credits("u", "G", 5, expires=None, reason="a", credits=credits, clock=clock)
+    consumption.create_reservation(
+        "u", "G", 5, expires_in_seconds=10, idempotency_key=None, catalog=catalog, credits=credits, clock=clock
+    )
+    clock.advance(seconds=11)
+    again = consumption.create_reservation(
+        "u", "G", 5, expires_in_seconds=10, idempotency_key=None, catalog=catalog, credits=credits, clock=clock
+    )
+    assert again.count == 5

@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from usercredits.domain.credits import CreditGroup, credit_group, empty_group, journal_entries, lot_remaining
 from usercredits.domain.ids import new_ulid
-from usercredits.domain.models import GroupState, LedgerEntry, LedgerKind, Lot, Movement, Page
+from usercredits.domain.models import (
+    GroupState,
+    LedgerEntry,
+    LedgerKind,
+    Lot,
+    Movement,
+    Page,
+    Reservation,
+    ReservationStatus,
+)
 from usercredits.domain.ordering import fingerprint
 from usercredits.domain.ports import (
     CatalogRepository,
@@ -45,7 +54,10 @@ def _fresh_snapshot(
     due = {lot.offer_group for lot in snapshot.lots if lot.expires is not None and lot.expires <= now}
     for group in sorted(due):
         expire_due_lots(user_id, group, credits=credits, clock=clock)
-    return credits.snapshot(user_id, offer_group) if due else snapshot
+    lapsed = [hold for hold in snapshot.holds if hold.expires_at <= now]
+    for hold in lapsed:
+        _release(user_id, hold, credits=credits, now=now, reason="hold expired")
+    return credits.snapshot(user_id, offer_group) if due or lapsed else snapshot
 
 
 def list_credits(user_id: str, *, credits: CreditsRepository, clock: Clock) -> list[CreditGroup]:
@@ -202,3 +214,143 @@ def expire_due_lots(user_id: str, offer_group: str, *, credits: CreditsRepositor
             continue
         return sum(-movement.tokens for movement in movements)
     raise ConflictError("the group kept changing while its lots expired; retry")
+
+
+# --- holds ---------------------------------------------------------------------------------------------------------
+
+#: How long a hold lasts when the request does not say, and the longest allowed.
+DEFAULT_HOLD_SECONDS = 300
+MAX_HOLD_SECONDS = 7 * 86400
+
+
+def create_reservation(
+    user_id: str,
+    offer_group: str,
+    count: int,
+    *,
+    expires_in_seconds: int | None,
+    idempotency_key: str | None,
+    catalog: CatalogRepository,
+    credits: CreditsRepository,
+    clock: Clock,
+) -> Reservation:
+    """Hold ``count`` tokens for work in progress: they leave ``available`` (not the balance) until captured,
+    released, or the hold expires. Concurrent holds never set aside more than the policy allows."""
+    now = clock.now()
+    seconds = expires_in_seconds or DEFAULT_HOLD_SECONDS
+    reservation = Reservation(
+        reservation_id=new_ulid(now),
+        offer_group=offer_group,
+        count=count,
+        status=ReservationStatus.HELD,
+        expires_at=now + timedelta(seconds=seconds),
+        created_at=now,
+        updated_at=now,
+    )
+    movement = Movement(
+        entry_id=new_ulid(now),
+        kind=LedgerKind.HOLD,
+        tokens=0,
+        held=count,
+        reservation_id=reservation.reservation_id,
+        idempotency_key=idempotency_key,
+        created_at=now,
+    )
+    record = None
+    if idempotency_key is not None:
+        request: dict[str, object] = {"offerGroup": offer_group, "count": count, "seconds": seconds}
+        record = IdempotencyRecord("reservation", idempotency_key, fingerprint(request), reservation.reservation_id)
+    floor = catalog.group_policy(offer_group).floor
+    for attempt in range(3):
+        try:
+            credits.create_hold(user_id, reservation, movement, floor=floor, now=now, idempotency=record)
+            return reservation
+        except IdempotentReplayError as replay:
+            if record is None or replay.fingerprint != record.fingerprint:
+                raise ConflictError("Idempotency-Key was already used with a different request") from replay
+            return get_reservation(user_id, replay.result_id, credits=credits)
+        except SpendRefusedError as refused:
+            if attempt < 2 and _freed_something(user_id, offer_group, credits=credits, clock=clock):
+                continue
+            available = refused.state.available if refused.state else 0
+            raise InsufficientCreditsError(
+                f"holding {count} tokens of {offer_group!r} is not covered: {available} available"
+            ) from refused
+    raise ConflictError("the group kept changing; retry")  # pragma: no cover
+
+
+def _freed_something(user_id: str, offer_group: str, *, credits: CreditsRepository, clock: Clock) -> bool:
+    """Close due lots and release lapsed holds of a group; True if anything changed (worth retrying a refusal)."""
+    snapshot = credits.snapshot(user_id, offer_group)
+    now = clock.now()
+    changed = False
+    if any(lot.expires is not None and lot.expires <= now for lot in snapshot.lots):
+        expire_due_lots(user_id, offer_group, credits=credits, clock=clock)
+        changed = True
+    for hold in snapshot.holds:
+        if hold.expires_at <= now:
+            changed = _release(user_id, hold, credits=credits, now=now, reason="hold expired") or changed
+    return changed
+
+
+def get_reservation(user_id: str, reservation_id: str, *, credits: CreditsRepository) -> Reservation:
+    """One of the user's reservations (another user's id is 404)."""
+    hold = credits.get_hold(user_id, reservation_id)
+    if hold is None:
+        raise NotFoundError(f"reservation {reservation_id!r} not found")
+    return hold
+
+
+def capture_reservation(
+    user_id: str, reservation_id: str, count: int | None, *, credits: CreditsRepository, clock: Clock
+) -> Reservation:
+    """Spend up to the held amount (all of it by default); the rest goes back. A repeat returns the capture."""
+    hold = get_reservation(user_id, reservation_id, credits=credits)
+    captured = hold.count if count is None else count
+    if hold.status is ReservationStatus.CAPTURED and captured == hold.captured:
+        return hold
+    if hold.status is not ReservationStatus.HELD:
+        raise ConflictError(f"reservation {reservation_id!r} is {hold.status.value}")
+    if captured > hold.count:
+        raise InvalidRequestError(f"count {captured} is more than the {hold.count} tokens held")
+    now = clock.now()
+    if hold.expires_at <= now:
+        _release(user_id, hold, credits=credits, now=now, reason="hold expired")
+        raise ConflictError(f"reservation {reservation_id!r} expired; its tokens were returned")
+    after = hold.model_copy(update={"status": ReservationStatus.CAPTURED, "captured": captured, "updated_at": now})
+    movement = Movement(
+        entry_id=new_ulid(now),
+        kind=LedgerKind.CAPTURE,
+        tokens=-captured,
+        held=-hold.count,
+        reservation_id=reservation_id,
+        created_at=now,
+    )
+    if credits.finish_hold(user_id, hold, after, movement):
+        return after
+    return capture_reservation(user_id, reservation_id, count, credits=credits, clock=clock)  # it moved: re-read
+
+
+def release_reservation(user_id: str, reservation_id: str, *, credits: CreditsRepository, clock: Clock) -> Reservation:
+    """Give all the held tokens back. A repeat returns the release; a captured reservation is a 409."""
+    hold = get_reservation(user_id, reservation_id, credits=credits)
+    if hold.status is ReservationStatus.RELEASED:
+        return hold
+    if hold.status is ReservationStatus.CAPTURED:
+        raise ConflictError(f"reservation {reservation_id!r} is captured")
+    _release(user_id, hold, credits=credits, now=clock.now(), reason=None)  # lost a race: the re-read tells
+    return get_reservation(user_id, reservation_id, credits=credits)
+
+
+def _release(user_id: str, hold: Reservation, *, credits: CreditsRepository, now: datetime, reason: str | None) -> bool:
+    after = hold.model_copy(update={"status": ReservationStatus.RELEASED, "updated_at": now})
+    movement = Movement(
+        entry_id=new_ulid(now),
+        kind=LedgerKind.RELEASE,
+        tokens=0,
+        held=-hold.count,
+        reservation_id=hold.reservation_id,
+        reason=reason,
+        created_at=now,
+    )
+    return credits.finish_hold(user_id, hold, after, movement)

@@ -254,6 +254,25 @@ class Lot(DomainModel):
     closed: bool = False
 
 
+class ReservationStatus(StrEnum):
+    HELD = "held"
+    CAPTURED = "captured"
+    RELEASED = "released"
+
+
+class Reservation(DomainModel):
+    """Tokens set aside for work in progress: counted out of ``available`` until captured or released."""
+
+    reservation_id: str
+    offer_group: str
+    count: int
+    status: ReservationStatus
+    captured: int = 0
+    expires_at: datetime
+    created_at: datetime
+    updated_at: datetime
+
+
 class GroupPolicy(DomainModel):
     """Catalog settings of an offer group: how far its balance may go below zero, and when it counts as low.
 

@@ -18,6 +18,7 @@ from usercredits.domain.models import (
     OrderStatus,
     Page,
     PaymentIntent,
+    Reservation,
 )
 from usercredits.domain.settlement import Settlement
 
@@ -64,6 +65,7 @@ class CreditSnapshot:
 
     groups: dict[str, GroupState] = field(default_factory=dict)
     lots: list[Lot] = field(default_factory=list)
+    holds: list[Reservation] = field(default_factory=list)
 
 
 class SpendRefusedError(Exception):
@@ -134,6 +136,27 @@ class CreditsRepository(Protocol):
         now: datetime,
     ) -> None:
         """Close lots with their remaining tokens (``movements``); ``StaleWindowError`` when the group moved."""
+        ...
+
+    def get_hold(self, user_id: str, reservation_id: str) -> Reservation | None: ...
+
+    def create_hold(
+        self,
+        user_id: str,
+        reservation: Reservation,
+        movement: Movement,
+        *,
+        floor: int | None,
+        now: datetime,
+        idempotency: IdempotencyRecord | None,
+    ) -> None:
+        """Write the hold and set its tokens aside, if the available balance covers them down to ``floor``.
+        Raises ``SpendRefusedError`` or ``IdempotentReplayError``."""
+        ...
+
+    def finish_hold(self, user_id: str, before: Reservation, after: Reservation, movement: Movement) -> bool:
+        """Capture or release a hold still held (and, for a capture, not expired): the hold and the group in one
+        transaction. False when the hold was no longer held (nothing written)."""
         ...
 
 

@@ -34,12 +34,22 @@ from usercredits.adapters.dynamodb.repositories import (
 from usercredits.adapters.dynamodb.tables import (
     CreditGroupItem,
     CreditsItem,
+    HoldItem,
     LedgerItem,
     LotItem,
     OrderItem,
 )
 from usercredits.domain.credits import journal_entries, to_entry
-from usercredits.domain.models import GroupState, LedgerEntry, Lot, Movement, OrderStatus, Page
+from usercredits.domain.models import (
+    GroupState,
+    LedgerEntry,
+    Lot,
+    Movement,
+    OrderStatus,
+    Page,
+    Reservation,
+    ReservationStatus,
+)
 from usercredits.domain.ports import CreditSnapshot, IdempotencyRecord, SpendRefusedError, StaleWindowError
 
 #: Compaction moves the oldest journal movements to ledger items once the journal is longer than this...
@@ -81,17 +91,78 @@ class DynamoCreditsRepository:
 
     @translate_errors
     def snapshot(self, user_id: str, offer_group: str | None = None) -> CreditSnapshot:
-        """All groups and open lots of a user (or of one group), in one consistent Query."""
-        prefix = f"{group_sk(offer_group)}" if offer_group else "CREDIT#"
+        """All groups, open lots and held reservations of a user (or of one group), in one consistent Query."""
         snapshot = CreditSnapshot()
-        for item in CreditsItem.query(user_pk(user_id), CreditsItem.sk.startswith(prefix), consistent_read=True):
+        for item in CreditsItem.query(user_pk(user_id), CreditsItem.sk.startswith("CREDIT#"), consistent_read=True):
             if offer_group is not None and getattr(item, "offer_group", None) != offer_group:
-                continue  # another group whose name starts with this one
+                continue
             if isinstance(item, CreditGroupItem):
                 snapshot.groups[item.offer_group] = item_to_group_state(item)
             elif isinstance(item, LotItem) and not item.closed:
                 snapshot.lots.append(item_to_lot(item))
+            elif isinstance(item, HoldItem) and item.status == ReservationStatus.HELD.value:
+                snapshot.holds.append(item_to_reservation(item))
         return snapshot
+
+    @translate_errors
+    def get_hold(self, user_id: str, reservation_id: str) -> Reservation | None:
+        try:
+            item = HoldItem.get(user_pk(user_id), hold_sk(reservation_id), consistent_read=True)
+        except DoesNotExist:
+            return None
+        return item_to_reservation(item)
+
+    @translate_errors
+    def create_hold(
+        self,
+        user_id: str,
+        reservation: Reservation,
+        movement: Movement,
+        *,
+        floor: int | None,
+        now: datetime,
+        idempotency: IdempotencyRecord | None,
+    ) -> None:
+        key = CreditGroupItem(pk=user_pk(user_id), sk=group_sk(reservation.offer_group))
+        try:
+            with IdempotentTransaction(user_id, idempotency) as transaction:
+                transaction.save(reservation_to_item(user_id, reservation), condition=HoldItem.pk.does_not_exist())
+                transaction.update(
+                    key,
+                    actions=_movement_actions(user_id, reservation.offer_group, movement, now),
+                    condition=_spend_condition(reservation.count, floor, now),
+                )
+        except ConditionFailedError as failed:
+            raise SpendRefusedError(self.group_state(user_id, reservation.offer_group)) from failed
+
+    @translate_errors
+    def finish_hold(self, user_id: str, before: Reservation, after: Reservation, movement: Movement) -> bool:
+        now = after.updated_at
+        condition = HoldItem.status == ReservationStatus.HELD.value
+        if after.status is ReservationStatus.CAPTURED:  # an expired hold can only be released
+            condition = condition & (HoldItem.hold_expires_at > now)
+        group_actions = _movement_actions(user_id, before.offer_group, movement, now)
+        if after.captured:
+            group_actions.append(CreditGroupItem.drawn.add(after.captured))
+        try:
+            with IdempotentTransaction(user_id, None) as transaction:
+                transaction.update(
+                    HoldItem(pk=user_pk(user_id), sk=hold_sk(before.reservation_id)),
+                    actions=[
+                        HoldItem.status.set(after.status.value),
+                        HoldItem.captured.set(after.captured),
+                        HoldItem.updated_at.set(now),
+                        HoldItem.expiry_bucket.remove(),
+                        HoldItem.expires_at.remove(),
+                    ],
+                    condition=condition,
+                )
+                transaction.update(
+                    CreditGroupItem(pk=user_pk(user_id), sk=group_sk(before.offer_group)), actions=group_actions
+                )
+        except ConditionFailedError:
+            return False
+        return True
 
     @translate_errors
     def group_state(self, user_id: str, offer_group: str) -> GroupState | None:
@@ -279,6 +350,43 @@ class DynamoCreditsRepository:
                         )
         except ConditionFailedError as failed:
             raise StaleWindowError() from failed
+
+
+def hold_sk(reservation_id: str) -> str:
+    # "~" sorts after every group name, so holds come last in the user's CREDIT# Query.
+    return f"CREDIT#~HOLD#{reservation_id}"
+
+
+def reservation_to_item(user_id: str, reservation: Reservation) -> HoldItem:
+    item = HoldItem(
+        pk=user_pk(user_id),
+        sk=hold_sk(reservation.reservation_id),
+        reservation_id=reservation.reservation_id,
+        user_id=user_id,
+        offer_group=reservation.offer_group,
+        held_count=reservation.count,
+        status=reservation.status.value,
+        captured=reservation.captured,
+        hold_expires_at=reservation.expires_at,
+        created_at=reservation.created_at,
+        updated_at=reservation.updated_at,
+    )
+    item.expiry_bucket = f"{reservation.expires_at:%Y-%m-%dT%H}"  # held reservations are in the ByExpiry index
+    item.expires_at = f"{reservation.expires_at.isoformat()}#{user_id}#HOLD#{reservation.reservation_id}"
+    return item
+
+
+def item_to_reservation(item: HoldItem) -> Reservation:
+    return Reservation.model_construct(
+        reservation_id=item.reservation_id,
+        offer_group=item.offer_group,
+        count=int(item.held_count),
+        status=ReservationStatus(item.status),
+        captured=int(item.captured or 0),
+        expires_at=item.hold_expires_at,
+        created_at=item.created_at,
+        updated_at=item.updated_at,
+    )
 
 
 def _soonest_expiry(lots: list[Lot]) -> datetime | None:

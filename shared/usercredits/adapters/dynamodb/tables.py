@@ -219,6 +219,21 @@ class LotItem(CreditsItem, discriminator="lot"):
     closed = BooleanAttribute(default=False)
 
 
+class HoldItem(CreditsItem, discriminator="hold"):
+    """A reservation (sk ``CREDIT#~HOLD#<reservationId>``: in the user's credits Query, after every group); in the
+    ``ByExpiry`` index while held."""
+
+    reservation_id = UnicodeAttribute(attr_name="reservationId")
+    user_id = UnicodeAttribute(attr_name="userId")
+    offer_group = UnicodeAttribute(attr_name="offerGroup")
+    held_count = NumberAttribute(attr_name="count")  # `count` would hide Model.count()
+    status = UnicodeAttribute()
+    captured = NumberAttribute(default=0)
+    hold_expires_at = UTCDateTimeAttribute(attr_name="holdExpiresAt")
+    created_at = UTCDateTimeAttribute(attr_name="createdAt")
+    updated_at = UTCDateTimeAttribute(attr_name="updatedAt")
+
+
 class LedgerItem(CreditsItem, discriminator="ledger"):
     """A movement archived from a group's journal (sk ``LEDGER#<entryId>``), with its sequence and balance after."""
 
