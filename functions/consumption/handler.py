@@ -18,19 +18,23 @@ from consumption.schemas import (
     ConsumeRequest,
     ConsumeResponse,
     CreditsResponse,
+    ExpiryCheckRequest,
+    ExpiryCheckResponse,
     GrantRequest,
     LedgerResponse,
     ReservationRequest,
 )
 from usercredits.adapters.dynamodb.credits import DynamoCreditsRepository
 from usercredits.adapters.dynamodb.repositories import DynamoCatalogRepository
+from usercredits.adapters.events import EventBridgePublisher
 from usercredits.domain import consumption
 from usercredits.domain.credits import CreditGroup
 from usercredits.domain.models import LedgerEntry, Reservation
-from usercredits.domain.ports import CatalogRepository, Clock, CreditsRepository, SystemClock
-from usercredits.errors import InvalidRequestError, NotImplementedYetError
+from usercredits.domain.ports import CatalogRepository, Clock, CreditsRepository, EventPublisher, SystemClock
+from usercredits.errors import InvalidRequestError
 from usercredits.http import api_responses, current_caller, register_error_handlers, require_admin, resolve
 from usercredits.observability import logger, metrics
+from usercredits.settings import get_consumption_settings
 
 app = APIGatewayHttpResolver(enable_validation=True)
 register_error_handlers(app)
@@ -46,13 +50,19 @@ IdempotencyKey = Annotated[str | None, Header(alias="idempotency-key", min_lengt
 class Dependencies:
     catalog: CatalogRepository
     credits: CreditsRepository
+    events: EventPublisher
     clock: Clock
 
 
 @lru_cache
 def dependencies() -> Dependencies:
     """Composition root: real adapters built on first use (none at import time)."""
-    return Dependencies(catalog=DynamoCatalogRepository(), credits=DynamoCreditsRepository(), clock=SystemClock())
+    return Dependencies(
+        catalog=DynamoCatalogRepository(),
+        credits=DynamoCreditsRepository(),
+        events=EventBridgePublisher(get_consumption_settings().EVENT_BUS_NAME),
+        clock=SystemClock(),
+    )
 
 
 @app.get("/credits", responses=api_responses(S.OK))
@@ -93,6 +103,7 @@ def _consume(user_id: str, offer_group: str, body: ConsumeRequest, header_key: s
         catalog=deps.catalog,
         credits=deps.credits,
         clock=deps.clock,
+        events=deps.events,
     )
     metrics.add_metric(name="CreditsConsumed", unit=MetricUnit.Count, value=result.consumed)
     return ConsumeResponse(
@@ -147,11 +158,6 @@ def handle_admin_grant(userId: UserPath, body: Annotated[GrantRequest, Body()]) 
     return entry
 
 
-def _not_built() -> dict[str, Any]:
-    current_caller(app)
-    raise NotImplementedYetError("the per-user expiry check is not built yet")
-
-
 @app.post(
     "/credits/<offerGroup>/reservations",
     status_code=S.CREATED,
@@ -185,7 +191,13 @@ def handle_capture_reservation(
     deps = dependencies()
     count = body.count if body else None
     reservation = consumption.capture_reservation(
-        current_caller(app).user_id, reservationId, count, credits=deps.credits, clock=deps.clock
+        current_caller(app).user_id,
+        reservationId,
+        count,
+        credits=deps.credits,
+        clock=deps.clock,
+        catalog=deps.catalog,
+        events=deps.events,
     )
     metrics.add_metric(name="CreditsCaptured", unit=MetricUnit.Count, value=reservation.captured)
     return reservation
@@ -199,9 +211,19 @@ def handle_release_reservation(reservationId: ReservationPath) -> Reservation:  
     )
 
 
-@app.post("/credits/expiry-check", include_in_schema=False)
-def handle_expiry_check() -> dict[str, Any]:
-    return _not_built()
+@app.post("/credits/expiry-check", responses=api_responses(S.OK))
+def handle_expiry_check(body: Annotated[ExpiryCheckRequest | None, Body()] = None) -> ExpiryCheckResponse:
+    request = body or ExpiryCheckRequest()
+    deps = dependencies()
+    report = consumption.check_expiry(
+        current_caller(app).user_id,
+        warn_before_seconds=request.warn_before_seconds,
+        low={threshold.offer_group: threshold.min for threshold in request.low},
+        credits=deps.credits,
+        clock=deps.clock,
+    )
+    metrics.add_metric(name="ExpiryChecks", unit=MetricUnit.Count, value=1)
+    return ExpiryCheckResponse(expired=report.expired, warnings=report.warnings)
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pydantic import AwareDatetime, Field
 
+from usercredits.domain.consumption import Warning
 from usercredits.domain.credits import CreditGroup
 from usercredits.domain.models import DomainModel, Identifier, LedgerEntry
 
@@ -36,6 +37,21 @@ class CaptureRequest(DomainModel):
     count: int | None = Field(default=None, ge=0, le=10**12, strict=True)
 
 
+class LowThreshold(DomainModel):
+    offer_group: Identifier
+    min: int = Field(ge=0, le=10**12, strict=True)
+
+
+class ExpiryCheckRequest(DomainModel):
+    warn_before_seconds: int = Field(default=0, ge=0, le=10 * 366 * 86400, strict=True)
+    low: list[LowThreshold] = Field(default_factory=list, max_length=100)
+
+
+class ExpiryCheckResponse(DomainModel):
+    expired: list[CreditGroup]
+    warnings: list[Warning]
+
+
 class CreditsResponse(DomainModel):
     groups: list[CreditGroup]
 
@@ -46,6 +62,8 @@ class LedgerResponse(DomainModel):
 
 
 __all__ = [
+    "ExpiryCheckRequest",
+    "ExpiryCheckResponse",
     "CaptureRequest",
     "ReservationRequest",
     "ConsumeRequest",

@@ -6,6 +6,7 @@ from http import HTTPStatus
 from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
+from aws_lambda_powertools.event_handler.exceptions import ServiceError
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 from pydantic import BaseModel, Field
@@ -79,6 +80,13 @@ def register_error_handlers(app: APIGatewayHttpResolver) -> None:
         details = _validation_details(exc)
         summary = "; ".join(f"{d['field']}: {d['message']}" for d in details[:5]) or "invalid request"
         return error_response(HTTPStatus.UNPROCESSABLE_ENTITY, "validation_error", summary, details)
+
+    @app.exception_handler(ServiceError)
+    def _powertools_error(exc: ServiceError) -> Response[str]:
+        # Powertools' own HTTP errors (a route that does not exist is its NotFoundError): keep their status.
+        status = HTTPStatus(exc.status_code)
+        code = {HTTPStatus.NOT_FOUND: "not_found", HTTPStatus.UNAUTHORIZED: "unauthorized"}.get(status, "bad_request")
+        return error_response(status, code, exc.msg)
 
     @app.exception_handler(UnicodeDecodeError)
     def _not_utf8(exc: UnicodeDecodeError) -> Response[str]:

@@ -261,3 +261,15 @@ def test_hold_idempotency_key_holds_once(consumption_api) -> None:  # type: igno
 def test_hold_bad_input_is_422(consumption_api, extra) -> None:  # type: ignore[no-untyped-def]
     body = {"count": 3} | extra
     assert hold(consumption_api, "AiTokens", body.pop("count"), extra=body)[0] == S.UNPROCESSABLE_ENTITY
+
+
+def test_expiry_check_route(consumption_api) -> None:  # type: ignore[no-untyped-def]
+    grant(consumption_api, "alice", "AiTokens", 3)
+    body = {"warnBeforeSeconds": 60, "low": [{"offerGroup": "AiTokens", "min": 5}]}
+    status, report, _ = consumption_api("consumption/expiry_check.json", body=body)
+    assert status == S.OK
+    assert report == {
+        "expired": [],
+        "warnings": [{"offerGroup": "AiTokens", "kind": "low", "balance": 3, "expires": None, "min": 5}],
+    }
+    assert consumption_api("consumption/expiry_check.json", body={"warnBeforeSeconds": -1})[0] == 422

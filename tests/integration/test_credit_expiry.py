@@ -12,7 +12,7 @@ from tests.fakes import FixedClock, RecordingPaymentGateway
 from usercredits.adapters.dynamodb.credits import DynamoCreditsRepository
 from usercredits.adapters.dynamodb.repositories import DynamoCatalogRepository, DynamoOrderRepository
 from usercredits.domain import consumption, ordering
-from usercredits.domain.models import Caller, OrderStatus
+from usercredits.domain.models import Caller, GroupPolicy, OrderStatus
 from usercredits.errors import ConflictError, InsufficientCreditsError
 
 
@@ -119,3 +119,96 @@ def test_an_expired_hold_frees_its_tokens_for_a_new_hold(repos) -> None:  # type
         "u", "G", 5, expires_in_seconds=10, idempotency_key=None, catalog=catalog, credits=credits, clock=clock
     )
     assert again.count == 5
+
+
+def grant_expiring(credits, clock, group: str, tokens: int, days: float) -> None:  # type: ignore[no-untyped-def]
+    consumption.grant_credits(
+        "u", group, tokens, expires=clock.now() + timedelta(days=days), reason="t", credits=credits, clock=clock
+    )
+
+
+def test_expiry_check_expires_due_groups_once_and_warns(repos) -> None:  # type: ignore[no-untyped-def]
+    # Seed T23/T25: G1 and G2 lapse (one day and one week from now), A1/A2 later; a 4-day warning window
+    catalog, credits, clock = repos
+    grant_expiring(credits, clock, "G1", 5, 1)
+    grant_expiring(credits, clock, "G2", 6, 7)
+    grant_expiring(credits, clock, "A1", 7, 10)
+    grant_expiring(credits, clock, "A2", 8, 20)
+    clock.advance(days=8)
+    report = consumption.check_expiry(
+        "u", warn_before_seconds=4 * 86400, low={"A2": 8, "Never": 0}, credits=credits, clock=clock
+    )
+    assert [group.offer_group for group in report.expired] == ["G1", "G2"]
+    assert all(group.balance == 0 for group in report.expired)
+    assert [(w.offer_group, w.kind, w.balance) for w in report.warnings] == [
+        ("A1", "expiring", 7),
+        ("A2", "low", 8),
+        ("Never", "low", 0),  # at the minimum and zero both warn
+    ]
+    again = consumption.check_expiry("u", warn_before_seconds=0, low={}, credits=credits, clock=clock)
+    assert again.expired == [] and again.warnings == []
+    expired = [
+        e
+        for e in consumption.list_ledger("u", offer_group=None, limit=50, cursor=None, credits=credits).items
+        if e.kind.value == "expire"
+    ]
+    assert sorted((e.offer_group, e.tokens) for e in expired) == [("G1", -5), ("G2", -6)]
+
+
+class RecordingPublisher:
+    def __init__(self) -> None:
+        self.published: list[tuple[str, dict]] = []  # type: ignore[type-arg]
+
+    def publish(self, events) -> None:  # type: ignore[no-untyped-def]
+        self.published += [(event.kind, event.detail) for event in events]
+
+
+def test_credits_low_is_published_once_per_crossing(repos) -> None:  # type: ignore[no-untyped-def]
+    catalog, credits, clock = repos
+    catalog.put_group_policy(GroupPolicy(offer_group="G", low_threshold=5))
+    events = RecordingPublisher()
+    consumption.grant_credits("u", "G", 10, expires=None, reason="t", credits=credits, clock=clock)
+
+    def spend(count: int) -> None:
+        consumption.consume_credits(
+            "u", "G", count, idempotency_key=None, catalog=catalog, credits=credits, clock=clock, events=events
+        )
+
+    spend(3)  # 7: above
+    spend(3)  # 4: crosses
+    spend(1)  # 3: still below, no new event
+    consumption.grant_credits("u", "G", 10, expires=None, reason="t", credits=credits, clock=clock)  # 13
+    spend(8)  # 5: crosses again (at the threshold counts)
+    assert events.published == [
+        ("CreditsLow", {"userId": "u", "offerGroup": "G", "balance": 4, "threshold": 5}),
+        ("CreditsLow", {"userId": "u", "offerGroup": "G", "balance": 5, "threshold": 5}),
+    ]
+
+
+def test_credits_low_on_capture(repos) -> None:  # type: ignore[no-untyped-def]
+    catalog, credits, clock = repos
+    catalog.put_group_policy(GroupPolicy(offer_group="G", low_threshold=2))
+    events = RecordingPublisher()
+    consumption.grant_credits("u", "G", 5, expires=None, reason="t", credits=credits, clock=clock)
+    hold = consumption.create_reservation(
+        "u", "G", 4, expires_in_seconds=60, idempotency_key=None, catalog=catalog, credits=credits, clock=clock
+    )
+    consumption.capture_reservation(
+        "u", hold.reservation_id, 4, credits=credits, clock=clock, catalog=catalog, events=events
+    )
+    assert [detail["balance"] for _, detail in events.published] == [1]
+
+
+def test_a_failed_publish_does_not_undo_or_fail_the_spend(repos) -> None:  # type: ignore[no-untyped-def]
+    catalog, credits, clock = repos
+    catalog.put_group_policy(GroupPolicy(offer_group="G", low_threshold=5))
+    consumption.grant_credits("u", "G", 6, expires=None, reason="t", credits=credits, clock=clock)
+
+    class Broken:
+        def publish(self, events) -> None:  # type: ignore[no-untyped-def]
+            raise RuntimeError("bus down")
+
+    result = consumption.consume_credits(
+        "u", "G", 2, idempotency_key=None, catalog=catalog, credits=credits, clock=clock, events=Broken()
+    )
+    assert result.balance == 4

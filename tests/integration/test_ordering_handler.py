@@ -306,3 +306,8 @@ def test_admin_lists_every_offer_including_locked_and_retired(ordering_api) -> N
     assert status == S.OK and len(body["offers"]) == 19
     assert {o["offerId"]: o["retired"] for o in body["offers"]}["_20tokens"] is True
     assert ordering_api("ordering/list_offers_admin.json", admin=False)[0] == S.FORBIDDEN
+
+
+def test_a_path_without_a_route_is_404_not_500(ordering_api) -> None:  # type: ignore[no-untyped-def]
+    status, body, _ = ordering_api(LIST, path="/no/such/route")
+    assert (status, body["error"]) == (S.NOT_FOUND, "not_found")

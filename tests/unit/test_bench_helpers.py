@@ -15,6 +15,8 @@ from devtools.bench import (
     http_event,
     import_ratio,
     over_budget,
+    percentile,
+    split_work,
     write_results,
 )
 from devtools.build_inspection import (
@@ -203,3 +205,29 @@ def test_http_event_builds_the_route_body_and_caller_on_the_sample_event() -> No
     # and the sample itself is unchanged
     assert base["rawPath"] == "/offers"
     assert base["requestContext"]["authorizer"]["jwt"]["claims"]["sub"] == "alice"
+
+
+def test_http_event_with_admin_gives_the_caller_the_admin_scope() -> None:
+    base = load_event("consumption/consume.json")
+    event = http_event(base, "POST", "/admin/users/{userId}/grants", user="ops", path_parameters={"userId": "bob"})
+    admin = http_event(
+        base, "POST", "/admin/users/{userId}/grants", user="ops", path_parameters={"userId": "bob"}, admin=True
+    )
+    assert event["requestContext"]["authorizer"]["jwt"]["claims"]["scope"] == "credits/user"
+    assert admin["requestContext"]["authorizer"]["jwt"]["claims"]["scope"].split() == ["credits/user", "credits/admin"]
+    assert admin["requestContext"]["authorizer"]["jwt"]["scopes"] == ["credits/user", "credits/admin"]
+
+
+def test_split_work_shares_the_operations_as_evenly_as_possible() -> None:
+    assert split_work(500, 8) == [63, 63, 63, 63, 62, 62, 62, 62]
+    assert split_work(500, 1) == [500]
+    assert sum(split_work(7, 3)) == 7
+
+
+def test_percentile_is_the_nearest_rank() -> None:
+    values = [float(v) for v in range(1, 101)]
+    assert percentile(values, 0.5) == 50.0
+    assert percentile(values, 0.95) == 95.0
+    assert percentile([3.0], 0.95) == 3.0
+    with pytest.raises(ValueError, match="no values"):
+        percentile([], 0.5)

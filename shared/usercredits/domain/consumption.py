@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Literal
 
 from usercredits.domain.credits import CreditGroup, credit_group, empty_group, journal_entries, lot_remaining
 from usercredits.domain.ids import new_ulid
 from usercredits.domain.models import (
+    DomainModel,
+    GroupPolicy,
     GroupState,
     LedgerEntry,
     LedgerKind,
@@ -23,12 +27,16 @@ from usercredits.domain.ports import (
     Clock,
     CreditSnapshot,
     CreditsRepository,
+    DomainEvent,
+    EventPublisher,
     IdempotencyRecord,
     IdempotentReplayError,
     SpendRefusedError,
     StaleWindowError,
 )
 from usercredits.errors import ConflictError, InsufficientCreditsError, InvalidRequestError, NotFoundError
+
+logger = logging.getLogger(__name__)
 
 #: Optimistic retries when a concurrent movement changed the group a lot change was computed from.
 _RETRIES = 5
@@ -73,6 +81,31 @@ def get_credit_group(user_id: str, offer_group: str, *, credits: CreditsReposito
     return credit_group(state, snapshot.lots) if state else empty_group(offer_group)
 
 
+def low_balance_events(user_id: str, policy: GroupPolicy, balance_before: int, balance_after: int) -> list[DomainEvent]:
+    """``CreditsLow`` when a movement takes the balance from above the group's threshold to or below it: once per
+    crossing, not on every later spend (the balance before was already at or below it then)."""
+    threshold = policy.low_threshold
+    if threshold is None or not balance_before > threshold >= balance_after:
+        return []
+    detail: dict[str, object] = {
+        "userId": user_id,
+        "offerGroup": policy.offer_group,
+        "balance": balance_after,
+        "threshold": threshold,
+    }
+    return [DomainEvent("CreditsLow", detail)]
+
+
+def _publish(events: EventPublisher, published: list[DomainEvent]) -> None:
+    # The movement is already committed: a failed publish is logged, never turned into a failed spend.
+    if not published:
+        return
+    try:
+        events.publish(published)
+    except Exception:  # noqa: BLE001 - any publishing failure
+        logger.exception("could not publish %s", [event.kind for event in published])
+
+
 def consume_credits(
     user_id: str,
     offer_group: str,
@@ -82,6 +115,7 @@ def consume_credits(
     catalog: CatalogRepository,
     credits: CreditsRepository,
     clock: Clock,
+    events: EventPublisher | None = None,
 ) -> Consumed:
     """Spend ``count`` tokens of a group, in one conditional write.
 
@@ -116,7 +150,10 @@ def consume_credits(
             raise InsufficientCreditsError(
                 f"consuming {count} tokens of {offer_group!r} is not covered: {available} available"
             ) from refused
-        return Consumed(offer_group, count, _entry_in(state, movement.entry_id).balance_after, movement.entry_id)
+        balance = _entry_in(state, movement.entry_id).balance_after
+        if events is not None:
+            _publish(events, low_balance_events(user_id, policy, balance + count, balance))
+        return Consumed(offer_group, count, balance, movement.entry_id)
     raise ConflictError("the group kept changing; retry")  # pragma: no cover - bounded by the loop above
 
 
@@ -302,7 +339,14 @@ def get_reservation(user_id: str, reservation_id: str, *, credits: CreditsReposi
 
 
 def capture_reservation(
-    user_id: str, reservation_id: str, count: int | None, *, credits: CreditsRepository, clock: Clock
+    user_id: str,
+    reservation_id: str,
+    count: int | None,
+    *,
+    credits: CreditsRepository,
+    clock: Clock,
+    catalog: CatalogRepository | None = None,
+    events: EventPublisher | None = None,
 ) -> Reservation:
     """Spend up to the held amount (all of it by default); the rest goes back. A repeat returns the capture."""
     hold = get_reservation(user_id, reservation_id, credits=credits)
@@ -326,9 +370,18 @@ def capture_reservation(
         reservation_id=reservation_id,
         created_at=now,
     )
-    if credits.finish_hold(user_id, hold, after, movement):
-        return after
-    return capture_reservation(user_id, reservation_id, count, credits=credits, clock=clock)  # it moved: re-read
+    if not credits.finish_hold(user_id, hold, after, movement):
+        return capture_reservation(user_id, reservation_id, count, credits=credits, clock=clock)  # it moved: re-read
+    if events is not None and catalog is not None and captured:
+        state = credits.group_state(user_id, hold.offer_group)
+        if state is not None:
+            entry = next((e for e in journal_entries(state) if e.entry_id == movement.entry_id), None)
+            if entry is not None:
+                policy = catalog.group_policy(hold.offer_group)
+                _publish(
+                    events, low_balance_events(user_id, policy, entry.balance_after + captured, entry.balance_after)
+                )
+    return after
 
 
 def release_reservation(user_id: str, reservation_id: str, *, credits: CreditsRepository, clock: Clock) -> Reservation:
@@ -354,3 +407,58 @@ def _release(user_id: str, hold: Reservation, *, credits: CreditsRepository, now
         created_at=now,
     )
     return credits.finish_hold(user_id, hold, after, movement)
+
+
+# --- the seed's per-user expiry check ------------------------------------------------------------------------------
+
+
+class Warning(DomainModel):  # noqa: A001 - the contract's name
+    """api-contract ``Warning``: a group expiring soon, or at or below its minimum."""
+
+    offer_group: str
+    kind: Literal["expiring", "low"]
+    balance: int
+    expires: datetime | None = None
+    min: int | None = None
+
+
+@dataclass(frozen=True)
+class ExpiryReport:
+    expired: list[CreditGroup]
+    warnings: list[Warning]
+
+
+def check_expiry(
+    user_id: str,
+    *,
+    warn_before_seconds: int,
+    low: dict[str, int],
+    credits: CreditsRepository,
+    clock: Clock,
+) -> ExpiryReport:
+    """The seed's checkForExpiredOrders for one user, done right (seeds-spec 2.9, 7.1-8).
+
+    Lots past their expiry lose exactly their unused tokens (one ``expire`` movement each, once, even when called
+    twice or concurrently) and their orders move to ``expired``; ``expired`` lists the groups where that happened in
+    this call. Warnings: ``expiring`` for a group whose soonest open lot with tokens left expires within
+    ``warn_before_seconds``; ``low`` for each group of ``low`` whose balance is at or below its minimum (zero and
+    groups never bought included).
+    """
+    now = clock.now()
+    before = credits.snapshot(user_id)
+    due = sorted({lot.offer_group for lot in before.lots if lot.expires is not None and lot.expires <= now})
+    for offer_group in due:
+        expire_due_lots(user_id, offer_group, credits=credits, clock=clock)
+    snapshot = credits.snapshot(user_id) if due else before
+    views = {group: credit_group(state, snapshot.lots) for group, state in snapshot.groups.items()}
+    warnings: list[Warning] = []
+    horizon = now + timedelta(seconds=warn_before_seconds)
+    for group, view in sorted(views.items()):
+        soonest = min((lot.expires for lot in view.lots if lot.remaining > 0 and lot.expires), default=None)
+        if soonest is not None and soonest <= horizon:
+            warnings.append(Warning(offer_group=group, kind="expiring", balance=view.balance, expires=soonest))
+    for group, minimum in sorted(low.items()):
+        balance = views[group].balance if group in views else 0
+        if balance <= minimum:
+            warnings.append(Warning(offer_group=group, kind="low", balance=balance, min=minimum))
+    return ExpiryReport(expired=[views[group] for group in due if group in views], warnings=warnings)

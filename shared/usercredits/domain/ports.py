@@ -197,6 +197,20 @@ class OrderRepository(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class DomainEvent:
+    """A fact for the event bus (api-contract "Events published"): ``kind`` is the detail-type."""
+
+    kind: str
+    detail: dict[str, object]
+
+
+class EventPublisher(Protocol):
+    def publish(self, events: list[DomainEvent]) -> None:
+        """Publish every event or raise (retries of partial failures are the adapter's job)."""
+        ...
+
+
 class PaymentGateway(Protocol):
     provider: str
 
