@@ -7,7 +7,8 @@ budget or a measured response had the wrong status code (a broken route must not
 not run (no build, no DynamoDB Local, an unhooked DynamoDB client...).
 
 DynamoDB requests (metric ``dynamodb_requests``; ``transactions`` for the grant)
-    The real ``ordering.handler.lambda_handler`` on API Gateway HTTP API (payload 2.0) events, against an in-memory
+    The real ``ordering.handler.lambda_handler`` and ``consumption.handler.lambda_handler`` on API Gateway HTTP API
+    (payload 2.0) events (admin routes with the ``credits/admin`` scope), against an in-memory
     DynamoDB Local started for the run, with the template's tables and the demo catalog (devtools/demo/wonderai.yaml).
     Requests are counted by a botocore ``before-send.dynamodb`` hook registered on the client of every PynamoDB model
     (the models do not necessarily share one connection: a subclass that connects first gets its own). Every request
@@ -15,8 +16,18 @@ DynamoDB requests (metric ``dynamodb_requests``; ``transactions`` for the grant)
     must agree, and a calibration step checks one known call per model, so a request from a client the hook does not
     see fails the bench instead of looking free. "Cold catalog" means the handler's composition root was reset
     (``ordering.handler.dependencies.cache_clear()``), i.e. the offer cache is empty; "warm" means it is filled. The
-    catalog cache lifetime is set to an hour here so "warm" cannot expire in the middle of a slow run. Any other AWS
-    endpoint points at a closed local port: nothing reaches an AWS account.
+    ordering catalog cache lifetime is set to an hour here so "warm" cannot expire in the middle of a slow run (the
+    consumption handler's is its default, 60 s, longer than its part of the run). Any other AWS
+    endpoint points at a closed local port: nothing reaches an AWS account. The consume rows run on a journal below
+    its compaction limit, except the one labelled "compacts the journal".
+
+Consume throughput (metric ``ops_per_s``, no budget)
+    500 consumes of 1 token by one user through ``consumption.handler.lambda_handler`` against the same DynamoDB Local,
+    in 1 then 8 worker processes started together (a process per Lambda instance: the Powertools resolver holds the
+    current event, so one handler module serves one request at a time); ``ops_per_s`` = successful consumes / (last
+    end - first start). Each is measured twice in the same run: the real spend (one conditional UpdateItem) and a naive
+    read-then-write spend swapped into the same handler (GetItem, then UpdateItem conditional on the balance read,
+    re-read and retried on a conflict). The final balance is checked: a lost update fails the row.
 
 Cold-start import cost (metrics ``import_ratio``, ``import_ms``, ``boto3_import_ms``, ``bare_ms``)
     Each function's Handler module imported from the ``sam build`` output as Lambda would: a fresh ``python -I -S -B``
@@ -43,6 +54,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
+import dataclasses
 import json
 import os
 import platform
@@ -51,6 +63,7 @@ import subprocess
 import sys
 import time
 import warnings
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -87,6 +100,7 @@ IMPORT_RATIO_BUDGETS: dict[str, float] = {
 }
 
 USER_SCOPE = "credits/user"
+ADMIN_SCOPE = "credits/admin"
 REGION = "us-east-1"
 #: Where every AWS service but DynamoDB points during the bench: a closed port (nothing may reach AWS).
 NOWHERE = "http://127.0.0.1:9"
@@ -453,8 +467,10 @@ def http_event(
     body: Mapping[str, Any] | None = None,
     headers: Mapping[str, str] | None = None,
     query: Mapping[str, str] | None = None,
+    admin: bool = False,
 ) -> dict[str, Any]:
-    """An HTTP API payload-2.0 event for ``method route`` (``/orders/{orderId}``) from ``user``, built on ``base``."""
+    """An HTTP API payload-2.0 event for ``method route`` (``/orders/{orderId}``) from ``user``, built on ``base``;
+    ``admin`` adds the ``credits/admin`` scope to the caller's claims."""
     params = dict(path_parameters or {})
     path = route.format(**params)
     event = copy.deepcopy(dict(base))
@@ -482,7 +498,8 @@ def http_event(
     context = event["requestContext"]
     context["routeKey"] = event["routeKey"]
     context["http"] = {**context.get("http", {}), "method": method, "path": path}
-    context["authorizer"] = {"jwt": {"claims": {"sub": user, "scope": USER_SCOPE}, "scopes": [USER_SCOPE]}}
+    scopes = [USER_SCOPE, ADMIN_SCOPE] if admin else [USER_SCOPE]
+    context["authorizer"] = {"jwt": {"claims": {"sub": user, "scope": " ".join(scopes)}, "scopes": scopes}}
     return event
 
 
@@ -509,31 +526,43 @@ class Scenario:
         return [Row(self.name, "dynamodb_requests", len(ops), self.budget, detail)]
 
 
-class OrderingBench:
-    """Drives the real ordering handler and counts what each request costs in DynamoDB requests."""
+def call_handler(
+    handler: Any, function_name: str, base_event: Mapping[str, Any], route_key: str, *, user: str, **kwargs: Any
+) -> RouteResult:
+    """Send ``route_key`` (``"GET /orders/{orderId}"``) from ``user`` through ``handler.lambda_handler``; ``kwargs``
+    go to :func:`http_event`."""
+    method, _, route = route_key.partition(" ")
+    event = http_event(base_event, method, route, user=user, **kwargs)
+    # The template's Globals: 512 MB, 15 s.
+    response = handler.lambda_handler(event, LambdaContext(function_name, 512, 15))
+    raw = response.get("body") or ""
+    try:
+        body = json.loads(raw) if raw else None
+    except ValueError:
+        body = raw
+    return RouteResult(int(response["statusCode"]), body)
+
+
+class HandlerBench:
+    """Drives one function's real handler and counts what each request costs in DynamoDB requests."""
+
+    #: (handler module, logical id of the function, sample event the requests are built on)
+    MODULE = ""
+    FUNCTION = ""
+    BASE_EVENT = ""
 
     def __init__(self, counter: DynamoDBRequestCounter) -> None:
-        from ordering import handler
+        import importlib
 
-        self.handler = handler
+        self.handler: Any = importlib.import_module(self.MODULE)
         self.counter = counter
-        self.base_event = json.loads((EVENTS_DIR / "ordering" / "list_offers.json").read_text(encoding="utf-8"))
+        self.base_event = json.loads((EVENTS_DIR / self.BASE_EVENT).read_text(encoding="utf-8"))
         self.scenarios: list[Scenario] = []
         self.extra_rows: list[Row] = []
 
     def call(self, route_key: str, *, user: str, **kwargs: Any) -> RouteResult:
-        """Send ``route_key`` (``"GET /orders/{orderId}"``) from ``user`` through the handler; ``kwargs`` go to
-        :func:`http_event`."""
-        method, _, route = route_key.partition(" ")
-        event = http_event(self.base_event, method, route, user=user, **kwargs)
-        # The template's Globals: 512 MB, 15 s.
-        response = self.handler.lambda_handler(event, LambdaContext("OrderingFunction", 512, 15))
-        raw = response.get("body") or ""
-        try:
-            body = json.loads(raw) if raw else None
-        except ValueError:
-            body = raw
-        return RouteResult(int(response["statusCode"]), body)
+        """Send ``route_key`` from ``user`` through the handler (see :func:`call_handler`)."""
+        return call_handler(self.handler, self.FUNCTION, self.base_event, route_key, user=user, **kwargs)
 
     def measure(
         self,
@@ -577,6 +606,26 @@ class OrderingBench:
 
     def reset_catalog_cache(self) -> None:
         self.handler.dependencies.cache_clear()
+
+    def rows(self) -> list[Row]:
+        rows = []
+        for scenario in self.scenarios:
+            rows += scenario.rows()
+            rows += [row for row in self.extra_rows if row.name == scenario.name]
+        return rows
+
+    def problems(self) -> list[str]:
+        return [f"{s.name}: {s.problem}" for s in self.scenarios if s.problem]
+
+
+class OrderingBench(HandlerBench):
+    """The ordering routes, and the grant a paid order makes."""
+
+    MODULE = "ordering.handler"
+    FUNCTION = "OrderingFunction"
+    BASE_EVENT = "ordering/list_offers.json"
+    #: The user whose EnterpriseM order is paid (3 groups with lots): the consumption bench reads their credits.
+    GRANT_USER = "bench-grant"
 
     def run(self) -> None:
         self._offers()
@@ -636,25 +685,151 @@ class OrderingBench:
         self.measure("GET /subscriptions/{offerId}", user="bench-scaleup", path_parameters=scaleup, check=subscribed)
 
     def _grant(self) -> None:
-        placed = self.setup_call("POST /orders", status=201, user="bench-grant", body={"offerId": "EnterpriseM"})
+        user = self.GRANT_USER
+        placed = self.setup_call("POST /orders", status=201, user=user, body={"offerId": "EnterpriseM"})
         name = "grant on paid order (apply_order_paid, EnterpriseM)"
         with self.counter.measure() as measurement:
-            paid = self.pay("bench-grant", placed.body["order"]["orderId"])
+            paid = self.pay(user, placed.body["order"]["orderId"])
         problem = None if paid == "paid" else f"order is {paid} after apply_order_paid"
         self.scenarios.append(Scenario(name, 3, measurement, problem))
         transactions = measurement.hooked.count("TransactWriteItems")
         self.extra_rows.append(Row(name, "transactions", transactions, 1, "TransactWriteItems requests"))
 
-    def rows(self) -> list[Row]:
-        rows = []
-        for scenario in self.scenarios:
-            rows += scenario.rows()
-            if scenario.name.startswith("grant"):
-                rows += self.extra_rows
-        return rows
 
-    def problems(self) -> list[str]:
-        return [f"{s.name}: {s.problem}" for s in self.scenarios if s.problem]
+class ConsumptionBench(HandlerBench):
+    """The credits routes: reading credits and the ledger, spending, admin grants."""
+
+    MODULE = "consumption.handler"
+    FUNCTION = "ConsumptionFunction"
+    BASE_EVENT = "consumption/consume.json"
+    GROUP = "AiTokens"
+    CONSUME = "POST /credits/{offerGroup}/consume"
+
+    def run(self, paid_user: str | None = None) -> None:
+        user, group = "bench-consumer", {"offerGroup": self.GROUP}
+        self._admin_grant(user, 1000)
+        self.reset_catalog_cache()
+        self.measure(self.CONSUME, "cold catalog", user=user, path_parameters=group, body={"count": 1})
+        first = self.measure(
+            self.CONSUME,
+            "warm catalog",
+            budget=1,
+            user=user,
+            path_parameters=group,
+            body={"count": 1},
+            check=_consumed(998),
+        )
+        key = {"Idempotency-Key": "bench-consume-1"}
+        keyed = self.measure(
+            self.CONSUME,
+            "Idempotency-Key, warm catalog",
+            user=user,
+            path_parameters=group,
+            body={"count": 1},
+            headers=key,
+            check=_consumed(997),
+        )
+        entry_id = (keyed.body or {}).get("entryId")
+        self.measure(
+            self.CONSUME,
+            "idempotent replay",
+            user=user,
+            path_parameters=group,
+            body={"count": 1},
+            headers=key,
+            check=lambda body: _consumed(997)(body) or _same_entry(entry_id)(body),
+        )
+        self.measure(
+            self.CONSUME, "not covered: 402", status=402, user=user, path_parameters=group, body={"count": 10**6}
+        )
+        self.measure("GET /credits", budget=1, user=user, check=_balances({self.GROUP: 997}))
+        if paid_user is not None:
+            self.measure(
+                "GET /credits", "3 groups with lots of a paid bundle", budget=1, user=paid_user, check=_groups(3)
+            )
+        self.measure("GET /credits/{offerGroup}", user=user, path_parameters=group, check=_balance_of(997))
+        self.measure("GET /credits/ledger", user=user, check=_entries(4, (first.body or {}).get("entryId")))
+        self._compaction(user)
+
+    def _admin_grant(self, user: str, tokens: int) -> None:
+        body = {"offerGroup": self.GROUP, "tokens": tokens, "reason": "bench"}
+        self.measure(
+            "POST /admin/users/{userId}/grants",
+            status=201,
+            user="bench-admin",
+            admin=True,
+            path_parameters={"userId": user},
+            body=body,
+        )
+
+    def _compaction(self, user: str) -> None:
+        """The consume that takes the journal past its limit also moves its oldest movements to ledger items."""
+        from usercredits.adapters.dynamodb.credits import JOURNAL_MAX
+        from usercredits.adapters.dynamodb.repositories import user_pk
+        from usercredits.adapters.dynamodb.tables import CreditGroupItem
+
+        item = CreditGroupItem.get(user_pk(user), f"CREDIT#{self.GROUP}", consistent_read=True)
+        for _ in range(JOURNAL_MAX - len(item.journal or [])):
+            self.setup_call(
+                self.CONSUME, status=200, user=user, path_parameters={"offerGroup": self.GROUP}, body={"count": 1}
+            )
+        self.measure(
+            self.CONSUME,
+            "compacts the journal",
+            user=user,
+            path_parameters={"offerGroup": self.GROUP},
+            body={"count": 1},
+        )
+
+
+def _consumed(balance: int) -> Callable[[Any], str | None]:
+    def check(body: Any) -> str | None:
+        found = (body or {}).get("balance")
+        return None if found == balance and (body or {}).get("consumed") == 1 else f"expected balance {balance}: {body}"
+
+    return check
+
+
+def _same_entry(entry_id: Any) -> Callable[[Any], str | None]:
+    def check(body: Any) -> str | None:
+        found = (body or {}).get("entryId")
+        return None if entry_id and found == entry_id else f"replay answered entry {found}, not {entry_id}"
+
+    return check
+
+
+def _balances(expected: Mapping[str, int]) -> Callable[[Any], str | None]:
+    def check(body: Any) -> str | None:
+        found = {group.get("offerGroup"): group.get("balance") for group in (body or {}).get("groups", [])}
+        return None if found == dict(expected) else f"expected balances {dict(expected)}, got {found}"
+
+    return check
+
+
+def _groups(count: int) -> Callable[[Any], str | None]:
+    def check(body: Any) -> str | None:
+        groups = (body or {}).get("groups", [])
+        lots = sum(len(group.get("lots", [])) for group in groups)
+        return None if len(groups) == count and lots >= count else f"expected {count} groups with lots: {body}"
+
+    return check
+
+
+def _balance_of(balance: int) -> Callable[[Any], str | None]:
+    def check(body: Any) -> str | None:
+        return None if (body or {}).get("balance") == balance else f"expected balance {balance}: {body}"
+
+    return check
+
+
+def _entries(count: int, newest_consume: Any) -> Callable[[Any], str | None]:
+    def check(body: Any) -> str | None:
+        entries = (body or {}).get("entries", [])
+        if len(entries) != count or newest_consume not in {entry.get("entryId") for entry in entries}:
+            return f"expected {count} entries with {newest_consume}: {json.dumps(body)[:300]}"
+        return None
+
+    return check
 
 
 def calibrate(counter: DynamoDBRequestCounter) -> int:
@@ -698,6 +873,226 @@ def calibrate(counter: DynamoDBRequestCounter) -> int:
     return counter.attach()
 
 
+# ------------------------------------------------------------------------------------------------ consume throughput
+#: Consumes of 1 token per throughput row (split over its workers), and the worker counts measured.
+THROUGHPUT_OPS = 500
+THROUGHPUT_WORKERS = (1, 8)
+THROUGHPUT_GRANT = 1_000_000
+#: Conflicts the naive spend retries before it gives up (a 503).
+NAIVE_RETRIES = 100
+THROUGHPUT_MODES = {
+    "handler": "consume throughput (handler)",
+    "naive": "consume throughput (naive read-then-write)",
+}
+
+
+def naive_credits_repository() -> Any:
+    """The credits repository with the naive spend: read the group (consistent GetItem), check the balance in Python,
+    then an UpdateItem that sets the new balance conditional on the balance read, from the start again on a conflict.
+
+    Everything else (the handler, validation, catalog, journal and its compaction, the response) is the real code, so
+    the two throughput rows differ only in the spend's DynamoDB pattern.
+    """
+    from pynamodb.exceptions import DoesNotExist, UpdateError
+    from pynamodb.expressions.update import Action
+
+    from usercredits.adapters.dynamodb.credits import JOURNAL_MAX, DynamoCreditsRepository
+    from usercredits.adapters.dynamodb.repositories import group_sk, item_to_group_state, movement_to_attribute, user_pk
+    from usercredits.adapters.dynamodb.tables import CreditGroupItem
+    from usercredits.domain.ports import SpendRefusedError
+    from usercredits.errors import UnavailableError
+
+    class NaiveCreditsRepository(DynamoCreditsRepository):
+        conflicts = 0
+
+        def spend(self, user_id: str, offer_group: str, movement: Any, **kwargs: Any) -> Any:
+            floor, now = kwargs["floor"], kwargs["now"]
+            if kwargs.get("idempotency") is not None:
+                raise BenchError("the naive spend is measured without an Idempotency-Key")
+            count = -movement.tokens
+            for _ in range(NAIVE_RETRIES):
+                try:
+                    item = CreditGroupItem.get(user_pk(user_id), group_sk(offer_group), consistent_read=True)
+                except DoesNotExist:
+                    raise SpendRefusedError(None) from None
+                if floor is not None and item.available < floor + count:
+                    raise SpendRefusedError(item_to_group_state(item))
+                actions: list[Action] = [
+                    CreditGroupItem.balance.set(item.balance - count),
+                    CreditGroupItem.available.set(item.available - count),
+                    CreditGroupItem.drawn.set(item.drawn + count),
+                    CreditGroupItem.journal.set(CreditGroupItem.journal.append([movement_to_attribute(movement)])),
+                    CreditGroupItem.updated_at.set(now),
+                ]
+                try:
+                    item.update(actions=actions, condition=CreditGroupItem.balance == item.balance)
+                except UpdateError as exc:
+                    if exc.cause_response_code != "ConditionalCheckFailedException":
+                        raise
+                    type(self).conflicts += 1
+                    continue
+                state = item_to_group_state(item)
+                if len(state.journal) > JOURNAL_MAX:
+                    self.compact(user_id, state)
+                return state
+            raise UnavailableError("the group kept changing", retry_after=1)
+
+    return NaiveCreditsRepository()
+
+
+def throughput_worker(mode: str, user: str, ops: int, endpoint_url: str, barrier: Any, results: Any) -> None:
+    """One Lambda instance (a process: the Powertools resolver keeps the current event on the app, so one handler
+    module serves one request at a time): ``ops`` consumes of 1 through ``consumption.handler.lambda_handler``."""
+    try:
+        warnings.filterwarnings("ignore", message="No application metrics to publish")
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
+        configure_environment(endpoint_url)
+        from consumption import handler
+
+        # With POWERTOOLS_METRICS_DISABLED, Powertools keeps the metric values and prints them every 100: not here.
+        sys.stdout = open(os.devnull, "w", encoding="utf-8")  # noqa: SIM115 - for the life of the worker
+        conflicts: Callable[[], int] = lambda: 0  # noqa: E731
+        if mode == "naive":
+            repository = naive_credits_repository()
+            deps = dataclasses.replace(handler.dependencies(), credits=repository)
+            handler.dependencies = lambda: deps  # type: ignore[assignment]
+            conflicts = lambda: type(repository).conflicts  # noqa: E731
+        base = json.loads((EVENTS_DIR / ConsumptionBench.BASE_EVENT).read_text(encoding="utf-8"))
+        method, _, route = ConsumptionBench.CONSUME.partition(" ")
+        event = http_event(
+            base, method, route, user=user, path_parameters={"offerGroup": ConsumptionBench.GROUP}, body={"count": 1}
+        )
+        warm = handler.lambda_handler(copy.deepcopy(event), LambdaContext("ConsumptionFunction", 512, 15))
+        statuses: dict[int, int] = {}
+        latencies: list[float] = []
+        barrier.wait(timeout=120)
+        start = time.monotonic()
+        for _ in range(ops):
+            began = time.perf_counter()
+            response = handler.lambda_handler(copy.deepcopy(event), LambdaContext("ConsumptionFunction", 512, 15))
+            latencies.append((time.perf_counter() - began) * 1000.0)
+            status = int(response["statusCode"])
+            statuses[status] = statuses.get(status, 0) + 1
+        end = time.monotonic()
+        results.put(
+            {
+                "start": start,
+                "end": end,
+                "statuses": statuses,
+                "latencies": latencies,
+                "conflicts": conflicts(),
+                "warm": int(warm["statusCode"]),
+            }
+        )
+    except BaseException as exc:  # noqa: BLE001 - reported to the parent, which fails the row
+        with contextlib.suppress(Exception):
+            barrier.abort()
+        results.put({"error": f"{type(exc).__name__}: {exc}"})
+
+
+def percentile(values: Sequence[float], fraction: float) -> float:
+    """The value below which ``fraction`` of ``values`` lie (nearest rank)."""
+    ordered = sorted(values)
+    if not ordered:
+        raise ValueError("no values")
+    return ordered[min(len(ordered) - 1, max(0, round(fraction * len(ordered)) - 1))]
+
+
+def split_work(total: int, workers: int) -> list[int]:
+    """``total`` operations over ``workers``, as evenly as possible."""
+    return [total // workers + (1 if index < total % workers else 0) for index in range(workers)]
+
+
+def run_workers(mode: str, workers: int, user: str, endpoint_url: str, ops: int) -> tuple[list[int], list[dict]]:  # type: ignore[type-arg]
+    """Start ``workers`` processes of :func:`throughput_worker` sharing ``ops``; what each reported."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    barrier, results = context.Barrier(workers), context.Queue()
+    shares = split_work(ops, workers)
+    processes = [
+        context.Process(target=throughput_worker, args=(mode, user, share, endpoint_url, barrier, results), daemon=True)
+        for share in shares
+    ]
+    for process in processes:
+        process.start()
+    try:
+        outcomes = [results.get(timeout=300) for _ in processes]
+    except Exception as exc:
+        raise BenchError(f"throughput {mode} x{workers}: a worker did not report ({type(exc).__name__})") from exc
+    finally:
+        for process in processes:
+            process.join(timeout=30)
+            if process.is_alive():  # pragma: no cover - a stuck worker
+                process.kill()
+    if errors := [outcome["error"] for outcome in outcomes if "error" in outcome]:
+        raise BenchError(f"throughput {mode} x{workers}: {errors[0]}")
+    return shares, outcomes
+
+
+def throughput_row(mode: str, workers: int, endpoint_url: str, ops: int = THROUGHPUT_OPS) -> tuple[Row, str | None]:
+    """``ops`` consumes of 1 by one user through the consumption handler in ``workers`` processes started together;
+    ``ops_per_s`` = successful consumes / (last end - first start). The balance is checked afterwards: a lost update
+    (two spends read the same balance and both wrote) fails the row."""
+    from usercredits.adapters.dynamodb.credits import DynamoCreditsRepository
+    from usercredits.domain.consumption import grant_credits
+    from usercredits.domain.ports import SystemClock
+
+    user, group = f"bench-throughput-{mode}-{workers}", ConsumptionBench.GROUP
+    credits = DynamoCreditsRepository()
+    grant_credits(user, group, THROUGHPUT_GRANT, expires=None, reason="bench", credits=credits, clock=SystemClock())
+    shares, outcomes = run_workers(mode, workers, user, endpoint_url, ops)
+    statuses: Counter[int] = Counter()
+    for outcome in outcomes:
+        statuses.update(outcome["statuses"])
+    ok = statuses[200]
+    wall = max(o["end"] for o in outcomes) - min(o["start"] for o in outcomes)
+    latencies = [latency for outcome in outcomes for latency in outcome["latencies"]]
+    state = credits.group_state(user, group)
+    spent = ok + sum(1 for outcome in outcomes if outcome["warm"] == 200)
+    problem = None
+    if state is None or state.balance != THROUGHPUT_GRANT - spent:
+        found = state.balance if state else None
+        problem = f"balance {found} after {spent} successful consumes of 1 from {THROUGHPUT_GRANT}: lost updates"
+    elif mode == "handler" and ok != ops:
+        problem = f"statuses {dict(statuses)}, expected {ops} x 200"
+    share = f"{shares[0]}" if len(set(shares)) == 1 else f"{min(shares)}-{max(shares)}"
+    detail = (
+        f"{ops} consumes of 1 by one user, {workers} process{'es' if workers > 1 else ''} x {share}; {wall:.2f} s; p50 "
+        f"{percentile(latencies, 0.5):.1f} / p95 {percentile(latencies, 0.95):.1f} ms"
+    )
+    if mode == "naive":
+        detail += f"; {sum(outcome['conflicts'] for outcome in outcomes)} conflicts retried"
+    if set(statuses) != {200}:
+        detail += f"; statuses {dict(statuses)}"
+    if problem:
+        detail = f"FAILED: {problem} | {detail}"
+    name = f"{THROUGHPUT_MODES[mode]}, {workers} worker{'s' if workers > 1 else ''}"
+    row = Row(name, "ops_per_s", round(ok / wall, 1) if wall > 0 else 0.0, None, detail)
+    return row, (f"{name}: {problem}" if problem else None)
+
+
+def measure_throughput(endpoint_url: str) -> tuple[list[Row], list[str], list[str]]:
+    """The consume throughput rows: the real handler and the naive spend, one worker then several, same engine."""
+    rows, problems = [], []
+    for workers in THROUGHPUT_WORKERS:
+        for mode in THROUGHPUT_MODES:
+            row, problem = throughput_row(mode, workers, endpoint_url)
+            rows.append(row)
+            if problem:
+                problems.append(problem)
+    notes = [
+        f"throughput: {THROUGHPUT_OPS} consumes of 1 per row through consumption.handler.lambda_handler, in worker "
+        "processes (one per Lambda instance: the Powertools resolver keeps the current event on the app, so threads "
+        f"cannot share one handler module), against the same DynamoDB Local on this {os.cpu_count()}-CPU machine "
+        "(the workers and the engine share the CPUs): compare the rows with each other, not with AWS",
+        "throughput: handler = the real spend (one UpdateItem conditional on the available balance); naive = the same "
+        "handler with a spend that reads the group (GetItem), checks the balance in Python and writes the new balance "
+        "conditional on the balance read, re-reading on a conflict",
+    ]
+    return rows, notes, problems
+
+
 def measure_dynamodb() -> tuple[list[Row], list[str], list[str]]:
     """dynamodb_requests rows of the ordering routes; (rows, notes, problems)."""
     from devtools.dynamodb_local import running_dynamodb_local
@@ -715,14 +1110,19 @@ def measure_dynamodb() -> tuple[list[Row], list[str], list[str]]:
         offers = load_catalog(DEMO_CATALOG)
         counter = DynamoDBRequestCounter(endpoint_url)
         with counter.wire_tap():
-            bench = OrderingBench(counter)  # imports the handler (after the env is set)
+            ordering = OrderingBench(counter)  # imports the handlers (after the env is set)
+            consumption = ConsumptionBench(counter)
             clients = calibrate(counter)
-            bench.run()
+            ordering.run()
+            consumption.run(paid_user=OrderingBench.GRANT_USER)
+        throughput_rows, throughput_notes, throughput_problems = measure_throughput(endpoint_url)
     notes = [
         f"DynamoDB Local (in memory), {offers} demo offers; requests counted by a before-send hook on "
-        f"{clients} PynamoDB botocore client(s), cross-checked on the wire; calibration passed"
+        f"{clients} PynamoDB botocore client(s), cross-checked on the wire; calibration passed",
+        *throughput_notes,
     ]
-    return bench.rows(), notes, bench.problems()
+    rows = ordering.rows() + consumption.rows() + throughput_rows
+    return rows, notes, ordering.problems() + consumption.problems() + throughput_problems
 
 
 # ------------------------------------------------------------------------------------------------------------ main

@@ -86,7 +86,7 @@ def register_error_handlers(app: APIGatewayHttpResolver) -> None:
         # Powertools' own HTTP errors (a route that does not exist is its NotFoundError): keep their status.
         status = HTTPStatus(exc.status_code)
         code = {HTTPStatus.NOT_FOUND: "not_found", HTTPStatus.UNAUTHORIZED: "unauthorized"}.get(status, "bad_request")
-        return error_response(status, code, exc.msg)
+        return error_response(status, code, str(exc.msg))
 
     @app.exception_handler(UnicodeDecodeError)
     def _not_utf8(exc: UnicodeDecodeError) -> Response[str]:
