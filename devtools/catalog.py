@@ -1,4 +1,4 @@
-"""Load an offer catalog file (YAML or JSON: ``{"offers": [Offer, ...]}``) into the credits table.
+"""Load a catalog file (YAML or JSON: ``{"offers": [Offer, ...], "groups": [GroupPolicy, ...]}``) into the table.
 
 ``python -m devtools.catalog FILE`` (``make load-catalog FILE=...``) upserts every offer through the same repository
 the ordering function uses; with no table env set it targets the ``make run`` stack (DynamoDB Local on port 8000).
@@ -24,26 +24,39 @@ LOCAL_DEFAULTS = {
 }
 
 
+def _read(path: str | Path) -> Any:
+    text = Path(path).read_text(encoding="utf-8")
+    return json.loads(text) if str(path).endswith(".json") else yaml.safe_load(text)
+
+
 def read_catalog(path: str | Path) -> list[dict[str, Any]]:
     """The offers of a catalog file, as plain dicts in the contract's camelCase."""
-    text = Path(path).read_text(encoding="utf-8")
-    data = json.loads(text) if str(path).endswith(".json") else yaml.safe_load(text)
+    data = _read(path)
     offers = data["offers"] if isinstance(data, dict) else data
     if not isinstance(offers, list):
         raise ValueError(f"{path}: expected a list of offers under 'offers'")
     return offers
 
 
+def read_group_policies(path: str | Path) -> list[dict[str, Any]]:
+    """The group policies (overdraft, low threshold) of a catalog file's optional ``groups`` list."""
+    data = _read(path)
+    return list(data.get("groups") or []) if isinstance(data, dict) else []
+
+
 def load_catalog(path: str | Path) -> int:
-    """Validate every offer of ``path`` (all or nothing) and upsert them; returns how many were loaded."""
+    """Validate every offer and group policy of ``path`` (all or nothing) and upsert them; returns the offers."""
     from usercredits.adapters.dynamodb.repositories import DynamoCatalogRepository
-    from usercredits.domain.models import Offer
+    from usercredits.domain.models import GroupPolicy, Offer
     from usercredits.domain.ports import SystemClock
 
     offers = [Offer.model_validate(raw) for raw in read_catalog(path)]
+    policies = [GroupPolicy.model_validate(raw) for raw in read_group_policies(path)]
     repository, now = DynamoCatalogRepository(cache_seconds=0), SystemClock().now()
     for offer in offers:
         repository.put_offer(offer, now)
+    for policy in policies:
+        repository.put_group_policy(policy)
     return len(offers)
 
 

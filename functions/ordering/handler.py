@@ -19,6 +19,7 @@ from ordering.schemas import (
     OffersResponse,
     OrdersResponse,
     OrderWithPayment,
+    PutGroupPolicyRequest,
     PutOfferRequest,
     SubscriptionResponse,
 )
@@ -26,7 +27,7 @@ from usercredits.adapters.dynamodb.repositories import DynamoCatalogRepository, 
 from usercredits.adapters.payments import build_payment_gateway
 from usercredits.domain import ordering
 from usercredits.domain.currencies import is_known_currency
-from usercredits.domain.models import Offer, OfferView, Order, OrderStatus
+from usercredits.domain.models import GroupPolicy, Offer, OfferView, Order, OrderStatus
 from usercredits.domain.ports import CatalogRepository, Clock, OrderRepository, PaymentGateway, SystemClock
 from usercredits.errors import InvalidRequestError, NotImplementedYetError
 from usercredits.http import api_responses, current_caller, register_error_handlers, require_admin, resolve
@@ -185,6 +186,17 @@ def handle_put_offer(offerId: IdPath, body: Annotated[PutOfferRequest, Body()]) 
     saved = ordering.upsert_offer(offer, catalog=deps.catalog, clock=deps.clock)
     metrics.add_metric(name="OffersUpserted", unit=MetricUnit.Count, value=1)
     return saved
+
+
+@app.put("/admin/groups/<offerGroup>", responses=api_responses(S.OK, S.FORBIDDEN))
+def handle_put_group_policy(offerGroup: IdPath, body: Annotated[PutGroupPolicyRequest, Body()]) -> GroupPolicy:  # noqa: N803
+    require_admin(app)
+    if body.offer_group is not None and body.offer_group != offerGroup:
+        raise InvalidRequestError(f"body offerGroup {body.offer_group!r} differs from the path's {offerGroup!r}")
+    policy = GroupPolicy(**{**body.model_dump(exclude={"offer_group"}), "offer_group": offerGroup})
+    dependencies().catalog.put_group_policy(policy)
+    metrics.add_metric(name="GroupPoliciesSet", unit=MetricUnit.Count, value=1)
+    return policy
 
 
 @app.delete(

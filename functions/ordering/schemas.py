@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Literal
 
 from pydantic import AwareDatetime, Field
 
@@ -29,6 +30,13 @@ class CreateOrderRequest(DomainModel):
 class PutOfferRequest(OfferTerms):
     offer_id: Identifier | None = Field(default=None, description="Optional; must equal the path's offerId")
     retired: bool = False
+
+
+class PutGroupPolicyRequest(DomainModel):
+    offer_group: Identifier | None = Field(default=None, description="Optional; must equal the path's offerGroup")
+    overdraft: Literal["none", "limited", "unlimited"] = "none"
+    overdraft_limit: int = Field(default=0, ge=0, le=10**12, strict=True)
+    low_threshold: int | None = Field(default=None, ge=0, le=10**12, strict=True)
 
 
 class OffersResponse(DomainModel):
@@ -61,6 +69,7 @@ __all__ = [
     "OffersResponse",
     "OrderWithPayment",
     "OrdersResponse",
+    "PutGroupPolicyRequest",
     "PutOfferRequest",
     "SubscriptionResponse",
 ]

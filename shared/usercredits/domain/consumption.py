@@ -142,36 +142,47 @@ def consume_credits(
                 raise ConflictError("Idempotency-Key was already used with a different request") from replay
             return _replayed(user_id, offer_group, replay.result_id, credits=credits)
         except SpendRefusedError as refused:
-            lots_due = refused.state is not None and refused.state.next_expiry is not None
-            if lots_due and refused.state.next_expiry <= now and attempt < 2:  # type: ignore[union-attr,operator]
-                expire_due_lots(user_id, offer_group, credits=credits, clock=clock)
+            if attempt < 2 and _worth_retrying(refused.state, count, policy, user_id, credits=credits, clock=clock):
                 continue
             available = refused.state.available if refused.state else 0
             raise InsufficientCreditsError(
                 f"consuming {count} tokens of {offer_group!r} is not covered: {available} available"
             ) from refused
-        balance = _entry_in(state, movement.entry_id).balance_after
+        balance = _balance_after(user_id, offer_group, movement.entry_id, state, credits=credits)
         if events is not None:
             _publish(events, low_balance_events(user_id, policy, balance + count, balance))
         return Consumed(offer_group, count, balance, movement.entry_id)
     raise ConflictError("the group kept changing; retry")  # pragma: no cover - bounded by the loop above
 
 
-def _entry_in(state: GroupState, entry_id: str) -> LedgerEntry:
+def _worth_retrying(
+    state: GroupState | None, count: int, policy: GroupPolicy, user_id: str, *, credits: CreditsRepository, clock: Clock
+) -> bool:
+    """After a refused spend: close the group's lots that are past their expiry (what refused it), or notice that
+    the group read back covers the spend after all (another caller closed them meanwhile)."""
+    if state is None:
+        return False
+    if state.next_expiry is not None and state.next_expiry <= clock.now():
+        expire_due_lots(user_id, state.offer_group, credits=credits, clock=clock)
+        return True
+    return policy.floor is None or state.available - count >= policy.floor
+
+
+def _balance_after(
+    user_id: str, offer_group: str, entry_id: str, state: GroupState, *, credits: CreditsRepository
+) -> int:
+    """The balance right after a movement just written: from the journal read back with it, or (if a compaction
+    archived it before that read) from the ledger."""
     entry = next((entry for entry in journal_entries(state) if entry.entry_id == entry_id), None)
-    if entry is None:  # pragma: no cover - the spend's own result always holds its movement
-        raise ConflictError("the spend is not in the group's journal")
-    return entry
+    entry = entry or credits.find_entry(user_id, offer_group, entry_id)
+    if entry is None:  # pragma: no cover - a committed movement is always in one of the two
+        raise ConflictError("the movement was written but could not be read back; see the ledger")
+    return entry.balance_after
 
 
 def _replayed(user_id: str, offer_group: str, entry_id: str, *, credits: CreditsRepository) -> Consumed:
     """The first result of a repeated idempotent spend, found in the group's history."""
-    page = credits.ledger_page(user_id, offer_group=offer_group, limit=200, cursor=None)
-    entry = next((entry for entry in page.items if entry.entry_id == entry_id), None)
-    cursor = page.next_cursor
-    while entry is None and cursor is not None:
-        page = credits.ledger_page(user_id, offer_group=offer_group, limit=200, cursor=cursor)
-        entry, cursor = next((e for e in page.items if e.entry_id == entry_id), None), page.next_cursor
+    entry = credits.find_entry(user_id, offer_group, entry_id)
     if entry is None:
         raise ConflictError("Idempotency-Key was already used for another group")
     return Consumed(offer_group, -entry.tokens, entry.balance_after, entry.entry_id)
@@ -213,10 +224,12 @@ def grant_credits(
             continue
     else:
         raise ConflictError("the group kept changing; retry")
-    state = credits.group_state(user_id, offer_group)
-    entry = next((e for e in journal_entries(state) if e.entry_id == movement.entry_id), None) if state else None
-    if entry is None:
+    entry = credits.find_entry(user_id, offer_group, movement.entry_id)
+    if entry is None:  # pragma: no cover - a committed movement is always in the journal or the archive
         raise NotFoundError("the grant was written but could not be read back; see the ledger")
+    state = credits.group_state(user_id, offer_group)
+    if state is not None:
+        credits.compact_if_long(user_id, state)
     return entry
 
 

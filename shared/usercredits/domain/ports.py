@@ -122,6 +122,14 @@ class CreditsRepository(Protocol):
         self, user_id: str, *, offer_group: str | None, limit: int, cursor: str | None
     ) -> Page[LedgerEntry]: ...
 
+    def find_entry(self, user_id: str, offer_group: str, entry_id: str) -> LedgerEntry | None:
+        """One movement of a group, wherever it is kept (journal or archive)."""
+        ...
+
+    def compact_if_long(self, user_id: str, state: GroupState) -> None:
+        """Archive the oldest journal movements if the journal is long (best effort)."""
+        ...
+
     def add_lot(self, user_id: str, lot: Lot, movement: Movement, before: GroupState | None, now: datetime) -> None:
         """Grant a lot outside an order; ``StaleWindowError`` when the group moved since ``before`` was read."""
         ...

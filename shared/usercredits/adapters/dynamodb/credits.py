@@ -7,6 +7,7 @@ closing of lots past their expiry are conditional transactions of their own.
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 from typing import Any
 
@@ -52,10 +53,14 @@ from usercredits.domain.models import (
 )
 from usercredits.domain.ports import CreditSnapshot, IdempotencyRecord, SpendRefusedError, StaleWindowError
 
+logger = logging.getLogger(__name__)
+
 #: Compaction moves the oldest journal movements to ledger items once the journal is longer than this...
 JOURNAL_MAX = 60
-#: ...and keeps this many in the group item.
+#: ...and keeps this many in the group item...
 JOURNAL_KEEP = 20
+#: ...moving at most this many per transaction (TransactWriteItems takes 100 actions).
+MAX_MOVED = 99
 _CONDITION_FAILED = "ConditionalCheckFailedException"
 
 
@@ -208,15 +213,39 @@ class DynamoCreditsRepository:
             except ConditionFailedError as failed:
                 raise SpendRefusedError(self.group_state(user_id, offer_group)) from failed
             state = self.group_state(user_id, offer_group) or GroupState(offer_group=offer_group)
-        if len(state.journal) > JOURNAL_MAX:
-            self.compact(user_id, state)
+        self.compact_if_long(user_id, state)
         return state
+
+    def compact_if_long(self, user_id: str, state: GroupState) -> None:
+        """Best-effort compaction once the journal is long: the movement that made it long is already committed,
+        so a failure here is logged and left for the next writer, never reported as a failed movement."""
+        if len(state.journal) <= JOURNAL_MAX:
+            return
+        try:
+            self.compact(user_id, state)
+        except Exception:  # noqa: BLE001 - any failure: the next writer compacts
+            logger.warning("journal compaction failed; the next movement retries it", exc_info=True)
+
+    @translate_errors
+    def find_entry(self, user_id: str, offer_group: str, entry_id: str) -> LedgerEntry | None:
+        """One movement: in the group's journal, or archived (compaction may have moved it; read in that order,
+        so it is found either way)."""
+        state = self.group_state(user_id, offer_group)
+        entry = next((e for e in journal_entries(state) if e.entry_id == entry_id), None) if state else None
+        if entry is not None:
+            return entry
+        try:
+            item = LedgerItem.get(user_pk(user_id), f"LEDGER#{entry_id}", consistent_read=True)
+        except DoesNotExist:
+            return None
+        return to_entry(attribute_to_movement(item.movement), item.offer_group, int(item.seq), int(item.balance_after))
 
     @translate_errors
     def compact(self, user_id: str, state: GroupState) -> bool:
         """Move the journal's oldest movements to ledger items (exact sequence and balance after) in one
         transaction, conditional on the journal not having been compacted meanwhile. False if it had been."""
-        moved = journal_entries(state)[: len(state.journal) - JOURNAL_KEEP]
+        # One transaction holds at most 100 actions: the group update plus up to 99 ledger items.
+        moved = journal_entries(state)[: min(len(state.journal) - JOURNAL_KEEP, MAX_MOVED)]
         if not moved:
             return False
         key = CreditGroupItem(pk=user_pk(user_id), sk=group_sk(state.offer_group))
