@@ -51,7 +51,7 @@ def credits_items(moto_tables: None) -> Callable[[], list[dict[str, Any]]]:
 
 
 def item_kinds(items: list[dict[str, Any]]) -> list[str]:
-    return sorted(item["itemType"]["S"] for item in items if item["itemType"]["S"] != "offer")
+    return sorted(item["itemType"]["S"] for item in items if item["pk"]["S"] != "CATALOG")
 
 
 __all__ = ["Call", "item_kinds", "json"]
