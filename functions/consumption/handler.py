@@ -8,7 +8,7 @@ from http import HTTPStatus
 from typing import Annotated, Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver
-from aws_lambda_powertools.event_handler.openapi.params import Body, Header, Path, Query
+from aws_lambda_powertools.event_handler.openapi.params import Body, Path, Query
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -32,7 +32,15 @@ from usercredits.domain.credits import CreditGroup
 from usercredits.domain.models import LedgerEntry, Reservation
 from usercredits.domain.ports import CatalogRepository, Clock, CreditsRepository, EventPublisher, SystemClock
 from usercredits.errors import InvalidRequestError
-from usercredits.http import api_responses, current_caller, register_error_handlers, require_admin, resolve
+from usercredits.http import (
+    IdempotencyKeyHeader,
+    IdentifierPath,
+    api_responses,
+    current_caller,
+    register_error_handlers,
+    require_admin,
+    resolve,
+)
 from usercredits.observability import logger, metrics
 from usercredits.settings import get_consumption_settings
 
@@ -40,10 +48,8 @@ app = APIGatewayHttpResolver(enable_validation=True)
 register_error_handlers(app)
 
 S = HTTPStatus
-GroupPath = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:\-]+$")]
 UserPath = Annotated[str, Path(min_length=1, max_length=256)]
 ReservationPath = Annotated[str, Path(min_length=26, max_length=26, pattern=r"^[0-9A-HJKMNP-TV-Z]{26}$")]
-IdempotencyKey = Annotated[str | None, Header(alias="idempotency-key", min_length=1, max_length=255)]
 
 
 @dataclass(frozen=True)
@@ -86,7 +92,7 @@ def handle_get_ledger(
 
 
 @app.get("/credits/<offerGroup>", responses=api_responses(S.OK))
-def handle_get_credit_group(offerGroup: GroupPath) -> CreditGroup:  # noqa: N803 - the contract's path parameter
+def handle_get_credit_group(offerGroup: IdentifierPath) -> CreditGroup:  # noqa: N803 - the contract's path parameter
     deps = dependencies()
     return consumption.get_credit_group(current_caller(app).user_id, offerGroup, credits=deps.credits, clock=deps.clock)
 
@@ -113,9 +119,9 @@ def _consume(user_id: str, offer_group: str, body: ConsumeRequest, header_key: s
 
 @app.post("/credits/<offerGroup>/consume", responses=api_responses(S.OK, S.PAYMENT_REQUIRED, S.CONFLICT))
 def handle_consume(
-    offerGroup: GroupPath,  # noqa: N803
+    offerGroup: IdentifierPath,  # noqa: N803
     body: Annotated[ConsumeRequest, Body()],
-    idempotency_key: IdempotencyKey = None,
+    idempotency_key: IdempotencyKeyHeader = None,
 ) -> ConsumeResponse:
     return _consume(current_caller(app).user_id, offerGroup, body, idempotency_key)
 
@@ -133,9 +139,9 @@ def handle_admin_get_credits(userId: UserPath) -> CreditsResponse:  # noqa: N803
 )
 def handle_admin_consume(
     userId: UserPath,  # noqa: N803
-    offerGroup: GroupPath,  # noqa: N803
+    offerGroup: IdentifierPath,  # noqa: N803
     body: Annotated[ConsumeRequest, Body()],
-    idempotency_key: IdempotencyKey = None,
+    idempotency_key: IdempotencyKeyHeader = None,
 ) -> ConsumeResponse:
     require_admin(app)
     return _consume(userId, offerGroup, body, idempotency_key)
@@ -164,9 +170,9 @@ def handle_admin_grant(userId: UserPath, body: Annotated[GrantRequest, Body()]) 
     responses=api_responses(S.CREATED, S.PAYMENT_REQUIRED, S.CONFLICT),
 )
 def handle_create_reservation(
-    offerGroup: GroupPath,  # noqa: N803
+    offerGroup: IdentifierPath,  # noqa: N803
     body: Annotated[ReservationRequest, Body()],
-    idempotency_key: IdempotencyKey = None,
+    idempotency_key: IdempotencyKeyHeader = None,
 ) -> Reservation:
     deps = dependencies()
     reservation = consumption.create_reservation(

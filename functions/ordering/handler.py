@@ -8,7 +8,7 @@ from http import HTTPStatus
 from typing import Annotated, Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
-from aws_lambda_powertools.event_handler.openapi.params import Body, Header, Path, Query
+from aws_lambda_powertools.event_handler.openapi.params import Body, Query
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -30,7 +30,15 @@ from usercredits.domain.currencies import is_known_currency
 from usercredits.domain.models import GroupPolicy, Offer, OfferView, Order, OrderStatus
 from usercredits.domain.ports import CatalogRepository, Clock, OrderRepository, PaymentGateway, SystemClock
 from usercredits.errors import InvalidRequestError, NotImplementedYetError
-from usercredits.http import api_responses, current_caller, register_error_handlers, require_admin, resolve
+from usercredits.http import (
+    IdempotencyKeyHeader,
+    IdentifierPath,
+    api_responses,
+    current_caller,
+    register_error_handlers,
+    require_admin,
+    resolve,
+)
 from usercredits.observability import logger, metrics
 from usercredits.settings import OrderingSettings, get_ordering_settings
 
@@ -38,8 +46,6 @@ app = APIGatewayHttpResolver(enable_validation=True)
 register_error_handlers(app)
 
 S = HTTPStatus
-IdPath = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:\-]+$")]
-IdempotencyKey = Annotated[str | None, Header(alias="idempotency-key", min_length=1, max_length=255)]
 
 
 @dataclass(frozen=True)
@@ -96,7 +102,7 @@ def handle_list_offers(
 
 
 @app.get("/offers/<offerId>", responses=api_responses(S.OK, S.NOT_FOUND))
-def handle_get_offer(offerId: IdPath) -> Offer:  # noqa: N803 - the contract's path parameter name
+def handle_get_offer(offerId: IdentifierPath) -> Offer:  # noqa: N803 - the contract's path parameter name
     current_caller(app)
     return ordering.get_offer(offerId, catalog=dependencies().catalog)
 
@@ -107,7 +113,7 @@ def handle_get_offer(offerId: IdPath) -> Offer:  # noqa: N803 - the contract's p
     responses=api_responses(S.CREATED, S.FORBIDDEN, S.NOT_FOUND, S.CONFLICT),
 )
 def handle_create_order(
-    body: Annotated[CreateOrderRequest, Body()], idempotency_key: IdempotencyKey = None
+    body: Annotated[CreateOrderRequest, Body()], idempotency_key: IdempotencyKeyHeader = None
 ) -> OrderWithPayment:
     deps = dependencies()
     command = ordering.PlaceOrder(body.offer_id, body.quantity, body.currency, body.starts, idempotency_key)
@@ -137,7 +143,7 @@ def handle_list_orders(
 
 
 @app.get("/orders/<orderId>", responses=api_responses(S.OK, S.NOT_FOUND))
-def handle_get_order(orderId: IdPath) -> Order:  # noqa: N803
+def handle_get_order(orderId: IdentifierPath) -> Order:  # noqa: N803
     return ordering.get_order(orderId, current_caller(app), orders=dependencies().orders)
 
 
@@ -145,7 +151,7 @@ def handle_get_order(orderId: IdPath) -> Order:  # noqa: N803
     "/orders/<orderId>/payment",
     responses=api_responses(S.OK, S.NOT_FOUND, S.CONFLICT),
 )
-def handle_request_payment(orderId: IdPath, idempotency_key: IdempotencyKey = None) -> OrderWithPayment:  # noqa: N803
+def handle_request_payment(orderId: IdentifierPath, idempotency_key: IdempotencyKeyHeader = None) -> OrderWithPayment:  # noqa: N803
     deps = dependencies()
     placed = ordering.request_payment(
         orderId, current_caller(app), idempotency_key=idempotency_key, orders=deps.orders, payments=deps.payments
@@ -161,7 +167,7 @@ def handle_confirm_order(orderId: str) -> Response[Any]:  # noqa: N803
 
 
 @app.get("/subscriptions/<offerId>", responses=api_responses(S.OK))
-def handle_get_subscription(offerId: IdPath) -> SubscriptionResponse:  # noqa: N803
+def handle_get_subscription(offerId: IdentifierPath) -> SubscriptionResponse:  # noqa: N803
     deps = dependencies()
     found = ordering.get_subscription(offerId, current_caller(app), orders=deps.orders, clock=deps.clock)
     return SubscriptionResponse(subscribed=found.subscribed, order_id=found.order_id, expires=found.expires)
@@ -177,7 +183,7 @@ def handle_list_all_offers() -> AllOffersResponse:
     "/admin/offers/<offerId>",
     responses=api_responses(S.OK, S.FORBIDDEN),
 )
-def handle_put_offer(offerId: IdPath, body: Annotated[PutOfferRequest, Body()]) -> Offer:  # noqa: N803
+def handle_put_offer(offerId: IdentifierPath, body: Annotated[PutOfferRequest, Body()]) -> Offer:  # noqa: N803
     require_admin(app)
     if body.offer_id is not None and body.offer_id != offerId:
         raise InvalidRequestError(f"body offerId {body.offer_id!r} differs from the path's {offerId!r}")
@@ -189,7 +195,7 @@ def handle_put_offer(offerId: IdPath, body: Annotated[PutOfferRequest, Body()]) 
 
 
 @app.put("/admin/groups/<offerGroup>", responses=api_responses(S.OK, S.FORBIDDEN))
-def handle_put_group_policy(offerGroup: IdPath, body: Annotated[PutGroupPolicyRequest, Body()]) -> GroupPolicy:  # noqa: N803
+def handle_put_group_policy(offerGroup: IdentifierPath, body: Annotated[PutGroupPolicyRequest, Body()]) -> GroupPolicy:  # noqa: N803
     require_admin(app)
     if body.offer_group is not None and body.offer_group != offerGroup:
         raise InvalidRequestError(f"body offerGroup {body.offer_group!r} differs from the path's {offerGroup!r}")
@@ -203,7 +209,7 @@ def handle_put_group_policy(offerGroup: IdPath, body: Annotated[PutGroupPolicyRe
     "/admin/offers/<offerId>",
     responses=api_responses(S.NO_CONTENT, S.FORBIDDEN, S.NOT_FOUND),
 )
-def handle_retire_offer(offerId: IdPath) -> Response[None]:  # noqa: N803
+def handle_retire_offer(offerId: IdentifierPath) -> Response[None]:  # noqa: N803
     require_admin(app)
     deps = dependencies()
     ordering.retire_offer(offerId, catalog=deps.catalog, clock=deps.clock)

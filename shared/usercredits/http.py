@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from http import HTTPStatus
-from typing import Any
+from typing import Annotated, Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
 from aws_lambda_powertools.event_handler.exceptions import ServiceError
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.event_handler.openapi.params import Header, Path
 from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 from pydantic import BaseModel, Field
 
@@ -16,6 +17,11 @@ from usercredits.domain.models import Caller
 from usercredits.observability import logger
 
 ADMIN_SCOPE = "credits/admin"
+
+#: A path segment naming an offer, offer group or order (the domain's ``Identifier``).
+IdentifierPath = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:\-]+$")]
+#: The contract's ``Idempotency-Key`` header (any string up to 255 characters).
+IdempotencyKeyHeader = Annotated[str | None, Header(alias="idempotency-key", min_length=1, max_length=255)]
 
 
 class ErrorResponse(BaseModel):

@@ -21,7 +21,6 @@ from usercredits.domain.models import (
     Reservation,
     ReservationStatus,
 )
-from usercredits.domain.ordering import fingerprint
 from usercredits.domain.ports import (
     CatalogRepository,
     Clock,
@@ -133,7 +132,7 @@ def consume_credits(
     record = None
     if idempotency_key is not None:
         request: dict[str, object] = {"offerGroup": offer_group, "count": count}
-        record = IdempotencyRecord("consume", idempotency_key, fingerprint(request), movement.entry_id)
+        record = IdempotencyRecord.of("consume", idempotency_key, request, movement.entry_id)
     for attempt in range(3):
         try:
             state = credits.spend(user_id, offer_group, movement, floor=policy.floor, now=now, idempotency=record)
@@ -309,7 +308,7 @@ def create_reservation(
     record = None
     if idempotency_key is not None:
         request: dict[str, object] = {"offerGroup": offer_group, "count": count, "seconds": seconds}
-        record = IdempotencyRecord("reservation", idempotency_key, fingerprint(request), reservation.reservation_id)
+        record = IdempotencyRecord.of("reservation", idempotency_key, request, reservation.reservation_id)
     floor = catalog.group_policy(offer_group).floor
     for attempt in range(3):
         try:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -64,11 +62,6 @@ class Subscription:
     subscribed: bool
     order_id: str | None
     expires: datetime | None
-
-
-def fingerprint(payload: dict[str, object]) -> str:
-    """A stable digest of a request, to tell a retry from a different request reusing an ``Idempotency-Key``."""
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
 
 # --- catalog -------------------------------------------------------------------------------------------------------
@@ -161,7 +154,7 @@ def place_order(
             "currency": currency,
             "starts": command.starts,
         }
-        idempotency = IdempotencyRecord("orders", command.idempotency_key, fingerprint(request), order.order_id)
+        idempotency = IdempotencyRecord.of("orders", command.idempotency_key, request, order.order_id)
     try:
         return _write_new_order(order, offer, idempotency, orders=orders, payments=payments, clock=clock)
     except IdempotentReplayError as replay:
@@ -306,7 +299,7 @@ def request_payment(
     idempotency = None
     if idempotency_key is not None:
         request: dict[str, object] = {"orderId": order_id, "action": "payment"}
-        idempotency = IdempotencyRecord("payment", idempotency_key, fingerprint(request), f"{order_id}:{attempt}")
+        idempotency = IdempotencyRecord.of("payment", idempotency_key, request, f"{order_id}:{attempt}")
     intent = payments.create_intent(order, attempt=attempt)
     try:
         updated = orders.set_payment_intent(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -44,6 +46,12 @@ class IdempotencyRecord:
     key: str
     fingerprint: str
     result_id: str
+
+    @classmethod
+    def of(cls, scope: str, key: str, request: dict[str, object], result_id: str) -> IdempotencyRecord:
+        """The record for ``request``: its fingerprint tells a retry from another request reusing the key."""
+        digest = hashlib.sha256(json.dumps(request, sort_keys=True, default=str).encode()).hexdigest()
+        return cls(scope, key, digest, result_id)
 
 
 class IdempotentReplayError(Exception):
