@@ -1,9 +1,10 @@
 """Property-based tests of the ledger invariant, through the real repositories (moto; sequential, so its lack of
 atomicity does not matter here).
 
-For any sequence of grants, consumes, time passing and expiries: balance = sum of the ledger's entries, each entry's
-balance after follows from the previous one, no lot's remaining is negative or above its tokens, available = balance -
-held, and with overdraft off the open lots' remaining adds up to the balance.
+For any sequence of grants, consumes, holds, captures, releases, time passing and expiries: balance = sum of the
+ledger's entries, each entry's balance after follows from the previous one, no lot's remaining is negative or above
+its tokens, available = balance - held, held = what the open holds keep, and with overdraft off the open lots'
+remaining adds up to the balance.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from usercredits.adapters.dynamodb.repositories import DynamoCatalogRepository
 from usercredits.domain import consumption
 from usercredits.domain.credits import lot_remaining
 from usercredits.domain.models import GroupPolicy
-from usercredits.errors import InsufficientCreditsError
+from usercredits.errors import ConflictError, InsufficientCreditsError, InvalidRequestError
 
 GROUPS = ["G", "P"]  # G: no overdraft; P: overdraft down to -5
 
@@ -36,6 +37,9 @@ operations = st.lists(
         st.tuples(st.just("consume"), st.sampled_from(GROUPS), st.integers(1, 40), st.none()),
         st.tuples(st.just("wait"), st.none(), st.integers(1, 20), st.none()),
         st.tuples(st.just("expire"), st.sampled_from(GROUPS), st.just(0), st.none()),
+        st.tuples(st.just("hold"), st.sampled_from(GROUPS), st.integers(1, 30), st.integers(1, 3)),
+        st.tuples(st.just("capture"), st.none(), st.integers(0, 30), st.none()),
+        st.tuples(st.just("release"), st.none(), st.just(0), st.none()),
     ),
     min_size=1,
     max_size=25,
@@ -65,6 +69,7 @@ def check_invariants(credits: DynamoCreditsRepository, user: str) -> None:
             running += entry.tokens
             assert entry.balance_after == running
         assert state.available == state.balance - state.held
+        assert state.held == sum(hold.count for hold in snapshot.holds if hold.offer_group == group)
         remaining = lot_remaining([lot for lot in snapshot.lots if lot.offer_group == group], state.drawn)
         lots = {lot.lot_id: lot for lot in snapshot.lots}
         assert all(0 <= left <= lots[lot_id].tokens for lot_id, left in remaining.items())
@@ -75,7 +80,7 @@ def check_invariants(credits: DynamoCreditsRepository, user: str) -> None:
             assert state.balance >= -5
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(ops=operations)
 def test_ledger_invariant_holds_for_any_sequence(ops: list[tuple[str, str | None, int, int | None]]) -> None:
     with mock_aws():
@@ -84,6 +89,7 @@ def test_ledger_invariant_holds_for_any_sequence(ops: list[tuple[str, str | None
         catalog, credits, clock = DynamoCatalogRepository(cache_seconds=0), DynamoCreditsRepository(), FixedClock()
         catalog.put_group_policy(GroupPolicy(offer_group="P", overdraft="limited", overdraft_limit=5))
         user = "prop-user"
+        holds: list[str] = []
         for kind, group, amount, days in ops:
             if kind == "grant":
                 expires = None if days is None else clock.now() + timedelta(days=days)
@@ -109,8 +115,29 @@ def test_ledger_invariant_holds_for_any_sequence(ops: list[tuple[str, str | None
                     )
             elif kind == "wait":
                 clock.advance(days=amount)
-            else:
+            elif kind == "hold":
+                with contextlib.suppress(InsufficientCreditsError):
+                    holds.append(
+                        consumption.create_reservation(
+                            user,
+                            group,
+                            amount,
+                            expires_in_seconds=(days or 1) * 86400,
+                            idempotency_key=None,  # type: ignore[arg-type]
+                            catalog=catalog,
+                            credits=credits,
+                            clock=clock,
+                        ).reservation_id
+                    )
+            elif kind in ("capture", "release") and holds:
+                with contextlib.suppress(ConflictError, InvalidRequestError):
+                    if kind == "capture":
+                        consumption.capture_reservation(user, holds[-1], amount, credits=credits, clock=clock)
+                    else:
+                        consumption.release_reservation(user, holds[-1], credits=credits, clock=clock)
+            elif kind == "expire":
                 consumption.expire_due_lots(user, group, credits=credits, clock=clock)  # type: ignore[arg-type]
+                consumption.list_credits(user, credits=credits, clock=clock)  # releases lapsed holds
             check_invariants(credits, user)
     _reset_pynamodb_connections()
 
