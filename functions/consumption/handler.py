@@ -12,6 +12,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Body, Path, Query
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import AwareDatetime
 
 from consumption.schemas import (
     CaptureRequest,
@@ -21,8 +22,10 @@ from consumption.schemas import (
     ExpiryCheckRequest,
     ExpiryCheckResponse,
     GrantRequest,
+    GroupUsage,
     LedgerResponse,
     ReservationRequest,
+    UsageResponse,
 )
 from usercredits.adapters.dynamodb.credits import DynamoCreditsRepository
 from usercredits.adapters.dynamodb.repositories import DynamoCatalogRepository
@@ -89,6 +92,23 @@ def handle_get_ledger(
         current_caller(app).user_id, offer_group=offer_group, limit=limit, cursor=cursor, credits=dependencies().credits
     )
     return LedgerResponse(entries=page.items, next_cursor=page.next_cursor)
+
+
+@app.get("/credits/usage", responses=api_responses(S.OK))
+def handle_get_usage(
+    start: Annotated[AwareDatetime, Query(alias="from")],
+    end: Annotated[AwareDatetime | None, Query(alias="to")] = None,
+    spent_only: Annotated[bool, Query(alias="spentOnly")] = True,
+) -> UsageResponse:
+    deps = dependencies()
+    totals = consumption.usage_totals(
+        current_caller(app).user_id,
+        start=start,
+        end=end or deps.clock.now(),
+        spent_only=spent_only,
+        credits=deps.credits,
+    )
+    return UsageResponse(groups=[GroupUsage(offer_group=g, tokens=t) for g, t in sorted(totals.items())])
 
 
 @app.get("/credits/<offerGroup>", responses=api_responses(S.OK))

@@ -52,6 +52,15 @@ class ExpiryCheckResponse(DomainModel):
     warnings: list[Warning]
 
 
+class GroupUsage(DomainModel):
+    offer_group: str
+    tokens: int
+
+
+class UsageResponse(DomainModel):
+    groups: list[GroupUsage]
+
+
 class CreditsResponse(DomainModel):
     groups: list[CreditGroup]
 
@@ -62,6 +71,8 @@ class LedgerResponse(DomainModel):
 
 
 __all__ = [
+    "GroupUsage",
+    "UsageResponse",
     "ExpiryCheckRequest",
     "ExpiryCheckResponse",
     "CaptureRequest",

@@ -273,3 +273,17 @@ def test_expiry_check_route(consumption_api) -> None:  # type: ignore[no-untyped
         "warnings": [{"offerGroup": "AiTokens", "kind": "low", "balance": 3, "expires": None, "min": 5}],
     }
     assert consumption_api("consumption/expiry_check.json", body={"warnBeforeSeconds": -1})[0] == 422
+
+
+def test_usage_route_sums_spends_in_a_window(consumption_api) -> None:  # type: ignore[no-untyped-def]
+    grant(consumption_api, "alice", "AiTokens", 10)
+    consume(consumption_api, "AiTokens", 3)
+    consume(consumption_api, "AiTokens", 2)
+    status, body, _ = consumption_api("consumption/get_usage.json", query={"from": "2000-01-01T00:00:00Z"})
+    assert (status, body) == (S.OK, {"groups": [{"offerGroup": "AiTokens", "tokens": -5}]})
+    _, everything, _ = consumption_api(
+        "consumption/get_usage.json", query={"from": "2000-01-01T00:00:00Z", "spentOnly": "false"}
+    )
+    assert everything["groups"][0]["tokens"] == 5
+    assert consumption_api("consumption/get_usage.json", query={"from": "yesterday"})[0] == S.UNPROCESSABLE_ENTITY
+    assert consumption_api("consumption/get_usage.json", query={})[0] == S.UNPROCESSABLE_ENTITY

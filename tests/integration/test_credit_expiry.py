@@ -212,3 +212,48 @@ def test_a_failed_publish_does_not_undo_or_fail_the_spend(repos) -> None:  # typ
         "u", "G", 2, idempotency_key=None, catalog=catalog, credits=credits, clock=clock, events=Broken()
     )
     assert result.balance == 4
+
+
+def test_usage_totals_port_seed_t06(repos) -> None:  # type: ignore[no-untyped-def]
+    """Seed T06 (checkTokens / consumptionInDateRange), per user as section 7 asks; another user's movements at the
+    same times must not count (the seed summed every user's)."""
+    catalog, credits, clock = repos
+    now = clock.now()
+    times = [
+        now - timedelta(days=91),
+        now - timedelta(days=91),
+        now - timedelta(days=61),
+        now - timedelta(days=30),
+        now - timedelta(weeks=3),
+        now - timedelta(weeks=2),
+        now - timedelta(weeks=1),
+    ]
+    rows = {"G1": [100, -1, -2, -3, -4, -5, -6], "G2": [200, -1, 2, -3, 5, -8, 13]}
+    for user in ("u", "someone-else"):
+        for group, amounts in rows.items():
+            for when, amount in zip(times, amounts, strict=True):
+                clock.current = when
+                if amount > 0:
+                    consumption.grant_credits(
+                        user, group, amount, expires=None, reason="t", credits=credits, clock=clock
+                    )
+                else:
+                    consumption.consume_credits(
+                        user, group, -amount, idempotency_key=None, catalog=catalog, credits=credits, clock=clock
+                    )
+    clock.current = now + timedelta(seconds=1)
+    three_months_ago, three_weeks_ago = now - timedelta(days=91), now - timedelta(weeks=3)
+
+    def totals(end: object, spent_only: bool) -> dict[str, int]:
+        return consumption.usage_totals(
+            "u",
+            start=three_months_ago,
+            end=end,
+            spent_only=spent_only,  # type: ignore[arg-type]
+            credits=credits,
+        )
+
+    assert totals(clock.now(), True) == {"G1": -21, "G2": -12}
+    assert totals(three_weeks_ago, True) == {"G1": -6, "G2": -4}  # the end is exclusive
+    assert totals(clock.now(), False) == {"G1": 79, "G2": 208}
+    assert totals(three_weeks_ago, False) == {"G1": 94, "G2": 198}

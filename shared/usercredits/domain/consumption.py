@@ -194,6 +194,28 @@ def list_ledger(
     return credits.ledger_page(user_id, offer_group=offer_group, limit=limit, cursor=cursor)
 
 
+def usage_totals(
+    user_id: str,
+    *,
+    start: datetime,
+    end: datetime,
+    spent_only: bool,
+    credits: CreditsRepository,
+) -> dict[str, int]:
+    """Sum of the user's movements per group with ``start <= createdAt < end`` (only spends, the negative ones, with
+    ``spent_only``): the seed's checkTokens / consumptionInDateRange, per user instead of across all users."""
+    totals: dict[str, int] = {}
+    cursor: str | None = None
+    while True:
+        page = credits.ledger_page(user_id, offer_group=None, limit=200, cursor=cursor)
+        for entry in page.items:
+            if start <= entry.created_at < end and (entry.tokens < 0 or not spent_only):
+                totals[entry.offer_group] = totals.get(entry.offer_group, 0) + entry.tokens
+        cursor = page.next_cursor
+        if cursor is None or (page.items and page.items[-1].created_at < start):
+            return totals
+
+
 def grant_credits(
     user_id: str,
     offer_group: str,
