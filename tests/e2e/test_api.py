@@ -324,3 +324,34 @@ def test_local_payment_success_marks_the_order_paid(api: Api, user_token: str) -
     # Then the order is paid
     order = expect(api.get(f"/orders/{placed['order']['orderId']}", token=user_token), HTTPStatus.OK)
     assert order["status"] == "paid", f"order after a successful payment: {order}"
+
+
+def test_credits_flow_free_order_then_spend_hold_and_ledger(api: Api) -> None:
+    """offers -> free order -> credits -> consume -> hold/capture -> ledger, over HTTP on the real stack."""
+    token = token_for(f"credits-{uuid.uuid4().hex[:8]}")
+    expect(place_order(api, token, FREE_OFFER), HTTPStatus.CREATED)
+    groups = {g["offerGroup"]: g for g in expect(api.get("/credits", token=token), HTTPStatus.OK)["groups"]}
+    assert (groups["Free"]["balance"], groups["AiTokens"]["balance"]) == (10, 20)
+
+    spent = expect(api.post("/credits/AiTokens/consume", token=token, json_body={"count": 5}), HTTPStatus.OK)
+    assert (spent["consumed"], spent["balance"]) == (5, 15)
+    expect_error(
+        api.post("/credits/AiTokens/consume", token=token, json_body={"count": 16}),
+        HTTPStatus.PAYMENT_REQUIRED,
+        "insufficient_credits",
+    )
+
+    hold = expect(api.post("/credits/AiTokens/reservations", token=token, json_body={"count": 10}), HTTPStatus.CREATED)
+    captured = expect(
+        api.post(f"/reservations/{hold['reservationId']}/capture", token=token, json_body={"count": 4}), HTTPStatus.OK
+    )
+    assert captured["status"] == "captured"
+
+    ledger = expect(api.get("/credits/ledger?offerGroup=AiTokens", token=token), HTTPStatus.OK)["entries"]
+    assert [(e["kind"], e["tokens"], e["balanceAfter"]) for e in ledger] == [
+        ("capture", -4, 11),
+        ("hold", 0, 15),
+        ("consume", -5, 15),
+        ("grant", 20, 20),
+    ]
+    assert sum(e["tokens"] for e in ledger) == 11
