@@ -415,3 +415,45 @@ def test_a_spend_refused_for_a_due_lot_is_retried_when_another_caller_expired_it
     result = consume(user_id, group, catalog=catalog, credits=credits)
     # Then it is spent from the lot that is left
     assert result.balance == 4
+
+
+def test_racing_holds_never_overcommit_and_captures_release_exactly(catalog, credits, user_id, group) -> None:  # type: ignore[no-untyped-def]
+    # Given a balance of 50, 40 racing holds of 3 (120 asked)
+    grant(user_id, group, 50, credits)
+
+    def hold(_: int) -> object:
+        return consumption.create_reservation(
+            user_id,
+            group,
+            3,
+            expires_in_seconds=60,
+            idempotency_key=None,
+            catalog=catalog,
+            credits=credits,
+            clock=SystemClock(),
+        )
+
+    outcomes = race(40, hold)
+    held = [outcome for outcome in outcomes if not isinstance(outcome, Exception)]
+    refused = [outcome for outcome in outcomes if isinstance(outcome, InsufficientCreditsError)]
+    # Then exactly 16 fit (48 of 50), the rest are refused, and nothing is set aside twice
+    assert (len(held), len(refused)) == (16, 24)
+    state = group_state(user_id, group, credits)
+    assert (state.balance, state.held, state.available) == (50, 48, 2)
+    # When every hold is captured for 2 and released concurrently (each capture races a release of the same hold)
+    ids = [h.reservation_id for h in held]  # type: ignore[attr-defined]
+
+    def settle(index: int) -> object:
+        reservation_id = ids[index // 2]
+        if index % 2:
+            return consumption.release_reservation(user_id, reservation_id, credits=credits, clock=SystemClock())
+        return consumption.capture_reservation(user_id, reservation_id, 2, credits=credits, clock=SystemClock())
+
+    race(len(ids) * 2, settle)
+    # Then each hold ended exactly one way, and the balance moved by exactly the captured tokens
+    finals = [consumption.get_reservation(user_id, rid, credits=credits) for rid in ids]
+    captured = sum(r.captured for r in finals if r.status.value == "captured")
+    assert all(r.status.value in ("captured", "released") for r in finals)
+    state = group_state(user_id, group, credits)
+    assert (state.held, state.balance, state.available) == (0, 50 - captured, 50 - captured)
+    assert_ledger_consistent(user_id, credits)
