@@ -23,6 +23,7 @@ from usercredits.adapters.dynamodb.repositories import (
     encode_cursor,
     equals_stored,
     group_sk,
+    index_by_expiry,
     item_to_group_state,
     item_to_lot,
     lot_sk,
@@ -400,8 +401,7 @@ def reservation_to_item(user_id: str, reservation: Reservation) -> HoldItem:
         created_at=reservation.created_at,
         updated_at=reservation.updated_at,
     )
-    item.expiry_bucket = f"{reservation.expires_at:%Y-%m-%dT%H}"  # held reservations are in the ByExpiry index
-    item.expires_at = f"{reservation.expires_at.isoformat()}#{user_id}#HOLD#{reservation.reservation_id}"
+    index_by_expiry(item, reservation.expires_at, f"{user_id}#HOLD#{reservation.reservation_id}")  # while held
     return item
 
 

@@ -381,9 +381,14 @@ def lot_to_item(user_id: str, lot: Lot) -> LotItem:
         closed=lot.closed,
     )
     if lot.expires is not None and not lot.closed:  # open lots with an expiry are in the sparse ByExpiry index
-        item.expiry_bucket = f"{lot.expires:%Y-%m-%dT%H}"
-        item.expires_at = f"{lot.expires.isoformat()}#{user_id}#{lot.offer_group}#{lot.lot_id}"
+        index_by_expiry(item, lot.expires, f"{user_id}#{lot.offer_group}#{lot.lot_id}")
     return item
+
+
+def index_by_expiry(item: CreditsItem, expires: datetime, key: str) -> None:
+    """Put an item in the sparse ``ByExpiry`` index: hour bucket + expiry time, ``key`` telling items apart."""
+    item.expiry_bucket = f"{expires:%Y-%m-%dT%H}"
+    item.expires_at = f"{expires.isoformat()}#{key}"
 
 
 def item_to_lot(item: LotItem) -> Lot:
