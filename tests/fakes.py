@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from usercredits.adapters.local_payments import LocalPaymentGateway
-from usercredits.domain.models import GroupState, Offer, Order, OrderStatus, Page, PaymentIntent
+from usercredits.domain.models import GroupState, HistoryEntry, Offer, Order, OrderStatus, Page, PaymentIntent
 from usercredits.domain.ports import IdempotencyRecord, IdempotentReplayError, StaleWindowError
 from usercredits.domain.settlement import Settlement
 from usercredits.errors import ConflictError
@@ -113,15 +113,43 @@ class InMemoryOrderRepository:
         self.orders[(order.user_id, order.order_id)] = order
         self._apply(order.user_id, idempotency, settlement)
 
-    def settle_order(self, settlement: Settlement) -> bool:
+    def settle_order(
+        self, settlement: Settlement, *, read: Order | None = None, idempotency: IdempotencyRecord | None = None
+    ) -> bool:
         order = settlement.order
         stored = self.orders.get((order.user_id, order.order_id))
-        if stored is None or stored.status is not OrderStatus.PENDING:
+        expected = read.status if read else OrderStatus.PENDING
+        if stored is None or stored.status is not expected or (read and stored.updated_at != read.updated_at):
             return False
-        self._check(order.user_id, None, settlement)
+        try:
+            self._check(order.user_id, idempotency, settlement)
+        except IdempotentReplayError:
+            return False
         self.orders[(order.user_id, order.order_id)] = order
-        self._apply(order.user_id, None, settlement)
+        self._apply(order.user_id, idempotency, settlement)
         return True
+
+    def change_status(
+        self, read: Order, status: OrderStatus, message: str, now: datetime, idempotency: IdempotencyRecord | None
+    ) -> bool:
+        stored = self.orders.get((read.user_id, read.order_id))
+        if stored is None or stored.status is not read.status or stored.updated_at != read.updated_at:
+            return False
+        try:
+            self._check(read.user_id, idempotency, None)
+        except IdempotentReplayError:
+            return False
+        entry = HistoryEntry(date=now, status=status, message=message)
+        self.orders[(read.user_id, read.order_id)] = stored.model_copy(
+            update={"status": status, "history": [*stored.history, entry], "updated_at": now}
+        )
+        self._apply(read.user_id, idempotency, None)
+        return True
+
+    def find_by_payment_intent(self, payment_intent_id: str) -> tuple[str, str] | None:
+        return next(
+            ((uid, oid) for (uid, oid), o in self.orders.items() if o.payment_intent_id == payment_intent_id), None
+        )
 
     def set_payment_intent(
         self, order: Order, *, intent_id: str, attempt: int, idempotency: IdempotencyRecord | None

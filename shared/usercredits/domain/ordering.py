@@ -314,27 +314,45 @@ def request_payment(
     return PlacedOrder(order=updated, payment=intent)
 
 
-def apply_order_paid(user_id: str, order_id: str, *, orders: OrderRepository, clock: Clock, message: str) -> Order:
-    """Settle a pending order as paid, exactly once: the single entry point payment code calls.
+#: Statuses an order can still be paid from: a success reported after a failure still pays (webhooks arrive in any
+#: order), but a canceled, inconsistent, refunded or expired order never becomes paid again.
+PAYABLE = frozenset({OrderStatus.PENDING, OrderStatus.REFUSED, OrderStatus.ERROR})
 
-    A second call, or one racing the first, finds the order no longer pending and writes nothing.
+
+def apply_order_paid(
+    user_id: str,
+    order_id: str,
+    *,
+    orders: OrderRepository,
+    clock: Clock,
+    message: str,
+    idempotency: IdempotencyRecord | None = None,
+) -> Order:
+    """Settle an order as paid, exactly once: the single entry point payment code calls.
+
+    One transaction moves the order to ``paid`` (conditional on it being as read), writes its lots and child orders
+    and updates the groups. A second call, or one racing the first, finds it paid and writes nothing. ``idempotency``
+    (e.g. the Stripe event id) is recorded in the same transaction.
     """
-    order = orders.get_order(user_id, order_id)
-    if order is None:
-        raise NotFoundError(f"order {order_id!r} not found")
-    if order.status is OrderStatus.PAID:
-        return order
-    if order.status is not OrderStatus.PENDING:
-        raise ConflictError(f"order {order_id!r} is {order.status.value}, not pending")
-
-    def attempt(current: dict[str, GroupState]) -> Order:
-        settlement = settle_order(order, current, clock.now(), message)
-        if not orders.settle_order(settlement):
+    for _ in range(_WINDOW_RETRIES):
+        order = orders.get_order(user_id, order_id)
+        if order is None:
+            raise NotFoundError(f"order {order_id!r} not found")
+        if order.status is OrderStatus.PAID:
+            return order
+        if order.status not in PAYABLE:
+            raise ConflictError(f"order {order_id!r} is {order.status.value}: it cannot be paid")
+        try:
+            settlement = settle_order(order, dict(orders.group_states(user_id)), clock.now(), message)
+            if orders.settle_order(settlement, read=order, idempotency=idempotency):
+                return settlement.order
+        except StaleWindowError:
+            continue
+        if idempotency is not None:  # recorded already (a redelivery) or the order moved: read it and decide again
             latest = orders.get_order(user_id, order_id)
-            return latest or order
-        return settlement.order
-
-    return _with_window_retries(attempt, dict(orders.group_states(user_id)), lambda: dict(orders.group_states(user_id)))
+            if latest is not None and (latest.status is OrderStatus.PAID or latest.updated_at == order.updated_at):
+                return latest
+    raise ConflictError("the order kept changing; retry")
 
 
 def get_subscription(offer_id: str, caller: Caller, *, orders: OrderRepository, clock: Clock) -> Subscription:

@@ -198,12 +198,25 @@ class OrderRepository(Protocol):
         """
         ...
 
-    def settle_order(self, settlement: Settlement) -> bool:
-        """Move a stored pending order to paid with its windows and child orders, in one transaction.
+    def settle_order(
+        self, settlement: Settlement, *, read: Order | None = None, idempotency: IdempotencyRecord | None = None
+    ) -> bool:
+        """Move a stored order to paid with its lots, windows and child orders, in one transaction conditional on the
+        order being as ``read`` (or pending) and on ``idempotency`` (e.g. the Stripe event id) not being recorded.
 
-        Returns False when the order is no longer pending (it was settled already: nothing is written twice).
+        Returns False when the condition failed (it was settled already, or changed: nothing is written twice).
         Raises ``StaleWindowError`` when a window moved.
         """
+        ...
+
+    def change_status(
+        self, read: Order, status: OrderStatus, message: str, now: datetime, idempotency: IdempotencyRecord | None
+    ) -> bool:
+        """Move an order still as ``read`` to ``status`` with a history entry; False if it changed meanwhile."""
+        ...
+
+    def find_by_payment_intent(self, payment_intent_id: str) -> tuple[str, str] | None:
+        """(userId, orderId) of the order carrying this payment intent."""
         ...
 
     def set_payment_intent(

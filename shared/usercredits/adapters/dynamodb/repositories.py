@@ -480,11 +480,17 @@ class DynamoOrderRepository:
                 self._add_settlement_writes(transaction, settlement)
 
     @translate_errors
-    def settle_order(self, settlement: Settlement) -> bool:
+    def settle_order(
+        self, settlement: Settlement, *, read: Order | None = None, idempotency: IdempotencyRecord | None = None
+    ) -> bool:
         order = settlement.order
         item = OrderItem(pk=user_pk(order.user_id), sk=order_sk(order.order_id))
+        # The order as read decides (status and last update): anything that changed it meanwhile makes this a no-op.
+        condition = OrderItem.status == OrderStatus.PENDING.value
+        if read is not None:
+            condition = (OrderItem.status == read.status.value) & (OrderItem.updated_at == read.updated_at)
         try:
-            with self._transaction(order.user_id, None) as transaction:
+            with self._transaction(order.user_id, idempotency) as transaction:
                 transaction.update(
                     item,
                     actions=[
@@ -497,12 +503,43 @@ class DynamoOrderRepository:
                         OrderItem.history.set([_history_to_attribute(entry) for entry in order.history]),
                         OrderItem.updated_at.set(order.updated_at),
                     ],
-                    condition=OrderItem.status == OrderStatus.PENDING.value,
+                    condition=condition,
                 )
                 self._add_settlement_writes(transaction, settlement)
-        except _OrderNotPendingError:
+        except (_OrderNotPendingError, IdempotentReplayError):
             return False
         return True
+
+    @translate_errors
+    def change_status(
+        self, read: Order, status: OrderStatus, message: str, now: datetime, idempotency: IdempotencyRecord | None
+    ) -> bool:
+        """Move an order to ``status`` with a history entry, if it is still as ``read`` (status and last update).
+        False when it changed meanwhile or ``idempotency`` was recorded already (nothing written)."""
+        entry = HistoryEntry(date=now, status=status, message=message)
+        item = OrderItem(pk=user_pk(read.user_id), sk=order_sk(read.order_id))
+        try:
+            with self._transaction(read.user_id, idempotency) as transaction:
+                transaction.update(
+                    item,
+                    actions=[
+                        OrderItem.status.set(status.value),
+                        OrderItem.history.set(OrderItem.history.append([_history_to_attribute(entry)])),
+                        OrderItem.updated_at.set(now),
+                    ],
+                    condition=(OrderItem.status == read.status.value) & (OrderItem.updated_at == read.updated_at),
+                )
+        except (_OrderNotPendingError, IdempotentReplayError):
+            return False
+        return True
+
+    @translate_errors
+    def find_by_payment_intent(self, payment_intent_id: str) -> tuple[str, str] | None:
+        """(userId, orderId) of the order that carries this payment intent (the ByPaymentIntent index)."""
+        for key in CreditsItem.by_payment_intent.query(payment_intent_id, limit=1):
+            if key.sk.startswith("ORDER#"):
+                return key.pk.removeprefix("USER#"), key.sk.removeprefix("ORDER#")
+        return None
 
     @translate_errors
     def set_payment_intent(
