@@ -1,0 +1,111 @@
+"""Payment events moving orders forward only (fakes; the webhook tests run the same through the handler)."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from tests.fakes import FixedClock, InMemoryCatalogRepository, InMemoryOrderRepository, RecordingPaymentGateway
+from usercredits.domain import ordering
+from usercredits.domain.models import Caller, OrderStatus
+from usercredits.domain.payments import apply_payment_event
+
+
+def intent_event(event_id: str, kind: str, order, **intent) -> dict:  # type: ignore[no-untyped-def,type-arg]
+    body = {
+        "id": order.payment_intent_id,
+        "object": "payment_intent",
+        "amount": order.total.amount,
+        "amount_received": 0,
+        "currency": order.total.currency,
+        "metadata": {"orderId": order.order_id, "userId": order.user_id},
+    } | intent
+    return {"id": event_id, "type": kind, "data": {"object": body}}
+
+
+def succeeded(order, event_id: str = "evt_ok", **extra) -> dict:  # type: ignore[no-untyped-def,type-arg]
+    return intent_event(
+        event_id,
+        "payment_intent.succeeded",
+        order,
+        **({"status": "succeeded", "amount_received": order.total.amount} | extra),
+    )
+
+
+def failed(order, event_id: str = "evt_ko") -> dict:  # type: ignore[no-untyped-def,type-arg]
+    return intent_event(
+        event_id,
+        "payment_intent.payment_failed",
+        order,
+        status="requires_payment_method",
+        last_payment_error={"message": "Your card was declined.", "type": "card_error", "code": "card_declined"},
+    )
+
+
+@pytest.fixture
+def pending(catalog: InMemoryCatalogRepository, orders: InMemoryOrderRepository, clock: FixedClock):  # type: ignore[no-untyped-def]
+    return ordering.place_order(
+        ordering.PlaceOrder("EnterpriseM"),
+        Caller(user_id="alice"),
+        default_currency="usd",
+        catalog=catalog,
+        orders=orders,
+        payments=RecordingPaymentGateway(),
+        clock=clock,
+    ).order
+
+
+def test_succeeded_pays_and_grants_once_even_delivered_five_times(pending, orders, clock) -> None:  # type: ignore[no-untyped-def]
+    outcomes = [apply_payment_event(succeeded(pending), orders=orders, clock=clock) for _ in range(5)]
+    assert outcomes[0] == "paid" and set(outcomes[1:]) == {"unchanged"}
+    assert orders.get_order("alice", pending.order_id).status is OrderStatus.PAID
+    assert orders.group_states("alice")["Enterprise"].paid_orders == 1
+
+
+@pytest.mark.parametrize("sequence", list(itertools.permutations(["ok", "ko"])))
+def test_success_and_failure_in_any_order_end_paid(pending, orders, clock, sequence) -> None:  # type: ignore[no-untyped-def]
+    for step in sequence:
+        apply_payment_event(succeeded(pending) if step == "ok" else failed(pending), orders=orders, clock=clock)
+    order = orders.get_order("alice", pending.order_id)
+    assert order.status is OrderStatus.PAID
+    assert orders.group_states("alice")["Enterprise"].paid_orders == 1
+
+
+def test_failure_is_refused_with_the_cards_message(pending, orders, clock) -> None:  # type: ignore[no-untyped-def]
+    assert apply_payment_event(failed(pending), orders=orders, clock=clock) == "refused"
+    order = orders.get_order("alice", pending.order_id)
+    assert order.history[-1].message == "Your card was declined. - card_error: card_declined"
+
+
+@pytest.mark.parametrize("extra", [{"amount_received": 1}, {"currency": "eur"}])
+def test_amount_or_currency_mismatch_is_inconsistent_and_grants_nothing(pending, orders, clock, extra) -> None:  # type: ignore[no-untyped-def]
+    # Seed T18 / 7.1-5: the status itself becomes inconsistent (not only a history entry), and nothing is granted
+    assert apply_payment_event(succeeded(pending, **extra), orders=orders, clock=clock) == "inconsistent"
+    assert orders.get_order("alice", pending.order_id).status is OrderStatus.INCONSISTENT
+    assert "Enterprise" not in orders.group_states("alice")
+    # a later correct success does not pay an inconsistent order
+    assert apply_payment_event(succeeded(pending, "evt_2"), orders=orders, clock=clock) == "not-payable"
+
+
+def test_requires_action_is_error_and_canceled_after_paid_changes_nothing(pending, orders, clock) -> None:  # type: ignore[no-untyped-def]
+    action = intent_event("evt_a", "payment_intent.requires_action", pending, next_action={"type": "use_stripe_sdk"})
+    assert apply_payment_event(action, orders=orders, clock=clock) == "error"
+    assert apply_payment_event(succeeded(pending), orders=orders, clock=clock) == "paid"
+    canceled = intent_event("evt_c", "payment_intent.canceled", pending)
+    assert apply_payment_event(canceled, orders=orders, clock=clock) == "unchanged"
+    assert orders.get_order("alice", pending.order_id).status is OrderStatus.PAID
+
+
+def test_unknown_types_and_orders_are_acknowledged(pending, orders, clock) -> None:  # type: ignore[no-untyped-def]
+    assert (
+        apply_payment_event({"id": "e", "type": "customer.created", "data": {"object": {}}}, orders=orders, clock=clock)
+        == "ignored"
+    )
+    stranger = intent_event("e2", "payment_intent.succeeded", pending, metadata={}, id="pi_nobody")
+    assert apply_payment_event(stranger, orders=orders, clock=clock) == "unknown-order"
+
+
+def test_order_is_found_by_intent_id_without_metadata(pending, orders, clock) -> None:  # type: ignore[no-untyped-def]
+    event = succeeded(pending, metadata={})
+    assert apply_payment_event(event, orders=orders, clock=clock) == "paid"
