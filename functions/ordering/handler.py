@@ -26,10 +26,11 @@ from ordering.schemas import (
 from usercredits.adapters.dynamodb.repositories import DynamoCatalogRepository, DynamoOrderRepository
 from usercredits.adapters.payments import build_payment_gateway
 from usercredits.domain import ordering
+from usercredits.domain import payments as payment_outcomes
 from usercredits.domain.currencies import is_known_currency
 from usercredits.domain.models import GroupPolicy, Offer, OfferView, Order, OrderStatus
 from usercredits.domain.ports import CatalogRepository, Clock, OrderRepository, PaymentGateway, SystemClock
-from usercredits.errors import InvalidRequestError, NotImplementedYetError
+from usercredits.errors import InvalidRequestError
 from usercredits.http import (
     IdempotencyKeyHeader,
     IdentifierPath,
@@ -160,10 +161,14 @@ def handle_request_payment(orderId: IdentifierPath, idempotency_key: Idempotency
     return OrderWithPayment(order=placed.order, payment=placed.payment)
 
 
-@app.post("/orders/<orderId>/confirm", include_in_schema=False)
-def handle_confirm_order(orderId: str) -> Response[Any]:  # noqa: N803
-    current_caller(app)
-    raise NotImplementedYetError("confirming a payment with the provider arrives with the payments issue")
+@app.post("/orders/<orderId>/confirm", responses=api_responses(S.OK, S.NOT_FOUND, S.CONFLICT))
+def handle_confirm_order(orderId: IdentifierPath) -> Order:  # noqa: N803
+    deps = dependencies()
+    order = payment_outcomes.confirm_order(
+        orderId, current_caller(app), orders=deps.orders, payments=deps.payments, clock=deps.clock
+    )
+    metrics.add_metric(name="OrdersConfirmed", unit=MetricUnit.Count, value=1)
+    return order
 
 
 @app.get("/subscriptions/<offerId>", responses=api_responses(S.OK))

@@ -1,31 +1,76 @@
-"""Stripe webhook function (Lambda Function URL, raw body + ``Stripe-Signature``).
+"""Stripe webhook function (Lambda Function URL): verify the signature on the raw body, then apply the event.
 
-Not built yet (issue 4): answers 501 ``not_implemented`` so Stripe keeps retrying (it retries for 3 days) instead
-of the event being acknowledged and lost.
+Every correctly signed event is answered ``200 {"received": true}`` (handled, ignored or a redelivery); a bad
+signature is ``400 invalid_signature`` with nothing written. A storage failure answers 503, so Stripe retries.
 """
 
 from __future__ import annotations
 
+import base64
+from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from aws_lambda_powertools.event_handler import LambdaFunctionUrlResolver
+from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from usercredits.errors import NotImplementedYetError
+from usercredits.adapters.dynamodb.repositories import DynamoOrderRepository
+from usercredits.adapters.stripe_gateway import intent_state, load_webhook_secret, verify_webhook
+from usercredits.domain import payments
+from usercredits.domain.ports import Clock, OrderRepository, SystemClock
 from usercredits.http import register_error_handlers
 from usercredits.observability import logger, metrics
+from usercredits.settings import StripeWebhookSettings, get_stripe_webhook_settings
 
 app = LambdaFunctionUrlResolver()
 register_error_handlers(app)  # type: ignore[arg-type]
 
 
+@dataclass(frozen=True)
+class Dependencies:
+    settings: StripeWebhookSettings
+    orders: OrderRepository
+    clock: Clock
+
+
+@lru_cache
+def dependencies() -> Dependencies:
+    """Composition root: real adapters built on first use (none at import time)."""
+    return Dependencies(settings=get_stripe_webhook_settings(), orders=DynamoOrderRepository(), clock=SystemClock())
+
+
+def _webhook_secret(settings: StripeWebhookSettings) -> str:
+    if settings.PAYMENT_PROVIDER == "local":
+        return settings.LOCAL_WEBHOOK_SECRET
+    return load_webhook_secret(settings.STRIPE_SECRET_NAME)
+
+
+def _raw_body() -> bytes:
+    # Verify exactly the bytes Stripe signed: never a re-serialised body.
+    event = app.current_event
+    body = event.body or ""
+    return base64.b64decode(body) if event.is_base64_encoded else body.encode("utf-8")
+
+
 @app.post("/")
 def handle_stripe_event() -> dict[str, Any]:
-    raise NotImplementedYetError("Stripe webhooks are not handled yet; Stripe will retry the delivery")
+    deps = dependencies()
+    signature = app.current_event.headers.get("stripe-signature")
+    event = verify_webhook(_raw_body(), signature, _webhook_secret(deps.settings))
+    kind, intent = str(event["type"]), (event.get("data") or {}).get("object") or {}
+    outcome = "ignored"
+    if kind in payments.HANDLED and intent.get("id"):
+        outcome = payments.apply_payment_event(
+            str(event["id"]), kind, intent_state(intent), orders=deps.orders, clock=deps.clock
+        )
+    logger.info("stripe event applied", extra={"event_id": event["id"], "type": kind, "outcome": outcome})
+    metrics.add_metric(name="StripeEventsApplied", unit=MetricUnit.Count, value=1)
+    return {"received": True}
 
 
 @logger.inject_lambda_context
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    """Function URL entry point; 501 until the payments capability lands (nothing is acknowledged, nothing lost)."""
+    """Function URL entry point (payload 2.0): 200 for every verified event, 400 for a bad signature."""
     return app.resolve(event, context)

@@ -288,9 +288,15 @@ def test_throttled_storage_is_503_with_retry_after(ordering_api, monkeypatch) ->
     assert (status, body["error"], headers.get("Retry-After")) == (S.SERVICE_UNAVAILABLE, "unavailable", "1")
 
 
-def test_confirm_is_declared_but_not_built(ordering_api) -> None:  # type: ignore[no-untyped-def]
-    status, body, _ = ordering_api(CONFIRM)
-    assert (status, body["error"]) == (S.NOT_IMPLEMENTED, "not_implemented")
+def test_confirm_reconciles_with_the_provider(ordering_api) -> None:  # type: ignore[no-untyped-def]
+    # The local provider keeps no state (outcomes arrive as signed events), so confirm leaves a pending order as it is
+    order = create(ordering_api, "EnterpriseM", 1)[1]["order"]
+    status, body, _ = ordering_api(CONFIRM, path=f"/orders/{order['orderId']}/confirm")
+    assert (status, body["status"]) == (S.OK, "pending")
+    free = create(ordering_api, "Free")[1]["order"]
+    status, body, _ = ordering_api(CONFIRM, path=f"/orders/{free['orderId']}/confirm")
+    assert (status, body["error"]) == (S.CONFLICT, "conflict")  # no payment intent to reconcile
+    assert ordering_api(CONFIRM, path="/orders/01NOPE/confirm")[0] == S.NOT_FOUND
 
 
 @pytest.mark.parametrize("content_type", ["text/plain", "multipart/form-data", "application/x-www-form-urlencoded"])

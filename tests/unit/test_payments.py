@@ -7,9 +7,9 @@ import itertools
 import pytest
 
 from tests.fakes import FixedClock, InMemoryCatalogRepository, InMemoryOrderRepository, RecordingPaymentGateway
-from usercredits.domain import ordering
+from usercredits.adapters.stripe_gateway import intent_state
+from usercredits.domain import ordering, payments
 from usercredits.domain.models import Caller, OrderStatus
-from usercredits.domain.payments import apply_payment_event
 
 
 def intent_event(event_id: str, kind: str, order, **intent) -> dict:  # type: ignore[no-untyped-def,type-arg]
@@ -41,6 +41,14 @@ def failed(order, event_id: str = "evt_ko") -> dict:  # type: ignore[no-untyped-
         status="requires_payment_method",
         last_payment_error={"message": "Your card was declined.", "type": "card_error", "code": "card_declined"},
     )
+
+
+def apply_payment_event(event: dict, *, orders, clock) -> str:  # type: ignore[no-untyped-def,type-arg]
+    """What the webhook handler does with a verified event."""
+    obj = event["data"]["object"]
+    if event["type"] not in payments.HANDLED or not obj.get("id"):
+        return "ignored"
+    return payments.apply_payment_event(event["id"], event["type"], intent_state(obj), orders=orders, clock=clock)
 
 
 @pytest.fixture
@@ -89,10 +97,16 @@ def test_amount_or_currency_mismatch_is_inconsistent_and_grants_nothing(pending,
 
 
 def test_requires_action_is_error_and_canceled_after_paid_changes_nothing(pending, orders, clock) -> None:  # type: ignore[no-untyped-def]
-    action = intent_event("evt_a", "payment_intent.requires_action", pending, next_action={"type": "use_stripe_sdk"})
+    action = intent_event(
+        "evt_a",
+        "payment_intent.requires_action",
+        pending,
+        status="requires_action",
+        next_action={"type": "use_stripe_sdk"},
+    )
     assert apply_payment_event(action, orders=orders, clock=clock) == "error"
     assert apply_payment_event(succeeded(pending), orders=orders, clock=clock) == "paid"
-    canceled = intent_event("evt_c", "payment_intent.canceled", pending)
+    canceled = intent_event("evt_c", "payment_intent.canceled", pending, status="canceled")
     assert apply_payment_event(canceled, orders=orders, clock=clock) == "unchanged"
     assert orders.get_order("alice", pending.order_id).status is OrderStatus.PAID
 

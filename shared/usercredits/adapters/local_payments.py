@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 
-from usercredits.domain.models import Order, PaymentIntent
+from usercredits.domain.models import IntentState, Order, PaymentIntent
 
 
 class LocalPaymentGateway:
@@ -27,3 +27,13 @@ class LocalPaymentGateway:
         return PaymentIntent(
             provider=self.provider, payment_intent_id=intent_id, client_secret=f"{intent_id}_secret_{signature}"
         )
+
+    def retrieve_intent(self, intent_id: str) -> IntentState:
+        # The local provider keeps no state: outcomes arrive as signed events (POST /_local/payments/...), so a
+        # confirm sees "processing" and leaves the order as it is.
+        return IntentState(
+            payment_intent_id=intent_id, status="processing", amount=0, amount_received=0, currency="", metadata={}
+        )
+
+    def cancel_intent(self, intent_id: str) -> None:
+        """Nothing to cancel: a local intent only moves when the simulation sends an event."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Literal
@@ -305,6 +306,24 @@ class PaymentIntent(DomainModel):
     provider: str
     payment_intent_id: str
     client_secret: str
+
+
+@dataclass(frozen=True)
+class IntentState:
+    """What the ordering use cases need from a PaymentIntent read back from Stripe (no card data, no secret).
+
+    ``last_error`` is formatted like the seed's history message: ``"<message> - <type>: <code>"``; ``next_action`` is
+    the type of the action the customer must take (``use_stripe_sdk``, ``redirect_to_url``...).
+    """
+
+    payment_intent_id: str
+    status: str
+    amount: int
+    amount_received: int
+    currency: str
+    metadata: dict[str, str]
+    last_error: str | None = None
+    next_action: str | None = None
 
 
 class Caller(DomainModel):

@@ -311,6 +311,10 @@ def request_payment(
         first_attempt = int(replay.result_id.rsplit(":", 1)[1])
         current = get_order(order_id, caller, orders=orders)
         return PlacedOrder(order=current, payment=payments.create_intent(current, attempt=first_attempt))
+    if order.payment_intent_id and order.payment_intent_id != intent.payment_intent_id:
+        # Only now that the order points at the new intent: the abandoned one is canceled so it cannot be paid too
+        # (a no-op if it already ended; one that succeeded meanwhile still pays the order through its webhook).
+        payments.cancel_intent(order.payment_intent_id)
     return PlacedOrder(order=updated, payment=intent)
 
 

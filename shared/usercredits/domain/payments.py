@@ -1,17 +1,17 @@
-"""Payment outcomes: verified Stripe events (or their local simulation) moving orders along their state machine.
+"""Payment outcomes: what the provider says about an intent (a verified webhook event, or a confirm that reads it
+back) moving its order along the order state machine.
 
-Orders only move forward: ``pending`` → ``paid`` | ``refused`` | ``error`` | ``canceled`` | ``inconsistent``, with a
-success after a failure still paying (webhooks arrive in any order). Each change is one conditional write that also
-records the Stripe event id, so a redelivered event changes nothing. Refunds and disputes come next (issue 4).
+Orders only move forward: ``pending`` → ``paid`` | ``refused`` | ``error`` | ``canceled`` | ``inconsistent``, and a
+success after a failure still pays (webhooks arrive in any order). Each change is one conditional write that also
+records what caused it (the Stripe event id), so a redelivered event changes nothing; a webhook racing the confirm
+route grants once because both end in ``apply_order_paid``.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
-from usercredits.domain.models import Order, OrderStatus
-from usercredits.domain.ordering import PAYABLE, apply_order_paid
-from usercredits.domain.ports import Clock, IdempotencyRecord, OrderRepository
+from usercredits.domain.models import Caller, IntentState, Order, OrderStatus
+from usercredits.domain.ordering import PAYABLE, apply_order_paid, get_order
+from usercredits.domain.ports import Clock, IdempotencyRecord, OrderRepository, PaymentGateway
 from usercredits.errors import ConflictError
 
 #: Where a failure-like outcome may come from (a paid order is never refused afterwards, and so on).
@@ -21,6 +21,7 @@ _FROM = {
     OrderStatus.CANCELED: PAYABLE,
     OrderStatus.INCONSISTENT: PAYABLE,
 }
+#: The webhook event types that carry a payment intent outcome; others are acknowledged and ignored.
 HANDLED = frozenset(
     {
         "payment_intent.succeeded",
@@ -31,60 +32,69 @@ HANDLED = frozenset(
 )
 
 
-def apply_payment_event(event: dict[str, Any], *, orders: OrderRepository, clock: Clock) -> str:
-    """Apply one verified payment event to its order; returns what happened (for logs and metrics).
+def apply_payment_event(event_id: str, kind: str, intent: IntentState, *, orders: OrderRepository, clock: Clock) -> str:
+    """Apply one verified webhook event to its order; returns what happened (for logs and metrics).
 
     The order is found from the intent's ``metadata`` (``orderId``/``userId``, set when the intent was created) or,
-    failing that, through the intent id. Unknown event types and intents of no order are acknowledged and ignored.
+    failing that, through the intent id. Unknown types and intents of no order are acknowledged and ignored.
     """
-    kind = str(event.get("type", ""))
     if kind not in HANDLED:
         return "ignored"
-    intent: dict[str, Any] = (event.get("data") or {}).get("object") or {}
     found = _order_of(intent, orders)
-    if found is None:
-        return "unknown-order"
-    order = orders.get_order(*found)
+    order = orders.get_order(*found) if found else None
     if order is None:
         return "unknown-order"
-    record = IdempotencyRecord.of("stripe-event", str(event.get("id")), {"type": kind}, order.order_id)
-    if kind == "payment_intent.succeeded":
+    record = IdempotencyRecord.of("stripe-event", event_id, {"type": kind}, order.order_id)
+    return apply_intent(order, intent, record, orders=orders, clock=clock)
+
+
+def confirm_order(
+    order_id: str, caller: Caller, *, orders: OrderRepository, payments: PaymentGateway, clock: Clock
+) -> Order:
+    """Reconcile an order with its payment intent as the provider reports it now (the seed's afterPaymentExecuted)."""
+    order = get_order(order_id, caller, orders=orders)
+    if order.payment_intent_id is None:
+        raise ConflictError(f"order {order_id!r} has no payment intent")
+    intent = payments.retrieve_intent(order.payment_intent_id)
+    record = IdempotencyRecord.of("confirm", f"{intent.payment_intent_id}:{intent.status}", {}, order.order_id)
+    apply_intent(order, intent, record, orders=orders, clock=clock)
+    return get_order(order_id, caller, orders=orders)
+
+
+def apply_intent(
+    order: Order, intent: IntentState, record: IdempotencyRecord, *, orders: OrderRepository, clock: Clock
+) -> str:
+    """Move ``order`` according to its intent's status: succeeded pays (if amount and currency match), a card that
+    needs another payment method refuses, an action we do not handle is an error, canceled cancels; anything else
+    (processing...) leaves it as it is."""
+    if intent.status == "succeeded":
         return _succeeded(order, intent, record, orders=orders, clock=clock)
-    status, message = _failure(kind, intent)
-    return _move(order, status, message, record, orders=orders, clock=clock)
+    if intent.status == "requires_payment_method" and intent.last_error:
+        return _move(order, OrderStatus.REFUSED, intent.last_error, record, orders=orders, clock=clock)
+    if intent.status == "requires_action":
+        message = f"Payment requires an action we don't handle: {intent.next_action or 'unknown'}"
+        return _move(order, OrderStatus.ERROR, message, record, orders=orders, clock=clock)
+    if intent.status == "canceled":
+        return _move(order, OrderStatus.CANCELED, "Payment canceled", record, orders=orders, clock=clock)
+    return "unchanged"
 
 
-def _failure(kind: str, intent: dict[str, Any]) -> tuple[OrderStatus, str]:
-    """The status and history message of a failure-like intent event."""
-    if kind == "payment_intent.payment_failed":
-        error = intent.get("last_payment_error") or {}
-        message = f"{error.get('message', 'Payment failed')} - {error.get('type', '?')}: {error.get('code', '?')}"
-        return OrderStatus.REFUSED, message
-    if kind == "payment_intent.requires_action":
-        action = (intent.get("next_action") or {}).get("type", "unknown")
-        return OrderStatus.ERROR, f"Payment requires an action we don't handle: {action}"
-    return OrderStatus.CANCELED, "Payment canceled"
-
-
-def _order_of(intent: dict[str, Any], orders: OrderRepository) -> tuple[str, str] | None:
-    metadata = intent.get("metadata") or {}
+def _order_of(intent: IntentState, orders: OrderRepository) -> tuple[str, str] | None:
+    metadata = intent.metadata or {}
     if metadata.get("orderId") and metadata.get("userId"):
         return str(metadata["userId"]), str(metadata["orderId"])
-    intent_id = intent.get("id")
-    return orders.find_by_payment_intent(str(intent_id)) if intent_id else None
+    return orders.find_by_payment_intent(intent.payment_intent_id) if intent.payment_intent_id else None
 
 
 def _succeeded(
-    order: Order, intent: dict[str, Any], record: IdempotencyRecord, *, orders: OrderRepository, clock: Clock
+    order: Order, intent: IntentState, record: IdempotencyRecord, *, orders: OrderRepository, clock: Clock
 ) -> str:
     if order.status is OrderStatus.PAID:
         return "unchanged"  # a redelivery, or the confirm route got there first
-    received = int(intent.get("amount_received") or 0)
-    currency = str(intent.get("currency", "")).lower()
-    if received != order.total.amount or currency != order.total.currency:
-        # Seed 2.11 / 7.1-5: never credit a payment that does not match; the order now says so.
+    if intent.amount_received != order.total.amount or intent.currency.lower() != order.total.currency:
+        # Seed 2.11 / 7.1-5: never credit a payment that does not match; the order's status now says so.
         message = (
-            f"Payment amount or currency not corresponding: received {received} {currency}, "
+            f"Payment amount or currency not corresponding: received {intent.amount_received} {intent.currency}, "
             f"expected {order.total.amount} {order.total.currency}"
         )
         return _move(order, OrderStatus.INCONSISTENT, message, record, orders=orders, clock=clock)
@@ -94,7 +104,7 @@ def _succeeded(
             order.order_id,
             orders=orders,
             clock=clock,
-            message=f"Payment succeeded ({intent.get('id')})",
+            message=f"Payment succeeded ({intent.payment_intent_id})",
             idempotency=record,
         )
     except ConflictError:
@@ -118,6 +128,6 @@ def _move(
             return status.value
         latest = orders.get_order(order.user_id, order.order_id)
         if latest is None or latest.updated_at == order.updated_at:
-            return "unchanged"  # the event was recorded already
+            return "unchanged"  # what caused it was recorded already
         order = latest
     return "unchanged"

@@ -12,6 +12,7 @@ from typing import Protocol
 from usercredits.domain.models import (
     GroupPolicy,
     GroupState,
+    IntentState,
     LedgerEntry,
     Lot,
     Movement,
@@ -245,4 +246,12 @@ class PaymentGateway(Protocol):
 
     def create_intent(self, order: Order, attempt: int) -> PaymentIntent:
         """Create (or, for the same order and attempt, return again) the intent that collects ``order.total``."""
+        ...
+
+    def retrieve_intent(self, intent_id: str) -> IntentState:
+        """The intent as the provider sees it now (status, amounts, last error, next action)."""
+        ...
+
+    def cancel_intent(self, intent_id: str) -> None:
+        """Cancel an abandoned intent (no-op when it already ended)."""
         ...

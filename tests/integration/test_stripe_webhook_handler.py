@@ -1,0 +1,129 @@
+"""The webhook function end to end on moto, with real HMAC signatures (the local webhook secret)."""
+
+from __future__ import annotations
+
+import base64
+import copy
+import json
+import os
+import time
+from http import HTTPStatus as S
+from typing import Any
+
+import pytest
+
+from tests.conftest import load_event
+from tests.integration.conftest import Call
+from usercredits.adapters.stripe_gateway import sign_payload
+
+SECRET = os.environ["LOCAL_WEBHOOK_SECRET"]
+
+
+@pytest.fixture
+def webhook(moto_tables: None, lambda_context: Any):  # type: ignore[no-untyped-def]
+    from stripe_webhook import handler
+
+    handler.dependencies.cache_clear()
+
+    def deliver(
+        event: dict[str, Any] | None = None,
+        *,
+        raw: bytes | None = None,
+        signature: str | None = "sign",
+        base64_body: bool = False,
+    ) -> tuple[int, Any]:
+        payload = raw if raw is not None else json.dumps(event).encode()
+        request = copy.deepcopy(load_event("stripe_webhook/payment_intent_succeeded.json"))
+        request["headers"].pop("stripe-signature", None)
+        if signature == "sign":
+            request["headers"]["stripe-signature"] = sign_payload(payload, SECRET)
+        elif signature is not None:
+            request["headers"]["stripe-signature"] = signature
+        request["body"] = base64.b64encode(payload).decode() if base64_body else payload.decode("utf-8", "replace")
+        request["isBase64Encoded"] = base64_body
+        response = handler.lambda_handler(request, lambda_context)
+        return response["statusCode"], json.loads(response["body"])
+
+    yield deliver
+    handler.dependencies.cache_clear()
+
+
+def intent_event(event_id: str, kind: str, order: dict[str, Any], **intent: Any) -> dict[str, Any]:
+    body = {
+        "id": order["paymentIntentId"],
+        "object": "payment_intent",
+        "amount": order["total"]["amount"],
+        "amount_received": 0,
+        "currency": order["total"]["currency"],
+        "metadata": {"orderId": order["orderId"], "userId": order["userId"]},
+    } | intent
+    return {"id": event_id, "object": "event", "type": kind, "data": {"object": body}}
+
+
+def succeeded(order: dict[str, Any], event_id: str = "evt_ok") -> dict[str, Any]:
+    return intent_event(
+        event_id, "payment_intent.succeeded", order, status="succeeded", amount_received=order["total"]["amount"]
+    )
+
+
+@pytest.fixture
+def pending_order(ordering_api: Call) -> dict[str, Any]:
+    return ordering_api("ordering/create_order.json", body={"offerId": "EnterpriseM"})[1]["order"]
+
+
+def test_signed_success_pays_the_order_and_grants_its_lots(
+    webhook, pending_order, ordering_api, consumption_api
+) -> None:  # type: ignore[no-untyped-def]
+    assert webhook(succeeded(pending_order)) == (S.OK, {"received": True})
+    order = ordering_api("ordering/get_order.json", path=f"/orders/{pending_order['orderId']}")[1]
+    assert order["status"] == "paid"
+    groups = {g["offerGroup"]: g["balance"] for g in consumption_api("consumption/get_credits.json")[1]["groups"]}
+    assert groups == {"Enterprise": 150, "AiTokens": 300, "VIP_BACK_LINK": 1}
+
+
+def test_the_same_event_five_times_grants_once(webhook, pending_order, consumption_api) -> None:  # type: ignore[no-untyped-def]
+    for _ in range(5):
+        assert webhook(succeeded(pending_order))[0] == S.OK
+    ledger = consumption_api("consumption/get_ledger.json", query={"offerGroup": "Enterprise"})[1]["entries"]
+    assert [entry["kind"] for entry in ledger] == ["grant"]
+
+
+def test_failure_then_success_still_pays(webhook, pending_order, ordering_api) -> None:  # type: ignore[no-untyped-def]
+    failed = intent_event(
+        "evt_ko",
+        "payment_intent.payment_failed",
+        pending_order,
+        status="requires_payment_method",
+        last_payment_error={"message": "Declined", "type": "card_error", "code": "card_declined"},
+    )
+    assert webhook(failed)[0] == S.OK
+    assert ordering_api("ordering/get_order.json", path=f"/orders/{pending_order['orderId']}")[1]["status"] == "refused"
+    assert webhook(succeeded(pending_order))[0] == S.OK
+    assert ordering_api("ordering/get_order.json", path=f"/orders/{pending_order['orderId']}")[1]["status"] == "paid"
+
+
+def test_base64_bodies_are_verified_on_their_raw_bytes(webhook, pending_order) -> None:  # type: ignore[no-untyped-def]
+    assert webhook(succeeded(pending_order), base64_body=True) == (S.OK, {"received": True})
+
+
+@pytest.mark.parametrize(
+    "signature",
+    [
+        None,
+        "garbage",
+        "t=1,v1=00",
+        sign_payload(b"{}", SECRET),
+        sign_payload(b"x", "whsec_other"),
+        sign_payload(b"x", SECRET, timestamp=int(time.time()) - 3600),
+    ],
+)
+def test_bad_signatures_are_400_and_write_nothing(webhook, pending_order, ordering_api, signature) -> None:  # type: ignore[no-untyped-def]
+    status, body = webhook(succeeded(pending_order), signature=signature)
+    assert (status, body["error"]) == (S.BAD_REQUEST, "invalid_signature")
+    assert ordering_api("ordering/get_order.json", path=f"/orders/{pending_order['orderId']}")[1]["status"] == "pending"
+
+
+def test_unknown_types_and_unknown_orders_are_acknowledged(webhook) -> None:  # type: ignore[no-untyped-def]
+    assert webhook({"id": "evt_x", "type": "customer.created", "data": {"object": {}}}) == (S.OK, {"received": True})
+    stranger = {"id": "evt_y", "type": "payment_intent.succeeded", "data": {"object": {"id": "pi_nobody"}}}
+    assert webhook(stranger) == (S.OK, {"received": True})

@@ -1,0 +1,363 @@
+"""A small fake of the Stripe API on 127.0.0.1, for the real ``stripe`` SDK (no stripe-mock exists offline).
+
+It understands what ``usercredits.adapters.stripe_gateway`` calls:
+
+- ``POST /v1/payment_intents`` (form-encoded, ``a[b]=c``): a realistic PaymentIntent ``pi_...`` with its
+  ``client_secret``; a repeated ``Idempotency-Key`` replays the first answer (``Idempotent-Replayed: true``), or
+  answers 400 ``idempotency_error`` when the parameters differ, as Stripe does;
+- ``GET /v1/payment_intents/{id}``;
+- ``POST /v1/payment_intents/{id}/cancel`` (400 ``payment_intent_unexpected_state`` for a succeeded or canceled intent).
+
+Every request is recorded (method, path, parsed form, lower-cased headers). Tests change an intent with
+``set_intent(id, status=..., amount_received=..., last_payment_error=..., next_action=...)`` and make the next calls
+fail with ``fail_next(...)``, ``fail_next_with_card_error(...)`` or ``delay_next(...)``.
+
+Usage::
+
+    with FakeStripe() as fake:
+        gateway = StripeGateway("sk_test_x", api_base=fake.url, max_network_retries=0)
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Self
+from urllib.parse import parse_qsl, urlsplit
+
+INTENT_PATH = re.compile(r"^/v1/payment_intents/(?P<id>[A-Za-z0-9_]+)$")
+CANCEL_PATH = re.compile(r"^/v1/payment_intents/(?P<id>[A-Za-z0-9_]+)/cancel$")
+_KEY = re.compile(r"^(?P<head>[^\[\]]+)(?P<rest>(\[[^\[\]]*\])*)$")
+CANCELABLE = frozenset(
+    {"requires_payment_method", "requires_capture", "requires_confirmation", "requires_action", "processing"}
+)
+# Stripe lets a "processing" intent be canceled only in rare cases; the fake refuses it, like most real ones.
+CANCELABLE_HERE = CANCELABLE - {"processing"}
+
+
+def parse_form(body: str) -> dict[str, Any]:
+    """Stripe's form encoding back to nested values: ``metadata[orderId]=o1`` → ``{"metadata": {"orderId": "o1"}}``,
+    ``a[0][b]=c`` → ``{"a": [{"b": "c"}]}``. Leaves stay strings, as on the wire (``"true"``, ``"1999"``)."""
+    root: dict[str, Any] = {}
+    for key, value in parse_qsl(body, keep_blank_values=True):
+        match = _KEY.match(key)
+        if match is None:
+            raise ValueError(f"bad form key {key!r}")
+        path = [match["head"], *re.findall(r"\[([^\[\]]*)\]", match["rest"])]
+        node = root
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+        node[path[-1]] = value
+    parsed: dict[str, Any] = _lists(root)
+    return parsed
+
+
+def _lists(node: Any) -> Any:
+    if not isinstance(node, dict):
+        return node
+    values = {key: _lists(value) for key, value in node.items()}
+    if values and all(key.isdigit() for key in values):
+        return [values[key] for key in sorted(values, key=int)]
+    return values
+
+
+@dataclass(frozen=True)
+class RecordedRequest:
+    method: str
+    path: str
+    form: dict[str, Any]
+    headers: dict[str, str]
+
+    @property
+    def idempotency_key(self) -> str | None:
+        return self.headers.get("idempotency-key")
+
+
+@dataclass
+class _Failure:
+    status: int
+    error: dict[str, Any]
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+class FakeStripe:
+    """The fake API server; a context manager starting it on a free port of 127.0.0.1 in a thread."""
+
+    def __init__(self, *, api_key: str | None = None) -> None:
+        #: When set, requests must carry ``Authorization: Bearer <api_key>`` (401 otherwise).
+        self.api_key = api_key
+        self.requests: list[RecordedRequest] = []
+        self.intents: dict[str, dict[str, Any]] = {}
+        self._idempotent: dict[str, tuple[str, dict[str, Any], int, dict[str, Any]]] = {}
+        self._failures: deque[_Failure] = deque()
+        self._delays: deque[float] = deque()
+        self._lock = threading.Lock()
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+
+    # ---- lifecycle -------------------------------------------------------------------------------------------------
+
+    def start(self) -> Self:
+        self._server = _Server(("127.0.0.1", 0), _Handler)
+        self._server.fake = self
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="fake-stripe", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        self._server = self._thread = None
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def url(self) -> str:
+        assert self._server is not None, "FakeStripe is not started"
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    # ---- test controls ---------------------------------------------------------------------------------------------
+
+    def set_intent(self, intent_id: str, **fields: Any) -> dict[str, Any]:
+        """Change an intent as Stripe would after the customer acted (``status``, ``amount_received``, ...)."""
+        with self._lock:
+            intent = self.intents[intent_id]
+            intent.update(fields)
+            return dict(intent)
+
+    def fail_next(
+        self,
+        status: int,
+        *,
+        error_type: str | None = None,
+        code: str | None = None,
+        message: str = "An error occurred with our connection to Stripe.",
+        headers: dict[str, str] | None = None,
+        times: int = 1,
+        **extra: Any,
+    ) -> None:
+        """The next ``times`` requests answer ``status`` with a Stripe error body (type guessed from the status)."""
+        kind = error_type or {402: "card_error", 429: "invalid_request_error"}.get(
+            status, "api_error" if status >= 500 else "invalid_request_error"
+        )
+        error = {"type": kind, "message": message, **({"code": code} if code else {}), **extra}
+        with self._lock:
+            self._failures.extend(_Failure(status, error, dict(headers or {})) for _ in range(times))
+
+    def fail_next_with_card_error(
+        self,
+        code: str = "card_declined",
+        decline_code: str = "generic_decline",
+        message: str = "Your card was declined.",
+    ) -> None:
+        """The next request answers 402 ``card_error``, with the card details a real one carries."""
+        self.fail_next(
+            402,
+            code=code,
+            message=message,
+            decline_code=decline_code,
+            doc_url=f"https://stripe.com/docs/error-codes/{code}",
+            payment_method={
+                "id": "pm_fake_card",
+                "object": "payment_method",
+                "type": "card",
+                "card": {"brand": "visa", "last4": "0002", "exp_month": 12, "exp_year": 2031, "country": "US"},
+            },
+        )
+
+    def delay_next(self, seconds: float) -> None:
+        """The next request is answered only after ``seconds`` (to trigger the client's timeout)."""
+        with self._lock:
+            self._delays.append(seconds)
+
+    def posts(self, path: str = "/v1/payment_intents") -> list[RecordedRequest]:
+        return [request for request in self.requests if request.method == "POST" and request.path == path]
+
+    # ---- API -------------------------------------------------------------------------------------------------------
+
+    def handle(self, method: str, path: str, form: dict[str, Any], headers: dict[str, str]) -> _Answer:
+        with self._lock:
+            self.requests.append(RecordedRequest(method, path, form, headers))
+            delay = self._delays.popleft() if self._delays else 0.0
+            failure = self._failures.popleft() if self._failures else None
+        if delay:
+            time.sleep(delay)
+        if failure is not None:
+            return _Answer(failure.status, {"error": failure.error}, failure.headers)
+        if self.api_key is not None and headers.get("authorization") != f"Bearer {self.api_key}":
+            return _error(401, "invalid_request_error", "Invalid API Key provided: sk_****", None)
+        key = headers.get("idempotency-key") if method == "POST" else None
+        if key is None:
+            return self._route(method, path, form)
+        with self._lock:
+            seen = self._idempotent.get(key)
+        if seen is not None:
+            if (seen[0], seen[1]) != (path, form):
+                return _error(
+                    400,
+                    "idempotency_error",
+                    "Keys for idempotent requests can only be used with the same parameters they were first used with.",
+                    None,
+                )
+            return _Answer(seen[2], seen[3], {"Idempotent-Replayed": "true"})
+        answer = self._route(method, path, form)
+        if answer.status < 500:
+            with self._lock:
+                self._idempotent.setdefault(key, (path, form, answer.status, answer.body))
+        return answer
+
+    def _route(self, method: str, path: str, form: dict[str, Any]) -> _Answer:
+        if method == "POST" and path == "/v1/payment_intents":
+            return self._create(form)
+        if method == "GET" and (match := INTENT_PATH.match(path)):
+            return self._read(match["id"])
+        if method == "POST" and (match := CANCEL_PATH.match(path)):
+            return self._cancel(match["id"], form)
+        return _error(404, "invalid_request_error", f"Unrecognized request URL ({method}: {path}).", None)
+
+    def _create(self, form: dict[str, Any]) -> _Answer:
+        amount, currency = form.get("amount", ""), form.get("currency", "")
+        if not amount.isdigit() or int(amount) < 1:
+            return _error(
+                400, "invalid_request_error", "Invalid positive integer", "parameter_invalid_integer", "amount"
+            )
+        if not re.fullmatch(r"[a-z]{3}", currency):
+            return _error(400, "invalid_request_error", "Invalid currency", "parameter_invalid_string", "currency")
+        intent_id = f"pi_{secrets.token_hex(12)}"
+        automatic = form.get("automatic_payment_methods") or {}
+        intent: dict[str, Any] = {
+            "id": intent_id,
+            "object": "payment_intent",
+            "amount": int(amount),
+            "amount_capturable": 0,
+            "amount_received": 0,
+            "automatic_payment_methods": (
+                {"enabled": True, "allow_redirects": "always"} if automatic.get("enabled") == "true" else None
+            ),
+            "canceled_at": None,
+            "cancellation_reason": None,
+            "capture_method": "automatic",
+            "client_secret": f"{intent_id}_secret_{secrets.token_hex(12)}",
+            "confirmation_method": "automatic",
+            "created": int(time.time()),
+            "currency": currency,
+            "customer": form.get("customer"),
+            "description": form.get("description"),
+            "last_payment_error": None,
+            "latest_charge": None,
+            "livemode": False,
+            "metadata": dict(form.get("metadata") or {}),
+            "next_action": None,
+            "payment_method": None,
+            "payment_method_types": ["card"],
+            "status": "requires_payment_method",
+        }
+        with self._lock:
+            self.intents[intent_id] = intent
+            return _Answer(200, dict(intent))
+
+    def _read(self, intent_id: str) -> _Answer:
+        with self._lock:
+            intent = self.intents.get(intent_id)
+            if intent is None:
+                return _missing(intent_id)
+            return _Answer(200, dict(intent))
+
+    def _cancel(self, intent_id: str, form: dict[str, Any]) -> _Answer:
+        with self._lock:
+            intent = self.intents.get(intent_id)
+            if intent is None:
+                return _missing(intent_id)
+            if intent["status"] not in CANCELABLE_HERE:
+                allowed = ", ".join(sorted(CANCELABLE))
+                message = (
+                    f"You cannot cancel this PaymentIntent because it has a status of {intent['status']}. Only a "
+                    f"PaymentIntent with one of the following statuses may be canceled: {allowed}."
+                )
+                answer = _error(400, "invalid_request_error", message, "payment_intent_unexpected_state")
+                answer.body["error"]["payment_intent"] = dict(intent)
+                return answer
+            intent.update(
+                status="canceled",
+                canceled_at=int(time.time()),
+                cancellation_reason=form.get("cancellation_reason"),
+            )
+            return _Answer(200, dict(intent))
+
+
+@dataclass
+class _Answer:
+    status: int
+    body: dict[str, Any]
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def _error(status: int, kind: str, message: str, code: str | None, param: str | None = None) -> _Answer:
+    error: dict[str, Any] = {"type": kind, "message": message}
+    if code:
+        error["code"] = code
+    if param:
+        error["param"] = param
+    return _Answer(status, {"error": error})
+
+
+def _missing(intent_id: str) -> _Answer:
+    return _error(404, "invalid_request_error", f"No such payment_intent: '{intent_id}'", "resource_missing", "intent")
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    fake: FakeStripe
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+
+    def do_GET(self) -> None:
+        self._serve("GET")
+
+    def do_POST(self) -> None:
+        self._serve("POST")
+
+    def _serve(self, method: str) -> None:
+        url = urlsplit(self.path)
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length).decode() if length else ""
+        form = parse_form(raw if method == "POST" else url.query)
+        headers = {name.lower(): value for name, value in self.headers.items()}
+        answer = self.server.fake.handle(method, url.path, form, headers)
+        payload = json.dumps(answer.body).encode()
+        try:
+            self.send_response(answer.status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(payload)))
+            self.send_header("Request-Id", f"req_{secrets.token_hex(7)}")
+            if version := headers.get("stripe-version"):
+                self.send_header("Stripe-Version", version)
+            if key := headers.get("idempotency-key"):
+                self.send_header("Idempotency-Key", key)
+            for name, value in answer.headers.items():
+                self.send_header(name, value)
+            self.end_headers()
+            self.wfile.write(payload)
+        except (BrokenPipeError, ConnectionResetError):  # the client timed out and left
+            pass
+
+    def log_message(self, format: str, *args: Any) -> None:  # quiet test output
+        pass
