@@ -56,6 +56,7 @@ def test_webhook_and_confirm_racing_grant_once(dynamodb_local: str, user_id: str
             hooks = [pool.submit(webhook, i) for i in range(12)]
             confirms = [pool.submit(confirm, i) for i in range(4)]
             outcomes = [f.result() for f in hooks]
+            assert set(outcomes) <= {"paid", "unchanged"}
             statuses = [f.result() for f in confirms]
 
     assert set(statuses) == {OrderStatus.PAID}
