@@ -547,13 +547,10 @@ STRIPE_EVENT_TYPES = {
 
 
 def stripe_signature(payload: bytes, secret: str, timestamp: int | None = None) -> str:
-    """The ``Stripe-Signature`` header Stripe would send for ``payload`` (``t=<ts>,v1=<hex hmac-sha256>``)."""
-    import hashlib
-    import hmac
+    """The ``Stripe-Signature`` header Stripe would send for ``payload`` (the adapter's own ``sign_payload``)."""
+    from usercredits.adapters.stripe_gateway import sign_payload  # after the environment is set up
 
-    ts = int(time.time()) if timestamp is None else timestamp
-    digest = hmac.new(secret.encode(), f"{ts}.".encode() + payload, hashlib.sha256).hexdigest()
-    return f"t={ts},v1={digest}"
+    return sign_payload(payload, secret, timestamp)
 
 
 def find_order_by_intent(payment_intent_id: str) -> dict[str, Any] | None:
