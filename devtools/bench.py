@@ -633,6 +633,7 @@ class OrderingBench(HandlerBench):
         self._free_and_locked()
         self._reads(order_id)
         self._grant()
+        self._webhook()
 
     def _offers(self) -> None:
         browser = "bench-browser"
@@ -694,6 +695,49 @@ class OrderingBench(HandlerBench):
         self.scenarios.append(Scenario(name, 3, measurement, problem))
         transactions = measurement.hooked.count("TransactWriteItems")
         self.extra_rows.append(Row(name, "transactions", transactions, 1, "TransactWriteItems requests"))
+
+    def _webhook(self) -> None:
+        """A signed ``payment_intent.succeeded`` through the webhook handler: dedupe record, order and grant."""
+        from stripe_webhook import handler as webhook
+        from usercredits.adapters.dynamodb.repositories import DynamoOrderRepository
+        from usercredits.adapters.stripe_gateway import sign_payload
+
+        user = "bench-webhook"
+        order = self.setup_call("POST /orders", status=201, user=user, body={"offerId": "EnterpriseM"}).body["order"]
+        intent = {
+            "id": order["paymentIntentId"],
+            "object": "payment_intent",
+            "status": "succeeded",
+            "amount": order["total"]["amount"],
+            "amount_received": order["total"]["amount"],
+            "currency": order["total"]["currency"],
+            "metadata": {"orderId": order["orderId"], "userId": user},
+        }
+        payload = json.dumps(
+            {"id": "evt_bench_1", "object": "event", "type": "payment_intent.succeeded", "data": {"object": intent}}
+        ).encode()
+        secret = os.environ.get("LOCAL_WEBHOOK_SECRET") or "whsec_local"
+        request = {
+            "version": "2.0",
+            "routeKey": "$default",
+            "rawPath": "/",
+            "rawQueryString": "",
+            "headers": {"content-type": "application/json", "stripe-signature": sign_payload(payload, secret)},
+            "requestContext": {
+                "http": {"method": "POST", "path": "/", "sourceIp": "127.0.0.1"},
+                "requestId": "bench-webhook",
+                "stage": "$default",
+            },
+            "body": payload.decode(),
+            "isBase64Encoded": False,
+        }
+        name = "webhook payment_intent.succeeded (dedupe included)"
+        with self.counter.measure() as measurement:
+            response = webhook.lambda_handler(request, LambdaContext("StripeWebhookFunction", 512, 15))
+        paid = DynamoOrderRepository().get_order(user, order["orderId"])
+        ok = response.get("statusCode") == 200 and paid is not None and paid.status.value == "paid"
+        problem = None if ok else f"webhook answered {response.get('statusCode')}, order {paid and paid.status}"
+        self.scenarios.append(Scenario(name, 3, measurement, problem))
 
 
 class ConsumptionBench(HandlerBench):

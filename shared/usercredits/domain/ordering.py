@@ -331,15 +331,17 @@ def apply_order_paid(
     clock: Clock,
     message: str,
     idempotency: IdempotencyRecord | None = None,
+    read: Order | None = None,
 ) -> Order:
     """Settle an order as paid, exactly once: the single entry point payment code calls.
 
     One transaction moves the order to ``paid`` (conditional on it being as read), writes its lots and child orders
     and updates the groups. A second call, or one racing the first, finds it paid and writes nothing. ``idempotency``
-    (e.g. the Stripe event id) is recorded in the same transaction.
+    (e.g. the Stripe event id) is recorded in the same transaction. ``read``: the order as the caller just read it
+    (saves a read; a stale copy only costs a retry).
     """
     for _ in range(_WINDOW_RETRIES):
-        order = orders.get_order(user_id, order_id)
+        order, read = read or orders.get_order(user_id, order_id), None
         if order is None:
             raise NotFoundError(f"order {order_id!r} not found")
         if order.status is OrderStatus.PAID:

@@ -106,6 +106,7 @@ def _succeeded(
             clock=clock,
             message=f"Payment succeeded ({intent.payment_intent_id})",
             idempotency=record,
+            read=order,
         )
     except ConflictError:
         return "not-payable"  # canceled, inconsistent...: acknowledged, nothing granted
