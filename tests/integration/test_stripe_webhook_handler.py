@@ -127,3 +127,38 @@ def test_unknown_types_and_unknown_orders_are_acknowledged(webhook) -> None:  # 
     assert webhook({"id": "evt_x", "type": "customer.created", "data": {"object": {}}}) == (S.OK, {"received": True})
     stranger = {"id": "evt_y", "type": "payment_intent.succeeded", "data": {"object": {"id": "pi_nobody"}}}
     assert webhook(stranger) == (S.OK, {"received": True})
+
+
+def test_seed_t17_explicit_start_paid_in_eur(webhook, ordering_api, consumption_api) -> None:  # type: ignore[no-untyped-def]
+    # Seed T17: explicit start 2050-12-04, monthly x 4, 501 tokens per unit, 100.00 eur paid -> expires 2051-04-04,
+    # 2004 tokens (the seed used the configured currency for the intent and failed non-default ones: 7.1-4)
+    offer = {
+        "name": "T17",
+        "offerGroup": "T17",
+        "prices": [{"amount": 10000, "currency": "eur"}],
+        "tokens": 501,
+        "cycle": "monthly",
+    }
+    assert ordering_api("ordering/put_offer_admin.json", path="/admin/offers/t17", body=offer, admin=True)[0] == 200
+    body = {"offerId": "t17", "quantity": 4, "currency": "eur", "starts": "2050-12-04T00:00:00Z"}
+    order = ordering_api("ordering/create_order.json", body=body, headers={"idempotency-key": "t17"})[1]["order"]
+    order["total"] = {"amount": 40000, "currency": "eur"}
+    assert webhook(succeeded(order, "evt_t17"))[0] == S.OK
+    paid = ordering_api("ordering/get_order.json", path=f"/orders/{order['orderId']}")[1]
+    assert (paid["status"], paid["starts"], paid["expires"], paid["totalTokens"]) == (
+        "paid",
+        "2050-12-04T00:00:00Z",
+        "2051-04-04T00:00:00Z",
+        2004,
+    )
+    group = consumption_api("consumption/get_credit_group.json", path="/credits/T17")[1]
+    assert (group["balance"], group["lots"][0]["expires"]) == (2004, "2051-04-04T00:00:00Z")
+
+
+def test_seed_t22_early_bird_enterprise_yearly_grants_its_bundle(webhook, ordering_api, consumption_api) -> None:  # type: ignore[no-untyped-def]
+    order = ordering_api(
+        "ordering/create_order.json", body={"offerId": "EbEnterpriseY"}, headers={"idempotency-key": "t22"}
+    )[1]["order"]
+    assert webhook(succeeded(order, "evt_t22"))[0] == S.OK
+    groups = {g["offerGroup"]: g["balance"] for g in consumption_api("consumption/get_credits.json")[1]["groups"]}
+    assert groups == {"EbEnterprise": 1800, "AiTokens": 8400, "VIP_BACK_LINK": 24}
