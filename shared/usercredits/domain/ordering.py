@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -32,7 +33,16 @@ from usercredits.domain.ports import (
     StaleWindowError,
 )
 from usercredits.domain.settlement import settle_order
-from usercredits.errors import ConflictError, ForbiddenError, InvalidRequestError, NotFoundError
+from usercredits.errors import (
+    ConflictError,
+    ForbiddenError,
+    InvalidRequestError,
+    NotFoundError,
+    PaymentGatewayError,
+    UnavailableError,
+)
+
+logger = logging.getLogger(__name__)
 
 #: Largest order total accepted, in minor units (far above any card network's limit; guards integer sanity).
 MAX_ORDER_TOTAL = 10**12
@@ -314,7 +324,11 @@ def request_payment(
     if order.payment_intent_id and order.payment_intent_id != intent.payment_intent_id:
         # Only now that the order points at the new intent: the abandoned one is canceled so it cannot be paid too
         # (a no-op if it already ended; one that succeeded meanwhile still pays the order through its webhook).
-        payments.cancel_intent(order.payment_intent_id)
+        # Best effort: the new intent is recorded, so a failure here must not make the client retry the request.
+        try:
+            payments.cancel_intent(order.payment_intent_id)
+        except (PaymentGatewayError, UnavailableError):
+            logger.warning("could not cancel the abandoned intent %s", order.payment_intent_id, exc_info=True)
     return PlacedOrder(order=updated, payment=intent)
 
 
