@@ -50,10 +50,6 @@ class UnavailableError(DomainError):
         self.retry_after = retry_after
 
 
-class NotImplementedYetError(DomainError):
-    """The route is declared in the contract but its capability has not been built yet."""
-
-
 class PaymentGatewayError(DomainError):
     """The payment provider refused or failed a request."""
 

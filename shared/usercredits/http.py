@@ -42,7 +42,6 @@ ERROR_TABLE: dict[type[errors.DomainError], tuple[HTTPStatus, str]] = {
     errors.InsufficientCreditsError: (HTTPStatus.PAYMENT_REQUIRED, "insufficient_credits"),
     errors.InvalidSignatureError: (HTTPStatus.BAD_REQUEST, "invalid_signature"),
     errors.UnavailableError: (HTTPStatus.SERVICE_UNAVAILABLE, "unavailable"),
-    errors.NotImplementedYetError: (HTTPStatus.NOT_IMPLEMENTED, "not_implemented"),
     errors.PaymentGatewayError: (HTTPStatus.BAD_GATEWAY, "payment_gateway_error"),
     errors.PersistenceError: (HTTPStatus.SERVICE_UNAVAILABLE, "unavailable"),
 }

@@ -28,12 +28,6 @@ def expect(result: HttpResult, status: HTTPStatus) -> Any:
     return result.json()
 
 
-def xfail_if_not_built(result: HttpResult) -> None:
-    """Routes the contract declares but whose capability is not built yet answer 501: expected, until they land."""
-    if result.status == HTTPStatus.NOT_IMPLEMENTED and (result.json() or {}).get("error") == "not_implemented":
-        pytest.xfail(f"not built yet{result}")
-
-
 def expect_error(result: HttpResult, status: HTTPStatus, code: str) -> dict[str, Any]:
     """Assert the contract's error shape: ``{"error": code, "message": text, "details"?: [...]}``."""
     body = expect(result, status)
@@ -298,7 +292,6 @@ def test_webhook_with_a_bad_signature_is_400(api: Api) -> None:
         body=b'{"id": "evt_x", "type": "payment_intent.succeeded"}',
         headers={"Content-Type": "application/json", "Stripe-Signature": "t=1,v1=deadbeef"},
     )
-    xfail_if_not_built(result)
     expect_error(result, HTTPStatus.BAD_REQUEST, "invalid_signature")
 
 
@@ -308,17 +301,6 @@ def test_local_payment_success_marks_the_order_paid(api: Api, user_token: str) -
     intent = placed["payment"]["paymentIntentId"]
     # When the simulated provider reports the payment succeeded (a signed Stripe event to the webhook)
     result = api.post(f"/_local/payments/{intent}/succeed")
-    if result.status == HTTPStatus.BAD_GATEWAY:  # the webhook's own answer is in the body
-        xfail_if_not_built(
-            HttpResult(
-                "POST",
-                "/webhooks/stripe",
-                None,
-                result.json()["webhook"]["status"],
-                {},
-                json.dumps(result.json()["webhook"]["body"]).encode(),
-            )
-        )
     delivered = expect(result, HTTPStatus.OK)
     assert delivered["event"]["type"] == "payment_intent.succeeded"
     # Then the order is paid
