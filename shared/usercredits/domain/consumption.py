@@ -57,6 +57,8 @@ def _fresh_snapshot(
     """One read of the user's credits; lots found past their expiry are closed first (an extra write and read that
     happens only when one is due)."""
     snapshot = credits.snapshot(user_id, offer_group)
+    for state in snapshot.groups.values():
+        credits.compact_if_long(user_id, state)  # holds and releases do not compact; reads catch up for them
     now = clock.now()
     due = {lot.offer_group for lot in snapshot.lots if lot.expires is not None and lot.expires <= now}
     for group in sorted(due):
@@ -406,15 +408,14 @@ def capture_reservation(
     )
     if not credits.finish_hold(user_id, hold, after, movement):
         return capture_reservation(user_id, reservation_id, count, credits=credits, clock=clock)  # it moved: re-read
-    if events is not None and catalog is not None and captured:
-        state = credits.group_state(user_id, hold.offer_group)
-        if state is not None:
-            entry = next((e for e in journal_entries(state) if e.entry_id == movement.entry_id), None)
-            if entry is not None:
-                policy = catalog.group_policy(hold.offer_group)
-                _publish(
-                    events, low_balance_events(user_id, policy, entry.balance_after + captured, entry.balance_after)
-                )
+    state = credits.group_state(user_id, hold.offer_group)
+    if state is not None:
+        credits.compact_if_long(user_id, state)
+    if events is not None and catalog is not None and captured and state is not None:
+        entry = next((e for e in journal_entries(state) if e.entry_id == movement.entry_id), None)
+        if entry is not None:
+            policy = catalog.group_policy(hold.offer_group)
+            _publish(events, low_balance_events(user_id, policy, entry.balance_after + captured, entry.balance_after))
     return after
 
 
