@@ -152,7 +152,7 @@ class InMemoryOrderRepository:
         )
 
     def set_payment_intent(
-        self, order: Order, *, intent_id: str, attempt: int, idempotency: IdempotencyRecord | None
+        self, order: Order, *, intent_id: str, attempt: int, now: datetime, idempotency: IdempotencyRecord | None
     ) -> Order:
         self._check(order.user_id, idempotency, None)
         stored = self.orders[(order.user_id, order.order_id)]

@@ -155,7 +155,12 @@ def handle_get_order(orderId: IdentifierPath) -> Order:  # noqa: N803
 def handle_request_payment(orderId: IdentifierPath, idempotency_key: IdempotencyKeyHeader = None) -> OrderWithPayment:  # noqa: N803
     deps = dependencies()
     placed = ordering.request_payment(
-        orderId, current_caller(app), idempotency_key=idempotency_key, orders=deps.orders, payments=deps.payments
+        orderId,
+        current_caller(app),
+        idempotency_key=idempotency_key,
+        orders=deps.orders,
+        payments=deps.payments,
+        clock=deps.clock,
     )
     metrics.add_metric(name="PaymentIntentsCreated", unit=MetricUnit.Count, value=1)
     return OrderWithPayment(order=placed.order, payment=placed.payment)

@@ -105,6 +105,8 @@ def test_zero_decimal_currency_is_sent_as_is(stripe_env) -> None:  # type: ignor
 def test_a_fresh_intent_cancels_the_abandoned_one(stripe_env) -> None:  # type: ignore[no-untyped-def]
     fake, gateway, orders = stripe_env
     order = place(gateway, orders).order
-    again = ordering.request_payment(order.order_id, ALICE, idempotency_key=None, orders=orders, payments=gateway)
+    again = ordering.request_payment(
+        order.order_id, ALICE, idempotency_key=None, orders=orders, payments=gateway, clock=SystemClock()
+    )
     assert again.payment.payment_intent_id != order.payment_intent_id  # type: ignore[union-attr]
     assert fake.intents[order.payment_intent_id]["status"] == "canceled"  # type: ignore[index]

@@ -175,28 +175,32 @@ def test_appended_purchases_chain_their_windows(place, orders, clock) -> None:  
     assert orders.group_states("alice")["Startup"].expires == second.expires
 
 
-def test_request_payment_creates_a_fresh_intent_for_a_pending_order(place, orders, payments) -> None:  # type: ignore[no-untyped-def]
+def test_request_payment_creates_a_fresh_intent_for_a_pending_order(place, orders, payments, clock) -> None:  # type: ignore[no-untyped-def]
     order = place("EnterpriseM").order
     retried = ordering.request_payment(
-        order.order_id, Caller(user_id="alice"), idempotency_key=None, orders=orders, payments=payments
+        order.order_id, Caller(user_id="alice"), idempotency_key=None, orders=orders, payments=payments, clock=clock
     )
     assert retried.order.payment_attempt == 2
     assert retried.payment.payment_intent_id != order.payment_intent_id  # type: ignore[union-attr]
 
 
-def test_request_payment_on_a_paid_order_is_a_conflict(place, orders, payments) -> None:  # type: ignore[no-untyped-def]
+def test_request_payment_on_a_paid_order_is_a_conflict(place, orders, payments, clock) -> None:  # type: ignore[no-untyped-def]
     order = place("Free").order
     with pytest.raises(ConflictError, match="not pending"):  # seed bug 7.1-2: payOrder worked on paid orders
         ordering.request_payment(
-            order.order_id, Caller(user_id="alice"), idempotency_key=None, orders=orders, payments=payments
+            order.order_id, Caller(user_id="alice"), idempotency_key=None, orders=orders, payments=payments, clock=clock
         )
 
 
-def test_request_payment_replays_with_the_same_key(place, orders, payments) -> None:  # type: ignore[no-untyped-def]
+def test_request_payment_replays_with_the_same_key(place, orders, payments, clock) -> None:  # type: ignore[no-untyped-def]
     order = place("EnterpriseM").order
     alice = Caller(user_id="alice")
-    first = ordering.request_payment(order.order_id, alice, idempotency_key="p1", orders=orders, payments=payments)
-    again = ordering.request_payment(order.order_id, alice, idempotency_key="p1", orders=orders, payments=payments)
+    first = ordering.request_payment(
+        order.order_id, alice, idempotency_key="p1", orders=orders, payments=payments, clock=clock
+    )
+    again = ordering.request_payment(
+        order.order_id, alice, idempotency_key="p1", orders=orders, payments=payments, clock=clock
+    )
     assert again.payment == first.payment and again.order.payment_attempt == 2
 
 

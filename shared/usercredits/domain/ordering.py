@@ -300,6 +300,7 @@ def request_payment(
     idempotency_key: str | None,
     orders: OrderRepository,
     payments: PaymentGateway,
+    clock: Clock,
 ) -> PlacedOrder:
     """A fresh payment intent for a pending order (for a retry or an abandoned checkout); 409 otherwise."""
     order = get_order(order_id, caller, orders=orders)
@@ -313,7 +314,7 @@ def request_payment(
     intent = payments.create_intent(order, attempt=attempt)
     try:
         updated = orders.set_payment_intent(
-            order, intent_id=intent.payment_intent_id, attempt=attempt, idempotency=idempotency
+            order, intent_id=intent.payment_intent_id, attempt=attempt, now=clock.now(), idempotency=idempotency
         )
     except IdempotentReplayError as replay:
         if idempotency is None or replay.fingerprint != idempotency.fingerprint:

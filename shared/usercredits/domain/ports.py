@@ -221,7 +221,7 @@ class OrderRepository(Protocol):
         ...
 
     def set_payment_intent(
-        self, order: Order, *, intent_id: str, attempt: int, idempotency: IdempotencyRecord | None
+        self, order: Order, *, intent_id: str, attempt: int, now: datetime, idempotency: IdempotencyRecord | None
     ) -> Order:
         """Record a fresh intent on a pending order, conditional on its status and attempt being unchanged."""
         ...

@@ -13,7 +13,7 @@ import json
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pynamodb.connection.base import Connection
@@ -543,9 +543,8 @@ class DynamoOrderRepository:
 
     @translate_errors
     def set_payment_intent(
-        self, order: Order, *, intent_id: str, attempt: int, idempotency: IdempotencyRecord | None
+        self, order: Order, *, intent_id: str, attempt: int, now: datetime, idempotency: IdempotencyRecord | None
     ) -> Order:
-        now = datetime.now(order.updated_at.tzinfo)
         entry = HistoryEntry(date=now, status=OrderStatus.PENDING, message=f"Payment intent {intent_id} created")
         updated = order.model_copy(
             update={
@@ -683,7 +682,7 @@ class IdempotentTransaction:
         transaction = self._transaction.__enter__()
         if self._idempotency is not None:
             record = self._idempotency
-            now = datetime.now().astimezone()
+            now = datetime.now(UTC)
             transaction.save(
                 IdempotencyItem(
                     pk=user_pk(self._user_id),
