@@ -66,10 +66,11 @@ class Dependencies:
 @lru_cache
 def dependencies() -> Dependencies:
     """Composition root: real adapters built on first use (none at import time)."""
+    settings = get_consumption_settings()
     return Dependencies(
-        catalog=DynamoCatalogRepository(),
+        catalog=DynamoCatalogRepository(cache_seconds=settings.CATALOG_CACHE_SECONDS),
         credits=DynamoCreditsRepository(),
-        events=EventBridgePublisher(get_consumption_settings().EVENT_BUS_NAME),
+        events=EventBridgePublisher(settings.EVENT_BUS_NAME),
         clock=SystemClock(),
     )
 

@@ -46,12 +46,16 @@ class PaymentSettings(_EnvModel):
     LOCAL_WEBHOOK_SECRET: str = "whsec_local"
 
 
-class OrderingSettings(ObservabilitySettings, CreditsTableSettings, EventBusSettings, PaymentSettings):
-    DEFAULT_CURRENCY: str = Field(default="usd", pattern=r"^[a-z]{3}$")
+class CatalogSettings(_EnvModel):
+    # How long a warm container keeps the catalog (offers and group policies) before reading it again.
     CATALOG_CACHE_SECONDS: int = Field(default=60, ge=0)
 
 
-class ConsumptionSettings(ObservabilitySettings, CreditsTableSettings, EventBusSettings):
+class OrderingSettings(ObservabilitySettings, CreditsTableSettings, EventBusSettings, PaymentSettings, CatalogSettings):
+    DEFAULT_CURRENCY: str = Field(default="usd", pattern=r"^[a-z]{3}$")
+
+
+class ConsumptionSettings(ObservabilitySettings, CreditsTableSettings, EventBusSettings, CatalogSettings):
     pass
 
 
