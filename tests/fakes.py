@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from usercredits.adapters.local_payments import LocalPaymentGateway
-from usercredits.domain.models import GroupState, HistoryEntry, Offer, Order, OrderStatus, Page, PaymentIntent
+from usercredits.domain.models import (
+    DomainEvent,
+    GroupState,
+    HistoryEntry,
+    Offer,
+    Order,
+    OrderStatus,
+    Page,
+    PaymentIntent,
+)
 from usercredits.domain.ports import IdempotencyRecord, IdempotentReplayError, StaleWindowError
 from usercredits.domain.settlement import Settlement
 from usercredits.errors import ConflictError
@@ -55,6 +64,7 @@ class InMemoryOrderRepository:
         self.orders: dict[tuple[str, str], Order] = {}
         self.windows: dict[tuple[str, str], GroupState] = {}
         self.keys: dict[tuple[str, str, str], IdempotencyRecord] = {}
+        self.outbox: list[DomainEvent] = []  # events written with their facts, in commit order
 
     def __len__(self) -> int:
         return len(self.orders)
@@ -105,6 +115,7 @@ class InMemoryOrderRepository:
                 before = settlement.windows_before.get(group)
                 version = before.version + 1 if before else 1
                 self.windows[(user_id, group)] = after.model_copy(update={"version": version})
+            self.outbox.extend(settlement.events)
 
     def create_order(
         self, order: Order, *, settlement: Settlement | None, idempotency: IdempotencyRecord | None
@@ -130,7 +141,13 @@ class InMemoryOrderRepository:
         return True
 
     def change_status(
-        self, read: Order, status: OrderStatus, message: str, now: datetime, idempotency: IdempotencyRecord | None
+        self,
+        read: Order,
+        status: OrderStatus,
+        message: str,
+        now: datetime,
+        idempotency: IdempotencyRecord | None,
+        events: Sequence[DomainEvent] = (),
     ) -> bool:
         stored = self.orders.get((read.user_id, read.order_id))
         if stored is None or stored.status is not read.status or stored.updated_at != read.updated_at:
@@ -144,6 +161,7 @@ class InMemoryOrderRepository:
             update={"status": status, "history": [*stored.history, entry], "updated_at": now}
         )
         self._apply(read.user_id, idempotency, None)
+        self.outbox.extend(events)
         return True
 
     def find_by_payment_intent(self, payment_intent_id: str) -> tuple[str, str] | None:

@@ -30,6 +30,7 @@ from usercredits.domain import payments as payment_outcomes
 from usercredits.domain.currencies import is_known_currency
 from usercredits.domain.models import GroupPolicy, Offer, OfferView, Order, OrderStatus
 from usercredits.domain.ports import CatalogRepository, Clock, OrderRepository, PaymentGateway, SystemClock
+from usercredits.domain.refunds import RefundPorts
 from usercredits.errors import InvalidRequestError
 from usercredits.http import (
     IdempotencyKeyHeader,
@@ -68,6 +69,23 @@ def dependencies() -> Dependencies:
         orders=DynamoOrderRepository(),
         payments=build_payment_gateway(settings),
         clock=SystemClock(),
+    )
+
+
+@lru_cache
+def refund_ports() -> RefundPorts:
+    """What settling a refund that came before the payment needs (confirm only: built on first confirm, its
+    modules imported then, so the catalog and order routes do not pay for them at cold start)."""
+    from usercredits.adapters.dynamodb.credits import DynamoCreditsRepository
+    from usercredits.adapters.dynamodb.reversals import DynamoReversalRepository
+
+    deps = dependencies()
+    return RefundPorts(
+        orders=deps.orders,
+        credits=DynamoCreditsRepository(),
+        catalog=deps.catalog,
+        reversals=DynamoReversalRepository(),
+        clock=deps.clock,
     )
 
 
@@ -170,7 +188,12 @@ def handle_request_payment(orderId: IdentifierPath, idempotency_key: Idempotency
 def handle_confirm_order(orderId: IdentifierPath) -> Order:  # noqa: N803
     deps = dependencies()
     order = payment_outcomes.confirm_order(
-        orderId, current_caller(app), orders=deps.orders, payments=deps.payments, clock=deps.clock
+        orderId,
+        current_caller(app),
+        orders=deps.orders,
+        payments=deps.payments,
+        clock=deps.clock,
+        refunds=refund_ports(),
     )
     metrics.add_metric(name="OrdersConfirmed", unit=MetricUnit.Count, value=1)
     return order

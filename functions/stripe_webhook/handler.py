@@ -1,5 +1,7 @@
 """Stripe webhook function (Lambda Function URL): verify the signature on the raw body, then apply the event.
 
+Payment intent outcomes go to ``usercredits.domain.payments``; refunds and disputes to ``usercredits.domain.refunds``.
+
 Every correctly signed event is answered ``200 {"received": true}`` (handled, ignored or a redelivery); a bad
 signature is ``400 invalid_signature`` with nothing written. A storage failure answers 503, so Stripe retries.
 """
@@ -15,10 +17,12 @@ from aws_lambda_powertools.event_handler import LambdaFunctionUrlResolver
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from usercredits.adapters.dynamodb.repositories import DynamoOrderRepository
-from usercredits.adapters.stripe_gateway import intent_state, load_webhook_secret, verify_webhook
-from usercredits.domain import payments
-from usercredits.domain.ports import Clock, OrderRepository, SystemClock
+from usercredits.adapters.dynamodb.credits import DynamoCreditsRepository
+from usercredits.adapters.dynamodb.repositories import DynamoCatalogRepository, DynamoOrderRepository
+from usercredits.adapters.dynamodb.reversals import DynamoReversalRepository
+from usercredits.adapters.stripe_gateway import charge_report, intent_state, load_webhook_secret, verify_webhook
+from usercredits.domain import payments, refunds
+from usercredits.domain.ports import SystemClock
 from usercredits.http import register_error_handlers
 from usercredits.observability import logger, metrics
 from usercredits.settings import StripeWebhookSettings, get_stripe_webhook_settings
@@ -27,17 +31,28 @@ app = LambdaFunctionUrlResolver()
 register_error_handlers(app)  # type: ignore[arg-type]
 
 
+#: Events about money going back on a charge (refunds, chargebacks).
+CHARGE_EVENTS = frozenset({"charge.refunded", "charge.dispute.created", "charge.dispute.closed"})
+
+
 @dataclass(frozen=True)
 class Dependencies:
     settings: StripeWebhookSettings
-    orders: OrderRepository
-    clock: Clock
+    ports: refunds.RefundPorts
 
 
 @lru_cache
 def dependencies() -> Dependencies:
     """Composition root: real adapters built on first use (none at import time)."""
-    return Dependencies(settings=get_stripe_webhook_settings(), orders=DynamoOrderRepository(), clock=SystemClock())
+    settings = get_stripe_webhook_settings()
+    ports = refunds.RefundPorts(
+        orders=DynamoOrderRepository(),
+        credits=DynamoCreditsRepository(),
+        catalog=DynamoCatalogRepository(cache_seconds=settings.CATALOG_CACHE_SECONDS),
+        reversals=DynamoReversalRepository(),
+        clock=SystemClock(),
+    )
+    return Dependencies(settings=settings, ports=ports)
 
 
 def _webhook_secret(settings: StripeWebhookSettings) -> str:
@@ -58,12 +73,14 @@ def handle_stripe_event() -> dict[str, Any]:
     deps = dependencies()
     signature = app.current_event.headers.get("stripe-signature")
     event = verify_webhook(_raw_body(), signature, _webhook_secret(deps.settings))
-    kind, intent = str(event["type"]), (event.get("data") or {}).get("object") or {}
-    outcome = "ignored"
-    if kind in payments.HANDLED and intent.get("id"):
+    kind, payload = str(event["type"]), (event.get("data") or {}).get("object") or {}
+    ports, outcome = deps.ports, "ignored"
+    if kind in payments.HANDLED and payload.get("id"):
         outcome = payments.apply_payment_event(
-            str(event["id"]), kind, intent_state(intent), orders=deps.orders, clock=deps.clock
+            str(event["id"]), kind, intent_state(payload), orders=ports.orders, clock=ports.clock, refunds=ports
         )
+    elif kind in CHARGE_EVENTS and (report := charge_report(kind, payload)) is not None:
+        outcome = refunds.apply_charge_report(str(event["id"]), kind, report, ports=ports)
     logger.info("stripe event applied", extra={"event_id": event["id"], "type": kind, "outcome": outcome})
     metrics.add_metric(name="StripeEventsApplied", unit=MetricUnit.Count, value=1)
     return {"received": True}

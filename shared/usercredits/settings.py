@@ -10,7 +10,7 @@ import os
 from functools import lru_cache
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class _EnvModel(BaseModel):
@@ -60,13 +60,49 @@ class ConsumptionSettings(ObservabilitySettings, CreditsTableSettings, EventBusS
 
 
 class StripeWebhookSettings(
-    ObservabilitySettings, CreditsTableSettings, CustomersTableSettings, EventBusSettings, PaymentSettings
+    ObservabilitySettings,
+    CreditsTableSettings,
+    CustomersTableSettings,
+    EventBusSettings,
+    PaymentSettings,
+    CatalogSettings,
 ):
     pass
 
 
-class ExpiryScanSettings(ObservabilitySettings, CreditsTableSettings, EventBusSettings):
+class EventPublisherSettings(ObservabilitySettings, EventBusSettings):
     pass
+
+
+#: The longest warning window (seconds): a window's first run reads one index bucket per hour of it.
+MAX_WARNING_WINDOW = 90 * 86400
+
+
+class ExpiryScanSettings(ObservabilitySettings, CreditsTableSettings, EventBusSettings, CatalogSettings):
+    # Seconds before a lot's expiry at which CreditsExpiringSoon is published (once per lot and window), comma
+    # separated; empty for none. Template parameter ExpiryWarningWindows.
+    EXPIRY_WARNING_WINDOWS: str = Field(default="604800,86400", pattern=r"^ *([0-9]+ *(, *[0-9]+ *)*)?$")
+
+    @field_validator("EXPIRY_WARNING_WINDOWS")
+    @classmethod
+    def _windows_in_range(cls, value: str) -> str:
+        if any(not 0 < window <= MAX_WARNING_WINDOW for window in _seconds(value)):
+            raise ValueError(f"each warning window must be from 1 to {MAX_WARNING_WINDOW} seconds")
+        return value
+
+    @property
+    def warning_windows(self) -> tuple[int, ...]:
+        """The windows in seconds, shortest first, each once."""
+        return tuple(sorted(set(_seconds(self.EXPIRY_WARNING_WINDOWS))))
+
+
+def _seconds(text: str) -> list[int]:
+    return [int(part) for part in text.split(",") if part.strip()]
+
+
+@lru_cache
+def get_event_publisher_settings() -> EventPublisherSettings:
+    return EventPublisherSettings.model_validate(dict(os.environ))
 
 
 @lru_cache

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import base64
+import copy
 import json
+import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -12,10 +14,12 @@ import pytest
 from devtools.catalog import load_catalog
 from devtools.lambda_context import LambdaContext
 
-from tests.conftest import DEMO_CATALOG, http_event
+from tests.conftest import DEMO_CATALOG, http_event, load_event
+from usercredits.adapters.stripe_gateway import sign_payload
 from usercredits.settings import get_ordering_settings
 
 Call = Callable[..., tuple[int, Any, dict[str, str]]]
+SECRET = os.environ["LOCAL_WEBHOOK_SECRET"]
 
 
 @pytest.fixture
@@ -54,7 +58,71 @@ def item_kinds(items: list[dict[str, Any]]) -> list[str]:
     return sorted(item["itemType"]["S"] for item in items if item["pk"]["S"] != "CATALOG")
 
 
-__all__ = ["Call", "item_kinds", "json"]
+@pytest.fixture
+def webhook(moto_tables: None, lambda_context: Any):  # type: ignore[no-untyped-def]
+    from stripe_webhook import handler
+
+    handler.dependencies.cache_clear()
+
+    def deliver(
+        event: dict[str, Any] | None = None,
+        *,
+        raw: bytes | None = None,
+        signature: str | None = "sign",
+        base64_body: bool = False,
+    ) -> tuple[int, Any]:
+        payload = raw if raw is not None else json.dumps(event).encode()
+        request = copy.deepcopy(load_event("stripe_webhook/payment_intent_succeeded.json"))
+        request["headers"].pop("stripe-signature", None)
+        if signature == "sign":
+            request["headers"]["stripe-signature"] = sign_payload(payload, SECRET)
+        elif signature is not None:
+            request["headers"]["stripe-signature"] = signature
+        request["body"] = base64.b64encode(payload).decode() if base64_body else payload.decode("utf-8", "replace")
+        request["isBase64Encoded"] = base64_body
+        response = handler.lambda_handler(request, lambda_context)
+        return response["statusCode"], json.loads(response["body"])
+
+    yield deliver
+    handler.dependencies.cache_clear()
+
+
+def intent_event(event_id: str, kind: str, order: dict[str, Any], **intent: Any) -> dict[str, Any]:
+    body = {
+        "id": order["paymentIntentId"],
+        "object": "payment_intent",
+        "amount": order["total"]["amount"],
+        "amount_received": 0,
+        "currency": order["total"]["currency"],
+        "metadata": {"orderId": order["orderId"], "userId": order["userId"]},
+    } | intent
+    return {"id": event_id, "object": "event", "type": kind, "data": {"object": body}}
+
+
+def succeeded(order: dict[str, Any], event_id: str = "evt_ok") -> dict[str, Any]:
+    return intent_event(
+        event_id, "payment_intent.succeeded", order, status="succeeded", amount_received=order["total"]["amount"]
+    )
+
+
+@pytest.fixture
+def pending_order(ordering_api: Call) -> dict[str, Any]:
+    return ordering_api("ordering/create_order.json", body={"offerId": "EnterpriseM"})[1]["order"]
+
+
+def outbox_events(items: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
+    """(detail-type, detail) of every event written to the outbox, in commit order."""
+    import json as _json
+
+    outbox = sorted((item for item in items if item["itemType"]["S"] == "outbox"), key=lambda item: item["sk"]["S"])
+    return [
+        (event["M"]["kind"]["S"], _json.loads(event["M"]["detail"]["S"]))
+        for item in outbox
+        for event in item["events"]["L"]
+    ]
+
+
+__all__ = ["SECRET", "Call", "intent_event", "item_kinds", "json", "outbox_events", "succeeded"]
 
 
 @pytest.fixture

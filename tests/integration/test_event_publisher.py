@@ -12,7 +12,7 @@ import pytest
 from moto import mock_aws
 
 from usercredits.adapters.events import EventBridgePublisher
-from usercredits.domain.ports import DomainEvent
+from usercredits.domain.models import DomainEvent
 from usercredits.errors import UnavailableError
 
 

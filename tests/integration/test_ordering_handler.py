@@ -9,7 +9,7 @@ import pytest
 from botocore.exceptions import ClientError
 from pynamodb.exceptions import QueryError
 
-from tests.integration.conftest import item_kinds
+from tests.integration.conftest import item_kinds, outbox_events
 from usercredits.adapters.dynamodb.tables import CreditsItem
 
 LIST = "ordering/list_offers.json"
@@ -93,7 +93,21 @@ def test_create_free_order_is_paid_at_once_with_its_bundle(ordering_api, credits
     assert order["status"] == "paid" and order["starts"] and order["expires"]
     assert [h["status"] for h in order["history"]] == ["pending", "paid"]
     assert order["combinedItems"][0]["childOrderId"] == f"{order['orderId']}-01"
-    assert item_kinds(credits_items()) == ["creditGroup", "creditGroup", "idempotency", "lot", "lot", "order", "order"]
+    items = credits_items()
+    assert item_kinds(items) == ["creditGroup", "creditGroup", "idempotency", "lot", "lot", "order", "order", "outbox"]
+    # The facts of the payment are in the outbox, written by the same transaction: the stream publishes them.
+    events = outbox_events(items)
+    assert [kind for kind, _ in events] == ["OrderPaid", "CreditsGranted", "CreditsGranted"]
+    assert events[0][1] | {"orderId": "-"} == {
+        "userId": "alice",
+        "orderId": "-",
+        "offerId": "Free",
+        "offerGroup": order["offerGroup"],
+        "amount": 0,
+        "currency": order["total"]["currency"],
+        "tokens": order["totalTokens"],
+    }
+    assert {detail["lotId"] for _, detail in events[1:]} == {order["orderId"], f"{order['orderId']}-01"}
 
 
 @pytest.mark.parametrize(

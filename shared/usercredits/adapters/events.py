@@ -7,15 +7,21 @@ functions that never publish pay nothing at cold start.
 from __future__ import annotations
 
 import json
+import logging
+import time
 from typing import Any
 
-from usercredits.domain.ports import DomainEvent
+from usercredits.domain.models import DomainEvent
 from usercredits.errors import UnavailableError
+
+logger = logging.getLogger(__name__)
 
 SOURCE = "user-credits"
 #: PutEvents takes at most 10 entries per call.
 BATCH = 10
 _ATTEMPTS = 3
+#: Pause before sending rejected entries again (times the attempt number): rejections are mostly throttling.
+_BACKOFF_SECONDS = 0.05
 
 
 class EventBridgePublisher:
@@ -33,7 +39,26 @@ class EventBridgePublisher:
         return self._client
 
     def publish(self, events: list[DomainEvent]) -> None:
-        entries = [
+        """Publish every event or raise (``UnavailableError`` once a batch's rejected entries were sent 3 times; the
+        batches after a failed one are not sent, so a caller retrying keeps the order)."""
+        entries = self._entries(events)
+        for start in range(0, len(entries), BATCH):
+            accepted = self._put(entries[start : start + BATCH], raise_errors=True)
+            if not all(accepted):
+                rejected = accepted.count(False)
+                raise UnavailableError(f"EventBridge rejected {rejected} event(s) after {_ATTEMPTS} attempts")
+
+    def publish_each(self, events: list[DomainEvent]) -> list[bool]:
+        """Publish every event, 10 per PutEvents call, sending the entries a call rejected (or a failed call's) again
+        up to 3 times; never raises. Returns, per event, whether EventBridge accepted it."""
+        entries = self._entries(events)
+        accepted: list[bool] = []
+        for start in range(0, len(entries), BATCH):
+            accepted += self._put(entries[start : start + BATCH], raise_errors=False)
+        return accepted
+
+    def _entries(self, events: list[DomainEvent]) -> list[dict[str, str]]:
+        return [
             {
                 "Source": SOURCE,
                 "DetailType": event.kind,
@@ -42,16 +67,29 @@ class EventBridgePublisher:
             }
             for event in events
         ]
-        for start in range(0, len(entries), BATCH):
-            self._put(entries[start : start + BATCH])
 
-    def _put(self, entries: list[dict[str, str]]) -> None:
-        pending = entries
-        for _ in range(_ATTEMPTS):
-            response = self._events_client().put_events(Entries=pending)
+    def _put(self, entries: list[dict[str, str]], *, raise_errors: bool) -> list[bool]:
+        """One batch: which entries were accepted, after up to 3 attempts for the rejected ones."""
+        accepted = [False] * len(entries)
+        pending = list(range(len(entries)))
+        for attempt in range(_ATTEMPTS):
+            if attempt:
+                time.sleep(_BACKOFF_SECONDS * attempt)
+            try:
+                response = self._events_client().put_events(Entries=[entries[index] for index in pending])
+            except Exception:
+                if raise_errors:
+                    raise
+                logger.warning("PutEvents failed (attempt %d of %d)", attempt + 1, _ATTEMPTS, exc_info=True)
+                continue
             if not response.get("FailedEntryCount"):
-                return
-            pending = [
-                entry for entry, result in zip(pending, response["Entries"], strict=True) if "ErrorCode" in result
-            ]
-        raise UnavailableError(f"EventBridge rejected {len(pending)} event(s) after {_ATTEMPTS} attempts")
+                failed = []
+            else:
+                results = response["Entries"]
+                failed = [index for index, result in zip(pending, results, strict=True) if "ErrorCode" in result]
+            for index in set(pending) - set(failed):
+                accepted[index] = True
+            pending = failed
+            if not pending:
+                break
+        return accepted

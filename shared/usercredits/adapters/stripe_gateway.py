@@ -20,7 +20,8 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from usercredits.domain.models import IntentState, Order, PaymentIntent
+from usercredits.domain.models import DisputeStatus, IntentState, Order, PaymentIntent
+from usercredits.domain.reversal import ChargeReport
 from usercredits.errors import InvalidSignatureError, PaymentGatewayError, UnavailableError
 
 if TYPE_CHECKING:
@@ -216,6 +217,36 @@ def intent_state(intent: dict[str, Any]) -> IntentState:
         last_error=_format_payment_error(error) if isinstance(error, dict) else None,
         next_action=str(next_action.get("type") or "unknown") if isinstance(next_action, dict) else None,
     )
+
+
+#: Stripe dispute statuses that end a dispute in the merchant's favour (funds back, or never withdrawn).
+_DISPUTE_WON = frozenset({"won", "warning_closed"})
+
+
+def charge_report(kind: str, payload: dict[str, Any]) -> ChargeReport | None:
+    """What a ``charge.refunded`` (a Charge) or ``charge.dispute.created|closed`` (a Dispute) event says about money
+    going back; None when it names no payment intent (nothing of ours to find)."""
+    intent = payload.get("payment_intent")
+    intent_id = intent.get("id") if isinstance(intent, dict) else intent
+    if not intent_id:
+        return None
+    common: dict[str, Any] = {
+        "payment_intent_id": str(intent_id),
+        "currency": str(payload.get("currency") or "").lower(),
+        "metadata": {str(key): str(value) for key, value in (payload.get("metadata") or {}).items()},
+    }
+    if kind == "charge.refunded":
+        return ChargeReport(**common, refunded_amount=int(payload.get("amount_refunded") or 0))
+    status = str(payload.get("status") or "")
+    if kind == "charge.dispute.closed":
+        outcome = DisputeStatus.WON if status in _DISPUTE_WON else DisputeStatus.LOST
+    elif status.startswith("warning_"):
+        return None  # an inquiry: no funds were withdrawn, nothing to take back
+    else:  # created: open, unless Stripe already decided it (a late delivery)
+        outcome = (
+            DisputeStatus.WON if status == "won" else DisputeStatus.LOST if status == "lost" else DisputeStatus.OPEN
+        )
+    return ChargeReport(**common, dispute_amount=int(payload.get("amount") or 0), dispute_status=outcome)
 
 
 def _format_payment_error(error: dict[str, Any]) -> str:

@@ -10,6 +10,7 @@ from typing import Literal
 from usercredits.domain.credits import CreditGroup, credit_group, empty_group, journal_entries, lot_remaining
 from usercredits.domain.ids import new_ulid
 from usercredits.domain.models import (
+    DomainEvent,
     DomainModel,
     GroupPolicy,
     GroupState,
@@ -26,7 +27,6 @@ from usercredits.domain.ports import (
     Clock,
     CreditSnapshot,
     CreditsRepository,
-    DomainEvent,
     EventPublisher,
     IdempotencyRecord,
     IdempotentReplayError,

@@ -3,8 +3,9 @@
 Remaining per lot is derived, not stored, so a spend touches one item (the group). The group keeps ``drawn``: the
 tokens taken from its open lots. Open lots are ordered by burn order (soonest expiry first, lots without expiry last,
 then oldest grant, then lot id) and ``drawn`` is allocated along that order: each lot's remaining is its tokens minus
-the part of ``drawn`` that falls on it. When a lot closes (expiry, revocation) what it had used leaves ``drawn`` and its
-remaining leaves the balance, so the allocation of the other lots is unchanged.
+the part of ``drawn`` that falls on it. A refund or dispute revokes tokens of a lot: it then counts as ``tokens -
+revoked``, and what it had used beyond that falls on the next lots. When a lot closes (expiry) what it had used leaves
+``drawn`` and its remaining leaves the balance, so the allocation of the other lots is unchanged.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ class LotView(DomainModel):
     order_id: str | None
     tokens: int
     remaining: int
+    revoked: int = 0
     starts: datetime
     expires: datetime | None
 
@@ -46,9 +48,9 @@ def lot_remaining(lots: Iterable[Lot], drawn: int) -> dict[str, int]:
     remaining: dict[str, int] = {}
     left = max(drawn, 0)
     for lot in sorted((lot for lot in lots if not lot.closed), key=burn_order):
-        used = min(lot.tokens, left)
+        used = min(lot.effective_tokens, left)
         left -= used
-        remaining[lot.lot_id] = lot.tokens - used
+        remaining[lot.lot_id] = lot.effective_tokens - used
     return remaining
 
 
@@ -69,6 +71,7 @@ def credit_group(state: GroupState, lots: Sequence[Lot]) -> CreditGroup:
                 order_id=lot.order_id,
                 tokens=lot.tokens,
                 remaining=remaining[lot.lot_id],
+                revoked=lot.revoked,
                 starts=lot.starts,
                 expires=lot.expires,
             )

@@ -68,6 +68,14 @@ class OrderStatus(StrEnum):
     CANCELED = "canceled"
 
 
+class DisputeStatus(StrEnum):
+    """A chargeback's state as far as credits care: open (funds withdrawn), then won or lost (final)."""
+
+    OPEN = "open"
+    WON = "won"
+    LOST = "lost"
+
+
 class CombinedOffer(DomainModel):
     """A bundle item: buying the root offer also grants ``quantity`` units of ``offer_id`` into ``offer_group``."""
 
@@ -177,6 +185,17 @@ class Order(Purchase):
     history: list[HistoryEntry] = Field(default_factory=list)
     created_at: datetime
     updated_at: datetime
+    # Money returned to the buyer (minor units; Stripe's cumulative ``amount_refunded``), the amount of a dispute
+    # that is open or was lost, the dispute's state, and the returned amount the credit revocation is settled for.
+    refunded_amount: int = 0
+    disputed_amount: int = 0
+    dispute_status: DisputeStatus | None = None
+    revoked_for_amount: int = 0
+
+    @property
+    def returned_amount(self) -> int:
+        """What the buyer got back so far: refunds plus an open or lost dispute, never more than was paid."""
+        return min(self.total.amount, self.refunded_amount + self.disputed_amount)
 
 
 class LedgerKind(StrEnum):
@@ -206,6 +225,8 @@ class Movement(DomainModel):
     reservation_id: str | None = None
     idempotency_key: str | None = None
     reason: str | None = None
+    # A revocation that could not take everything it should (tokens already spent, beyond the overdraft policy).
+    shortfall: int | None = None
     created_at: datetime
 
 
@@ -259,6 +280,13 @@ class Lot(DomainModel):
     order_id: str | None = None
     granted_at: datetime
     closed: bool = False
+    # Tokens taken back by refunds or disputes: the lot counts as ``tokens - revoked`` from then on.
+    revoked: int = 0
+
+    @property
+    def effective_tokens(self) -> int:
+        """What the lot grants once revocations are taken off."""
+        return self.tokens - self.revoked
 
 
 class ReservationStatus(StrEnum):
@@ -306,6 +334,14 @@ class PaymentIntent(DomainModel):
     provider: str
     payment_intent_id: str
     client_secret: str
+
+
+@dataclass(frozen=True)
+class DomainEvent:
+    """A fact for the event bus (api-contract "Events published"): ``kind`` is the detail-type."""
+
+    kind: str
+    detail: dict[str, object]
 
 
 @dataclass(frozen=True)

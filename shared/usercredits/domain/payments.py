@@ -9,9 +9,10 @@ route grants once because both end in ``apply_order_paid``.
 
 from __future__ import annotations
 
-from usercredits.domain.models import Caller, IntentState, Order, OrderStatus
+from usercredits.domain.models import Caller, DomainEvent, IntentState, Order, OrderStatus
 from usercredits.domain.ordering import PAYABLE, apply_order_paid, get_order
 from usercredits.domain.ports import Clock, IdempotencyRecord, OrderRepository, PaymentGateway
+from usercredits.domain.refunds import RefundPorts, order_for_intent, settle_returned
 from usercredits.errors import ConflictError
 
 #: Where a failure-like outcome may come from (a paid order is never refused afterwards, and so on).
@@ -21,6 +22,8 @@ _FROM = {
     OrderStatus.CANCELED: PAYABLE,
     OrderStatus.INCONSISTENT: PAYABLE,
 }
+#: Outcomes published as ``PaymentFailed`` (a canceled intent is the buyer's or our choice, not a failure).
+_FAILED = frozenset({OrderStatus.REFUSED, OrderStatus.ERROR, OrderStatus.INCONSISTENT})
 #: The webhook event types that carry a payment intent outcome; others are acknowledged and ignored.
 HANDLED = frozenset(
     {
@@ -32,7 +35,15 @@ HANDLED = frozenset(
 )
 
 
-def apply_payment_event(event_id: str, kind: str, intent: IntentState, *, orders: OrderRepository, clock: Clock) -> str:
+def apply_payment_event(
+    event_id: str,
+    kind: str,
+    intent: IntentState,
+    *,
+    orders: OrderRepository,
+    clock: Clock,
+    refunds: RefundPorts | None = None,
+) -> str:
     """Apply one verified webhook event to its order; returns what happened (for logs and metrics).
 
     The order is found from the intent's ``metadata`` (``orderId``/``userId``, set when the intent was created) or,
@@ -45,11 +56,17 @@ def apply_payment_event(event_id: str, kind: str, intent: IntentState, *, orders
     if order is None:
         return "unknown-order"
     record = IdempotencyRecord.of("stripe-event", event_id, {"type": kind}, order.order_id)
-    return apply_intent(order, intent, record, orders=orders, clock=clock)
+    return apply_intent(order, intent, record, orders=orders, clock=clock, refunds=refunds)
 
 
 def confirm_order(
-    order_id: str, caller: Caller, *, orders: OrderRepository, payments: PaymentGateway, clock: Clock
+    order_id: str,
+    caller: Caller,
+    *,
+    orders: OrderRepository,
+    payments: PaymentGateway,
+    clock: Clock,
+    refunds: RefundPorts | None = None,
 ) -> Order:
     """Reconcile an order with its payment intent as the provider reports it now (the seed's afterPaymentExecuted)."""
     order = get_order(order_id, caller, orders=orders)
@@ -57,18 +74,31 @@ def confirm_order(
         raise ConflictError(f"order {order_id!r} has no payment intent")
     intent = payments.retrieve_intent(order.payment_intent_id)
     record = IdempotencyRecord.of("confirm", f"{intent.payment_intent_id}:{intent.status}", {}, order.order_id)
-    apply_intent(order, intent, record, orders=orders, clock=clock)
+    apply_intent(order, intent, record, orders=orders, clock=clock, refunds=refunds)
     return get_order(order_id, caller, orders=orders)
 
 
 def apply_intent(
-    order: Order, intent: IntentState, record: IdempotencyRecord, *, orders: OrderRepository, clock: Clock
+    order: Order,
+    intent: IntentState,
+    record: IdempotencyRecord,
+    *,
+    orders: OrderRepository,
+    clock: Clock,
+    refunds: RefundPorts | None = None,
 ) -> str:
     """Move ``order`` according to its intent's status: succeeded pays (if amount and currency match), a card that
     needs another payment method refuses, an action we do not handle is an error, canceled cancels; anything else
     (processing...) leaves it as it is."""
     if intent.status == "succeeded":
-        return _succeeded(order, intent, record, orders=orders, clock=clock)
+        outcome = _succeeded(order, intent, record, orders=orders, clock=clock)
+        if refunds is not None and outcome in ("paid", "unchanged"):
+            # Money that went back before the success (a refund event that came first) is settled now; also after a
+            # crash between the grant and this step, as Stripe redelivers the success until we answer 200.
+            paid = orders.get_order(order.user_id, order.order_id) if outcome == "unchanged" else order
+            if paid is not None and paid.returned_amount != paid.revoked_for_amount:
+                settle_returned(order.user_id, order.order_id, ports=refunds)
+        return outcome
     if intent.status == "requires_payment_method" and intent.last_error:
         return _move(order, OrderStatus.REFUSED, intent.last_error, record, orders=orders, clock=clock)
     if intent.status == "requires_action":
@@ -80,10 +110,7 @@ def apply_intent(
 
 
 def _order_of(intent: IntentState, orders: OrderRepository) -> tuple[str, str] | None:
-    metadata = intent.metadata or {}
-    if metadata.get("orderId") and metadata.get("userId"):
-        return str(metadata["userId"]), str(metadata["orderId"])
-    return orders.find_by_payment_intent(intent.payment_intent_id) if intent.payment_intent_id else None
+    return order_for_intent(intent.payment_intent_id, intent.metadata or {}, orders)
 
 
 def _succeeded(
@@ -125,10 +152,24 @@ def _move(
     for _ in range(3):
         if order.status not in _FROM[status]:
             return "unchanged"  # already further along (or a redelivery): forward only
-        if orders.change_status(order, status, message, clock.now(), record):
+        events = [_payment_failed_event(order, status, message)] if status in _FAILED else []
+        if orders.change_status(order, status, message, clock.now(), record, events):
             return status.value
         latest = orders.get_order(order.user_id, order.order_id)
         if latest is None or latest.updated_at == order.updated_at:
             return "unchanged"  # what caused it was recorded already
         order = latest
     return "unchanged"
+
+
+def _payment_failed_event(order: Order, status: OrderStatus, message: str) -> DomainEvent:
+    detail: dict[str, object] = {
+        "userId": order.user_id,
+        "orderId": order.order_id,
+        "offerGroup": order.offer_group,
+        "status": status.value,
+        "reason": message,
+        "amount": order.total.amount,
+        "currency": order.total.currency,
+    }
+    return DomainEvent("PaymentFailed", detail)

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol
 
 from usercredits.domain.models import (
+    DomainEvent,
     GroupPolicy,
     GroupState,
     IntentState,
@@ -23,6 +24,7 @@ from usercredits.domain.models import (
     PaymentIntent,
     Reservation,
 )
+from usercredits.domain.reversal import Reversal
 from usercredits.domain.settlement import Settlement
 
 
@@ -211,9 +213,16 @@ class OrderRepository(Protocol):
         ...
 
     def change_status(
-        self, read: Order, status: OrderStatus, message: str, now: datetime, idempotency: IdempotencyRecord | None
+        self,
+        read: Order,
+        status: OrderStatus,
+        message: str,
+        now: datetime,
+        idempotency: IdempotencyRecord | None,
+        events: Sequence[DomainEvent] = (),
     ) -> bool:
-        """Move an order still as ``read`` to ``status`` with a history entry; False if it changed meanwhile."""
+        """Move an order still as ``read`` to ``status`` with a history entry (and ``events`` in the outbox, in the
+        same write); False if it changed meanwhile."""
         ...
 
     def find_by_payment_intent(self, payment_intent_id: str) -> tuple[str, str] | None:
@@ -227,12 +236,12 @@ class OrderRepository(Protocol):
         ...
 
 
-@dataclass(frozen=True)
-class DomainEvent:
-    """A fact for the event bus (api-contract "Events published"): ``kind`` is the detail-type."""
-
-    kind: str
-    detail: dict[str, object]
+class ReversalRepository(Protocol):
+    def apply_reversal(self, reversal: Reversal, idempotency: IdempotencyRecord | None) -> bool:
+        """Write everything ``reversal`` changes in one transaction, conditional on the order, lots and groups being
+        as read; False when something changed meanwhile (read again). Raises ``IdempotentReplayError`` when
+        ``idempotency`` was recorded already."""
+        ...
 
 
 class EventPublisher(Protocol):

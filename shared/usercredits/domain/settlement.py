@@ -13,6 +13,7 @@ from datetime import datetime
 from usercredits.domain.cycles import cycle_end
 from usercredits.domain.ids import new_ulid
 from usercredits.domain.models import (
+    DomainEvent,
     GroupState,
     HistoryEntry,
     LedgerKind,
@@ -31,7 +32,7 @@ class Settlement:
 
     ``windows_after`` holds each group's new window (and soonest lot expiry); ``grants`` the movements to append to
     its journal (their tokens are added to the balance atomically); ``windows_before`` what was read, for the
-    optimistic condition.
+    optimistic condition; ``events`` the facts to publish (written to the outbox in the same transaction).
     """
 
     order: Order
@@ -40,6 +41,7 @@ class Settlement:
     windows_before: dict[str, GroupState | None] = field(default_factory=dict)
     lots: list[Lot] = field(default_factory=list)
     grants: dict[str, list[Movement]] = field(default_factory=dict)
+    events: list[DomainEvent] = field(default_factory=list)
 
 
 def start_for(append_date: bool, window: GroupState | None, now: datetime) -> datetime:
@@ -151,7 +153,37 @@ def settle_order(order: Order, windows: dict[str, GroupState], now: datetime, me
         windows_before=before,
         lots=lots,
         grants=grants,
+        events=[order_paid_event(paid), *(credits_granted_event(order.user_id, lot) for lot in lots)],
     )
+
+
+def order_paid_event(order: Order) -> DomainEvent:
+    """``OrderPaid``: the order, what it cost and which group it credits."""
+    detail: dict[str, object] = {
+        "userId": order.user_id,
+        "orderId": order.order_id,
+        "offerId": order.offer_id,
+        "offerGroup": order.offer_group,
+        "amount": order.total.amount,
+        "currency": order.total.currency,
+        "tokens": order.total_tokens,
+    }
+    return DomainEvent("OrderPaid", detail)
+
+
+def credits_granted_event(user_id: str, lot: Lot, reason: str | None = None) -> DomainEvent:
+    """``CreditsGranted``: one lot's tokens added to its group (``reason`` says why when it is not a purchase)."""
+    detail: dict[str, object] = {
+        "userId": user_id,
+        "offerGroup": lot.offer_group,
+        "orderId": lot.order_id,
+        "lotId": lot.lot_id,
+        "tokens": lot.effective_tokens,
+        "expires": lot.expires.isoformat() if lot.expires else None,
+    }
+    if reason:
+        detail["reason"] = reason
+    return DomainEvent("CreditsGranted", detail)
 
 
 def _child_order(

@@ -339,7 +339,7 @@ class DynamoCreditsRepository:
         the lots left open) in one transaction, conditional on the group's version and ``drawn`` being the ones the
         remaining amounts were computed from (``StaleWindowError`` otherwise)."""
         expired = sum(-movement.tokens for movement in movements)
-        used = sum(lot.tokens for lot in lots) - expired
+        used = sum(lot.effective_tokens for lot in lots) - expired
         key = CreditGroupItem(pk=user_pk(user_id), sk=group_sk(state.offer_group))
         try:
             with IdempotentTransaction(user_id, None) as transaction:

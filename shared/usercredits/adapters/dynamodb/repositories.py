@@ -11,7 +11,7 @@ import binascii
 import contextlib
 import json
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -35,10 +35,15 @@ from usercredits.adapters.dynamodb.tables import (
     OfferItem,
     OrderItem,
     OrderLineAttribute,
+    OutboxEventAttribute,
+    OutboxItem,
 )
+from usercredits.domain.ids import new_ulid
 from usercredits.domain.models import (
     CombinedOffer,
     Cycle,
+    DisputeStatus,
+    DomainEvent,
     GroupPolicy,
     GroupState,
     HistoryEntry,
@@ -61,6 +66,9 @@ CATALOG_PK = "CATALOG"
 #: How long an Idempotency-Key is remembered (api-contract: at least 30 days for money movements).
 IDEMPOTENCY_TTL = timedelta(days=30)
 _CONDITION_FAILED = "ConditionalCheckFailed"
+OUTBOX_PREFIX = "OUTBOX#"
+#: Outbox items outlive the stream's 24 h retention, then DynamoDB's TTL deletes them (deletes are not published).
+OUTBOX_TTL = timedelta(days=2)
 
 
 def user_pk(user_id: str) -> str:
@@ -277,9 +285,13 @@ def order_to_item(order: Order) -> OrderItem:
         parent_order_id=order.parent_order_id,
         payment_attempt=order.payment_attempt,
         combined_items=[_line_to_attribute(line) for line in order.combined_items] or None,
-        history=[_history_to_attribute(entry) for entry in order.history],
+        history=[history_to_attribute(entry) for entry in order.history],
         created_at=order.created_at,
         updated_at=order.updated_at,
+        refunded_amount=order.refunded_amount,
+        disputed_amount=order.disputed_amount,
+        dispute_status=order.dispute_status.value if order.dispute_status else None,
+        revoked_for_amount=order.revoked_for_amount,
     )
 
 
@@ -287,7 +299,7 @@ def _line_to_attribute(line: OrderLine) -> OrderLineAttribute:
     return OrderLineAttribute(**_purchase_to_attributes(line), child_order_id=line.child_order_id)
 
 
-def _history_to_attribute(entry: HistoryEntry) -> HistoryEntryAttribute:
+def history_to_attribute(entry: HistoryEntry) -> HistoryEntryAttribute:
     return HistoryEntryAttribute(date=entry.date, status=entry.status.value, message=entry.message)
 
 
@@ -312,6 +324,10 @@ def item_to_order(item: OrderItem) -> Order:
         ],
         created_at=item.created_at,
         updated_at=item.updated_at,
+        refunded_amount=int(item.refunded_amount or 0),
+        disputed_amount=int(item.disputed_amount or 0),
+        dispute_status=DisputeStatus(item.dispute_status) if item.dispute_status else None,
+        revoked_for_amount=int(item.revoked_for_amount or 0),
     )
 
 
@@ -326,6 +342,7 @@ def movement_to_attribute(movement: Movement) -> MovementAttribute:
         reservation_id=movement.reservation_id,
         idempotency_key=movement.idempotency_key,
         reason=movement.reason,
+        shortfall=movement.shortfall,
         created_at=movement.created_at,
     )
 
@@ -341,6 +358,7 @@ def attribute_to_movement(attribute: MovementAttribute) -> Movement:
         reservation_id=attribute.reservation_id,
         idempotency_key=attribute.idempotency_key,
         reason=attribute.reason,
+        shortfall=None if attribute.shortfall is None else int(attribute.shortfall),
         created_at=attribute.created_at,
     )
 
@@ -379,6 +397,7 @@ def lot_to_item(user_id: str, lot: Lot) -> LotItem:
         order_id=lot.order_id,
         granted_at=lot.granted_at,
         closed=lot.closed,
+        revoked=lot.revoked,
     )
     if lot.expires is not None and not lot.closed:  # open lots with an expiry are in the sparse ByExpiry index
         index_by_expiry(item, lot.expires, f"{user_id}#{lot.offer_group}#{lot.lot_id}")
@@ -401,6 +420,7 @@ def item_to_lot(item: LotItem) -> Lot:
         order_id=item.order_id,
         granted_at=item.granted_at,
         closed=bool(item.closed),
+        revoked=int(item.revoked or 0),
     )
 
 
@@ -500,7 +520,7 @@ class DynamoOrderRepository:
                         OrderItem.combined_items.set([_line_to_attribute(line) for line in order.combined_items])
                         if order.combined_items
                         else OrderItem.combined_items.remove(),
-                        OrderItem.history.set([_history_to_attribute(entry) for entry in order.history]),
+                        OrderItem.history.set([history_to_attribute(entry) for entry in order.history]),
                         OrderItem.updated_at.set(order.updated_at),
                     ],
                     condition=condition,
@@ -512,7 +532,13 @@ class DynamoOrderRepository:
 
     @translate_errors
     def change_status(
-        self, read: Order, status: OrderStatus, message: str, now: datetime, idempotency: IdempotencyRecord | None
+        self,
+        read: Order,
+        status: OrderStatus,
+        message: str,
+        now: datetime,
+        idempotency: IdempotencyRecord | None,
+        events: Sequence[DomainEvent] = (),
     ) -> bool:
         """Move an order to ``status`` with a history entry, if it is still as ``read`` (status and last update).
         False when it changed meanwhile or ``idempotency`` was recorded already (nothing written)."""
@@ -524,11 +550,12 @@ class DynamoOrderRepository:
                     item,
                     actions=[
                         OrderItem.status.set(status.value),
-                        OrderItem.history.set(OrderItem.history.append([_history_to_attribute(entry)])),
+                        OrderItem.history.set(OrderItem.history.append([history_to_attribute(entry)])),
                         OrderItem.updated_at.set(now),
                     ],
                     condition=(OrderItem.status == read.status.value) & (OrderItem.updated_at == read.updated_at),
                 )
+                add_outbox(transaction, read.user_id, events, now)
         except (_OrderNotPendingError, IdempotentReplayError):
             return False
         return True
@@ -536,9 +563,14 @@ class DynamoOrderRepository:
     @translate_errors
     def find_by_payment_intent(self, payment_intent_id: str) -> tuple[str, str] | None:
         """(userId, orderId) of the order that carries this payment intent (the ByPaymentIntent index)."""
-        for key in CreditsItem.by_payment_intent.query(payment_intent_id, limit=1):
-            if key.sk.startswith("ORDER#"):
-                return key.pk.removeprefix("USER#"), key.sk.removeprefix("ORDER#")
+        # A low-level Query: the index is KEYS_ONLY, and a model query cannot build items without their itemType.
+        answer = _connection().query(
+            CreditsItem.Meta.table_name, payment_intent_id, index_name=CreditsItem.by_payment_intent.Meta.index_name
+        )
+        for key in answer.get("Items", []):
+            pk, sk = key["pk"]["S"], key["sk"]["S"]
+            if sk.startswith("ORDER#"):
+                return pk.removeprefix("USER#"), sk.removeprefix("ORDER#")
         return None
 
     @translate_errors
@@ -562,7 +594,7 @@ class DynamoOrderRepository:
                     actions=[
                         OrderItem.payment_intent_id.set(intent_id),
                         OrderItem.payment_attempt.set(attempt),
-                        OrderItem.history.set(OrderItem.history.append([_history_to_attribute(entry)])),
+                        OrderItem.history.set(OrderItem.history.append([history_to_attribute(entry)])),
                         OrderItem.updated_at.set(now),
                     ],
                     condition=(OrderItem.status == OrderStatus.PENDING.value)
@@ -588,6 +620,7 @@ class DynamoOrderRepository:
     @staticmethod
     def _add_settlement_writes(transaction: TransactWrite, settlement: Settlement) -> None:
         user_id, now = settlement.order.user_id, settlement.order.updated_at
+        add_outbox(transaction, user_id, settlement.events, now)
         for child in settlement.child_orders:
             transaction.save(order_to_item(child), condition=OrderItem.pk.does_not_exist())
         for lot in settlement.lots:
@@ -642,6 +675,24 @@ class DynamoOrderRepository:
                 actions=actions,
                 condition=equals_stored(CreditGroupItem.version, before.version),
             )
+
+
+def add_outbox(transaction: TransactWrite, user_id: str, events: Sequence[DomainEvent], now: datetime) -> None:
+    """Write ``events`` to the outbox in ``transaction``: they exist exactly when the fact they tell commits, and the
+    table's stream hands them to the event publisher function (see ``OutboxItem``)."""
+    if not events:
+        return
+    item = OutboxItem(
+        pk=user_pk(user_id),
+        sk=f"{OUTBOX_PREFIX}{new_ulid(now)}",
+        events=[
+            OutboxEventAttribute(kind=event.kind, detail=json.dumps(event.detail, sort_keys=True, default=str))
+            for event in events
+        ],
+        created_at=now,
+        ttl=now + OUTBOX_TTL,
+    )
+    transaction.save(item, condition=OutboxItem.pk.does_not_exist())
 
 
 def equals_stored(attribute: Any, value: int) -> Any:

@@ -29,6 +29,7 @@ from pynamodb.attributes import (
     ListAttribute,
     MapAttribute,
     NumberAttribute,
+    NumberSetAttribute,
     TTLAttribute,
     UnicodeAttribute,
     UnicodeSetAttribute,
@@ -161,6 +162,17 @@ class OrderItem(CreditsItem, discriminator="order"):
     history = ListAttribute(of=HistoryEntryAttribute)
     created_at = UTCDateTimeAttribute(attr_name="createdAt")
     updated_at = UTCDateTimeAttribute(attr_name="updatedAt")
+    refunded_amount = NumberAttribute(default=0, attr_name="refundedAmount")
+    disputed_amount = NumberAttribute(default=0, attr_name="disputedAmount")
+    dispute_status = UnicodeAttribute(null=True, attr_name="disputeStatus")
+    revoked_for_amount = NumberAttribute(default=0, attr_name="revokedForAmount")
+
+
+class OutboxEventAttribute(MapAttribute[str, Any]):
+    """One event of an outbox item: its detail-type and its detail as JSON text (kept as written)."""
+
+    kind = UnicodeAttribute()
+    detail = UnicodeAttribute()
 
 
 class MovementAttribute(MapAttribute[str, Any]):
@@ -175,6 +187,7 @@ class MovementAttribute(MapAttribute[str, Any]):
     reservation_id = UnicodeAttribute(null=True, attr_name="reservationId")
     idempotency_key = UnicodeAttribute(null=True, attr_name="idempotencyKey")
     reason = UnicodeAttribute(null=True)
+    shortfall = NumberAttribute(null=True)
     created_at = UTCDateTimeAttribute(attr_name="createdAt")
 
 
@@ -217,6 +230,9 @@ class LotItem(CreditsItem, discriminator="lot"):
     order_id = UnicodeAttribute(null=True, attr_name="orderId")
     granted_at = UTCDateTimeAttribute(attr_name="grantedAt")
     closed = BooleanAttribute(default=False)
+    revoked = NumberAttribute(default=0)
+    # The warning windows (seconds before expiry) the expiry scan sent CreditsExpiringSoon for, once accepted.
+    warned = NumberSetAttribute(null=True)
 
 
 class HoldItem(CreditsItem, discriminator="hold"):
@@ -251,6 +267,28 @@ class GroupPolicyItem(CreditsItem, discriminator="groupPolicy"):
     overdraft = UnicodeAttribute(default="none")
     overdraft_limit = NumberAttribute(default=0, attr_name="overdraftLimit")
     low_threshold = NumberAttribute(null=True, attr_name="lowThreshold")
+
+
+class OutboxItem(CreditsItem, discriminator="outbox"):
+    """Events of one committed fact (sk ``OUTBOX#<id>``), written in the fact's own transaction.
+
+    The table's stream carries the new item to the event publisher function, which puts the events on the bus: an
+    event exists exactly when its fact was committed. ``ttl`` lets DynamoDB delete the item once it is surely sent.
+    """
+
+    events = ListAttribute(of=OutboxEventAttribute)
+    created_at = UTCDateTimeAttribute(attr_name="createdAt")
+
+
+class ScanStateItem(CreditsItem, discriminator="scanState"):
+    """A scheduled scan's progress (pk ``SCAN#<name>``, sk ``STATE``): its cursors, and the lease of the run in
+    progress (one run at a time; a run that died keeps it only until its Lambda would have been stopped anyway)."""
+
+    due_from = UnicodeAttribute(null=True, attr_name="dueFrom")  # hour bucket, "YYYY-MM-DDTHH"
+    windows = UnicodeAttribute(null=True)  # JSON: {"<window seconds>": {"hour": "YYYY-MM-DDTHH", "after": key}}
+    lease_owner = UnicodeAttribute(null=True, attr_name="leaseOwner")
+    lease_until = UTCDateTimeAttribute(null=True, attr_name="leaseUntil")
+    updated_at = UTCDateTimeAttribute(null=True, attr_name="updatedAt")
 
 
 class IdempotencyItem(CreditsItem, discriminator="idempotency"):

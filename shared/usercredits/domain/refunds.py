@@ -1,0 +1,103 @@
+"""Refunds and disputes: money going back takes back the credits it paid for, once (see ``reversal`` for the rules).
+
+A report (a verified ``charge.refunded`` / ``charge.dispute.*`` event) is merged into its order and settled in one
+conditional transaction that also records the Stripe event id, so a redelivery changes nothing and two reports
+racing each other are applied one after the other. A report about an order not paid yet is recorded on the order;
+paying it later settles it (``settle_returned`` runs right after the grant), so a refund that arrives before the
+payment's success is not lost.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from usercredits.domain.models import Order
+from usercredits.domain.ports import (
+    CatalogRepository,
+    Clock,
+    CreditSnapshot,
+    CreditsRepository,
+    IdempotencyRecord,
+    IdempotentReplayError,
+    OrderRepository,
+    ReversalRepository,
+)
+from usercredits.domain.reversal import GRANTED, ChargeReport, merge_report, owed_lots, plan_reversal
+from usercredits.errors import ConflictError
+
+_RETRIES = 5
+
+
+@dataclass(frozen=True)
+class RefundPorts:
+    """What settling returned money reads and writes."""
+
+    orders: OrderRepository
+    credits: CreditsRepository
+    catalog: CatalogRepository
+    reversals: ReversalRepository
+    clock: Clock
+
+
+def order_for_intent(
+    payment_intent_id: str, metadata: dict[str, str], orders: OrderRepository
+) -> tuple[str, str] | None:
+    """(userId, orderId) of a payment: from the ``orderId``/``userId`` metadata we set on the intent, else through
+    the intent id index."""
+    if metadata.get("orderId") and metadata.get("userId"):
+        return str(metadata["userId"]), str(metadata["orderId"])
+    return orders.find_by_payment_intent(payment_intent_id) if payment_intent_id else None
+
+
+def apply_charge_report(event_id: str, kind: str, report: ChargeReport, *, ports: RefundPorts) -> str:
+    """Apply one verified refund or dispute event to its order; returns what happened (for logs and metrics)."""
+    found = order_for_intent(report.payment_intent_id, report.metadata, ports.orders)
+    if found is None:
+        return "unknown-order"
+    record = IdempotencyRecord.of("stripe-event", event_id, {"type": kind}, found[1])
+    for _ in range(_RETRIES):
+        read = ports.orders.get_order(*found)
+        if read is None:
+            return "unknown-order"
+        if report.currency.lower() != read.total.currency:
+            return "currency-mismatch"  # not money of this order: nothing to take back
+        outcome = _settle(merge_report(read, report), read, record, ports)
+        if outcome is not None:
+            return outcome
+    raise ConflictError("the order kept changing while a refund was applied; retry")
+
+
+def settle_returned(user_id: str, order_id: str, *, ports: RefundPorts) -> str:
+    """Settle money that went back before the order was paid (called right after the grant); no-op otherwise."""
+    for _ in range(_RETRIES):
+        read = ports.orders.get_order(user_id, order_id)
+        if read is None or read.status not in GRANTED or read.returned_amount == read.revoked_for_amount:
+            return "unchanged"
+        outcome = _settle(read, read, None, ports)
+        if outcome is not None:
+            return outcome
+    raise ConflictError("the order kept changing while a refund was applied; retry")
+
+
+def _settle(order: Order, read: Order, record: IdempotencyRecord | None, ports: RefundPorts) -> str | None:
+    """One attempt: plan against fresh credits and write; None when something changed meanwhile (try again)."""
+    granted = order.status in GRANTED and order.returned_amount != order.revoked_for_amount
+    snapshot = ports.credits.snapshot(order.user_id) if granted else CreditSnapshot()
+    groups = {lot.offer_group for lot in owed_lots(order)} if granted else set()
+    plan = plan_reversal(
+        order,
+        read,
+        groups=snapshot.groups,
+        open_lots=snapshot.lots,
+        policies={group: ports.catalog.group_policy(group) for group in groups},
+        now=ports.clock.now(),
+    )
+    if not plan.changes_anything:
+        return "unchanged"  # an older or repeated report: nothing new
+    try:
+        if not ports.reversals.apply_reversal(plan, record):
+            return None
+    except IdempotentReplayError:
+        return "unchanged"  # this very event was applied already
+    revoked = -sum(tokens for tokens in plan.net.values() if tokens < 0)
+    return f"revoked {revoked}" if granted else f"recorded ({plan.order.status.value})"
