@@ -29,8 +29,8 @@ How requests reach the handlers (the same events AWS would send):
   ``LOCAL_WEBHOOK_SECRET`` and delivers it to the webhook function, so the same code path runs as with Stripe;
 - CORS preflights (``OPTIONS`` with ``Access-Control-Request-Method``) are answered from the HttpApi's
   ``CorsConfiguration``, without the authorizer, as API Gateway does;
-- ``/_local/events`` is a tiny EventBridge ``PutEvents`` endpoint (``AWS_ENDPOINT_URL_EVENTS`` points there), so the
-  events the functions publish are logged instead of going to AWS; ``GET /_local/events`` lists the last ones.
+- ``/_local/events`` is a tiny EventBridge ``PutEvents`` endpoint (``AWS_ENDPOINT_URL_EVENTBRIDGE`` points there), so
+  the events the functions publish are logged instead of going to AWS; ``GET /_local/events`` lists the last ones.
 
 One Lambda container runs one request at a time, and Powertools' resolvers keep the current event on the module-level
 ``app``, so calls are serialised per function. A handler that raises answers 500 and the server keeps running.
@@ -62,6 +62,7 @@ from pathlib import Path
 from typing import Any
 
 from devtools.lambda_context import ACCOUNT_ID, DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT_SECONDS, REGION, LambdaContext
+from devtools.stream_pump import StreamPump
 
 ROOT = Path(__file__).resolve().parent.parent
 FUNCTIONS_DIR = ROOT / "functions"
@@ -99,7 +100,7 @@ def local_environment(events_endpoint: str | None = None) -> dict[str, str]:
         "POWERTOOLS_METRICS_DISABLED": "true",
     }
     if events_endpoint:
-        env["AWS_ENDPOINT_URL_EVENTS"] = events_endpoint
+        env["AWS_ENDPOINT_URL_EVENTBRIDGE"] = events_endpoint  # botocore: AWS_ENDPOINT_URL_<service id "EventBridge">
     return env
 
 
@@ -500,7 +501,8 @@ def lambda_result_reply(result: Any) -> Reply:
 
 # --------------------------------------------------------------------------------------------------- fake EventBridge
 class EventSink:
-    """Answers EventBridge ``PutEvents`` calls (``AWS_ENDPOINT_URL_EVENTS``) and keeps the last events published."""
+    """Answers EventBridge ``PutEvents`` calls (``AWS_ENDPOINT_URL_EVENTBRIDGE``) and keeps the last events
+    published."""
 
     def __init__(self, keep: int = 500) -> None:
         self.events: deque[dict[str, Any]] = deque(maxlen=keep)
@@ -606,7 +608,9 @@ def stripe_event(
         intent |= {"status": "requires_action", "next_action": {"type": "use_stripe_sdk"}}
     data = intent
     if action == "refund":
-        refunded = amount if refund_amount is None else refund_amount
+        # Stripe's amount_refunded is cumulative: this refund comes on top of the earlier ones.
+        before = int(order.get("refundedAmount") or 0)
+        refunded = amount if refund_amount is None else min(amount, before + refund_amount)
         data = {
             "id": f"ch_{payment_intent_id}",
             "object": "charge",
@@ -1096,8 +1100,9 @@ def serve(port: int, host: str = "127.0.0.1") -> int:
         with dynamodb_endpoint() as (endpoint, started_engine):
             configure_environment(endpoint, f"{server.base_url}{EVENTS_PATH}")
             offers = prepare_tables_and_catalog()
-            for folder in sorted({route.function for route in server.routes} | {"stripe_webhook"}):
+            for folder in sorted({route.function for route in server.routes} | {"stripe_webhook", "event_publisher"}):
                 registry.load(folder)
+            pump = StreamPump(endpoint, lambda batch: registry.invoke("event_publisher", batch)).start()
             try:
                 server.openapi_json()  # fail early in the log, not on the first /docs
             except Exception as exc:  # noqa: BLE001 - the API still works without its document
@@ -1106,6 +1111,7 @@ def serve(port: int, host: str = "127.0.0.1") -> int:
             try:
                 server.serve_forever(poll_interval=0.2)
             finally:
+                pump.stop()
                 log("dev server stopped" + ("; stopping DynamoDB Local" if started_engine else ""))
     except KeyboardInterrupt:
         return 0

@@ -337,3 +337,45 @@ def test_credits_flow_free_order_then_spend_hold_and_ledger(api: Api) -> None:
         ("grant", 20, 20),
     ]
     assert sum(e["tokens"] for e in ledger) == 11
+
+
+def published(api: Api, order_id: str, kinds: set[str], timeout: float = 10.0) -> list[dict[str, Any]]:
+    """The events of ``order_id`` on the local bus once all of ``kinds`` arrived (the stream pump runs every 0.5 s)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        events = expect(api.get("/_local/events"), HTTPStatus.OK)["events"]
+        details = [(e["DetailType"], json.loads(e["Detail"])) for e in events]
+        mine = [{"kind": kind, **detail} for kind, detail in details if detail.get("orderId", "").startswith(order_id)]
+        if kinds <= {event["kind"] for event in mine} or time.monotonic() > deadline:
+            return mine
+        time.sleep(0.2)
+
+
+def test_local_money_flow_pay_consume_refund_and_events(api: Api) -> None:
+    """offers -> order -> pay -> credits -> consume -> partial refund -> full refund, and the events on the bus."""
+    token = token_for(f"money-{uuid.uuid4().hex[:8]}")
+    placed = expect(place_order(api, token, PRICED_OFFER), HTTPStatus.CREATED)  # _100tokens, 20.00 usd
+    order_id, intent = placed["order"]["orderId"], placed["payment"]["paymentIntentId"]
+    expect(api.post(f"/_local/payments/{intent}/succeed"), HTTPStatus.OK)
+    expect(api.post("/credits/AiTokens/consume", token=token, json_body={"count": 30}), HTTPStatus.OK)
+
+    # 500 of 2000 back: 25 of the 100 tokens are owed and 70 remain, so all 25 go.
+    expect(api.post(f"/_local/payments/{intent}/refund", json_body={"amount": 500}), HTTPStatus.OK)
+    group = expect(api.get("/credits/AiTokens", token=token), HTTPStatus.OK)
+    assert group["balance"] == 45
+    # The rest back (cumulative 2000): the 45 left go; the 30 spent are the shortfall.
+    expect(api.post(f"/_local/payments/{intent}/refund", json_body={"amount": 1500}), HTTPStatus.OK)
+    assert expect(api.get("/credits/AiTokens", token=token), HTTPStatus.OK)["balance"] == 0
+    order = expect(api.get(f"/orders/{order_id}", token=token), HTTPStatus.OK)
+    assert (order["status"], order["refundedAmount"]) == ("refunded", 2000)
+    ledger = expect(api.get("/credits/ledger?offerGroup=AiTokens", token=token), HTTPStatus.OK)["entries"]
+    assert [(e["kind"], e["tokens"], e.get("shortfall")) for e in ledger[:2]] == [
+        ("revoke", -45, 30),
+        ("revoke", -25, None),
+    ]
+
+    events = published(api, order_id, {"OrderPaid", "CreditsGranted", "CreditsRevoked"})
+    kinds = [event["kind"] for event in events]
+    assert kinds == ["OrderPaid", "CreditsGranted", "CreditsRevoked", "CreditsRevoked"], events
+    assert [event["tokens"] for event in events if event["kind"] == "CreditsRevoked"] == [25, 45]
+    assert len({event["eventId"] for event in events}) == 4
