@@ -70,8 +70,8 @@ class StripeWebhookSettings(
     pass
 
 
-class EventPublisherSettings(ObservabilitySettings, EventBusSettings):
-    pass
+class EventPublisherSettings(ObservabilitySettings, CreditsTableSettings, EventBusSettings):
+    """The credits table is the one whose stream feeds the function (it reads no item through the API)."""
 
 
 #: The longest warning window (seconds): a window's first run reads one index bucket per hour of it.
@@ -131,4 +131,5 @@ SETTINGS_BY_FUNCTION: dict[str, type[_EnvModel]] = {
     "consumption": ConsumptionSettings,
     "stripe_webhook": StripeWebhookSettings,
     "expiry_scan": ExpiryScanSettings,
+    "event_publisher": EventPublisherSettings,
 }
