@@ -1,0 +1,53 @@
+"""What a save must write: the difference between the customer as loaded and as changed, item by item.
+
+The repository stores a profile item and one item per child (``ports.CustomerRepository``); writing only what
+changed keeps a save to one small transaction however long the customer's history is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from usercredits.subscriptions.models import Customer
+from usercredits.subscriptions.ports import ChildItem, ChildKind, CustomerChanges
+
+_CHILD_LISTS = {
+    ChildKind.ADDRESS: "addresses",
+    ChildKind.PAYMENT_METHOD: "payment_methods",
+    ChildKind.SUBSCRIPTION: "subscriptions",
+    ChildKind.TRANSACTION: "transactions",
+}
+
+
+def customer_changes(before: Customer | None, after: Customer) -> CustomerChanges:
+    """The writes that turn ``before`` (as loaded; None for a new customer) into ``after``.
+
+    Children are matched by local id: new or different ones are upserted, missing ones deleted. The profile is every
+    field but the child lists; the save moves its version from ``before.version`` whenever anything is written.
+    """
+    if before is None:
+        upserts = tuple(item for kind in _CHILD_LISTS for item in _children(after, kind))
+        return CustomerChanges(customer=after, expected_version=None, profile_changed=True, upserts=upserts)
+    upserts_list: list[ChildItem] = []
+    deletions: list[tuple[ChildKind, str]] = []
+    for kind in _CHILD_LISTS:
+        old = {item.local_id: item for item in _children(before, kind)}
+        new = {item.local_id: item for item in _children(after, kind)}
+        upserts_list.extend(item for local_id, item in new.items() if old.get(local_id) != item)
+        deletions.extend((kind, local_id) for local_id in old if local_id not in new)
+    return CustomerChanges(
+        customer=after,
+        expected_version=before.version,
+        profile_changed=_profile(before) != _profile(after),
+        upserts=tuple(upserts_list),
+        deletions=tuple(deletions),
+    )
+
+
+def _children(customer: Customer, kind: ChildKind) -> Sequence[ChildItem]:
+    items: Sequence[ChildItem] = getattr(customer, _CHILD_LISTS[kind])
+    return items
+
+
+def _profile(customer: Customer) -> dict[str, object]:
+    return customer.model_dump(exclude=set(_CHILD_LISTS.values()))

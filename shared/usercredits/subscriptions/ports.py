@@ -1,0 +1,301 @@
+"""Ports of the subscriptions half: what its use cases need from storage and from the payment processor.
+
+Only protocols and plain data here; the DynamoDB and Stripe adapters implement them, tests use in-memory fakes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Protocol
+
+from usercredits.domain.models import Money
+from usercredits.subscriptions.instruments import InstrumentDetails, PaymentMethodKind
+from usercredits.subscriptions.models import (
+    Address,
+    AddressFields,
+    Coupon,
+    Customer,
+    Descriptor,
+    PaymentMethod,
+    Plan,
+    Subscription,
+    SubscriptionStatus,
+    SubscriptionStatusEvent,
+    Transaction,
+)
+
+
+class ChildKind(StrEnum):
+    """The kinds of item stored under a customer, next to its profile item."""
+
+    ADDRESS = "address"
+    PAYMENT_METHOD = "payment_method"
+    SUBSCRIPTION = "subscription"
+    TRANSACTION = "transaction"
+
+
+#: One child item of a customer (stored as its own item, keyed by kind and local id).
+ChildItem = Address | PaymentMethod | Subscription | Transaction
+
+
+@dataclass(frozen=True)
+class CustomerChanges:
+    """What a save must write (computed by ``changes.customer_changes``).
+
+    ``customer`` is the whole new state; its profile (every field but the child lists) is written with the version
+    moved from ``expected_version`` to ``expected_version + 1``; ``expected_version`` None means the customer is new
+    and must not exist yet. ``upserts`` are the new or changed children; ``deletions`` the children to remove.
+    """
+
+    customer: Customer
+    expected_version: int | None
+    profile_changed: bool
+    upserts: tuple[ChildItem, ...] = ()
+    deletions: tuple[tuple[ChildKind, str], ...] = ()
+
+    @property
+    def is_empty(self) -> bool:
+        """True when nothing needs writing."""
+        return not (self.profile_changed or self.upserts or self.deletions)
+
+
+class StaleCustomerError(Exception):
+    """Raised by ``CustomerRepository.save`` when the stored version is not the expected one (or, for a new
+    customer, when one exists already): someone else saved meanwhile; reload and retry."""
+
+
+class CustomerRepository(Protocol):
+    """Customers stored as one partition per customer: a profile item plus an item per address, payment method,
+    subscription and transaction (so no item grows with the customer's history, unlike the seed's one document)."""
+
+    def load(self, user_id: str) -> Customer | None:
+        """The user's whole customer (profile and every child) in one query, or None before first use."""
+        ...
+
+    def save(self, changes: CustomerChanges) -> Customer:
+        """Write the changes in one transaction, conditional on the profile's version; returns the customer with its
+        new version. Raises ``StaleCustomerError`` when the version moved. ``paymentLockUntil`` is left out of the
+        profile write: only the lock methods below touch it, so a save never undoes a lock taken meanwhile."""
+        ...
+
+    def acquire_payment_lock(self, user_id: str, *, now: datetime, until: datetime) -> bool:
+        """Take the customer's soft payment lock until ``until`` with one conditional write (no lock, or one that
+        expired before ``now``); False when another operation holds it (seed 5.2 done atomically: fix 7.2-7)."""
+        ...
+
+    def release_payment_lock(self, user_id: str, *, until: datetime) -> None:
+        """Release the lock taken until ``until`` (a no-op when it expired and was taken by someone else)."""
+        ...
+
+
+class RedemptionOutcome(StrEnum):
+    REDEEMED = "redeemed"  # counted now
+    ALREADY_REDEEMED = "already_redeemed"  # this (coupon, customer, subscription) was counted before: not again
+    LIMIT_REACHED = "limit_reached"  # counting it would pass maxUses: nothing written
+    UNKNOWN_COUPON = "unknown_coupon"
+
+
+@dataclass(frozen=True)
+class Redemption:
+    """A coupon discount about to be sent to the processor, whose use must be counted first."""
+
+    coupon_code: str
+    customer_id: str
+    subscription_id: str
+    discount_id: str
+    restricted: bool
+
+
+class CouponRepository(Protocol):
+    def get(self, code: str) -> Coupon | None: ...
+
+    def put(self, coupon: Coupon, now: datetime) -> Coupon:
+        """Create or replace a coupon's terms (admin); ``used_count`` is kept from the stored coupon."""
+        ...
+
+    def redeem(self, code: str, customer_id: str, subscription_id: str, max_uses: int | None) -> RedemptionOutcome:
+        """Count one use of the coupon for (customer, subscription), atomically.
+
+        One transaction: put a redemption record keyed by (code, customer, subscription) only if absent, and add 1
+        to ``usedCount`` only if ``usedCount < max_uses`` (no condition when ``max_uses`` is None). So a use is
+        counted exactly once per (coupon, customer, subscription) however often a sync is retried, and concurrent
+        redemptions never take ``usedCount`` past ``max_uses`` (fix of the seed's double count and off-by-one,
+        7.2-2). Also records the customer's use for restricted coupons (``used_by_customer``).
+        """
+        ...
+
+    def used_by_customer(self, code: str, customer_id: str) -> bool:
+        """True when the customer has redeemed the coupon for any subscription (restricted coupons: once each)."""
+        ...
+
+
+class PlanRepository(Protocol):
+    def get(self, plan_id: str) -> Plan | None: ...
+
+    def list_plans(self) -> list[Plan]: ...
+
+    def put(self, plan: Plan, now: datetime) -> Plan:
+        """Create or replace a plan (admin). Subscriptions keep their own copy of the plan they were made from."""
+        ...
+
+
+@dataclass(frozen=True)
+class ProcessorCustomer:
+    """A customer as the processor has it."""
+
+    id: str
+    name: str = ""
+    email: str | None = None
+    phone: str | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+    default_payment_method_id: str | None = None  # a processor id
+    deleted: bool = False
+
+
+@dataclass(frozen=True)
+class ProcessorPaymentMethod:
+    """A payment method as the processor has it (``customer_id``: the processor customer it is attached to)."""
+
+    id: str
+    kind: PaymentMethodKind
+    details: InstrumentDetails | None = None
+    customer_id: str | None = None
+    billing: AddressFields | None = None
+
+
+@dataclass(frozen=True)
+class DiscountTerms:
+    """A local discount as the processor must apply it (a Stripe coupon: ``amount_off`` for the cycles)."""
+
+    discount_id: str
+    amount: Money
+    number_of_billing_cycles: int
+    never_expires: bool
+    name: str
+
+
+@dataclass(frozen=True)
+class SubscriptionTerms:
+    """What to create or update at the processor for a subscription (built by ``sync.subscription_terms``).
+
+    ``first_billing_date`` in the future means a queued start (a trial end or billing anchor at the processor).
+    """
+
+    subscription_id: str  # the local id, sent as metadata so webhooks and loads find the local item
+    customer_processor_id: str
+    price_id: str
+    payment_method_processor_id: str | None
+    first_billing_date: datetime | None
+    discounts: tuple[DiscountTerms, ...]
+    descriptor: Descriptor | None
+    cancel_at_period_end: bool
+
+
+@dataclass(frozen=True)
+class ProcessorDiscount:
+    """A discount applied at the processor; ``discount_id`` is the local id it was made from (kept in the processor
+    coupon's metadata), None for one added at the processor directly."""
+
+    processor_id: str
+    amount: Money
+    number_of_billing_cycles: int
+    current_billing_cycle: int = 0
+    discount_id: str | None = None
+    name: str = ""
+
+
+@dataclass(frozen=True)
+class ProcessorSubscription:
+    """A subscription as the processor has it, mapped to local statuses and dates (seeds-spec 5.13)."""
+
+    id: str
+    status: SubscriptionStatus
+    price: Money
+    price_id: str
+    is_trial: bool = False
+    subscription_id: str | None = None  # the local id from metadata, when it was made here
+    payment_method_id: str | None = None  # a processor id
+    first_billing_date: datetime | None = None
+    paid_through_date: datetime | None = None
+    billing_period_start_date: datetime | None = None
+    billing_period_end_date: datetime | None = None
+    next_billing_date: datetime | None = None
+    cancel_at_period_end: bool = False
+    current_billing_cycle: int = 0
+    failure_count: int = 0
+    days_past_due: int = 0
+    discounts: tuple[ProcessorDiscount, ...] = ()
+    status_history: tuple[SubscriptionStatusEvent, ...] = ()  # newest first
+    created_at: datetime | None = None
+
+
+class SubscriptionProcessor(Protocol):
+    """What saveProcessor / loadProcessor, refunds and voids need from the payment processor (Stripe).
+
+    Every call that creates or changes something takes an idempotency key (``sync.idempotency_key``): a retry after
+    a failure halfway through a sync gets the object the first attempt made instead of a duplicate. Failures raise
+    ``usercredits.errors.PaymentGatewayError`` (a refusal) or ``UnavailableError`` (retry later).
+    """
+
+    def create_customer(self, customer: Customer, *, idempotency_key: str) -> ProcessorCustomer: ...
+
+    def update_customer(self, processor_id: str, customer: Customer, *, idempotency_key: str) -> ProcessorCustomer:
+        """Send name, email, phone, metadata and the default payment method (as a processor id)."""
+        ...
+
+    def retrieve_customer(self, processor_id: str) -> ProcessorCustomer | None:
+        """The processor customer, or None when it was deleted there."""
+        ...
+
+    def retrieve_payment_method(self, token: str) -> ProcessorPaymentMethod | None:
+        """A payment method by its processor id (to learn its kind and owner before adding it), or None."""
+        ...
+
+    def attach_payment_method(
+        self,
+        customer_processor_id: str,
+        token: str,
+        *,
+        billing: AddressFields | None,
+        make_default: bool,
+        idempotency_key: str,
+    ) -> ProcessorPaymentMethod: ...
+
+    def update_payment_method(
+        self, processor_id: str, *, billing: AddressFields | None, make_default: bool, idempotency_key: str
+    ) -> ProcessorPaymentMethod: ...
+
+    def detach_payment_method(self, processor_id: str, *, idempotency_key: str) -> None: ...
+
+    def list_payment_methods(self, customer_processor_id: str) -> list[ProcessorPaymentMethod]: ...
+
+    def create_subscription(self, terms: SubscriptionTerms, *, idempotency_key: str) -> ProcessorSubscription: ...
+
+    def update_subscription(
+        self, processor_id: str, terms: SubscriptionTerms, *, idempotency_key: str
+    ) -> ProcessorSubscription:
+        """Update everything but the first billing date (as the seed's driver does)."""
+        ...
+
+    def cancel_subscription(
+        self, processor_id: str, *, at_period_end: bool, idempotency_key: str
+    ) -> ProcessorSubscription: ...
+
+    def list_subscriptions(self, customer_processor_id: str) -> list[ProcessorSubscription]:
+        """Every subscription of the customer, canceled ones included."""
+        ...
+
+    def list_transactions(self, customer_processor_id: str) -> list[Transaction]:
+        """Charges (from invoices and one-off payments alike) and refunds, mapped to transactions; a refund names
+        the refunded charge by its processor id in ``refunded_transaction_id`` (see ``merge_transactions``)."""
+        ...
+
+    def refund(self, transaction_processor_id: str, amount: Money | None, *, idempotency_key: str) -> Transaction:
+        """Refund all (None) or part of a charge; returns the refund as a transaction."""
+        ...
+
+    def void(self, transaction_processor_id: str, *, idempotency_key: str) -> Transaction:
+        """Cancel an uncaptured payment or refund an unsettled charge in full; returns the voided transaction."""
+        ...

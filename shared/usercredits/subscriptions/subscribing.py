@@ -1,0 +1,170 @@
+"""Subscribing, coupons on subscriptions, and cancelling (seed 5.5, 5.9), all local until the next sync."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from usercredits.domain.ids import new_ulid
+from usercredits.errors import InvalidRequestError, NotFoundError
+from usercredits.subscriptions.coupons import INVALID, LIMIT_REACHED, coupon_discount, ensure_valid_coupon
+from usercredits.subscriptions.customers import find_payment_method
+from usercredits.subscriptions.discounts import add_discounts, previous_subscription_credit
+from usercredits.subscriptions.entitlement import valid_subscriptions
+from usercredits.subscriptions.errors import CouponError
+from usercredits.subscriptions.models import (
+    Coupon,
+    Customer,
+    Descriptor,
+    Plan,
+    ProcessorState,
+    Subscription,
+    SubscriptionStatus,
+)
+from usercredits.subscriptions.tracking import track
+
+#: Statuses cancelSubscriptions moves to canceled (expired and canceled ones stay as they are).
+CANCELABLE = frozenset({SubscriptionStatus.PENDING, SubscriptionStatus.PAST_DUE, SubscriptionStatus.ACTIVE})
+
+
+def add_subscription(
+    customer: Customer,
+    plan: Plan,
+    now: datetime,
+    *,
+    payment_method_id: str | None = None,
+    descriptor: Descriptor | None = None,
+) -> tuple[Customer, Subscription]:
+    """Subscribe to ``plan`` at ``now``: queue behind an equal or better plan, or upgrade with a credit (seed 5.5).
+
+    When a valid subscription of the same or a higher level (and not past due) exists, the new one starts when the
+    latest-ending of them ends (a trial: at its first billing date), with no credit. Otherwise it starts now, with
+    a credit for the unused part of the best lower-level, processor-side subscription
+    (``discounts.previous_subscription_credit``). The new subscription is ``initial``: nothing is sent before the
+    next sync.
+    """
+    if payment_method_id is not None and find_payment_method(customer, payment_method_id).deleted:
+        raise InvalidRequestError(f"payment method {payment_method_id} was removed at the payment processor")
+    valid = valid_subscriptions(customer, now)
+    wait_for = sorted(
+        (sub for sub in valid if sub.plan.level >= plan.level and sub.status is not SubscriptionStatus.PAST_DUE),
+        key=lambda sub: (_period_end(sub) is not None, _period_end(sub) or now),
+        reverse=True,
+    )
+    subscription = Subscription(
+        subscription_id=new_ulid(now),
+        plan=plan,
+        price=plan.price,
+        payment_method_id=payment_method_id,
+        descriptor=descriptor,
+        first_billing_date=_start_after(wait_for[0]) if wait_for else None,
+        created_at=now,
+    )
+    if not wait_for:
+        refundable = [
+            sub for sub in valid if sub.processor.state is not ProcessorState.LOCAL and sub.plan.level < plan.level
+        ]
+        credit = previous_subscription_credit(subscription, refundable[0] if refundable else None, now)
+        subscription = add_discounts(subscription, [credit])
+    updated = customer.model_copy(update={"subscriptions": [*customer.subscriptions, subscription], "updated_at": now})
+    return updated, subscription
+
+
+def apply_coupon(
+    customer: Customer,
+    subscription_id: str,
+    coupon: Coupon | None,
+    now: datetime,
+    *,
+    used_by_customer: bool = False,
+) -> tuple[Customer, Subscription]:
+    """Add the coupon's discount to a subscription (it replaces a smaller discount: one discount at a time).
+
+    Raises ``CouponError`` with the seed's message when the coupon cannot be used (a restricted coupon the customer
+    already used is "Promocode limit reached"; one that takes nothing off this subscription is "Invalid promocode").
+    The use is counted when the discount is sent to the processor (``sync.coupon_redemptions_due``).
+    """
+    subscription = find_subscription(customer, subscription_id)
+    valid = ensure_valid_coupon(coupon, now)
+    if valid.restricted and used_by_customer:
+        raise CouponError(LIMIT_REACHED)
+    discount = coupon_discount(subscription, valid, now, customer_id=customer.customer_id)
+    if discount is None:
+        raise CouponError(INVALID)
+    return _replace_subscription(customer, add_discounts(subscription, [discount]), now)
+
+
+def find_subscription(customer: Customer, subscription_id: str) -> Subscription:
+    """The customer's subscription ``subscription_id``; NotFoundError otherwise."""
+    found = next((sub for sub in customer.subscriptions if sub.subscription_id == subscription_id), None)
+    if found is None:
+        raise NotFoundError(f"subscription {subscription_id} not found")
+    return found
+
+
+def cancel_subscriptions(customer: Customer, now: datetime) -> Customer:
+    """Every pending, past-due or active subscription marked canceled, locally (seed 5.9): the next sync cancels
+    them at the processor. Others are left as they are."""
+    subscriptions = [
+        track(sub.model_copy(update={"status": SubscriptionStatus.CANCELED, "updated_at": now}))
+        if sub.status in CANCELABLE
+        else sub
+        for sub in customer.subscriptions
+    ]
+    return customer.model_copy(update={"subscriptions": subscriptions, "updated_at": now})
+
+
+def cancel_subscription(
+    customer: Customer, subscription_id: str, now: datetime, *, at_period_end: bool = False
+) -> tuple[Customer, Subscription]:
+    """Cancel one subscription now, or at the end of its paid period (``cancel_at_period_end``).
+
+    A subscription never sent to the processor is simply withdrawn (canceled and deleted: nothing to cancel there).
+    Cancelling a canceled or expired subscription changes nothing.
+    """
+    subscription = find_subscription(customer, subscription_id)
+    if subscription.status in (SubscriptionStatus.CANCELED, SubscriptionStatus.EXPIRED):
+        return customer, subscription
+    if subscription.processor.state is ProcessorState.INITIAL:
+        update: dict[str, object] = {"status": SubscriptionStatus.CANCELED, "deleted": True}
+    elif at_period_end and subscription.processor.state is not ProcessorState.LOCAL:
+        update = {"cancel_at_period_end": True}
+    else:
+        update = {"status": SubscriptionStatus.CANCELED}
+    canceled = track(subscription.model_copy(update={**update, "updated_at": now}))
+    return _replace_subscription(customer, canceled, now)
+
+
+def set_subscription_payment_method(
+    customer: Customer, subscription_id: str, payment_method_id: str, now: datetime
+) -> tuple[Customer, Subscription]:
+    """Pay a subscription with another of the customer's payment methods (a synced subscription becomes changed)."""
+    if find_payment_method(customer, payment_method_id).deleted:
+        raise InvalidRequestError(f"payment method {payment_method_id} was removed at the payment processor")
+    subscription = find_subscription(customer, subscription_id)
+    updated = track(subscription.model_copy(update={"payment_method_id": payment_method_id, "updated_at": now}))
+    return _replace_subscription(customer, updated, now)
+
+
+def mark_subscription_deleted(customer: Customer, subscription_id: str, now: datetime) -> Customer:
+    """Soft-delete a subscription: it no longer entitles, and (not being tracked) it triggers no sync."""
+    subscription = find_subscription(customer, subscription_id)
+    updated, _ = _replace_subscription(customer, subscription.model_copy(update={"deleted": True}), now)
+    return updated
+
+
+def _period_end(subscription: Subscription) -> datetime | None:
+    return subscription.billing_period_end_date or subscription.paid_through_date
+
+
+def _start_after(subscription: Subscription) -> datetime | None:
+    """When a subscription queued behind ``subscription`` starts: after its trial, or when its period ends."""
+    return subscription.first_billing_date if subscription.is_trial else _period_end(subscription)
+
+
+def _replace_subscription(
+    customer: Customer, subscription: Subscription, now: datetime
+) -> tuple[Customer, Subscription]:
+    subscriptions = [
+        subscription if sub.subscription_id == subscription.subscription_id else sub for sub in customer.subscriptions
+    ]
+    return customer.model_copy(update={"subscriptions": subscriptions, "updated_at": now}), subscription

@@ -1,0 +1,238 @@
+"""Pure decisions of saveProcessor and its recovery (seed 5.2, 5.10-5.12): what to send, how to retry, how to undo.
+
+The adapter walks the customer in the seed's order (customer, addresses, payment methods, subscriptions), asks these
+functions what each item needs, calls the processor with ``idempotency_key``, and records each result with
+``tracking.mark_saved``. On failure it calls ``rollback_payment_operation``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+from usercredits.errors import ConflictError
+from usercredits.subscriptions.errors import PaymentInProgressError
+from usercredits.subscriptions.models import (
+    Customer,
+    Discount,
+    DiscountKind,
+    PaymentMethod,
+    ProcessorState,
+    Subscription,
+    SubscriptionStatus,
+)
+from usercredits.subscriptions.ports import DiscountTerms, Redemption, SubscriptionTerms
+from usercredits.subscriptions.tracking import processor_id_for, revert, synced_value, track
+
+#: How long a payment operation may hold the customer's soft lock (the seed's TRANSACTION_TIMEOUT).
+PAYMENT_LOCK_TIMEOUT = timedelta(seconds=30)
+
+_COUPON_KINDS = frozenset({DiscountKind.COUPON, DiscountKind.COUPON_RESTRICTED})
+
+
+class SyncAction(StrEnum):
+    CREATE = "create"
+    UPDATE = "update"
+    CANCEL = "cancel"
+    NONE = "none"
+
+
+def subscription_sync_action(subscription: Subscription) -> SyncAction:
+    """What a sync does with a subscription (the seed driver's rules, in order).
+
+    Changed and newly canceled: cancel. Local: nothing. Changed otherwise: update. Initial: create (unless it was
+    withdrawn before ever being sent). Saved: nothing.
+    """
+    state = subscription.processor.state
+    if state is ProcessorState.CHANGED:
+        newly_canceled = (
+            subscription.status is SubscriptionStatus.CANCELED
+            and synced_value(subscription, "status") != SubscriptionStatus.CANCELED.value
+        )
+        return SyncAction.CANCEL if newly_canceled else SyncAction.UPDATE
+    if state is ProcessorState.INITIAL and not subscription.deleted:
+        return SyncAction.CREATE
+    return SyncAction.NONE
+
+
+def payment_method_needs_update(customer: Customer, method: PaymentMethod) -> bool:
+    """True when a synced payment method must be sent again (the seed's isPaymentMethodChanged).
+
+    That is: a new token was given (not cleared to null), its billing address moved, or it just became the
+    customer's default. A payment method never synced is created instead, so this is False for it.
+    """
+    if method.processor.id is None:
+        return False
+    new_token = method.token is not None and method.token != synced_value(method, "token")
+    moved = method.billing_address_id != synced_value(method, "billing_address_id")
+    is_default = customer.default_payment_method_id == method.payment_method_id
+    became_default = is_default and synced_value(customer, "default_payment_method_id") != method.payment_method_id
+    return new_token or moved or became_default
+
+
+@dataclass(frozen=True)
+class DiscountChanges:
+    """The discounts to add, update and remove at the processor for one subscription."""
+
+    add: tuple[Discount, ...]
+    update: tuple[Discount, ...]
+    remove: tuple[Discount, ...]
+
+
+def discount_changes(subscription: Subscription) -> DiscountChanges:
+    """Compare the subscription's discounts with those last synced, by discount id (not by type, as the seed did:
+    7.2-3): new ones are added, synced ones whose amount or cycles changed are updated, synced ones now gone are
+    removed."""
+    synced = {discount.discount_id: discount for discount in _synced_discounts(subscription)}
+    current = {discount.discount_id for discount in subscription.discounts}
+    add = tuple(discount for discount in subscription.discounts if discount.processor.id is None)
+    update = tuple(
+        discount
+        for discount in subscription.discounts
+        if discount.processor.id is not None
+        and (discount.discount_id not in synced or _terms(discount) != _terms(synced[discount.discount_id]))
+    )
+    remove = tuple(
+        discount
+        for discount_id, discount in synced.items()
+        if discount_id not in current and discount.processor.id is not None
+    )
+    return DiscountChanges(add=add, update=update, remove=remove)
+
+
+def subscription_terms(customer: Customer, subscription: Subscription) -> SubscriptionTerms:
+    """What to send to the processor for ``subscription`` (its customer and payment method must be synced first).
+
+    Raises ConflictError when the customer or the payment method is not at the processor yet, or the plan has no
+    processor price.
+    """
+    if customer.processor.id is None:
+        raise ConflictError("Customer not saved to processor")
+    price_id = subscription.plan.processor_plan_id
+    if price_id is None:
+        raise ConflictError(f"plan {subscription.plan.plan_id} has no processor price")
+    method_id = processor_id_for(subscription.payment_method_id, customer.payment_methods)
+    if subscription.payment_method_id is not None and method_id is None:
+        raise ConflictError("Payment method not saved to processor")
+    return SubscriptionTerms(
+        subscription_id=subscription.subscription_id,
+        customer_processor_id=customer.processor.id,
+        price_id=price_id,
+        payment_method_processor_id=method_id,
+        first_billing_date=subscription.first_billing_date,
+        discounts=tuple(
+            DiscountTerms(
+                discount_id=discount.discount_id,
+                amount=discount.amount,
+                number_of_billing_cycles=discount.cycles_left,
+                never_expires=discount.never_expires,
+                name=discount.name,
+            )
+            for discount in subscription.discounts
+            if discount.never_expires or discount.cycles_left > 0
+        ),
+        descriptor=subscription.descriptor,
+        cancel_at_period_end=subscription.cancel_at_period_end,
+    )
+
+
+def idempotency_key(action: str, item_id: str, content: Mapping[str, object] | None = None) -> str:
+    """The processor idempotency key of one sync call.
+
+    A create depends on the local id only, so a retry after a failure halfway returns the object the first attempt
+    made whatever was edited since. An update or cancel also depends on what is sent, so a later, different update
+    is not mistaken for a retry.
+    """
+    if content is None:
+        return f"{action}:{item_id}"
+    digest = hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()[:32]
+    return f"{action}:{item_id}:{digest}"
+
+
+def coupon_redemptions_due(customer: Customer) -> list[Redemption]:
+    """Coupon discounts about to reach the processor: each use must be counted (``CouponRepository.redeem``)
+    before the discount is sent; a refused one is dropped with ``drop_discount``."""
+    return [
+        Redemption(
+            coupon_code=discount.coupon_code,
+            customer_id=customer.customer_id,
+            subscription_id=sub.subscription_id,
+            discount_id=discount.discount_id,
+            restricted=discount.kind is DiscountKind.COUPON_RESTRICTED,
+        )
+        for sub in customer.subscriptions
+        if not sub.deleted and sub.processor.state is not ProcessorState.LOCAL
+        for discount in sub.discounts
+        if discount.kind in _COUPON_KINDS and discount.coupon_code is not None and discount.processor.id is None
+    ]
+
+
+def drop_discount(customer: Customer, subscription_id: str, discount_id: str, now: datetime) -> Customer:
+    """The customer without one discount (a coupon whose redemption was refused at sync time)."""
+    subscriptions = [
+        track(
+            sub.model_copy(
+                update={"discounts": [d for d in sub.discounts if d.discount_id != discount_id], "updated_at": now}
+            )
+        )
+        if sub.subscription_id == subscription_id
+        else sub
+        for sub in customer.subscriptions
+    ]
+    return customer.model_copy(update={"subscriptions": subscriptions, "updated_at": now})
+
+
+def reset_processor(customer: Customer) -> Customer:
+    """Forget what never reached the processor (seed 5.10, fixed per 7.2-4).
+
+    Addresses, payment methods and subscriptions never synced are dropped, and edits of synced items (the customer
+    included) are reverted to their synced values, state ``saved``; local subscriptions and transactions stay.
+    Links to dropped items (the default payment method of a never-synced customer) are cleared.
+    """
+    addresses = [revert(item) for item in customer.addresses if item.processor.state is not ProcessorState.INITIAL]
+    methods = [revert(item) for item in customer.payment_methods if item.processor.state is not ProcessorState.INITIAL]
+    subscriptions = [
+        revert(item) for item in customer.subscriptions if item.processor.state is not ProcessorState.INITIAL
+    ]
+    reset = revert(customer).model_copy(
+        update={"addresses": addresses, "payment_methods": methods, "subscriptions": subscriptions}
+    )
+    if reset.default_payment_method_id not in {method.payment_method_id for method in methods}:
+        reset = reset.model_copy(update={"default_payment_method_id": None})
+    return reset
+
+
+def begin_payment_operation(customer: Customer, now: datetime) -> Customer:
+    """Take the customer's soft payment lock for ``PAYMENT_LOCK_TIMEOUT`` (the seed's transactionBegin).
+
+    Raises ``PaymentInProgressError`` while another operation holds an unexpired lock. The repository does the same
+    as one conditional write (``CustomerRepository.acquire_payment_lock``); this is the rule it implements.
+    """
+    if customer.payment_lock_until is not None and now < customer.payment_lock_until:
+        raise PaymentInProgressError()
+    return customer.model_copy(update={"payment_lock_until": now + PAYMENT_LOCK_TIMEOUT})
+
+
+def commit_payment_operation(customer: Customer, now: datetime) -> Customer:
+    """Release the lock after a successful sync and note when it happened (``last_processor_save``)."""
+    return customer.model_copy(update={"payment_lock_until": None, "last_processor_save": now})
+
+
+def rollback_payment_operation(customer: Customer) -> Customer:
+    """Release the lock after a failed operation, forgetting what did not reach the processor (``reset_processor``)."""
+    return reset_processor(customer).model_copy(update={"payment_lock_until": None})
+
+
+def _synced_discounts(subscription: Subscription) -> list[Discount]:
+    synced = synced_value(subscription, "discounts")
+    if not isinstance(synced, list):
+        return []
+    return [Discount.model_validate(item) for item in synced]
+
+
+def _terms(discount: Discount) -> tuple[int, str, int, bool]:
+    return (discount.amount.amount, discount.amount.currency, discount.number_of_billing_cycles, discount.never_expires)
