@@ -1,6 +1,6 @@
 """Performance budgets: DynamoDB requests per route, and cold-start import cost per function (``make bench``).
 
-``python -m devtools.bench [--only dynamodb|imports] [--runs 7] [--output bench-results.json]`` prints a table and
+``python -m devtools.bench [--only dynamodb|imports|scan] [--runs 7] [--output bench-results.json]`` prints a table and
 writes ``bench-results.json`` at the repo root (git-ignored): a list of
 ``{"name": ..., "metric": ..., "value": <number>, "budget": <number or null>}``. Exit code 1 when a row is over its
 budget or a measured response had the wrong status code (a broken route must not look cheap), 2 when the bench could
@@ -1216,7 +1216,7 @@ class Report:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m devtools.bench", description=__doc__.splitlines()[0])
-    parser.add_argument("--only", choices=["dynamodb", "imports"], help="run one part only")
+    parser.add_argument("--only", choices=["dynamodb", "imports", "scan"], help="run one part only")
     parser.add_argument("--runs", type=int, default=DEFAULT_RUNS, help="import runs per measurement (median)")
     parser.add_argument("--output", type=Path, default=RESULTS_PATH, help="results file (JSON)")
     args = parser.parse_args(argv)
@@ -1230,6 +1230,10 @@ def main(argv: list[str] | None = None) -> int:
         report.run("imports", lambda: (*measure_imports(args.runs), []))
     if args.only in (None, "dynamodb"):
         report.run("dynamodb", measure_dynamodb)
+    if args.only in (None, "scan"):
+        from devtools.bench_scan import measure_scan
+
+        report.run("expiry scan", measure_scan)
     write_results(report.rows, args.output)
     report.print(args.output, time.monotonic() - started)
     return report.exit_code

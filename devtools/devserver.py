@@ -30,7 +30,9 @@ How requests reach the handlers (the same events AWS would send):
 - CORS preflights (``OPTIONS`` with ``Access-Control-Request-Method``) are answered from the HttpApi's
   ``CorsConfiguration``, without the authorizer, as API Gateway does;
 - ``/_local/events`` is a tiny EventBridge ``PutEvents`` endpoint (``AWS_ENDPOINT_URL_EVENTBRIDGE`` points there), so
-  the events the functions publish are logged instead of going to AWS; ``GET /_local/events`` lists the last ones.
+  the events the functions publish are logged instead of going to AWS; ``GET /_local/events`` lists the last ones;
+- ``POST /_local/expiry-scan`` runs the expiry scan now, as its schedule would (the scheduled event of
+  ``events/expiry_scan/scheduled.json`` stamped with the current time), and answers what the run did.
 
 One Lambda container runs one request at a time, and Powertools' resolvers keep the current event on the module-level
 ``app``, so calls are serialised per function. A handler that raises answers 500 and the server keeps running.
@@ -75,6 +77,7 @@ JWT_AUDIENCE = "user-credits"
 JWT_ISSUER = "user-credits-local"
 WEBHOOK_PATH = "/webhooks/stripe"
 EVENTS_PATH = "/_local/events"
+EXPIRY_SCAN_PATH = "/_local/expiry-scan"
 MAX_BODY_BYTES = 10 * 1024 * 1024  # API Gateway's payload limit
 
 
@@ -847,9 +850,24 @@ class DevServer(ThreadingHTTPServer):
             return (self.events.put_events(request.body) if method == "POST" else self.events.list()), "events"
         if method == "POST" and (simulated := LOCAL_PAYMENTS_PATH.match(path)):
             return self._simulate_payment(simulated["intent"], simulated["action"], request), "local-payments"
+        if method == "POST" and path == EXPIRY_SCAN_PATH:
+            return self._scan_now(), "expiry_scan"
         if method in ("GET", "HEAD"):
             reply = self._docs(path, request.raw_query)
         return (reply, "docs") if reply else None
+
+    def _scan_now(self) -> Reply:
+        """Run the expiry scan as its schedule would; answer its report (what it expired, released and sent)."""
+        event = json.loads((ROOT / "events" / "expiry_scan" / "scheduled.json").read_text(encoding="utf-8"))
+        event.update({"id": str(uuid.uuid4()), "time": _iso_now()})
+        try:
+            report = self.registry.invoke("expiry_scan", event)
+        except Exception as exc:  # noqa: BLE001 - a broken scan must not take the server down
+            log(f"expiry_scan raised {type(exc).__name__}: {exc}")
+            traceback.print_exc()
+            return error_reply(500, "internal_error", f"expiry_scan raised {type(exc).__name__} (see the server log)")
+        log(f"expiry scan: {report}")
+        return json_reply(200, report)
 
     def _docs(self, path: str, raw_query: str) -> Reply | None:
         query = dict(urllib.parse.parse_qsl(raw_query))
@@ -1063,6 +1081,7 @@ user-credits dev server
   Webhook      POST {url}{WEBHOOK_PATH}   (signed with LOCAL_WEBHOOK_SECRET={os.environ["LOCAL_WEBHOOK_SECRET"]})
   Payments     POST {url}/_local/payments/<paymentIntentId>/succeed|fail|require-action|refund
   Events       {url}{EVENTS_PATH}   (EventBridge PutEvents are logged here; GET lists them)
+  Expiry scan  POST {url}{EXPIRY_SCAN_PATH}   (runs the scheduled expiry scan now)
   DynamoDB     {endpoint}   {engine}
   Tables       {os.environ["CREDITS_TABLE_NAME"]}, {os.environ["CUSTOMERS_TABLE_NAME"]}; demo catalog: {offers} offers
   JWT secret   LOCAL_JWT_SECRET={jwt_secret()}   (HS256)

@@ -8,7 +8,7 @@ closing of lots past their expiry are conditional transactions of their own.
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from pynamodb.exceptions import DoesNotExist, UpdateError
@@ -18,6 +18,7 @@ from usercredits.adapters.dynamodb.errors import translate_errors
 from usercredits.adapters.dynamodb.repositories import (
     ConditionFailedError,
     IdempotentTransaction,
+    add_outbox,
     attribute_to_movement,
     decode_cursor,
     encode_cursor,
@@ -378,8 +379,42 @@ class DynamoCreditsRepository:
                             actions=[OrderItem.status.set(OrderStatus.EXPIRED.value), OrderItem.updated_at.set(now)],
                             condition=OrderItem.status == OrderStatus.PAID.value,
                         )
+                # CreditsExpired exists exactly when the expiry commits, whoever closed the lots (scan, read, spend).
+                # Imported here: the API functions that load this module rarely expire anything (cold start).
+                from usercredits.domain.expiry import expired_events
+
+                add_outbox(transaction, user_id, expired_events(user_id, state, lots, movements), now)
         except ConditionFailedError as failed:
             raise StaleWindowError() from failed
+
+    @translate_errors
+    def mark_low(self, user_id: str, offer_group: str, at: datetime) -> str:
+        """Put the group in the ``ByExpiry`` index as owing a ``CreditsLow`` (at ``at``): the expiry scan sends it
+        unless it is cleared first. Returns the mark (its index key)."""
+        probe = CreditGroupItem()
+        index_by_expiry(probe, at.astimezone(UTC), f"{user_id}#LOW#{offer_group}")
+        CreditGroupItem(pk=user_pk(user_id), sk=group_sk(offer_group)).update(
+            actions=[
+                CreditGroupItem.expiry_bucket.set(probe.expiry_bucket),
+                CreditGroupItem.expires_at.set(probe.expires_at),
+            ],
+            condition=CreditGroupItem.pk.exists(),
+        )
+        return str(probe.expires_at)
+
+    @translate_errors
+    def clear_low(self, user_id: str, offer_group: str, mark: str) -> bool:
+        """Take the group out of the index if ``mark`` is still its mark (a newer crossing's mark stays)."""
+        try:
+            CreditGroupItem(pk=user_pk(user_id), sk=group_sk(offer_group)).update(
+                actions=[CreditGroupItem.expiry_bucket.remove(), CreditGroupItem.expires_at.remove()],
+                condition=CreditGroupItem.expires_at == mark,
+            )
+        except UpdateError as exc:
+            if exc.cause_response_code == _CONDITION_FAILED:
+                return False
+            raise
+        return True
 
 
 def hold_sk(reservation_id: str) -> str:

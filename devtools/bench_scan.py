@@ -1,0 +1,329 @@
+"""The expiry scan's cost at scale (``make bench`` runs it; ``python -m devtools.bench_scan`` alone).
+
+10,000 users each hold one group with one lot (written straight into an in-memory DynamoDB Local started for the run,
+tables from template.yaml): 100 lots expire 5 minutes after the start, the 9,900 others in 30 to 60 days. A first
+scan at the start sets the cursors (not measured: a first run also reads back a week of empty buckets and each
+window's hours). The measured scan runs 15 minutes later, as the schedule would, through ``scan_expiry`` with the
+real adapters; then an idle scan 15 minutes after that.
+
+Requests are counted as ``devtools.bench`` counts them (its ``DynamoDBRequestCounter``: a botocore before-send hook
+on every PynamoDB model's client, cross-checked on the wire). Items read and written are taken from the same clients'
+``before-parameter-build`` (the request: which index, how many transaction items) and ``after-call`` (``ScannedCount``
+of a Query: what DynamoDB read and bills, filtered or not) events.
+
+Rows (metric ``items_read``, ``writes_per_expired_lot``, ``dynamodb_requests``, ``lots``):
+- items read from the ``ByExpiry`` index (budget 110: proportional to the 100 due lots, not to the 10,000);
+- items read in all: the index, plus the consistent read of each expiring group (``expire_due_lots``' snapshot of
+  the user's credit items: the group and its lots) that makes the expiry exact;
+- expiry transactions per expired lot (budget 1: one TransactWriteItems closes a group's due lots, its order and
+  writes CreditsExpired to the outbox);
+- every request of the run, and of an idle run (nothing due: constant, whatever the table's size).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import time
+import uuid
+import warnings
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from devtools.bench import (
+    BenchError,
+    DynamoDBRequestCounter,
+    Measurement,
+    Row,
+    _all_models,
+    configure_environment,
+    format_table,
+)
+
+USERS = 10_000
+DUE = 100
+GROUP = "ScanBench"
+TOKENS = 50
+START = datetime(2031, 1, 6, 12, 0, tzinfo=UTC)
+INDEX_BUDGET = 110
+
+
+@dataclass
+class Traffic:
+    """What the DynamoDB calls of one measurement read and wrote."""
+
+    index_items: int = 0
+    table_items: int = 0
+    written: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def items_read(self) -> int:
+        return self.index_items + self.table_items
+
+
+class ItemCounter(DynamoDBRequestCounter):
+    """``DynamoDBRequestCounter`` that also adds up the items each request read and wrote."""
+
+    HOOK_PARAMS = "devtools.bench_scan.params"
+    HOOK_RESULT = "devtools.bench_scan.result"
+
+    def __init__(self, endpoint_url: str) -> None:
+        super().__init__(endpoint_url)
+        self.traffic: Traffic | None = None
+        self._pending: list[tuple[str, bool, int]] = []
+
+    def attach(self) -> int:
+        clients = super().attach()
+        for model in _all_models():
+            events = model._get_connection().connection.client.meta.events
+            events.register("before-parameter-build.dynamodb", self._on_params, unique_id=self.HOOK_PARAMS)
+            events.register("after-call.dynamodb", self._on_result, unique_id=self.HOOK_RESULT)
+        return clients
+
+    def _on_params(self, params: dict[str, Any], model: Any, **_: Any) -> None:
+        writes = len(params.get("TransactItems") or []) if model.name == "TransactWriteItems" else 0
+        if model.name in {"UpdateItem", "PutItem", "DeleteItem"}:
+            writes = 1
+        self._pending.append((model.name, "IndexName" in params, writes))
+
+    def _on_result(self, parsed: dict[str, Any], model: Any, **_: Any) -> None:
+        if not self._pending:
+            return
+        operation, on_index, writes = self._pending.pop(0)
+        if self.traffic is None or "Error" in parsed:
+            return
+        read = 0
+        if operation == "Query":
+            read = int(parsed.get("ScannedCount", 0))
+        elif operation == "GetItem":
+            read = 1 if parsed.get("Item") else 0
+        elif operation == "BatchGetItem":
+            read = sum(len(items) for items in (parsed.get("Responses") or {}).values())
+        if on_index:
+            self.traffic.index_items += read
+        else:
+            self.traffic.table_items += read
+        if writes:
+            self.traffic.written[operation] += writes
+
+    @contextlib.contextmanager
+    def measure_items(self) -> Iterator[tuple[Measurement, Traffic]]:
+        traffic = Traffic()
+        self.traffic = traffic
+        try:
+            with self.measure() as measurement:
+                yield measurement, traffic
+        finally:
+            self.traffic = None
+
+
+def seed(users: int = USERS, due: int = DUE) -> list[str]:
+    """One group and one lot per user, written with BatchWriteItem; returns the users whose lot is due."""
+    from usercredits.adapters.dynamodb.repositories import (
+        group_sk,
+        lot_to_item,
+        movement_to_attribute,
+        user_pk,
+    )
+    from usercredits.adapters.dynamodb.tables import CreditGroupItem, CreditsItem
+    from usercredits.domain.ids import new_ulid
+    from usercredits.domain.models import LedgerKind, Lot, Movement
+
+    granted = START - timedelta(days=1)
+    due_users = []
+    with CreditsItem.batch_write() as batch:
+        for n in range(users):
+            user = f"bench-scan-{n:05d}"
+            is_due = n % (users // due) == 0 and len(due_users) < due
+            expires = START + (timedelta(minutes=5) if is_due else timedelta(days=30, minutes=n * 4))
+            if is_due:
+                due_users.append(user)
+            lot = Lot(
+                lot_id=new_ulid(granted),
+                offer_group=GROUP,
+                tokens=TOKENS,
+                starts=granted,
+                expires=expires,
+                granted_at=granted,
+            )
+            grant = Movement(
+                entry_id=new_ulid(granted),
+                kind=LedgerKind.GRANT,
+                tokens=TOKENS,
+                lot_id=lot.lot_id,
+                reason="bench",
+                created_at=granted,
+            )
+            batch.save(lot_to_item(user, lot))
+            batch.save(
+                CreditGroupItem(
+                    pk=user_pk(user),
+                    sk=group_sk(GROUP),
+                    user_id=user,
+                    offer_group=GROUP,
+                    version=1,
+                    balance=TOKENS,
+                    available=TOKENS,
+                    held=0,
+                    drawn=0,
+                    next_expiry=expires,
+                    journal=[movement_to_attribute(grant)],
+                    journal_first_seq=1,
+                    updated_at=granted,
+                )
+            )
+    return due_users
+
+
+class Clock:
+    def __init__(self, now: datetime) -> None:
+        self.current = now
+
+    def now(self) -> datetime:
+        return self.current
+
+
+def run_scan(clock: Clock, name: str) -> Any:
+    from usercredits.adapters.dynamodb.credits import DynamoCreditsRepository
+    from usercredits.adapters.dynamodb.expiry import DynamoExpiryIndex
+    from usercredits.adapters.dynamodb.repositories import DynamoCatalogRepository
+    from usercredits.domain.expiry import Unlimited, scan_expiry
+
+    class Accepting:
+        def publish_each(self, events: list[Any]) -> list[bool]:
+            return [True] * len(events)
+
+    return scan_expiry(
+        run_id=str(uuid.uuid4()),
+        lease=timedelta(minutes=2),
+        windows=(7 * 86400, 86400),
+        budget=Unlimited(),
+        index=DynamoExpiryIndex(name),
+        credits=DynamoCreditsRepository(),
+        catalog=DynamoCatalogRepository(),
+        events=Accepting(),
+        clock=clock,
+    )
+
+
+def expired_in_outbox(users: list[str]) -> int:
+    from usercredits.adapters.dynamodb.repositories import user_pk
+    from usercredits.adapters.dynamodb.tables import OutboxItem
+
+    return sum(
+        1
+        for user in users
+        for item in OutboxItem.query(user_pk(user), OutboxItem.sk.startswith("OUTBOX#"), consistent_read=True)
+        for event in item.events
+        if event.kind == "CreditsExpired"
+    )
+
+
+def _breakdown(measurement: Measurement) -> str:
+    return ", ".join(f"{op} {n}" for op, n in sorted(Counter(measurement.hooked).items()))
+
+
+def measure_scan() -> tuple[list[Row], list[str], list[str]]:
+    """The scan rows; (rows, notes, problems). Starts its own DynamoDB Local."""
+    from devtools.dynamodb_local import running_dynamodb_local
+
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    with running_dynamodb_local() as endpoint_url:
+        configure_environment(endpoint_url)
+        import boto3
+
+        from devtools.local_tables import create_tables
+        from usercredits.adapters.dynamodb.tables import share_connections
+
+        share_connections()  # PynamoDB may have connected to another engine earlier in this process
+        create_tables(boto3.client("dynamodb", endpoint_url=endpoint_url))
+        began = time.monotonic()
+        due_users = seed()
+        seeded = time.monotonic() - began
+        counter = ItemCounter(endpoint_url)
+        clock, name = Clock(START), f"bench-{uuid.uuid4().hex[:8]}"
+        with counter.wire_tap():
+            run_scan(clock, name)  # sets the cursors
+            clock.current = START + timedelta(minutes=15)
+            with counter.measure_items() as (measured, traffic):
+                report = run_scan(clock, name)
+            clock.current = START + timedelta(minutes=30)
+            with counter.measure_items() as (idle, idle_traffic):
+                idle_report = run_scan(clock, name)
+        told = expired_in_outbox(due_users)
+    return _rows(measured, traffic, report, idle, idle_traffic, idle_report, told, seeded)
+
+
+def _rows(
+    measured: Measurement,
+    traffic: Traffic,
+    report: Any,
+    idle: Measurement,
+    idle_traffic: Traffic,
+    idle_report: Any,
+    told: int,
+    seeded: float,
+) -> tuple[list[Row], list[str], list[str]]:
+    label = f"expiry scan, {USERS:,} users / {DUE} due"
+    transactions = Counter(measured.hooked)["TransactWriteItems"]
+    problems = []
+    if report.lots_expired != DUE or report.tokens_expired != DUE * TOKENS or not report.caught_up:
+        problems.append(f"{label}: the scan reported {report.as_dict()}, expected {DUE} lots / {DUE * TOKENS} tokens")
+    if told != DUE:
+        problems.append(f"{label}: {told} CreditsExpired in the outbox, expected {DUE}")
+    if idle_report.lots_expired or idle_report.backlog:
+        problems.append(f"{label}: the idle scan still found work: {idle_report.as_dict()}")
+    per_lot = transactions / max(report.lots_expired, 1)
+    rows = [
+        Row(f"{label}: items read from the ByExpiry index", "items_read", traffic.index_items, INDEX_BUDGET),
+        Row(
+            f"{label}: items read in all",
+            "items_read",
+            traffic.items_read,
+            None,
+            f"index {traffic.index_items} + consistent reads of the expiring groups {traffic.table_items}",
+        ),
+        Row(
+            f"{label}: expiry transactions per expired lot",
+            "writes_per_expired_lot",
+            round(per_lot, 2),
+            1,
+            f"{transactions} TransactWriteItems ({traffic.written['TransactWriteItems']} items: group, lot, outbox) "
+            f"for {report.lots_expired} lots; other writes: {traffic.written['UpdateItem']} UpdateItem (lease, cursor)",
+        ),
+        Row(f"{label}: DynamoDB requests", "dynamodb_requests", measured.count, None, _breakdown(measured)),
+        Row(f"{label}: lots expired", "lots", report.lots_expired, None, f"{told} CreditsExpired in the outbox"),
+        Row(
+            f"{label}: idle run (nothing due)",
+            "dynamodb_requests",
+            idle.count,
+            None,
+            f"{_breakdown(idle)}; {idle_traffic.items_read} items read",
+        ),
+    ]
+    notes = [
+        f"{USERS:,} users x 1 group + 1 lot seeded in {seeded:.1f} s (BatchWriteItem), DynamoDB Local "
+        "in memory; measured: the scheduled run 15 minutes after the cursors were set, then an idle run"
+    ]
+    return rows, notes, problems
+
+
+def main() -> int:
+    try:
+        rows, notes, problems = measure_scan()
+    except BenchError as exc:
+        print(f"ERROR {exc}", file=sys.stderr)
+        return 2
+    print(format_table(rows))
+    for note in notes:
+        print(f"note  {note}")
+    for problem in problems:
+        print(f"FAIL  {problem}")
+    return 1 if problems or any(row.over for row in rows) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
