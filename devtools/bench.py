@@ -326,20 +326,45 @@ def time_import(python: str, statement: str, build: FunctionBuild) -> float:
     return float(result.stdout.strip().splitlines()[-1])
 
 
+LIBRARIES_CHILD = """import json, sys
+sys.path[:0] = sys.argv[1:]
+import {module}
+dependencies = sys.argv[-1]
+print(json.dumps([name for name, module in list(sys.modules.items())
+                  if (getattr(module, '__file__', None) or '').startswith(dependencies)]))
+"""
+
+
+def library_statement(python: str, build: FunctionBuild) -> str:
+    """An import of exactly the third-party modules (from the dependencies layer) that the handler's import loads,
+    in the order it loads them: what the handler would cost with none of our code (its library floor)."""
+    env = {**build.env, "PATH": os.environ.get("PATH", ""), "LAMBDA_TASK_ROOT": str(build.path[0])}
+    command = [python, "-I", "-S", "-B", "-c", LIBRARIES_CHILD.format(module=build.module), *map(str, build.path)]
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=120, check=False)  # noqa: S603
+    if result.returncode != 0:
+        raise BenchError(f"listing the libraries of {build.module} failed:\n{result.stderr[-3000:]}")
+    names = json.loads(result.stdout.strip().splitlines()[-1])
+    return "import " + ", ".join(names) if names else "pass"
+
+
 def measure_imports(runs: int = DEFAULT_RUNS) -> tuple[list[Row], list[str]]:
-    """import_ratio / import_ms rows of every function of the template."""
+    """import_ratio / import_ms rows of every function of the template, and each one's library floor (the same
+    ratio for the third-party modules its import loads, without our code)."""
     python = sys.executable
     if sys.version_info[:2] != (3, 13):
         raise BenchError(f"{python} is Python {platform.python_version()}: the layers' .pyc files are for 3.13")
     layout = import_layout(python)
     statements = {"bare": "pass", "boto3": "import boto3"}
+    libraries = {build.folder: library_statement(python, build) for build in layout.functions}
     samples: dict[str, dict[str, list[float]]] = {
-        b.folder: {"bare": [], "boto3": [], "handler": []} for b in layout.functions
+        b.folder: {"bare": [], "boto3": [], "handler": [], "libraries": []} for b in layout.functions
     }
     for round_ in range(runs + 1):  # round 0 warms the page cache and is discarded
         for build in layout.functions:
-            for kind in ("bare", "boto3", "handler"):
-                statement = statements.get(kind, f"import {build.module}")
+            for kind in ("bare", "boto3", "handler", "libraries"):
+                statement = (
+                    libraries[build.folder] if kind == "libraries" else statements.get(kind, f"import {build.module}")
+                )
                 elapsed = time_import(python, statement, build)
                 if round_ > 0:
                     samples[build.folder][kind].append(elapsed)
@@ -352,6 +377,13 @@ def measure_imports(runs: int = DEFAULT_RUNS) -> tuple[list[Row], list[str]]:
         detail = f"import {build.module}: median of {runs}, min {min(spread):.0f} / max {max(spread):.0f} ms"
         rows += [
             Row(build.folder, "import_ratio", round(ratio, 3), IMPORT_RATIO_BUDGETS.get(build.folder), detail),
+            Row(
+                build.folder,
+                "library_floor_ratio",
+                round(import_ratio(medians["libraries"], medians["boto3"], medians["bare"]), 3),
+                None,
+                "the same ratio for the third-party modules the handler's import loads, none of our code",
+            ),
             Row(build.folder, "import_ms", round(medians["handler"], 1), None, f"import {build.module}"),
             Row(build.folder, "boto3_import_ms", round(medians["boto3"], 1), None, "import boto3, same sys.path"),
             Row(build.folder, "bare_ms", round(medians["bare"], 3), None, "the same timer around `pass`"),

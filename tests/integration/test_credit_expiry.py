@@ -179,10 +179,15 @@ def test_credits_low_is_published_once_per_crossing(repos) -> None:  # type: ign
     spend(1)  # 3: still below, no new event
     consumption.grant_credits("u", "G", 10, expires=None, reason="t", credits=credits, clock=clock)  # 13
     spend(8)  # 5: crosses again (at the threshold counts)
-    assert events.published == [
-        ("CreditsLow", {"userId": "u", "offerGroup": "G", "balance": 4, "threshold": 5}),
-        ("CreditsLow", {"userId": "u", "offerGroup": "G", "balance": 5, "threshold": 5}),
+    figures = [{k: v for k, v in detail.items() if k != "eventId"} for _, detail in events.published]
+    assert figures == [
+        {"userId": "u", "offerGroup": "G", "balance": 4, "threshold": 5},
+        {"userId": "u", "offerGroup": "G", "balance": 5, "threshold": 5},
     ]
+    # Each crossing is its own fact, with its own event id (consumers dedupe on it)
+    event_ids = [str(detail["eventId"]) for _, detail in events.published]
+    assert all(event_id.startswith("CreditsLow#") for event_id in event_ids)
+    assert len(set(event_ids)) == 2
 
 
 def test_credits_low_on_capture(repos) -> None:  # type: ignore[no-untyped-def]

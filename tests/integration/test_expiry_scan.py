@@ -409,6 +409,32 @@ def test_credits_low_a_spend_could_not_publish_is_sent_by_the_scan_once(world: W
     assert low_marks() == []
 
 
+class Flaky:
+    """Takes the events (they reach consumers) but reports a failure, as a timeout after delivery would."""
+
+    def __init__(self) -> None:
+        self.published: list[DomainEvent] = []
+
+    def publish(self, events: list[DomainEvent]) -> None:
+        self.published += events
+        raise TimeoutError("no answer from the bus")
+
+
+def test_a_credits_low_resent_by_the_scan_carries_the_spends_event_id(world: World) -> None:
+    # Given a spend whose CreditsLow reached the bus but whose answer was lost (so the mark stays)
+    world.catalog.put_group_policy(GroupPolicy(offer_group="G", low_threshold=5))
+    world.grant("u", "G", 10, None)
+    bus = Flaky()
+    world.consume("u", "G", 6, events=bus)
+    # When the scan sends it again
+    world.clock.advance(minutes=2)
+    assert world.scan().low_sent == 1
+    # Then both copies carry the same event id: a consumer keeps one
+    [first] = bus.published
+    [again] = world.events.accepted
+    assert first.detail["eventId"] == again.detail["eventId"]
+
+
 def test_a_published_credits_low_leaves_no_mark(world: World) -> None:
     world.catalog.put_group_policy(GroupPolicy(offer_group="G", low_threshold=5))
     world.grant("u", "G", 10, None)

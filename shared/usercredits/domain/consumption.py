@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Literal, Protocol, runtime_checkable
+from typing import Literal
 
 from usercredits.domain.credits import CreditGroup, credit_group, empty_group, journal_entries, lot_remaining
 from usercredits.domain.ids import new_ulid
@@ -97,20 +97,6 @@ def low_balance_events(user_id: str, policy: GroupPolicy, balance_before: int, b
     return [DomainEvent("CreditsLow", detail)]
 
 
-@runtime_checkable
-class LowBalanceMarks(Protocol):
-    """What a credits repository may also do for ``CreditsLow``: mark a group as owing one (in the expiry scan's
-    index) until its publish was accepted; the scheduled expiry scan sends the ones left marked."""
-
-    def mark_low(self, user_id: str, offer_group: str, at: datetime) -> str:
-        """Mark the group; returns the mark."""
-        ...
-
-    def clear_low(self, user_id: str, offer_group: str, mark: str) -> bool:
-        """Clear the mark if it is still ``mark``."""
-        ...
-
-
 def _publish(events: EventPublisher, published: list[DomainEvent]) -> bool:
     # The movement is already committed: a failed publish is logged, never turned into a failed spend.
     if not published:
@@ -126,23 +112,26 @@ def _publish(events: EventPublisher, published: list[DomainEvent]) -> bool:
 def _publish_low(
     user_id: str,
     offer_group: str,
-    published: list[DomainEvent],
+    crossed: list[DomainEvent],
     *,
+    entry_id: str,
     events: EventPublisher,
     credits: CreditsRepository,
     now: datetime,
 ) -> None:
-    """Publish a ``CreditsLow`` crossing, marked first when the repository can: if the publish fails (or this
-    Lambda dies during it) the mark stays and the expiry scan sends it. Nothing is written when nothing crossed."""
-    if not published:
+    """Publish a ``CreditsLow`` crossing, marked first: if the publish fails (or this Lambda dies during it) the
+    mark stays and the expiry scan sends it. Nothing is written when nothing crossed."""
+    if not crossed:
         return
     mark = None
-    if isinstance(credits, LowBalanceMarks):
-        try:
-            mark = credits.mark_low(user_id, offer_group, now)
-        except Exception:  # noqa: BLE001 - the warning still goes out; only its backstop is missing
-            logger.warning("could not mark %s as owing CreditsLow", offer_group, exc_info=True)
-    if _publish(events, published) and mark is not None and isinstance(credits, LowBalanceMarks):
+    try:
+        mark = credits.mark_low(user_id, offer_group, now, entry_id)
+    except Exception:  # noqa: BLE001 - the warning still goes out; only its backstop is missing
+        logger.warning("could not mark %s as owing CreditsLow", offer_group, exc_info=True)
+    # The eventId is the mark's, as the scan's resend of it would carry: a consumer that got both drops one.
+    event_id = f"CreditsLow#{mark}" if mark is not None else f"CreditsLow#{entry_id}"
+    published = [DomainEvent(event.kind, {**event.detail, "eventId": event_id}) for event in crossed]
+    if _publish(events, published) and mark is not None:
         try:
             credits.clear_low(user_id, offer_group, mark)
         except Exception:  # noqa: BLE001 - left marked: the expiry scan sends it again (a duplicate at worst)
@@ -194,7 +183,9 @@ def consume_credits(
         balance = _balance_after(user_id, offer_group, movement.entry_id, state, credits=credits)
         if events is not None:
             crossed = low_balance_events(user_id, policy, balance + count, balance)
-            _publish_low(user_id, offer_group, crossed, events=events, credits=credits, now=now)
+            _publish_low(
+                user_id, offer_group, crossed, entry_id=movement.entry_id, events=events, credits=credits, now=now
+            )
         return Consumed(offer_group, count, balance, movement.entry_id)
     raise ConflictError("the group kept changing; retry")  # pragma: no cover - bounded by the loop above
 
@@ -459,7 +450,15 @@ def capture_reservation(
         if entry is not None:
             policy = catalog.group_policy(hold.offer_group)
             crossed = low_balance_events(user_id, policy, entry.balance_after + captured, entry.balance_after)
-            _publish_low(user_id, hold.offer_group, crossed, events=events, credits=credits, now=now)
+            _publish_low(
+                user_id,
+                hold.offer_group,
+                crossed,
+                entry_id=movement.entry_id,
+                events=events,
+                credits=credits,
+                now=now,
+            )
     return after
 
 

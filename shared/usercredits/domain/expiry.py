@@ -34,7 +34,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol, cast
 
 from usercredits.domain import consumption
-from usercredits.domain.consumption import LowBalanceMarks
 from usercredits.domain.credits import lot_remaining
 from usercredits.domain.models import (
     DomainEvent,
@@ -465,18 +464,16 @@ class _Run:
             after = state.balance - sum(-movement.tokens for movement in movements)
             policy = self.catalog.group_policy(offer_group)
             if consumption.low_balance_events(user_id, policy, state.balance, after) and movements:
-                owed.append(self._crossed(user_id, offer_group, after, policy.low_threshold or 0, movements[0]))
+                owed.append(
+                    self._crossed(user_id, offer_group, after, policy.low_threshold or 0, movements[0].entry_id)
+                )
         return True, owed
 
-    def _crossed(self, user_id: str, offer_group: str, balance: int, threshold: int, first: Movement) -> _Owed:
-        """The ``CreditsLow`` of a crossing this run's expiry caused; marked first (when the repository can), so that
-        if the bus does not take it a later run sends it."""
-        if not isinstance(self.credits, LowBalanceMarks):
-            return _Owed(
-                low_event(user_id, offer_group, balance, threshold, f"{first.entry_id}#{user_id}#{offer_group}")
-            )
+    def _crossed(self, user_id: str, offer_group: str, balance: int, threshold: int, fact_id: str) -> _Owed:
+        """The ``CreditsLow`` of a crossing this run's expiry caused; marked first, so that if the bus does not take
+        it a later run sends it."""
         now = self.clock.now()
-        key = self.credits.mark_low(user_id, offer_group, now)
+        key = self.credits.mark_low(user_id, offer_group, now, fact_id)
         mark = LowMark(user_id, offer_group, balance, now, key)
         return _Owed(low_event(user_id, offer_group, balance, threshold, key), mark)
 

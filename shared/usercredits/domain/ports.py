@@ -157,6 +157,16 @@ class CreditsRepository(Protocol):
         """Close lots with their remaining tokens (``movements``); ``StaleWindowError`` when the group moved."""
         ...
 
+    def mark_low(self, user_id: str, offer_group: str, at: datetime, fact_id: str) -> str:
+        """Mark the group as owing the ``CreditsLow`` of the movement ``fact_id`` (in the expiry scan's index) until
+        its publish is accepted: the scheduled scan sends the ones left marked. Returns the mark (unique per
+        crossing; the event's id is made from it)."""
+        ...
+
+    def clear_low(self, user_id: str, offer_group: str, mark: str) -> bool:
+        """Clear the group's mark if it is still ``mark`` (a newer crossing's mark stays)."""
+        ...
+
     def get_hold(self, user_id: str, reservation_id: str) -> Reservation | None: ...
 
     def create_hold(

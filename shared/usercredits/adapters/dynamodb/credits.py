@@ -388,11 +388,12 @@ class DynamoCreditsRepository:
             raise StaleWindowError() from failed
 
     @translate_errors
-    def mark_low(self, user_id: str, offer_group: str, at: datetime) -> str:
-        """Put the group in the ``ByExpiry`` index as owing a ``CreditsLow`` (at ``at``): the expiry scan sends it
-        unless it is cleared first. Returns the mark (its index key)."""
+    def mark_low(self, user_id: str, offer_group: str, at: datetime, fact_id: str) -> str:
+        """Put the group in the ``ByExpiry`` index as owing the ``CreditsLow`` of ``fact_id`` (the movement that
+        crossed, at ``at``): the expiry scan sends it unless it is cleared first. Returns the mark (its index key,
+        unique per crossing: the event's id is made from it)."""
         probe = CreditGroupItem()
-        index_by_expiry(probe, at.astimezone(UTC), f"{user_id}#LOW#{offer_group}")
+        index_by_expiry(probe, at.astimezone(UTC), f"{user_id}#LOW#{offer_group}#{fact_id}")
         CreditGroupItem(pk=user_pk(user_id), sk=group_sk(offer_group)).update(
             actions=[
                 CreditGroupItem.expiry_bucket.set(probe.expiry_bucket),
