@@ -79,7 +79,9 @@ def dependencies() -> Dependencies:
 def handle_list_credits() -> CreditsResponse:
     deps = dependencies()
     return CreditsResponse(
-        groups=consumption.list_credits(current_caller(app).user_id, credits=deps.credits, clock=deps.clock)
+        groups=consumption.list_credits(
+            current_caller(app).user_id, credits=deps.credits, clock=deps.clock, catalog=deps.catalog
+        )
     )
 
 
@@ -115,7 +117,9 @@ def handle_get_usage(
 @app.get("/credits/<offerGroup>", responses=api_responses(S.OK))
 def handle_get_credit_group(offerGroup: IdentifierPath) -> CreditGroup:  # noqa: N803 - the contract's path parameter
     deps = dependencies()
-    return consumption.get_credit_group(current_caller(app).user_id, offerGroup, credits=deps.credits, clock=deps.clock)
+    return consumption.get_credit_group(
+        current_caller(app).user_id, offerGroup, credits=deps.credits, clock=deps.clock, catalog=deps.catalog
+    )
 
 
 def _consume(user_id: str, offer_group: str, body: ConsumeRequest, header_key: str | None) -> ConsumeResponse:
@@ -151,7 +155,9 @@ def handle_consume(
 def handle_admin_get_credits(userId: UserPath) -> CreditsResponse:  # noqa: N803
     require_admin(app)
     deps = dependencies()
-    return CreditsResponse(groups=consumption.list_credits(userId, credits=deps.credits, clock=deps.clock))
+    return CreditsResponse(
+        groups=consumption.list_credits(userId, credits=deps.credits, clock=deps.clock, catalog=deps.catalog)
+    )
 
 
 @app.post(
@@ -248,6 +254,7 @@ def handle_expiry_check(body: Annotated[ExpiryCheckRequest | None, Body()] = Non
         low={threshold.offer_group: threshold.min for threshold in request.low},
         credits=deps.credits,
         clock=deps.clock,
+        catalog=deps.catalog,
     )
     metrics.add_metric(name="ExpiryChecks", unit=MetricUnit.Count, value=1)
     return ExpiryCheckResponse(expired=report.expired, warnings=report.warnings)

@@ -456,15 +456,49 @@ def test_a_group_back_above_its_threshold_is_not_warned_late(world: World) -> No
     assert low_marks() == []
 
 
-def test_an_expiry_that_crosses_the_threshold_sends_credits_low(world: World) -> None:
+def low_in_outbox() -> list[tuple[int, int]]:
+    return [(d["balance"], d["threshold"]) for kind, d in outbox_events(items()) if kind == "CreditsLow"]
+
+
+def test_an_expiry_that_crosses_the_threshold_writes_credits_low_with_it(world: World) -> None:
+    # Given a threshold of 5 and 13 tokens, 10 of them expiring
     world.catalog.put_group_policy(GroupPolicy(offer_group="G", low_threshold=5))
     world.grant("u", "G", 10, timedelta(hours=1))
     world.grant("u", "G", 3, None)
     world.clock.advance(hours=2)
+    # When the scan expires them
     report = world.scan()
-    assert (report.tokens_expired, report.low_sent) == (10, 1)
-    assert [(e.kind, e.detail["balance"]) for e in world.events.accepted] == [("CreditsLow", 3)]
-    assert low_marks() == []
+    # Then CreditsLow (balance 3) is in the outbox, written by the expiry's own transaction, next to CreditsExpired
+    assert report.tokens_expired == 10
+    assert low_in_outbox() == [(3, 5)]
+    assert [kind for kind, _ in outbox_events(items())][-2:] == ["CreditsExpired", "CreditsLow"]
+    assert world.events.accepted == [] and low_marks() == []
+    # And a second run owes nothing more
+    world.scan()
+    assert low_in_outbox() == [(3, 5)]
+
+
+@pytest.mark.parametrize("how", ["read", "spend", "expiry-check"])
+def test_an_expiry_made_by_a_read_or_a_spend_also_writes_credits_low(world: World, how: str) -> None:
+    # Given a threshold of 5 and 13 tokens, 10 of them past their expiry, before any scan came by
+    world.catalog.put_group_policy(GroupPolicy(offer_group="G", low_threshold=5))
+    world.grant("u", "G", 10, timedelta(hours=1))
+    world.grant("u", "G", 3, None)
+    world.clock.advance(hours=2)
+    # When a read, a spend or the per-user check closes the lots
+    deps: dict[str, Any] = {"credits": world.credits, "clock": world.clock, "catalog": world.catalog}
+    if how == "read":
+        consumption.list_credits("u", **deps)
+    elif how == "spend":
+        world.consume("u", "G", 1)
+    else:
+        consumption.check_expiry("u", warn_before_seconds=0, low={}, **deps)
+    # Then the expiry's CreditsLow is in the outbox once (balance 3: before the spend of 1)
+    assert low_in_outbox() == [(3, 5)]
+    # And the scan, coming later, has nothing left to expire or to send
+    report = world.scan()
+    assert (report.tokens_expired, report.low_sent) == (0, 0)
+    assert low_in_outbox() == [(3, 5)]
 
 
 # --- the handler ----------------------------------------------------------------------------------------------------

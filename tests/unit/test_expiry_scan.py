@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from tests.fakes import FixedClock
 from usercredits.adapters.events import EventBridgePublisher
+from usercredits.domain.consumption import expiry_events
 from usercredits.domain.expiry import (
     IndexedLot,
     IndexEntry,
@@ -23,7 +24,6 @@ from usercredits.domain.expiry import (
     ScanState,
     Unlimited,
     bound_key,
-    expired_events,
     hour_of,
     scan_expiry,
 )
@@ -65,7 +65,7 @@ def test_expired_events_tell_each_lot_with_tokens_left_and_the_balance_after_it(
     state = GroupState(offer_group="G", balance=20)
     movements = [movement(LedgerKind.EXPIRE, -6, "A"), movement(LedgerKind.EXPIRE, -4, "B")]
     # When the events are built
-    events = expired_events("u", state, [lot("A"), lot("B"), lot("C")], movements)
+    events = expiry_events("u", state, [lot("A"), lot("B"), lot("C")], movements)
     # Then one per expired lot, with the running balance
     assert [(e.kind, e.detail["lotId"], e.detail["tokens"], e.detail["balance"]) for e in events] == [
         ("CreditsExpired", "A", 6, 14),
@@ -75,7 +75,21 @@ def test_expired_events_tell_each_lot_with_tokens_left_and_the_balance_after_it(
 
 
 def test_nothing_is_told_when_nothing_was_left() -> None:
-    assert expired_events("u", GroupState(offer_group="G", balance=0), [lot("A")], []) == []
+    assert expiry_events("u", GroupState(offer_group="G", balance=0), [lot("A")], [], low_threshold=0) == []
+
+
+@pytest.mark.parametrize(
+    ("threshold", "low"),
+    [(None, []), (20, []), (15, [("CreditsLow", 10, 15)]), (10, [("CreditsLow", 10, 10)]), (9, [])],
+)
+def test_an_expiry_that_crosses_the_threshold_owes_credits_low(threshold: int | None, low: list[Any]) -> None:
+    # Given a group at 20 whose expiry takes 10 (to 10), and a threshold
+    state = GroupState(offer_group="G", balance=20)
+    movements = [movement(LedgerKind.EXPIRE, -10, "A")]
+    # When the events are built
+    events = expiry_events("u", state, [lot("A")], movements, low_threshold=threshold)
+    # Then CreditsLow only when the balance went from above the threshold to at or below it (20: it was not above)
+    assert [(e.kind, e.detail["balance"], e.detail["threshold"]) for e in events if e.kind == "CreditsLow"] == low
 
 
 # --- settings ---------------------------------------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
@@ -52,7 +53,12 @@ class Consumed:
 
 
 def _fresh_snapshot(
-    user_id: str, offer_group: str | None, *, credits: CreditsRepository, clock: Clock
+    user_id: str,
+    offer_group: str | None,
+    *,
+    credits: CreditsRepository,
+    clock: Clock,
+    catalog: CatalogRepository | None = None,
 ) -> CreditSnapshot:
     """One read of the user's credits; lots found past their expiry are closed first (an extra write and read that
     happens only when one is due)."""
@@ -62,22 +68,32 @@ def _fresh_snapshot(
     now = clock.now()
     due = {lot.offer_group for lot in snapshot.lots if lot.expires is not None and lot.expires <= now}
     for group in sorted(due):
-        expire_due_lots(user_id, group, credits=credits, clock=clock)
+        expire_due_lots(user_id, group, credits=credits, clock=clock, catalog=catalog)
     lapsed = [hold for hold in snapshot.holds if hold.expires_at <= now]
     for hold in lapsed:
         _release(user_id, hold, credits=credits, now=now, reason="hold expired")
     return credits.snapshot(user_id, offer_group) if due or lapsed else snapshot
 
 
-def list_credits(user_id: str, *, credits: CreditsRepository, clock: Clock) -> list[CreditGroup]:
-    """Every group of the user with balance, held, available, window and lots."""
-    snapshot = _fresh_snapshot(user_id, None, credits=credits, clock=clock)
+def list_credits(
+    user_id: str, *, credits: CreditsRepository, clock: Clock, catalog: CatalogRepository | None = None
+) -> list[CreditGroup]:
+    """Every group of the user with balance, held, available, window and lots (``catalog``: the thresholds of a
+    ``CreditsLow`` that closing an expired lot may owe)."""
+    snapshot = _fresh_snapshot(user_id, None, credits=credits, clock=clock, catalog=catalog)
     return [credit_group(state, snapshot.lots) for _, state in sorted(snapshot.groups.items())]
 
 
-def get_credit_group(user_id: str, offer_group: str, *, credits: CreditsRepository, clock: Clock) -> CreditGroup:
+def get_credit_group(
+    user_id: str,
+    offer_group: str,
+    *,
+    credits: CreditsRepository,
+    clock: Clock,
+    catalog: CatalogRepository | None = None,
+) -> CreditGroup:
     """One group; a group never bought has balance 0."""
-    snapshot = _fresh_snapshot(user_id, offer_group, credits=credits, clock=clock)
+    snapshot = _fresh_snapshot(user_id, offer_group, credits=credits, clock=clock, catalog=catalog)
     state = snapshot.groups.get(offer_group)
     return credit_group(state, snapshot.lots) if state else empty_group(offer_group)
 
@@ -174,7 +190,9 @@ def consume_credits(
                 raise ConflictError("Idempotency-Key was already used with a different request") from replay
             return _replayed(user_id, offer_group, replay.result_id, credits=credits)
         except SpendRefusedError as refused:
-            if attempt < 2 and _worth_retrying(refused.state, count, policy, user_id, credits=credits, clock=clock):
+            if attempt < 2 and _worth_retrying(
+                refused.state, count, policy, user_id, credits=credits, clock=clock, catalog=catalog
+            ):
                 continue
             available = refused.state.available if refused.state else 0
             raise InsufficientCreditsError(
@@ -191,14 +209,21 @@ def consume_credits(
 
 
 def _worth_retrying(
-    state: GroupState | None, count: int, policy: GroupPolicy, user_id: str, *, credits: CreditsRepository, clock: Clock
+    state: GroupState | None,
+    count: int,
+    policy: GroupPolicy,
+    user_id: str,
+    *,
+    credits: CreditsRepository,
+    clock: Clock,
+    catalog: CatalogRepository,
 ) -> bool:
     """After a refused spend: close the group's lots that are past their expiry (what refused it), or notice that
     the group read back covers the spend after all (another caller closed them meanwhile)."""
     if state is None:
         return False
     if state.next_expiry is not None and state.next_expiry <= clock.now():
-        expire_due_lots(user_id, state.offer_group, credits=credits, clock=clock)
+        expire_due_lots(user_id, state.offer_group, credits=credits, clock=clock, catalog=catalog)
         return True
     return policy.floor is None or state.available - count >= policy.floor
 
@@ -290,10 +315,64 @@ def grant_credits(
     return entry
 
 
-def expire_due_lots(user_id: str, offer_group: str, *, credits: CreditsRepository, clock: Clock) -> int:
+def expiry_events(
+    user_id: str,
+    state: GroupState,
+    lots: Sequence[Lot],
+    movements: Sequence[Movement],
+    *,
+    low_threshold: int | None = None,
+) -> list[DomainEvent]:
+    """What an expiry publishes: ``CreditsExpired`` for each lot it closes with tokens left (one per ``expire``
+    movement: a lot fully used expires silently) with the group's balance right after it, and ``CreditsLow`` when
+    the expiry takes the balance from above ``low_threshold`` to or below it. Written to the outbox by the
+    transaction that closes the lots (``state``: the group they were computed from, which that transaction's
+    condition pins)."""
+    expires = {lot.lot_id: lot.expires for lot in lots}
+    balance = state.balance
+    events = []
+    for movement in movements:
+        if movement.kind is not LedgerKind.EXPIRE or movement.tokens >= 0:
+            continue
+        balance += movement.tokens
+        when = expires.get(movement.lot_id or "")
+        detail: dict[str, object] = {
+            "userId": user_id,
+            "offerGroup": state.offer_group,
+            "lotId": movement.lot_id,
+            "orderId": movement.order_id,
+            "tokens": -movement.tokens,
+            "expires": when.isoformat() if when else None,
+            "balance": balance,
+            "entryId": movement.entry_id,
+        }
+        events.append(DomainEvent("CreditsExpired", detail))
+    if low_threshold is not None and state.balance > low_threshold >= balance:
+        low: dict[str, object] = {
+            "userId": user_id,
+            "offerGroup": state.offer_group,
+            "balance": balance,
+            "threshold": low_threshold,
+        }
+        events.append(DomainEvent("CreditsLow", low))
+    return events
+
+
+def expire_due_lots(
+    user_id: str,
+    offer_group: str,
+    *,
+    credits: CreditsRepository,
+    clock: Clock,
+    catalog: CatalogRepository | None = None,
+) -> int:
     """Close the group's lots whose expiry has passed; their unused tokens leave the balance with one ``expire``
     movement each (a lot fully used closes silently). Exactly once, even when called concurrently. Returns the
-    tokens expired."""
+    tokens expired.
+
+    The same transaction writes the expiry's events to the outbox (``expiry_events``): ``CreditsExpired`` per lot
+    with tokens left, and ``CreditsLow`` when the expiry takes the balance across the group's threshold (looked up in
+    ``catalog`` only when something expires), whoever expires the lots (the scan, a read, a spend, a hold)."""
     for _ in range(_RETRIES):
         now = clock.now()
         snapshot = credits.snapshot(user_id, offer_group)
@@ -315,8 +394,10 @@ def expire_due_lots(user_id: str, offer_group: str, *, credits: CreditsRepositor
             if remaining[lot.lot_id] > 0
         ]
         still_open = [lot for lot in snapshot.lots if lot not in due]
+        threshold = catalog.group_policy(offer_group).low_threshold if catalog is not None and movements else None
+        events = expiry_events(user_id, state, due, movements, low_threshold=threshold)
         try:
-            credits.close_lots(user_id, state, due, still_open, movements, now)
+            credits.close_lots(user_id, state, due, still_open, movements, events, now)
         except StaleWindowError:
             continue
         return sum(-movement.tokens for movement in movements)
@@ -377,7 +458,7 @@ def create_reservation(
                 raise ConflictError("Idempotency-Key was already used with a different request") from replay
             return get_reservation(user_id, replay.result_id, credits=credits)
         except SpendRefusedError as refused:
-            if attempt < 2 and _freed_something(user_id, offer_group, credits=credits, clock=clock):
+            if attempt < 2 and _freed_something(user_id, offer_group, credits=credits, clock=clock, catalog=catalog):
                 continue
             available = refused.state.available if refused.state else 0
             raise InsufficientCreditsError(
@@ -386,13 +467,15 @@ def create_reservation(
     raise ConflictError("the group kept changing; retry")  # pragma: no cover
 
 
-def _freed_something(user_id: str, offer_group: str, *, credits: CreditsRepository, clock: Clock) -> bool:
+def _freed_something(
+    user_id: str, offer_group: str, *, credits: CreditsRepository, clock: Clock, catalog: CatalogRepository
+) -> bool:
     """Close due lots and release lapsed holds of a group; True if anything changed (worth retrying a refusal)."""
     snapshot = credits.snapshot(user_id, offer_group)
     now = clock.now()
     changed = False
     if any(lot.expires is not None and lot.expires <= now for lot in snapshot.lots):
-        expire_due_lots(user_id, offer_group, credits=credits, clock=clock)
+        expire_due_lots(user_id, offer_group, credits=credits, clock=clock, catalog=catalog)
         changed = True
     for hold in snapshot.holds:
         if hold.expires_at <= now:
@@ -513,6 +596,7 @@ def check_expiry(
     low: dict[str, int],
     credits: CreditsRepository,
     clock: Clock,
+    catalog: CatalogRepository | None = None,
 ) -> ExpiryReport:
     """The seed's checkForExpiredOrders for one user, done right (seeds-spec 2.9, 7.1-8).
 
@@ -526,7 +610,7 @@ def check_expiry(
     before = credits.snapshot(user_id)
     due = sorted({lot.offer_group for lot in before.lots if lot.expires is not None and lot.expires <= now})
     for offer_group in due:
-        expire_due_lots(user_id, offer_group, credits=credits, clock=clock)
+        expire_due_lots(user_id, offer_group, credits=credits, clock=clock, catalog=catalog)
     snapshot = credits.snapshot(user_id) if due else before
     views = {group: credit_group(state, snapshot.lots) for group, state in snapshot.groups.items()}
     warnings: list[Warning] = []

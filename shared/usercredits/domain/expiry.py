@@ -16,7 +16,8 @@ that start with that time (``<ISO-8601 UTC>#...``). A run reads:
 
 So reads and writes grow with the work due, not with the table. Expiring reuses ``consumption.expire_due_lots`` (one
 transaction per group, conditional: nothing expires twice, whoever else closes the lot), whose transaction also
-writes ``CreditsExpired`` to the outbox (``expired_events``): the event exists exactly when the expiry commits, also
+writes ``CreditsExpired`` (and the ``CreditsLow`` an expiry crossing owes) to the outbox
+(``consumption.expiry_events``): the events exist exactly when the expiry commits, also
 when a read or a spend closed the lot first. One run at a time holds the scan's lease (an overlapping run skips); a
 run stops taking work when its time budget runs short and saves its cursors, so a backlog drains over several runs.
 
@@ -38,7 +39,6 @@ from usercredits.domain.credits import lot_remaining
 from usercredits.domain.models import (
     DomainEvent,
     GroupState,
-    LedgerKind,
     Lot,
     Movement,
     Reservation,
@@ -189,34 +189,6 @@ class Unlimited:
 # --- events ---------------------------------------------------------------------------------------------------------
 
 
-def expired_events(
-    user_id: str, state: GroupState, lots: Sequence[Lot], movements: Sequence[Movement]
-) -> list[DomainEvent]:
-    """``CreditsExpired`` for each lot an expiry closes with tokens left (one per ``expire`` movement: a lot fully
-    used expires silently), with the group's balance right after it. Written to the outbox by the transaction that
-    closes the lots (``state``: the group they were computed from, which that transaction's condition pins)."""
-    expires = {lot.lot_id: lot.expires for lot in lots}
-    balance = state.balance
-    events = []
-    for movement in movements:
-        if movement.kind is not LedgerKind.EXPIRE or movement.tokens >= 0:
-            continue
-        balance += movement.tokens
-        when = expires.get(movement.lot_id or "")
-        detail: dict[str, object] = {
-            "userId": user_id,
-            "offerGroup": state.offer_group,
-            "lotId": movement.lot_id,
-            "orderId": movement.order_id,
-            "tokens": -movement.tokens,
-            "expires": when.isoformat() if when else None,
-            "balance": balance,
-            "entryId": movement.entry_id,
-        }
-        events.append(DomainEvent("CreditsExpired", detail))
-    return events
-
-
 def expiring_soon_event(user_id: str, lot: Lot, remaining: int, window: int) -> DomainEvent:
     """``CreditsExpiringSoon``: ``remaining`` tokens of the lot expire within ``window`` seconds."""
     detail: dict[str, object] = {
@@ -343,9 +315,10 @@ class _ClosingRecorder:
         lots: list[Lot],
         still_open: list[Lot],
         movements: list[Movement],
+        events: list[DomainEvent],
         now: datetime,
     ) -> None:
-        self._inner.close_lots(user_id, state, lots, still_open, movements, now)
+        self._inner.close_lots(user_id, state, lots, still_open, movements, events, now)
         self.closed.append((state, lots, movements))
 
 
@@ -439,43 +412,29 @@ class _Run:
             if self.budget.exhausted():
                 undone += seen
                 continue
-            done, crossings = self._expire(user_id, offer_group)
-            undone += 0 if done else seen
-            owed += crossings
+            undone += 0 if self._expire(user_id, offer_group) else seen
         undone += self._publish_owed(owed, clear)
         self.report.backlog += undone
         return undone == 0
 
-    def _expire(self, user_id: str, offer_group: str) -> tuple[bool, list[_Owed]]:
-        """Expire the group's due lots (the one algorithm, ``expire_due_lots``); the ``CreditsLow`` it owes when the
-        expiry took the balance to or below its threshold."""
+    def _expire(self, user_id: str, offer_group: str) -> bool:
+        """Expire the group's due lots (the one algorithm, ``expire_due_lots``, whose transaction also writes the
+        ``CreditsExpired`` and any ``CreditsLow`` the expiry owes to the outbox)."""
         recorder = _ClosingRecorder(self.credits)
         try:
             tokens = consumption.expire_due_lots(
-                user_id, offer_group, credits=cast("CreditsRepository", recorder), clock=self.clock
+                user_id,
+                offer_group,
+                credits=cast("CreditsRepository", recorder),
+                clock=self.clock,
+                catalog=self.catalog,
             )
         except ConflictError:
             logger.warning("group kept changing while its lots expired; left for the next run", exc_info=True)
-            return False, []
+            return False
         self.report.tokens_expired += tokens
-        owed = []
-        for state, lots, movements in recorder.closed:
-            self.report.lots_expired += len(lots)
-            after = state.balance - sum(-movement.tokens for movement in movements)
-            policy = self.catalog.group_policy(offer_group)
-            if consumption.low_balance_events(user_id, policy, state.balance, after) and movements:
-                owed.append(
-                    self._crossed(user_id, offer_group, after, policy.low_threshold or 0, movements[0].entry_id)
-                )
-        return True, owed
-
-    def _crossed(self, user_id: str, offer_group: str, balance: int, threshold: int, fact_id: str) -> _Owed:
-        """The ``CreditsLow`` of a crossing this run's expiry caused; marked first, so that if the bus does not take
-        it a later run sends it."""
-        now = self.clock.now()
-        key = self.credits.mark_low(user_id, offer_group, now, fact_id)
-        mark = LowMark(user_id, offer_group, balance, now, key)
-        return _Owed(low_event(user_id, offer_group, balance, threshold, key), mark)
+        self.report.lots_expired += sum(len(lots) for _, lots, _ in recorder.closed)
+        return True
 
     def _release(self, entry: IndexedHold) -> bool:
         hold = entry.hold

@@ -152,9 +152,11 @@ class CreditsRepository(Protocol):
         lots: list[Lot],
         still_open: list[Lot],
         movements: list[Movement],
+        events: list[DomainEvent],
         now: datetime,
     ) -> None:
-        """Close lots with their remaining tokens (``movements``); ``StaleWindowError`` when the group moved."""
+        """Close lots with their remaining tokens (``movements``) and write ``events`` to the outbox, in one
+        transaction; ``StaleWindowError`` when the group moved."""
         ...
 
     def mark_low(self, user_id: str, offer_group: str, at: datetime, fact_id: str) -> str:

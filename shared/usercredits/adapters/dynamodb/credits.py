@@ -44,6 +44,7 @@ from usercredits.adapters.dynamodb.tables import (
 )
 from usercredits.domain.credits import journal_entries, to_entry
 from usercredits.domain.models import (
+    DomainEvent,
     GroupState,
     LedgerEntry,
     Lot,
@@ -334,11 +335,12 @@ class DynamoCreditsRepository:
         lots: list[Lot],
         still_open: list[Lot],
         movements: list[Movement],
+        events: list[DomainEvent],
         now: datetime,
     ) -> None:
-        """Close lots (expired): each lot and its order, and the group (balance, drawn, journal, soonest expiry of
-        the lots left open) in one transaction, conditional on the group's version and ``drawn`` being the ones the
-        remaining amounts were computed from (``StaleWindowError`` otherwise)."""
+        """Close lots (expired): each lot and its order, the group (balance, drawn, journal, soonest expiry of the
+        lots left open) and the expiry's events (outbox) in one transaction, conditional on the group's version and
+        ``drawn`` being the ones the remaining amounts were computed from (``StaleWindowError`` otherwise)."""
         expired = sum(-movement.tokens for movement in movements)
         used = sum(lot.effective_tokens for lot in lots) - expired
         key = CreditGroupItem(pk=user_pk(user_id), sk=group_sk(state.offer_group))
@@ -379,11 +381,8 @@ class DynamoCreditsRepository:
                             actions=[OrderItem.status.set(OrderStatus.EXPIRED.value), OrderItem.updated_at.set(now)],
                             condition=OrderItem.status == OrderStatus.PAID.value,
                         )
-                # CreditsExpired exists exactly when the expiry commits, whoever closed the lots (scan, read, spend).
-                # Imported here: the API functions that load this module rarely expire anything (cold start).
-                from usercredits.domain.expiry import expired_events
-
-                add_outbox(transaction, user_id, expired_events(user_id, state, lots, movements), now)
+                # The expiry's events exist exactly when it commits, whoever closed the lots (scan, read, spend).
+                add_outbox(transaction, user_id, events, now)
         except ConditionFailedError as failed:
             raise StaleWindowError() from failed
 
