@@ -70,6 +70,13 @@ class StripeWebhookSettings(
     pass
 
 
+class CustomersSettings(
+    ObservabilitySettings, CustomersTableSettings, CreditsTableSettings, EventBusSettings, PaymentSettings
+):
+    """The customers API. ``CREDITS_TABLE_NAME`` and ``EVENT_BUS_NAME`` come with the template's Globals; the
+    payment settings choose the processor that reads payment method tokens (and, with the sync, Stripe)."""
+
+
 class EventPublisherSettings(ObservabilitySettings, CreditsTableSettings, EventBusSettings):
     """The credits table is the one whose stream feeds the function (it reads no item through the API)."""
 
@@ -121,6 +128,11 @@ def get_stripe_webhook_settings() -> StripeWebhookSettings:
 
 
 @lru_cache
+def get_customers_settings() -> CustomersSettings:
+    return CustomersSettings.model_validate(dict(os.environ))
+
+
+@lru_cache
 def get_expiry_scan_settings() -> ExpiryScanSettings:
     return ExpiryScanSettings.model_validate(dict(os.environ))
 
@@ -132,4 +144,5 @@ SETTINGS_BY_FUNCTION: dict[str, type[_EnvModel]] = {
     "stripe_webhook": StripeWebhookSettings,
     "expiry_scan": ExpiryScanSettings,
     "event_publisher": EventPublisherSettings,
+    "customers": CustomersSettings,
 }

@@ -262,6 +262,7 @@ class Subscription(SyncableModel):
     descriptor: Descriptor | None = None
     cancel_at_period_end: bool = False
     deleted: bool = False  # a soft delete (or deleted at the processor); not tracked, so it never triggers a sync
+    last_event_created: int | None = Field(default=None, ge=0)  # epoch seconds of the newest webhook event applied
     created_at: UtcDateTime
     updated_at: UtcDateTime | None = None
 

@@ -5,10 +5,11 @@ Only protocols and plain data here; the DynamoDB and Stripe adapters implement t
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Protocol
+from typing import Any, Protocol
 
 from usercredits.domain.models import Money
 from usercredits.subscriptions.instruments import InstrumentDetails, PaymentMethodKind
@@ -191,6 +192,8 @@ class SubscriptionTerms:
     discounts: tuple[DiscountTerms, ...]
     descriptor: Descriptor | None
     cancel_at_period_end: bool
+    user_id: str | None = None  # sent as metadata too, so a webhook finds the customer without a lookup
+    billing_frequency_months: int = 1  # to turn discount cycles into processor months
 
 
 @dataclass(frozen=True)
@@ -282,6 +285,11 @@ class SubscriptionProcessor(Protocol):
     def cancel_subscription(
         self, processor_id: str, *, at_period_end: bool, idempotency_key: str
     ) -> ProcessorSubscription: ...
+
+    def subscription_from_event(self, payload: Mapping[str, Any]) -> ProcessorSubscription:
+        """The subscription carried by a webhook event (its ``data.object``), mapped like the other results; no
+        call is made."""
+        ...
 
     def list_subscriptions(self, customer_processor_id: str) -> list[ProcessorSubscription]:
         """Every subscription of the customer, canceled ones included."""

@@ -137,6 +137,8 @@ def subscription_terms(customer: Customer, subscription: Subscription) -> Subscr
         ),
         descriptor=subscription.descriptor,
         cancel_at_period_end=subscription.cancel_at_period_end,
+        user_id=customer.user_id,
+        billing_frequency_months=subscription.plan.billing_frequency_months,
     )
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import threading
 from datetime import datetime
 
-from usercredits.subscriptions.models import Coupon
-from usercredits.subscriptions.ports import RedemptionOutcome
+from usercredits.subscriptions.models import Coupon, Customer
+from usercredits.subscriptions.ports import CustomerChanges, RedemptionOutcome, StaleCustomerError
 
 
 class InMemoryCouponRepository:
@@ -47,3 +47,57 @@ class InMemoryCouponRepository:
 
     def used_by_customer(self, code: str, customer_id: str) -> bool:
         return any(key[:2] == (code, customer_id) for key in self.redemptions)
+
+
+class InMemoryCustomerRepository:
+    """Customers by user id, with the port's semantics: versioned saves (``StaleCustomerError``), a payment lock taken
+    by one conditional step, and ``save`` leaving the lock as it is. ``saves`` counts the writes;
+    ``fail_next_saves`` makes the next saves raise ``StaleCustomerError`` as a concurrent writer would."""
+
+    def __init__(self, customers: list[Customer] | None = None) -> None:
+        self.customers = {customer.user_id: customer for customer in customers or []}
+        self.saves = 0
+        self.fail_next_saves = 0
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self.customers)
+
+    def __contains__(self, user_id: object) -> bool:
+        return user_id in self.customers
+
+    def load(self, user_id: str) -> Customer | None:
+        return self.customers.get(user_id)
+
+    def save(self, changes: CustomerChanges) -> Customer:
+        with self._lock:
+            stored = self.customers.get(changes.customer.user_id)
+            if self.fail_next_saves:
+                self.fail_next_saves -= 1
+                raise StaleCustomerError()
+            if changes.expected_version is None and stored is not None:
+                raise StaleCustomerError()
+            if changes.expected_version is not None and (stored is None or stored.version != changes.expected_version):
+                raise StaleCustomerError()
+            version = 0 if changes.expected_version is None else changes.expected_version + 1
+            lock = stored.payment_lock_until if stored is not None else None
+            saved = changes.customer.model_copy(update={"version": version, "payment_lock_until": lock})
+            self.customers[saved.user_id] = saved
+            self.saves += 1
+            return saved
+
+    def acquire_payment_lock(self, user_id: str, *, now: datetime, until: datetime) -> bool:
+        with self._lock:
+            stored = self.customers.get(user_id)
+            if stored is None:
+                return False
+            if stored.payment_lock_until is not None and stored.payment_lock_until > now:
+                return False
+            self.customers[user_id] = stored.model_copy(update={"payment_lock_until": until})
+            return True
+
+    def release_payment_lock(self, user_id: str, *, until: datetime) -> None:
+        with self._lock:
+            stored = self.customers.get(user_id)
+            if stored is not None and stored.payment_lock_until == until:
+                self.customers[user_id] = stored.model_copy(update={"payment_lock_until": None})

@@ -326,6 +326,108 @@ class CustomersItem(Model):
     by_processor_id = ByProcessorIdIndex()
 
 
+# Customers table layout (``CUSTOMERS_TABLE_NAME``; see ``adapters.dynamodb.customers``):
+#
+# =====================  =============================  ============================================================
+# item                   pk                             sk
+# =====================  =============================  ============================================================
+# customer profile       ``CUSTOMER#<userId>``          ``PROFILE`` (version, processor side, payment lock)
+# address / payment      ``CUSTOMER#<userId>``          ``ADDRESS#<id>``, ``PM#<id>``, ``SUB#<id>``, ``TXN#<id>``
+# method / subscription                                 (one item per child: no item grows with the history)
+# / transaction
+# plan                   ``PLAN#<planId>``              ``PLAN``; a copy under ``PLANS`` / ``PLAN#<planId>`` lists them
+# coupon                 ``COUPON#<code>``              ``COUPON`` (terms and ``usedCount``)
+# coupon redemption      ``COUPON#<code>``              ``REDEMPTION#<customerId>#<subscriptionId>``
+# =====================  =============================  ============================================================
+
+
+class CustomerProfileItem(CustomersItem, discriminator="customer"):
+    """A customer's profile (sk ``PROFILE``): every field but the child lists, the version that guards saves, and
+    the soft payment lock (``paymentLockUntil``, written only by the lock's own conditional updates)."""
+
+    customer_id = UnicodeAttribute(attr_name="customerId")
+    user_id = UnicodeAttribute(attr_name="userId")
+    name = UnicodeAttribute(default="")
+    email = UnicodeAttribute(null=True)
+    phone = UnicodeAttribute(null=True)
+    ip_address = UnicodeAttribute(null=True, attr_name="ipAddress")
+    metadata = MapAttribute[str, Any](null=True)
+    default_payment_method_id = UnicodeAttribute(null=True, attr_name="defaultPaymentMethodId")
+    processor = MapAttribute[str, Any](null=True)  # {id, state, syncedFields} as JSON values
+    payment_lock_until = UTCDateTimeAttribute(null=True, attr_name="paymentLockUntil")
+    last_processor_save = UTCDateTimeAttribute(null=True, attr_name="lastProcessorSave")
+    version = NumberAttribute(default=0)
+    created_at = UTCDateTimeAttribute(attr_name="createdAt")
+    updated_at = UTCDateTimeAttribute(null=True, attr_name="updatedAt")
+
+
+class CustomerChildItem(CustomersItem):
+    """Shared shape of a customer's child items: its local id, its user, and the child itself as a native map
+    (the domain model's JSON form: integer minor units, ISO-8601 UTC strings, decimals as strings)."""
+
+    local_id = UnicodeAttribute(attr_name="localId")
+    user_id = UnicodeAttribute(attr_name="userId")
+    data = MapAttribute[str, Any]()
+
+
+class CustomerAddressItem(CustomerChildItem, discriminator="address"):
+    """An address of a customer (sk ``ADDRESS#<addressId>``)."""
+
+
+class CustomerPaymentMethodItem(CustomerChildItem, discriminator="paymentMethod"):
+    """A payment method of a customer (sk ``PM#<paymentMethodId>``); ``processorId`` is the Stripe ``pm_...``."""
+
+
+class CustomerSubscriptionItem(CustomerChildItem, discriminator="subscription"):
+    """A subscription of a customer (sk ``SUB#<subscriptionId>``), its discounts and status history inside."""
+
+
+class CustomerTransactionItem(CustomerChildItem, discriminator="transaction"):
+    """A charge or refund mirrored from the processor (sk ``TXN#<transactionId>``)."""
+
+
+class PlanItem(CustomersItem, discriminator="plan"):
+    """A plan (pk ``PLAN#<planId>``, sk ``PLAN``), and its listing copy (pk ``PLANS``, sk ``PLAN#<planId>``)."""
+
+    plan_id = UnicodeAttribute(attr_name="planId")
+    name = UnicodeAttribute()
+    price = MoneyAttribute()
+    billing_frequency_months = NumberAttribute(attr_name="billingFrequencyMonths")
+    level = NumberAttribute()
+    processor_plan_id = UnicodeAttribute(null=True, attr_name="processorPlanId")
+    updated_at = UTCDateTimeAttribute(attr_name="updatedAt")
+
+
+class CouponItem(CustomersItem, discriminator="coupon"):
+    """A coupon's terms and use count (pk ``COUPON#<code>``, sk ``COUPON``); ``usedCount`` only grows, through the
+    redemption transaction, and never past ``maxUses``."""
+
+    code = UnicodeAttribute()
+    name = UnicodeAttribute(default="")
+    description = UnicodeAttribute(default="")
+    kind = UnicodeAttribute()
+    amount = MoneyAttribute(null=True)
+    percent = UnicodeAttribute(null=True)  # a decimal, as text (never a float)
+    number_of_billing_cycles = NumberAttribute(attr_name="numberOfBillingCycles")
+    start_at = UTCDateTimeAttribute(null=True, attr_name="startAt")
+    expire_at = UTCDateTimeAttribute(null=True, attr_name="expireAt")
+    max_uses = NumberAttribute(null=True, attr_name="maxUses")
+    used_count = NumberAttribute(default=0, attr_name="usedCount")
+    restricted = BooleanAttribute(default=False)
+    created_at = UTCDateTimeAttribute(null=True, attr_name="createdAt")
+    updated_at = UTCDateTimeAttribute(null=True, attr_name="updatedAt")
+
+
+class CouponRedemptionItem(CustomersItem, discriminator="couponRedemption"):
+    """One counted use of a coupon (sk ``REDEMPTION#<customerId>#<subscriptionId>``): its existence is what makes
+    a redemption count once however often a sync is retried."""
+
+    code = UnicodeAttribute()
+    customer_id = UnicodeAttribute(attr_name="customerId")
+    subscription_id = UnicodeAttribute(attr_name="subscriptionId")
+    created_at = UTCDateTimeAttribute(attr_name="createdAt")
+
+
 def share_connections() -> None:
     """Give every model of a table the one connection (one botocore client) of its base model.
 

@@ -1,0 +1,218 @@
+"""Customers function: the caller's customer, addresses, payment methods, subscriptions, coupons, and the plans and
+coupons admins define (api-contract.md "Customers, plans, subscriptions and coupons")."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from http import HTTPStatus
+from typing import Annotated, Any
+
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver
+from aws_lambda_powertools.event_handler.openapi.params import Body, Path, Query
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import AwareDatetime
+
+from customers.schemas import (
+    AddAddressRequest,
+    AddPaymentMethodRequest,
+    CancelSubscriptionRequest,
+    CouponCheckResponse,
+    CurrentSubscriptionResponse,
+    DefaultPaymentMethodRequest,
+    PutCouponRequest,
+    PutPlanRequest,
+    SubscribeRequest,
+    SubscriptionsResponse,
+    UpdateCustomerRequest,
+)
+from usercredits.adapters.dynamodb.customers import (
+    DynamoCouponRepository,
+    DynamoCustomerRepository,
+    DynamoPlanRepository,
+    DynamoSubscriptionTermsReader,
+)
+from usercredits.adapters.local_payment_methods import LocalPaymentMethodLookup
+from usercredits.domain.ports import SystemClock
+from usercredits.errors import InvalidRequestError, UnavailableError
+from usercredits.http import (
+    IdentifierPath,
+    api_responses,
+    current_caller,
+    register_error_handlers,
+    require_admin,
+    resolve,
+)
+from usercredits.observability import logger, metrics
+from usercredits.settings import CustomersSettings, get_customers_settings
+from usercredits.subscriptions import service
+from usercredits.subscriptions.models import Address, Coupon, Customer, PaymentMethod, Plan, ProfileFields, Subscription
+from usercredits.subscriptions.ports import ProcessorPaymentMethod
+
+app = APIGatewayHttpResolver(enable_validation=True)
+register_error_handlers(app)
+
+S = HTTPStatus
+UserPath = Annotated[str, Path(min_length=1, max_length=256)]
+
+
+@dataclass(frozen=True)
+class Dependencies:
+    settings: CustomersSettings
+    ports: service.CustomerPorts
+
+
+class _StripeLookupNotWired:
+    """Stripe mode until the Stripe processor is wired here: token lookups answer 503, every other route works."""
+
+    def retrieve_payment_method(self, token: str) -> ProcessorPaymentMethod | None:
+        raise UnavailableError("payment methods cannot be checked with Stripe by this deployment yet", retry_after=60)
+
+
+@lru_cache
+def dependencies() -> Dependencies:
+    """Composition root: real adapters built from the settings on first use (none at import time)."""
+    settings = get_customers_settings()
+    lookup: service.PaymentMethodLookup = (
+        LocalPaymentMethodLookup() if settings.PAYMENT_PROVIDER == "local" else _StripeLookupNotWired()
+    )
+    ports = service.CustomerPorts(
+        customers=DynamoCustomerRepository(),
+        plans=DynamoPlanRepository(),
+        coupons=DynamoCouponRepository(),
+        terms=DynamoSubscriptionTermsReader(),
+        payment_methods=lookup,
+        clock=SystemClock(),
+    )
+    return Dependencies(settings=settings, ports=ports)
+
+
+def _user() -> str:
+    return current_caller(app).user_id
+
+
+@app.get("/customer", responses=api_responses(S.OK))
+def handle_get_customer() -> Customer:
+    return service.get_customer(_user(), ports=dependencies().ports)
+
+
+@app.put("/customer", responses=api_responses(S.OK))
+def handle_update_customer(body: Annotated[UpdateCustomerRequest, Body()]) -> Customer:
+    fields = ProfileFields.model_validate(body.model_dump(exclude_unset=True))
+    return service.update_profile(_user(), fields, ports=dependencies().ports)
+
+
+@app.post("/customer/addresses", status_code=S.CREATED, responses=api_responses(S.CREATED))
+def handle_add_address(body: Annotated[AddAddressRequest, Body()]) -> Address:
+    address = service.add_address(_user(), body, ports=dependencies().ports)
+    metrics.add_metric(name="AddressesAdded", unit=MetricUnit.Count, value=1)
+    return address
+
+
+@app.post(
+    "/customer/payment-methods", status_code=S.CREATED, responses=api_responses(S.CREATED, S.NOT_FOUND, S.CONFLICT)
+)
+def handle_add_payment_method(body: Annotated[AddPaymentMethodRequest, Body()]) -> PaymentMethod:
+    method = service.add_payment_method(
+        _user(),
+        body.token,
+        billing_address_id=body.billing_address_id,
+        make_default=body.make_default,
+        ports=dependencies().ports,
+    )
+    metrics.add_metric(name="PaymentMethodsAdded", unit=MetricUnit.Count, value=1)
+    return method
+
+
+@app.put("/customer/default-payment-method", responses=api_responses(S.OK, S.NOT_FOUND))
+def handle_set_default_payment_method(body: Annotated[DefaultPaymentMethodRequest, Body()]) -> Customer:
+    return service.set_default_payment_method(_user(), body.payment_method_id, ports=dependencies().ports)
+
+
+@app.post("/customer/subscriptions", status_code=S.CREATED, responses=api_responses(S.CREATED, S.NOT_FOUND))
+def handle_subscribe(body: Annotated[SubscribeRequest, Body()]) -> Subscription:
+    subscription = service.subscribe(
+        _user(),
+        body.plan_id,
+        payment_method_id=body.payment_method_id,
+        coupon_code=body.coupon_code,
+        ports=dependencies().ports,
+    )
+    metrics.add_metric(name="SubscriptionsCreated", unit=MetricUnit.Count, value=1)
+    return subscription
+
+
+@app.post("/customer/subscriptions/<subscriptionId>/cancel", responses=api_responses(S.OK, S.NOT_FOUND))
+def handle_cancel_subscription(
+    subscriptionId: IdentifierPath,  # noqa: N803 - the contract's path parameter name
+    body: Annotated[CancelSubscriptionRequest | None, Body()] = None,
+) -> Subscription:
+    at_period_end = body.at_period_end if body is not None else False
+    canceled = service.cancel_subscription(
+        _user(), subscriptionId, at_period_end=at_period_end, ports=dependencies().ports
+    )
+    metrics.add_metric(name="SubscriptionsCanceled", unit=MetricUnit.Count, value=1)
+    return canceled
+
+
+@app.get("/customer/subscriptions", responses=api_responses(S.OK))
+def handle_list_subscriptions(
+    at: Annotated[AwareDatetime | None, Query()] = None,
+    valid: Annotated[bool, Query()] = False,
+    active: Annotated[bool, Query()] = False,
+) -> SubscriptionsResponse:
+    found = service.list_subscriptions(_user(), at=at, valid=valid, active=active, ports=dependencies().ports)
+    return SubscriptionsResponse(subscriptions=found)
+
+
+@app.get("/customer/subscription", responses=api_responses(S.OK))
+def handle_current_subscription(at: Annotated[AwareDatetime | None, Query()] = None) -> CurrentSubscriptionResponse:
+    found = service.current_subscription(_user(), at=at, ports=dependencies().ports)
+    return CurrentSubscriptionResponse(subscription=found)
+
+
+@app.get("/coupons/<code>", responses=api_responses(S.OK, S.NOT_FOUND))
+def handle_check_coupon(
+    code: IdentifierPath, plan_id: Annotated[str | None, Query(alias="planId", max_length=128)] = None
+) -> CouponCheckResponse:
+    check = service.check_coupon(_user(), code, plan_id=plan_id, ports=dependencies().ports)
+    return CouponCheckResponse(valid=check.valid, error=check.error, amount=check.amount)
+
+
+@app.put("/admin/plans/<planId>", responses=api_responses(S.OK, S.FORBIDDEN))
+def handle_put_plan(planId: IdentifierPath, body: Annotated[PutPlanRequest, Body()]) -> Plan:  # noqa: N803
+    require_admin(app)
+    if body.plan_id is not None and body.plan_id != planId:
+        raise InvalidRequestError(f"body planId {body.plan_id!r} differs from the path's {planId!r}")
+    plan = Plan(**{**body.model_dump(exclude={"plan_id"}), "plan_id": planId})
+    saved = service.put_plan(plan, ports=dependencies().ports)
+    metrics.add_metric(name="PlansUpserted", unit=MetricUnit.Count, value=1)
+    return saved
+
+
+@app.put("/admin/coupons/<code>", responses=api_responses(S.OK, S.FORBIDDEN))
+def handle_put_coupon(code: IdentifierPath, body: Annotated[PutCouponRequest, Body()]) -> Coupon:
+    require_admin(app)
+    if body.code is not None and body.code != code:
+        raise InvalidRequestError(f"body code {body.code!r} differs from the path's {code!r}")
+    saved = service.put_coupon(code, body.model_dump(exclude={"code"}), ports=dependencies().ports)
+    metrics.add_metric(name="CouponsUpserted", unit=MetricUnit.Count, value=1)
+    return saved
+
+
+@app.get("/admin/customers/<userId>", responses=api_responses(S.OK, S.FORBIDDEN, S.NOT_FOUND))
+def handle_admin_get_customer(userId: UserPath) -> Customer:  # noqa: N803
+    require_admin(app)
+    return service.get_customer_for_admin(userId, ports=dependencies().ports)
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    """HTTP API (payload 2.0) entry point; answers every request with the contract's JSON (errors included)."""
+    return resolve(app, event, context)
+
+
+__all__ = ["app", "lambda_handler"]

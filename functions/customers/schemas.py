@@ -1,0 +1,112 @@
+"""Request and response bodies of the customers function (its part of the HTTP contract)."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from pydantic import AwareDatetime, Field
+
+from usercredits.domain.models import DomainModel, Identifier, Money
+from usercredits.subscriptions.models import (
+    Address,
+    AddressFields,
+    Coupon,
+    CouponKind,
+    Customer,
+    PaymentMethod,
+    Plan,
+    ProfileFields,
+    Subscription,
+)
+
+
+class UpdateCustomerRequest(ProfileFields):
+    """``PUT /customer``: name and email (validated, lowercased), phone and metadata optional."""
+
+    name: str = Field(max_length=200)
+    email: str = Field(max_length=254)
+
+
+class AddAddressRequest(AddressFields):
+    name: str = Field(min_length=1, max_length=200)
+    country: str = Field(pattern=r"^[A-Z]{2}$", description="ISO 3166-1 alpha-2 (case-insensitive)")
+    postal_code: str = Field(min_length=1, max_length=20)
+
+
+class AddPaymentMethodRequest(DomainModel):
+    token: str = Field(min_length=1, max_length=255, description="A Stripe pm_... id (or a local-provider token)")
+    billing_address_id: Identifier | None = None
+    make_default: bool = True
+
+
+class DefaultPaymentMethodRequest(DomainModel):
+    payment_method_id: Identifier
+
+
+class SubscribeRequest(DomainModel):
+    plan_id: Identifier
+    payment_method_id: Identifier | None = None
+    coupon_code: Identifier | None = None
+
+
+class CancelSubscriptionRequest(DomainModel):
+    at_period_end: bool = False
+
+
+class SubscriptionsResponse(DomainModel):
+    subscriptions: list[Subscription]
+
+
+class CurrentSubscriptionResponse(DomainModel):
+    subscription: Subscription | None
+
+
+class CouponCheckResponse(DomainModel):
+    valid: bool
+    error: str | None = None
+    amount: Money | None = None
+
+
+class PutPlanRequest(DomainModel):
+    plan_id: Identifier | None = Field(default=None, description="Optional; must equal the path's planId")
+    name: str = Field(min_length=1, max_length=200)
+    price: Money
+    billing_frequency_months: int = Field(default=1, ge=1, le=120, strict=True)
+    level: int = Field(default=1, ge=0, le=1000, strict=True)
+    processor_plan_id: str | None = Field(default=None, min_length=1, max_length=255)
+
+
+class PutCouponRequest(DomainModel):
+    """A coupon's terms: an ``amount`` or a ``percent`` (by ``kind``); the use count is the system's own."""
+
+    code: Identifier | None = Field(default=None, description="Optional; must equal the path's code")
+    kind: CouponKind
+    name: str = Field(default="", max_length=200)
+    description: str = Field(default="", max_length=1000)
+    amount: Money | None = None
+    percent: Decimal | None = Field(default=None, gt=0, le=100)
+    number_of_billing_cycles: int = Field(default=1, ge=1, le=120, strict=True)
+    start_at: AwareDatetime | None = None
+    expire_at: AwareDatetime | None = None
+    max_uses: int | None = Field(default=None, ge=1, strict=True)
+    restricted: bool = False
+
+
+__all__ = [
+    "AddAddressRequest",
+    "AddPaymentMethodRequest",
+    "Address",
+    "CancelSubscriptionRequest",
+    "Coupon",
+    "CouponCheckResponse",
+    "CurrentSubscriptionResponse",
+    "Customer",
+    "DefaultPaymentMethodRequest",
+    "PaymentMethod",
+    "Plan",
+    "PutCouponRequest",
+    "PutPlanRequest",
+    "SubscribeRequest",
+    "SubscriptionsResponse",
+    "UpdateCustomerRequest",
+]

@@ -1,0 +1,317 @@
+"""Use cases of the customers API: load the customer, apply one pure domain step, save what changed.
+
+Each change loads the customer (one Query; a customer not stored yet starts as a fresh one), runs the domain
+function, computes ``changes.customer_changes`` and saves it in one conditional transaction. A save that finds the
+customer changed meanwhile (``StaleCustomerError``) is redone on a fresh load, up to ``SAVE_ATTEMPTS`` times.
+Nothing here talks to the payment processor except ``PaymentMethodLookup``, which reads what a token is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+from pydantic import ValidationError
+
+from usercredits.domain.models import DomainModel
+from usercredits.domain.ports import Clock
+from usercredits.errors import ConflictError, InvalidRequestError, NotFoundError
+from usercredits.subscriptions import coupons as coupon_rules
+from usercredits.subscriptions import customers as customer_rules
+from usercredits.subscriptions import entitlement, subscribing
+from usercredits.subscriptions.changes import customer_changes
+from usercredits.subscriptions.models import (
+    Address,
+    AddressFields,
+    Coupon,
+    Customer,
+    PaymentMethod,
+    Plan,
+    ProfileFields,
+    Subscription,
+)
+from usercredits.subscriptions.ports import (
+    CouponRepository,
+    CustomerRepository,
+    PlanRepository,
+    ProcessorPaymentMethod,
+    StaleCustomerError,
+)
+
+#: How many times a change is tried on a freshly loaded customer when another save got there first.
+SAVE_ATTEMPTS = 3
+
+
+class PaymentMethodLookup(Protocol):
+    """What a payment method token is, as the processor knows it (the Stripe adapter's ``retrieve_payment_method``)."""
+
+    def retrieve_payment_method(self, token: str) -> ProcessorPaymentMethod | None:
+        """The payment method behind ``token`` (its kind, display fields and the processor customer it is attached
+        to), or None when the processor does not know the token."""
+        ...
+
+
+class SubscriptionTermsReader(Protocol):
+    """The plan and the coupon a subscribe names, read together (one request in DynamoDB)."""
+
+    def plan_and_coupon(self, plan_id: str, coupon_code: str | None) -> tuple[Plan | None, Coupon | None]: ...
+
+
+@dataclass(frozen=True)
+class CustomerPorts:
+    """Everything the customers use cases need."""
+
+    customers: CustomerRepository
+    plans: PlanRepository
+    coupons: CouponRepository
+    terms: SubscriptionTermsReader
+    payment_methods: PaymentMethodLookup
+    clock: Clock
+
+
+# --- reads ---------------------------------------------------------------------------------------------------------
+
+
+def get_customer(user_id: str, *, ports: CustomerPorts) -> Customer:
+    """The caller's customer, created on first use.
+
+    An existing customer is one Query. A customer not stored yet is created with one conditional write (so its id
+    and creation date stay the same from the first read on); when a concurrent request created it first, that one
+    is read back.
+    """
+    stored = ports.customers.load(user_id)
+    if stored is not None:
+        return stored
+    fresh = customer_rules.new_customer(user_id, ports.clock.now())
+    try:
+        return ports.customers.save(customer_changes(None, fresh))
+    except StaleCustomerError:
+        created = ports.customers.load(user_id)
+        if created is None:  # pragma: no cover - created and deleted in between
+            raise ConflictError("customer changed concurrently; retry") from None
+        return created
+
+
+def get_customer_for_admin(user_id: str, *, ports: CustomerPorts) -> Customer:
+    """Any user's customer (admin); 404 when that user never had one (an admin read creates nothing)."""
+    stored = ports.customers.load(user_id)
+    if stored is None:
+        raise NotFoundError(f"customer of user {user_id} not found")
+    return stored
+
+
+def list_subscriptions(
+    user_id: str, *, at: datetime | None, valid: bool, active: bool, ports: CustomerPorts
+) -> list[Subscription]:
+    """The seed's activeSubscriptions (``active``) or validSubscriptions (``valid``) at ``at`` (default now), by
+    precedence; with neither, every subscription of the customer as stored. One Query, no write."""
+    customer = _load_or_fresh(user_id, ports)
+    when = at or ports.clock.now()
+    if active:
+        return entitlement.active_subscriptions(customer, when)
+    if valid:
+        return entitlement.valid_subscriptions(customer, when)
+    return list(customer.subscriptions)
+
+
+def current_subscription(user_id: str, *, at: datetime | None, ports: CustomerPorts) -> Subscription | None:
+    """The customer's entitlement at ``at`` (default now): the highest valid subscription, or None."""
+    customer = _load_or_fresh(user_id, ports)
+    return entitlement.current_subscription(customer, at or ports.clock.now())
+
+
+def check_coupon(user_id: str, code: str, *, plan_id: str | None, ports: CustomerPorts) -> coupon_rules.CouponCheck:
+    """Can the caller use coupon ``code`` now (on plan ``plan_id``: and for how much)?
+
+    Without a plan only the coupon's state is checked (the seed's validateState); with one, also what it takes off
+    the plan's price. A restricted coupon the caller already redeemed is "Promocode limit reached". Unknown plan:
+    404; unknown coupon: ``valid: false`` with "Invalid promocode".
+    """
+    now = ports.clock.now()
+    if plan_id is None:
+        coupon = ports.coupons.get(code)
+        error = coupon_rules.coupon_error(coupon, now)
+        if error is None and coupon is not None and _used_by_caller(coupon, user_id, ports):
+            error = coupon_rules.LIMIT_REACHED
+        return coupon_rules.CouponCheck(valid=error is None, error=error)
+    plan, coupon = ports.terms.plan_and_coupon(plan_id, code)
+    if plan is None:
+        raise NotFoundError(f"plan {plan_id} not found")
+    used = coupon is not None and _used_by_caller(coupon, user_id, ports)
+    return coupon_rules.check_coupon(coupon, plan.price, now, used_by_customer=used)
+
+
+# --- changes -------------------------------------------------------------------------------------------------------
+
+
+def update_profile(user_id: str, fields: ProfileFields, *, ports: CustomerPorts) -> Customer:
+    """Set the fields given (name trimmed, email lowercased and validated); a synced customer whose values really
+    change becomes ``changed``."""
+    saved, _ = _change(
+        user_id, ports, lambda customer, now: (customer_rules.update_profile(customer, fields, now), None)
+    )
+    return saved
+
+
+def add_address(user_id: str, data: AddressFields, *, ports: CustomerPorts) -> Address:
+    """Append an address (state initial; sent with the next sync)."""
+    _, address = _change(user_id, ports, lambda customer, now: customer_rules.add_address(customer, data, now))
+    return address
+
+
+def add_payment_method(
+    user_id: str,
+    token: str,
+    *,
+    billing_address_id: str | None,
+    make_default: bool,
+    ports: CustomerPorts,
+) -> PaymentMethod:
+    """Add the payment method behind a processor token (a Stripe ``pm_...``), by default as the new default.
+
+    The token is looked up first: one the processor does not know, or one attached to another processor customer,
+    is refused (422) and nothing is written. Adding the same token twice is 409.
+    """
+    stored = ports.customers.load(user_id)
+    processor_id = stored.processor.id if stored is not None else None
+    found = ports.payment_methods.retrieve_payment_method(token)
+    if found is None:
+        raise InvalidRequestError(f"unknown payment method {token!r}")
+    if found.customer_id is not None and found.customer_id != processor_id:
+        raise InvalidRequestError(f"payment method {token!r} belongs to another customer (a foreign payment method)")
+    method = customer_rules.NewPaymentMethod(token=token, kind=found.kind, details=found.details)
+
+    def step(current: Customer, now: datetime) -> tuple[Customer, PaymentMethod]:
+        return customer_rules.add_payment_method(
+            current, method, now, billing_address_id=billing_address_id, make_default=make_default
+        )
+
+    _, added = _change(user_id, ports, step, loaded=stored)
+    return added
+
+
+def set_default_payment_method(user_id: str, payment_method_id: str, *, ports: CustomerPorts) -> Customer:
+    """Make one of the customer's payment methods the default (404 for an unknown id)."""
+    saved, _ = _change(
+        user_id,
+        ports,
+        lambda customer, now: (customer_rules.choose_default_payment_method(customer, payment_method_id, now), None),
+    )
+    return saved
+
+
+def subscribe(
+    user_id: str,
+    plan_id: str,
+    *,
+    payment_method_id: str | None,
+    coupon_code: str | None,
+    ports: CustomerPorts,
+) -> Subscription:
+    """Subscribe to a plan: queued behind an equal or better valid subscription, or an upgrade now with a credit for
+    the unused part of the lower one (``subscribing.add_subscription``), with the coupon's discount if one is named.
+
+    Three requests: Query the customer, read plan and coupon together, save (a restricted coupon adds the Query of
+    the customer's redemptions of it). Unknown plan: 404; a coupon that cannot
+    be used: 422 with the seed's message ("Invalid promocode", "Promocode expired", ...). The coupon's use is
+    counted when the subscription reaches the processor (sync), not here.
+    """
+    plan, coupon = ports.terms.plan_and_coupon(plan_id, coupon_code)
+    if plan is None:
+        raise NotFoundError(f"plan {plan_id} not found")
+
+    def step(customer: Customer, now: datetime) -> tuple[Customer, Subscription]:
+        updated, subscription = subscribing.add_subscription(customer, plan, now, payment_method_id=payment_method_id)
+        if coupon_code is not None:
+            used = coupon is not None and coupon.restricted and _redeemed(coupon, customer, ports)
+            updated, subscription = subscribing.apply_coupon(
+                updated, subscription.subscription_id, coupon, now, used_by_customer=used
+            )
+        return updated, subscription
+
+    _, subscription = _change(user_id, ports, step)
+    return subscription
+
+
+def cancel_subscription(
+    user_id: str, subscription_id: str, *, at_period_end: bool, ports: CustomerPorts
+) -> Subscription:
+    """Cancel now, or at the end of the paid period (a subscription never synced is withdrawn); 404 when unknown."""
+    _, subscription = _change(
+        user_id,
+        ports,
+        lambda customer, now: subscribing.cancel_subscription(
+            customer, subscription_id, now, at_period_end=at_period_end
+        ),
+    )
+    return subscription
+
+
+# --- admin ---------------------------------------------------------------------------------------------------------
+
+
+def put_plan(plan: Plan, *, ports: CustomerPorts) -> Plan:
+    """Create or replace a plan (subscriptions keep the copy they were made from)."""
+    return ports.plans.put(plan, ports.clock.now())
+
+
+def put_coupon(code: str, terms: dict[str, Any], *, ports: CustomerPorts) -> Coupon:
+    """Create or replace coupon ``code``'s terms (its use count is kept); invalid terms are 422 with details."""
+    coupon = _validated(Coupon, {**terms, "code": code, "used_count": 0})
+    return ports.coupons.put(coupon, ports.clock.now())
+
+
+# --- plumbing ------------------------------------------------------------------------------------------------------
+
+
+def _load_or_fresh(user_id: str, ports: CustomerPorts) -> Customer:
+    """The stored customer, or a fresh one (not written) for a user who has none yet."""
+    return ports.customers.load(user_id) or customer_rules.new_customer(user_id, ports.clock.now())
+
+
+def _change[R](
+    user_id: str,
+    ports: CustomerPorts,
+    step: Callable[[Customer, datetime], tuple[Customer, R]],
+    *,
+    loaded: Customer | None = None,
+) -> tuple[Customer, R]:
+    """Load, apply ``step``, save what changed; redo on a fresh load when another save came first. ``loaded``: the
+    customer as the caller just loaded it (a stored one), used for the first attempt instead of loading again."""
+    for attempt in range(SAVE_ATTEMPTS):
+        before = loaded if attempt == 0 and loaded is not None else ports.customers.load(user_id)
+        now = ports.clock.now()
+        after, result = step(before or customer_rules.new_customer(user_id, now), now)
+        if before is not None and _untouched(before) == _untouched(after):
+            return before, result  # a no-op (values set to what they were) writes nothing, not even updatedAt
+        try:
+            return ports.customers.save(customer_changes(before, after)), result
+        except StaleCustomerError:
+            continue
+    raise ConflictError("the customer was changed by another request meanwhile; retry")
+
+
+def _untouched(customer: Customer) -> Customer:
+    return customer.model_copy(update={"updated_at": None})
+
+
+def _used_by_caller(coupon: Coupon, user_id: str, ports: CustomerPorts) -> bool:
+    """For a restricted coupon: has the caller's customer redeemed it already? (Other coupons: False, no read.)"""
+    if not coupon.restricted:
+        return False
+    customer = ports.customers.load(user_id)
+    return customer is not None and _redeemed(coupon, customer, ports)
+
+
+def _redeemed(coupon: Coupon, customer: Customer, ports: CustomerPorts) -> bool:
+    return ports.coupons.used_by_customer(coupon.code, customer.customer_id)
+
+
+def _validated[M: DomainModel](model: type[M], data: dict[str, Any]) -> M:
+    try:
+        return model.model_validate(data)
+    except ValidationError as error:
+        details = [{"field": ".".join(map(str, e["loc"])), "message": e["msg"]} for e in error.errors()]
+        raise InvalidRequestError(f"invalid {model.__name__.lower()}", details=details) from error

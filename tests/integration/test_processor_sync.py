@@ -1,0 +1,607 @@
+"""saveProcessor, loadProcessor, refunds, voids and billing webhooks: the use cases with in-memory repositories and the
+real Stripe adapter against the fake Billing API (the Stripe-facing scenarios of seeds-spec section 6)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+from pydantic import ValidationError
+
+from tests.fakes import FixedClock
+from tests.stripe_billing_fake import FakeStripeBilling
+from tests.unit.subscriptions.fakes import InMemoryCouponRepository, InMemoryCustomerRepository
+from usercredits.adapters.stripe_billing import StripeSubscriptionProcessor
+from usercredits.domain.models import Money
+from usercredits.errors import ConflictError, InvalidRequestError, NotFoundError, UnavailableError
+from usercredits.subscriptions.customers import NewPaymentMethod, add_payment_method, new_customer
+from usercredits.subscriptions.discounts import add_discounts, amount_discount
+from usercredits.subscriptions.errors import PaymentInProgressError
+from usercredits.subscriptions.instruments import PaymentMethodKind
+from usercredits.subscriptions.models import (
+    AddressFields,
+    Coupon,
+    CouponKind,
+    Customer,
+    DiscountKind,
+    Plan,
+    ProcessorState,
+    SubscriptionStatus,
+    TransactionKind,
+    TransactionStatus,
+)
+from usercredits.subscriptions.processor_sync import (
+    SyncPorts,
+    apply_billing_event,
+    load_processor,
+    refund_transaction,
+    save_processor,
+    void_transaction,
+)
+from usercredits.subscriptions.subscribing import (
+    add_subscription,
+    apply_coupon,
+    cancel_subscription,
+    find_subscription,
+)
+
+SECRET_KEY = "sk_test_51FakeBillingKey0123456789"
+USER = "pesho"
+PRO = Plan(plan_id="pro", name="Pro", price=Money(amount=1490, currency="usd"), level=2, processor_plan_id="price_pro")
+BASIC = Plan(
+    plan_id="basic", name="Basic", price=Money(amount=990, currency="usd"), level=1, processor_plan_id="price_basic"
+)
+
+
+def usd(amount: int) -> Money:
+    return Money(amount=amount, currency="usd")
+
+
+@dataclass
+class World:
+    fake: FakeStripeBilling
+    customers: InMemoryCustomerRepository
+    coupons: InMemoryCouponRepository
+    clock: FixedClock
+    ports: SyncPorts
+
+    def customer(self) -> Customer:
+        found = self.customers.load(USER)
+        assert found is not None
+        return found
+
+    def put(self, customer: Customer) -> None:
+        self.customers.customers[customer.user_id] = customer.model_copy(
+            update={"version": self.customer().version if USER in self.customers else 0}
+        )
+
+
+@pytest.fixture
+def world() -> Iterator[World]:
+    with FakeStripeBilling(api_key=SECRET_KEY) as fake:
+        fake.add_price("price_pro", 1490)
+        fake.add_price("price_basic", 990)
+        clock = FixedClock(datetime.now(UTC).replace(microsecond=0))
+        customers = InMemoryCustomerRepository()
+        coupons = InMemoryCouponRepository(
+            [
+                Coupon(
+                    code="TEN",
+                    name="Ten percent",
+                    kind=CouponKind.PERCENT,
+                    percent=Decimal(10),
+                    number_of_billing_cycles=2,
+                    max_uses=2,
+                )
+            ]
+        )
+        processor = StripeSubscriptionProcessor(SECRET_KEY, api_base=fake.url, max_network_retries=0)
+        yield World(fake, customers, coupons, clock, SyncPorts(customers, coupons, processor, clock))
+
+
+def a_customer(world: World, *, card: str = "pm_card_visa", plan: Plan | None = PRO, coupon: bool = False) -> Customer:
+    """Pesho with a card (and a billing address) and, by default, a Pro subscription; nothing sent yet."""
+    now = world.clock.now()
+    customer = new_customer(USER, now, email="seer@example.com", name="Pesho Peshev")
+    customer = customer.model_copy(update={"ip_address": "10.0.0.2"})
+    from usercredits.subscriptions.customers import add_address
+
+    customer, address = add_address(customer, AddressFields(name="Pesho Peshev", country="BG", postal_code="1000"), now)
+    customer, method = add_payment_method(
+        customer,
+        NewPaymentMethod(token=card, kind=PaymentMethodKind.CARD),
+        now,
+        billing_address_id=address.address_id,
+    )
+    if plan is not None:
+        customer, sub = add_subscription(customer, plan, now, payment_method_id=method.payment_method_id)
+        if coupon:
+            customer, _ = apply_coupon(customer, sub.subscription_id, world.coupons.get("TEN"), now)
+    world.customers.customers[USER] = customer
+    return customer
+
+
+# ---- saveProcessor ---------------------------------------------------------------------------------------------------
+
+
+def test_m41_save_creates_customer_payment_method_and_subscription_in_order(world: World) -> None:
+    a_customer(world)
+
+    saved = save_processor(USER, world.ports)
+
+    assert [(r.method, r.path.split("/")[2]) for r in world.fake.requests if r.method != "GET"] == [
+        ("POST", "customers"),
+        ("POST", "payment_methods"),
+        ("POST", "payment_methods"),
+        ("POST", "customers"),
+        ("POST", "subscriptions"),
+    ]
+    assert saved.processor.state is ProcessorState.SAVED
+    [method] = saved.payment_methods
+    assert (method.processor.id, method.processor.state, method.token) == ("pm_card_visa", ProcessorState.SAVED, None)
+    assert saved.addresses[0].processor.state is ProcessorState.SAVED
+    [sub] = saved.subscriptions
+    assert sub.processor.state is ProcessorState.SAVED
+    assert sub.processor.id in world.fake.subscriptions
+    assert sub.status is SubscriptionStatus.ACTIVE
+    assert saved.last_processor_save == world.clock.now()
+    assert saved.payment_lock_until is None
+    [cus] = world.fake.customers.values()
+    assert cus["metadata"]["userId"] == USER
+    assert world.fake.payment_methods["pm_card_visa"]["billing_details"]["address"]["country"] == "BG"
+
+
+def test_m41_nothing_changed_means_no_call(world: World) -> None:
+    a_customer(world)
+    save_processor(USER, world.ports)
+    calls = len(world.fake.requests)
+
+    save_processor(USER, world.ports)
+
+    assert len(world.fake.requests) == calls
+
+
+def test_m41_canceled_subscription_is_canceled_at_stripe(world: World) -> None:
+    a_customer(world)
+    saved = save_processor(USER, world.ports)
+    sub = saved.subscriptions[0]
+    canceled, _ = cancel_subscription(saved, sub.subscription_id, world.clock.now())
+    world.customers.customers[USER] = canceled
+
+    result = save_processor(USER, world.ports)
+
+    [request] = world.fake.calls("DELETE", f"/v1/subscriptions/{sub.processor.id}")
+    assert request.idempotency_key == f"cancel-subscription:{sub.subscription_id}"
+    assert result.subscriptions[0].status is SubscriptionStatus.CANCELED
+    assert result.subscriptions[0].processor.state is ProcessorState.SAVED
+
+
+def test_m41_cancel_at_period_end_is_an_update(world: World) -> None:
+    a_customer(world)
+    saved = save_processor(USER, world.ports)
+    sub = saved.subscriptions[0]
+    later, _ = cancel_subscription(saved, sub.subscription_id, world.clock.now(), at_period_end=True)
+    world.customers.customers[USER] = later
+
+    result = save_processor(USER, world.ports)
+
+    assert world.fake.subscriptions[sub.processor.id or ""]["cancel_at_period_end"] is True
+    assert result.subscriptions[0].status is SubscriptionStatus.ACTIVE
+    assert result.subscriptions[0].cancel_at_period_end is True
+
+
+def test_m41_local_subscription_is_never_sent(world: World) -> None:
+    customer = a_customer(world)
+    sub = customer.subscriptions[0]
+    from usercredits.subscriptions.models import ProcessorItem
+
+    local = sub.model_copy(update={"processor": ProcessorItem(state=ProcessorState.LOCAL)})
+    world.customers.customers[USER] = customer.model_copy(update={"subscriptions": [local]})
+
+    save_processor(USER, world.ports)
+
+    assert world.fake.subscriptions == {}
+
+
+def test_m41_rejection_propagates_and_keeps_what_was_done(world: World) -> None:
+    a_customer(world)
+    world.fake.fail_next(402, method="POST", path="^/v1/subscriptions$", code="card_declined")
+
+    from usercredits.errors import PaymentGatewayError
+
+    with pytest.raises(PaymentGatewayError, match="card_declined"):
+        save_processor(USER, world.ports)
+
+    after = world.customer()
+    assert after.processor.state is ProcessorState.SAVED
+    assert after.payment_methods[0].processor.state is ProcessorState.SAVED
+    assert after.subscriptions[0].processor.state is ProcessorState.INITIAL
+    assert after.payment_lock_until is None
+
+
+def test_m46_coupon_end_to_end_counts_one_redemption(world: World) -> None:
+    a_customer(world, coupon=True)
+
+    saved = save_processor(USER, world.ports)
+
+    [sub] = saved.subscriptions
+    [discount] = sub.discounts
+    assert (discount.kind, discount.amount, discount.current_billing_cycle) == (DiscountKind.COUPON, usd(149), 1)
+    assert discount.processor.state is ProcessorState.SAVED and discount.processor.id is not None
+    coupon = world.coupons.get("TEN")
+    assert coupon is not None and coupon.used_count == 1  # the seed counted 2 (7.2-2)
+    assert saved.payment_methods[0].token is None
+    [sale] = saved.transactions
+    assert (sale.amount, sale.status, sale.subscription_id) == (
+        usd(1341),
+        TransactionStatus.SETTLED,
+        sub.subscription_id,
+    )
+    assert [(d.amount, d.name) for d in sale.discounts] == [(usd(149), "Ten percent")]
+    assert sale.billing is not None and sale.billing.country == "BG"
+    assert sale.customer is not None and sale.customer.email == "seer@example.com"
+
+    # Given a larger amount discount, When saving again, Then it replaces the coupon (the largest wins)
+    bigger = amount_discount(sub, "DiscountAmount", usd(200), world.clock.now())
+    replaced = add_discounts(sub, [bigger])
+    from usercredits.subscriptions.tracking import track
+
+    world.customers.customers[USER] = saved.model_copy(update={"subscriptions": [track(replaced)]})
+    again = save_processor(USER, world.ports)
+
+    [only] = again.subscriptions[0].discounts
+    assert (only.kind, only.amount, only.current_billing_cycle) == (DiscountKind.AMOUNT, usd(200), 1)
+    stripe_sub = world.fake.subscriptions[sub.processor.id or ""]
+    assert len(stripe_sub["discounts"]) == 1
+    coupon = world.coupons.get("TEN")
+    assert coupon is not None and coupon.used_count == 1
+
+    # When canceling, Then the history gains a canceled entry, newest first
+    canceled, _ = cancel_subscription(again, sub.subscription_id, world.clock.now())
+    world.customers.customers[USER] = canceled
+    final = save_processor(USER, world.ports)
+    history = final.subscriptions[0].status_history
+    assert history[0].status is SubscriptionStatus.CANCELED
+    assert [e.status for e in history][-1] is SubscriptionStatus.ACTIVE
+
+
+def test_coupon_over_its_limit_is_dropped_not_sent(world: World) -> None:
+    a_customer(world, coupon=True)
+    world.coupons.coupons["TEN"] = world.coupons.coupons["TEN"].model_copy(update={"used_count": 2})
+
+    saved = save_processor(USER, world.ports)
+
+    assert saved.subscriptions[0].discounts == []
+    assert world.fake.coupons == {}
+
+
+def test_sync_failing_halfway_is_completed_by_a_retry_without_duplicates(world: World) -> None:
+    a_customer(world, coupon=True)
+    # The subscription is made at Stripe but its answer is lost (a client timeout)
+    slow = StripeSubscriptionProcessor(SECRET_KEY, api_base=world.fake.url, max_network_retries=0, timeout_seconds=0.5)
+    ports = SyncPorts(world.customers, world.coupons, slow, world.clock)
+    world.fake.fail_next(method="POST", path="^/v1/subscriptions$", hang=1.0)
+
+    with pytest.raises(UnavailableError):
+        save_processor(USER, ports)
+
+    halfway = world.customer()
+    assert halfway.processor.state is ProcessorState.SAVED
+    assert halfway.subscriptions[0].processor.state is ProcessorState.INITIAL
+    assert len(world.fake.subscriptions) == 1
+
+    saved = save_processor(USER, ports)
+
+    assert len(world.fake.customers) == 1
+    assert len(world.fake.subscriptions) == 1
+    assert len(world.fake.coupons) == 1
+    assert len(world.fake.charges) == 1
+    assert saved.subscriptions[0].processor.id in world.fake.subscriptions
+    coupon = world.coupons.get("TEN")
+    assert coupon is not None and coupon.used_count == 1
+    keys = [r.idempotency_key for r in world.fake.posts("/v1/subscriptions")]
+    assert len(keys) == 2 and keys[0] == keys[1]
+
+
+def test_sync_failing_at_the_customer_step_then_retried_makes_one_customer(world: World) -> None:
+    a_customer(world)
+    world.fake.fail_next(500, method="POST", path="^/v1/payment_methods/.*/attach$")
+
+    with pytest.raises(UnavailableError):
+        save_processor(USER, world.ports)
+    save_processor(USER, world.ports)
+
+    assert len(world.fake.customers) == 1
+    assert len(world.fake.subscriptions) == 1
+
+
+def test_save_retries_a_concurrent_write(world: World) -> None:
+    a_customer(world)
+    world.customers.fail_next_saves = 2
+
+    saved = save_processor(USER, world.ports)
+
+    assert saved.subscriptions[0].processor.state is ProcessorState.SAVED
+    assert len(world.fake.customers) == 1
+
+
+def test_save_while_another_payment_operation_runs_is_refused(world: World) -> None:
+    a_customer(world)
+    now = world.clock.now()
+    assert world.customers.acquire_payment_lock(USER, now=now, until=now + timedelta(seconds=30))
+
+    with pytest.raises(PaymentInProgressError):
+        save_processor(USER, world.ports)
+
+    assert world.fake.requests == []
+
+
+def test_save_without_a_customer_is_not_found(world: World) -> None:
+    with pytest.raises(NotFoundError):
+        save_processor(USER, world.ports)
+
+
+def test_queued_downgrade_is_pending_until_it_starts(world: World) -> None:
+    a_customer(world)
+    saved = save_processor(USER, world.ports)
+    queued, sub = add_subscription(
+        saved, BASIC, world.clock.now(), payment_method_id=saved.payment_methods[0].payment_method_id
+    )
+    world.customers.customers[USER] = queued
+
+    result = save_processor(USER, world.ports)
+
+    local = find_subscription(result, sub.subscription_id)
+    assert local.status is SubscriptionStatus.PENDING
+    assert local.first_billing_date == saved.subscriptions[0].billing_period_end_date
+    assert local.paid_through_date is None
+    assert world.fake.subscriptions[local.processor.id or ""]["trial_end"] is not None
+
+
+# ---- loadProcessor ---------------------------------------------------------------------------------------------------
+
+
+def test_m09_load_of_a_customer_never_sent_calls_nothing(world: World) -> None:
+    customer = a_customer(world)
+
+    loaded = load_processor(USER, world.ports)
+
+    assert loaded == customer
+    assert world.fake.requests == []
+
+
+def test_m43_load_is_idempotent_and_resolves_local_links(world: World) -> None:
+    a_customer(world)
+    saved = save_processor(USER, world.ports)
+    world.fake.add_charge(saved.processor.id or "", 500, created=1)
+
+    first = load_processor(USER, world.ports)
+    second = load_processor(USER, world.ports)
+
+    assert second.model_dump(exclude={"version"}) == first.model_dump(exclude={"version"})
+    method = first.payment_methods[0]
+    assert method.billing_address_id == first.addresses[0].address_id
+    assert first.subscriptions[0].payment_method_id == method.payment_method_id
+    assert [t.created_at for t in first.transactions] == sorted(
+        (t.created_at for t in first.transactions), reverse=True
+    )
+    assert len(first.transactions) == 2  # the subscription's charge and a one-off one (7.2-5)
+
+
+def test_load_marks_items_deleted_at_stripe_and_adds_new_ones(world: World) -> None:
+    a_customer(world)
+    saved = save_processor(USER, world.ports)
+    customer_id = saved.processor.id or ""
+    sub_id = saved.subscriptions[0].processor.id or ""
+    # At Stripe: the card is detached, a new one attached, the subscription deleted for good
+    world.fake.payment_methods["pm_card_visa"]["customer"] = None
+    world.fake.add_payment_method("pm_new", customer=customer_id, last4="9999")
+    del world.fake.subscriptions[sub_id]
+
+    loaded = load_processor(USER, world.ports)
+
+    old, new = loaded.payment_methods
+    assert (old.processor.id, old.deleted) == ("pm_card_visa", True)
+    assert (new.processor.id, new.deleted, new.processor.state) == ("pm_new", False, ProcessorState.SAVED)
+    assert loaded.subscriptions[0].deleted is True
+    assert loaded.transactions  # money history is never dropped
+
+
+def test_load_takes_stripe_values_for_synced_items(world: World) -> None:
+    a_customer(world)
+    saved = save_processor(USER, world.ports)
+    world.fake.customers[saved.processor.id or ""]["name"] = "Pesho Changed"
+    world.fake.set_subscription(saved.subscriptions[0].processor.id or "", status="past_due")
+
+    loaded = load_processor(USER, world.ports)
+
+    assert loaded.name == "Pesho Changed"
+    assert loaded.subscriptions[0].status is SubscriptionStatus.PAST_DUE
+
+
+def test_load_after_the_stripe_customer_was_deleted_forgets_it(world: World) -> None:
+    a_customer(world)
+    saved = save_processor(USER, world.ports)
+    world.fake.delete_customer(saved.processor.id or "")
+
+    loaded = load_processor(USER, world.ports)
+
+    assert loaded.processor.id is None
+    assert all(m.deleted for m in loaded.payment_methods)
+    assert all(s.deleted for s in loaded.subscriptions)
+
+
+# ---- refunds and voids -----------------------------------------------------------------------------------------------
+
+
+def synced_with_sale(world: World) -> tuple[Customer, str]:
+    a_customer(world)
+    saved = save_processor(USER, world.ports)
+    return saved, saved.transactions[0].transaction_id
+
+
+def test_m44_full_refund_goes_first(world: World) -> None:
+    _, sale_id = synced_with_sale(world)
+
+    refund = refund_transaction(USER, sale_id, None, world.ports)
+
+    after = world.customer()
+    assert after.transactions[0] == refund
+    assert (refund.kind, refund.amount, refund.refunded_transaction_id) == (TransactionKind.REFUND, usd(1490), sale_id)
+    assert world.fake.posts("/v1/refunds")[0].form == {"charge": after.transactions[1].processor.id}
+
+
+def test_m44_partial_refunds_then_above_what_is_left_is_refused_before_any_call(world: World) -> None:
+    _, sale_id = synced_with_sale(world)
+
+    refund_transaction(USER, sale_id, usd(1000), world.ports)
+    refund_transaction(USER, sale_id, usd(400), world.ports)
+    calls = len(world.fake.requests)
+    with pytest.raises(InvalidRequestError):
+        refund_transaction(USER, sale_id, usd(91), world.ports)
+    with pytest.raises(InvalidRequestError):
+        refund_transaction(USER, sale_id, usd(0), world.ports)
+
+    assert len(world.fake.requests) == calls
+    assert [t.kind for t in world.customer().transactions] == [
+        TransactionKind.REFUND,
+        TransactionKind.REFUND,
+        TransactionKind.SALE,
+    ]
+    assert len({r.idempotency_key for r in world.fake.posts("/v1/refunds")}) == 2
+
+
+def test_negative_refund_amount_cannot_even_be_expressed() -> None:
+    with pytest.raises(ValidationError):
+        Money(amount=-1, currency="usd")
+
+
+def test_m44_refund_failure_records_nothing(world: World) -> None:
+    _, sale_id = synced_with_sale(world)
+    world.fake.fail_next(400, method="POST", path="^/v1/refunds$", code="charge_disputed")
+
+    from usercredits.errors import PaymentGatewayError
+
+    with pytest.raises(PaymentGatewayError):
+        refund_transaction(USER, sale_id, None, world.ports)
+
+    assert [t.kind for t in world.customer().transactions] == [TransactionKind.SALE]
+
+
+def test_refund_unknown_transaction_is_not_found(world: World) -> None:
+    synced_with_sale(world)
+    with pytest.raises(NotFoundError):
+        refund_transaction(USER, "nope", None, world.ports)
+
+
+def test_m44_void_replaces_the_transaction_in_place(world: World) -> None:
+    saved, _ = synced_with_sale(world)
+    world.fake.add_charge(saved.processor.id or "", 700, captured=False, created=1)
+    loaded = load_processor(USER, world.ports)
+    authorized = loaded.transactions[-1]
+    assert authorized.status is TransactionStatus.AUTHORIZED
+
+    voided = void_transaction(USER, authorized.transaction_id, world.ports)
+
+    after = world.customer()
+    assert after.transactions[-1] == voided
+    assert (voided.transaction_id, voided.status) == (authorized.transaction_id, TransactionStatus.VOIDED)
+    assert len(after.transactions) == 2
+    again = load_processor(USER, world.ports)
+    assert again.transactions[-1].status is TransactionStatus.VOIDED
+
+
+def test_void_of_a_settled_sale_is_a_conflict(world: World) -> None:
+    _, sale_id = synced_with_sale(world)
+    with pytest.raises(ConflictError):
+        void_transaction(USER, sale_id, world.ports)
+
+
+# ---- billing webhooks ------------------------------------------------------------------------------------------------
+
+
+def test_subscription_updated_event_updates_the_local_subscription(world: World) -> None:
+    saved, _ = synced_with_sale(world)
+    sub_id = saved.subscriptions[0].processor.id or ""
+    payload = world.fake.set_subscription(sub_id, status="past_due")
+
+    outcome = apply_billing_event("evt_1", "customer.subscription.updated", payload, 100, world.ports)
+
+    assert outcome == "applied"
+    local = world.customer().subscriptions[0]
+    assert (local.status, local.last_event_created) == (SubscriptionStatus.PAST_DUE, 100)
+
+
+def test_redelivered_event_changes_nothing(world: World) -> None:
+    saved, _ = synced_with_sale(world)
+    payload = world.fake.set_subscription(saved.subscriptions[0].processor.id or "", status="past_due")
+    apply_billing_event("evt_1", "customer.subscription.updated", payload, 100, world.ports)
+    saves = world.customers.saves
+
+    outcome = apply_billing_event("evt_1", "customer.subscription.updated", payload, 100, world.ports)
+
+    assert outcome == "unchanged"
+    assert world.customers.saves == saves
+
+
+def test_older_event_arriving_late_is_ignored(world: World) -> None:
+    saved, _ = synced_with_sale(world)
+    sub_id = saved.subscriptions[0].processor.id or ""
+    past_due = world.fake.set_subscription(sub_id, status="past_due")
+    canceled = world.fake.set_subscription(sub_id, status="canceled", canceled_at=200)
+
+    assert apply_billing_event("evt_2", "customer.subscription.deleted", canceled, 200, world.ports) == "applied"
+    assert apply_billing_event("evt_1", "customer.subscription.updated", past_due, 100, world.ports) == "stale"
+
+    assert world.customer().subscriptions[0].status is SubscriptionStatus.CANCELED
+
+
+def test_event_found_through_the_stripe_customer_metadata(world: World) -> None:
+    saved, _ = synced_with_sale(world)
+    payload = world.fake.set_subscription(saved.subscriptions[0].processor.id or "", status="past_due")
+    payload = {**payload, "metadata": {}}
+
+    assert apply_billing_event("evt_1", "customer.subscription.updated", payload, 100, world.ports) == "applied"
+
+
+def test_subscription_created_at_stripe_directly_is_added(world: World) -> None:
+    saved, _ = synced_with_sale(world)
+    payload = {
+        **world.fake.render_subscription(saved.subscriptions[0].processor.id or ""),
+        "id": "sub_dashboard",
+        "metadata": {"userId": USER},
+    }
+
+    assert apply_billing_event("evt_1", "customer.subscription.created", payload, 100, world.ports) == "applied"
+
+    added = [s for s in world.customer().subscriptions if s.processor.id == "sub_dashboard"]
+    assert len(added) == 1 and added[0].plan.plan_id == "pro"
+
+
+def test_event_for_an_unknown_customer_is_ignored(world: World) -> None:
+    saved, _ = synced_with_sale(world)
+    payload = {**world.fake.render_subscription(saved.subscriptions[0].processor.id or ""), "customer": "cus_other"}
+    payload["metadata"] = {"userId": "someone-else"}
+
+    assert apply_billing_event("evt_1", "customer.subscription.updated", payload, 100, world.ports) == "ignored"
+    assert apply_billing_event("evt_2", "charge.succeeded", {}, 100, world.ports) == "ignored"
+
+
+def test_invoice_events_mirror_transactions_and_failures(world: World) -> None:
+    saved, _ = synced_with_sale(world)
+    customer_id = saved.processor.id or ""
+    invoice = next(iter(world.fake.invoices.values()))
+    world.fake.add_charge(customer_id, 300, created=1)
+
+    failed = {**invoice, "status": "open", "attempt_count": 2}
+    assert apply_billing_event("evt_1", "invoice.payment_failed", failed, 100, world.ports) == "applied"
+    local = world.customer()
+    assert local.subscriptions[0].failure_count == 2
+    assert len(local.transactions) == 2
+
+    assert apply_billing_event("evt_2", "invoice.paid", invoice, 200, world.ports) == "applied"
+    assert apply_billing_event("evt_1", "invoice.payment_failed", failed, 100, world.ports) == "unchanged"
+    assert world.customer().subscriptions[0].failure_count == 0
