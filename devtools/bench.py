@@ -7,9 +7,10 @@ budget or a measured response had the wrong status code (a broken route must not
 not run (no build, no DynamoDB Local, an unhooked DynamoDB client...).
 
 DynamoDB requests (metric ``dynamodb_requests``; ``transactions`` for the grant)
-    The real ``ordering.handler.lambda_handler`` and ``consumption.handler.lambda_handler`` on API Gateway HTTP API
-    (payload 2.0) events (admin routes with the ``credits/admin`` scope), against an in-memory
-    DynamoDB Local started for the run, with the template's tables and the demo catalog (devtools/demo/wonderai.yaml).
+    The real ``ordering.handler.lambda_handler``, ``consumption.handler.lambda_handler`` and
+    ``customers.handler.lambda_handler`` on API Gateway HTTP API (payload 2.0) events (admin routes with the
+    ``credits/admin`` scope), against an in-memory DynamoDB Local started for the run, with the template's tables and
+    the demo catalog (devtools/demo/wonderai.yaml).
     Requests are counted by a botocore ``before-send.dynamodb`` hook registered on the client of every PynamoDB model
     (the models do not necessarily share one connection: a subclass that connects first gets its own). Every request
     is also counted on the wire (``botocore.endpoint.Endpoint._send`` to the DynamoDB Local endpoint); the two counts
@@ -19,7 +20,9 @@ DynamoDB requests (metric ``dynamodb_requests``; ``transactions`` for the grant)
     ordering catalog cache lifetime is set to an hour here so "warm" cannot expire in the middle of a slow run (the
     consumption handler's is its default, 60 s, longer than its part of the run). Any other AWS
     endpoint points at a closed local port: nothing reaches an AWS account. The consume rows run on a journal below
-    its compaction limit, except the one labelled "compacts the journal".
+    its compaction limit, except the one labelled "compacts the journal". The customers rows use a plan and a
+    non-restricted coupon defined through the admin routes (not counted); each subscribing user's customer exists
+    already (read once, not counted), with no subscription yet.
 
 Consume throughput (metric ``ops_per_s``, no budget)
     500 consumes of 1 token by one user through ``consumption.handler.lambda_handler`` against the same DynamoDB Local,
@@ -858,6 +861,89 @@ class ConsumptionBench(HandlerBench):
         )
 
 
+class CustomersBench(HandlerBench):
+    """The customers routes: reading the caller's customer (created on first use) and subscribing to a plan."""
+
+    MODULE = "customers.handler"
+    FUNCTION = "CustomersFunction"
+    BASE_EVENT = "customers/get_customer.json"
+    ADMIN = "bench-admin"
+    PLAN = "bench-pro"
+    #: A percent coupon for any plan (not restricted): 10% of 14.90 is 1.49, for 2 billing cycles.
+    COUPON = "BENCH10"
+    SUBSCRIBE = "POST /customer/subscriptions"
+
+    def run(self) -> None:
+        self._define_plan_and_coupon()
+        self._customer()
+        self._subscriptions()
+
+    def _define_plan_and_coupon(self) -> None:
+        plan = {"name": "Pro", "price": {"amount": 1490, "currency": "usd"}, "billingFrequencyMonths": 1, "level": 2}
+        self.setup_call(
+            "PUT /admin/plans/{planId}",
+            status=200,
+            user=self.ADMIN,
+            admin=True,
+            path_parameters={"planId": self.PLAN},
+            body=plan,
+        )
+        coupon = {"kind": "percent", "percent": "10", "numberOfBillingCycles": 2, "maxUses": 100, "restricted": False}
+        self.setup_call(
+            "PUT /admin/coupons/{code}",
+            status=200,
+            user=self.ADMIN,
+            admin=True,
+            path_parameters={"code": self.COUPON},
+            body=coupon,
+        )
+
+    def _customer(self) -> None:
+        user = "bench-customer"
+        created = self.measure("GET /customer", "new user, creates it", user=user, check=_new_customer(user))
+        customer_id = (created.body or {}).get("customerId")
+        self.measure("GET /customer", "existing customer", budget=1, user=user, check=_same_customer(customer_id))
+
+    def _subscriptions(self) -> None:
+        for user, label, coupon in (
+            ("bench-subscriber", "plan, no coupon", None),
+            ("bench-subscriber-coupon", "plan and coupon", self.COUPON),
+        ):
+            self.setup_call("GET /customer", status=200, user=user)  # an existing customer, as after the first read
+            body = {"planId": self.PLAN} | ({"couponCode": coupon} if coupon else {})
+            self.measure(
+                self.SUBSCRIBE, label, budget=3, status=201, user=user, body=body, check=_subscribed(self.PLAN, coupon)
+            )
+
+
+def _new_customer(user: str) -> Callable[[Any], str | None]:
+    def check(body: Any) -> str | None:
+        body = body or {}
+        ok = body.get("userId") == user and body.get("version") == 1 and body.get("customerId")
+        return None if ok else f"expected a new customer of {user} (version 1): {json.dumps(body)[:300]}"
+
+    return check
+
+
+def _same_customer(customer_id: Any) -> Callable[[Any], str | None]:
+    def check(body: Any) -> str | None:
+        found = (body or {}).get("customerId")
+        return None if customer_id and found == customer_id else f"read customer {found}, not {customer_id}"
+
+    return check
+
+
+def _subscribed(plan_id: str, coupon: str | None) -> Callable[[Any], str | None]:
+    def check(body: Any) -> str | None:
+        body, expected = body or {}, [coupon] if coupon else []
+        codes = [discount.get("couponCode") for discount in body.get("discounts", [])]
+        if (body.get("plan") or {}).get("planId") == plan_id and codes == expected:
+            return None
+        return f"expected a {plan_id} subscription with coupons {expected}: {json.dumps(body)[:300]}"
+
+    return check
+
+
 def _consumed(balance: int) -> Callable[[Any], str | None]:
     def check(body: Any) -> str | None:
         found = (body or {}).get("balance")
@@ -1170,7 +1256,8 @@ def measure_throughput(endpoint_url: str) -> tuple[list[Row], list[str], list[st
 
 
 def measure_dynamodb() -> tuple[list[Row], list[str], list[str]]:
-    """dynamodb_requests rows of the ordering routes; (rows, notes, problems)."""
+    """dynamodb_requests rows of the ordering, consumption and customers routes, and the consume throughput rows;
+    (rows, notes, problems)."""
     from devtools.dynamodb_local import running_dynamodb_local
 
     warnings.filterwarnings("ignore", message="No application metrics to publish")
@@ -1188,17 +1275,20 @@ def measure_dynamodb() -> tuple[list[Row], list[str], list[str]]:
         with counter.wire_tap():
             ordering = OrderingBench(counter)  # imports the handlers (after the env is set)
             consumption = ConsumptionBench(counter)
+            customers = CustomersBench(counter)
             clients = calibrate(counter)
             ordering.run()
             consumption.run(paid_user=OrderingBench.GRANT_USER)
+            customers.run()
         throughput_rows, throughput_notes, throughput_problems = measure_throughput(endpoint_url)
     notes = [
         f"DynamoDB Local (in memory), {offers} demo offers; requests counted by a before-send hook on "
         f"{clients} PynamoDB botocore client(s), cross-checked on the wire; calibration passed",
         *throughput_notes,
     ]
-    rows = ordering.rows() + consumption.rows() + throughput_rows
-    return rows, notes, ordering.problems() + consumption.problems() + throughput_problems
+    benches = (ordering, consumption, customers)
+    rows = [row for bench in benches for row in bench.rows()] + throughput_rows
+    return rows, notes, [problem for bench in benches for problem in bench.problems()] + throughput_problems
 
 
 # ------------------------------------------------------------------------------------------------------------ main

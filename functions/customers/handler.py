@@ -24,6 +24,7 @@ from customers.schemas import (
     DefaultPaymentMethodRequest,
     PutCouponRequest,
     PutPlanRequest,
+    RefundRequest,
     SubscribeRequest,
     SubscriptionsResponse,
     UpdateCustomerRequest,
@@ -35,8 +36,9 @@ from usercredits.adapters.dynamodb.customers import (
     DynamoSubscriptionTermsReader,
 )
 from usercredits.adapters.local_payment_methods import LocalPaymentMethodLookup
+from usercredits.adapters.stripe_billing import StripeSubscriptionProcessor
 from usercredits.domain.ports import SystemClock
-from usercredits.errors import InvalidRequestError, UnavailableError
+from usercredits.errors import ConflictError, InvalidRequestError
 from usercredits.http import (
     IdentifierPath,
     api_responses,
@@ -47,9 +49,18 @@ from usercredits.http import (
 )
 from usercredits.observability import logger, metrics
 from usercredits.settings import CustomersSettings, get_customers_settings
-from usercredits.subscriptions import service
-from usercredits.subscriptions.models import Address, Coupon, Customer, PaymentMethod, Plan, ProfileFields, Subscription
-from usercredits.subscriptions.ports import ProcessorPaymentMethod
+from usercredits.subscriptions import processor_sync, service
+from usercredits.subscriptions.models import (
+    Address,
+    Coupon,
+    Customer,
+    PaymentMethod,
+    Plan,
+    ProfileFields,
+    Subscription,
+    Transaction,
+)
+from usercredits.subscriptions.ports import ProcessorPaymentMethod, SubscriptionProcessor
 
 app = APIGatewayHttpResolver(enable_validation=True)
 register_error_handlers(app)
@@ -64,11 +75,11 @@ class Dependencies:
     ports: service.CustomerPorts
 
 
-class _StripeLookupNotWired:
-    """Stripe mode until the Stripe processor is wired here: token lookups answer 503, every other route works."""
+class _ProcessorLookup:
+    """Payment method tokens checked with the processor (built, and its secret read, on the first lookup)."""
 
     def retrieve_payment_method(self, token: str) -> ProcessorPaymentMethod | None:
-        raise UnavailableError("payment methods cannot be checked with Stripe by this deployment yet", retry_after=60)
+        return processor().retrieve_payment_method(token)
 
 
 @lru_cache
@@ -76,7 +87,7 @@ def dependencies() -> Dependencies:
     """Composition root: real adapters built from the settings on first use (none at import time)."""
     settings = get_customers_settings()
     lookup: service.PaymentMethodLookup = (
-        LocalPaymentMethodLookup() if settings.PAYMENT_PROVIDER == "local" else _StripeLookupNotWired()
+        LocalPaymentMethodLookup() if settings.PAYMENT_PROVIDER == "local" else _ProcessorLookup()
     )
     ports = service.CustomerPorts(
         customers=DynamoCustomerRepository(),
@@ -87,6 +98,26 @@ def dependencies() -> Dependencies:
         clock=SystemClock(),
     )
     return Dependencies(settings=settings, ports=ports)
+
+
+@lru_cache
+def processor() -> SubscriptionProcessor:
+    """Stripe's subscriptions API, with the key from Secrets Manager; built on the first route that needs it (so
+    the other routes never read the secret). The local provider has no subscriptions: those routes answer 409."""
+    settings = dependencies().settings
+    if settings.PAYMENT_PROVIDER == "local":
+        raise ConflictError(
+            "the local payment provider has no subscription processor: sync, reload, refunds and voids need Stripe "
+            "(PAYMENT_PROVIDER=stripe and STRIPE_SECRET_NAME)"
+        )
+    return StripeSubscriptionProcessor.from_secret(settings.STRIPE_SECRET_NAME)
+
+
+def sync_ports() -> processor_sync.SyncPorts:
+    ports = dependencies().ports
+    return processor_sync.SyncPorts(
+        customers=ports.customers, coupons=ports.coupons, processor=processor(), clock=ports.clock
+    )
 
 
 def _user() -> str:
@@ -200,6 +231,47 @@ def handle_put_coupon(code: IdentifierPath, body: Annotated[PutCouponRequest, Bo
     saved = service.put_coupon(code, body.model_dump(exclude={"code"}), ports=dependencies().ports)
     metrics.add_metric(name="CouponsUpserted", unit=MetricUnit.Count, value=1)
     return saved
+
+
+@app.post("/customer/sync", responses=api_responses(S.OK, S.CONFLICT))
+def handle_sync() -> Customer:
+    """saveProcessor: push local changes to the processor (customer, payment methods, subscriptions)."""
+    customer = processor_sync.save_processor(_user(), sync_ports())
+    metrics.add_metric(name="CustomersSynced", unit=MetricUnit.Count, value=1)
+    return customer
+
+
+@app.post("/customer/reload", responses=api_responses(S.OK, S.CONFLICT))
+def handle_reload() -> Customer:
+    """loadProcessor: pull the processor's state and merge it by processor id."""
+    return processor_sync.load_processor(_user(), sync_ports())
+
+
+@app.post(
+    "/admin/customers/<userId>/transactions/<transactionId>/refund",
+    responses=api_responses(S.OK, S.FORBIDDEN, S.NOT_FOUND),
+)
+def handle_refund(
+    userId: UserPath,  # noqa: N803 - the contract's path parameter names
+    transactionId: IdentifierPath,  # noqa: N803
+    body: Annotated[RefundRequest | None, Body()] = None,
+) -> Transaction:
+    require_admin(app)
+    amount = body.amount if body is not None else None
+    refund = processor_sync.refund_transaction(userId, transactionId, amount, sync_ports())
+    metrics.add_metric(name="TransactionsRefunded", unit=MetricUnit.Count, value=1)
+    return refund
+
+
+@app.post(
+    "/admin/customers/<userId>/transactions/<transactionId>/void",
+    responses=api_responses(S.OK, S.FORBIDDEN, S.NOT_FOUND),
+)
+def handle_void(userId: UserPath, transactionId: IdentifierPath) -> Transaction:  # noqa: N803
+    require_admin(app)
+    voided = processor_sync.void_transaction(userId, transactionId, sync_ports())
+    metrics.add_metric(name="TransactionsVoided", unit=MetricUnit.Count, value=1)
+    return voided
 
 
 @app.get("/admin/customers/<userId>", responses=api_responses(S.OK, S.FORBIDDEN, S.NOT_FOUND))

@@ -110,3 +110,9 @@ __all__ = [
     "SubscriptionsResponse",
     "UpdateCustomerRequest",
 ]
+
+
+class RefundRequest(DomainModel):
+    """``amount`` absent: refund what is left of the charge."""
+
+    amount: Money | None = None

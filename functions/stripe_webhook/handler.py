@@ -1,6 +1,8 @@
 """Stripe webhook function (Lambda Function URL): verify the signature on the raw body, then apply the event.
 
-Payment intent outcomes go to ``usercredits.domain.payments``; refunds and disputes to ``usercredits.domain.refunds``.
+Payment intent outcomes go to ``usercredits.domain.payments``; refunds and disputes to ``usercredits.domain.refunds``;
+billing events (subscriptions, invoices) to ``usercredits.subscriptions.processor_sync``, which updates the customers
+table (a Stripe endpoint may send all of them to this one URL).
 
 Every correctly signed event is answered ``200 {"received": true}`` (handled, ignored or a redelivery); a bad
 signature is ``400 invalid_signature`` with nothing written. A storage failure answers 503, so Stripe retries.
@@ -11,7 +13,7 @@ from __future__ import annotations
 import base64
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.event_handler import LambdaFunctionUrlResolver
 from aws_lambda_powertools.metrics import MetricUnit
@@ -27,12 +29,25 @@ from usercredits.http import register_error_handlers
 from usercredits.observability import logger, metrics
 from usercredits.settings import StripeWebhookSettings, get_stripe_webhook_settings
 
+if TYPE_CHECKING:
+    from usercredits.subscriptions.processor_sync import SyncPorts
+
 app = LambdaFunctionUrlResolver()
 register_error_handlers(app)  # type: ignore[arg-type]
 
 
 #: Events about money going back on a charge (refunds, chargebacks).
 CHARGE_EVENTS = frozenset({"charge.refunded", "charge.dispute.created", "charge.dispute.closed"})
+#: Events about subscriptions and their invoices (the subscriptions half, customers table).
+BILLING_EVENTS = frozenset(
+    {
+        "customer.subscription.created",
+        "customer.subscription.updated",
+        "customer.subscription.deleted",
+        "invoice.paid",
+        "invoice.payment_failed",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -53,6 +68,34 @@ def dependencies() -> Dependencies:
         clock=SystemClock(),
     )
     return Dependencies(settings=settings, ports=ports)
+
+
+@lru_cache
+def billing_ports() -> SyncPorts | None:
+    """The subscriptions half's ports, built on the first billing event: the payment events' cold start does not
+    load it (only some invocations need it). None with the local provider, which sends no billing events."""
+    settings = dependencies().settings
+    if settings.PAYMENT_PROVIDER == "local":
+        return None
+    from usercredits.adapters.dynamodb.customers import DynamoCouponRepository, DynamoCustomerRepository
+    from usercredits.adapters.stripe_billing import StripeSubscriptionProcessor
+    from usercredits.subscriptions.processor_sync import SyncPorts
+
+    return SyncPorts(
+        customers=DynamoCustomerRepository(),
+        coupons=DynamoCouponRepository(),
+        processor=StripeSubscriptionProcessor.from_secret(settings.STRIPE_SECRET_NAME),
+        clock=SystemClock(),
+    )
+
+
+def _apply_billing_event(event: dict[str, Any], kind: str, payload: dict[str, Any]) -> str:
+    ports = billing_ports()
+    if ports is None:
+        return "ignored"
+    from usercredits.subscriptions.processor_sync import apply_billing_event
+
+    return apply_billing_event(str(event["id"]), kind, payload, int(event.get("created") or 0), ports)
 
 
 def _webhook_secret(settings: StripeWebhookSettings) -> str:
@@ -81,6 +124,8 @@ def handle_stripe_event() -> dict[str, Any]:
         )
     elif kind in CHARGE_EVENTS and (report := charge_report(kind, payload)) is not None:
         outcome = refunds.apply_charge_report(str(event["id"]), kind, report, ports=ports)
+    elif kind in BILLING_EVENTS and payload.get("id"):
+        outcome = _apply_billing_event(event, kind, payload)
     logger.info("stripe event applied", extra={"event_id": event["id"], "type": kind, "outcome": outcome})
     metrics.add_metric(name="StripeEventsApplied", unit=MetricUnit.Count, value=1)
     return {"received": True}

@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from usercredits.adapters.stripe_gateway import _raise_translated
+from usercredits.adapters.stripe_gateway import _raise_translated, load_stripe_keys
 from usercredits.domain.models import Money
 from usercredits.errors import PaymentGatewayError
 from usercredits.subscriptions.instruments import (
@@ -119,6 +119,11 @@ class StripeSubscriptionProcessor:
             max_network_retries=max_network_retries,
             http_client=stripe.RequestsClient(timeout=timeout_seconds),
         )
+
+    @classmethod
+    def from_secret(cls, secret_name: str, *, api_base: str | None = None) -> StripeSubscriptionProcessor:
+        """A processor using the ``secretKey`` of the Secrets Manager JSON secret ``secret_name``."""
+        return cls(load_stripe_keys(secret_name).require_secret_key(), api_base=api_base)
 
     def __repr__(self) -> str:
         return "StripeSubscriptionProcessor()"

@@ -1,0 +1,212 @@
+"""The processor routes of the customers function end to end: lambda_handler -> processor_sync -> PynamoDB on moto and
+the real ``stripe`` SDK against the fake Billing API (``POST /customer/sync``, ``/customer/reload``, the admin refund
+and void), and what the local provider answers for them."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from http import HTTPStatus
+from typing import Any
+
+import pytest
+from devtools.lambda_context import LambdaContext
+
+from tests.conftest import http_event
+from tests.stripe_billing_fake import FakeStripeBilling
+from usercredits.adapters.stripe_billing import StripeSubscriptionProcessor
+from usercredits.settings import get_customers_settings, get_stripe_webhook_settings
+
+Call = Callable[..., tuple[int, Any]]
+S = HTTPStatus
+SECRET_KEY = "sk_test_51FakeBillingKey0123456789"
+PRO = {
+    "name": "Pro",
+    "price": {"amount": 1490, "currency": "usd"},
+    "billingFrequencyMonths": 1,
+    "level": 2,
+    "processorPlanId": "price_pro",
+}
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeStripeBilling]:
+    with FakeStripeBilling(api_key=SECRET_KEY) as server:
+        server.add_price("price_pro", 1490)
+        yield server
+
+
+def _caller(lambda_context: LambdaContext) -> Call:
+    from customers import handler
+
+    def call(base: str, **overrides: Any) -> tuple[int, Any]:
+        response = handler.lambda_handler(http_event(f"customers/{base}.json", **overrides), lambda_context)
+        raw = response.get("body") or ""
+        return response["statusCode"], json.loads(raw) if raw else None
+
+    return call
+
+
+@pytest.fixture
+def api(
+    moto_tables: None, lambda_context: LambdaContext, fake: FakeStripeBilling, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Call]:
+    """The customers function in Stripe mode, its processor pointed at the fake."""
+    from customers import handler
+
+    monkeypatch.setenv("PAYMENT_PROVIDER", "stripe")
+    monkeypatch.setenv("STRIPE_SECRET_NAME", "user-credits/stripe")
+    get_customers_settings.cache_clear()
+    handler.dependencies.cache_clear()
+    handler.processor.cache_clear()
+    stripe = StripeSubscriptionProcessor(SECRET_KEY, api_base=fake.url, max_network_retries=0)
+    monkeypatch.setattr(handler, "processor", lambda: stripe)
+    yield _caller(lambda_context)
+    handler.dependencies.cache_clear()
+    get_customers_settings.cache_clear()
+
+
+def subscribed(api: Call) -> dict[str, Any]:
+    """Alice with a Stripe card and a Pro subscription, nothing sent yet."""
+    status, _ = api("put_plan_admin", path="/admin/plans/pro", body=PRO, admin=True)
+    assert status == S.OK
+    status, method = api("add_payment_method", body={"token": "pm_card_visa"})
+    assert status == S.CREATED, method
+    status, subscription = api("subscribe", body={"planId": "pro", "paymentMethodId": method["paymentMethodId"]})
+    assert status == S.CREATED, subscription
+    return dict(subscription)
+
+
+def test_sync_creates_the_customer_and_subscription_at_stripe_once(api: Call, fake: FakeStripeBilling) -> None:
+    # Given a customer with a card and a subscription, only local so far
+    subscribed(api)
+    # When it is synced twice
+    status, customer = api("sync")
+    assert status == S.OK, customer
+    again_status, again = api("sync")
+    # Then Stripe has one customer and one subscription, and the local items carry their Stripe ids
+    assert again_status == S.OK
+    assert len(fake.calls("POST", r"/v1/customers")) == 1
+    assert len(fake.calls("POST", r"/v1/subscriptions")) == 1
+    assert customer["processor"]["id"].startswith("cus_")
+    [subscription] = again["subscriptions"]
+    assert subscription["processor"]["state"] == "saved"
+    assert subscription["processor"]["id"].startswith("sub_")
+    assert again["paymentMethods"][0]["processor"]["id"] == "pm_card_visa"
+
+
+def test_a_payment_method_of_another_stripe_customer_is_refused(api: Call, fake: FakeStripeBilling) -> None:
+    foreign = fake.add_payment_method(customer="cus_someone_else")
+    status, body = api("add_payment_method", body={"token": foreign})
+    assert status == S.UNPROCESSABLE_ENTITY, body
+    status, body = api("add_payment_method", body={"token": "pm_does_not_exist"})
+    assert status == S.UNPROCESSABLE_ENTITY, body
+
+
+def test_reload_brings_the_charges_as_transactions_and_admins_refund_them(api: Call, fake: FakeStripeBilling) -> None:
+    # Given a synced subscription whose first invoice Stripe charged
+    subscribed(api)
+    assert api("sync")[0] == S.OK
+    # When the customer reloads
+    status, customer = api("reload")
+    assert status == S.OK, customer
+    [charge] = [t for t in customer["transactions"] if t["kind"] == "sale"]
+    assert charge["amount"] == {"amount": 1490, "currency": "usd"}
+    path = f"/admin/customers/alice/transactions/{charge['transactionId']}"
+    # Then a refund above the charge, or of nothing, is refused before Stripe is asked
+    for amount in (1491, 0):
+        status, body = api(
+            "refund_admin",
+            path=f"{path}/refund",
+            body={"amount": {"amount": amount, "currency": "usd"}},
+            admin=True,
+        )
+        assert status == S.UNPROCESSABLE_ENTITY, body
+    status, body = api(
+        "refund_admin",
+        path=f"{path}/refund",
+        body={"amount": {"amount": -5, "currency": "usd"}},
+        admin=True,
+    )
+    assert status == S.UNPROCESSABLE_ENTITY, body
+    assert fake.calls("POST", r"/v1/refunds") == []
+    # And a partial refund goes through, listed first
+    status, refund = api(
+        "refund_admin",
+        path=f"{path}/refund",
+        body={"amount": {"amount": 490, "currency": "usd"}},
+        admin=True,
+    )
+    assert status == S.OK, refund
+    assert refund["amount"] == {"amount": 490, "currency": "usd"}
+    status, customer = api("get_customer")
+    assert customer["transactions"][0]["transactionId"] == refund["transactionId"]
+    assert len(fake.calls("POST", r"/v1/refunds")) == 1
+
+
+def test_refund_and_void_are_for_admins_only(api: Call) -> None:
+    for name in ("refund_admin", "void_admin"):
+        status, body = api(name, admin=False)
+        assert status == S.FORBIDDEN, body
+
+
+def test_the_local_provider_has_no_subscription_processor(
+    moto_tables: None, lambda_context: LambdaContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from customers import handler
+
+    monkeypatch.setenv("PAYMENT_PROVIDER", "local")
+    get_customers_settings.cache_clear()
+    handler.dependencies.cache_clear()
+    handler.processor.cache_clear()
+    api = _caller(lambda_context)
+    assert api("get_customer")[0] == S.OK
+    for name in ("sync", "reload"):
+        status, body = api(name)
+        assert status == S.CONFLICT
+        assert "local payment provider" in body["message"]
+    handler.dependencies.cache_clear()
+    get_customers_settings.cache_clear()
+
+
+def test_billing_webhooks_update_the_local_subscription_once_and_in_order(
+    api: Call, fake: FakeStripeBilling, webhook: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from stripe_webhook import handler as webhook_handler
+    from usercredits.adapters.dynamodb.customers import DynamoCouponRepository, DynamoCustomerRepository
+    from usercredits.domain.ports import SystemClock
+    from usercredits.subscriptions.processor_sync import SyncPorts
+
+    # Given a synced subscription, and the webhook function reading the same tables and the fake Stripe
+    subscribed(api)
+    _, customer = api("sync")
+    subscription_id = customer["subscriptions"][0]["processor"]["id"]
+    stripe = StripeSubscriptionProcessor(SECRET_KEY, api_base=fake.url, max_network_retries=0)
+    ports = SyncPorts(DynamoCustomerRepository(), DynamoCouponRepository(), stripe, SystemClock())
+    monkeypatch.setattr(webhook_handler, "billing_ports", lambda: ports)
+    # (the webhook checks signatures with the local secret; its billing ports are the Stripe ones above)
+    monkeypatch.setenv("PAYMENT_PROVIDER", "local")
+    get_stripe_webhook_settings.cache_clear()
+    webhook_handler.dependencies.cache_clear()
+
+    def event(event_id: str, kind: str, created: int, **fields: Any) -> dict[str, Any]:
+        body = fake.set_subscription(subscription_id, **fields) if fields else fake.render_subscription(subscription_id)
+        return {"id": event_id, "type": kind, "created": created, "data": {"object": body}}
+
+    def local_status() -> str:
+        return str(api("get_customer")[1]["subscriptions"][0]["status"])
+
+    # When Stripe says the subscription is past due (delivered twice)
+    past_due = event("evt_2", "customer.subscription.updated", 2_000_000_000, status="past_due")
+    assert webhook(past_due) == (200, {"received": True})
+    assert webhook(past_due) == (200, {"received": True})
+    # Then the local subscription is past due
+    assert local_status() == "past_due"
+    # And an older event arriving late changes nothing
+    older = event("evt_1", "customer.subscription.updated", 1_900_000_000, status="active")
+    assert webhook(older) == (200, {"received": True})
+    assert local_status() == "past_due"
+    # And a newer deletion cancels it
+    deleted = event("evt_3", "customer.subscription.deleted", 2_000_000_100, status="canceled")
+    assert webhook(deleted) == (200, {"received": True})
+    assert local_status() == "canceled"
