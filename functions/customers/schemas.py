@@ -13,6 +13,8 @@ from usercredits.subscriptions.models import (
     Coupon,
     CouponKind,
     Customer,
+    CustomerName,
+    Email,
     PaymentMethod,
     Plan,
     ProfileFields,
@@ -23,8 +25,8 @@ from usercredits.subscriptions.models import (
 class UpdateCustomerRequest(ProfileFields):
     """``PUT /customer``: name and email (validated, lowercased), phone and metadata optional."""
 
-    name: str = Field(max_length=200)
-    email: str = Field(max_length=254)
+    name: CustomerName
+    email: Email
 
 
 class AddAddressRequest(AddressFields):

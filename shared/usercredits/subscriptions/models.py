@@ -13,7 +13,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, ClassVar
 
-from pydantic import AfterValidator, AwareDatetime, Field, JsonValue, field_validator, model_validator
+from pydantic import AfterValidator, AwareDatetime, BeforeValidator, Field, JsonValue, field_validator, model_validator
 
 from usercredits.domain.models import DomainModel, Identifier, Money
 from usercredits.subscriptions.instruments import InstrumentDetails, PaymentMethodKind
@@ -390,28 +390,24 @@ def _normalised_email(value: object) -> object:
     return value
 
 
+def _trimmed(value: object) -> object:
+    return value.strip() if isinstance(value, str) else value
+
+
+#: The profile's validated fields, shared by the customer and ``PUT /customer``.
+CustomerName = Annotated[str, BeforeValidator(_trimmed), Field(max_length=200)]
+Email = Annotated[str, BeforeValidator(_normalised_email), Field(max_length=254)]
+Phone = Annotated[str, Field(max_length=40)]
+Metadata = Annotated[dict[str, str], AfterValidator(_metadata_fits_the_processor)]
+
+
 class ProfileFields(DomainModel):
     """What a customer may change about themselves (``PUT /customer``); unset fields are left as they are."""
 
-    name: str | None = Field(default=None, max_length=200)
-    email: str | None = Field(default=None, max_length=254)
-    phone: str | None = Field(default=None, max_length=40)
-    metadata: dict[str, str] | None = None
-
-    @field_validator("name", mode="before")
-    @classmethod
-    def _trim_name(cls, value: object) -> object:
-        return value.strip() if isinstance(value, str) else value
-
-    @field_validator("email", mode="before")
-    @classmethod
-    def _valid_email(cls, value: object) -> object:
-        return _normalised_email(value)
-
-    @field_validator("metadata")
-    @classmethod
-    def _metadata_fits(cls, value: dict[str, str] | None) -> dict[str, str] | None:
-        return None if value is None else _metadata_fits_the_processor(value)
+    name: CustomerName | None = None
+    email: Email | None = None
+    phone: Phone | None = None
+    metadata: Metadata | None = None
 
 
 class Customer(SyncableModel):
@@ -432,11 +428,11 @@ class Customer(SyncableModel):
 
     customer_id: Identifier
     user_id: str = Field(min_length=1, max_length=256)  # the JWT sub, whatever characters it uses
-    name: str = Field(default="", max_length=200)
-    email: str | None = Field(default=None, max_length=254)
-    phone: str | None = Field(default=None, max_length=40)
+    name: CustomerName = ""
+    email: Email | None = None
+    phone: Phone | None = None
     ip_address: str | None = Field(default=None, max_length=45)
-    metadata: dict[str, str] = Field(default_factory=dict)
+    metadata: Metadata = Field(default_factory=dict)
     addresses: list[Address] = Field(default_factory=list)
     payment_methods: list[PaymentMethod] = Field(default_factory=list)
     default_payment_method_id: str | None = None
@@ -451,25 +447,3 @@ class Customer(SyncableModel):
     @property
     def local_id(self) -> str:
         return self.customer_id
-
-    @field_validator("name", mode="before")
-    @classmethod
-    def _trim_name(cls, value: object) -> object:
-        return value.strip() if isinstance(value, str) else value
-
-    @field_validator("email", mode="before")
-    @classmethod
-    def _valid_email(cls, value: object) -> object:
-        return _normalised_email(value)
-
-    @field_validator("metadata")
-    @classmethod
-    def _metadata_fits_the_processor(cls, value: dict[str, str]) -> dict[str, str]:
-        if len(value) > _METADATA_KEYS:
-            raise ValueError(f"metadata holds at most {_METADATA_KEYS} keys")
-        for key, item in value.items():
-            if not key or len(key) > _METADATA_KEY_LENGTH or len(item) > _METADATA_VALUE_LENGTH:
-                raise ValueError(
-                    f"metadata keys are 1-{_METADATA_KEY_LENGTH} characters and values at most {_METADATA_VALUE_LENGTH}"
-                )
-        return value
