@@ -11,13 +11,17 @@ on every PynamoDB model's client, cross-checked on the wire). Items read and wri
 ``before-parameter-build`` (the request: which index, how many transaction items) and ``after-call`` (``ScannedCount``
 of a Query: what DynamoDB read and bills, filtered or not) events.
 
-Rows (metric ``items_read``, ``writes_per_expired_lot``, ``dynamodb_requests``, ``lots``):
+Rows (metric ``items_read``, ``writes_per_expired_lot``, ``read_units``, ``dynamodb_requests``, ``lots``,
+``write_units``):
 - items read from the ``ByExpiry`` index (budget 110: proportional to the 100 due lots, not to the 10,000);
-- items read in all: the index, plus the consistent read of each expiring group (``expire_due_lots``' snapshot of
-  the user's credit items: the group and its lots) that makes the expiry exact;
+- items read in all: the index, plus the read of each expiring group (``expire_due_lots``' snapshot of the user's
+  credit items: the group and its lots, eventually consistent first) that makes the expiry exact;
 - expiry transactions per expired lot (budget 1: one TransactWriteItems closes a group's due lots, its order and
   writes CreditsExpired to the outbox);
-- every request of the run, and of an idle run (nothing due: constant, whatever the table's size).
+- read units per expired lot (``ConsumedCapacity``, requested on every call of the run): what the reads cost;
+- every request of the run, and of an idle run (nothing due: constant, whatever the table's size);
+- a spend's write units now, and if the scan planned expiries from the index alone (``measure_spend_units``): the
+  price of not reading the group (README "Expiry scan: why each expiring group is read").
 """
 
 from __future__ import annotations
@@ -51,6 +55,16 @@ START = datetime(2031, 1, 6, 12, 0, tzinfo=UTC)
 INDEX_BUDGET = 110
 
 
+_READS = frozenset({"Query", "GetItem", "BatchGetItem", "TransactGetItems"})
+_WRITES = frozenset({"UpdateItem", "PutItem", "DeleteItem", "TransactWriteItems", "BatchWriteItem"})
+
+
+def capacity_units(parsed: dict[str, Any]) -> float:
+    """The capacity units a response says it consumed (table and indexes; a list for transactions)."""
+    consumed = parsed.get("ConsumedCapacity") or []
+    return sum(float(part.get("CapacityUnits", 0)) for part in (consumed if isinstance(consumed, list) else [consumed]))
+
+
 @dataclass
 class Traffic:
     """What the DynamoDB calls of one measurement read and wrote."""
@@ -58,6 +72,8 @@ class Traffic:
     index_items: int = 0
     table_items: int = 0
     written: Counter[str] = field(default_factory=Counter)
+    read_units: float = 0.0  # ConsumedCapacity of the reads (table and index), as DynamoDB bills them
+    write_units: float = 0.0
 
     @property
     def items_read(self) -> int:
@@ -87,6 +103,8 @@ class ItemCounter(DynamoDBRequestCounter):
         writes = len(params.get("TransactItems") or []) if model.name == "TransactWriteItems" else 0
         if model.name in {"UpdateItem", "PutItem", "DeleteItem"}:
             writes = 1
+        if model.name in _READS | _WRITES:
+            params.setdefault("ReturnConsumedCapacity", "INDEXES")
         self._pending.append((model.name, "IndexName" in params, writes))
 
     def _on_result(self, parsed: dict[str, Any], model: Any, **_: Any) -> None:
@@ -106,6 +124,11 @@ class ItemCounter(DynamoDBRequestCounter):
             self.traffic.index_items += read
         else:
             self.traffic.table_items += read
+        units = capacity_units(parsed)
+        if operation in _READS:
+            self.traffic.read_units += units
+        else:
+            self.traffic.write_units += units
         if writes:
             self.traffic.written[operation] += writes
 
@@ -209,6 +232,98 @@ def run_scan(clock: Clock, name: str) -> Any:
     )
 
 
+#: Spends that give the measured group a journal of a realistic length (compaction keeps 20 to 60 movements).
+JOURNAL_SPENDS = 20
+
+
+def measure_spend_units(endpoint_url: str) -> tuple[float, float, float]:
+    """What a spend writes now, and what it would write if the expiry scan planned expiries from the index alone.
+
+    Planning from the index needs the group's ``drawn`` in it (what each due lot has left depends on it), and
+    ``drawn`` changes with every spend: DynamoDB then also writes the index on each spend. Measured, not assumed: a
+    real spend's UpdateItem (captured from ``consume_credits`` on a group with a journal of realistic length) is
+    replayed on two copies of that group in a table beside the real one, with a ``ByDue`` index that projects what
+    the plan needs (INCLUDE: version, balance, drawn, next expiry and a one-lot summary of the open lots): one copy
+    outside the index (as groups are now), one in it. Returns (units now, units in the index, of which the index).
+    """
+    import copy
+    import json
+
+    import boto3
+
+    from usercredits.adapters.dynamodb.credits import DynamoCreditsRepository
+    from usercredits.adapters.dynamodb.repositories import DynamoCatalogRepository, group_sk, user_pk
+    from usercredits.adapters.dynamodb.tables import CreditGroupItem, CreditsItem
+    from usercredits.domain import consumption
+
+    user, clock = "bench-spend", Clock(START)
+    credits, catalog = DynamoCreditsRepository(), DynamoCatalogRepository()
+    consumption.grant_credits(
+        user, GROUP, 10_000, expires=START + timedelta(days=30), reason="bench", credits=credits, clock=clock
+    )
+
+    def spend() -> None:
+        consumption.consume_credits(
+            user, GROUP, 1, idempotency_key=None, catalog=catalog, credits=credits, clock=clock, events=None
+        )
+
+    for _ in range(JOURNAL_SPENDS):
+        spend()
+    captured: list[dict[str, Any]] = []
+
+    def capture(params: dict[str, Any], **_: Any) -> None:
+        captured.append(copy.deepcopy(params))
+
+    events = CreditGroupItem._get_connection().connection.client.meta.events
+    events.register("before-parameter-build.dynamodb.UpdateItem", capture, unique_id="devtools.bench_scan.capture")
+    try:
+        spend()
+    finally:
+        events.unregister("before-parameter-build.dynamodb.UpdateItem", unique_id="devtools.bench_scan.capture")
+    (update,) = captured
+    client = boto3.client("dynamodb", endpoint_url=endpoint_url)
+    table = f"bench-planned-{uuid.uuid4().hex[:8]}"
+    planned = ["itemType", "userId", "offerGroup", "version", "balance", "drawn", "nextExpiry", "expiringLots"]
+    client.create_table(
+        TableName=table,
+        BillingMode="PAY_PER_REQUEST",
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+        AttributeDefinitions=[
+            {"AttributeName": name, "AttributeType": "S"} for name in ("pk", "sk", "expiryBucket", "expiresAt")
+        ],
+        GlobalSecondaryIndexes=[
+            {
+                "IndexName": "ByDue",
+                "KeySchema": [
+                    {"AttributeName": "expiryBucket", "KeyType": "HASH"},
+                    {"AttributeName": "expiresAt", "KeyType": "RANGE"},
+                ],
+                "Projection": {"ProjectionType": "INCLUDE", "NonKeyAttributes": planned},
+            }
+        ],
+    )
+    raw = client.get_item(
+        TableName=CreditsItem.Meta.table_name, Key={"pk": {"S": user_pk(user)}, "sk": {"S": group_sk(GROUP)}}
+    )["Item"]
+    lots = [{"lotId": "L", "tokens": 10_000, "revoked": 0, "expires": (START + timedelta(days=30)).isoformat()}]
+    indexed = {
+        **raw,
+        "pk": {"S": "INDEXED"},
+        "expiryBucket": {"S": f"{START + timedelta(days=30):%Y-%m-%dT%H}"},
+        "expiresAt": {"S": f"{(START + timedelta(days=30)).isoformat()}#{user}#GROUP#{GROUP}"},
+        "expiringLots": {"S": json.dumps(lots)},
+    }
+    units = []
+    for item in ({**raw, "pk": {"S": "PLAIN"}}, indexed):
+        client.put_item(TableName=table, Item=item)
+        replay = {**update, "TableName": table, "Key": {**update["Key"], "pk": item["pk"]}}
+        replay["ReturnConsumedCapacity"] = "INDEXES"
+        units.append(client.update_item(**replay)["ConsumedCapacity"])
+    client.delete_table(TableName=table)
+    index_units = sum(float(part["CapacityUnits"]) for part in (units[1].get("GlobalSecondaryIndexes") or {}).values())
+    return float(units[0]["CapacityUnits"]), float(units[1]["CapacityUnits"]), index_units
+
+
 def expired_in_outbox(users: list[str]) -> int:
     from usercredits.adapters.dynamodb.repositories import user_pk
     from usercredits.adapters.dynamodb.tables import OutboxItem
@@ -254,7 +369,23 @@ def measure_scan() -> tuple[list[Row], list[str], list[str]]:
             with counter.measure_items() as (idle, idle_traffic):
                 idle_report = run_scan(clock, name)
         told = expired_in_outbox(due_users)
-    return _rows(measured, traffic, report, idle, idle_traffic, idle_report, told, seeded)
+        spend_units = measure_spend_units(endpoint_url)
+    rows, notes, problems = _rows(measured, traffic, report, idle, idle_traffic, idle_report, told, seeded)
+    return [*rows, *_spend_rows(*spend_units)], notes, problems
+
+
+def _spend_rows(now: float, planned: float, planned_index: float) -> list[Row]:
+    label = f"a spend on a group with an expiring lot and {JOURNAL_SPENDS + 1} movements in its journal"
+    return [
+        Row(f"{label}: write units (the group is in no index)", "write_units", now),
+        Row(
+            f"{label}: write units if expiries were planned from the index alone",
+            "write_units",
+            planned,
+            None,
+            f"of which {planned_index:g} for the index: drawn would be projected, and it changes with every spend",
+        ),
+    ]
 
 
 def _rows(
@@ -284,7 +415,8 @@ def _rows(
             "items_read",
             traffic.items_read,
             None,
-            f"index {traffic.index_items} + consistent reads of the expiring groups {traffic.table_items}",
+            f"index {traffic.index_items} + the read of each expiring group (its item and its lots) "
+            f"{traffic.table_items}",
         ),
         Row(
             f"{label}: expiry transactions per expired lot",
@@ -293,6 +425,14 @@ def _rows(
             1,
             f"{transactions} TransactWriteItems ({traffic.written['TransactWriteItems']} items: group, lot, outbox) "
             f"for {report.lots_expired} lots; other writes: {traffic.written['UpdateItem']} UpdateItem (lease, cursor)",
+        ),
+        Row(
+            f"{label}: read units per expired lot",
+            "read_units",
+            round(traffic.read_units / max(report.lots_expired, 1), 2),
+            None,
+            f"{traffic.read_units:g} read units in all (ConsumedCapacity): the index pages, and one eventually "
+            "consistent Query of each expiring group (its item and its open lots)",
         ),
         Row(f"{label}: DynamoDB requests", "dynamodb_requests", measured.count, None, _breakdown(measured)),
         Row(f"{label}: lots expired", "lots", report.lots_expired, None, f"{told} CreditsExpired in the outbox"),

@@ -174,6 +174,40 @@ def test_expired_tokens_are_the_unused_ones_and_a_used_up_lot_expires_silently(w
     assert_ledger_adds_up(world, "u")
 
 
+class StaleReads:
+    """Credits whose eventually consistent snapshots are the ones of an earlier moment (a lagging replica)."""
+
+    def __init__(self, inner: DynamoCreditsRepository, stale: Any) -> None:
+        self._inner = inner
+        self._stale = stale
+        self.reads: list[bool] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    def snapshot(self, user_id: str, offer_group: str | None = None, *, consistent: bool = True) -> Any:
+        self.reads.append(consistent)
+        return self._inner.snapshot(user_id, offer_group) if consistent else self._stale
+
+
+def test_an_expiry_planned_from_a_stale_read_fails_and_is_planned_again_from_a_consistent_one(world: World) -> None:
+    # Given a lot of 10 and a replica that still shows it before 4 of it were spent
+    world.grant("u", "G", 10, timedelta(days=1))
+    stale = world.credits.snapshot("u", "G")
+    world.consume("u", "G", 4)
+    world.credits = StaleReads(world.credits, stale)  # type: ignore[assignment]
+    # When the lot is due and the scan plans its expiry from that replica first
+    world.clock.advance(days=2)
+    report = world.scan()
+    # Then the transaction planned from the stale read was refused (its drawn moved), the consistent retry expired
+    # exactly the 6 unused tokens, once
+    assert world.credits.reads == [False, True]  # type: ignore[attr-defined]
+    assert (report.lots_expired, report.tokens_expired) == (1, 6)
+    assert [d["tokens"] for d in expired_in_outbox()] == [6]
+    assert world.balance("u", "G") == 0
+    assert_ledger_adds_up(world, "u")
+
+
 def test_a_lot_a_read_expired_first_is_not_expired_again(world: World) -> None:
     # Given a due lot that a read closed before the scan ran (CreditsExpired went to the outbox with it)
     world.grant("u", "G", 5, timedelta(hours=1))

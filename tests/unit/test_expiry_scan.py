@@ -219,7 +219,7 @@ class Credits:
         self.lots = lots
         self.snapshots = 0
 
-    def snapshot(self, user_id: str, offer_group: str | None = None) -> CreditSnapshot:
+    def snapshot(self, user_id: str, offer_group: str | None = None, *, consistent: bool = True) -> CreditSnapshot:
         self.snapshots += 1
         mine = [lot for lot in self.lots if lot.offer_group == offer_group]
         return CreditSnapshot(groups={offer_group or "": GroupState(offer_group=offer_group or "")}, lots=mine)

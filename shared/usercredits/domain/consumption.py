@@ -365,6 +365,7 @@ def expire_due_lots(
     credits: CreditsRepository,
     clock: Clock,
     catalog: CatalogRepository | None = None,
+    consistent: bool = True,
 ) -> int:
     """Close the group's lots whose expiry has passed; their unused tokens leave the balance with one ``expire``
     movement each (a lot fully used closes silently). Exactly once, even when called concurrently. Returns the
@@ -372,10 +373,14 @@ def expire_due_lots(
 
     The same transaction writes the expiry's events to the outbox (``expiry_events``): ``CreditsExpired`` per lot
     with tokens left, and ``CreditsLow`` when the expiry takes the balance across the group's threshold (looked up in
-    ``catalog`` only when something expires), whoever expires the lots (the scan, a read, a spend, a hold)."""
-    for _ in range(_RETRIES):
+    ``catalog`` only when something expires), whoever expires the lots (the scan, a read, a spend, a hold).
+
+    ``consistent=False`` plans from an eventually consistent read first (half its cost; the expiry scan): the
+    closing transaction is conditional on the group's version and ``drawn`` and on each lot being open, so a stale
+    read only fails it, and the retries read consistently. A stale read cannot hide a due lot: lots only close."""
+    for attempt in range(_RETRIES):
         now = clock.now()
-        snapshot = credits.snapshot(user_id, offer_group)
+        snapshot = credits.snapshot(user_id, offer_group, consistent=consistent or attempt > 0)
         state = snapshot.groups.get(offer_group)
         due = [lot for lot in snapshot.lots if lot.expires is not None and lot.expires <= now]
         if state is None or not due:

@@ -15,7 +15,9 @@ that start with that time (``<ISO-8601 UTC>#...``). A run reads:
   with less than W left was sold with its expiry in view; it is warned for the shorter windows it enters later).
 
 So reads and writes grow with the work due, not with the table. Expiring reuses ``consumption.expire_due_lots`` (one
-transaction per group, conditional: nothing expires twice, whoever else closes the lot), whose transaction also
+eventually consistent read and one transaction per group, conditional: nothing expires twice, whoever else closes the
+lot, and a plan made from a stale read is refused and made again; README "Why each expiring group is read" says why
+the group is read rather than planned from the index), whose transaction also
 writes ``CreditsExpired`` (and the ``CreditsLow`` an expiry crossing owes) to the outbox
 (``consumption.expiry_events``): the events exist exactly when the expiry commits, also
 when a read or a spend closed the lot first. One run at a time holds the scan's lease (an overlapping run skips); a
@@ -428,6 +430,7 @@ class _Run:
                 credits=cast("CreditsRepository", recorder),
                 clock=self.clock,
                 catalog=self.catalog,
+                consistent=False,  # the index is read in the same eventually consistent way; stale plans fail
             )
         except ConflictError:
             logger.warning("group kept changing while its lots expired; left for the next run", exc_info=True)
@@ -534,7 +537,8 @@ class _Run:
         key = (entry.user_id, entry.lot.offer_group)
         snapshot = self._snapshots.get(key)
         if snapshot is None:
-            snapshot = self._snapshots[key] = self.credits.snapshot(*key)
+            # Eventually consistent (half the cost): the number only informs the warning.
+            snapshot = self._snapshots[key] = self.credits.snapshot(*key, consistent=False)
         state = snapshot.groups.get(entry.lot.offer_group)
         if state is None:
             return 0

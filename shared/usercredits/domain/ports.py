@@ -108,8 +108,9 @@ class CatalogRepository(Protocol):
 
 
 class CreditsRepository(Protocol):
-    def snapshot(self, user_id: str, offer_group: str | None = None) -> CreditSnapshot:
-        """All groups and open lots of a user (or of one group), in one read."""
+    def snapshot(self, user_id: str, offer_group: str | None = None, *, consistent: bool = True) -> CreditSnapshot:
+        """All groups and open lots of a user (or of one group), in one read (``consistent=False``: an eventually
+        consistent one, half the cost, for callers whose writes are conditional on what they read anyway)."""
         ...
 
     def group_state(self, user_id: str, offer_group: str) -> GroupState | None: ...

@@ -98,10 +98,12 @@ class DynamoCreditsRepository:
     """Balances, lots and ledger of the users (items under ``USER#<userId>``)."""
 
     @translate_errors
-    def snapshot(self, user_id: str, offer_group: str | None = None) -> CreditSnapshot:
-        """All groups, open lots and held reservations of a user (or of one group), in one consistent Query."""
+    def snapshot(self, user_id: str, offer_group: str | None = None, *, consistent: bool = True) -> CreditSnapshot:
+        """All groups, open lots and held reservations of a user (or of one group), in one Query (strongly consistent
+        unless ``consistent=False``)."""
         snapshot = CreditSnapshot()
-        for item in CreditsItem.query(user_pk(user_id), CreditsItem.sk.startswith("CREDIT#"), consistent_read=True):
+        items = CreditsItem.query(user_pk(user_id), CreditsItem.sk.startswith("CREDIT#"), consistent_read=consistent)
+        for item in items:
             if offer_group is not None and getattr(item, "offer_group", None) != offer_group:
                 continue
             if isinstance(item, CreditGroupItem):
