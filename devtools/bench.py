@@ -869,8 +869,10 @@ class CustomersBench(HandlerBench):
     BASE_EVENT = "customers/get_customer.json"
     ADMIN = "bench-admin"
     PLAN = "bench-pro"
-    #: A percent coupon for any plan (not restricted): 10% of 14.90 is 1.49, for 2 billing cycles.
+    #: A percent coupon for any plan (not restricted): 10% of 14.90 is 1.49, for 2 billing cycles; and a restricted
+    #: one (once per customer: the subscribe also reads the customer's use of it).
     COUPON = "BENCH10"
+    RESTRICTED_COUPON = "BENCHONCE"
     SUBSCRIBE = "POST /customer/subscriptions"
 
     def run(self) -> None:
@@ -888,15 +890,16 @@ class CustomersBench(HandlerBench):
             path_parameters={"planId": self.PLAN},
             body=plan,
         )
-        coupon = {"kind": "percent", "percent": "10", "numberOfBillingCycles": 2, "maxUses": 100, "restricted": False}
-        self.setup_call(
-            "PUT /admin/coupons/{code}",
-            status=200,
-            user=self.ADMIN,
-            admin=True,
-            path_parameters={"code": self.COUPON},
-            body=coupon,
-        )
+        for code, restricted in ((self.COUPON, False), (self.RESTRICTED_COUPON, True)):
+            coupon = {"kind": "percent", "percent": "10", "numberOfBillingCycles": 2, "maxUses": 100}
+            self.setup_call(
+                "PUT /admin/coupons/{code}",
+                status=200,
+                user=self.ADMIN,
+                admin=True,
+                path_parameters={"code": code},
+                body=coupon | {"restricted": restricted},
+            )
 
     def _customer(self) -> None:
         user = "bench-customer"
@@ -908,6 +911,7 @@ class CustomersBench(HandlerBench):
         for user, label, coupon in (
             ("bench-subscriber", "plan, no coupon", None),
             ("bench-subscriber-coupon", "plan and coupon", self.COUPON),
+            ("bench-subscriber-restricted", "plan and customer-restricted coupon", self.RESTRICTED_COUPON),
         ):
             self.setup_call("GET /customer", status=200, user=user)  # an existing customer, as after the first read
             body = {"planId": self.PLAN} | ({"couponCode": coupon} if coupon else {})

@@ -69,6 +69,17 @@ def test_racing_redemptions_of_the_same_subscription_count_once(code: str) -> No
     assert used_count(code) == 1
 
 
+def test_racing_subscriptions_of_one_customer_take_a_restricted_coupon_once(code: str) -> None:
+    # Given a restricted, unlimited coupon
+    put_coupon(code, None)
+    # When 20 subscriptions of one customer redeem it at once (subscribed before any was synced)
+    outcomes = race(20, lambda i: DynamoCouponRepository().redeem(code, "cust-1", f"sub-{i}", None, restricted=True))
+    # Then one got it, the others were told the customer used it, and it was counted once
+    assert Counter(outcomes) == {RedemptionOutcome.REDEEMED: 1, RedemptionOutcome.USED_BY_CUSTOMER: 19}, outcomes
+    assert used_count(code) == 1
+    assert DynamoCouponRepository().used_by_customer(code, "cust-1")
+
+
 def test_racing_redemptions_mixed_repeats_and_limit(code: str) -> None:
     # Given a coupon with maxUses 3, and 8 subscriptions each redeeming it 3 times, all at once
     put_coupon(code, 3)

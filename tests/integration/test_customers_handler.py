@@ -249,7 +249,7 @@ def test_first_subscription_starts_now_and_stays_local_until_synced(api: Call, r
     assert sub["firstBillingDate"] is None and sub["discounts"] == [] and sub["processor"]["state"] == "initial"
     assert sub["price"] == {"amount": 1490, "currency": "usd"} and sub["plan"]["planId"] == "pro"
     # in three requests: Query the customer, GetItem the plan, one transaction (here: the new customer too)
-    assert requests == ["GetItem", "Query", "TransactWriteItems"]
+    assert requests == ["Query", "GetItem", "TransactWriteItems"]
     assert [s.subscription_id for s in stored().subscriptions] == [sub["subscriptionId"]]
 
 
@@ -261,7 +261,7 @@ def test_subscribe_with_a_coupon_is_three_requests_and_takes_its_discount(api: C
     requests.clear()
     status, sub = subscribe(api, couponCode="TEN")
     assert status == S.CREATED
-    assert requests == ["BatchGetItem", "Query", "TransactWriteItems"]
+    assert requests == ["Query", "BatchGetItem", "TransactWriteItems"]
     [discount] = sub["discounts"]
     assert discount["kind"] == "coupon" and discount["couponCode"] == "TEN"
     assert discount["amount"] == {"amount": 149, "currency": "usd"} and discount["numberOfBillingCycles"] == 2
@@ -306,14 +306,23 @@ def test_subscribe_with_a_used_up_coupon_is_limit_reached(api: Call) -> None:
     assert (status, body["message"]) == (S.UNPROCESSABLE_ENTITY, "Promocode limit reached")
 
 
-def test_subscribe_with_a_restricted_coupon_the_customer_used_is_limit_reached(api: Call) -> None:
+def test_subscribe_with_a_restricted_coupon_the_customer_used_is_limit_reached(
+    api: Call, requests: list[str], items: Callable[[], list[dict[str, Any]]]
+) -> None:
     define_pro_plan(api)
     define_coupon(api, restricted=True, maxUses=None)
     customer = stored() if api("get_customer")[0] == S.OK else None
     assert customer is not None
-    DynamoCouponRepository().redeem("TEN", customer.customer_id, "an-earlier-subscription", None)
+    # A restricted coupon is three requests too (its use by the customer is read with the plan and the coupon)
+    requests.clear()
+    status, _ = subscribe(api, couponCode="TEN")
+    assert status == S.CREATED and requests == ["Query", "BatchGetItem", "TransactWriteItems"]
+    DynamoCouponRepository().redeem("TEN", customer.customer_id, "an-earlier-subscription", None, restricted=True)
+    before = items()
+    requests.clear()
     status, body = subscribe(api, couponCode="TEN")
     assert (status, body["message"]) == (S.UNPROCESSABLE_ENTITY, "Promocode limit reached")
+    assert requests == ["Query", "BatchGetItem"] and items() == before  # refused before anything is written
     assert api("check_coupon", path="/coupons/TEN", query={"planId": "pro"})[1]["error"] == "Promocode limit reached"
 
 

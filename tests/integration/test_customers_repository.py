@@ -36,7 +36,13 @@ from usercredits.subscriptions.models import (
     TransactionStatus,
     TransactionStatusEvent,
 )
-from usercredits.subscriptions.ports import ChildKind, CustomerChanges, RedemptionOutcome, StaleCustomerError
+from usercredits.subscriptions.ports import (
+    ChildKind,
+    CustomerChanges,
+    RedemptionOutcome,
+    StaleCustomerError,
+    SubscribeTerms,
+)
 
 USER = "auth0|alice"  # a JWT sub with a character ids may not have
 
@@ -377,15 +383,40 @@ def test_used_by_customer_does_not_match_a_customer_id_prefix(moto_tables: None)
     assert coupons.used_by_customer("TEN", "cust-10")
 
 
-def test_plan_and_coupon_are_read_in_one_request(moto_tables: None, requests: list[str]) -> None:
+def test_a_restricted_coupon_is_redeemed_once_per_customer_whichever_subscription(moto_tables: None) -> None:
+    # Given a restricted coupon, and another one that is not
+    coupons = DynamoCouponRepository()
+    coupons.put(percent_coupon(max_uses=None), NOW)
+    coupons.put(percent_coupon(max_uses=None).model_copy(update={"code": "ONCE", "restricted": True}), NOW)
+    # When one customer redeems each for two subscriptions (the second subscribed before the first was synced)
+    once = [coupons.redeem("ONCE", "cust-1", sub, None, restricted=True) for sub in ("sub-1", "sub-2", "sub-1")]
+    ten = [coupons.redeem("TEN", "cust-1", sub, None) for sub in ("sub-1", "sub-2")]
+    # Then the restricted one counted once and refused the other subscription; a retry of the first is no recount
+    assert once == [
+        RedemptionOutcome.REDEEMED,
+        RedemptionOutcome.USED_BY_CUSTOMER,
+        RedemptionOutcome.ALREADY_REDEEMED,
+    ]
+    assert ten == [RedemptionOutcome.REDEEMED, RedemptionOutcome.REDEEMED]
+    assert [coupons.get(code).used_count for code in ("ONCE", "TEN")] == [1, 2]  # type: ignore[union-attr]
+    # and another customer may still use it
+    assert coupons.redeem("ONCE", "cust-2", "sub-9", None, restricted=True) is RedemptionOutcome.REDEEMED
+
+
+def test_plan_coupon_and_the_customers_use_are_read_in_one_request(moto_tables: None, requests: list[str]) -> None:
     DynamoPlanRepository().put(plan(level=2), NOW)
-    DynamoCouponRepository().put(percent_coupon(), NOW)
+    coupons = DynamoCouponRepository()
+    coupons.put(percent_coupon(), NOW)
+    coupons.redeem("TEN", "cust-1", "sub-1", None)
     reader = DynamoSubscriptionTermsReader()
     requests.clear()
-    found_plan, found_coupon = reader.plan_and_coupon("plan-l2", "TEN")
+    terms = reader.read_terms("plan-l2", "TEN", customer_id="cust-1")
     assert requests == ["BatchGetItem"]
-    assert found_plan == plan(level=2) and found_coupon is not None and found_coupon.code == "TEN"
+    assert terms.plan == plan(level=2) and terms.coupon is not None and terms.coupon.code == "TEN"
+    assert terms.used_by_customer
+    assert not reader.read_terms("plan-l2", "TEN", customer_id="cust-2").used_by_customer
+    assert not reader.read_terms("plan-l2", "TEN", customer_id=None).used_by_customer
     requests.clear()
-    assert reader.plan_and_coupon("plan-l2", None) == (plan(level=2), None)
+    assert reader.read_terms("plan-l2", None, customer_id="cust-1") == SubscribeTerms(plan(level=2))
     assert requests == ["GetItem"]
-    assert reader.plan_and_coupon("nope", "NOPE") == (None, None)
+    assert reader.read_terms("nope", "NOPE", customer_id="cust-1") == SubscribeTerms(None)

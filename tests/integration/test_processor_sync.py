@@ -278,6 +278,26 @@ def test_coupon_over_its_limit_is_dropped_not_sent(world: World) -> None:
     assert world.fake.coupons == {}
 
 
+def test_a_restricted_coupon_on_two_subscriptions_is_sent_with_one_only(world: World) -> None:
+    # Given a restricted coupon the customer put on two subscriptions before either was synced
+    once = world.coupons.get("TEN").model_copy(update={"code": "ONCE", "restricted": True})  # type: ignore[union-attr]
+    world.coupons.coupons["ONCE"] = once
+    customer = a_customer(world)
+    now = world.clock.now()
+    customer, second = add_subscription(
+        customer, PRO, now, payment_method_id=customer.payment_methods[0].payment_method_id
+    )
+    for subscription in customer.subscriptions:
+        customer, _ = apply_coupon(customer, subscription.subscription_id, once, now)
+    world.customers.customers[USER] = customer
+    # When it is synced
+    saved = save_processor(USER, world.ports)
+    # Then the coupon was counted once, for the first subscription; the other went without it
+    assert [len(s.discounts) for s in saved.subscriptions] == [1, 0]
+    assert world.coupons.get("ONCE").used_count == 1  # type: ignore[union-attr]
+    assert len(world.fake.coupons) == 1
+
+
 def test_sync_failing_halfway_is_completed_by_a_retry_without_duplicates(world: World) -> None:
     a_customer(world, coupon=True)
     # The subscription is made at Stripe but its answer is lost (a client timeout)

@@ -95,7 +95,18 @@ class RedemptionOutcome(StrEnum):
     REDEEMED = "redeemed"  # counted now
     ALREADY_REDEEMED = "already_redeemed"  # this (coupon, customer, subscription) was counted before: not again
     LIMIT_REACHED = "limit_reached"  # counting it would pass maxUses: nothing written
+    USED_BY_CUSTOMER = "used_by_customer"  # a restricted coupon this customer redeemed for another subscription
     UNKNOWN_COUPON = "unknown_coupon"
+
+
+@dataclass(frozen=True)
+class SubscribeTerms:
+    """What a subscribe needs besides the customer: the plan, the coupon named (if any), and whether the customer
+    already used that coupon (what a restricted coupon allows once)."""
+
+    plan: Plan | None
+    coupon: Coupon | None = None
+    used_by_customer: bool = False
 
 
 @dataclass(frozen=True)
@@ -116,14 +127,18 @@ class CouponRepository(Protocol):
         """Create or replace a coupon's terms (admin); ``used_count`` is kept from the stored coupon."""
         ...
 
-    def redeem(self, code: str, customer_id: str, subscription_id: str, max_uses: int | None) -> RedemptionOutcome:
+    def redeem(
+        self, code: str, customer_id: str, subscription_id: str, max_uses: int | None, *, restricted: bool = False
+    ) -> RedemptionOutcome:
         """Count one use of the coupon for (customer, subscription), atomically.
 
-        One transaction: put a redemption record keyed by (code, customer, subscription) only if absent, and add 1
-        to ``usedCount`` only if ``usedCount < max_uses`` (no condition when ``max_uses`` is None). So a use is
-        counted exactly once per (coupon, customer, subscription) however often a sync is retried, and concurrent
+        One transaction: put a redemption record keyed by (code, customer, subscription) only if absent, record the
+        customer's use (only if absent when ``restricted``: ``USED_BY_CUSTOMER`` when this customer redeemed it for
+        another subscription), and add 1 to ``usedCount`` only if ``usedCount < max_uses`` (no condition when
+        ``max_uses`` is None). So a use is counted exactly once per (coupon, customer, subscription) however often a
+        sync is retried, a restricted coupon once per customer even when two subscriptions race, and concurrent
         redemptions never take ``usedCount`` past ``max_uses`` (fix of the seed's double count and off-by-one,
-        7.2-2). Also records the customer's use for restricted coupons (``used_by_customer``).
+        7.2-2).
         """
         ...
 

@@ -233,8 +233,13 @@ def _redeem_coupons(customer: Customer, subscription_id: str, ports: SyncPorts) 
             redemption.customer_id,
             redemption.subscription_id,
             coupon.max_uses if coupon is not None else None,
+            restricted=redemption.restricted,
         )
-        if outcome in (RedemptionOutcome.LIMIT_REACHED, RedemptionOutcome.UNKNOWN_COUPON):
+        if outcome in (
+            RedemptionOutcome.LIMIT_REACHED,
+            RedemptionOutcome.UNKNOWN_COUPON,
+            RedemptionOutcome.USED_BY_CUSTOMER,
+        ):
             drop = partial(
                 drop_discount,
                 subscription_id=subscription_id,

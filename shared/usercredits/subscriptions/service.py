@@ -38,6 +38,7 @@ from usercredits.subscriptions.ports import (
     PlanRepository,
     ProcessorPaymentMethod,
     StaleCustomerError,
+    SubscribeTerms,
 )
 
 #: How many times a change is tried on a freshly loaded customer when another save got there first.
@@ -54,9 +55,10 @@ class PaymentMethodLookup(Protocol):
 
 
 class SubscriptionTermsReader(Protocol):
-    """The plan and the coupon a subscribe names, read together (one request in DynamoDB)."""
+    """The plan and the coupon a subscribe names, and the customer's use of that coupon, read together (one request
+    in DynamoDB)."""
 
-    def plan_and_coupon(self, plan_id: str, coupon_code: str | None) -> tuple[Plan | None, Coupon | None]: ...
+    def read_terms(self, plan_id: str, coupon_code: str | None, *, customer_id: str | None) -> SubscribeTerms: ...
 
 
 @dataclass(frozen=True)
@@ -136,11 +138,11 @@ def check_coupon(user_id: str, code: str, *, plan_id: str | None, ports: Custome
         if error is None and coupon is not None and _used_by_caller(coupon, user_id, ports):
             error = coupon_rules.LIMIT_REACHED
         return coupon_rules.CouponCheck(valid=error is None, error=error)
-    plan, coupon = ports.terms.plan_and_coupon(plan_id, code)
-    if plan is None:
+    terms = ports.terms.read_terms(plan_id, code, customer_id=None)
+    if terms.plan is None:
         raise NotFoundError(f"plan {plan_id} not found")
-    used = coupon is not None and _used_by_caller(coupon, user_id, ports)
-    return coupon_rules.check_coupon(coupon, plan.price, now, used_by_customer=used)
+    used = terms.coupon is not None and _used_by_caller(terms.coupon, user_id, ports)
+    return coupon_rules.check_coupon(terms.coupon, terms.plan.price, now, used_by_customer=used)
 
 
 # --- changes -------------------------------------------------------------------------------------------------------
@@ -213,21 +215,25 @@ def subscribe(
     """Subscribe to a plan: queued behind an equal or better valid subscription, or an upgrade now with a credit for
     the unused part of the lower one (``subscribing.add_subscription``), with the coupon's discount if one is named.
 
-    Three requests: Query the customer, read plan and coupon together, save (a restricted coupon adds the Query of
-    the customer's redemptions of it). Unknown plan: 404; a coupon that cannot
-    be used: 422 with the seed's message ("Invalid promocode", "Promocode expired", ...). The coupon's use is
-    counted when the subscription reaches the processor (sync), not here.
+    Three requests, with or without a coupon: Query the customer, read the plan, the coupon and the customer's use of
+    it together, save. Unknown plan: 404 (nothing written); a coupon that cannot be used: 422 with the seed's message
+    ("Invalid promocode", "Promocode expired", ...). The coupon's use is counted when the subscription reaches the
+    processor (sync), not here; a restricted coupon is refused there too if another subscription took it meanwhile.
     """
-    plan, coupon = ports.terms.plan_and_coupon(plan_id, coupon_code)
-    if plan is None:
-        raise NotFoundError(f"plan {plan_id} not found")
 
     def step(customer: Customer, now: datetime) -> tuple[Customer, Subscription]:
-        updated, subscription = subscribing.add_subscription(customer, plan, now, payment_method_id=payment_method_id)
+        terms = ports.terms.read_terms(
+            plan_id, coupon_code, customer_id=customer.customer_id if coupon_code is not None else None
+        )
+        if terms.plan is None:
+            raise NotFoundError(f"plan {plan_id} not found")
+        updated, subscription = subscribing.add_subscription(
+            customer, terms.plan, now, payment_method_id=payment_method_id
+        )
         if coupon_code is not None:
-            used = coupon is not None and coupon.restricted and _redeemed(coupon, customer, ports)
+            used = terms.coupon is not None and terms.coupon.restricted and terms.used_by_customer
             updated, subscription = subscribing.apply_coupon(
-                updated, subscription.subscription_id, coupon, now, used_by_customer=used
+                updated, subscription.subscription_id, terms.coupon, now, used_by_customer=used
             )
         return updated, subscription
 
@@ -302,11 +308,7 @@ def _used_by_caller(coupon: Coupon, user_id: str, ports: CustomerPorts) -> bool:
     if not coupon.restricted:
         return False
     customer = ports.customers.load(user_id)
-    return customer is not None and _redeemed(coupon, customer, ports)
-
-
-def _redeemed(coupon: Coupon, customer: Customer, ports: CustomerPorts) -> bool:
-    return ports.coupons.used_by_customer(coupon.code, customer.customer_id)
+    return customer is not None and ports.coupons.used_by_customer(coupon.code, customer.customer_id)
 
 
 def _validated[M: DomainModel](model: type[M], data: dict[str, Any]) -> M:

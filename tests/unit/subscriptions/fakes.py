@@ -32,13 +32,17 @@ class InMemoryCouponRepository:
         self.coupons[coupon.code] = kept
         return kept
 
-    def redeem(self, code: str, customer_id: str, subscription_id: str, max_uses: int | None) -> RedemptionOutcome:
+    def redeem(
+        self, code: str, customer_id: str, subscription_id: str, max_uses: int | None, *, restricted: bool = False
+    ) -> RedemptionOutcome:
         with self._lock:
             coupon = self.coupons.get(code)
             if coupon is None:
                 return RedemptionOutcome.UNKNOWN_COUPON
             if (code, customer_id, subscription_id) in self.redemptions:
                 return RedemptionOutcome.ALREADY_REDEEMED
+            if restricted and self.used_by_customer(code, customer_id):
+                return RedemptionOutcome.USED_BY_CUSTOMER
             if max_uses is not None and coupon.used_count >= max_uses:
                 return RedemptionOutcome.LIMIT_REACHED
             self.redemptions.add((code, customer_id, subscription_id))

@@ -53,6 +53,7 @@ from usercredits.subscriptions.ports import (
     CustomerChanges,
     RedemptionOutcome,
     StaleCustomerError,
+    SubscribeTerms,
 )
 
 PROFILE_SK = "PROFILE"
@@ -60,6 +61,7 @@ PLAN_SK = "PLAN"
 PLANS_PK = "PLANS"  # one item per plan, so listing the plans is one Query (never a Scan)
 COUPON_SK = "COUPON"
 REDEMPTION_PREFIX = "REDEMPTION#"
+CUSTOMER_USE_PREFIX = "USEDBY#"
 #: DynamoDB's limit of actions in one TransactWriteItems.
 MAX_TRANSACTION_ACTIONS = 100
 _CONDITION_FAILED = "ConditionalCheckFailed"
@@ -103,6 +105,12 @@ def coupon_pk(code: str) -> str:
 
 def redemption_sk(customer_id: str, subscription_id: str) -> str:
     return f"{REDEMPTION_PREFIX}{customer_id}#{subscription_id}"
+
+
+def customer_use_sk(customer_id: str) -> str:
+    """The coupon's "this customer used it" item: a key known before any read, so a subscribe reads it with the plan
+    and the coupon, and a restricted coupon's once-per-customer rule is a put-if-absent in the redemption."""
+    return f"{CUSTOMER_USE_PREFIX}{customer_id}"
 
 
 def _connection() -> Connection:
@@ -454,34 +462,52 @@ class DynamoCouponRepository:
         return item_to_coupon(item)  # update() read the item back (ALL_NEW)
 
     @translate_errors
-    def redeem(self, code: str, customer_id: str, subscription_id: str, max_uses: int | None) -> RedemptionOutcome:
-        """One TransactWriteItems: the redemption record (only if absent) and ``ADD usedCount 1`` (only while
-        ``usedCount < max_uses``). The cancellation reasons tell the outcome apart; a transaction that lost a race
-        for the coupon item (``TransactionConflict``) is tried again after a short, jittered pause."""
+    def redeem(
+        self, code: str, customer_id: str, subscription_id: str, max_uses: int | None, *, restricted: bool = False
+    ) -> RedemptionOutcome:
+        """One TransactWriteItems: the redemption record (only if absent), the customer's use of the coupon (only if
+        absent when ``restricted``) and ``ADD usedCount 1`` (only while ``usedCount < max_uses``). The cancellation
+        reasons tell the outcome apart; a transaction that lost a race for the coupon item (``TransactionConflict``)
+        is tried again after a short, jittered pause."""
         for attempt in range(_REDEEM_ATTEMPTS):
-            codes = self._try_redeem(code, customer_id, subscription_id, max_uses)
+            codes = self._try_redeem(code, customer_id, subscription_id, max_uses, restricted)
             if codes is None:
                 return RedemptionOutcome.REDEEMED
-            if codes[0] == _CONDITION_FAILED:
+            record, customer_use, coupon = codes
+            if record == _CONDITION_FAILED:
                 return RedemptionOutcome.ALREADY_REDEEMED
-            if codes[1] == _CONDITION_FAILED:
+            if customer_use == _CONDITION_FAILED:
+                return RedemptionOutcome.USED_BY_CUSTOMER
+            if coupon == _CONDITION_FAILED:
                 return RedemptionOutcome.LIMIT_REACHED if self.get(code) else RedemptionOutcome.UNKNOWN_COUPON
             time.sleep(random.uniform(0, 0.01 * 2 ** min(attempt, 6)))  # noqa: S311 - jitter, not security
         raise ConflictError(f"coupon {code} is being redeemed by many at once; retry shortly")
 
     @staticmethod
-    def _try_redeem(code: str, customer_id: str, subscription_id: str, max_uses: int | None) -> list[str | None] | None:
-        """None when committed; the cancellation codes [record, coupon] otherwise (raises on anything else).
+    def _try_redeem(
+        code: str, customer_id: str, subscription_id: str, max_uses: int | None, restricted: bool
+    ) -> list[str | None] | None:
+        """None when committed; the cancellation codes [record, customer use, coupon] otherwise (raises on anything
+        else).
 
-        PynamoDB sends a transaction's puts before its updates, so the record's reason comes first.
+        PynamoDB sends a transaction's puts (in the order given) before its updates, so the reasons come in that order.
         """
+        now = datetime.now(UTC)
         record = CouponRedemptionItem(
             pk=coupon_pk(code),
             sk=redemption_sk(customer_id, subscription_id),
             code=code,
             customer_id=customer_id,
             subscription_id=subscription_id,
-            created_at=datetime.now(UTC),
+            created_at=now,
+        )
+        customer_use = CouponRedemptionItem(
+            pk=coupon_pk(code),
+            sk=customer_use_sk(customer_id),
+            code=code,
+            customer_id=customer_id,
+            subscription_id=subscription_id,
+            created_at=now,
         )
         condition = CouponItem.pk.exists()
         if max_uses is not None:
@@ -489,6 +515,9 @@ class DynamoCouponRepository:
         try:
             with TransactWrite(connection=_connection()) as transaction:
                 transaction.save(record, condition=CouponRedemptionItem.pk.does_not_exist())
+                # A restricted coupon: once per customer, whichever subscription; others: the latest use is kept.
+                once = CouponRedemptionItem.pk.does_not_exist() if restricted else None
+                transaction.save(customer_use, condition=once)
                 transaction.update(
                     CouponItem(pk=coupon_pk(code), sk=COUPON_SK),
                     actions=[CouponItem.used_count.add(1)],
@@ -496,40 +525,46 @@ class DynamoCouponRepository:
                 )
         except TransactWriteError as exc:
             codes = cancellation_codes(exc)
-            if len(codes) != 2 or not ({_CONDITION_FAILED, _TRANSACTION_CONFLICT} & set(codes)):
+            if len(codes) != 3 or not ({_CONDITION_FAILED, _TRANSACTION_CONFLICT} & set(codes)):
                 raise
             return codes
         return None
 
     @translate_errors
     def used_by_customer(self, code: str, customer_id: str) -> bool:
-        """One Query (``begins_with REDEMPTION#<customer>#``, one item at most)."""
-        found = CouponRedemptionItem.query(
-            coupon_pk(code), CouponRedemptionItem.sk.startswith(f"{REDEMPTION_PREFIX}{customer_id}#"), limit=1
-        )
-        return next(iter(found), None) is not None
+        """One GetItem (the customer's use of the coupon, written with each redemption)."""
+        try:
+            CouponRedemptionItem.get(coupon_pk(code), customer_use_sk(customer_id), consistent_read=True)
+        except DoesNotExist:
+            return False
+        return True
 
 
 # --- the subscribe route's one read --------------------------------------------------------------------------------
 
 
 class DynamoSubscriptionTermsReader:
-    """A plan and a coupon in one BatchGetItem (a GetItem when no coupon is named): ``POST /customer/subscriptions``
-    then stays at three requests (Query the customer, this read, the save)."""
+    """A plan, a coupon and the customer's use of it in one BatchGetItem (a GetItem when no coupon is named):
+    ``POST /customer/subscriptions`` then stays at three requests (Query the customer, this read, the save)."""
 
     @translate_errors
-    def plan_and_coupon(self, plan_id: str, coupon_code: str | None) -> tuple[Plan | None, Coupon | None]:
+    def read_terms(self, plan_id: str, coupon_code: str | None, *, customer_id: str | None) -> SubscribeTerms:
         if coupon_code is None:
-            return DynamoPlanRepository().get(plan_id), None
+            return SubscribeTerms(DynamoPlanRepository().get(plan_id))
         plan: Plan | None = None
         coupon: Coupon | None = None
+        used = False
         keys = [(plan_pk(plan_id), PLAN_SK), (coupon_pk(coupon_code), COUPON_SK)]
+        if customer_id is not None:
+            keys.append((coupon_pk(coupon_code), customer_use_sk(customer_id)))
         for item in CustomersItem.batch_get(keys, consistent_read=True):
             if isinstance(item, PlanItem):
                 plan = item_to_plan(item)
             elif isinstance(item, CouponItem):
                 coupon = item_to_coupon(item)
-        return plan, coupon
+            elif isinstance(item, CouponRedemptionItem):
+                used = True
+        return SubscribeTerms(plan, coupon, used)
 
 
 __all__ = [

@@ -338,6 +338,8 @@ class CustomersItem(Model):
 # plan                   ``PLAN#<planId>``              ``PLAN``; a copy under ``PLANS`` / ``PLAN#<planId>`` lists them
 # coupon                 ``COUPON#<code>``              ``COUPON`` (terms and ``usedCount``)
 # coupon redemption      ``COUPON#<code>``              ``REDEMPTION#<customerId>#<subscriptionId>``
+# a customer's use       ``COUPON#<code>``              ``USEDBY#<customerId>`` (same item type; once per customer
+#                                                       when the coupon is restricted)
 # =====================  =============================  ============================================================
 
 
