@@ -70,11 +70,10 @@ class StripeWebhookSettings(
     pass
 
 
-class CustomersSettings(
-    ObservabilitySettings, CustomersTableSettings, CreditsTableSettings, EventBusSettings, PaymentSettings
-):
-    """The customers API. ``CREDITS_TABLE_NAME`` and ``EVENT_BUS_NAME`` come with the template's Globals; the
-    payment settings choose the processor that reads payment method tokens (and, with the sync, Stripe)."""
+class CustomersSettings(ObservabilitySettings, CustomersTableSettings, EventBusSettings, PaymentSettings):
+    """The customers API: the customers table only (no access to the credits table); ``EVENT_BUS_NAME`` comes with
+    the template's Globals; the payment settings choose the processor that reads payment method tokens (and, with
+    the sync, Stripe)."""
 
 
 class EventPublisherSettings(ObservabilitySettings, CreditsTableSettings, EventBusSettings):
