@@ -2,18 +2,23 @@
 
 On top of ``/v1/payment_intents`` it serves, in the current API's shapes (form-encoded in, JSON out, ``expand``):
 
-- customers: create, retrieve, update (``metadata`` merged, ``""`` unsets a key; ``invoice_settings``), delete;
+- customers: create, retrieve, update (``metadata`` merged, ``""`` unsets a key; ``invoice_settings``), delete, list
+  (``email``, ``created[gte]``; deleted ones left out) and search (``metadata['k']:'v'`` and ``email:'v'`` clauses
+  joined by ``AND``; ``search_lag`` seconds hide new customers, as Stripe's index lags behind by up to a minute);
 - payment methods: retrieve, update (``billing_details``, attached ones only), attach (400 when attached to another
   customer), detach, list per customer. Stripe makes them from card details in the browser, so tests seed them with
   ``add_payment_method(...)`` (``pm_card_visa`` and friends exist from the start, unattached);
 - prices (seeded with ``add_price``), coupons (create with an id: 400 ``resource_already_exists`` on a second one);
 - subscriptions: create (``items[0][price]``, ``discounts[i][coupon|discount]``, ``trial_end``, metadata), retrieve,
-  update, cancel (``DELETE``), list by customer (``status=all``). Creating one that is not trialing bills it at once:
-  a paid invoice and a succeeded charge for the price less its discounts;
-- invoices and charges (list by customer, retrieve), refunds (create full or partial, list), and cancelling a
-  payment intent releases its uncaptured charge.
+  update, cancel (``DELETE``; 404 ``No such subscription`` once canceled, as Stripe answers), list by customer
+  (``status=all``). Creating one that is not trialing bills it at once: a paid invoice and a succeeded charge for the
+  price less its discounts;
+- invoices and charges (list by customer, retrieve; an expanded ``refunds`` holds the first 10 with ``has_more``, as
+  Stripe's sub-lists do), refunds (create full or partial, list by charge), and cancelling a payment intent releases
+  its uncaptured charge.
 
-A repeated ``Idempotency-Key`` (POST or DELETE) replays the first answer, as the parent does. ``fail_next`` also takes
+A repeated ``Idempotency-Key`` on a POST replays the first answer, or answers 400 ``idempotency_error`` when the
+parameters differ, as the parent does; Stripe ignores the header on GET and DELETE. ``fail_next`` also takes
 ``method``/``path`` (a regex), ``after`` (let that many matching requests through first) and ``hang`` (do the work,
 then answer only after ``hang`` seconds: a client timeout after Stripe acted, the crash-halfway case).
 """
@@ -36,6 +41,8 @@ _PATHS: list[tuple[str, re.Pattern[str], str]] = [
     (method, re.compile(f"^{pattern}$"), name)
     for method, pattern, name in [
         ("POST", "/v1/customers", "create_customer"),
+        ("GET", "/v1/customers", "list_customers"),
+        ("GET", "/v1/customers/search", "search_customers"),
         ("GET", f"/v1/customers/{_ID}", "get_customer"),
         ("POST", f"/v1/customers/{_ID}", "update_customer"),
         ("DELETE", f"/v1/customers/{_ID}", "delete_customer"),
@@ -90,6 +97,8 @@ class FakeStripeBilling(FakeStripe):
         self.charges: dict[str, Json] = {}
         self.refunds: dict[str, Json] = {}
         self._rules: list[_Rule] = []
+        #: Customers made less than this many seconds ago are not found by search yet (Stripe's index lags).
+        self.search_lag = 0.0
         self._state = threading.RLock()
         for pm_id, brand, last4 in [
             ("pm_card_visa", "visa", "4242"),
@@ -250,23 +259,8 @@ class FakeStripeBilling(FakeStripe):
         return None
 
     def _handle_idempotent(self, method: str, path: str, form: dict[str, Any], headers: dict[str, str]) -> _Answer:
-        if method != "DELETE":
-            return super().handle(method, path, form, headers)
-        # The parent replays POSTs only; Stripe replays any request carrying the header.
-        key = headers.get("idempotency-key")
-        with self._lock:
-            seen = self._idempotent.get(key) if key else None
-        if seen is not None:
-            from tests.stripe_fake import RecordedRequest
-
-            with self._lock:
-                self.requests.append(RecordedRequest(method, path, form, headers))
-            return _Answer(seen[2], seen[3], {"Idempotent-Replayed": "true"})
-        answer = super().handle(method, path, form, headers)
-        if key and answer.status < 500:
-            with self._lock:
-                self._idempotent.setdefault(key, (path, form, answer.status, answer.body))
-        return answer
+        # The parent replays POSTs only: Stripe ignores Idempotency-Key on GET and DELETE ("idempotent by definition").
+        return super().handle(method, path, form, headers)
 
     def _route(self, method: str, path: str, form: dict[str, Any]) -> _Answer:
         if (method == "GET" and INTENT_PATH.match(path)) or (method == "POST" and path == "/v1/payment_intents"):
@@ -296,6 +290,48 @@ class FakeStripeBilling(FakeStripe):
             "livemode": False,
         }
         return _ok(self.customers[customer_id])
+
+    def _list_customers(self, form: Json) -> _Answer:
+        since = int((form.get("created") or {}).get("gte") or 0)
+        found = [
+            customer
+            for customer in sorted(self.customers.values(), key=lambda c: c.get("created", 0), reverse=True)
+            if not customer.get("deleted")
+            and form.get("email") in (None, customer.get("email"))
+            and customer.get("created", 0) >= since
+        ]
+        return _list("/v1/customers", found)
+
+    def _search_customers(self, form: Json) -> _Answer:
+        clauses = [clause.strip() for clause in str(form.get("query") or "").split(" AND ")]
+        wanted: list[tuple[str | None, str]] = []
+        for clause in clauses:
+            match = re.fullmatch(
+                r"(?:metadata\['(?P<key>[^']+)'\]|(?P<field>email)):'(?P<value>(?:[^'\\]|\\.)*)'", clause
+            )
+            if match is None:
+                return _error(
+                    400, "invalid_request_error", f"Invalid search query: {clause}", "parameter_invalid_string"
+                )
+            wanted.append((match["key"], re.sub(r"\\(.)", r"\1", match["value"])))
+        indexed_before = time.time() - self.search_lag
+        found = [
+            customer
+            for customer in self.customers.values()
+            if not customer.get("deleted")
+            and customer.get("created", 0) <= indexed_before
+            and all((customer["metadata"].get(key) if key else customer.get("email")) == value for key, value in wanted)
+        ]
+        return _Answer(
+            200,
+            {
+                "object": "search_result",
+                "url": "/v1/customers/search",
+                "has_more": False,
+                "next_page": None,
+                "data": found,
+            },
+        )
 
     def _get_customer(self, form: Json, customer_id: str) -> _Answer:
         customer = self.customers.get(customer_id)
@@ -530,13 +566,8 @@ class FakeStripeBilling(FakeStripe):
         subscription = self.subscriptions.get(subscription_id)
         if subscription is None:
             return _missing("subscription", subscription_id)
-        if subscription["status"] == "canceled":
-            return _error(
-                400,
-                "invalid_request_error",
-                f"A canceled subscription can't be canceled again: {subscription_id}",
-                "resource_missing",
-            )
+        if subscription["status"] == "canceled":  # Stripe: a canceled subscription is as good as deleted here
+            return _missing("subscription", subscription_id)
         now = int(time.time())
         subscription.update(status="canceled", canceled_at=now, ended_at=now)
         return _ok(self._render_subscription(subscription, form.get("expand") or []))
@@ -689,7 +720,12 @@ class FakeStripeBilling(FakeStripe):
         rendered = {**charge}
         if any("refunds" in path for path in expand):
             refunds = [refund for refund in self.refunds.values() if refund["charge"] == charge["id"]]
-            rendered["refunds"] = {"object": "list", "data": refunds, "has_more": False}
+            rendered["refunds"] = {
+                "object": "list",
+                "url": f"/v1/charges/{charge['id']}/refunds",
+                "data": refunds[:10],
+                "has_more": len(refunds) > 10,
+            }
         return rendered
 
     def _list_invoices(self, form: Json) -> _Answer:

@@ -543,25 +543,31 @@ def test_void_of_a_settled_sale_is_a_conflict(world: World) -> None:
 # ---- billing webhooks ------------------------------------------------------------------------------------------------
 
 
+def at(world: World, seconds: int) -> int:
+    """An event's ``created``, ``seconds`` after the world's now: Stripe events come after the sync that made the
+    subscription (whose result is stamped with the sync's time, so earlier events are stale)."""
+    return int(world.clock.now().timestamp()) + seconds
+
+
 def test_subscription_updated_event_updates_the_local_subscription(world: World) -> None:
     saved, _ = synced_with_sale(world)
     sub_id = saved.subscriptions[0].processor.id or ""
     payload = world.fake.set_subscription(sub_id, status="past_due")
 
-    outcome = apply_billing_event("evt_1", "customer.subscription.updated", payload, 100, world.ports)
+    outcome = apply_billing_event("evt_1", "customer.subscription.updated", payload, at(world, 100), world.ports)
 
     assert outcome == "applied"
     local = world.customer().subscriptions[0]
-    assert (local.status, local.last_event_created) == (SubscriptionStatus.PAST_DUE, 100)
+    assert (local.status, local.last_event_created) == (SubscriptionStatus.PAST_DUE, at(world, 100))
 
 
 def test_redelivered_event_changes_nothing(world: World) -> None:
     saved, _ = synced_with_sale(world)
     payload = world.fake.set_subscription(saved.subscriptions[0].processor.id or "", status="past_due")
-    apply_billing_event("evt_1", "customer.subscription.updated", payload, 100, world.ports)
+    apply_billing_event("evt_1", "customer.subscription.updated", payload, at(world, 100), world.ports)
     saves = world.customers.saves
 
-    outcome = apply_billing_event("evt_1", "customer.subscription.updated", payload, 100, world.ports)
+    outcome = apply_billing_event("evt_1", "customer.subscription.updated", payload, at(world, 100), world.ports)
 
     assert outcome == "unchanged"
     assert world.customers.saves == saves
@@ -573,8 +579,13 @@ def test_older_event_arriving_late_is_ignored(world: World) -> None:
     past_due = world.fake.set_subscription(sub_id, status="past_due")
     canceled = world.fake.set_subscription(sub_id, status="canceled", canceled_at=200)
 
-    assert apply_billing_event("evt_2", "customer.subscription.deleted", canceled, 200, world.ports) == "applied"
-    assert apply_billing_event("evt_1", "customer.subscription.updated", past_due, 100, world.ports) == "stale"
+    assert (
+        apply_billing_event("evt_2", "customer.subscription.deleted", canceled, at(world, 200), world.ports)
+        == "applied"
+    )
+    assert (
+        apply_billing_event("evt_1", "customer.subscription.updated", past_due, at(world, 100), world.ports) == "stale"
+    )
 
     assert world.customer().subscriptions[0].status is SubscriptionStatus.CANCELED
 
@@ -584,7 +595,9 @@ def test_event_found_through_the_stripe_customer_metadata(world: World) -> None:
     payload = world.fake.set_subscription(saved.subscriptions[0].processor.id or "", status="past_due")
     payload = {**payload, "metadata": {}}
 
-    assert apply_billing_event("evt_1", "customer.subscription.updated", payload, 100, world.ports) == "applied"
+    assert (
+        apply_billing_event("evt_1", "customer.subscription.updated", payload, at(world, 100), world.ports) == "applied"
+    )
 
 
 def test_subscription_created_at_stripe_directly_is_added(world: World) -> None:
@@ -595,7 +608,9 @@ def test_subscription_created_at_stripe_directly_is_added(world: World) -> None:
         "metadata": {"userId": USER},
     }
 
-    assert apply_billing_event("evt_1", "customer.subscription.created", payload, 100, world.ports) == "applied"
+    assert (
+        apply_billing_event("evt_1", "customer.subscription.created", payload, at(world, 100), world.ports) == "applied"
+    )
 
     added = [s for s in world.customer().subscriptions if s.processor.id == "sub_dashboard"]
     assert len(added) == 1 and added[0].plan.plan_id == "pro"
@@ -606,8 +621,10 @@ def test_event_for_an_unknown_customer_is_ignored(world: World) -> None:
     payload = {**world.fake.render_subscription(saved.subscriptions[0].processor.id or ""), "customer": "cus_other"}
     payload["metadata"] = {"userId": "someone-else"}
 
-    assert apply_billing_event("evt_1", "customer.subscription.updated", payload, 100, world.ports) == "ignored"
-    assert apply_billing_event("evt_2", "charge.succeeded", {}, 100, world.ports) == "ignored"
+    assert (
+        apply_billing_event("evt_1", "customer.subscription.updated", payload, at(world, 100), world.ports) == "ignored"
+    )
+    assert apply_billing_event("evt_2", "charge.succeeded", {}, at(world, 100), world.ports) == "ignored"
 
 
 def test_invoice_events_mirror_transactions_and_failures(world: World) -> None:
@@ -617,11 +634,94 @@ def test_invoice_events_mirror_transactions_and_failures(world: World) -> None:
     world.fake.add_charge(customer_id, 300, created=1)
 
     failed = {**invoice, "status": "open", "attempt_count": 2}
-    assert apply_billing_event("evt_1", "invoice.payment_failed", failed, 100, world.ports) == "applied"
+    assert apply_billing_event("evt_1", "invoice.payment_failed", failed, at(world, 100), world.ports) == "applied"
     local = world.customer()
     assert local.subscriptions[0].failure_count == 2
     assert len(local.transactions) == 2
 
-    assert apply_billing_event("evt_2", "invoice.paid", invoice, 200, world.ports) == "applied"
-    assert apply_billing_event("evt_1", "invoice.payment_failed", failed, 100, world.ports) == "unchanged"
+    assert apply_billing_event("evt_2", "invoice.paid", invoice, at(world, 200), world.ports) == "applied"
+    assert apply_billing_event("evt_1", "invoice.payment_failed", failed, at(world, 100), world.ports) == "unchanged"
     assert world.customer().subscriptions[0].failure_count == 0
+
+
+# ---- review fixes: keys, stamps and pending edits --------------------------------------------------------------------
+
+
+def test_refund_retried_after_a_lost_answer_reuses_its_key_even_after_another_save(world: World) -> None:
+    # Given a refund that reached Stripe but whose answer was lost
+    _, sale_id = synced_with_sale(world)
+    slow = StripeSubscriptionProcessor(SECRET_KEY, api_base=world.fake.url, max_network_retries=0, timeout_seconds=0.5)
+    ports = SyncPorts(world.customers, world.coupons, slow, world.clock)
+    world.fake.fail_next(method="POST", path="^/v1/refunds$", hang=1.0)
+    with pytest.raises(UnavailableError):
+        refund_transaction(USER, sale_id, usd(500), ports)
+    # and a webhook saved the customer meanwhile (its version moved)
+    payload = world.fake.set_subscription(world.customer().subscriptions[0].processor.id or "", status="past_due")
+    assert (
+        apply_billing_event("evt_1", "customer.subscription.updated", payload, at(world, 10), world.ports) == "applied"
+    )
+
+    # When the admin retries, Then Stripe replays the first refund instead of making a second one
+    refund_transaction(USER, sale_id, usd(500), world.ports)
+
+    keys = [r.idempotency_key for r in world.fake.posts("/v1/refunds")]
+    assert len(keys) == 2 and keys[0] == keys[1]
+    assert [t.kind for t in world.customer().transactions] == [TransactionKind.REFUND, TransactionKind.SALE]
+
+
+def test_a_default_removed_at_stripe_is_not_sent_with_the_profile(world: World) -> None:
+    # Given a default payment method known to be removed at Stripe, still named as the local default
+    a_customer(world)
+    saved = save_processor(USER, world.ports)
+    gone = saved.payment_methods[0].model_copy(update={"deleted": True})
+    renamed = saved.model_copy(update={"payment_methods": [gone], "name": "Pesho Renamed"})
+    from usercredits.subscriptions.tracking import track
+
+    world.customers.customers[USER] = track(renamed)
+
+    save_processor(USER, world.ports)
+
+    update = world.fake.posts(f"/v1/customers/{saved.processor.id}")[-1]
+    assert update.form["name"] == "Pesho Renamed"
+    assert "invoice_settings" not in update.form
+
+
+def test_an_edit_made_while_a_subscription_is_sent_stays_pending(world: World) -> None:
+    # Given a cancel-at-period-end being sent while the user cancels the subscription right away
+    a_customer(world)
+    saved = save_processor(USER, world.ports)
+    sub = saved.subscriptions[0]
+    later, _ = cancel_subscription(saved, sub.subscription_id, world.clock.now(), at_period_end=True)
+    world.customers.customers[USER] = later
+    processor = world.ports.processor
+    send = processor.update_subscription
+
+    def edited_meanwhile(*args: object, **kwargs: object) -> object:
+        result = send(*args, **kwargs)  # type: ignore[arg-type]
+        stored = world.customer()
+        now_canceled, _ = cancel_subscription(stored, sub.subscription_id, world.clock.now())
+        world.customers.customers[USER] = now_canceled.model_copy(update={"version": stored.version + 1})
+        return result
+
+    processor.update_subscription = edited_meanwhile  # type: ignore[method-assign]
+
+    # When the sync records the update's result, Then the cancel is kept and sent by the next sync
+    result = save_processor(USER, world.ports)
+    assert result.subscriptions[0].status is SubscriptionStatus.CANCELED
+    assert result.subscriptions[0].processor.state is ProcessorState.CHANGED
+    processor.update_subscription = send  # type: ignore[method-assign]
+    save_processor(USER, world.ports)
+    assert world.fake.subscriptions[sub.processor.id or ""]["status"] == "canceled"
+
+
+def test_load_mirrors_what_a_failed_listing_left_pending(world: World) -> None:
+    a_customer(world)
+    world.fake.fail_next(500, method="GET", path="^/v1/charges$")
+    with pytest.raises(UnavailableError):
+        save_processor(USER, world.ports)
+    assert world.customer().subscriptions[0].transactions_pending
+
+    loaded = load_processor(USER, world.ports)
+
+    assert len(loaded.transactions) == 1
+    assert not loaded.subscriptions[0].transactions_pending

@@ -11,7 +11,7 @@ import stripe
 from tests.stripe_billing_fake import FakeStripeBilling
 from usercredits.adapters.stripe_billing import StripeSubscriptionProcessor, processor_subscription
 from usercredits.domain.models import Money
-from usercredits.errors import PaymentGatewayError, UnavailableError
+from usercredits.errors import ConflictError, InvalidRequestError, PaymentGatewayError, UnavailableError
 from usercredits.subscriptions.customers import new_customer
 from usercredits.subscriptions.instruments import ApplePayDetails, CardDetails, PaymentMethodKind, PayPalDetails
 from usercredits.subscriptions.models import AddressFields, Customer, SubscriptionStatus, TransactionKind
@@ -342,17 +342,18 @@ def test_update_to_another_price_changes_the_item(
     assert (updated.price_id, updated.price) == ("price_basic", usd(990))
 
 
-def test_cancel_now_is_a_delete_with_the_idempotency_key(
+def test_cancel_now_is_a_delete_and_a_second_one_reads_it_back(
     fake: FakeStripeBilling, processor: StripeSubscriptionProcessor
 ) -> None:
     customer_id = with_card(fake, processor)
     created = processor.create_subscription(terms(customer_id), idempotency_key="k")
 
     canceled = processor.cancel_subscription(created.id, at_period_end=False, idempotency_key="cancel:s1")
+    # Stripe does not replay a DELETE by its key: the second one is refused (404) and the adapter reads it back
     again = processor.cancel_subscription(created.id, at_period_end=False, idempotency_key="cancel:s1")
 
-    [request, replay] = fake.calls("DELETE", f"/v1/subscriptions/{created.id}")
-    assert request.idempotency_key == replay.idempotency_key == "cancel:s1"
+    [request, retry] = fake.calls("DELETE", f"/v1/subscriptions/{created.id}")
+    assert request.idempotency_key == retry.idempotency_key == "cancel:s1"
     assert canceled.status is again.status is SubscriptionStatus.CANCELED
     assert canceled.status_history[0].status is SubscriptionStatus.CANCELED
 
@@ -418,13 +419,169 @@ def test_refund_full_and_partial(fake: FakeStripeBilling, processor: StripeSubsc
     assert [r.idempotency_key for r in fake.posts("/v1/refunds")] == ["refund:a", "refund:b"]
 
 
-def test_refund_above_what_is_left_is_a_gateway_error(
+def test_refund_above_what_is_left_is_an_invalid_request(
+    fake: FakeStripeBilling, processor: StripeSubscriptionProcessor
+) -> None:
+    # The caller asked too much (a 4xx), not a gateway failure (502): refunds may be made at Stripe meanwhile.
+    charge = fake.add_charge(with_card(fake, processor), 1000)
+
+    with pytest.raises(InvalidRequestError, match="amount_too_large"):
+        processor.refund(charge, usd(1001), idempotency_key="r")
+
+
+def test_refund_of_a_fully_refunded_charge_is_a_conflict(
     fake: FakeStripeBilling, processor: StripeSubscriptionProcessor
 ) -> None:
     charge = fake.add_charge(with_card(fake, processor), 1000)
+    processor.refund(charge, None, idempotency_key="r1")
 
-    with pytest.raises(PaymentGatewayError, match="amount_too_large"):
-        processor.refund(charge, usd(1001), idempotency_key="r")
+    with pytest.raises(ConflictError, match="charge_already_refunded"):
+        processor.refund(charge, usd(1), idempotency_key="r2")
+
+
+def test_cancel_of_a_subscription_that_is_not_canceled_keeps_the_gateway_error(
+    fake: FakeStripeBilling, processor: StripeSubscriptionProcessor
+) -> None:
+    with pytest.raises(PaymentGatewayError, match="resource_missing"):
+        processor.cancel_subscription("sub_nope", at_period_end=False, idempotency_key="c")
+
+
+# ---- idempotency keys reused with other parameters (a retry after a lost answer and a local edit) -------------------
+
+
+def lost_create(fake: FakeStripeBilling, processor: StripeSubscriptionProcessor, customer: Customer) -> None:
+    """Stripe makes the customer but the answer is lost (the key is now taken with these parameters)."""
+    slow = StripeSubscriptionProcessor(SECRET_KEY, api_base=fake.url, max_network_retries=0, timeout_seconds=0.3)
+    fake.fail_next(method="POST", path="^/v1/customers$", hang=0.8)
+    with pytest.raises(UnavailableError):
+        slow.create_customer(customer, idempotency_key="create-customer:c1")
+
+
+@pytest.mark.parametrize("search_lag", [0.0, 120.0])
+def test_create_customer_retry_with_another_email_adopts_the_first_customer(
+    fake: FakeStripeBilling, processor: StripeSubscriptionProcessor, search_lag: float
+) -> None:
+    # Found by search, or (search not caught up yet) among the customers made in the last hour
+    fake.search_lag = search_lag
+    customer = a_customer()
+    lost_create(fake, processor, customer)
+    edited = customer.model_copy(update={"email": "alice@new.example.com", "name": "Alice Renamed"})
+
+    retried = processor.create_customer(edited, idempotency_key="create-customer:c1")
+
+    [(stripe_id, stripe_customer)] = fake.customers.items()
+    assert retried.id == stripe_id
+    assert (stripe_customer["email"], stripe_customer["name"]) == ("alice@new.example.com", "Alice Renamed")
+
+
+def test_create_customer_retry_when_the_first_call_made_nothing_creates_one(
+    fake: FakeStripeBilling, processor: StripeSubscriptionProcessor
+) -> None:
+    customer = a_customer()
+    fake.fail_next(400, method="POST", path="^/v1/customers$", code="email_invalid")
+    with pytest.raises(PaymentGatewayError):
+        processor.create_customer(customer, idempotency_key="create-customer:c1")
+    fake._idempotent["create-customer:c1"] = ("/v1/customers", {"email": "bad"}, 400, {"error": {}})  # as Stripe keeps
+
+    created = processor.create_customer(customer, idempotency_key="create-customer:c1")
+
+    assert list(fake.customers) == [created.id]
+    assert fake.posts("/v1/customers")[-1].idempotency_key != "create-customer:c1"
+
+
+def test_create_subscription_retry_with_other_terms_adopts_and_updates_the_first_one(
+    fake: FakeStripeBilling, processor: StripeSubscriptionProcessor
+) -> None:
+    customer_id = with_card(fake, processor)
+    slow = StripeSubscriptionProcessor(SECRET_KEY, api_base=fake.url, max_network_retries=0, timeout_seconds=0.3)
+    fake.fail_next(method="POST", path="^/v1/subscriptions$", hang=0.8)
+    with pytest.raises(UnavailableError):
+        slow.create_subscription(terms(customer_id), idempotency_key="create-subscription:s1")
+    discount = DiscountTerms("d1", usd(149), 2, False, "Coupon")
+
+    result = processor.create_subscription(
+        terms(customer_id, discounts=(discount,)), idempotency_key="create-subscription:s1"
+    )
+
+    [(stripe_id, stripe_sub)] = fake.subscriptions.items()
+    assert result.id == stripe_id
+    assert [d.discount_id for d in result.discounts] == ["d1"]
+    assert len(stripe_sub["discounts"]) == 1
+    assert len(fake.charges) == 1
+
+
+def test_create_subscription_retry_when_the_first_call_made_nothing_creates_one(
+    fake: FakeStripeBilling, processor: StripeSubscriptionProcessor
+) -> None:
+    customer_id = with_card(fake, processor)
+    with pytest.raises(PaymentGatewayError):
+        processor.create_subscription(
+            terms(customer_id, price_id="price_nope"), idempotency_key="create-subscription:s1"
+        )
+
+    result = processor.create_subscription(terms(customer_id), idempotency_key="create-subscription:s1")
+
+    assert list(fake.subscriptions) == [result.id]
+
+
+# ---- discounts: cycles ---------------------------------------------------------------------------------------------
+
+
+def test_update_keeps_the_stripe_discount_while_its_cycles_run(
+    fake: FakeStripeBilling, processor: StripeSubscriptionProcessor
+) -> None:
+    customer_id = with_card(fake, processor)
+    first = DiscountTerms("d1", usd(149), 2, False, "Coupon", total_billing_cycles=2)
+    created = processor.create_subscription(terms(customer_id, discounts=(first,)), idempotency_key="k")
+    one_left = DiscountTerms("d1", usd(149), 1, False, "Coupon", total_billing_cycles=2)
+
+    updated = processor.update_subscription(
+        created.id, terms(customer_id, discounts=(one_left,), cancel_at_period_end=True), idempotency_key="u"
+    )
+
+    assert [d.processor_id for d in updated.discounts] == [d.processor_id for d in created.discounts]
+    assert [(d.number_of_billing_cycles, d.current_billing_cycle) for d in updated.discounts] == [(2, 1)]
+    assert len(fake.coupons) == 1
+
+
+def test_without_the_total_a_coupon_made_for_the_discount_is_kept(
+    fake: FakeStripeBilling, processor: StripeSubscriptionProcessor
+) -> None:
+    customer_id = with_card(fake, processor)
+    created = processor.create_subscription(
+        terms(customer_id, discounts=(DiscountTerms("d1", usd(149), 2, False, "Coupon"),)), idempotency_key="k"
+    )
+
+    updated = processor.update_subscription(
+        created.id,
+        terms(customer_id, discounts=(DiscountTerms("d1", usd(149), 1, False, "Coupon"),)),
+        idempotency_key="u",
+    )
+
+    assert [d.processor_id for d in updated.discounts] == [d.processor_id for d in created.discounts]
+
+
+def test_a_discount_applied_anew_gets_a_coupon_for_the_cycles_left(
+    fake: FakeStripeBilling, processor: StripeSubscriptionProcessor
+) -> None:
+    customer_id = with_card(fake, processor)
+    created = processor.create_subscription(terms(customer_id), idempotency_key="k")
+    for item in fake.subscriptions[created.id]["items"]["data"]:  # billed five days ago
+        item["current_period_start"] -= 5 * 86400
+    two_of_three_left = DiscountTerms("d1", usd(100), 2, False, "Loyalty", total_billing_cycles=3)
+
+    updated = processor.update_subscription(
+        created.id, terms(customer_id, discounts=(two_of_three_left,)), idempotency_key="u"
+    )
+
+    [coupon] = fake.coupons.values()
+    assert (coupon["duration_in_months"], coupon["metadata"]["cycles"], coupon["metadata"]["cyclesUsed"]) == (
+        2,
+        "3",
+        "1",
+    )
+    # Added after this period's invoice: not billed yet, so two of its three cycles are still to come
+    assert [(d.number_of_billing_cycles, d.current_billing_cycle) for d in updated.discounts] == [(3, 1)]
 
 
 def test_void_an_uncaptured_charge_cancels_its_intent(

@@ -11,9 +11,14 @@ API first and the pre-2025 field names as a fallback.
 Choices worth knowing:
 
 - A local discount is a Stripe coupon (``amount_off`` in the subscription's currency, ``duration=repeating`` for its
-  cycles × the plan's months, or ``forever``) whose id derives from the discount id and its terms, so a retried sync
-  finds the coupon it made (``resource_already_exists``) instead of making another; ``metadata.discountId`` links it
-  back. An update keeps a Stripe discount whose coupon still matches (its cycles keep counting) and replaces the rest.
+  cycles × the plan's months, or ``forever``) whose id derives from the discount id and its original terms (the whole
+  number of cycles, not the cycles left), so a retried sync finds the coupon it made (``resource_already_exists``)
+  instead of making another; ``metadata.discountId`` links it back. An update keeps a Stripe discount whose coupon
+  still matches (its cycles keep counting) and replaces the rest. A discount counts the invoices that applied it: one
+  added after its period's invoice is at cycle 0.
+- Retries after a lost answer: a create whose key Stripe refuses with ``idempotency_error`` (the first call had other
+  parameters) adopts the object that call made (found by its local id in metadata) and updates it; an update resends
+  under a key covering its parameters; a cancel (DELETE, never replayed by Stripe) reads back a canceled subscription.
 - A queued start (``first_billing_date`` in the future) is sent as ``trial_end`` with ``metadata.queued``; such a
   subscription maps back to ``pending`` with no paid-through date (Braintree's pending), not to a trial.
 - Stripe keeps no status history: each mapped subscription carries one event (its status, since when).
@@ -23,15 +28,18 @@ Choices worth knowing:
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from collections.abc import Callable, Iterable, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from usercredits.adapters.stripe_gateway import _raise_translated, load_stripe_keys
 from usercredits.domain.models import Money
-from usercredits.errors import PaymentGatewayError
+from usercredits.errors import ConflictError, InvalidRequestError, PaymentGatewayError
+from usercredits.subscriptions.discounts import percent_of
 from usercredits.subscriptions.instruments import (
     AndroidPayDetails,
     ApplePayDetails,
@@ -92,6 +100,11 @@ REFUND_STATUSES: Mapping[str, TransactionStatus] = {
 _STARTED = frozenset({"active", "past_due", "unpaid", "paused", "canceled"})
 _SUBSCRIPTION_EXPAND = ["discounts.source.coupon", "items.data.price"]
 _LIST_LIMIT = 100
+#: A discount starting this long after its period began came after that period's invoice (made with the
+#: subscription, it starts within the same request).
+_BILLED_WITH_PERIOD = timedelta(seconds=60)
+#: How far back a lost create is looked for by creation time (Customer search may lag behind by about a minute).
+_RECENT_CUSTOMERS = timedelta(hours=1)
 
 
 class StripeSubscriptionProcessor:
@@ -131,18 +144,85 @@ class StripeSubscriptionProcessor:
     # ---- customers -------------------------------------------------------------------------------------------------
 
     def create_customer(self, customer: Customer, *, idempotency_key: str) -> ProcessorCustomer:
-        """Create the Stripe customer, with ``metadata.userId``/``customerId`` so webhooks find the local one."""
+        """Create the Stripe customer, with ``metadata.userId``/``customerId`` so webhooks find the local one.
+
+        A retry whose key was first used with other parameters (the profile was edited after a lost answer) gets
+        ``idempotency_error``: the customer the first call made is then found by its ``metadata.customerId`` and
+        brought up to date, or, when that call made none, created under a key that covers the parameters.
+        """
+        import stripe
+
         params: Any = {
             "name": customer.name,
             "email": customer.email or "",
             "phone": customer.phone or "",
             "metadata": _customer_metadata(customer),
         }
-        created = self._call(
-            "create the customer",
-            lambda: self._client.v1.customers.create(params=params, options={"idempotency_key": idempotency_key}),
+        try:
+            return processor_customer(
+                self._client.v1.customers.create(params=params, options={"idempotency_key": idempotency_key})
+            )
+        except stripe.IdempotencyError:
+            pass
+        except stripe.StripeError as exc:
+            _raise_translated(exc, "create the customer")
+        found = self._find_customer(customer)
+        if found is None:
+            retry_key = _sub_key(idempotency_key, "retry", params)
+            created = self._call(
+                "create the customer",
+                lambda: self._client.v1.customers.create(params=params, options={"idempotency_key": retry_key}),
+            )
+            return processor_customer(created)
+        updated = self._call(
+            "update the customer",
+            lambda: self._client.v1.customers.update(
+                found, params=params, options={"idempotency_key": _sub_key(idempotency_key, "adopt", params)}
+            ),
         )
-        return processor_customer(created)
+        return processor_customer(updated)
+
+    def _find_customer(self, customer: Customer) -> str | None:
+        """The id of the live Stripe customer made for ``customer`` (``metadata.customerId``), or None.
+
+        Listing by email is exact and immediate; search finds any older customer but may miss one made in the last
+        minute, so the customers made in the last hour are listed too.
+        """
+        import stripe
+
+        def made_here(found: Json) -> bool:
+            return not found.get("deleted") and (found.get("metadata") or {}).get("customerId") == customer.customer_id
+
+        if customer.email:
+            email = customer.email
+            match = self._first(
+                "list the customers",
+                lambda: self._client.v1.customers.list(params={"email": email, "limit": _LIST_LIMIT}),
+                made_here,
+            )
+            if match is not None:
+                return str(match["id"])
+        query = f"metadata['customerId']:'{_search_literal(customer.customer_id)}'"
+        try:
+            match = self._first(
+                "search the customers",
+                lambda: self._client.v1.customers.search(params={"query": query, "limit": _LIST_LIMIT}),
+                made_here,
+                translate=False,
+            )
+        except stripe.InvalidRequestError:
+            match = None  # search is not offered everywhere: the listing below still covers a lost answer's customer
+        except stripe.StripeError as exc:
+            _raise_translated(exc, "search the customers")
+        if match is not None:
+            return str(match["id"])
+        since = int((datetime.now(UTC) - _RECENT_CUSTOMERS).timestamp())
+        match = self._first(
+            "list the customers",
+            lambda: self._client.v1.customers.list(params={"created": {"gte": since}, "limit": _LIST_LIMIT}),
+            made_here,
+        )
+        return None if match is None else str(match["id"])
 
     def update_customer(self, processor_id: str, customer: Customer, *, idempotency_key: str) -> ProcessorCustomer:
         """Send name, email, phone, metadata (keys removed locally are unset at Stripe) and the default payment
@@ -256,7 +336,14 @@ class StripeSubscriptionProcessor:
 
     def create_subscription(self, terms: SubscriptionTerms, *, idempotency_key: str) -> ProcessorSubscription:
         """Create the subscription on the plan's price; discounts become coupons first; a future first billing date
-        is a queued start (``trial_end``)."""
+        is a queued start (``trial_end``).
+
+        On ``idempotency_error`` (the key's first use had other terms) the subscription that first call made is
+        updated to these terms (never its start date); when it made none, one is created under a key covering
+        the parameters.
+        """
+        import stripe
+
         coupons = [self._coupon_for(discount, terms.billing_frequency_months) for discount in terms.discounts]
         params: Any = {
             "customer": terms.customer_processor_id,
@@ -273,11 +360,41 @@ class StripeSubscriptionProcessor:
             assert terms.first_billing_date is not None
             params["trial_end"] = int(terms.first_billing_date.timestamp())
             params["metadata"]["queued"] = "true"
-        created = self._call(
-            "create the subscription",
-            lambda: self._client.v1.subscriptions.create(params=params, options={"idempotency_key": idempotency_key}),
+        try:
+            created = self._client.v1.subscriptions.create(params=params, options={"idempotency_key": idempotency_key})
+            return processor_subscription(created.to_dict())
+        except stripe.IdempotencyError:
+            pass
+        except stripe.StripeError as exc:
+            _raise_translated(exc, "create the subscription")
+        # The key was first used with other parameters (terms edited after a lost answer): adopt what that call made.
+        found = self._find_subscription(terms)
+        if found is None:
+            retry_key = _sub_key(idempotency_key, "retry", params)
+            created = self._call(
+                "create the subscription",
+                lambda: self._client.v1.subscriptions.create(params=params, options={"idempotency_key": retry_key}),
+            )
+            return processor_subscription(created.to_dict())
+        if found.get("status") in {"canceled", "incomplete_expired"}:
+            return processor_subscription(found)
+        adopt_key = _sub_key(idempotency_key, "adopt", dataclasses.asdict(terms))
+        return self.update_subscription(str(found["id"]), terms, idempotency_key=adopt_key)
+
+    def _find_subscription(self, terms: SubscriptionTerms) -> Json | None:
+        """The customer's Stripe subscription made for the local one (``metadata.subscriptionId``), if any."""
+        return self._first(
+            "list the subscriptions",
+            lambda: self._client.v1.subscriptions.list(
+                params={
+                    "customer": terms.customer_processor_id,
+                    "status": "all",
+                    "limit": _LIST_LIMIT,
+                    "expand": [f"data.{path}" for path in _SUBSCRIPTION_EXPAND],
+                }
+            ),
+            lambda found: (found.get("metadata") or {}).get("subscriptionId") == terms.subscription_id,
         )
-        return processor_subscription(created.to_dict())
 
     def update_subscription(
         self, processor_id: str, terms: SubscriptionTerms, *, idempotency_key: str
@@ -286,18 +403,25 @@ class StripeSubscriptionProcessor:
 
         Stripe replaces the whole discount list: a Stripe discount whose coupon still matches a local discount is
         kept by id (so its cycles keep counting); the others are dropped, and new or changed terms get a coupon.
+
+        The parameters depend on what is read first, so a retry after a lost answer may send other ones under the
+        same key; on Stripe's ``idempotency_error`` they are sent again under a key that covers them (they set the
+        same end state, so sending them twice is harmless).
         """
+        import stripe
+
         current: Json = self._call(
             "read the subscription",
             lambda: self._client.v1.subscriptions.retrieve(processor_id, params={"expand": _SUBSCRIPTION_EXPAND}),
         ).to_dict()
         item = _first_item(current)
-        kept = {_coupon_of(discount).get("id"): str(discount["id"]) for discount in _discount_objects(current)}
+        available = _discount_objects(current)
         discounts: list[Json] = []
         for terms_discount in terms.discounts:
-            coupon_id = coupon_id_for(terms_discount, terms.billing_frequency_months)
-            if coupon_id in kept:
-                discounts.append({"discount": kept[coupon_id]})
+            kept = _kept_discount(available, terms_discount, terms.billing_frequency_months)
+            if kept is not None:
+                available.remove(kept)
+                discounts.append({"discount": str(kept["id"])})
             else:
                 discounts.append({"coupon": self._coupon_for(terms_discount, terms.billing_frequency_months)})
         metadata = _subscription_metadata(terms)
@@ -313,12 +437,16 @@ class StripeSubscriptionProcessor:
             params["default_payment_method"] = terms.payment_method_processor_id
         if _id_of(item.get("price")) != terms.price_id:
             params["items"] = [{"id": str(item.get("id")), "price": terms.price_id}]
-        updated = self._call(
-            "update the subscription",
-            lambda: self._client.v1.subscriptions.update(
-                processor_id, params=params, options={"idempotency_key": idempotency_key}
-            ),
-        )
+
+        def update(key: str) -> Any:
+            return self._client.v1.subscriptions.update(processor_id, params=params, options={"idempotency_key": key})
+
+        try:
+            updated = update(idempotency_key)
+        except stripe.IdempotencyError:
+            updated = self._call("update the subscription", lambda: update(_sub_key(idempotency_key, "resend", params)))
+        except stripe.StripeError as exc:
+            _raise_translated(exc, "update the subscription")
         return processor_subscription(updated.to_dict())
 
     def cancel_subscription(
@@ -336,12 +464,28 @@ class StripeSubscriptionProcessor:
                 ),
             )
         else:
-            result = self._call(
-                "cancel the subscription",
-                lambda: self._client.v1.subscriptions.cancel(
-                    processor_id, params={"expand": _SUBSCRIPTION_EXPAND}, options=options
-                ),
+            return self._cancel_now(processor_id, options)
+        return processor_subscription(result.to_dict())
+
+    def _cancel_now(self, processor_id: str, options: Any) -> ProcessorSubscription:
+        """``DELETE`` the subscription. Stripe ignores idempotency keys on DELETE and refuses to cancel a canceled
+        subscription (404 ``No such subscription``), so a retry after a lost answer reads it back instead."""
+        import stripe
+
+        try:
+            result = self._client.v1.subscriptions.cancel(
+                processor_id, params={"expand": _SUBSCRIPTION_EXPAND}, options=options
             )
+        except stripe.InvalidRequestError as exc:
+            found = self._call_or_missing(
+                "read the subscription",
+                lambda: self._client.v1.subscriptions.retrieve(processor_id, params={"expand": _SUBSCRIPTION_EXPAND}),
+            )
+            if found is None or found.get("status") != "canceled":
+                _raise_translated(exc, "cancel the subscription")
+            return processor_subscription(found)
+        except stripe.StripeError as exc:
+            _raise_translated(exc, "cancel the subscription")
         return processor_subscription(result.to_dict())
 
     def list_subscriptions(self, customer_processor_id: str) -> list[ProcessorSubscription]:
@@ -362,24 +506,36 @@ class StripeSubscriptionProcessor:
         return processor_subscription(payload)
 
     def _coupon_for(self, discount: DiscountTerms, months_per_cycle: int) -> str:
-        """The id of the Stripe coupon for ``discount``, made now unless it exists (a retried sync)."""
+        """The id of the Stripe coupon for ``discount``, made now unless it exists (a retried sync).
+
+        Its ``metadata.cycles`` is the discount's whole number of cycles; a discount that already ran some (it is
+        applied anew) gets a coupon of its own for the cycles left, with ``metadata.cyclesUsed``.
+        """
         import stripe
 
-        coupon_id = coupon_id_for(discount, months_per_cycle)
+        total = _total_cycles(discount)
+        left = min(discount.number_of_billing_cycles, total)
+        used = 0 if discount.never_expires else total - left
+        coupon_id = coupon_id_for(discount, months_per_cycle) + (f"-{left}" if used else "")
+        metadata = {"discountId": discount.discount_id, "cycles": str(total)}
+        if used:
+            metadata["cyclesUsed"] = str(used)
         params: Any = {
             "id": coupon_id,
             "amount_off": discount.amount.amount,
             "currency": discount.amount.currency,
             "name": (discount.name or "Discount")[:40],
-            "metadata": {"discountId": discount.discount_id, "cycles": str(discount.number_of_billing_cycles)},
+            "metadata": metadata,
         }
         if discount.never_expires:
             params["duration"] = "forever"
         else:
             params["duration"] = "repeating"
-            params["duration_in_months"] = discount.number_of_billing_cycles * months_per_cycle
+            params["duration_in_months"] = left * months_per_cycle
         try:
-            self._client.v1.coupons.create(params=params, options={"idempotency_key": f"coupon:{coupon_id}"})
+            # No idempotency key: the id is what makes a retry safe (``resource_already_exists``), and a key reused
+            # after a rename would be refused with ``idempotency_error``.
+            self._client.v1.coupons.create(params=params)
         except stripe.InvalidRequestError as exc:
             if exc.code != "resource_already_exists":
                 _raise_translated(exc, "create the coupon")
@@ -418,7 +574,8 @@ class StripeSubscriptionProcessor:
         by_charge = _invoices_by_charge(invoices)
         coupon_names = self._coupon_names(invoices)
         transactions: list[Transaction] = []
-        for charge in charges:
+        for listed in charges:
+            charge = self._with_all_refunds(listed)
             invoice = by_charge.get(str(charge["id"])) or by_charge.get(_id_of(charge.get("payment_intent")) or "")
             sale = charge_transaction(charge, invoice=invoice, customer=customer, coupon_names=coupon_names)
             transactions.append(sale)
@@ -429,15 +586,43 @@ class StripeSubscriptionProcessor:
             )
         return sorted(transactions, key=lambda txn: txn.created_at, reverse=True)
 
+    def _with_all_refunds(self, charge: Json) -> Json:
+        """The charge with every refund: an expanded ``refunds`` holds at most 10 (``has_more``), the rest are
+        listed."""
+        refunds = charge.get("refunds")
+        if not (isinstance(refunds, dict) and refunds.get("has_more")):
+            return charge
+        charge_id = str(charge["id"])
+        page = self._call(
+            "list the refunds",
+            lambda: self._client.v1.refunds.list(params={"charge": charge_id, "limit": _LIST_LIMIT}),
+        )
+        every = self._all(page, "list the refunds")
+        return {**charge, "refunds": {**refunds, "data": every, "has_more": False}}
+
     def refund(self, transaction_processor_id: str, amount: Money | None, *, idempotency_key: str) -> Transaction:
-        """Refund all (None) or ``amount`` of a charge; the refund comes back as a transaction naming the charge."""
+        """Refund all (None) or ``amount`` of a charge; the refund comes back as a transaction naming the charge.
+
+        Asking more than Stripe has left to refund (refunds made elsewhere meanwhile) is the caller's mistake, not a
+        gateway failure: ``InvalidRequestError``; a charge refunded in full already is a ``ConflictError``.
+        """
+        import stripe
+
         params: Any = {"charge": transaction_processor_id}
         if amount is not None:
             params["amount"] = amount.amount
-        created = self._call(
-            "refund the charge",
-            lambda: self._client.v1.refunds.create(params=params, options={"idempotency_key": idempotency_key}),
-        )
+        try:
+            created = self._client.v1.refunds.create(params=params, options={"idempotency_key": idempotency_key})
+        except stripe.InvalidRequestError as exc:
+            if exc.code == "amount_too_large":
+                raise InvalidRequestError(
+                    "The refund amount is more than what is left to refund on the charge at Stripe (amount_too_large)"
+                ) from exc
+            if exc.code == "charge_already_refunded":
+                raise ConflictError("The charge has already been refunded in full (charge_already_refunded)") from exc
+            _raise_translated(exc, "refund the charge")
+        except stripe.StripeError as exc:
+            _raise_translated(exc, "refund the charge")
         return refund_transaction(created.to_dict())
 
     def void(self, transaction_processor_id: str, *, idempotency_key: str) -> Transaction:
@@ -508,6 +693,23 @@ class StripeSubscriptionProcessor:
             _raise_translated(exc, doing)
         return found
 
+    def _first(
+        self, doing: str, call: Callable[[], Any], wanted: Callable[[Json], bool], *, translate: bool = True
+    ) -> Json | None:
+        """The first listed (or searched) object that is ``wanted``, reading further pages only as needed."""
+        import stripe
+
+        try:
+            for item in call().auto_paging_iter():
+                found: Json = item.to_dict()
+                if wanted(found):
+                    return found
+            return None
+        except stripe.StripeError as exc:
+            if not translate:
+                raise
+            _raise_translated(exc, doing)
+
     def _all(self, page: stripe.ListObject[Any], doing: str) -> list[Json]:
         import stripe
 
@@ -521,10 +723,45 @@ class StripeSubscriptionProcessor:
 
 
 def coupon_id_for(discount: DiscountTerms, months_per_cycle: int) -> str:
-    """The Stripe coupon id of a local discount: its id plus a digest of its terms (new terms, new coupon)."""
-    terms = f"{discount.amount.amount}:{discount.amount.currency}:{discount.number_of_billing_cycles}"
+    """The Stripe coupon id of a local discount: its id plus a digest of its original terms (new terms, new coupon).
+
+    The whole number of cycles is hashed, not the cycles left, so the id stays the same as the discount runs.
+    """
+    terms = f"{discount.amount.amount}:{discount.amount.currency}:{_total_cycles(discount)}"
     terms += f":{months_per_cycle}:{discount.never_expires}"
     return f"uc-{discount.discount_id}-{hashlib.sha256(terms.encode()).hexdigest()[:10]}"
+
+
+def _total_cycles(discount: DiscountTerms) -> int:
+    """The discount's whole number of cycles: ``total_billing_cycles`` when known, else ``number_of_billing_cycles``
+    (the cycles left, which is the whole number until the discount is first billed)."""
+    return discount.total_billing_cycles or discount.number_of_billing_cycles
+
+
+def _kept_discount(candidates: Iterable[Json], discount: DiscountTerms, months_per_cycle: int) -> Json | None:
+    """The Stripe discount (of ``candidates``) already applying ``discount``'s terms, if any.
+
+    Its coupon is the one ``coupon_id_for`` names (or one made from it for the cycles left). Without
+    ``total_billing_cycles`` the cycles cannot be compared (``number_of_billing_cycles`` shrinks each cycle), so a
+    coupon made for this discount with the same amount, currency and duration kind matches.
+    """
+    expected = coupon_id_for(discount, months_per_cycle)
+    pairs = [(_coupon_of(candidate), candidate) for candidate in candidates]
+    for coupon, candidate in pairs:
+        coupon_id = str(coupon.get("id") or "")
+        if coupon_id == expected or coupon_id.startswith(f"{expected}-"):
+            return candidate
+    if discount.total_billing_cycles:
+        return None
+    for coupon, candidate in pairs:
+        if (
+            (coupon.get("metadata") or {}).get("discountId") == discount.discount_id
+            and coupon.get("amount_off") == discount.amount.amount
+            and str(coupon.get("currency") or "").lower() == discount.amount.currency.lower()
+            and (coupon.get("duration") == "forever") == discount.never_expires
+        ):
+            return candidate
+    return None
 
 
 def processor_customer(values: Any) -> ProcessorCustomer:
@@ -752,22 +989,39 @@ def _processor_discount(
 ) -> ProcessorDiscount:
     coupon = _coupon_of(discount)
     metadata = coupon.get("metadata") or {}
+    currency = str(coupon.get("currency") or price.get("currency") or "usd")
     if coupon.get("amount_off") is not None:
         amount = int(coupon["amount_off"])
-    else:  # a percent coupon made at Stripe directly
-        amount = int(int(price.get("unit_amount") or 0) * float(coupon.get("percent_off") or 0) / 100)
+    else:  # a percent coupon made at Stripe directly: exact, rounded as local percent discounts are
+        percent = Decimal(str(coupon.get("percent_off") or 0))
+        amount = percent_of(Money(amount=int(price.get("unit_amount") or 0), currency=currency), percent).amount
     cycles = metadata.get("cycles")
     if cycles is None:
         duration = coupon.get("duration_in_months")
         cycles = -(-int(duration) // months) if duration else 1
+    used = int(metadata.get("cyclesUsed") or 0)  # ran before this coupon was made for the cycles left
+    billed = _discount_cycles(_time(discount.get("start")), period_start, months) if period_start else 0
     return ProcessorDiscount(
         processor_id=str(discount.get("id")),
-        amount=Money(amount=amount, currency=str(coupon.get("currency") or price.get("currency") or "usd")),
+        amount=Money(amount=amount, currency=currency),
         number_of_billing_cycles=max(1, int(cycles)),
-        current_billing_cycle=_cycles_since(_time(discount.get("start")), period_start, months) if period_start else 0,
+        current_billing_cycle=used + billed,
         discount_id=metadata.get("discountId"),
         name=str(coupon.get("name") or ""),
     )
+
+
+def _discount_cycles(start: datetime | None, period_start: datetime, months_per_cycle: int) -> int:
+    """The invoices a discount starting at ``start`` was applied to, up to the period starting at ``period_start``.
+
+    One added after that period's invoice (more than a minute after the period began: a discount made with the
+    subscription starts in the same request) has not been billed yet: 0.
+    """
+    if start is None:
+        return 0
+    if start > period_start + _BILLED_WITH_PERIOD:
+        return 0
+    return _cycles_since(start, period_start, months_per_cycle)
 
 
 def _discount_objects(data: Mapping[str, Any]) -> list[Json]:
@@ -851,6 +1105,11 @@ def _cycles_since(start: datetime | None, period_start: datetime | None, months_
     if period_start.day < start.day:
         months -= 1
     return max(0, months) // max(1, months_per_cycle) + 1
+
+
+def _search_literal(value: str) -> str:
+    """``value`` quoted for a Stripe search query string."""
+    return value.replace("\\", "\\\\").replace("'", "\\'")
 
 
 def _sub_key(key: str, step: str, params: Mapping[str, Any]) -> str:

@@ -57,6 +57,9 @@ class ProcessorItem(DomainModel):
     id: str | None = None
     state: ProcessorState = ProcessorState.INITIAL
     synced_fields: dict[str, JsonValue] | None = None
+    # The processor object this item was linked to before it was deleted there (only until it is made again): a new
+    # create must not reuse the first one's idempotency key. Left out of the JSON form while unset.
+    previous_id: str | None = Field(default=None, exclude_if=lambda value: value is None)
 
 
 class SyncableModel(DomainModel):
@@ -262,7 +265,11 @@ class Subscription(SyncableModel):
     descriptor: Descriptor | None = None
     cancel_at_period_end: bool = False
     deleted: bool = False  # a soft delete (or deleted at the processor); not tracked, so it never triggers a sync
-    last_event_created: int | None = Field(default=None, ge=0)  # epoch seconds of the newest webhook event applied
+    # Epoch seconds (comparable with Stripe's event ``created``) of the newest state recorded, per event family: a
+    # subscription event or a sync/load result for ``last_event_created``, an invoice event for the other.
+    last_event_created: int | None = Field(default=None, ge=0)
+    last_invoice_event_created: int | None = Field(default=None, ge=0)
+    transactions_pending: bool = False  # a create/update result recorded whose charges are not mirrored yet
     created_at: UtcDateTime
     updated_at: UtcDateTime | None = None
 

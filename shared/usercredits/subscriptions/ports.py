@@ -187,9 +187,12 @@ class DiscountTerms:
 
     discount_id: str
     amount: Money
-    number_of_billing_cycles: int
+    number_of_billing_cycles: int  # the cycles left
     never_expires: bool
     name: str
+    # The discount's original number of cycles (``number_of_billing_cycles`` shrinks as it is billed): what names
+    # its processor coupon, so an update recognises the coupon already applied. None: not known (the cycles left).
+    total_billing_cycles: int | None = None
 
 
 @dataclass(frozen=True)

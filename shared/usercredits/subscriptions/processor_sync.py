@@ -3,8 +3,9 @@
 ``save_processor`` is the seed's saveProcessor (5.11, 5.12) made crash-safe: under the customer's payment lock it
 sends the customer, then its payment methods, then its subscriptions, and **saves the local state after each
 processor call**. Every call carries an idempotency key derived from local ids (and, for updates, from what is
-sent), so a sync that fails halfway is completed by the next one: what reached the processor is recorded, what did
-not is sent again, and a call whose answer was lost gets the object it made the first time. Nothing is rolled back on
+sent and the customer's version, so a later change never reuses an earlier key), so a sync that fails halfway is
+completed by the next one: what reached the processor is recorded, what did not is sent again, and a call whose
+answer was lost gets the object it made the first time. Nothing is rolled back on
 failure (the seed's rollback dropped the user's unsent items); the lock is released whatever happens.
 
 Coupon uses are counted (``CouponRepository.redeem``, once per coupon, customer and subscription) before the
@@ -42,6 +43,7 @@ from usercredits.subscriptions.models import (
     Subscription,
     SyncableModel,
     Transaction,
+    TransactionKind,
 )
 from usercredits.subscriptions.ports import (
     CouponRepository,
@@ -65,7 +67,15 @@ from usercredits.subscriptions.sync import (
     subscription_sync_action,
     subscription_terms,
 )
-from usercredits.subscriptions.tracking import mark_saved, synced_value, track, tracked_snapshot, validate_is_saved
+from usercredits.subscriptions.tracking import (
+    keep_edits,
+    mark_saved,
+    processor_id_for,
+    synced_value,
+    track,
+    tracked_snapshot,
+    validate_is_saved,
+)
 from usercredits.subscriptions.transactions import (
     ensure_voidable,
     find_transaction,
@@ -123,37 +133,56 @@ def _sync_profile(customer: Customer, ports: SyncPorts) -> Customer:
     processor_id = customer.processor.id
     result: ProcessorCustomer
     if processor_id is None:
-        key = idempotency_key("create-customer", customer.customer_id)
+        # Made again after a deletion at the processor: not under the first key, which would replay the dead one.
+        key = idempotency_key("create-customer", customer.customer_id, after=customer.processor.previous_id)
         result = ports.processor.create_customer(customer, idempotency_key=key)
     elif customer.processor.state is ProcessorState.CHANGED:
-        key = idempotency_key("update-customer", customer.customer_id, {"fields": sent})
-        result = ports.processor.update_customer(processor_id, customer, idempotency_key=key)
+        outgoing = _sendable_default(customer)
+        default = processor_id_for(outgoing.default_payment_method_id, outgoing.payment_methods)
+        content = {"fields": sent, "default": default}
+        key = idempotency_key("update-customer", customer.customer_id, content, after=customer.version)
+        result = ports.processor.update_customer(processor_id, outgoing, idempotency_key=key)
     else:
         return customer
     return _persist(customer, ports, lambda c: _synced_as(c, result.id, sent))
 
 
 def _sync_payment_methods(customer: Customer, ports: SyncPorts) -> Customer:
+    # Billing addresses to send, decided before the loop and marked saved only once every method was sent: an
+    # address shared by two methods, saved after the first, would never reach the second.
+    pending = {a.address_id: tracked_snapshot(a) for a in customer.addresses if a.processor.state in _PENDING_ADDRESS}
+    sent_with: dict[str, str] = {}
     for method in list(customer.payment_methods):
         if method.deleted or method.processor.state is ProcessorState.LOCAL:
             continue
         current = find_payment_method(customer, method.payment_method_id)
-        result = _send_payment_method(customer, current, ports)
+        result = _send_payment_method(customer, current, current.billing_address_id in pending, ports)
         if result is None:
             if current.processor.state is ProcessorState.CHANGED and current.processor.id is not None:
                 saved = mark_saved(current, current.processor.id)
                 customer = _persist(customer, ports, partial(_replace_method, method=saved))
             continue
         record = partial(
-            _record_method, payment_method_id=current.payment_method_id, result=result, now=ports.clock.now()
+            record_payment_method_result,
+            payment_method_id=current.payment_method_id,
+            result=result,
+            now=ports.clock.now(),
         )
         customer = _persist(customer, ports, record)
+        if current.billing_address_id in pending:
+            sent_with[current.billing_address_id] = result.id
+    if sent_with:
+        customer = _persist(
+            customer, ports, partial(_addresses_sent, sent={k: (v, pending[k]) for k, v in sent_with.items()})
+        )
     return customer
 
 
-def _send_payment_method(customer: Customer, method: PaymentMethod, ports: SyncPorts) -> ProcessorPaymentMethod | None:
-    """Attach, re-attach (a new token for the same local method) or update one payment method; None when nothing
-    needs sending."""
+def _send_payment_method(
+    customer: Customer, method: PaymentMethod, address_pending: bool, ports: SyncPorts
+) -> ProcessorPaymentMethod | None:
+    """Attach, re-attach (a new token for the same local method) or update one payment method (also when its
+    billing address is to be sent: ``address_pending``); None when nothing needs sending."""
     customer_id = customer.processor.id
     if customer_id is None:
         raise ConflictError("Customer not saved to processor")
@@ -171,9 +200,9 @@ def _send_payment_method(customer: Customer, method: PaymentMethod, ports: SyncP
         if old is not None and old != result.id:
             ports.processor.detach_payment_method(old, idempotency_key=idempotency_key("detach-payment-method", old))
         return result
-    if payment_method_needs_update(customer, method) or _address_pending(customer, method):
+    if payment_method_needs_update(customer, method) or address_pending:
         content = {"billing": billing.model_dump(mode="json") if billing else None, "default": is_default}
-        key = idempotency_key("update-payment-method", method.payment_method_id, content)
+        key = idempotency_key("update-payment-method", method.payment_method_id, content, after=customer.version)
         return ports.processor.update_payment_method(
             method.processor.id, billing=billing, make_default=is_default, idempotency_key=key
         )
@@ -181,24 +210,31 @@ def _send_payment_method(customer: Customer, method: PaymentMethod, ports: SyncP
 
 
 def _sync_subscriptions(customer: Customer, ports: SyncPorts) -> Customer:
-    billed = False
     for subscription_id in [sub.subscription_id for sub in customer.subscriptions]:
         action = subscription_sync_action(find_subscription(customer, subscription_id))
         if action is SyncAction.NONE:
             continue
         if action is not SyncAction.CANCEL:
             customer = _redeem_coupons(customer, subscription_id, ports)
-        result = _send_subscription(customer, find_subscription(customer, subscription_id), action, ports)
+        subscription = find_subscription(customer, subscription_id)
+        as_of = _epoch(ports.clock.now())  # taken before the call: an event created since may be newer
+        result = _send_subscription(customer, subscription, action, ports)
         record = partial(
-            record_subscription_result, subscription_id=subscription_id, result=result, now=ports.clock.now()
+            _record_sent,
+            subscription_id=subscription_id,
+            result=result,
+            sent=tracked_snapshot(subscription),
+            now=ports.clock.now(),
+            as_of=as_of,
+            billed=action is not SyncAction.CANCEL,
         )
         customer = _persist(customer, ports, record)
-        billed = billed or action is not SyncAction.CANCEL
-    if billed and customer.processor.id is not None:
-        # Creating or changing a subscription may have charged the customer: mirror the new transactions.
+    if customer.processor.id is not None and any(sub.transactions_pending for sub in customer.subscriptions):
+        # Creating or changing a subscription may have charged the customer: mirror the new transactions. The flag
+        # is saved with the result, so a listing that fails is done by the next sync even with nothing to send.
         loaded = ports.processor.list_transactions(customer.processor.id)
         now = ports.clock.now()
-        customer = _persist(customer, ports, lambda c: merge_transactions(c, loaded, now))
+        customer = _persist(customer, ports, lambda c: _transactions_mirrored(merge_transactions(c, loaded, now)))
     return customer
 
 
@@ -218,7 +254,7 @@ def _send_subscription(
         key = idempotency_key("cancel-subscription", local_id)
         return ports.processor.cancel_subscription(processor_id, at_period_end=False, idempotency_key=key)
     terms = subscription_terms(customer, subscription)
-    key = idempotency_key("update-subscription", local_id, dataclasses.asdict(terms))
+    key = idempotency_key("update-subscription", local_id, dataclasses.asdict(terms), after=customer.version)
     return ports.processor.update_subscription(processor_id, terms, idempotency_key=key)
 
 
@@ -272,12 +308,13 @@ def load_processor(user_id: str, ports: SyncPorts) -> Customer:
             now = ports.clock.now()
             customer = _persist(customer, ports, lambda c: _customer_gone(c, now))
         else:
+            as_of = _epoch(ports.clock.now())  # before the reads: an event created since may be newer
             methods = ports.processor.list_payment_methods(processor_id)
             subscriptions = ports.processor.list_subscriptions(processor_id)
             transactions = ports.processor.list_transactions(processor_id)
             now = ports.clock.now()
             customer = _persist(
-                customer, ports, lambda c: _merge_loaded(c, remote, methods, subscriptions, transactions, now)
+                customer, ports, lambda c: _merge_loaded(c, remote, methods, subscriptions, transactions, now, as_of)
             )
     return _unlocked(customer)
 
@@ -289,10 +326,14 @@ def _merge_loaded(
     subscriptions: list[ProcessorSubscription],
     transactions: list[Transaction],
     now: datetime,
+    as_of: int,
 ) -> Customer:
     merged = _merge_payment_methods(customer, methods, now)
     for remote_subscription in subscriptions:
         merged = _upsert_subscription(merged, remote_subscription, now)
+        recorded = _local_subscription(merged, remote_subscription.id, remote_subscription.subscription_id)
+        assert recorded is not None
+        merged = _replace_subscription(merged, _stamped(recorded, as_of))
     seen = {sub.id for sub in subscriptions}
     merged = merged.model_copy(
         update={
@@ -304,10 +345,17 @@ def _merge_loaded(
             ]
         }
     )
-    merged = merge_transactions(merged, transactions, now)
+    merged = _transactions_mirrored(merge_transactions(merged, transactions, now))
+    # The processor's default, or none: a default it no longer has (or one never sent) is not kept.
     default = next(
-        (m.payment_method_id for m in merged.payment_methods if m.processor.id == remote.default_payment_method_id),
-        merged.default_payment_method_id,
+        (
+            m.payment_method_id
+            for m in merged.payment_methods
+            if remote.default_payment_method_id is not None
+            and m.processor.id == remote.default_payment_method_id
+            and not m.deleted
+        ),
+        None,
     )
     profile = merged.model_copy(
         update={
@@ -393,7 +441,7 @@ def _customer_gone(customer: Customer, now: datetime) -> Customer:
     subscriptions = [s.model_copy(update={"deleted": True}) if s.processor.id else s for s in customer.subscriptions]
     return customer.model_copy(
         update={
-            "processor": ProcessorItem(),
+            "processor": ProcessorItem(previous_id=customer.processor.id),
             "payment_methods": methods,
             "subscriptions": subscriptions,
             "updated_at": now,
@@ -411,17 +459,22 @@ def refund_transaction(user_id: str, transaction_id: str, amount: Money | None, 
     customer is not at the processor, is not captured or is fully refunded, ``InvalidRequestError`` for a zero
     amount, another currency or more than what is left to refund.
     """
-    customer = _load(user_id, ports)
-    sale = find_transaction(customer, transaction_id)
-    validate_is_saved(customer, "Customer")
-    refund_amount(customer, transaction_id, amount)
-    processor_id = _processor_id(sale)
+    _load(user_id, ports)  # NotFoundError before trying the lock
     with _payment_lock(user_id, ports):
+        # Checked on the customer as it stands under the lock: two refunds cannot both pass on the same state.
+        customer = _load(user_id, ports)
+        sale = find_transaction(customer, transaction_id)
+        validate_is_saved(customer, "Customer")
+        refund_amount(customer, transaction_id, amount)
+        processor_id = _processor_id(sale)
         content = {
             "amount": amount.model_dump() if amount else None,
             "refunded": refunded_so_far(customer, transaction_id),
         }
-        key = idempotency_key("refund", transaction_id, content)
+        # The refunds recorded on the sale (failed ones included) only grow, and do not move before a refund whose
+        # answer was lost is recorded: its retry replays it, a later refund never does. (Not the version: any save
+        # meanwhile, a webhook's, would make a retry a second refund.)
+        key = idempotency_key("refund", transaction_id, content, after=_refunds_recorded(customer, transaction_id))
         refund = ports.processor.refund(processor_id, amount, idempotency_key=key)
         refund = refund.model_copy(update={"refunded_transaction_id": transaction_id})
         now = ports.clock.now()
@@ -435,11 +488,12 @@ def void_transaction(user_id: str, transaction_id: str, ports: SyncPorts) -> Tra
     ``NotFoundError`` for an unknown transaction, ``ConflictError`` when it cannot be voided (settled already: refund
     it instead) or is not at the processor.
     """
-    customer = _load(user_id, ports)
-    sale = ensure_voidable(customer, transaction_id)
-    validate_is_saved(customer, "Customer")
-    processor_id = _processor_id(sale)
+    _load(user_id, ports)
     with _payment_lock(user_id, ports):
+        customer = _load(user_id, ports)  # checked under the lock, as refunds are
+        sale = ensure_voidable(customer, transaction_id)
+        validate_is_saved(customer, "Customer")
+        processor_id = _processor_id(sale)
         voided = ports.processor.void(processor_id, idempotency_key=idempotency_key("void", transaction_id))
         voided = voided.model_copy(
             update={
@@ -461,9 +515,11 @@ def apply_billing_event(event_id: str, kind: str, payload: Mapping[str, Any], cr
 
     ``customer.subscription.created|updated|deleted`` record the subscription as the event carries it;
     ``invoice.paid`` and ``invoice.payment_failed`` mirror the customer's transactions again and set the
-    subscription's failure count. An event older than the last one applied to the subscription (``created``, kept on
-    it) is ``"stale"``; a redelivered one changes nothing (``"unchanged"``); one about a customer or subscription we
-    do not know is ``"ignored"``. Dedup on ``event_id`` is the webhook path's job; this is safe without it too.
+    subscription's failure count. A subscription event created before the newest subscription state recorded (an
+    event's ``created``, or the time of a sync or load result) is ``"stale"``; invoice events are ordered among
+    themselves. A redelivered event changes nothing (``"unchanged"``); one about a customer or subscription we do not
+    know is ``"ignored"``; a local edit not synced yet stays pending. Dedup on ``event_id`` is the webhook path's
+    job; this is safe without it too.
     """
     if kind in _SUBSCRIPTION_EVENTS:
         remote = ports.processor.subscription_from_event(payload)
@@ -491,6 +547,9 @@ def _apply_subscription_event(
         updated = _upsert_subscription(current, remote, now)
         recorded = _local_subscription(updated, remote.id, remote.subscription_id)
         assert recorded is not None
+        if found is not None and found.processor.state is ProcessorState.CHANGED:
+            # The user's edit not synced yet stays pending over the processor's values (it would be lost).
+            recorded = keep_edits(recorded, found, found.processor.synced_fields)
         stamped = recorded.model_copy(update={"last_event_created": created})
         return _replace_subscription(updated, stamped)
 
@@ -511,9 +570,11 @@ def _apply_invoice_event(kind: str, payload: Mapping[str, Any], created: int, po
         now = ports.clock.now()
         updated = merge_transactions(current, loaded, now)
         local = _local_subscription(updated, subscription_pid, metadata.get("subscriptionId"))
-        if local is None or (local.last_event_created is not None and created < local.last_event_created):
+        # Invoice events have their own stamp: one must not make an older subscription event stale, nor the reverse.
+        last = local.last_invoice_event_created if local is not None else None
+        if local is None or (last is not None and created < last):
             return updated
-        stamped = local.model_copy(update={"failure_count": failures, "last_event_created": created})
+        stamped = local.model_copy(update={"failure_count": failures, "last_invoice_event_created": created})
         return _replace_subscription(updated, stamped)
 
     return _apply(customer, apply, ports)
@@ -587,18 +648,73 @@ def _synced_as[S: SyncableModel](item: S, processor_id: str, sent: dict[str, Any
     return track(item.model_copy(update={"processor": processor}))
 
 
-def _record_method(
-    customer: Customer, payment_method_id: str, result: ProcessorPaymentMethod, now: datetime
-) -> Customer:
-    updated = record_payment_method_result(customer, payment_method_id, result, now)
-    method = find_payment_method(updated, payment_method_id)
+def _addresses_sent(customer: Customer, sent: Mapping[str, tuple[str, dict[str, Any]]]) -> Customer:
+    """Billing addresses saved as sent (address id -> a processor method that has it, the fields sent); edits made
+    meanwhile stay ``changed``."""
     addresses = [
-        mark_saved(address, result.id)
-        if address.address_id == method.billing_address_id and address.processor.state in _PENDING_ADDRESS
-        else address
-        for address in updated.addresses
+        _synced_as(address, *sent[address.address_id]) if address.address_id in sent else address
+        for address in customer.addresses
     ]
-    return updated.model_copy(update={"addresses": addresses})
+    return customer.model_copy(update={"addresses": addresses})
+
+
+def _sendable_default(customer: Customer) -> Customer:
+    """The customer as ``update_customer`` may send it: a default payment method removed at the processor is left
+    out (Stripe refuses it, which would block every profile sync)."""
+    default = next(
+        (m for m in customer.payment_methods if m.payment_method_id == customer.default_payment_method_id), None
+    )
+    if default is None or not default.deleted:
+        return customer
+    return customer.model_copy(update={"default_payment_method_id": None})
+
+
+def _record_sent(
+    customer: Customer,
+    subscription_id: str,
+    result: ProcessorSubscription,
+    sent: dict[str, Any],
+    now: datetime,
+    as_of: int,
+    billed: bool,
+) -> Customer:
+    """A sync's result on its subscription: stamped ``as_of`` (older webhook events are then stale), flagged for
+    mirroring its charges when ``billed``; edits made while it was sent (fields differing from ``sent``) stay."""
+    local = find_subscription(customer, subscription_id)
+    updated = record_subscription_result(customer, subscription_id, result, now)
+    recorded = keep_edits(find_subscription(updated, subscription_id), local, sent)
+    recorded = _stamped(recorded, as_of)
+    if billed:
+        recorded = recorded.model_copy(update={"transactions_pending": True})
+    return _replace_subscription(updated, recorded)
+
+
+def _stamped(subscription: Subscription, as_of: int) -> Subscription:
+    """The subscription with a processor state recorded ``as_of`` (epoch seconds): subscription events created
+    before it are stale. Invoice events keep their own stamp (a result says nothing about payment attempts)."""
+    last = subscription.last_event_created
+    return subscription.model_copy(update={"last_event_created": as_of if last is None else max(last, as_of)})
+
+
+def _transactions_mirrored(customer: Customer) -> Customer:
+    subscriptions = [
+        sub.model_copy(update={"transactions_pending": False}) if sub.transactions_pending else sub
+        for sub in customer.subscriptions
+    ]
+    return customer.model_copy(update={"subscriptions": subscriptions})
+
+
+def _refunds_recorded(customer: Customer, transaction_id: str) -> int:
+    return sum(
+        1
+        for txn in customer.transactions
+        if txn.kind is TransactionKind.REFUND and txn.refunded_transaction_id == transaction_id
+    )
+
+
+def _epoch(moment: datetime) -> int:
+    """Unix seconds, as Stripe's event ``created``."""
+    return int(moment.timestamp())
 
 
 def _replace_method(customer: Customer, method: PaymentMethod) -> Customer:
@@ -625,11 +741,6 @@ def _billing(customer: Customer, method: PaymentMethod) -> AddressFields | None:
         if address is None
         else AddressFields.model_validate(address.model_dump(include=set(AddressFields.model_fields)))
     )
-
-
-def _address_pending(customer: Customer, method: PaymentMethod) -> bool:
-    address = next((a for a in customer.addresses if a.address_id == method.billing_address_id), None)
-    return address is not None and address.processor.state in _PENDING_ADDRESS
 
 
 def _processor_id(transaction: Transaction) -> str:

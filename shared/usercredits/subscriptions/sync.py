@@ -129,6 +129,7 @@ def subscription_terms(customer: Customer, subscription: Subscription) -> Subscr
                 discount_id=discount.discount_id,
                 amount=discount.amount,
                 number_of_billing_cycles=discount.cycles_left,
+                total_billing_cycles=discount.number_of_billing_cycles,
                 never_expires=discount.never_expires,
                 name=discount.name,
             )
@@ -142,17 +143,23 @@ def subscription_terms(customer: Customer, subscription: Subscription) -> Subscr
     )
 
 
-def idempotency_key(action: str, item_id: str, content: Mapping[str, object] | None = None) -> str:
+def idempotency_key(
+    action: str, item_id: str, content: Mapping[str, object] | None = None, *, after: int | str | None = None
+) -> str:
     """The processor idempotency key of one sync call.
 
     A create depends on the local id only, so a retry after a failure halfway returns the object the first attempt
-    made whatever was edited since. An update or cancel also depends on what is sent, so a later, different update
-    is not mistaken for a retry.
+    made whatever was edited since. An update or refund also depends on what is sent (so a retry with other
+    parameters is not a replay) and on ``after``, something that only moves forward (the customer's version as
+    loaded, a refund count): content alone repeats (X -> Y -> X -> Y) and Stripe would replay the first Y's answer
+    without doing anything. A create that must not reuse an earlier one (a customer deleted at the processor made
+    again) passes the previous processor id as ``after``.
     """
+    base = f"{action}:{item_id}" if after is None else f"{action}:{item_id}:{after}"
     if content is None:
-        return f"{action}:{item_id}"
+        return base
     digest = hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()[:32]
-    return f"{action}:{item_id}:{digest}"
+    return f"{base}:{digest}"
 
 
 def coupon_redemptions_due(customer: Customer) -> list[Redemption]:

@@ -45,6 +45,20 @@ def track[S: SyncableModel](item: S) -> S:
     return item.model_copy(update={"processor": processor.model_copy(update={"state": state})})
 
 
+def keep_edits[S: SyncableModel](recorded: S, local: S, base: dict[str, JsonValue] | None) -> S:
+    """``recorded`` (the item as the processor just gave it, state saved) with ``local``'s edits put back on top.
+
+    An edit is a tracked field of ``local`` differing from ``base`` (what was last synced, or what was just sent):
+    it keeps its local value and the item is ``changed`` again, so the next sync still sends it. Without edits
+    (or a base) the recorded item is returned as is.
+    """
+    if base is None:
+        return recorded
+    current = tracked_snapshot(local)
+    edits = {field: getattr(local, field) for field in local.tracked_fields if current.get(field) != base.get(field)}
+    return track(recorded.model_copy(update=edits)) if edits else recorded
+
+
 def revert[S: SyncableModel](item: S) -> S:
     """A ``changed`` item back to its synced field values and state ``saved`` (other items are returned as is)."""
     processor = item.processor
