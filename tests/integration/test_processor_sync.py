@@ -616,6 +616,26 @@ def test_subscription_created_at_stripe_directly_is_added(world: World) -> None:
     assert len(added) == 1 and added[0].plan.plan_id == "pro"
 
 
+def test_subscription_on_a_price_no_local_plan_uses_gets_a_level_0_plan(world: World) -> None:
+    # Given a subscription made in Stripe's dashboard on a price none of the customer's subscriptions uses
+    saved, _ = synced_with_sale(world)
+    payload = world.fake.render_subscription(saved.subscriptions[0].processor.id or "")
+    item = payload["items"]["data"][0]
+    item["price"] = {**item["price"], "id": "price_dashboard"}
+    payload = {**payload, "id": "sub_dashboard_other", "metadata": {"userId": USER}, "items": payload["items"]}
+    # When its event arrives
+    assert (
+        apply_billing_event("evt_2", "customer.subscription.created", payload, at(world, 100), world.ports) == "applied"
+    )
+    # Then it is kept on a plan made from the price, at level 0: it never outranks a plan an admin defined
+    [added] = [s for s in world.customer().subscriptions if s.processor.id == "sub_dashboard_other"]
+    assert (added.plan.plan_id, added.plan.level, added.plan.processor_plan_id) == (
+        "price_dashboard",
+        0,
+        "price_dashboard",
+    )
+
+
 def test_event_for_an_unknown_customer_is_ignored(world: World) -> None:
     saved, _ = synced_with_sale(world)
     payload = {**world.fake.render_subscription(saved.subscriptions[0].processor.id or ""), "customer": "cus_other"}

@@ -425,7 +425,15 @@ def _upsert_subscription(customer: Customer, remote: ProcessorSubscription, now:
     if local is None:
         plan = next(
             (sub.plan for sub in customer.subscriptions if sub.plan.processor_plan_id == remote.price_id),
-            Plan(plan_id=remote.price_id, name=remote.price_id, price=remote.price, processor_plan_id=remote.price_id),
+            # A price no local subscription uses (made at Stripe directly): its terms at level 0, so it never
+            # outranks a plan an admin defined.
+            Plan(
+                plan_id=remote.price_id,
+                name=remote.price_id,
+                price=remote.price,
+                level=0,
+                processor_plan_id=remote.price_id,
+            ),
         )
         local = Subscription(
             subscription_id=new_ulid(now), plan=plan, price=remote.price, created_at=remote.created_at or now
