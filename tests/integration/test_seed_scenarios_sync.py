@@ -10,10 +10,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 from http import HTTPStatus
 from typing import Any
 
@@ -21,98 +18,30 @@ import pytest
 from devtools.lambda_context import LambdaContext
 
 from tests.conftest import http_event
-from tests.fakes import FixedClock
-from tests.stripe_billing_fake import FakeStripeBilling
-from tests.unit.subscriptions.fakes import InMemoryCouponRepository, InMemoryCustomerRepository
-from usercredits.adapters.stripe_billing import StripeSubscriptionProcessor
-from usercredits.domain.models import Money
+from tests.integration import test_processor_sync as base
+from tests.integration.test_processor_sync import USER, World, a_customer, usd
 from usercredits.settings import get_customers_settings
-from usercredits.subscriptions.customers import NewPaymentMethod, add_address, add_payment_method, new_customer
 from usercredits.subscriptions.discounts import add_discounts, amount_discount
-from usercredits.subscriptions.instruments import CardDetails, PaymentMethodKind, PayPalDetails
+from usercredits.subscriptions.instruments import CardDetails, PayPalDetails
 from usercredits.subscriptions.models import (
-    AddressFields,
-    Coupon,
-    CouponKind,
     Customer,
     DiscountKind,
-    Plan,
     ProcessorState,
     SubscriptionStatus,
     TransactionKind,
     TransactionStatus,
 )
-from usercredits.subscriptions.processor_sync import SyncPorts, load_processor, save_processor
-from usercredits.subscriptions.subscribing import add_subscription, apply_coupon, cancel_subscription
+from usercredits.subscriptions.processor_sync import load_processor, save_processor
+from usercredits.subscriptions.subscribing import cancel_subscription
 from usercredits.subscriptions.tracking import track
 
-SECRET_KEY = "sk_test_51FakeBillingKey0123456789"
-USER = "pesho"
-PRO = Plan(plan_id="pro", name="Pro", price=Money(amount=1490, currency="usd"), level=2, processor_plan_id="price_pro")
 DAY = 86400
+world = base.world  # the fixture of test_processor_sync (fake Billing API, in-memory repositories)
 
 
-def usd(amount: int) -> Money:
-    return Money(amount=amount, currency="usd")
-
-
-@dataclass
-class World:
-    fake: FakeStripeBilling
-    customers: InMemoryCustomerRepository
-    coupons: InMemoryCouponRepository
-    clock: FixedClock
-    ports: SyncPorts
-
-    def customer(self) -> Customer:
-        found = self.customers.load(USER)
-        assert found is not None
-        return found
-
-    def replace(self, customer: Customer) -> None:
-        """Store a locally edited customer (as a use case would have saved it)."""
-        self.customers.customers[USER] = customer
-
-
-@pytest.fixture
-def world() -> Iterator[World]:
-    with FakeStripeBilling(api_key=SECRET_KEY) as fake:
-        fake.add_price("price_pro", 1490)
-        clock = FixedClock(datetime.now(UTC).replace(microsecond=0))
-        customers = InMemoryCustomerRepository()
-        coupons = InMemoryCouponRepository(
-            [
-                Coupon(
-                    code="TEN",
-                    name="Ten percent",
-                    kind=CouponKind.PERCENT,
-                    percent=Decimal(10),
-                    number_of_billing_cycles=2,
-                    max_uses=2,
-                )
-            ]
-        )
-        processor = StripeSubscriptionProcessor(SECRET_KEY, api_base=fake.url, max_network_retries=0)
-        yield World(fake, customers, coupons, clock, SyncPorts(customers, coupons, processor, clock))
-
-
-def a_customer(world: World, *, coupon: bool = False) -> Customer:
-    """Pesho (the seed's base customer) with a card, a billing address and a Pro subscription; nothing sent yet."""
-    now = world.clock.now()
-    customer = new_customer(USER, now, email="seer@example.com", name="Pesho Peshev")
-    customer = customer.model_copy(update={"ip_address": "10.0.0.2"})
-    customer, address = add_address(customer, AddressFields(name="Pesho Peshev", country="BG", postal_code="1000"), now)
-    customer, method = add_payment_method(
-        customer,
-        NewPaymentMethod(token="pm_card_visa", kind=PaymentMethodKind.CARD),
-        now,
-        billing_address_id=address.address_id,
-    )
-    customer, sub = add_subscription(customer, PRO, now, payment_method_id=method.payment_method_id)
-    if coupon:
-        customer, _ = apply_coupon(customer, sub.subscription_id, world.coupons.get("TEN"), now)
-    world.replace(customer)
-    return customer
+def store(world: World, customer: Customer) -> None:
+    """Store a locally edited customer (as a use case would have saved it)."""
+    world.customers.customers[USER] = customer
 
 
 def move_stripe_subscription_back(world: World, subscription_id: str, seconds: int) -> None:
@@ -185,7 +114,7 @@ def test_m41_an_update_takes_the_paid_through_date_from_stripes_answer(world: Wo
     assert sub.paid_through_date != renewed_end
     # When a local change (cancel at period end) is synced as an update
     changed, _ = cancel_subscription(saved, sub.subscription_id, world.clock.now(), at_period_end=True)
-    world.replace(changed)
+    store(world, changed)
     result = save_processor(USER, world.ports)
     # Then the update was one call, and the paid-through date is the one Stripe answered
     assert len(world.fake.calls("POST", f"/v1/subscriptions/{sub.processor.id}")) == 1
@@ -263,7 +192,7 @@ def test_m46_coupon_subscription_end_to_end(world: World) -> None:
     assert (sale.customer.name, sale.customer.email) == ("Pesho Peshev", "seer@example.com")
     # When it is canceled and synced
     canceled, _ = cancel_subscription(saved, sub.subscription_id, world.clock.now())
-    world.replace(canceled)
+    store(world, canceled)
     final = save_processor(USER, world.ports).subscriptions[0]
     # Then it is canceled at Stripe, with its status history newest first
     assert (final.status, final.processor.state) == (SubscriptionStatus.CANCELED, ProcessorState.SAVED)
@@ -281,7 +210,7 @@ def synced_then_bigger_discount(world: World) -> tuple[Customer, str]:
     stripe_id = sub.processor.id or ""
     move_stripe_subscription_back(world, stripe_id, 5 * DAY)
     bigger = amount_discount(sub, "DiscountAmount", usd(200), world.clock.now())
-    world.replace(saved.model_copy(update={"subscriptions": [track(add_discounts(sub, [bigger]))]}))
+    store(world, saved.model_copy(update={"subscriptions": [track(add_discounts(sub, [bigger]))]}))
     return save_processor(USER, world.ports), stripe_id
 
 
@@ -305,7 +234,7 @@ def test_m46_a_discount_added_later_is_still_applied_after_the_next_update(world
     # When another change of the subscription is synced (cancel at period end)
     sub = again.subscriptions[0]
     later, _ = cancel_subscription(again, sub.subscription_id, world.clock.now(), at_period_end=True)
-    world.replace(later)
+    store(world, later)
     result = save_processor(USER, world.ports)
     # Then the discount is still on the subscription, locally and at Stripe: it has not been used yet
     assert [(d.kind, d.amount) for d in result.subscriptions[0].discounts] == [(DiscountKind.AMOUNT, usd(200))]
