@@ -14,7 +14,7 @@ of a Query: what DynamoDB read and bills, filtered or not) events.
 Rows (metric ``items_read``, ``writes_per_expired_lot``, ``read_units``, ``dynamodb_requests``, ``lots``,
 ``write_units``):
 - items read from the ``ByExpiry`` index (budget 110: proportional to the 100 due lots, not to the 10,000);
-- items read in all: the index, plus the read of each expiring group (``expire_due_lots``' snapshot of the user's
+- items read in all: the index, plus the read of each expiring group (``expire_group``'s snapshot of the user's
   credit items: the group and its lots, eventually consistent first) that makes the expiry exact;
 - expiry transactions per expired lot (budget 1: one TransactWriteItems closes a group's due lots, its order and
   writes CreditsExpired to the outbox);

@@ -358,6 +358,14 @@ def expiry_events(
     return events
 
 
+@dataclass(frozen=True)
+class Expired:
+    """What one expiry of a group did: the tokens that left the balance and the lots it closed."""
+
+    tokens: int = 0
+    lots: int = 0
+
+
 def expire_due_lots(
     user_id: str,
     offer_group: str,
@@ -365,11 +373,22 @@ def expire_due_lots(
     credits: CreditsRepository,
     clock: Clock,
     catalog: CatalogRepository | None = None,
-    consistent: bool = True,
 ) -> int:
+    """``expire_group`` with a consistent read; returns the tokens expired."""
+    return expire_group(user_id, offer_group, credits=credits, clock=clock, catalog=catalog).tokens
+
+
+def expire_group(
+    user_id: str,
+    offer_group: str,
+    *,
+    credits: CreditsRepository,
+    clock: Clock,
+    catalog: CatalogRepository | None = None,
+    consistent: bool = True,
+) -> Expired:
     """Close the group's lots whose expiry has passed; their unused tokens leave the balance with one ``expire``
-    movement each (a lot fully used closes silently). Exactly once, even when called concurrently. Returns the
-    tokens expired.
+    movement each (a lot fully used closes silently). Exactly once, even when called concurrently.
 
     The same transaction writes the expiry's events to the outbox (``expiry_events``): ``CreditsExpired`` per lot
     with tokens left, and ``CreditsLow`` when the expiry takes the balance across the group's threshold (looked up in
@@ -384,7 +403,7 @@ def expire_due_lots(
         state = snapshot.groups.get(offer_group)
         due = [lot for lot in snapshot.lots if lot.expires is not None and lot.expires <= now]
         if state is None or not due:
-            return 0
+            return Expired()
         remaining = lot_remaining(snapshot.lots, state.drawn)
         movements = [
             Movement(
@@ -405,7 +424,7 @@ def expire_due_lots(
             credits.close_lots(user_id, state, due, still_open, movements, events, now)
         except StaleWindowError:
             continue
-        return sum(-movement.tokens for movement in movements)
+        return Expired(sum(-movement.tokens for movement in movements), len(due))
     raise ConflictError("the group kept changing while its lots expired; retry")
 
 

@@ -14,7 +14,7 @@ that start with that time (``<ISO-8601 UTC>#...``). A run reads:
   conditional mark on the lot (its ``warned`` set), and only if its window opened after it was granted (a lot granted
   with less than W left was sold with its expiry in view; it is warned for the shorter windows it enters later).
 
-So reads and writes grow with the work due, not with the table. Expiring reuses ``consumption.expire_due_lots`` (one
+So reads and writes grow with the work due, not with the table. Expiring reuses ``consumption.expire_group`` (one
 eventually consistent read and one transaction per group, conditional: nothing expires twice, whoever else closes the
 lot, and a plan made from a stale read is refused and made again; README "Why each expiring group is read" says why
 the group is read rather than planned from the index), whose transaction also
@@ -34,15 +34,13 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol, cast
+from typing import Protocol
 
 from usercredits.domain import consumption
 from usercredits.domain.credits import lot_remaining
 from usercredits.domain.models import (
     DomainEvent,
-    GroupState,
     Lot,
-    Movement,
     Reservation,
     ReservationStatus,
 )
@@ -300,30 +298,6 @@ def scan_expiry(
     return run.report
 
 
-class _ClosingRecorder:
-    """The credits repository as ``expire_due_lots`` uses it, remembering what each ``close_lots`` committed."""
-
-    def __init__(self, inner: CreditsRepository) -> None:
-        self._inner = inner
-        self.closed: list[tuple[GroupState, list[Lot], list[Movement]]] = []
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._inner, name)
-
-    def close_lots(
-        self,
-        user_id: str,
-        state: GroupState,
-        lots: list[Lot],
-        still_open: list[Lot],
-        movements: list[Movement],
-        events: list[DomainEvent],
-        now: datetime,
-    ) -> None:
-        self._inner.close_lots(user_id, state, lots, still_open, movements, events, now)
-        self.closed.append((state, lots, movements))
-
-
 @dataclass(frozen=True)
 class _Owed:
     """An event to publish, and the low mark to clear once it is accepted."""
@@ -420,14 +394,13 @@ class _Run:
         return undone == 0
 
     def _expire(self, user_id: str, offer_group: str) -> bool:
-        """Expire the group's due lots (the one algorithm, ``expire_due_lots``, whose transaction also writes the
+        """Expire the group's due lots (the one algorithm, ``expire_group``, whose transaction also writes the
         ``CreditsExpired`` and any ``CreditsLow`` the expiry owes to the outbox)."""
-        recorder = _ClosingRecorder(self.credits)
         try:
-            tokens = consumption.expire_due_lots(
+            expired = consumption.expire_group(
                 user_id,
                 offer_group,
-                credits=cast("CreditsRepository", recorder),
+                credits=self.credits,
                 clock=self.clock,
                 catalog=self.catalog,
                 consistent=False,  # the index is read in the same eventually consistent way; stale plans fail
@@ -435,8 +408,8 @@ class _Run:
         except ConflictError:
             logger.warning("group kept changing while its lots expired; left for the next run", exc_info=True)
             return False
-        self.report.tokens_expired += tokens
-        self.report.lots_expired += sum(len(lots) for _, lots, _ in recorder.closed)
+        self.report.tokens_expired += expired.tokens
+        self.report.lots_expired += expired.lots
         return True
 
     def _release(self, entry: IndexedHold) -> bool:
