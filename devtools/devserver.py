@@ -32,7 +32,12 @@ How requests reach the handlers (the same events AWS would send):
 - ``/_local/events`` is a tiny EventBridge ``PutEvents`` endpoint (``AWS_ENDPOINT_URL_EVENTBRIDGE`` points there), so
   the events the functions publish are logged instead of going to AWS; ``GET /_local/events`` lists the last ones;
 - ``POST /_local/expiry-scan`` runs the expiry scan now, as its schedule would (the scheduled event of
-  ``events/expiry_scan/scheduled.json`` stamped with the current time), and answers what the run did.
+  ``events/expiry_scan/scheduled.json`` stamped with the local clock's time), and answers what the run did;
+- ``GET /_local/clock`` answers the **test clock** every function reads (``{"now"}``), and ``POST /_local/clock``
+  with ``{"advanceSeconds": n}`` (n >= 0) or ``{"set": "<ISO-8601 time with a timezone>"}`` moves it (``set``: that
+  time now, then flowing with the real time). The clock is a small state file (``usercredits.adapters.clock``) named
+  by ``LOCAL_CLOCK_FILE``: yours if you set it (``make invoke`` then reads the same clock), else a temporary file
+  made at start-up and removed at exit. A deployed stack never has it (the settings refuse it in AWS Lambda).
 
 One Lambda container runs one request at a time, and Powertools' resolvers keep the current event on the module-level
 ``app``, so calls are serialised per function. A handler that raises answers 500 and the server keeps running.
@@ -50,6 +55,7 @@ import re
 import secrets
 import signal
 import sys
+import tempfile
 import threading
 import time
 import traceback
@@ -59,6 +65,7 @@ import warnings
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -78,11 +85,15 @@ JWT_ISSUER = "user-credits-local"
 WEBHOOK_PATH = "/webhooks/stripe"
 EVENTS_PATH = "/_local/events"
 EXPIRY_SCAN_PATH = "/_local/expiry-scan"
+CLOCK_PATH = "/_local/clock"
 MAX_BODY_BYTES = 10 * 1024 * 1024  # API Gateway's payload limit
 
 
-def local_environment(events_endpoint: str | None = None) -> dict[str, str]:
-    """The variables the functions need locally; ``configure_environment`` applies them without overriding yours."""
+def local_environment(events_endpoint: str | None = None, clock_file: str | None = None) -> dict[str, str]:
+    """The variables the functions need locally; ``configure_environment`` applies them without overriding yours.
+
+    ``clock_file``: the test clock's state file (``LOCAL_CLOCK_FILE``), when the caller serves one (the dev server).
+    """
     env = {
         "AWS_ACCESS_KEY_ID": "local",
         "AWS_SECRET_ACCESS_KEY": "local",
@@ -104,10 +115,14 @@ def local_environment(events_endpoint: str | None = None) -> dict[str, str]:
     }
     if events_endpoint:
         env["AWS_ENDPOINT_URL_EVENTBRIDGE"] = events_endpoint  # botocore: AWS_ENDPOINT_URL_<service id "EventBridge">
+    if clock_file:
+        env["LOCAL_CLOCK_FILE"] = clock_file
     return env
 
 
-def configure_environment(dynamodb_endpoint: str, events_endpoint: str | None = None) -> None:
+def configure_environment(
+    dynamodb_endpoint: str, events_endpoint: str | None = None, clock_file: str | None = None
+) -> None:
     """Point boto3/PynamoDB at ``dynamodb_endpoint`` and set every other variable that is not set yet.
 
     Must run before ``usercredits`` or any handler is imported. Real AWS credentials in the environment are replaced
@@ -116,7 +131,7 @@ def configure_environment(dynamodb_endpoint: str, events_endpoint: str | None = 
     os.environ["AWS_ENDPOINT_URL_DYNAMODB"] = dynamodb_endpoint
     for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN"):
         os.environ.pop(name, None)
-    env = local_environment(events_endpoint)
+    env = local_environment(events_endpoint, clock_file)
     for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
         os.environ[name] = env.pop(name)
     for name, value in env.items():
@@ -661,6 +676,75 @@ def _refund_amount(body: bytes) -> int | None:
     return amount
 
 
+# ---------------------------------------------------------------------------------------------------- local test clock
+CLOCK_USAGE = 'expected {"advanceSeconds": <number >= 0>} or {"set": "<ISO-8601 time with a timezone>"}'
+
+
+@contextlib.contextmanager
+def local_clock_file() -> Iterator[str]:
+    """The test clock's state file: ``LOCAL_CLOCK_FILE`` if set (kept at exit: ``make invoke`` may share it), else a
+    new empty file (an empty file reads as the real time) removed at exit."""
+    if existing := os.environ.get("LOCAL_CLOCK_FILE"):
+        yield existing
+        return
+    fd, path = tempfile.mkstemp(prefix="user-credits-clock-", suffix=".json")
+    os.close(fd)
+    try:
+        yield path
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+
+
+def clock_reply(clock_file: str | None, method: str, body: bytes) -> Reply:
+    """``GET /_local/clock`` -> ``{"now"}``; ``POST`` ``{"advanceSeconds": n}`` (n >= 0: time only moves forward) or
+    ``{"set": "<ISO-8601 time with a timezone>"}`` moves the clock and answers ``{"now"}``; any other body is 422."""
+    if clock_file is None:
+        return error_reply(404, "not_found", "this server has no local clock (LOCAL_CLOCK_FILE)")
+    from usercredits.adapters import clock  # after the environment is set up (sys.path)
+
+    if method in ("GET", "HEAD"):
+        return json_reply(200, {"now": clock.format_time(clock.read_clock(clock_file))})
+    if method != "POST":
+        return error_reply(404, "not_found", f"no route for {method} {CLOCK_PATH}")
+    try:
+        now = _move_clock(clock_file, body)
+    except clock.LocalClockError as exc:
+        return error_reply(422, "validation_error", str(exc))
+    return json_reply(200, {"now": clock.format_time(now)})
+
+
+def _move_clock(clock_file: str, body: bytes) -> datetime:
+    """Apply the change ``body`` asks for; what the clock shows after it (``LocalClockError`` for a bad body)."""
+    from usercredits.adapters import clock
+
+    try:
+        change = json.loads(body) if body.strip() else None
+    except ValueError as exc:
+        raise clock.LocalClockError(f"the body is not JSON: {CLOCK_USAGE}") from exc
+    if not isinstance(change, dict) or len(change) != 1 or not set(change) <= {"advanceSeconds", "set"}:
+        raise clock.LocalClockError(CLOCK_USAGE)
+    if "set" in change:
+        if not isinstance(change["set"], str):
+            raise clock.LocalClockError("set must be an ISO-8601 time with a timezone, as a string")
+        now = clock.set_clock(clock_file, clock.parse_time(change["set"]))
+    else:
+        now = clock.advance_clock(clock_file, change["advanceSeconds"])
+    log(f"local clock: {json.dumps(change)} -> {clock.format_time(now)}")
+    return now
+
+
+def scheduled_scan_event(clock_file: str | None = None) -> dict[str, Any]:
+    """The expiry scan's scheduled event (``events/expiry_scan/scheduled.json``) stamped with the local clock's time
+    (the real time without a clock file)."""
+    from usercredits.adapters.clock import read_clock
+
+    event: dict[str, Any] = json.loads((ROOT / "events" / "expiry_scan" / "scheduled.json").read_text(encoding="utf-8"))
+    stamp = read_clock(clock_file).strftime("%Y-%m-%dT%H:%M:%SZ") if clock_file else _iso_now()
+    event.update({"id": str(uuid.uuid4()), "time": stamp})
+    return event
+
+
 # ----------------------------------------------------------------------------------------------------------- CORS
 @dataclass(frozen=True)
 class CorsConfig:
@@ -799,6 +883,7 @@ class DevServer(ThreadingHTTPServer):
         self.routes = routes
         self.cors = cors
         self.events = EventSink()
+        self.clock_file: str | None = None  # the test clock's state file (set by ``serve``)
         self._openapi: str | None = None
         self._openapi_lock = threading.Lock()
 
@@ -841,7 +926,8 @@ class DevServer(ThreadingHTTPServer):
         return self._invoke(route.function, http_api_event(request, route, params, claims)), route.function
 
     def _local_tools(self, request: IncomingRequest) -> tuple[Reply, str] | None:
-        """What API Gateway does not serve: the webhook's Function URL, payments, events, OpenAPI and Swagger UI."""
+        """What API Gateway does not serve: the webhook's Function URL, payments, events, the expiry scan, the test
+        clock, OpenAPI and Swagger UI."""
         path, method = request.raw_path, request.method
         reply: Reply | None = None
         if path == WEBHOOK_PATH and method == "POST":
@@ -852,14 +938,15 @@ class DevServer(ThreadingHTTPServer):
             return self._simulate_payment(simulated["intent"], simulated["action"], request), "local-payments"
         if method == "POST" and path == EXPIRY_SCAN_PATH:
             return self._scan_now(), "expiry_scan"
+        if path == CLOCK_PATH:
+            return clock_reply(self.clock_file, method, request.body), "clock"
         if method in ("GET", "HEAD"):
             reply = self._docs(path, request.raw_query)
         return (reply, "docs") if reply else None
 
     def _scan_now(self) -> Reply:
         """Run the expiry scan as its schedule would; answer its report (what it expired, released and sent)."""
-        event = json.loads((ROOT / "events" / "expiry_scan" / "scheduled.json").read_text(encoding="utf-8"))
-        event.update({"id": str(uuid.uuid4()), "time": _iso_now()})
+        event = scheduled_scan_event(self.clock_file)
         try:
             report = self.registry.invoke("expiry_scan", event)
         except Exception as exc:  # noqa: BLE001 - a broken scan must not take the server down
@@ -1082,6 +1169,8 @@ user-credits dev server
   Payments     POST {url}/_local/payments/<paymentIntentId>/succeed|fail|require-action|refund
   Events       {url}{EVENTS_PATH}   (EventBridge PutEvents are logged here; GET lists them)
   Expiry scan  POST {url}{EXPIRY_SCAN_PATH}   (runs the scheduled expiry scan now)
+  Clock        GET|POST {url}{CLOCK_PATH}   (test clock: {{"advanceSeconds": n}} or {{"set": "<ISO time>"}})
+               LOCAL_CLOCK_FILE={server.clock_file}   (every function reads it; make invoke too, if exported)
   DynamoDB     {endpoint}   {engine}
   Tables       {os.environ["CREDITS_TABLE_NAME"]}, {os.environ["CUSTOMERS_TABLE_NAME"]}; demo catalog: {offers} offers
   JWT secret   LOCAL_JWT_SECRET={jwt_secret()}   (HS256)
@@ -1116,8 +1205,9 @@ def serve(port: int, host: str = "127.0.0.1") -> int:
         print(f"error: cannot serve on {host}:{port}: {exc} (choose another with PORT=...)", file=sys.stderr)
         return 1
     try:
-        with dynamodb_endpoint() as (endpoint, started_engine):
-            configure_environment(endpoint, f"{server.base_url}{EVENTS_PATH}")
+        with dynamodb_endpoint() as (endpoint, started_engine), local_clock_file() as clock_file:
+            configure_environment(endpoint, f"{server.base_url}{EVENTS_PATH}", clock_file)
+            server.clock_file = clock_file
             offers = prepare_tables_and_catalog()
             for folder in sorted({route.function for route in server.routes} | {"stripe_webhook", "event_publisher"}):
                 registry.load(folder)

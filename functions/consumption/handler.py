@@ -27,13 +27,14 @@ from consumption.schemas import (
     ReservationRequest,
     UsageResponse,
 )
+from usercredits.adapters.clock import build_clock
 from usercredits.adapters.dynamodb.credits import DynamoCreditsRepository
 from usercredits.adapters.dynamodb.repositories import DynamoCatalogRepository
 from usercredits.adapters.events import EventBridgePublisher
 from usercredits.domain import consumption
 from usercredits.domain.credits import CreditGroup
 from usercredits.domain.models import LedgerEntry, Reservation
-from usercredits.domain.ports import CatalogRepository, Clock, CreditsRepository, EventPublisher, SystemClock
+from usercredits.domain.ports import CatalogRepository, Clock, CreditsRepository, EventPublisher
 from usercredits.errors import InvalidRequestError
 from usercredits.http import (
     IdempotencyKeyHeader,
@@ -71,7 +72,7 @@ def dependencies() -> Dependencies:
         catalog=DynamoCatalogRepository(cache_seconds=settings.CATALOG_CACHE_SECONDS),
         credits=DynamoCreditsRepository(),
         events=EventBridgePublisher(settings.EVENT_BUS_NAME),
-        clock=SystemClock(),
+        clock=build_clock(settings),
     )
 
 

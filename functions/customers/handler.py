@@ -29,6 +29,7 @@ from customers.schemas import (
     SubscriptionsResponse,
     UpdateCustomerRequest,
 )
+from usercredits.adapters.clock import build_clock
 from usercredits.adapters.dynamodb.customers import (
     DynamoCouponRepository,
     DynamoCustomerRepository,
@@ -37,7 +38,6 @@ from usercredits.adapters.dynamodb.customers import (
 )
 from usercredits.adapters.local_payment_methods import LocalPaymentMethodLookup
 from usercredits.adapters.stripe_billing import StripeSubscriptionProcessor
-from usercredits.domain.ports import SystemClock
 from usercredits.errors import ConflictError, InvalidRequestError
 from usercredits.http import (
     IdentifierPath,
@@ -95,7 +95,7 @@ def dependencies() -> Dependencies:
         coupons=DynamoCouponRepository(),
         terms=DynamoSubscriptionTermsReader(),
         payment_methods=lookup,
-        clock=SystemClock(),
+        clock=build_clock(settings),
     )
     return Dependencies(settings=settings, ports=ports)
 

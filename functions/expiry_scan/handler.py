@@ -39,11 +39,11 @@ class Dependencies:
 @lru_cache
 def dependencies() -> Dependencies:
     """Composition root: real adapters built on first use (none at import time)."""
+    from usercredits.adapters.clock import build_clock
     from usercredits.adapters.dynamodb.credits import DynamoCreditsRepository
     from usercredits.adapters.dynamodb.expiry import DynamoExpiryIndex
     from usercredits.adapters.dynamodb.repositories import DynamoCatalogRepository
     from usercredits.adapters.events import EventBridgePublisher
-    from usercredits.domain.ports import SystemClock
 
     settings = get_expiry_scan_settings()
     return Dependencies(
@@ -51,7 +51,7 @@ def dependencies() -> Dependencies:
         credits=DynamoCreditsRepository(),
         catalog=DynamoCatalogRepository(cache_seconds=settings.CATALOG_CACHE_SECONDS),
         events=EventBridgePublisher(settings.EVENT_BUS_NAME),
-        clock=SystemClock(),
+        clock=build_clock(settings),
         windows=settings.warning_windows,
     )
 

@@ -23,13 +23,14 @@ from ordering.schemas import (
     PutOfferRequest,
     SubscriptionResponse,
 )
+from usercredits.adapters.clock import build_clock
 from usercredits.adapters.dynamodb.repositories import DynamoCatalogRepository, DynamoOrderRepository
 from usercredits.adapters.payments import build_payment_gateway
 from usercredits.domain import ordering
 from usercredits.domain import payments as payment_outcomes
 from usercredits.domain.currencies import is_known_currency
 from usercredits.domain.models import GroupPolicy, Offer, OfferView, Order, OrderStatus
-from usercredits.domain.ports import CatalogRepository, Clock, OrderRepository, PaymentGateway, SystemClock
+from usercredits.domain.ports import CatalogRepository, Clock, OrderRepository, PaymentGateway
 from usercredits.domain.refunds import RefundPorts
 from usercredits.errors import InvalidRequestError
 from usercredits.http import (
@@ -68,7 +69,7 @@ def dependencies() -> Dependencies:
         catalog=DynamoCatalogRepository(cache_seconds=settings.CATALOG_CACHE_SECONDS),
         orders=DynamoOrderRepository(),
         payments=build_payment_gateway(settings),
-        clock=SystemClock(),
+        clock=build_clock(settings),
     )
 
 

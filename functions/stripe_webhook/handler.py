@@ -19,12 +19,12 @@ from aws_lambda_powertools.event_handler import LambdaFunctionUrlResolver
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from usercredits.adapters.clock import build_clock
 from usercredits.adapters.dynamodb.credits import DynamoCreditsRepository
 from usercredits.adapters.dynamodb.repositories import DynamoCatalogRepository, DynamoOrderRepository
 from usercredits.adapters.dynamodb.reversals import DynamoReversalRepository
 from usercredits.adapters.stripe_gateway import charge_report, intent_state, load_webhook_secret, verify_webhook
 from usercredits.domain import payments, refunds
-from usercredits.domain.ports import SystemClock
 from usercredits.http import register_error_handlers
 from usercredits.observability import logger, metrics
 from usercredits.settings import StripeWebhookSettings, get_stripe_webhook_settings
@@ -65,7 +65,7 @@ def dependencies() -> Dependencies:
         credits=DynamoCreditsRepository(),
         catalog=DynamoCatalogRepository(cache_seconds=settings.CATALOG_CACHE_SECONDS),
         reversals=DynamoReversalRepository(),
-        clock=SystemClock(),
+        clock=build_clock(settings),
     )
     return Dependencies(settings=settings, ports=ports)
 
@@ -85,7 +85,7 @@ def billing_ports() -> SyncPorts | None:
         customers=DynamoCustomerRepository(),
         coupons=DynamoCouponRepository(),
         processor=StripeSubscriptionProcessor.from_secret(settings.STRIPE_SECRET_NAME),
-        clock=SystemClock(),
+        clock=build_clock(settings),
     )
 
 

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import os
 from functools import lru_cache
-from typing import Literal
+from typing import Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
 class _EnvModel(BaseModel):
@@ -51,11 +51,39 @@ class CatalogSettings(_EnvModel):
     CATALOG_CACHE_SECONDS: int = Field(default=60, ge=0)
 
 
-class OrderingSettings(ObservabilitySettings, CreditsTableSettings, EventBusSettings, PaymentSettings, CatalogSettings):
+class LocalClockSettings(_EnvModel):
+    """The test clock of ``make run`` (``usercredits.adapters.clock``): a file the dev server writes when
+    ``POST /_local/clock`` moves time. Empty: the real clock. Refused inside AWS Lambda, so a deployed function fails
+    to start rather than run on a fake clock (the template never sets it; the infrastructure tests check that)."""
+
+    LOCAL_CLOCK_FILE: str = ""
+    # Set by the Lambda runtime (e.g. "AWS_Lambda_python3.13"); never set by the template.
+    AWS_EXECUTION_ENV: str = ""
+
+    @model_validator(mode="after")
+    def _no_local_clock_in_lambda(self) -> Self:
+        if self.LOCAL_CLOCK_FILE and self.AWS_EXECUTION_ENV.startswith("AWS_Lambda"):
+            raise ValueError(
+                "LOCAL_CLOCK_FILE is the local test clock of `make run` and cannot be used in AWS Lambda "
+                f"(AWS_EXECUTION_ENV={self.AWS_EXECUTION_ENV}): remove it from the function's environment"
+            )
+        return self
+
+
+class OrderingSettings(
+    ObservabilitySettings,
+    CreditsTableSettings,
+    EventBusSettings,
+    PaymentSettings,
+    CatalogSettings,
+    LocalClockSettings,
+):
     DEFAULT_CURRENCY: str = Field(default="usd", pattern=r"^[a-z]{3}$")
 
 
-class ConsumptionSettings(ObservabilitySettings, CreditsTableSettings, EventBusSettings, CatalogSettings):
+class ConsumptionSettings(
+    ObservabilitySettings, CreditsTableSettings, EventBusSettings, CatalogSettings, LocalClockSettings
+):
     pass
 
 
@@ -66,11 +94,14 @@ class StripeWebhookSettings(
     EventBusSettings,
     PaymentSettings,
     CatalogSettings,
+    LocalClockSettings,
 ):
     pass
 
 
-class CustomersSettings(ObservabilitySettings, CustomersTableSettings, EventBusSettings, PaymentSettings):
+class CustomersSettings(
+    ObservabilitySettings, CustomersTableSettings, EventBusSettings, PaymentSettings, LocalClockSettings
+):
     """The customers API: the customers table only (no access to the credits table); ``EVENT_BUS_NAME`` comes with
     the template's Globals; the payment settings choose the processor that reads payment method tokens (and, with
     the sync, Stripe)."""
@@ -84,7 +115,9 @@ class EventPublisherSettings(ObservabilitySettings, CreditsTableSettings, EventB
 MAX_WARNING_WINDOW = 90 * 86400
 
 
-class ExpiryScanSettings(ObservabilitySettings, CreditsTableSettings, EventBusSettings, CatalogSettings):
+class ExpiryScanSettings(
+    ObservabilitySettings, CreditsTableSettings, EventBusSettings, CatalogSettings, LocalClockSettings
+):
     # Seconds before a lot's expiry at which CreditsExpiringSoon is published (once per lot and window), comma
     # separated; empty for none. Template parameter ExpiryWarningWindows.
     EXPIRY_WARNING_WINDOWS: str = Field(default="604800,86400", pattern=r"^ *([0-9]+ *(, *[0-9]+ *)*)?$")

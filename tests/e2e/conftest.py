@@ -41,6 +41,8 @@ STRIPPED_ENV = (
     "AWS_PROFILE",
     "POWERTOOLS_LOG_LEVEL",
     "POWERTOOLS_DEV",
+    # Each stack has its own test clock (a temporary file the dev server makes), never one shared between modules.
+    "LOCAL_CLOCK_FILE",
     # A parent `make e2e` must not hand its jobserver to the child make.
     "MAKEFLAGS",
     "MFLAGS",

@@ -149,3 +149,14 @@ def test_no_function_has_secret_values_in_its_env(functions: dict[str, FunctionC
             text = json.dumps(value)
             assert not any(marker in text for marker in ("sk_live", "sk_test", "rk_live", "whsec_")), name
             assert name != "LOCAL_WEBHOOK_SECRET", f"{config.logical_id}: the local webhook secret is dev-only"
+
+
+def test_no_function_sets_the_local_test_clock(functions: dict[str, FunctionConfig], template: dict[str, Any]) -> None:
+    # Given the Globals environment and every function's own (merged with Globals)
+    globals_env = ((template.get("Globals") or {}).get("Function") or {}).get("Environment") or {}
+    # Then none sets LOCAL_CLOCK_FILE: the test clock of `make run` never reaches a deployed stack (and the settings
+    # refuse it in AWS Lambda, so a function given it would not start)
+    assert "LOCAL_CLOCK_FILE" not in (globals_env.get("Variables") or {})
+    for config in functions.values():
+        assert "LOCAL_CLOCK_FILE" not in config.env, f"{config.logical_id} sets the local test clock"
+        assert "AWS_EXECUTION_ENV" not in config.env, f"{config.logical_id}: AWS_EXECUTION_ENV is the runtime's"
