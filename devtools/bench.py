@@ -24,6 +24,12 @@ DynamoDB requests (metric ``dynamodb_requests``; ``transactions`` for the grant)
     non-restricted coupon defined through the admin routes (not counted); each subscribing user's customer exists
     already (read once, not counted), with no subscription yet.
 
+Reads after settled holds (metrics ``items_read``, ``read_units``)
+    ``GET /credits`` of a user with one open hold, after 0 and after 1,000 hold/release pairs (made through the domain
+    with the real repository, not the handler): one Query (``dynamodb_requests`` budget 1) whose items read
+    (``ScannedCount``, budget: the count after 0 settled holds) and read units (``ConsumedCapacity``, reported) must
+    not grow with the holds settled (``ReadTally``: hooks on every model's client while it measures).
+
 Consume throughput (metric ``ops_per_s``, no budget)
     500 consumes of 1 token by one user through ``consumption.handler.lambda_handler`` against the same DynamoDB Local,
     in 1 then 8 worker processes started together (a process per Lambda instance: the Powertools resolver holds the
@@ -492,6 +498,46 @@ class DynamoDBRequestCounter:
             )
 
 
+class ReadTally:
+    """Items and read units of the DynamoDB requests made inside ``tally()``: ``ScannedCount`` of each Query (what
+    DynamoDB read and bills, filtered or not), the items of each GetItem, and the ``ConsumedCapacity`` asked of every
+    request (hooks on every model's client, removed again when the block ends)."""
+
+    HOOKS = (("before-parameter-build.dynamodb", "_on_params"), ("after-call.dynamodb", "_on_result"))
+
+    def __init__(self) -> None:
+        self.items = 0
+        self.units = 0.0
+
+    def _on_params(self, params: dict[str, Any], **_: Any) -> None:
+        params.setdefault("ReturnConsumedCapacity", "TOTAL")
+
+    def _on_result(self, parsed: dict[str, Any], model: Any, **_: Any) -> None:
+        if "Error" in parsed:
+            return
+        if model.name == "Query":
+            self.items += int(parsed.get("ScannedCount", 0))
+        elif model.name == "GetItem":
+            self.items += 1 if parsed.get("Item") else 0
+        consumed = parsed.get("ConsumedCapacity") or []
+        for part in consumed if isinstance(consumed, list) else [consumed]:
+            self.units += float(part.get("CapacityUnits", 0))
+
+    @contextlib.contextmanager
+    def tally(self) -> Iterator[ReadTally]:
+        self.items, self.units = 0, 0.0
+        clients = {id(client): client for client in (m._get_connection().connection.client for m in _all_models())}
+        for client in clients.values():
+            for event, method in self.HOOKS:
+                client.meta.events.register(event, getattr(self, method), unique_id=f"devtools.bench.{method}")
+        try:
+            yield self
+        finally:
+            for client in clients.values():
+                for event, method in self.HOOKS:
+                    client.meta.events.unregister(event, unique_id=f"devtools.bench.{method}")
+
+
 def http_event(
     base: Mapping[str, Any],
     method: str,
@@ -829,6 +875,7 @@ class ConsumptionBench(HandlerBench):
         self.measure("GET /credits/{offerGroup}", user=user, path_parameters=group, check=_balance_of(997))
         self.measure("GET /credits/ledger", user=user, check=_entries(4, (first.body or {}).get("entryId")))
         self._compaction(user)
+        self._settled_holds()
 
     def _admin_grant(self, user: str, tokens: int) -> None:
         body = {"offerGroup": self.GROUP, "tokens": tokens, "reason": "bench"}
@@ -859,6 +906,59 @@ class ConsumptionBench(HandlerBench):
             path_parameters={"offerGroup": self.GROUP},
             body={"count": 1},
         )
+
+    #: Hold/release pairs settled before the "GET /credits (after 1,000 settled holds)" row.
+    SETTLED_HOLDS = 1_000
+
+    def _settled_holds(self) -> None:
+        """``GET /credits`` of a user with one open hold, measured after 0 and after ``SETTLED_HOLDS`` hold/release
+        pairs: still one Query, reading the same items (a settled hold leaves the ``CREDIT#`` range). The pairs are
+        made through the domain with the real repository (the handler's writes, without its per-request overhead)."""
+        from usercredits.adapters.dynamodb.credits import DynamoCreditsRepository
+        from usercredits.adapters.dynamodb.repositories import DynamoCatalogRepository
+        from usercredits.domain import consumption
+        from usercredits.domain.ports import SystemClock
+
+        user, label = "bench-holder", f"after {self.SETTLED_HOLDS:,} settled holds"
+        credits, catalog, clock = DynamoCreditsRepository(), DynamoCatalogRepository(), SystemClock()
+        grant = {"offerGroup": self.GROUP, "tokens": 100, "reason": "bench"}
+        route, target = "POST /admin/users/{userId}/grants", {"userId": user}
+        self.setup_call(route, status=201, user="bench-admin", admin=True, path_parameters=target, body=grant)
+
+        def hold(count: int) -> str:
+            return consumption.create_reservation(
+                user,
+                self.GROUP,
+                count,
+                expires_in_seconds=3600,
+                idempotency_key=None,
+                catalog=catalog,
+                credits=credits,
+                clock=clock,
+            ).reservation_id
+
+        hold(5)  # the open hold, read both times
+        with self.counter.measure() as before, ReadTally().tally() as empty:
+            result = self.call("GET /credits", user=user)
+        if result.status != 200 or before.count != 1:
+            raise BenchError(f"setup GET /credits answered {result.status} in {before.hooked}")
+        for pair in range(self.SETTLED_HOLDS):
+            consumption.release_reservation(user, hold(1), credits=credits, clock=clock)
+            state = credits.group_state(user, self.GROUP) if pair % 25 == 24 else None
+            if state is not None:  # holds and releases do not compact the journal; reads do (as GET /credits would)
+                credits.compact_if_long(user, state)
+        self.setup_call("GET /credits", status=200, user=user)  # leaves the journal below its compaction limit
+        with ReadTally().tally() as full:
+            self.measure("GET /credits", label, budget=1, user=user, check=_held(5))
+        name = f"GET /credits ({label})"
+        detail = (
+            f"Query items read: {empty.items} after 0 settled holds, {full.items} after {self.SETTLED_HOLDS:,}; "
+            f"read units {empty.units:g} / {full.units:g}"
+        )
+        self.extra_rows += [
+            Row(name, "items_read", full.items, empty.items, detail),
+            Row(name, "read_units", full.units, None, "ConsumedCapacity of the Query (the journal's length varies)"),
+        ]
 
 
 class CustomersBench(HandlerBench):
@@ -977,6 +1077,14 @@ def _groups(count: int) -> Callable[[Any], str | None]:
         groups = (body or {}).get("groups", [])
         lots = sum(len(group.get("lots", [])) for group in groups)
         return None if len(groups) == count and lots >= count else f"expected {count} groups with lots: {body}"
+
+    return check
+
+
+def _held(held: int) -> Callable[[Any], str | None]:
+    def check(body: Any) -> str | None:
+        found = [(group.get("balance"), group.get("held")) for group in (body or {}).get("groups", [])]
+        return None if found == [(100, held)] else f"expected one group, balance 100 and {held} held: {found}"
 
     return check
 

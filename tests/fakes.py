@@ -65,6 +65,7 @@ class InMemoryOrderRepository:
         self.windows: dict[tuple[str, str], GroupState] = {}
         self.keys: dict[tuple[str, str, str], IdempotencyRecord] = {}
         self.outbox: list[DomainEvent] = []  # events written with their facts, in commit order
+        self.intents: dict[tuple[str, str], list[str]] = {}  # every intent each order ever had (the link items)
 
     def __len__(self) -> int:
         return len(self.orders)
@@ -122,6 +123,8 @@ class InMemoryOrderRepository:
     ) -> None:
         self._check(order.user_id, idempotency, settlement)
         self.orders[(order.user_id, order.order_id)] = order
+        if order.payment_intent_id:
+            self.intents.setdefault((order.user_id, order.order_id), []).append(order.payment_intent_id)
         self._apply(order.user_id, idempotency, settlement)
 
     def settle_order(
@@ -164,9 +167,35 @@ class InMemoryOrderRepository:
         self.outbox.extend(events)
         return True
 
+    def recorded(self, user_id: str, idempotency: IdempotencyRecord) -> IdempotentReplayError | None:
+        existing = self.keys.get((user_id, idempotency.scope, idempotency.key))
+        return IdempotentReplayError(existing.result_id, existing.fingerprint) if existing else None
+
+    def record_payment(
+        self, order: Order, *, read: Order, idempotency: IdempotencyRecord | None, events: Sequence[DomainEvent]
+    ) -> bool:
+        stored = self.orders.get((read.user_id, read.order_id))
+        if stored is None or stored.status is not read.status or stored.updated_at != read.updated_at:
+            return False
+        try:
+            self._check(read.user_id, idempotency, None)
+        except IdempotentReplayError:
+            return False
+        self.orders[(order.user_id, order.order_id)] = order
+        self._apply(order.user_id, idempotency, None)
+        self.outbox.extend(events)
+        return True
+
     def find_by_payment_intent(self, payment_intent_id: str) -> tuple[str, str] | None:
         return next(
-            ((uid, oid) for (uid, oid), o in self.orders.items() if o.payment_intent_id == payment_intent_id), None
+            (
+                (uid, oid)
+                for (uid, oid), o in self.orders.items()
+                if o.payment_intent_id == payment_intent_id
+                or payment_intent_id in o.other_intents
+                or payment_intent_id in self.intents.get((uid, oid), ())
+            ),
+            None,
         )
 
     def set_payment_intent(
@@ -178,6 +207,7 @@ class InMemoryOrderRepository:
             raise ConflictError("order changed meanwhile")
         updated = stored.model_copy(update={"payment_intent_id": intent_id, "payment_attempt": attempt})
         self.orders[(order.user_id, order.order_id)] = updated
+        self.intents.setdefault((order.user_id, order.order_id), []).append(intent_id)
         self._apply(order.user_id, idempotency, None)
         return updated
 
@@ -188,6 +218,15 @@ class RecordingPaymentGateway(LocalPaymentGateway):
     def __init__(self) -> None:
         super().__init__("whsec_test")
         self.requests: list[tuple[str, int, int, str]] = []
+        self.canceled: list[str] = []
+        self.refunds: dict[str, str] = {}  # idempotency key -> intent refunded (a key refunds once)
+
+    def cancel_intent(self, intent_id: str) -> None:
+        self.canceled.append(intent_id)
+
+    def refund_payment(self, intent_id: str, *, idempotency_key: str, metadata: dict[str, str]) -> str | None:
+        self.refunds.setdefault(idempotency_key, intent_id)
+        return super().refund_payment(intent_id, idempotency_key=idempotency_key, metadata=metadata)
 
     def create_intent(self, order: Order, attempt: int) -> PaymentIntent:
         self.requests.append((order.order_id, attempt, order.total.amount, order.total.currency))

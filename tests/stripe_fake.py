@@ -6,11 +6,14 @@ It understands what ``usercredits.adapters.stripe_gateway`` calls:
   ``client_secret``; a repeated ``Idempotency-Key`` replays the first answer (``Idempotent-Replayed: true``), or
   answers 400 ``idempotency_error`` when the parameters differ, as Stripe does;
 - ``GET /v1/payment_intents/{id}``;
-- ``POST /v1/payment_intents/{id}/cancel`` (400 ``payment_intent_unexpected_state`` for a succeeded or canceled intent).
+- ``POST /v1/payment_intents/{id}/cancel`` (400 ``payment_intent_unexpected_state`` for a succeeded or canceled intent);
+- ``POST /v1/refunds`` (``payment_intent``, optional ``amount``: the rest of the charge by default; 400
+  ``charge_already_refunded`` when nothing is left, ``amount_too_large`` above what is left).
 
 Every request is recorded (method, path, parsed form, lower-cased headers). Tests change an intent with
 ``set_intent(id, status=..., amount_received=..., last_payment_error=..., next_action=...)`` and make the next calls
-fail with ``fail_next(...)``, ``fail_next_with_card_error(...)`` or ``delay_next(...)``.
+fail with ``fail_next(...)``, ``fail_next_with_card_error(...)``, ``fail_path(...)`` (the next request to a path) or
+``delay_next(...)``. ``refund(id, amount)`` plays a refund made in Stripe's dashboard.
 
 Usage::
 
@@ -33,6 +36,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 INTENT_PATH = re.compile(r"^/v1/payment_intents/(?P<id>[A-Za-z0-9_]+)$")
 CANCEL_PATH = re.compile(r"^/v1/payment_intents/(?P<id>[A-Za-z0-9_]+)/cancel$")
+REFUNDS_PATH = "/v1/refunds"
 _KEY = re.compile(r"^(?P<head>[^\[\]]+)(?P<rest>(\[[^\[\]]*\])*)$")
 CANCELABLE = frozenset(
     {"requires_payment_method", "requires_capture", "requires_confirmation", "requires_action", "processing"}
@@ -94,6 +98,9 @@ class FakeStripe:
         self.api_key = api_key
         self.requests: list[RecordedRequest] = []
         self.intents: dict[str, dict[str, Any]] = {}
+        #: Refunds made (through the API or ``refund``), in order; each intent's refunded total is ``refunded(id)``.
+        self.refunds: list[dict[str, Any]] = []
+        self._path_failures: list[tuple[re.Pattern[str], _Failure]] = []
         self._idempotent: dict[str, tuple[str, dict[str, Any], int, dict[str, Any]]] = {}
         self._failures: deque[_Failure] = deque()
         self._delays: deque[float] = deque()
@@ -131,6 +138,17 @@ class FakeStripe:
         assert self._server is not None, "FakeStripe is not started"
         host, port = self._server.server_address[:2]
         return f"http://{host!s}:{port}"
+
+    def reset(self) -> None:
+        """Forget every intent, refund, request and armed failure (a fresh account for the next test)."""
+        with self._lock:
+            self.requests.clear()
+            self.intents.clear()
+            self.refunds.clear()
+            self._idempotent.clear()
+            self._failures.clear()
+            self._path_failures.clear()
+            self._delays.clear()
 
     # ---- test controls ---------------------------------------------------------------------------------------------
 
@@ -181,6 +199,30 @@ class FakeStripe:
             },
         )
 
+    def fail_path(self, pattern: str, status: int = 503, *, code: str | None = None) -> None:
+        """The next request whose path matches ``pattern`` (a regular expression) answers ``status``."""
+        kind = "api_error" if status >= 500 else "invalid_request_error"
+        error = {
+            "type": kind,
+            "message": "An error occurred with our connection to Stripe.",
+            **({"code": code} if code else {}),
+        }
+        with self._lock:
+            self._path_failures.append((re.compile(pattern), _Failure(status, error)))
+
+    def refund(self, intent_id: str, amount: int | None = None, **metadata: str) -> dict[str, Any]:
+        """Refund ``amount`` (default: what is left) of a succeeded intent, as the dashboard would."""
+        answer = self._refund(
+            {"payment_intent": intent_id, **({"amount": str(amount)} if amount else {}), "metadata": metadata}
+        )
+        if answer.status != 200:
+            raise ValueError(answer.body["error"]["message"])
+        return answer.body
+
+    def refunded(self, intent_id: str) -> int:
+        with self._lock:
+            return sum(int(r["amount"]) for r in self.refunds if r["payment_intent"] == intent_id)
+
     def delay_next(self, seconds: float) -> None:
         """The next request is answered only after ``seconds`` (to trigger the client's timeout)."""
         with self._lock:
@@ -195,7 +237,7 @@ class FakeStripe:
         with self._lock:
             self.requests.append(RecordedRequest(method, path, form, headers))
             delay = self._delays.popleft() if self._delays else 0.0
-            failure = self._failures.popleft() if self._failures else None
+            failure = self._failures.popleft() if self._failures else self._path_failure(path)
         if delay:
             time.sleep(delay)
         if failure is not None:
@@ -222,6 +264,13 @@ class FakeStripe:
                 self._idempotent.setdefault(key, (path, form, answer.status, answer.body))
         return answer
 
+    def _path_failure(self, path: str) -> _Failure | None:
+        for index, (pattern, armed) in enumerate(self._path_failures):
+            if pattern.search(path):
+                del self._path_failures[index]
+                return armed
+        return None
+
     def _route(self, method: str, path: str, form: dict[str, Any]) -> _Answer:
         if method == "POST" and path == "/v1/payment_intents":
             return self._create(form)
@@ -229,6 +278,8 @@ class FakeStripe:
             return self._read(match["id"])
         if method == "POST" and (match := CANCEL_PATH.match(path)):
             return self._cancel(match["id"], form)
+        if method == "POST" and path == REFUNDS_PATH:
+            return self._refund(form)
         return _error(404, "invalid_request_error", f"Unrecognized request URL ({method}: {path}).", None)
 
     def _create(self, form: dict[str, Any]) -> _Answer:
@@ -299,6 +350,45 @@ class FakeStripe:
                 cancellation_reason=form.get("cancellation_reason"),
             )
             return _Answer(200, dict(intent))
+
+    def _refund(self, form: dict[str, Any]) -> _Answer:
+        intent_id = str(form.get("payment_intent") or "")
+        with self._lock:
+            intent = self.intents.get(intent_id)
+            if intent is None:
+                return _missing(intent_id)
+            if intent["status"] != "succeeded":
+                return _error(
+                    400,
+                    "invalid_request_error",
+                    f"This PaymentIntent ({intent_id}) does not have a successful charge to refund.",
+                    "charge_not_refundable",
+                )
+            left = int(intent["amount_received"]) - sum(
+                int(r["amount"]) for r in self.refunds if r["payment_intent"] == intent_id
+            )
+            amount = int(form["amount"]) if str(form.get("amount") or "").isdigit() else left
+            if left <= 0:
+                return _error(
+                    400, "invalid_request_error", "Charge has already been refunded.", "charge_already_refunded"
+                )
+            if amount < 1 or amount > left:
+                return _error(
+                    400, "invalid_request_error", "Refund amount is greater than unrefunded amount.", "amount_too_large"
+                )
+            refund = {
+                "id": f"re_{secrets.token_hex(12)}",
+                "object": "refund",
+                "amount": amount,
+                "currency": intent["currency"],
+                "payment_intent": intent_id,
+                "reason": form.get("reason"),
+                "metadata": dict(form.get("metadata") or {}),
+                "status": "succeeded",
+                "created": int(time.time()),
+            }
+            self.refunds.append(refund)
+            return _Answer(200, dict(refund))
 
 
 @dataclass

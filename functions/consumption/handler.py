@@ -175,8 +175,14 @@ def handle_admin_consume(
     return _consume(userId, offerGroup, body, idempotency_key)
 
 
-@app.post("/admin/users/<userId>/grants", status_code=S.CREATED, responses=api_responses(S.CREATED, S.FORBIDDEN))
-def handle_admin_grant(userId: UserPath, body: Annotated[GrantRequest, Body()]) -> LedgerEntry:  # noqa: N803
+@app.post(
+    "/admin/users/<userId>/grants", status_code=S.CREATED, responses=api_responses(S.CREATED, S.FORBIDDEN, S.CONFLICT)
+)
+def handle_admin_grant(
+    userId: UserPath,  # noqa: N803
+    body: Annotated[GrantRequest, Body()],
+    idempotency_key: IdempotencyKeyHeader = None,
+) -> LedgerEntry:
     require_admin(app)
     deps = dependencies()
     entry = consumption.grant_credits(
@@ -185,6 +191,7 @@ def handle_admin_grant(userId: UserPath, body: Annotated[GrantRequest, Body()]) 
         body.tokens,
         expires=body.expires,
         reason=body.reason,
+        idempotency_key=idempotency_key,
         credits=deps.credits,
         clock=deps.clock,
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import AwareDatetime, Field
+from pydantic import AwareDatetime, Field, field_validator
 
 from usercredits.domain.models import (
     MAX_ORDER_QUANTITY,
@@ -25,6 +25,15 @@ class CreateOrderRequest(DomainModel):
     quantity: int = Field(default=1, ge=1, le=MAX_ORDER_QUANTITY, strict=True)
     currency: Currency | None = None
     starts: AwareDatetime | None = Field(default=None, description="Optional explicit start, in the future")
+
+    @field_validator("starts", mode="before")
+    @classmethod
+    def _a_date_time_string(cls, value: object) -> object:
+        # Any aware time is accepted here (how far ahead is the domain's rule: place_order), but only written as an
+        # ISO 8601 string: pydantic would otherwise read a number as Unix seconds or milliseconds, guessed by size.
+        if isinstance(value, int | float):  # bool included
+            raise ValueError("starts must be an ISO 8601 date-time with a timezone, e.g. 2030-01-01T00:00:00Z")
+        return value
 
 
 class PutOfferRequest(OfferTerms):

@@ -23,8 +23,10 @@ from usercredits.adapters.clock import build_clock
 from usercredits.adapters.dynamodb.credits import DynamoCreditsRepository
 from usercredits.adapters.dynamodb.repositories import DynamoCatalogRepository, DynamoOrderRepository
 from usercredits.adapters.dynamodb.reversals import DynamoReversalRepository
+from usercredits.adapters.payments import LazyPaymentGateway, build_payment_gateway
 from usercredits.adapters.stripe_gateway import charge_report, intent_state, load_webhook_secret, verify_webhook
 from usercredits.domain import payments, refunds
+from usercredits.domain.ports import PaymentGateway
 from usercredits.http import register_error_handlers
 from usercredits.observability import logger, metrics
 from usercredits.settings import StripeWebhookSettings, get_stripe_webhook_settings
@@ -54,6 +56,8 @@ BILLING_EVENTS = frozenset(
 class Dependencies:
     settings: StripeWebhookSettings
     ports: refunds.RefundPorts
+    # Built on first use: only a payment that pays nothing (refunded at once) needs Stripe's API here.
+    payments: PaymentGateway
 
 
 @lru_cache
@@ -67,7 +71,8 @@ def dependencies() -> Dependencies:
         reversals=DynamoReversalRepository(),
         clock=build_clock(settings),
     )
-    return Dependencies(settings=settings, ports=ports)
+    payments = LazyPaymentGateway(lambda: build_payment_gateway(settings), settings.PAYMENT_PROVIDER)
+    return Dependencies(settings=settings, ports=ports, payments=payments)
 
 
 @lru_cache
@@ -120,7 +125,13 @@ def handle_stripe_event() -> dict[str, Any]:
     ports, outcome = deps.ports, "ignored"
     if kind in payments.HANDLED and payload.get("id"):
         outcome = payments.apply_payment_event(
-            str(event["id"]), kind, intent_state(payload), orders=ports.orders, clock=ports.clock, refunds=ports
+            str(event["id"]),
+            kind,
+            intent_state(payload),
+            orders=ports.orders,
+            payments=deps.payments,
+            clock=ports.clock,
+            refunds=ports,
         )
     elif kind in CHARGE_EVENTS and (report := charge_report(kind, payload)) is not None:
         outcome = refunds.apply_charge_report(str(event["id"]), kind, report, ports=ports)

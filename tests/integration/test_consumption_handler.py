@@ -26,7 +26,8 @@ def consume(api, group: str, count, key: str | None = None, user: str = "alice",
 
 def grant(api, user: str, group: str, tokens: int, **extra):  # type: ignore[no-untyped-def]
     body = {"offerGroup": group, "tokens": tokens, "reason": "test"} | extra
-    return api(GRANT, path=f"/admin/users/{user}/grants", body=body, admin=True)
+    key = {"idempotency-key": f"grant-{uuid.uuid4()}"}  # the sample event's own key would make it one grant
+    return api(GRANT, path=f"/admin/users/{user}/grants", body=body, admin=True, headers=key)
 
 
 def test_free_order_grants_its_lots_and_credits_show_them(ordering_api, consumption_api) -> None:  # type: ignore[no-untyped-def]

@@ -83,7 +83,7 @@ def test_create_priced_order_is_pending_with_a_local_payment_intent(ordering_api
     assert payment["provider"] == "local" and payment["paymentIntentId"] == order["paymentIntentId"]
     assert payment["clientSecret"].startswith(order["paymentIntentId"])
     assert order["createdAt"].endswith("Z")
-    assert item_kinds(credits_items()) == ["idempotency", "order"]
+    assert item_kinds(credits_items()) == ["idempotency", "order", "paymentIntentLink"]  # the link finds the order
 
 
 def test_create_free_order_is_paid_at_once_with_its_bundle(ordering_api, credits_items) -> None:  # type: ignore[no-untyped-def]
@@ -177,7 +177,7 @@ def test_create_order_idempotency_replay_and_conflict(ordering_api, credits_item
     assert first[0] == again[0] == S.CREATED and first[1] == again[1]
     status, body, _ = ordering_api(CREATE, body={"offerId": "EnterpriseM", "quantity": 3}, headers=headers)
     assert (status, body["error"]) == (S.CONFLICT, "conflict")
-    assert item_kinds(credits_items()) == ["idempotency", "order"]
+    assert item_kinds(credits_items()) == ["idempotency", "order", "paymentIntentLink"]
 
 
 def test_idempotency_key_longer_than_255_is_422(ordering_api) -> None:  # type: ignore[no-untyped-def]

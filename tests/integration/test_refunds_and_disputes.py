@@ -90,7 +90,7 @@ def test_full_refund_revokes_what_remains_of_every_lot_and_refunds_the_order(
     assert revoke["kind"] == "revoke" and revoke["tokens"] == -300 and revoke["balanceAfter"] == 0
     assert revoke.get("shortfall") is None
     revoked = [detail for kind, detail in outbox_events(credits_items()) if kind == "CreditsRevoked"]
-    assert sorted((d["offerGroup"], d["tokens"], d["shortfall"]) for d in revoked) == [
+    assert sorted((d["offerGroup"], d["tokens"], d["debt"]) for d in revoked) == [
         ("AiTokens", 300, 0),
         ("Enterprise", 150, 0),
         ("VIP_BACK_LINK", 1, 0),
@@ -112,19 +112,29 @@ def test_partial_refunds_revoke_the_proportional_share_rounded_up_and_cumulative
     assert [e["tokens"] for e in ledger(consumption_api, "AiTokens")[:2]] == [-119, -31]
 
 
-def test_spent_tokens_are_not_clawed_back_below_the_floor_and_the_shortfall_is_recorded(
+def test_spent_tokens_are_revoked_in_full_as_a_debt_the_next_grant_repays(
     webhook, paid_order, ordering_api, consumption_api, credits_items
 ) -> None:  # type: ignore[no-untyped-def]
+    # Defect 5 (issue 12): the 280 spent used to be a "shortfall" never collected: the buyer kept value twice.
     assert consumption_api(CONSUME, path="/credits/AiTokens/consume", body={"count": 280})[0] == S.OK
     assert webhook(refunded(paid_order, 9900))[0] == S.OK
-    # AiTokens has no overdraft: only the 20 left can go; 280 were spent already.
-    assert balances(consumption_api)["AiTokens"] == 0
+    groups = {g["offerGroup"]: g for g in consumption_api(CREDITS)[1]["groups"]}
+    assert (groups["AiTokens"]["balance"], groups["AiTokens"]["debt"]) == (-280, 280)
     revoke = ledger(consumption_api, "AiTokens")[0]
-    assert (revoke["kind"], revoke["tokens"], revoke["shortfall"]) == ("revoke", -20, 280)
+    assert (revoke["kind"], revoke["tokens"]) == ("revoke", -300)
     event = next(
         d for k, d in outbox_events(credits_items()) if k == "CreditsRevoked" and d["offerGroup"] == "AiTokens"
     )
-    assert (event["tokens"], event["shortfall"]) == (20, 280)
+    assert (event["tokens"], event["debt"]) == (300, 280)
+    assert consumption_api(CONSUME, path="/credits/AiTokens/consume", body={"count": 1})[0] == S.PAYMENT_REQUIRED
+    # the next purchase repays the debt first: 300 tokens bought, 20 left to spend
+    placed = ordering_api(
+        "ordering/create_order.json", body={"offerId": "_300tokens"}, headers={"idempotency-key": "again"}
+    )
+    assert placed[0] == S.CREATED, placed
+    again = placed[1]["order"]
+    assert webhook(succeeded(again, "evt_again"))[0] == S.OK
+    assert balances(consumption_api)["AiTokens"] == 20
 
 
 def test_a_limited_overdraft_lets_a_revocation_take_the_balance_negative_down_to_its_limit(
@@ -199,11 +209,11 @@ def test_a_won_dispute_gives_the_credits_back(
 ) -> None:  # type: ignore[no-untyped-def]
     assert consumption_api(CONSUME, path="/credits/AiTokens/consume", body={"count": 100})[0] == S.OK
     assert webhook(dispute(paid_order, "charge.dispute.created", "needs_response"))[0] == S.OK
-    assert balances(consumption_api)["AiTokens"] == 0  # the 200 left were revoked, 100 short
+    assert balances(consumption_api)["AiTokens"] == -100  # all 300 revoked: the 100 spent are a debt
     assert webhook(dispute(paid_order, "charge.dispute.closed", "won"))[0] == S.OK
     assert balances(consumption_api) == {"Enterprise": 150, "AiTokens": 200, "VIP_BACK_LINK": 1}
     restore = ledger(consumption_api, "AiTokens")[0]
-    assert (restore["kind"], restore["tokens"]) == ("adjust", 200)
+    assert (restore["kind"], restore["tokens"]) == ("adjust", 300)
     kinds = [kind for kind, _ in outbox_events(credits_items())]
     assert kinds.count("CreditsRevoked") == 3 and kinds.count("CreditsGranted") == 3 + 3  # paid, then restored
     assert get_order(ordering_api, paid_order)["disputeStatus"] == "won"

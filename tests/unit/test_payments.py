@@ -43,12 +43,17 @@ def failed(order, event_id: str = "evt_ko") -> dict:  # type: ignore[no-untyped-
     )
 
 
-def apply_payment_event(event: dict, *, orders, clock) -> str:  # type: ignore[no-untyped-def,type-arg]
+GATEWAY = RecordingPaymentGateway()
+
+
+def apply_payment_event(event: dict, *, orders, clock, gateway=GATEWAY) -> str:  # type: ignore[no-untyped-def,type-arg]
     """What the webhook handler does with a verified event."""
     obj = event["data"]["object"]
     if event["type"] not in payments.HANDLED or not obj.get("id"):
         return "ignored"
-    return payments.apply_payment_event(event["id"], event["type"], intent_state(obj), orders=orders, clock=clock)
+    return payments.apply_payment_event(
+        event["id"], event["type"], intent_state(obj), orders=orders, payments=gateway, clock=clock
+    )
 
 
 @pytest.fixture
@@ -87,13 +92,21 @@ def test_failure_is_refused_with_the_cards_message(pending, orders, clock) -> No
 
 
 @pytest.mark.parametrize("extra", [{"amount_received": 1}, {"currency": "eur"}])
-def test_amount_or_currency_mismatch_is_inconsistent_and_grants_nothing(pending, orders, clock, extra) -> None:  # type: ignore[no-untyped-def]
-    # Seed T18 / 7.1-5: the status itself becomes inconsistent (not only a history entry), and nothing is granted
-    assert apply_payment_event(succeeded(pending, **extra), orders=orders, clock=clock) == "inconsistent"
-    assert orders.get_order("alice", pending.order_id).status is OrderStatus.INCONSISTENT
+def test_amount_or_currency_mismatch_is_inconsistent_grants_nothing_and_is_refunded(
+    pending, orders, clock, extra
+) -> None:  # type: ignore[no-untyped-def]
+    # Seed T18 / 7.1-5: the status itself becomes inconsistent (not only a history entry), and nothing is granted;
+    # the money that came in is not kept: it is refunded in full, once
+    gateway = RecordingPaymentGateway()
+    assert apply_payment_event(succeeded(pending, **extra), orders=orders, clock=clock, gateway=gateway) == "refunded"
+    order = orders.get_order("alice", pending.order_id)
+    assert order.status is OrderStatus.INCONSISTENT
     assert "Enterprise" not in orders.group_states("alice")
-    # a later correct success does not pay an inconsistent order
-    assert apply_payment_event(succeeded(pending, "evt_2"), orders=orders, clock=clock) == "not-payable"
+    assert list(gateway.refunds.values()) == [pending.payment_intent_id]
+    assert order.other_intents[pending.payment_intent_id].duplicate_refund_id is not None
+    # a later success of the same payment neither pays the inconsistent order nor refunds again
+    assert apply_payment_event(succeeded(pending, "evt_2"), orders=orders, clock=clock, gateway=gateway) == "unchanged"
+    assert len(gateway.refunds) == 1
 
 
 def test_requires_action_is_error_and_canceled_after_paid_changes_nothing(pending, orders, clock) -> None:  # type: ignore[no-untyped-def]
@@ -123,3 +136,81 @@ def test_unknown_types_and_orders_are_acknowledged(pending, orders, clock) -> No
 def test_order_is_found_by_intent_id_without_metadata(pending, orders, clock) -> None:  # type: ignore[no-untyped-def]
     event = succeeded(pending, metadata={})
     assert apply_payment_event(event, orders=orders, clock=clock) == "paid"
+
+
+# --- issue 12, defect 1: events of an abandoned intent -------------------------------------------------------------
+
+
+@pytest.fixture
+def abandoned(pending, orders, clock):  # type: ignore[no-untyped-def]
+    """The order after ``POST /orders/{id}/payment``: its first intent abandoned (returned), a fresh one current."""
+    gateway = RecordingPaymentGateway()
+    again = ordering.request_payment(
+        pending.order_id, Caller(user_id="alice"), idempotency_key=None, orders=orders, payments=gateway, clock=clock
+    )
+    assert again.order.payment_intent_id != pending.payment_intent_id
+    return pending, again.order
+
+
+@pytest.mark.parametrize("kind", ["canceled", "failed", "requires_action"])
+def test_a_failure_of_an_abandoned_intent_leaves_the_order_pending(abandoned, orders, clock, kind) -> None:  # type: ignore[no-untyped-def]
+    old, current = abandoned
+    event = {
+        "canceled": intent_event("evt_c", "payment_intent.canceled", old, status="canceled"),
+        "failed": failed(old),
+        "requires_action": intent_event(
+            "evt_a", "payment_intent.requires_action", old, status="requires_action", next_action={"type": "x"}
+        ),
+    }[kind]
+    assert apply_payment_event(event, orders=orders, clock=clock) == "stale-intent"
+    assert orders.get_order("alice", old.order_id).status is OrderStatus.PENDING
+    # the new intent still pays it
+    assert apply_payment_event(succeeded(current, "evt_new"), orders=orders, clock=clock) == "paid"
+
+
+def test_a_success_of_an_abandoned_intent_pays_the_pending_order_and_cancels_the_new_one(
+    abandoned, orders, clock
+) -> None:  # type: ignore[no-untyped-def]
+    old, current = abandoned
+    gateway = RecordingPaymentGateway()
+    assert apply_payment_event(succeeded(old), orders=orders, clock=clock, gateway=gateway) == "paid"
+    paid = orders.get_order("alice", old.order_id)
+    assert (paid.status, paid.payment_intent_id) == (OrderStatus.PAID, old.payment_intent_id)
+    assert gateway.canceled == [current.payment_intent_id] and gateway.refunds == {}
+    # the customer paid the new one too before it was canceled: that money goes back, once
+    duplicate = succeeded(current, "evt_dup")
+    assert apply_payment_event(duplicate, orders=orders, clock=clock, gateway=gateway) == "refunded"
+    assert apply_payment_event(duplicate, orders=orders, clock=clock, gateway=gateway) == "unchanged"
+    assert list(gateway.refunds.values()) == [current.payment_intent_id]
+    assert orders.group_states("alice")["Enterprise"].paid_orders == 1
+    assert [event.kind for event in orders.outbox].count("PaymentRefunded") == 1
+
+
+def test_a_success_of_an_abandoned_intent_after_the_order_was_paid_is_refunded(abandoned, orders, clock) -> None:  # type: ignore[no-untyped-def]
+    old, current = abandoned
+    gateway = RecordingPaymentGateway()
+    assert apply_payment_event(succeeded(current, "evt_new"), orders=orders, clock=clock, gateway=gateway) == "paid"
+    assert apply_payment_event(succeeded(old), orders=orders, clock=clock, gateway=gateway) == "refunded"
+    order = orders.get_order("alice", old.order_id)
+    assert order.payment_intent_id == current.payment_intent_id and order.status is OrderStatus.PAID
+    assert list(gateway.refunds.values()) == [old.payment_intent_id]
+
+
+def test_a_retried_payment_request_never_hands_out_an_intent_a_later_attempt_canceled(pending, orders, clock) -> None:  # type: ignore[no-untyped-def]
+    gateway, alice = RecordingPaymentGateway(), Caller(user_id="alice")
+    first = ordering.request_payment(
+        pending.order_id, alice, idempotency_key="k1", orders=orders, payments=gateway, clock=clock
+    )
+    later = ordering.request_payment(
+        pending.order_id, alice, idempotency_key=None, orders=orders, payments=gateway, clock=clock
+    )
+    replay = ordering.request_payment(
+        pending.order_id, alice, idempotency_key="k1", orders=orders, payments=gateway, clock=clock
+    )
+    assert first.payment.payment_intent_id in gateway.canceled  # type: ignore[union-attr]
+    assert replay.payment.payment_intent_id == later.payment.payment_intent_id  # type: ignore[union-attr]
+    apply_payment_event(succeeded(later.order, "evt_paid"), orders=orders, clock=clock, gateway=gateway)
+    after_paid = ordering.request_payment(
+        pending.order_id, alice, idempotency_key="k1", orders=orders, payments=gateway, clock=clock
+    )
+    assert after_paid.payment is None and after_paid.order.status is OrderStatus.PAID

@@ -37,3 +37,8 @@ class LocalPaymentGateway:
 
     def cancel_intent(self, intent_id: str) -> None:
         """Nothing to cancel: a local intent only moves when the simulation sends an event."""
+
+    def refund_payment(self, intent_id: str, *, idempotency_key: str, metadata: dict[str, str]) -> str | None:
+        """No money moved locally: the refund's id is derived from the key, so a retry gets the same one."""
+        digest = hashlib.sha256(f"{intent_id}:{idempotency_key}".encode()).hexdigest()[:24]
+        return f"re_local_{digest}"

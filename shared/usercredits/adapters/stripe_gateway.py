@@ -202,6 +202,24 @@ class StripeGateway:
         except stripe.StripeError as exc:
             _raise_translated(exc, "cancel the payment intent")
 
+    def refund_payment(self, intent_id: str, *, idempotency_key: str, metadata: dict[str, str]) -> str | None:
+        """Refund what is left of the intent's charge (``reason=duplicate``); None when Stripe says it was refunded
+        in full already. The idempotency key makes a retry return the same refund."""
+        import stripe
+
+        try:
+            refund = self._client.v1.refunds.create(
+                params={"payment_intent": intent_id, "reason": "duplicate", "metadata": metadata},
+                options={"idempotency_key": idempotency_key},
+            )
+        except stripe.InvalidRequestError as exc:
+            if exc.code == "charge_already_refunded":
+                return None
+            _raise_translated(exc, "refund the payment")
+        except stripe.StripeError as exc:
+            _raise_translated(exc, "refund the payment")
+        return str(refund.id)
+
 
 def intent_state(intent: dict[str, Any]) -> IntentState:
     """The essentials of a PaymentIntent in Stripe's API shape (also the ``data.object`` of ``payment_intent.*``)."""

@@ -8,7 +8,15 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
 
-from usercredits.domain.credits import CreditGroup, credit_group, empty_group, journal_entries, lot_remaining
+from usercredits.domain.credits import (
+    CreditGroup,
+    credit_group,
+    cut_holds,
+    cut_movement,
+    empty_group,
+    journal_entries,
+    lot_remaining,
+)
 from usercredits.domain.ids import new_ulid
 from usercredits.domain.models import (
     DomainEvent,
@@ -34,6 +42,7 @@ from usercredits.domain.ports import (
     SpendRefusedError,
     StaleWindowError,
 )
+from usercredits.domain.settlement import credits_granted_event
 from usercredits.errors import ConflictError, InsufficientCreditsError, InvalidRequestError, NotFoundError
 
 logger = logging.getLogger(__name__)
@@ -65,14 +74,35 @@ def _fresh_snapshot(
     snapshot = credits.snapshot(user_id, offer_group)
     for state in snapshot.groups.values():
         credits.compact_if_long(user_id, state)  # holds and releases do not compact; reads catch up for them
+    if catch_up(user_id, snapshot, credits=credits, clock=clock, catalog=catalog):
+        return credits.snapshot(user_id, offer_group)
+    return snapshot
+
+
+def catch_up(
+    user_id: str,
+    snapshot: CreditSnapshot,
+    *,
+    groups: set[str] | None = None,
+    credits: CreditsRepository,
+    clock: Clock,
+    catalog: CatalogRepository | None,
+) -> bool:
+    """Bring groups up to date before anything else happens to them: holds past their expiry are released and lots
+    past theirs expire (in that order). Only ``groups`` when given; True when something changed (read again)."""
     now = clock.now()
-    due = {lot.offer_group for lot in snapshot.lots if lot.expires is not None and lot.expires <= now}
+    changed = False
+    for hold in snapshot.holds:
+        if hold.expires_at <= now and (groups is None or hold.offer_group in groups):
+            changed = _release(user_id, hold, credits=credits, now=now, reason="hold expired") or changed
+    due = {
+        lot.offer_group
+        for lot in snapshot.lots
+        if lot.expires is not None and lot.expires <= now and (groups is None or lot.offer_group in groups)
+    }
     for group in sorted(due):
         expire_due_lots(user_id, group, credits=credits, clock=clock, catalog=catalog)
-    lapsed = [hold for hold in snapshot.holds if hold.expires_at <= now]
-    for hold in lapsed:
-        _release(user_id, hold, credits=credits, now=now, reason="hold expired")
-    return credits.snapshot(user_id, offer_group) if due or lapsed else snapshot
+    return changed or bool(due)
 
 
 def list_credits(
@@ -222,9 +252,11 @@ def _worth_retrying(
     the group read back covers the spend after all (another caller closed them meanwhile)."""
     if state is None:
         return False
-    if state.next_expiry is not None and state.next_expiry <= clock.now():
-        expire_due_lots(user_id, state.offer_group, credits=credits, clock=clock, catalog=catalog)
-        return True
+    if (state.next_expiry is not None and state.next_expiry <= clock.now()) or state.held > 0:
+        # Lots past their expiry refuse spends until they close; holds past theirs still count in ``held``.
+        snapshot = credits.snapshot(user_id, state.offer_group)
+        if catch_up(user_id, snapshot, credits=credits, clock=clock, catalog=catalog):
+            return True
     return policy.floor is None or state.available - count >= policy.floor
 
 
@@ -284,10 +316,13 @@ def grant_credits(
     *,
     expires: datetime | None,
     reason: str,
+    idempotency_key: str | None = None,
     credits: CreditsRepository,
     clock: Clock,
 ) -> LedgerEntry:
-    """A manual or promotional grant (admin): a lot of ``tokens`` in the group, with an optional expiry."""
+    """A manual or promotional grant (admin): a lot of ``tokens`` in the group, with an optional expiry, and its
+    ``CreditsGranted`` event, in one transaction. With an ``idempotency_key`` a retry returns the first grant's entry
+    and grants nothing; the key with another request is a 409."""
     now = clock.now()
     if tokens < 1:
         raise InvalidRequestError("tokens must be a positive integer")
@@ -296,22 +331,44 @@ def grant_credits(
     lot_id = new_ulid(now)
     lot = Lot(lot_id=lot_id, offer_group=offer_group, tokens=tokens, starts=now, expires=expires, granted_at=now)
     movement = Movement(
-        entry_id=new_ulid(now), kind=LedgerKind.GRANT, tokens=tokens, lot_id=lot_id, reason=reason, created_at=now
+        entry_id=new_ulid(now),
+        kind=LedgerKind.GRANT,
+        tokens=tokens,
+        lot_id=lot_id,
+        idempotency_key=idempotency_key,
+        reason=reason,
+        created_at=now,
     )
+    record = None
+    if idempotency_key is not None:
+        request: dict[str, object] = {"offerGroup": offer_group, "tokens": tokens, "expires": expires, "reason": reason}
+        record = IdempotencyRecord.of("grant", idempotency_key, request, f"{offer_group}:{movement.entry_id}")
+    event = credits_granted_event(user_id, lot, reason=reason)
     for _ in range(_RETRIES):
         try:
-            credits.add_lot(user_id, lot, movement, credits.group_state(user_id, offer_group), now)
+            before = credits.group_state(user_id, offer_group)
+            credits.add_lot(user_id, lot, movement, before, now, events=[event], idempotency=record)
             break
         except StaleWindowError:
             continue
+        except IdempotentReplayError as replay:
+            if record is None or replay.fingerprint != record.fingerprint:
+                raise ConflictError("Idempotency-Key was already used with a different request") from replay
+            group, _, entry_id = replay.result_id.partition(":")
+            return _entry(user_id, group, entry_id, credits=credits)
     else:
         raise ConflictError("the group kept changing; retry")
-    entry = credits.find_entry(user_id, offer_group, movement.entry_id)
-    if entry is None:  # pragma: no cover - a committed movement is always in the journal or the archive
-        raise NotFoundError("the grant was written but could not be read back; see the ledger")
+    entry = _entry(user_id, offer_group, movement.entry_id, credits=credits)
     state = credits.group_state(user_id, offer_group)
     if state is not None:
         credits.compact_if_long(user_id, state)
+    return entry
+
+
+def _entry(user_id: str, offer_group: str, entry_id: str, *, credits: CreditsRepository) -> LedgerEntry:
+    entry = credits.find_entry(user_id, offer_group, entry_id)
+    if entry is None:  # pragma: no cover - a committed movement is always in the journal or the archive
+        raise NotFoundError("the grant was written but could not be read back; see the ledger")
     return entry
 
 
@@ -418,14 +475,21 @@ def expire_group(
             if remaining[lot.lot_id] > 0
         ]
         still_open = [lot for lot in snapshot.lots if lot not in due]
-        threshold = catalog.group_policy(offer_group).low_threshold if catalog is not None and movements else None
-        events = expiry_events(user_id, state, due, movements, low_threshold=threshold)
+        expired = sum(-movement.tokens for movement in movements)
+        policy = _policy(catalog, offer_group) if movements else GroupPolicy(offer_group=offer_group)
+        events = expiry_events(user_id, state, due, movements, low_threshold=policy.low_threshold)
+        cuts = cut_holds(snapshot.holds, offer_group, policy.floor, state.available - expired)
+        closing = [*movements, *(cut_movement(cut, now, "hold cut: its tokens expired") for cut in cuts)]
         try:
-            credits.close_lots(user_id, state, due, still_open, movements, events, now)
+            credits.close_lots(user_id, state, due, still_open, closing, events, now, cuts=cuts)
         except StaleWindowError:
             continue
-        return Expired(sum(-movement.tokens for movement in movements), len(due))
+        return Expired(expired, len(due))
     raise ConflictError("the group kept changing while its lots expired; retry")
+
+
+def _policy(catalog: CatalogRepository | None, offer_group: str) -> GroupPolicy:
+    return catalog.group_policy(offer_group) if catalog is not None else GroupPolicy(offer_group=offer_group)
 
 
 # --- holds ---------------------------------------------------------------------------------------------------------
@@ -496,15 +560,7 @@ def _freed_something(
 ) -> bool:
     """Close due lots and release lapsed holds of a group; True if anything changed (worth retrying a refusal)."""
     snapshot = credits.snapshot(user_id, offer_group)
-    now = clock.now()
-    changed = False
-    if any(lot.expires is not None and lot.expires <= now for lot in snapshot.lots):
-        expire_due_lots(user_id, offer_group, credits=credits, clock=clock, catalog=catalog)
-        changed = True
-    for hold in snapshot.holds:
-        if hold.expires_at <= now:
-            changed = _release(user_id, hold, credits=credits, now=now, reason="hold expired") or changed
-    return changed
+    return catch_up(user_id, snapshot, credits=credits, clock=clock, catalog=catalog)
 
 
 def get_reservation(user_id: str, reservation_id: str, *, credits: CreditsRepository) -> Reservation:
@@ -547,8 +603,15 @@ def capture_reservation(
         reservation_id=reservation_id,
         created_at=now,
     )
-    if not credits.finish_hold(user_id, hold, after, movement):
-        return capture_reservation(user_id, reservation_id, count, credits=credits, clock=clock)  # it moved: re-read
+    again = {"credits": credits, "clock": clock, "catalog": catalog, "events": events}
+    try:
+        finished = credits.finish_hold(user_id, hold, after, movement)
+    except SpendRefusedError:
+        # A lot of the group is past its expiry: it expires first (which may cut this hold), then read it again.
+        expire_due_lots(user_id, hold.offer_group, credits=credits, clock=clock, catalog=catalog)
+        return capture_reservation(user_id, reservation_id, count, **again)  # type: ignore[arg-type]
+    if not finished:
+        return capture_reservation(user_id, reservation_id, count, **again)  # type: ignore[arg-type]  # it moved
     state = credits.group_state(user_id, hold.offer_group)
     if state is not None:
         credits.compact_if_long(user_id, state)
@@ -625,10 +688,11 @@ def check_expiry(
     """The seed's checkForExpiredOrders for one user, done right (seeds-spec 2.9, 7.1-8).
 
     Lots past their expiry lose exactly their unused tokens (one ``expire`` movement each, once, even when called
-    twice or concurrently) and their orders move to ``expired``; ``expired`` lists the groups where that happened in
-    this call. Warnings: ``expiring`` for a group whose soonest open lot with tokens left expires within
-    ``warn_before_seconds``; ``low`` for each group of ``low`` whose balance is at or below its minimum (zero and
-    groups never bought included).
+    twice or concurrently) and their orders move to ``expired``; ``expired`` lists the groups in which lots expired
+    (whoever closed them: this call, a read, a spend or the scheduled scan) and nothing valid is left: no open lot
+    and no paid window still running (the seed listed the groups whose window had ended). Warnings: ``expiring``
+    for a group whose soonest open lot with tokens left expires within ``warn_before_seconds``; ``low`` for each
+    group of ``low`` whose balance is at or below its minimum (zero and groups never bought included).
     """
     now = clock.now()
     before = credits.snapshot(user_id)
@@ -647,4 +711,9 @@ def check_expiry(
         balance = views[group].balance if group in views else 0
         if balance <= minimum:
             warnings.append(Warning(offer_group=group, kind="low", balance=balance, min=minimum))
-    return ExpiryReport(expired=[views[group] for group in due if group in views], warnings=warnings)
+    expired = [
+        views[group]
+        for group, state in sorted(snapshot.groups.items())
+        if state.expired_lots > 0 and not state.active_at(now) and not views[group].lots
+    ]
+    return ExpiryReport(expired=expired, warnings=warnings)

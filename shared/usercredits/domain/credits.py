@@ -11,9 +11,20 @@ revoked``, and what it had used beyond that falls on the next lots. When a lot c
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
-from usercredits.domain.models import DomainModel, GroupState, LedgerEntry, Lot, Movement
+from usercredits.domain.ids import new_ulid
+from usercredits.domain.models import (
+    DomainModel,
+    GroupState,
+    LedgerEntry,
+    LedgerKind,
+    Lot,
+    Movement,
+    Reservation,
+    ReservationStatus,
+)
 
 
 class LotView(DomainModel):
@@ -27,12 +38,14 @@ class LotView(DomainModel):
 
 
 class CreditGroup(DomainModel):
-    """A group as the API shows it (api-contract ``CreditGroup``)."""
+    """A group as the API shows it (api-contract ``CreditGroup``); ``debt``: tokens the group owes (a negative
+    balance), repaid first by its next grants."""
 
     offer_group: str
     balance: int
     available: int
     held: int
+    debt: int = 0
     starts: datetime | None
     expires: datetime | None
     lots: list[LotView]
@@ -63,6 +76,7 @@ def credit_group(state: GroupState, lots: Sequence[Lot]) -> CreditGroup:
         balance=state.balance,
         available=state.available,
         held=state.held,
+        debt=max(-state.balance, 0),
         starts=state.starts,
         expires=state.expires,
         lots=[
@@ -108,3 +122,50 @@ def to_entry(movement: Movement, offer_group: str, seq: int, balance_after: int)
 def opening_balance(state: GroupState) -> int:
     """The balance before the journal's first movement (after the last archived one)."""
     return state.balance - sum(movement.tokens for movement in state.journal)
+
+
+# --- holds, when what they hold leaves the balance ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HoldCut:
+    """A hold reduced to ``count`` (0: released) because the tokens it held left the balance."""
+
+    hold: Reservation
+    count: int
+
+    @property
+    def cut(self) -> int:
+        return self.hold.count - self.count
+
+
+def cut_holds(holds: Sequence[Reservation], offer_group: str, floor: int | None, available_after: int) -> list[HoldCut]:
+    """Holds come before a debt: when tokens leave a group (a refund, a dispute, an expiry) and the available balance
+    would end below the floor (``None``: unlimited overdraft, nothing to do), the group's open holds are reduced by
+    what is missing, newest first, so nobody can capture tokens that are no longer there."""
+    if floor is None or available_after >= floor:
+        return []
+    short = floor - available_after
+    cuts = []
+    mine = (hold for hold in holds if hold.offer_group == offer_group and hold.status is ReservationStatus.HELD)
+    for hold in sorted(mine, key=lambda hold: hold.reservation_id, reverse=True):
+        if short <= 0:
+            break
+        cut = min(hold.count, short)
+        if cut > 0:
+            cuts.append(HoldCut(hold, hold.count - cut))
+            short -= cut
+    return cuts
+
+
+def cut_movement(cut: HoldCut, now: datetime, reason: str) -> Movement:
+    """The journal movement of a hold reduced: ``held`` goes down, the balance does not move."""
+    return Movement(
+        entry_id=new_ulid(now),
+        kind=LedgerKind.RELEASE,
+        tokens=0,
+        held=-cut.cut,
+        reservation_id=cut.hold.reservation_id,
+        reason=reason,
+        created_at=now,
+    )

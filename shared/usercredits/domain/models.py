@@ -170,8 +170,24 @@ class OrderLine(Purchase):
     child_order_id: str | None = None
 
 
+class IntentFigures(DomainModel):
+    """What Stripe reported about one payment intent of an order that is not the intent paying it (an abandoned or
+    a duplicate one): money that went back on it, and the refund we made of a duplicate payment."""
+
+    refunded_amount: int = 0
+    disputed_amount: int = 0
+    dispute_status: DisputeStatus | None = None
+    duplicate_refund_id: str | None = None
+
+
 class Order(Purchase):
-    """A purchase attempt, with a copy of what was bought so later catalog edits change nothing."""
+    """A purchase attempt, with a copy of what was bought so later catalog edits change nothing.
+
+    ``payment_intent_id`` is the order's current intent (the newest one asked for) until an intent pays it; from then
+    on it is the intent that paid it. Its money figures are the order's own (``refunded_amount``...); those of the
+    order's other intents are kept apart in ``other_intents``, so a refund of an abandoned or duplicate payment never
+    takes back the credits the paying one bought.
+    """
 
     order_id: str
     user_id: str
@@ -191,11 +207,20 @@ class Order(Purchase):
     disputed_amount: int = 0
     dispute_status: DisputeStatus | None = None
     revoked_for_amount: int = 0
+    # The purchase no longer counts (its money went back in full: refunds, or a dispute open or lost): it unlocks
+    # nothing, is no subscription and its window is withdrawn from its groups (bundle children carry it too).
+    withdrawn: bool = False
+    other_intents: dict[str, IntentFigures] = Field(default_factory=dict)
 
     @property
     def returned_amount(self) -> int:
         """What the buyer got back so far: refunds plus an open or lost dispute, never more than was paid."""
         return min(self.total.amount, self.refunded_amount + self.disputed_amount)
+
+    @property
+    def fully_returned(self) -> bool:
+        """All of a priced order's money went back (a free order never does)."""
+        return self.total.amount > 0 and self.returned_amount >= self.total.amount
 
 
 class LedgerKind(StrEnum):
@@ -238,6 +263,14 @@ class LedgerEntry(Movement):
     balance_after: int
 
 
+class PurchaseWindow(DomainModel):
+    """One purchase's validity in a group (an order, or a bundle item's child order), while it still counts."""
+
+    purchase_id: str
+    starts: datetime
+    expires: datetime
+
+
 class GroupState(DomainModel):
     """A user's offer group: the window paid for, the balance, and the journal of its latest movements.
 
@@ -258,6 +291,13 @@ class GroupState(DomainModel):
     next_expiry: datetime | None = None
     journal: list[Movement] = Field(default_factory=list)
     journal_first_seq: int = 1
+    # The purchases the window is made of: those with an expiry still running when the group was last written, and
+    # the number of valid purchases without expiry. A purchase withdrawn by a refund leaves them, and the window is
+    # computed again from what is left (``settlement.window_of``).
+    purchases: list[PurchaseWindow] = Field(default_factory=list)
+    perpetual_purchases: int = 0
+    # Lots closed by their expiry (``POST /credits/expiry-check`` lists groups where this happened).
+    expired_lots: int = 0
 
     @property
     def available(self) -> int:
@@ -282,6 +322,10 @@ class Lot(DomainModel):
     closed: bool = False
     # Tokens taken back by refunds or disputes: the lot counts as ``tokens - revoked`` from then on.
     revoked: int = 0
+    # Once closed by its expiry: the tokens that expired, and the tokens taken back after it closed (what it had used
+    # beyond what is still paid for, a debt on its group).
+    expired: int = 0
+    debt: int = 0
 
     @property
     def effective_tokens(self) -> int:
@@ -303,6 +347,9 @@ class Reservation(DomainModel):
     count: int
     status: ReservationStatus
     captured: int = 0
+    # Tokens taken off the hold because what it held left the balance (a refund, an expiry): ``count`` is what it
+    # still holds.
+    reduced: int = 0
     expires_at: datetime
     created_at: datetime
     updated_at: datetime

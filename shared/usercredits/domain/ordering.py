@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 from usercredits.domain import catalog as catalog_rules
+from usercredits.domain.cycles import MAX_START_AHEAD, MAX_TIME, MAX_WINDOW
 from usercredits.domain.ids import new_ulid
 from usercredits.domain.models import (
     MAX_ORDER_QUANTITY,
     Caller,
     GroupState,
     HistoryEntry,
+    IntentFigures,
     Money,
     Offer,
     OfferView,
@@ -154,6 +156,12 @@ def place_order(
         raise InvalidRequestError("order total too large")
     if command.starts is not None and command.starts <= now:
         raise InvalidRequestError(f"Explicit start date has passed: {command.starts.isoformat()}")
+    if command.starts is not None and command.starts - now > MAX_START_AHEAD:
+        message = (
+            f"starts {command.starts.isoformat()} is too far ahead: an order may start at most "
+            f"{MAX_START_AHEAD.days} days ({MAX_START_AHEAD.days // 366} years) from now"
+        )
+        raise InvalidRequestError(message, details=[_field_detail("starts", message)])
 
     order = _new_order(command, caller, offer, Money(amount=total, currency=currency), catalog, now)
     idempotency = None
@@ -223,12 +231,14 @@ def _write_new_order(
     payments: PaymentGateway,
     clock: Clock,
 ) -> PlacedOrder:
-    needs_windows = offer.is_locked or order.total.amount == 0
+    appends = order.append_date or any(line.append_date for line in order.combined_items)
+    needs_windows = offer.is_locked or order.total.amount == 0 or appends
     windows = dict(orders.group_states(order.user_id)) if needs_windows else {}
     if offer.is_locked and not catalog_rules.is_unlocked(
         offer, [group for group, window in windows.items() if window.active_at(order.created_at)]
     ):
         raise ForbiddenError(f"offer {offer.offer_id!r} is locked: it needs a purchase in {sorted(offer.unlocked_by)}")
+    _check_windows(order, windows, order.created_at)  # before any payment intent and any write
 
     if order.total.amount > 0:
         intent = payments.create_intent(order, attempt=1)
@@ -244,6 +254,34 @@ def _write_new_order(
     return PlacedOrder(
         order=_with_window_retries(attempt, windows, lambda: dict(orders.group_states(order.user_id))), payment=None
     )
+
+
+def _check_windows(order: Order, windows: Mapping[str, GroupState], now: datetime) -> None:
+    """Refuse (422, field ``quantity``) an order whose window, or a bundle item's, would end more than ``MAX_WINDOW``
+    after ``now``: it could only be granted with an expiry saturated at ``MAX_TIME``, so no money is taken for it.
+
+    The windows are those paying the order now would give (``settle_order`` itself, on the group windows read, which
+    must include every group an ``appendDate`` purchase appends to): an ``appendDate`` purchase starts where its
+    group's paid window ends, a bundle item without it shares the root's window. A ``once`` purchase never ends, but
+    its start must be within the bound too.
+    """
+    limit = now + MAX_WINDOW if now < MAX_TIME - MAX_WINDOW else MAX_TIME
+    paid = settle_order(order, dict(windows), now, "window check").order
+    for purchase in (paid, *paid.combined_items):
+        starts = purchase.starts or now
+        if (purchase.expires or starts) <= limit:
+            continue
+        what = f"offer {order.offer_id!r}" if purchase is paid else f"{purchase.offer_id!r} in offer {order.offer_id!r}"
+        message = (
+            f"quantity {order.quantity} of {what} makes a window starting {starts:%Y-%m-%d} and ending after "
+            f"{limit:%Y-%m-%d}: a purchase's window must end within {MAX_WINDOW.days // 366} years"
+        )
+        raise InvalidRequestError(message, details=[_field_detail("quantity", message)])
+
+
+def _field_detail(field: str, message: str) -> dict[str, object]:
+    """A ``details`` entry shaped like request validation's (``body.<field>``), for a 422 about one body field."""
+    return {"field": f"body.{field}", "message": message, "type": "value_error"}
 
 
 def _with_window_retries(
@@ -304,24 +342,23 @@ def request_payment(
 ) -> PlacedOrder:
     """A fresh payment intent for a pending order (for a retry or an abandoned checkout); 409 otherwise."""
     order = get_order(order_id, caller, orders=orders)
-    if order.status is not OrderStatus.PENDING:
-        raise ConflictError(f"order {order_id!r} is {order.status.value}, not pending")
     attempt = order.payment_attempt + 1
     idempotency = None
     if idempotency_key is not None:
         request: dict[str, object] = {"orderId": order_id, "action": "payment"}
         idempotency = IdempotencyRecord.of("payment", idempotency_key, request, f"{order_id}:{attempt}")
+    if order.status is not OrderStatus.PENDING:
+        recorded = orders.recorded(caller.user_id, idempotency) if idempotency is not None else None
+        if recorded is None:
+            raise ConflictError(f"order {order_id!r} is {order.status.value}, not pending")
+        return _payment_replay(recorded, idempotency, order_id, caller, orders=orders, payments=payments)
     intent = payments.create_intent(order, attempt=attempt)
     try:
         updated = orders.set_payment_intent(
             order, intent_id=intent.payment_intent_id, attempt=attempt, now=clock.now(), idempotency=idempotency
         )
     except IdempotentReplayError as replay:
-        if idempotency is None or replay.fingerprint != idempotency.fingerprint:
-            raise ConflictError("Idempotency-Key was already used with a different request") from replay
-        first_attempt = int(replay.result_id.rsplit(":", 1)[1])
-        current = get_order(order_id, caller, orders=orders)
-        return PlacedOrder(order=current, payment=payments.create_intent(current, attempt=first_attempt))
+        return _payment_replay(replay, idempotency, order_id, caller, orders=orders, payments=payments)
     if order.payment_intent_id and order.payment_intent_id != intent.payment_intent_id:
         # Only now that the order points at the new intent: the abandoned one is canceled so it cannot be paid too
         # (a no-op if it already ended; one that succeeded meanwhile still pays the order through its webhook).
@@ -331,6 +368,27 @@ def request_payment(
         except (PaymentGatewayError, UnavailableError):
             logger.warning("could not cancel the abandoned intent %s", order.payment_intent_id, exc_info=True)
     return PlacedOrder(order=updated, payment=intent)
+
+
+def _payment_replay(
+    replay: IdempotentReplayError,
+    idempotency: IdempotencyRecord | None,
+    order_id: str,
+    caller: Caller,
+    *,
+    orders: OrderRepository,
+    payments: PaymentGateway,
+) -> PlacedOrder:
+    """A repeated ``POST /orders/{id}/payment``. The first answer's intent may have been abandoned (and canceled)
+    by a later attempt since, so a retry gets the order's intent as it is now, or none once it is no longer pending:
+    never an intent nobody can pay any more."""
+    if idempotency is None or replay.fingerprint != idempotency.fingerprint:
+        raise ConflictError("Idempotency-Key was already used with a different request") from replay
+    current = get_order(order_id, caller, orders=orders)
+    payment = None
+    if current.status is OrderStatus.PENDING and current.payment_intent_id:
+        payment = payments.create_intent(current, attempt=current.payment_attempt)
+    return PlacedOrder(order=current, payment=payment)
 
 
 #: Statuses an order can still be paid from: a success reported after a failure still pays (webhooks arrive in any
@@ -347,13 +405,15 @@ def apply_order_paid(
     message: str,
     idempotency: IdempotencyRecord | None = None,
     read: Order | None = None,
+    intent_id: str | None = None,
 ) -> Order:
     """Settle an order as paid, exactly once: the single entry point payment code calls.
 
     One transaction moves the order to ``paid`` (conditional on it being as read), writes its lots and child orders
     and updates the groups. A second call, or one racing the first, finds it paid and writes nothing. ``idempotency``
     (e.g. the Stripe event id) is recorded in the same transaction. ``read``: the order as the caller just read it
-    (saves a read; a stale copy only costs a retry).
+    (saves a read; a stale copy only costs a retry). ``intent_id``: the intent that paid (when it is not the order's
+    current one, it becomes so, and the current one's figures are kept apart: ``paying_with``).
     """
     for _ in range(_WINDOW_RETRIES):
         order, read = read or orders.get_order(user_id, order_id), None
@@ -364,7 +424,8 @@ def apply_order_paid(
         if order.status not in PAYABLE:
             raise ConflictError(f"order {order_id!r} is {order.status.value}: it cannot be paid")
         try:
-            settlement = settle_order(order, dict(orders.group_states(user_id)), clock.now(), message)
+            paying = paying_with(order, intent_id)
+            settlement = settle_order(paying, dict(orders.group_states(user_id)), clock.now(), message)
             if orders.settle_order(settlement, read=order, idempotency=idempotency):
                 return settlement.order
         except StaleWindowError:
@@ -376,13 +437,38 @@ def apply_order_paid(
     raise ConflictError("the order kept changing; retry")
 
 
+def paying_with(order: Order, intent_id: str | None) -> Order:
+    """The order with ``intent_id`` as the intent that pays it: what was reported about that intent becomes the
+    order's money figures, and the figures of the intent it replaces are kept apart (``Order.other_intents``)."""
+    if intent_id is None or intent_id == order.payment_intent_id:
+        return order
+    others = dict(order.other_intents)
+    if order.payment_intent_id:
+        others[order.payment_intent_id] = IntentFigures(
+            refunded_amount=order.refunded_amount,
+            disputed_amount=order.disputed_amount,
+            dispute_status=order.dispute_status,
+        )
+    mine = others.pop(intent_id, IntentFigures())
+    return order.model_copy(
+        update={
+            "payment_intent_id": intent_id,
+            "refunded_amount": mine.refunded_amount,
+            "disputed_amount": mine.disputed_amount,
+            "dispute_status": mine.dispute_status,
+            "other_intents": others,
+        }
+    )
+
+
 def get_subscription(offer_id: str, caller: Caller, *, orders: OrderRepository, clock: Clock) -> Subscription:
-    """Whether the caller holds a paid, unexpired order of ``offer_id`` (the longest-lasting one is reported)."""
+    """Whether the caller holds a paid, unexpired order of ``offer_id`` whose money did not go back in full (the
+    longest-lasting one is reported)."""
     now = clock.now()
     active = [
         order
         for order in orders.find_orders(caller.user_id, offer_id=offer_id, status=OrderStatus.PAID)
-        if order.expires is None or order.expires > now
+        if (order.expires is None or order.expires > now) and not order.withdrawn
     ]
     if not active:
         return Subscription(subscribed=False, order_id=None, expires=None)

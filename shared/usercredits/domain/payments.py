@@ -5,15 +5,34 @@ Orders only move forward: ``pending`` → ``paid`` | ``refused`` | ``error`` | `
 success after a failure still pays (webhooks arrive in any order). Each change is one conditional write that also
 records what caused it (the Stripe event id), so a redelivered event changes nothing; a webhook racing the confirm
 route grants once because both end in ``apply_order_paid``.
+
+An order may have had several intents (``POST /orders/{id}/payment`` abandons the current one for a new one). Only
+the order's current intent moves it: a failure, an action or a cancel reported for an abandoned intent changes
+nothing. A **success** is money received, whichever intent it is: it pays the order if the order can still be paid
+(and the intent that paid becomes the order's intent), and otherwise (another intent paid it first, or it was
+canceled) the payment is refunded in full at once. Every succeeded payment ends as one grant or one refund.
 """
 
 from __future__ import annotations
 
-from usercredits.domain.models import Caller, DomainEvent, IntentState, Order, OrderStatus
+import logging
+
+from usercredits.domain.models import (
+    Caller,
+    DomainEvent,
+    HistoryEntry,
+    IntentFigures,
+    IntentState,
+    Order,
+    OrderStatus,
+)
 from usercredits.domain.ordering import PAYABLE, apply_order_paid, get_order
 from usercredits.domain.ports import Clock, IdempotencyRecord, OrderRepository, PaymentGateway
 from usercredits.domain.refunds import RefundPorts, order_for_intent, settle_returned
-from usercredits.errors import ConflictError
+from usercredits.domain.reversal import GRANTED
+from usercredits.errors import ConflictError, PaymentGatewayError, UnavailableError
+
+logger = logging.getLogger(__name__)
 
 #: Where a failure-like outcome may come from (a paid order is never refused afterwards, and so on).
 _FROM = {
@@ -33,6 +52,7 @@ HANDLED = frozenset(
         "payment_intent.canceled",
     }
 )
+_RETRIES = 5
 
 
 def apply_payment_event(
@@ -41,6 +61,7 @@ def apply_payment_event(
     intent: IntentState,
     *,
     orders: OrderRepository,
+    payments: PaymentGateway,
     clock: Clock,
     refunds: RefundPorts | None = None,
 ) -> str:
@@ -51,12 +72,12 @@ def apply_payment_event(
     """
     if kind not in HANDLED:
         return "ignored"
-    found = _order_of(intent, orders)
+    found = order_for_intent(intent.payment_intent_id, intent.metadata or {}, orders)
     order = orders.get_order(*found) if found else None
     if order is None:
         return "unknown-order"
     record = IdempotencyRecord.of("stripe-event", event_id, {"type": kind}, order.order_id)
-    return apply_intent(order, intent, record, orders=orders, clock=clock, refunds=refunds)
+    return apply_intent(order, intent, record, orders=orders, payments=payments, clock=clock, refunds=refunds)
 
 
 def confirm_order(
@@ -74,7 +95,7 @@ def confirm_order(
         raise ConflictError(f"order {order_id!r} has no payment intent")
     intent = payments.retrieve_intent(order.payment_intent_id)
     record = IdempotencyRecord.of("confirm", f"{intent.payment_intent_id}:{intent.status}", {}, order.order_id)
-    apply_intent(order, intent, record, orders=orders, clock=clock, refunds=refunds)
+    apply_intent(order, intent, record, orders=orders, payments=payments, clock=clock, refunds=refunds)
     return get_order(order_id, caller, orders=orders)
 
 
@@ -84,21 +105,17 @@ def apply_intent(
     record: IdempotencyRecord,
     *,
     orders: OrderRepository,
+    payments: PaymentGateway,
     clock: Clock,
     refunds: RefundPorts | None = None,
 ) -> str:
-    """Move ``order`` according to its intent's status: succeeded pays (if amount and currency match), a card that
-    needs another payment method refuses, an action we do not handle is an error, canceled cancels; anything else
-    (processing...) leaves it as it is."""
+    """Move ``order`` according to one of its intents: a success pays it (or is refunded, see the module); for the
+    order's current intent, a card that needs another payment method refuses, an action we do not handle is an
+    error, canceled cancels; anything else (processing, or an abandoned intent) leaves it as it is."""
     if intent.status == "succeeded":
-        outcome = _succeeded(order, intent, record, orders=orders, clock=clock)
-        if refunds is not None and outcome in ("paid", "unchanged"):
-            # Money that went back before the success (a refund event that came first) is settled now; also after a
-            # crash between the grant and this step, as Stripe redelivers the success until we answer 200.
-            paid = orders.get_order(order.user_id, order.order_id) if outcome == "unchanged" else order
-            if paid is not None and paid.returned_amount != paid.revoked_for_amount:
-                settle_returned(order.user_id, order.order_id, ports=refunds)
-        return outcome
+        return _succeeded(order, intent, record, orders=orders, payments=payments, clock=clock, refunds=refunds)
+    if intent.payment_intent_id != order.payment_intent_id:
+        return "stale-intent"  # an abandoned intent: what happens to it no longer concerns the order
     if intent.status == "requires_payment_method" and intent.last_error:
         return _move(order, OrderStatus.REFUSED, intent.last_error, record, orders=orders, clock=clock)
     if intent.status == "requires_action":
@@ -109,22 +126,50 @@ def apply_intent(
     return "unchanged"
 
 
-def _order_of(intent: IntentState, orders: OrderRepository) -> tuple[str, str] | None:
-    return order_for_intent(intent.payment_intent_id, intent.metadata or {}, orders)
-
-
 def _succeeded(
-    order: Order, intent: IntentState, record: IdempotencyRecord, *, orders: OrderRepository, clock: Clock
+    order: Order,
+    intent: IntentState,
+    record: IdempotencyRecord,
+    *,
+    orders: OrderRepository,
+    payments: PaymentGateway,
+    clock: Clock,
+    refunds: RefundPorts | None,
 ) -> str:
-    if order.status is OrderStatus.PAID:
-        return "unchanged"  # a redelivery, or the confirm route got there first
-    if intent.amount_received != order.total.amount or intent.currency.lower() != order.total.currency:
-        # Seed 2.11 / 7.1-5: never credit a payment that does not match; the order's status now says so.
-        message = (
-            f"Payment amount or currency not corresponding: received {intent.amount_received} {intent.currency}, "
-            f"expected {order.total.amount} {order.total.currency}"
-        )
-        return _move(order, OrderStatus.INCONSISTENT, message, record, orders=orders, clock=clock)
+    for _ in range(_RETRIES):
+        if order.status in GRANTED and order.payment_intent_id == intent.payment_intent_id:
+            _settle_early_returns(order, refunds)  # a redelivery, or the confirm route got there first
+            return "unchanged"
+        if not _matches(order, intent):
+            if order.status in PAYABLE and intent.payment_intent_id == order.payment_intent_id:
+                # The event is recorded with the refund below (a redelivery finds the order inconsistent anyway).
+                _move(order, OrderStatus.INCONSISTENT, _mismatch(order, intent), None, orders=orders, clock=clock)
+                order = orders.get_order(order.user_id, order.order_id) or order
+            return _refund_payment(order, intent, record, orders=orders, payments=payments, clock=clock)
+        if order.status not in PAYABLE:
+            # Another intent paid the order, or it can no longer be paid: this money goes back.
+            return _refund_payment(order, intent, record, orders=orders, payments=payments, clock=clock)
+        outcome = _pay(order, intent, record, orders=orders, payments=payments, clock=clock, refunds=refunds)
+        if outcome is not None:
+            return outcome
+        latest = orders.get_order(order.user_id, order.order_id)
+        if latest is None:
+            return "unknown-order"
+        order = latest
+    raise ConflictError("the order kept changing while a payment was applied; retry")
+
+
+def _pay(
+    order: Order,
+    intent: IntentState,
+    record: IdempotencyRecord,
+    *,
+    orders: OrderRepository,
+    payments: PaymentGateway,
+    clock: Clock,
+    refunds: RefundPorts | None,
+) -> str | None:
+    """Pay a payable order with ``intent``; None when the order changed meanwhile (read it again and decide)."""
     try:
         paid = apply_order_paid(
             order.user_id,
@@ -134,17 +179,97 @@ def _succeeded(
             message=f"Payment succeeded ({intent.payment_intent_id})",
             idempotency=record,
             read=order,
+            intent_id=intent.payment_intent_id,
         )
     except ConflictError:
-        return "not-payable"  # canceled, inconsistent...: acknowledged, nothing granted
-    return "paid" if paid.status is OrderStatus.PAID else "unchanged"
+        return None
+    if paid.status is not OrderStatus.PAID or paid.payment_intent_id != intent.payment_intent_id:
+        return None
+    superseded = order.payment_intent_id
+    if superseded and superseded != intent.payment_intent_id:
+        # An abandoned intent paid: the order's newer intent must not be paid too (if it is, it is refunded).
+        try:
+            payments.cancel_intent(superseded)
+        except (PaymentGatewayError, UnavailableError):
+            logger.warning("could not cancel the superseded intent %s", superseded, exc_info=True)
+    _settle_early_returns(paid, refunds)
+    return "paid"
+
+
+def _settle_early_returns(order: Order, refunds: RefundPorts | None) -> None:
+    # Money that went back before the success (a refund event that came first) is settled now; also after a crash
+    # between the grant and this step, as Stripe redelivers the success until we answer 200.
+    if refunds is None:
+        return
+    current = refunds.orders.get_order(order.user_id, order.order_id)
+    if current is not None and current.returned_amount != current.revoked_for_amount:
+        settle_returned(order.user_id, order.order_id, ports=refunds)
+
+
+def _matches(order: Order, intent: IntentState) -> bool:
+    return intent.amount_received == order.total.amount and intent.currency.lower() == order.total.currency
+
+
+def _mismatch(order: Order, intent: IntentState) -> str:
+    # Seed 2.11 / 7.1-5: never credit a payment that does not match; the order's status now says so.
+    return (
+        f"Payment amount or currency not corresponding: received {intent.amount_received} {intent.currency}, "
+        f"expected {order.total.amount} {order.total.currency}"
+    )
+
+
+def _refund_payment(
+    order: Order,
+    intent: IntentState,
+    record: IdempotencyRecord,
+    *,
+    orders: OrderRepository,
+    payments: PaymentGateway,
+    clock: Clock,
+) -> str:
+    """Give back a payment that pays nothing (a duplicate, a payment for an order that can no longer be paid, or one
+    that does not match its order), once: the refund's idempotency key is the intent's, and the order records it.
+
+    The refund is asked for first and recorded after: if recording fails, the event is delivered again and the same
+    key returns the same refund. If asking fails, nothing is recorded and the webhook fails, so Stripe retries."""
+    intent_id = intent.payment_intent_id
+    for _ in range(_RETRIES):
+        figures = order.other_intents.get(intent_id, IntentFigures())
+        if figures.duplicate_refund_id is not None:
+            return "unchanged"  # refunded already
+        refund_id = payments.refund_payment(
+            intent_id,
+            idempotency_key=f"refund-unpaid-{intent_id}",
+            metadata={"orderId": order.order_id, "userId": order.user_id, "reason": "duplicate_payment"},
+        )
+        now = clock.now()
+        refunded = refund_id or "refunded-before"
+        message = f"Payment {intent_id} refunded in full ({refunded}): the order is {order.status.value}"
+        updated = order.model_copy(
+            update={
+                "other_intents": {
+                    **order.other_intents,
+                    intent_id: figures.model_copy(update={"duplicate_refund_id": refunded}),
+                },
+                "history": [*order.history, HistoryEntry(date=now, status=order.status, message=message)],
+                "updated_at": now,
+            }
+        )
+        event = _payment_refunded_event(order, intent, refunded)
+        if orders.record_payment(updated, read=order, idempotency=record, events=[event]):
+            return "refunded"
+        latest = orders.get_order(order.user_id, order.order_id)
+        if latest is None or latest.updated_at == order.updated_at:
+            return "unchanged"  # this very event was recorded already
+        order = latest
+    raise ConflictError("the order kept changing while a payment was refunded; retry")
 
 
 def _move(
     order: Order,
     status: OrderStatus,
     message: str,
-    record: IdempotencyRecord,
+    record: IdempotencyRecord | None,
     *,
     orders: OrderRepository,
     clock: Clock,
@@ -173,3 +298,18 @@ def _payment_failed_event(order: Order, status: OrderStatus, message: str) -> Do
         "currency": order.total.currency,
     }
     return DomainEvent("PaymentFailed", detail)
+
+
+def _payment_refunded_event(order: Order, intent: IntentState, refund_id: str) -> DomainEvent:
+    """``PaymentRefunded``: a payment that paid nothing went back to the buyer in full."""
+    detail: dict[str, object] = {
+        "userId": order.user_id,
+        "orderId": order.order_id,
+        "offerGroup": order.offer_group,
+        "paymentIntentId": intent.payment_intent_id,
+        "refundId": refund_id,
+        "amount": intent.amount_received,
+        "currency": intent.currency.lower(),
+        "reason": f"the order is {order.status.value}",
+    }
+    return DomainEvent("PaymentRefunded", detail)

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol
 
+from usercredits.domain.credits import HoldCut
 from usercredits.domain.models import (
     DomainEvent,
     GroupPolicy,
@@ -72,11 +73,13 @@ class StaleWindowError(Exception):
 
 @dataclass(frozen=True)
 class CreditSnapshot:
-    """Everything a user holds (or holds in one group), read at once: group states by group, and the open lots."""
+    """Everything a user holds (or holds in one group), read at once: group states by group, the open lots, the open
+    holds, and (only when asked for) the closed lots."""
 
     groups: dict[str, GroupState] = field(default_factory=dict)
     lots: list[Lot] = field(default_factory=list)
     holds: list[Reservation] = field(default_factory=list)
+    closed_lots: list[Lot] = field(default_factory=list)
 
 
 class SpendRefusedError(Exception):
@@ -108,9 +111,12 @@ class CatalogRepository(Protocol):
 
 
 class CreditsRepository(Protocol):
-    def snapshot(self, user_id: str, offer_group: str | None = None, *, consistent: bool = True) -> CreditSnapshot:
-        """All groups and open lots of a user (or of one group), in one read (``consistent=False``: an eventually
-        consistent one, half the cost, for callers whose writes are conditional on what they read anyway)."""
+    def snapshot(
+        self, user_id: str, offer_group: str | None = None, *, consistent: bool = True, closed: bool = False
+    ) -> CreditSnapshot:
+        """All groups, open lots and open holds of a user (or of one group), in one read (``consistent=False``: an
+        eventually consistent one, half the cost, for callers whose writes are conditional on what they read anyway;
+        ``closed``: the closed lots too, for refunds of purchases whose lots expired)."""
         ...
 
     def group_state(self, user_id: str, offer_group: str) -> GroupState | None: ...
@@ -142,8 +148,20 @@ class CreditsRepository(Protocol):
         """Archive the oldest journal movements if the journal is long (best effort)."""
         ...
 
-    def add_lot(self, user_id: str, lot: Lot, movement: Movement, before: GroupState | None, now: datetime) -> None:
-        """Grant a lot outside an order; ``StaleWindowError`` when the group moved since ``before`` was read."""
+    def add_lot(
+        self,
+        user_id: str,
+        lot: Lot,
+        movement: Movement,
+        before: GroupState | None,
+        now: datetime,
+        *,
+        events: Sequence[DomainEvent] = (),
+        idempotency: IdempotencyRecord | None = None,
+    ) -> None:
+        """Grant a lot outside an order, with its ``events`` in the outbox and ``idempotency`` recorded, in one
+        transaction; ``StaleWindowError`` when the group moved since ``before`` was read, ``IdempotentReplayError``
+        when the key was recorded already."""
         ...
 
     def close_lots(
@@ -155,9 +173,12 @@ class CreditsRepository(Protocol):
         movements: list[Movement],
         events: list[DomainEvent],
         now: datetime,
+        *,
+        cuts: Sequence[HoldCut] = (),
     ) -> None:
-        """Close lots with their remaining tokens (``movements``) and write ``events`` to the outbox, in one
-        transaction; ``StaleWindowError`` when the group moved."""
+        """Close lots with their remaining tokens (``movements``, the ``expire`` ones; the others are the ``cuts`` of
+        holds whose tokens expired), write ``events`` to the outbox, in one transaction; ``StaleWindowError`` when the
+        group (or its holds) moved."""
         ...
 
     def mark_low(self, user_id: str, offer_group: str, at: datetime, fact_id: str) -> str:
@@ -187,8 +208,9 @@ class CreditsRepository(Protocol):
         ...
 
     def finish_hold(self, user_id: str, before: Reservation, after: Reservation, movement: Movement) -> bool:
-        """Capture or release a hold still held (and, for a capture, not expired): the hold and the group in one
-        transaction. False when the hold was no longer held (nothing written)."""
+        """Capture or release a hold still held with the count read (and, for a capture, not expired, and no lot of
+        its group past its expiry): the hold and the group in one transaction. False when the hold was no longer
+        held as read (nothing written); ``SpendRefusedError`` when a capture found a lot past its expiry."""
         ...
 
 
@@ -238,8 +260,19 @@ class OrderRepository(Protocol):
         same write); False if it changed meanwhile."""
         ...
 
+    def recorded(self, user_id: str, idempotency: IdempotencyRecord) -> IdempotentReplayError | None:
+        """What an ``Idempotency-Key`` of the user recorded (as the error a replay raises), or None."""
+        ...
+
+    def record_payment(
+        self, order: Order, *, read: Order, idempotency: IdempotencyRecord | None, events: Sequence[DomainEvent]
+    ) -> bool:
+        """Write what ``order`` says about its intents (``other_intents``, history) if it is still as ``read``, with
+        ``events`` in the outbox and ``idempotency`` recorded, in one write; False if it changed or was recorded."""
+        ...
+
     def find_by_payment_intent(self, payment_intent_id: str) -> tuple[str, str] | None:
-        """(userId, orderId) of the order carrying this payment intent."""
+        """(userId, orderId) of the order this payment intent was made for (its current intent or an older one)."""
         ...
 
     def set_payment_intent(
@@ -276,4 +309,9 @@ class PaymentGateway(Protocol):
 
     def cancel_intent(self, intent_id: str) -> None:
         """Cancel an abandoned intent (no-op when it already ended)."""
+        ...
+
+    def refund_payment(self, intent_id: str, *, idempotency_key: str, metadata: dict[str, str]) -> str | None:
+        """Refund what is left of a succeeded intent's payment; the refund's id, or None when nothing was left
+        (refunded already). The same ``idempotency_key`` never refunds twice."""
         ...

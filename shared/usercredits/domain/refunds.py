@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from usercredits.domain.consumption import catch_up
 from usercredits.domain.models import Order
 from usercredits.domain.ports import (
     CatalogRepository,
@@ -22,7 +23,7 @@ from usercredits.domain.ports import (
     OrderRepository,
     ReversalRepository,
 )
-from usercredits.domain.reversal import GRANTED, ChargeReport, merge_report, owed_lots, plan_reversal
+from usercredits.domain.reversal import GRANTED, ChargeReport, merge_report, owed_lots, plan_reversal, touched_groups
 from usercredits.errors import ConflictError
 
 _RETRIES = 5
@@ -71,7 +72,11 @@ def settle_returned(user_id: str, order_id: str, *, ports: RefundPorts) -> str:
     """Settle money that went back before the order was paid (called right after the grant); no-op otherwise."""
     for _ in range(_RETRIES):
         read = ports.orders.get_order(user_id, order_id)
-        if read is None or read.status not in GRANTED or read.returned_amount == read.revoked_for_amount:
+        if (
+            read is None
+            or read.status not in GRANTED
+            or (read.returned_amount == read.revoked_for_amount and read.withdrawn == read.fully_returned)
+        ):
             return "unchanged"
         outcome = _settle(read, read, None, ports)
         if outcome is not None:
@@ -80,15 +85,24 @@ def settle_returned(user_id: str, order_id: str, *, ports: RefundPorts) -> str:
 
 
 def _settle(order: Order, read: Order, record: IdempotencyRecord | None, ports: RefundPorts) -> str | None:
-    """One attempt: plan against fresh credits and write; None when something changed meanwhile (try again)."""
-    granted = order.status in GRANTED and order.returned_amount != order.revoked_for_amount
-    snapshot = ports.credits.snapshot(order.user_id) if granted else CreditSnapshot()
-    groups = {lot.offer_group for lot in owed_lots(order)} if granted else set()
+    """One attempt: bring the order's groups up to date, plan against fresh credits and write; None when something
+    changed meanwhile (try again)."""
+    granted = order.status in GRANTED
+    groups = touched_groups(order) if granted else set()
+    snapshot = CreditSnapshot()
+    if granted:
+        snapshot = ports.credits.snapshot(order.user_id, closed=True)
+        if catch_up(
+            order.user_id, snapshot, groups=groups, credits=ports.credits, clock=ports.clock, catalog=ports.catalog
+        ):  # nothing is revoked from a lot that is past its expiry, nor kept on a hold that is past its own
+            snapshot = ports.credits.snapshot(order.user_id, closed=True)
+    mine = {lot.lot_id for lot in owed_lots(order)}
     plan = plan_reversal(
         order,
         read,
-        groups=snapshot.groups,
-        open_lots=snapshot.lots,
+        groups={group: state for group, state in snapshot.groups.items() if group in groups},
+        lots=[lot for lot in [*snapshot.lots, *snapshot.closed_lots] if lot.lot_id in mine],
+        holds=snapshot.holds,
         policies={group: ports.catalog.group_policy(group) for group in groups},
         now=ports.clock.now(),
     )
@@ -99,5 +113,7 @@ def _settle(order: Order, read: Order, record: IdempotencyRecord | None, ports: 
             return None
     except IdempotentReplayError:
         return "unchanged"  # this very event was applied already
-    revoked = -sum(tokens for tokens in plan.net.values() if tokens < 0)
-    return f"revoked {revoked}" if granted else f"recorded ({plan.order.status.value})"
+    moved = sum(change.balance for change in plan.groups.values())
+    if not granted or not plan.groups:
+        return f"recorded ({plan.order.status.value})"
+    return f"revoked {-moved}" if moved <= 0 else f"restored {moved}"

@@ -23,6 +23,7 @@ from usercredits.domain.models import (
     Order,
     OrderLine,
     OrderStatus,
+    PurchaseWindow,
 )
 
 
@@ -71,6 +72,56 @@ def extend_window(window: GroupState | None, group: str, starts: datetime, expir
     )
 
 
+def add_purchase(
+    window: GroupState | None, group: str, purchase_id: str, starts: datetime, expires: datetime | None, now: datetime
+) -> GroupState:
+    """The group once a purchase over [starts, expires) counts in it: its window extended (``extend_window``) and the
+    purchase remembered (with an expiry: in ``purchases``, which keeps only those still running; without: counted in
+    ``perpetual_purchases``), so a refund can withdraw it later."""
+    state = extend_window(window, group, starts, expires)
+    if expires is None:
+        return state.model_copy(update={"perpetual_purchases": state.perpetual_purchases + 1})
+    running = [kept for kept in state.purchases if kept.expires > now and kept.purchase_id != purchase_id]
+    purchase = PurchaseWindow(purchase_id=purchase_id, starts=starts, expires=expires)
+    return state.model_copy(update={"purchases": [*running, purchase]})
+
+
+def withdraw_purchase(state: GroupState, purchase_id: str, expires: datetime | None, now: datetime) -> GroupState:
+    """The group once a purchase no longer counts (its money went back in full): the window is made again from the
+    purchases that still count. With none left running, the window ends now at the latest (its start is kept)."""
+    if expires is None:
+        perpetual = max(state.perpetual_purchases - 1, 0)
+        running = [kept for kept in state.purchases if kept.expires > now]
+    else:
+        perpetual = state.perpetual_purchases
+        running = [kept for kept in state.purchases if kept.expires > now and kept.purchase_id != purchase_id]
+    starts, ends = state.starts, state.expires
+    if running:
+        starts, ends = _latest_chain(running)
+    elif ends is not None:
+        ends = min(ends, now)
+    return state.model_copy(
+        update={
+            "purchases": running,
+            "perpetual_purchases": perpetual,
+            "perpetual": perpetual > 0,
+            "starts": starts,
+            "expires": ends,
+        }
+    )
+
+
+def _latest_chain(purchases: list[PurchaseWindow]) -> tuple[datetime, datetime]:
+    """The start of the last run of overlapping or touching purchases, and the latest end."""
+    ordered = sorted(purchases, key=lambda purchase: purchase.starts)
+    starts, ends = ordered[0].starts, ordered[0].expires
+    for purchase in ordered[1:]:
+        if purchase.starts > ends:
+            starts = purchase.starts
+        ends = max(ends, purchase.expires)
+    return starts, ends
+
+
 def soonest(first: datetime | None, second: datetime | None) -> datetime | None:
     """The earlier of two optional expiries (None means no expiry)."""
     if first is None or second is None:
@@ -101,7 +152,7 @@ def settle_order(order: Order, windows: dict[str, GroupState], now: datetime, me
 
     def add(group: str, starts: datetime, expires: datetime | None, tokens: int = 0, lot_id: str = "") -> None:
         before.setdefault(group, windows.get(group))
-        state = extend_window(current.get(group), group, starts, expires)
+        state = add_purchase(current.get(group), group, lot_id, starts, expires, now)
         if tokens > 0:  # a purchase without tokens extends the window only: no lot, no movement of 0
             lot = Lot(
                 lot_id=lot_id,

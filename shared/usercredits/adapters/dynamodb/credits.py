@@ -8,14 +8,17 @@ closing of lots past their expiry are conditional transactions of their own.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from pynamodb.exceptions import DoesNotExist, UpdateError
 from pynamodb.expressions.condition import Condition
+from pynamodb.transactions import TransactWrite
 
 from usercredits.adapters.dynamodb.errors import translate_errors
 from usercredits.adapters.dynamodb.repositories import (
+    IDEMPOTENCY_TTL,
     ConditionFailedError,
     IdempotentTransaction,
     add_outbox,
@@ -41,12 +44,15 @@ from usercredits.adapters.dynamodb.tables import (
     LedgerItem,
     LotItem,
     OrderItem,
+    ReservationItem,
+    SettledHoldItem,
 )
-from usercredits.domain.credits import journal_entries, to_entry
+from usercredits.domain.credits import HoldCut, journal_entries, to_entry
 from usercredits.domain.models import (
     DomainEvent,
     GroupState,
     LedgerEntry,
+    LedgerKind,
     Lot,
     Movement,
     OrderStatus,
@@ -98,9 +104,12 @@ class DynamoCreditsRepository:
     """Balances, lots and ledger of the users (items under ``USER#<userId>``)."""
 
     @translate_errors
-    def snapshot(self, user_id: str, offer_group: str | None = None, *, consistent: bool = True) -> CreditSnapshot:
+    def snapshot(
+        self, user_id: str, offer_group: str | None = None, *, consistent: bool = True, closed: bool = False
+    ) -> CreditSnapshot:
         """All groups, open lots and held reservations of a user (or of one group), in one Query (strongly consistent
-        unless ``consistent=False``)."""
+        unless ``consistent=False``). Settled holds are not in the range it reads (``finish_hold`` moves them out), so
+        it costs O(open holds), however many holds the user ever settled."""
         snapshot = CreditSnapshot()
         items = CreditsItem.query(user_pk(user_id), CreditsItem.sk.startswith("CREDIT#"), consistent_read=consistent)
         for item in items:
@@ -108,19 +117,36 @@ class DynamoCreditsRepository:
                 continue
             if isinstance(item, CreditGroupItem):
                 snapshot.groups[item.offer_group] = item_to_group_state(item)
-            elif isinstance(item, LotItem) and not item.closed:
-                snapshot.lots.append(item_to_lot(item))
+            elif isinstance(item, LotItem):
+                if not item.closed:
+                    snapshot.lots.append(item_to_lot(item))
+                elif closed:
+                    snapshot.closed_lots.append(item_to_lot(item))
+            # Only open holds live here now; the status test skips holds settled before they moved out (issue 12).
             elif isinstance(item, HoldItem) and item.status == ReservationStatus.HELD.value:
                 snapshot.holds.append(item_to_reservation(item))
         return snapshot
 
     @translate_errors
     def get_hold(self, user_id: str, reservation_id: str) -> Reservation | None:
+        """The hold wherever it is: open (one consistent GetItem, the usual case: a capture or release follows), else
+        settled (a second GetItem, only for a settled hold, e.g. a repeated capture or release).
+
+        Two GetItems in that order, not one BatchGetItem of both keys (a decision, measured): a GetItem is
+        serializable with the settling transaction (which deletes the open item and puts the settled one), so "no
+        open item" means the settled one is already readable, whereas a BatchGetItem is only read-committed as a whole
+        and could miss both mid-transaction (a spurious 404, or a retry loop to rule it out). On DynamoDB Local an
+        open hold is 1 request and 1 read unit either way; a settled one is 2 GetItems and 2 read units against 1
+        BatchGetItem and 1 read unit (~7 ms less there): the price only a repeat of a settled hold pays."""
+        pk = user_pk(user_id)
         try:
-            item = HoldItem.get(user_pk(user_id), hold_sk(reservation_id), consistent_read=True)
+            return item_to_reservation(HoldItem.get(pk, hold_sk(reservation_id), consistent_read=True))
+        except DoesNotExist:
+            pass
+        try:
+            return item_to_reservation(SettledHoldItem.get(pk, settled_hold_sk(reservation_id), consistent_read=True))
         except DoesNotExist:
             return None
-        return item_to_reservation(item)
 
     @translate_errors
     def create_hold(
@@ -147,30 +173,35 @@ class DynamoCreditsRepository:
 
     @translate_errors
     def finish_hold(self, user_id: str, before: Reservation, after: Reservation, movement: Movement) -> bool:
+        """Settle the hold in one transaction: delete the open item (conditional on it still being held with the
+        count read, and for a capture on it not being expired), put its settled copy at ``HOLD#<id>`` (out of the
+        credits Query and the ``ByExpiry`` index, with a TTL) and move the group. False when the hold's condition
+        failed; ``SpendRefusedError`` when a capture found a lot of the group past its expiry (it draws from the
+        lots: they must close first, and their expiry may cut this hold)."""
         now = after.updated_at
-        condition = HoldItem.status == ReservationStatus.HELD.value
+        condition = (HoldItem.status == ReservationStatus.HELD.value) & (HoldItem.held_count == before.count)
+        group_condition = None
         if after.status is ReservationStatus.CAPTURED:  # an expired hold can only be released
             condition = condition & (HoldItem.hold_expires_at > now)
+            group_condition = CreditGroupItem.next_expiry.does_not_exist() | (CreditGroupItem.next_expiry > now)
         group_actions = _movement_actions(user_id, before.offer_group, movement, now)
         if after.captured:
             group_actions.append(CreditGroupItem.drawn.add(after.captured))
         try:
             with IdempotentTransaction(user_id, None) as transaction:
-                transaction.update(
-                    HoldItem(pk=user_pk(user_id), sk=hold_sk(before.reservation_id)),
-                    actions=[
-                        HoldItem.status.set(after.status.value),
-                        HoldItem.captured.set(after.captured),
-                        HoldItem.updated_at.set(now),
-                        HoldItem.expiry_bucket.remove(),
-                        HoldItem.expires_at.remove(),
-                    ],
-                    condition=condition,
+                transaction.delete(
+                    HoldItem(pk=user_pk(user_id), sk=hold_sk(before.reservation_id)), condition=condition
                 )
+                # Unconditional: the delete's condition already lets one settlement through; this copy is its record.
+                transaction.save(settled_hold_item(user_id, after))
                 transaction.update(
-                    CreditGroupItem(pk=user_pk(user_id), sk=group_sk(before.offer_group)), actions=group_actions
+                    CreditGroupItem(pk=user_pk(user_id), sk=group_sk(before.offer_group)),
+                    actions=group_actions,
+                    condition=group_condition,
                 )
-        except ConditionFailedError:
+        except ConditionFailedError as failed:
+            if failed.index == 2:
+                raise SpendRefusedError(self.group_state(user_id, before.offer_group)) from failed
             return False
         return True
 
@@ -305,9 +336,20 @@ class DynamoCreditsRepository:
         return Page[LedgerEntry](items=page, next_cursor=next_cursor)
 
     @translate_errors
-    def add_lot(self, user_id: str, lot: Lot, movement: Movement, before: GroupState | None, now: datetime) -> None:
-        """Grant a lot outside an order (admin grant): the lot, and the group's balance, journal and soonest expiry,
-        in one transaction conditional on the group's version (``StaleWindowError`` if it moved)."""
+    def add_lot(
+        self,
+        user_id: str,
+        lot: Lot,
+        movement: Movement,
+        before: GroupState | None,
+        now: datetime,
+        *,
+        events: Sequence[DomainEvent] = (),
+        idempotency: IdempotencyRecord | None = None,
+    ) -> None:
+        """Grant a lot outside an order (admin grant): [the idempotency key], the lot, the group's balance, journal
+        and soonest expiry, and the grant's events (outbox), in one transaction conditional on the group's version
+        (``StaleWindowError`` if it moved, ``IdempotentReplayError`` if the key was recorded)."""
         key = CreditGroupItem(pk=user_pk(user_id), sk=group_sk(lot.offer_group))
         next_expiry = lot.expires
         if before is not None and before.next_expiry is not None:
@@ -315,7 +357,7 @@ class DynamoCreditsRepository:
         version = before.version if before else 0
         condition = equals_stored(CreditGroupItem.version, version) if before else CreditGroupItem.pk.does_not_exist()
         try:
-            with IdempotentTransaction(user_id, None) as transaction:
+            with IdempotentTransaction(user_id, idempotency) as transaction:
                 transaction.save(lot_to_item(user_id, lot), condition=LotItem.pk.does_not_exist())
                 transaction.update(
                     key,
@@ -326,6 +368,7 @@ class DynamoCreditsRepository:
                     ],
                     condition=condition,
                 )
+                add_outbox(transaction, user_id, events, now)
         except ConditionFailedError as failed:
             raise StaleWindowError() from failed
 
@@ -339,19 +382,26 @@ class DynamoCreditsRepository:
         movements: list[Movement],
         events: list[DomainEvent],
         now: datetime,
+        *,
+        cuts: Sequence[HoldCut] = (),
     ) -> None:
-        """Close lots (expired): each lot and its order, the group (balance, drawn, journal, soonest expiry of the
-        lots left open) and the expiry's events (outbox) in one transaction, conditional on the group's version and
-        ``drawn`` being the ones the remaining amounts were computed from (``StaleWindowError`` otherwise)."""
-        expired = sum(-movement.tokens for movement in movements)
+        """Close lots (expired): each lot (with what expired of it) and its order, the holds ``cuts`` reduces, the
+        group (balance, held, drawn, journal, soonest expiry of the lots left open, lots expired) and the expiry's
+        events (outbox) in one transaction, conditional on the group's version, ``drawn`` and ``held`` being the ones
+        the plan was computed from (``StaleWindowError`` otherwise)."""
+        expired_of = {movement.lot_id: -movement.tokens for movement in movements if movement.kind is LedgerKind.EXPIRE}
+        expired = sum(expired_of.values())
         used = sum(lot.effective_tokens for lot in lots) - expired
+        cut = sum(hold_cut.cut for hold_cut in cuts)
         key = CreditGroupItem(pk=user_pk(user_id), sk=group_sk(state.offer_group))
         try:
             with IdempotentTransaction(user_id, None) as transaction:
                 actions = [
                     CreditGroupItem.balance.add(-expired),
-                    CreditGroupItem.available.add(-expired),
+                    CreditGroupItem.available.add(cut - expired),
+                    CreditGroupItem.held.add(-cut),
                     CreditGroupItem.drawn.add(-used),
+                    CreditGroupItem.expired_lots.add(len(lots)),
                     CreditGroupItem.version.set(state.version + 1),
                     CreditGroupItem.updated_at.set(now),
                     set_or_remove(
@@ -369,12 +419,19 @@ class DynamoCreditsRepository:
                     key,
                     actions=actions,
                     condition=equals_stored(CreditGroupItem.version, state.version)
-                    & equals_stored(CreditGroupItem.drawn, state.drawn),
+                    & equals_stored(CreditGroupItem.drawn, state.drawn)
+                    & equals_stored(CreditGroupItem.held, state.held),
                 )
+                add_hold_cuts(transaction, user_id, cuts, now)
                 for lot in lots:
                     transaction.update(
                         LotItem(pk=user_pk(user_id), sk=lot_sk(lot)),
-                        actions=[LotItem.closed.set(True), LotItem.expiry_bucket.remove(), LotItem.expires_at.remove()],
+                        actions=[
+                            LotItem.closed.set(True),
+                            LotItem.expired.set(expired_of.get(lot.lot_id, 0)),
+                            LotItem.expiry_bucket.remove(),
+                            LotItem.expires_at.remove(),
+                        ],
                         condition=LotItem.closed == False,  # noqa: E712 - a DynamoDB condition, not a comparison
                     )
                     if lot.order_id:
@@ -419,36 +476,81 @@ class DynamoCreditsRepository:
         return True
 
 
+def add_hold_cuts(transaction: TransactWrite, user_id: str, cuts: Sequence[HoldCut], now: datetime) -> None:
+    """Reduce holds in ``transaction`` (the group's ``held`` is the caller's), each conditional on still being held
+    with the count read: a hold cut to 0 is released (settled, out of the credits range), the others keep less."""
+    for cut in cuts:
+        key = HoldItem(pk=user_pk(user_id), sk=hold_sk(cut.hold.reservation_id))
+        condition = (HoldItem.status == ReservationStatus.HELD.value) & (HoldItem.held_count == cut.hold.count)
+        reduced = cut.hold.reduced + cut.cut
+        if cut.count == 0:
+            released = cut.hold.model_copy(
+                update={"status": ReservationStatus.RELEASED, "count": 0, "reduced": reduced, "updated_at": now}
+            )
+            transaction.delete(key, condition=condition)
+            transaction.save(settled_hold_item(user_id, released))
+        else:
+            transaction.update(
+                key,
+                actions=[
+                    HoldItem.held_count.set(cut.count),
+                    HoldItem.reduced.set(reduced),
+                    HoldItem.updated_at.set(now),
+                ],
+                condition=condition,
+            )
+
+
 def hold_sk(reservation_id: str) -> str:
-    # "~" sorts after every group name, so holds come last in the user's CREDIT# Query.
+    # "~" sorts after every group name, so open holds come last in the user's CREDIT# Query.
     return f"CREDIT#~HOLD#{reservation_id}"
 
 
+def settled_hold_sk(reservation_id: str) -> str:
+    # Outside the CREDIT# range: the credits Query never reads a settled hold.
+    return f"HOLD#{reservation_id}"
+
+
 def reservation_to_item(user_id: str, reservation: Reservation) -> HoldItem:
-    item = HoldItem(
-        pk=user_pk(user_id),
-        sk=hold_sk(reservation.reservation_id),
-        reservation_id=reservation.reservation_id,
-        user_id=user_id,
-        offer_group=reservation.offer_group,
-        held_count=reservation.count,
-        status=reservation.status.value,
-        captured=reservation.captured,
-        hold_expires_at=reservation.expires_at,
-        created_at=reservation.created_at,
-        updated_at=reservation.updated_at,
-    )
-    index_by_expiry(item, reservation.expires_at, f"{user_id}#HOLD#{reservation.reservation_id}")  # while held
+    """The open hold's item, in the ``ByExpiry`` index (deleting it when it settles takes it out)."""
+    item = HoldItem(pk=user_pk(user_id), sk=hold_sk(reservation.reservation_id), **_fields(user_id, reservation))
+    index_by_expiry(item, reservation.expires_at, f"{user_id}#HOLD#{reservation.reservation_id}")
     return item
 
 
-def item_to_reservation(item: HoldItem) -> Reservation:
+def settled_hold_item(user_id: str, reservation: Reservation) -> SettledHoldItem:
+    """A captured or released hold's item, kept as long as an idempotency record (repeats answer until then)."""
+    return SettledHoldItem(
+        pk=user_pk(user_id),
+        sk=settled_hold_sk(reservation.reservation_id),
+        ttl=reservation.updated_at + IDEMPOTENCY_TTL,
+        **_fields(user_id, reservation),
+    )
+
+
+def _fields(user_id: str, reservation: Reservation) -> dict[str, Any]:
+    return {
+        "reservation_id": reservation.reservation_id,
+        "user_id": user_id,
+        "offer_group": reservation.offer_group,
+        "held_count": reservation.count,
+        "status": reservation.status.value,
+        "captured": reservation.captured,
+        "reduced": reservation.reduced,
+        "hold_expires_at": reservation.expires_at,
+        "created_at": reservation.created_at,
+        "updated_at": reservation.updated_at,
+    }
+
+
+def item_to_reservation(item: ReservationItem) -> Reservation:
     return Reservation.model_construct(
         reservation_id=item.reservation_id,
         offer_group=item.offer_group,
         count=int(item.held_count),
         status=ReservationStatus(item.status),
         captured=int(item.captured or 0),
+        reduced=int(item.reduced or 0),
         expires_at=item.hold_expires_at,
         created_at=item.created_at,
         updated_at=item.updated_at,

@@ -179,7 +179,7 @@ def _entry(item: CreditsItem) -> IndexEntry | None:
     if isinstance(item, LotItem):
         warned = frozenset(int(window) for window in item.warned or ())
         return IndexedLot(item.user_id, item_to_lot(item), key, warned)
-    if isinstance(item, HoldItem):
+    if isinstance(item, HoldItem):  # open: settling deletes it, so it leaves the index (its copy has no index keys)
         return IndexedHold(item.user_id, item_to_reservation(item), key)
     if isinstance(item, CreditGroupItem):
         marked_at = datetime.fromisoformat(key.split("#", 1)[0])

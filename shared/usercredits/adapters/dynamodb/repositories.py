@@ -37,6 +37,8 @@ from usercredits.adapters.dynamodb.tables import (
     OrderLineAttribute,
     OutboxEventAttribute,
     OutboxItem,
+    PaymentIntentLinkItem,
+    PurchaseWindowAttribute,
 )
 from usercredits.domain.ids import new_ulid
 from usercredits.domain.models import (
@@ -47,6 +49,7 @@ from usercredits.domain.models import (
     GroupPolicy,
     GroupState,
     HistoryEntry,
+    IntentFigures,
     LedgerKind,
     Lot,
     Money,
@@ -57,6 +60,7 @@ from usercredits.domain.models import (
     OrderStatus,
     Page,
     Purchase,
+    PurchaseWindow,
 )
 from usercredits.domain.ports import IdempotencyRecord, IdempotentReplayError, StaleWindowError
 from usercredits.domain.settlement import Settlement
@@ -292,7 +296,25 @@ def order_to_item(order: Order) -> OrderItem:
         disputed_amount=order.disputed_amount,
         dispute_status=order.dispute_status.value if order.dispute_status else None,
         revoked_for_amount=order.revoked_for_amount,
+        withdrawn=order.withdrawn,
+        other_intents=other_intents_json(order),
     )
+
+
+def other_intents_json(order: Order) -> str | None:
+    """The order's other intents as stored (JSON text; None when there are none)."""
+    if not order.other_intents:
+        return None
+    return json.dumps(
+        {intent: figures.model_dump(mode="json", by_alias=True) for intent, figures in order.other_intents.items()},
+        sort_keys=True,
+    )
+
+
+def _other_intents(text: str | None) -> dict[str, IntentFigures]:
+    if not text:
+        return {}
+    return {intent: IntentFigures.model_validate(figures) for intent, figures in json.loads(text).items()}
 
 
 def _line_to_attribute(line: OrderLine) -> OrderLineAttribute:
@@ -328,6 +350,8 @@ def item_to_order(item: OrderItem) -> Order:
         disputed_amount=int(item.disputed_amount or 0),
         dispute_status=DisputeStatus(item.dispute_status) if item.dispute_status else None,
         revoked_for_amount=int(item.revoked_for_amount or 0),
+        withdrawn=bool(item.withdrawn),
+        other_intents=_other_intents(item.other_intents),
     )
 
 
@@ -377,7 +401,20 @@ def item_to_group_state(item: CreditGroupItem) -> GroupState:
         next_expiry=item.next_expiry,
         journal=[attribute_to_movement(entry) for entry in item.journal or ()],
         journal_first_seq=int(item.journal_first_seq or 1),
+        purchases=[
+            PurchaseWindow.model_construct(purchase_id=entry.purchase_id, starts=entry.starts, expires=entry.expires)
+            for entry in item.purchases or ()
+        ],
+        perpetual_purchases=int(item.perpetual_purchases or 0),
+        expired_lots=int(item.expired_lots or 0),
     )
+
+
+def purchases_to_attribute(state: GroupState) -> list[PurchaseWindowAttribute]:
+    return [
+        PurchaseWindowAttribute(purchase_id=window.purchase_id, starts=window.starts, expires=window.expires)
+        for window in state.purchases
+    ]
 
 
 def lot_sk(lot: Lot) -> str:
@@ -398,6 +435,8 @@ def lot_to_item(user_id: str, lot: Lot) -> LotItem:
         granted_at=lot.granted_at,
         closed=lot.closed,
         revoked=lot.revoked,
+        expired=lot.expired,
+        debt=lot.debt,
     )
     if lot.expires is not None and not lot.closed:  # open lots with an expiry are in the sparse ByExpiry index
         index_by_expiry(item, lot.expires, f"{user_id}#{lot.offer_group}#{lot.lot_id}")
@@ -421,6 +460,8 @@ def item_to_lot(item: LotItem) -> Lot:
         granted_at=item.granted_at,
         closed=bool(item.closed),
         revoked=int(item.revoked or 0),
+        expired=int(item.expired or 0),
+        debt=int(item.debt or 0),
     )
 
 
@@ -496,6 +537,8 @@ class DynamoOrderRepository:
     ) -> None:
         with self._transaction(order.user_id, idempotency) as transaction:
             transaction.save(order_to_item(order), condition=OrderItem.pk.does_not_exist())
+            if order.payment_intent_id:
+                _link_intent(transaction, order, order.payment_intent_id, order.created_at)
             if settlement is not None:
                 self._add_settlement_writes(transaction, settlement)
 
@@ -522,6 +565,7 @@ class DynamoOrderRepository:
                         else OrderItem.combined_items.remove(),
                         OrderItem.history.set([history_to_attribute(entry) for entry in order.history]),
                         OrderItem.updated_at.set(order.updated_at),
+                        *payment_actions(order),
                     ],
                     condition=condition,
                 )
@@ -561,8 +605,41 @@ class DynamoOrderRepository:
         return True
 
     @translate_errors
+    def recorded(self, user_id: str, idempotency: IdempotencyRecord) -> IdempotentReplayError | None:
+        """What the key recorded, read consistently (a request that can no longer be redone may be a retry)."""
+        try:
+            item = IdempotencyItem.get(user_pk(user_id), _idempotency_sk(idempotency), consistent_read=True)
+        except DoesNotExist:
+            return None
+        return IdempotentReplayError(item.result_id, item.fingerprint)
+
+    @translate_errors
+    def record_payment(
+        self, order: Order, *, read: Order, idempotency: IdempotencyRecord | None, events: Sequence[DomainEvent]
+    ) -> bool:
+        """What the order records about its intents, its history and the outbox, conditional on the order being as
+        read (status and last update) and on ``idempotency`` not being recorded; False otherwise."""
+        item = OrderItem(pk=user_pk(order.user_id), sk=order_sk(order.order_id))
+        try:
+            with self._transaction(order.user_id, idempotency) as transaction:
+                transaction.update(
+                    item,
+                    actions=[
+                        OrderItem.history.set([history_to_attribute(entry) for entry in order.history]),
+                        OrderItem.updated_at.set(order.updated_at),
+                        *payment_actions(order),
+                    ],
+                    condition=(OrderItem.status == read.status.value) & (OrderItem.updated_at == read.updated_at),
+                )
+                add_outbox(transaction, order.user_id, events, order.updated_at)
+        except (_OrderNotPendingError, IdempotentReplayError):
+            return False
+        return True
+
+    @translate_errors
     def find_by_payment_intent(self, payment_intent_id: str) -> tuple[str, str] | None:
-        """(userId, orderId) of the order that carries this payment intent (the ByPaymentIntent index)."""
+        """(userId, orderId) of the order this payment intent was made for (the ByPaymentIntent index holds the
+        order's intent on the order item, and every intent it ever had on its ``INTENT#`` link items)."""
         # A low-level Query: the index is KEYS_ONLY, and a model query cannot build items without their itemType.
         answer = _connection().query(
             CreditsItem.Meta.table_name, payment_intent_id, index_name=CreditsItem.by_payment_intent.Meta.index_name
@@ -571,6 +648,8 @@ class DynamoOrderRepository:
             pk, sk = key["pk"]["S"], key["sk"]["S"]
             if sk.startswith("ORDER#"):
                 return pk.removeprefix("USER#"), sk.removeprefix("ORDER#")
+            if sk.startswith(INTENT_PREFIX):
+                return pk.removeprefix("USER#"), sk.removeprefix(INTENT_PREFIX).split("#", 1)[0]
         return None
 
     @translate_errors
@@ -600,6 +679,7 @@ class DynamoOrderRepository:
                     condition=(OrderItem.status == OrderStatus.PENDING.value)
                     & (OrderItem.payment_attempt == order.payment_attempt),
                 )
+                _link_intent(transaction, order, intent_id, now)
         except _OrderNotPendingError as exc:
             raise ConflictError(f"order {order.order_id!r} changed meanwhile; read it again") from exc
         return updated
@@ -649,6 +729,8 @@ class DynamoOrderRepository:
                         journal=[movement_to_attribute(movement) for movement in grants],
                         journal_first_seq=1,
                         updated_at=now,
+                        purchases=purchases_to_attribute(after),
+                        perpetual_purchases=after.perpetual_purchases,
                     ),
                     condition=CreditGroupItem.pk.does_not_exist(),
                 )
@@ -661,6 +743,8 @@ class DynamoOrderRepository:
                 CreditGroupItem.paid_orders.set(after.paid_orders),
                 CreditGroupItem.version.set(before.version + 1),
                 CreditGroupItem.updated_at.set(now),
+                CreditGroupItem.purchases.set(purchases_to_attribute(after)),
+                CreditGroupItem.perpetual_purchases.set(after.perpetual_purchases),
             ]
             if grants:
                 actions += [
@@ -675,6 +759,33 @@ class DynamoOrderRepository:
                 actions=actions,
                 condition=equals_stored(CreditGroupItem.version, before.version),
             )
+
+
+INTENT_PREFIX = "INTENT#"
+
+
+def _link_intent(transaction: TransactWrite, order: Order, intent_id: str, now: datetime) -> None:
+    """The order's link item for one of its intents (see ``PaymentIntentLinkItem``), in the intent's transaction."""
+    link = PaymentIntentLinkItem(
+        pk=user_pk(order.user_id),
+        sk=f"{INTENT_PREFIX}{order.order_id}#{intent_id}",
+        payment_intent_id=intent_id,
+        order_id=order.order_id,
+        created_at=now,
+    )
+    transaction.save(link, condition=PaymentIntentLinkItem.pk.does_not_exist())
+
+
+def payment_actions(order: Order) -> list[Any]:
+    """The order's intent and money figures (the paying intent's, and the other intents' apart)."""
+    return [
+        set_or_remove(OrderItem.payment_intent_id, order.payment_intent_id),
+        OrderItem.refunded_amount.set(order.refunded_amount),
+        OrderItem.disputed_amount.set(order.disputed_amount),
+        set_or_remove(OrderItem.dispute_status, order.dispute_status.value if order.dispute_status else None),
+        OrderItem.withdrawn.set(order.withdrawn),
+        set_or_remove(OrderItem.other_intents, other_intents_json(order)),
+    ]
 
 
 def add_outbox(transaction: TransactWrite, user_id: str, events: Sequence[DomainEvent], now: datetime) -> None:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from usercredits.adapters.dynamodb.credits import add_hold_cuts
 from usercredits.adapters.dynamodb.errors import translate_errors
 from usercredits.adapters.dynamodb.repositories import (
     ConditionFailedError,
@@ -13,12 +16,15 @@ from usercredits.adapters.dynamodb.repositories import (
     lot_sk,
     movement_to_attribute,
     order_sk,
+    payment_actions,
+    purchases_to_attribute,
     set_or_remove,
     user_pk,
 )
 from usercredits.adapters.dynamodb.tables import CreditGroupItem, LotItem, OrderItem
+from usercredits.domain.models import GroupState
 from usercredits.domain.ports import IdempotencyRecord
-from usercredits.domain.reversal import Reversal
+from usercredits.domain.reversal import GroupChange, Reversal
 
 
 class DynamoReversalRepository:
@@ -27,8 +33,10 @@ class DynamoReversalRepository:
     @translate_errors
     def apply_reversal(self, reversal: Reversal, idempotency: IdempotencyRecord | None) -> bool:
         """One transaction: [the Stripe event id], the order (conditional on its last update as read), its bundle
-        children's status, each changed lot (conditional on its revoked tokens as read and being open), each group
-        (conditional on its version, and on the available balance keeping its floor), the outbox."""
+        children (status, withdrawn), each changed lot (conditional on its revoked, debt and closed as read), each
+        reduced hold (conditional on its count as read), each group (conditional on its version, and on what the
+        plan relied on: the available balance above the floor, or the balance, held and drawn as read), the
+        outbox."""
         order, read = reversal.order, reversal.read
         user = order.user_id
         now = order.updated_at
@@ -38,53 +46,100 @@ class DynamoReversalRepository:
                     OrderItem(pk=user_pk(user), sk=order_sk(order.order_id)),
                     actions=[
                         OrderItem.status.set(order.status.value),
-                        OrderItem.refunded_amount.set(order.refunded_amount),
-                        OrderItem.disputed_amount.set(order.disputed_amount),
-                        set_or_remove(
-                            OrderItem.dispute_status, order.dispute_status.value if order.dispute_status else None
-                        ),
                         OrderItem.revoked_for_amount.set(order.revoked_for_amount),
                         OrderItem.history.set([history_to_attribute(entry) for entry in order.history]),
                         OrderItem.updated_at.set(now),
+                        *payment_actions(order),
                     ],
                     condition=(OrderItem.status == read.status.value) & (OrderItem.updated_at == read.updated_at),
                 )
-                for child_id, status in reversal.children_status.items():
+                for child_id in sorted(set(reversal.children_status) | set(reversal.children_withdrawn)):
+                    actions: list[Any] = [OrderItem.updated_at.set(now)]
+                    if child_id in reversal.children_status:
+                        actions.append(OrderItem.status.set(reversal.children_status[child_id].value))
+                    if child_id in reversal.children_withdrawn:
+                        actions.append(OrderItem.withdrawn.set(reversal.children_withdrawn[child_id]))
                     transaction.update(
                         OrderItem(pk=user_pk(user), sk=order_sk(child_id)),
-                        actions=[OrderItem.status.set(status.value), OrderItem.updated_at.set(now)],
+                        actions=actions,
                         condition=OrderItem.pk.exists(),
                     )
                 for change in reversal.lot_changes:
+                    lot_actions: list[Any] = [LotItem.revoked.set(change.revoked), LotItem.debt.set(change.debt)]
+                    if change.closed and not change.lot.closed:  # a full refund: nothing left, out of the index
+                        lot_actions += [
+                            LotItem.closed.set(True),
+                            LotItem.expiry_bucket.remove(),
+                            LotItem.expires_at.remove(),
+                        ]
                     transaction.update(
                         LotItem(pk=user_pk(user), sk=lot_sk(change.lot)),
-                        actions=[LotItem.revoked.set(change.revoked)],
-                        condition=equals_stored(LotItem.revoked, change.lot.revoked) & (LotItem.closed == False),  # noqa: E712
+                        actions=lot_actions,
+                        condition=equals_stored(LotItem.revoked, change.lot.revoked)
+                        & equals_stored(LotItem.debt, change.lot.debt)
+                        & (LotItem.closed == change.lot.closed),
                     )
-                for group, movements in reversal.movements.items():
-                    before = reversal.groups_before[group]
-                    net = reversal.net.get(group, 0)
-                    condition = equals_stored(CreditGroupItem.version, before.version)
-                    floor = reversal.floors.get(group)
-                    if net < 0 and floor is not None:  # a spend racing us must not push the group past its floor
-                        condition &= CreditGroupItem.available >= floor - net
+                for group, moved in reversal.groups.items():
+                    add_hold_cuts(transaction, user, moved.cuts, now)
                     transaction.update(
                         CreditGroupItem(pk=user_pk(user), sk=group_sk(group)),
-                        actions=[
-                            CreditGroupItem.balance.add(net),
-                            CreditGroupItem.available.add(net),
-                            CreditGroupItem.version.set(before.version + 1),
-                            CreditGroupItem.updated_at.set(now),
-                            CreditGroupItem.journal.set(
-                                (CreditGroupItem.journal | []).append([movement_to_attribute(m) for m in movements])
-                            ),
-                        ],
-                        condition=condition,
+                        actions=_group_actions(moved, now),
+                        condition=_group_condition(moved),
                     )
                 add_outbox(transaction, user, reversal.events, now)
         except ConditionFailedError:
             return False
         return True
+
+
+def _group_actions(change: GroupChange, now: Any) -> list[Any]:
+    held = change.held
+    actions: list[Any] = [
+        CreditGroupItem.version.set(change.before.version + 1),
+        CreditGroupItem.updated_at.set(now),
+    ]
+    if change.balance or held:
+        actions += [
+            CreditGroupItem.balance.add(change.balance),
+            CreditGroupItem.available.add(change.balance - held),
+        ]
+    if held:
+        actions.append(CreditGroupItem.held.add(held))
+    if change.drawn:
+        actions.append(CreditGroupItem.drawn.add(change.drawn))
+    if change.movements:
+        actions.append(
+            CreditGroupItem.journal.set(
+                (CreditGroupItem.journal | []).append([movement_to_attribute(m) for m in change.movements])
+            )
+        )
+    if change.window is not None:
+        actions += _window_actions(change.window)
+    return actions
+
+
+def _window_actions(window: GroupState) -> list[Any]:
+    return [
+        set_or_remove(CreditGroupItem.starts, window.starts),
+        set_or_remove(CreditGroupItem.expires, window.expires),
+        CreditGroupItem.perpetual.set(window.perpetual),
+        CreditGroupItem.purchases.set(purchases_to_attribute(window)),
+        CreditGroupItem.perpetual_purchases.set(window.perpetual_purchases),
+    ]
+
+
+def _group_condition(change: GroupChange) -> Any:
+    before = change.before
+    condition = equals_stored(CreditGroupItem.version, before.version)
+    if change.fits_floor is not None:  # a spend racing us must not push the group past its floor
+        condition &= CreditGroupItem.available >= change.fits_floor
+    if change.pinned:  # holds were cut, a debt arose or an expired lot gave back, from what was read
+        condition &= (
+            equals_stored(CreditGroupItem.balance, before.balance)
+            & equals_stored(CreditGroupItem.held, before.held)
+            & equals_stored(CreditGroupItem.drawn, before.drawn)
+        )
+    return condition
 
 
 __all__ = ["DynamoReversalRepository"]

@@ -166,6 +166,19 @@ class OrderItem(CreditsItem, discriminator="order"):
     disputed_amount = NumberAttribute(default=0, attr_name="disputedAmount")
     dispute_status = UnicodeAttribute(null=True, attr_name="disputeStatus")
     revoked_for_amount = NumberAttribute(default=0, attr_name="revokedForAmount")
+    withdrawn = BooleanAttribute(default=False)
+    # What Stripe reported about the order's other intents (abandoned or duplicate payments), as JSON:
+    # {"<intent id>": {"refundedAmount", "disputedAmount", "disputeStatus", "duplicateRefundId"}}.
+    other_intents = UnicodeAttribute(null=True, attr_name="otherIntents")
+
+
+class PaymentIntentLinkItem(CreditsItem, discriminator="paymentIntentLink"):
+    """One payment intent made for an order (sk ``INTENT#<orderId>#<intentId>``), in the ``ByPaymentIntent`` index,
+    written with the intent's order change: events about an abandoned intent that carry no metadata (disputes) still
+    find their order. Never updated."""
+
+    order_id = UnicodeAttribute(attr_name="orderId")
+    created_at = UTCDateTimeAttribute(attr_name="createdAt")
 
 
 class OutboxEventAttribute(MapAttribute[str, Any]):
@@ -189,6 +202,14 @@ class MovementAttribute(MapAttribute[str, Any]):
     reason = UnicodeAttribute(null=True)
     shortfall = NumberAttribute(null=True)
     created_at = UTCDateTimeAttribute(attr_name="createdAt")
+
+
+class PurchaseWindowAttribute(MapAttribute[str, Any]):
+    """One purchase still counting in a group's window (see ``usercredits.domain.models.PurchaseWindow``)."""
+
+    purchase_id = UnicodeAttribute(attr_name="purchaseId")
+    starts = UTCDateTimeAttribute()
+    expires = UTCDateTimeAttribute()
 
 
 class CreditGroupItem(CreditsItem, discriminator="creditGroup"):
@@ -216,6 +237,9 @@ class CreditGroupItem(CreditsItem, discriminator="creditGroup"):
     journal = ListAttribute(of=MovementAttribute, null=True)
     journal_first_seq = NumberAttribute(default=1, attr_name="journalFirstSeq")
     updated_at = UTCDateTimeAttribute(null=True, attr_name="updatedAt")
+    purchases = ListAttribute(of=PurchaseWindowAttribute, null=True)
+    perpetual_purchases = NumberAttribute(default=0, attr_name="perpetualPurchases")
+    expired_lots = NumberAttribute(default=0, attr_name="expiredLots")
 
 
 class LotItem(CreditsItem, discriminator="lot"):
@@ -231,23 +255,37 @@ class LotItem(CreditsItem, discriminator="lot"):
     granted_at = UTCDateTimeAttribute(attr_name="grantedAt")
     closed = BooleanAttribute(default=False)
     revoked = NumberAttribute(default=0)
+    expired = NumberAttribute(default=0)
+    debt = NumberAttribute(default=0)
     # The warning windows (seconds before expiry) the expiry scan sent CreditsExpiringSoon for, once accepted.
     warned = NumberSetAttribute(null=True)
 
 
-class HoldItem(CreditsItem, discriminator="hold"):
-    """A reservation (sk ``CREDIT#~HOLD#<reservationId>``: in the user's credits Query, after every group); in the
-    ``ByExpiry`` index while held."""
+class ReservationItem(CreditsItem):
+    """What a reservation holds, open (``HoldItem``) or settled (``SettledHoldItem``): the same fields, two places."""
 
     reservation_id = UnicodeAttribute(attr_name="reservationId")
     user_id = UnicodeAttribute(attr_name="userId")
     offer_group = UnicodeAttribute(attr_name="offerGroup")
     held_count = NumberAttribute(attr_name="count")  # `count` would hide Model.count()
+    reduced = NumberAttribute(default=0)  # tokens taken off it because what it held left the balance
     status = UnicodeAttribute()
     captured = NumberAttribute(default=0)
     hold_expires_at = UTCDateTimeAttribute(attr_name="holdExpiresAt")
     created_at = UTCDateTimeAttribute(attr_name="createdAt")
     updated_at = UTCDateTimeAttribute(attr_name="updatedAt")
+
+
+class HoldItem(ReservationItem, discriminator="hold"):
+    """An open reservation, still held (sk ``CREDIT#~HOLD#<reservationId>``: in the user's credits Query, after every
+    group); in the ``ByExpiry`` index. The transaction that captures or releases it deletes it (and puts its
+    ``SettledHoldItem``), so the credits Query only ever reads open holds."""
+
+
+class SettledHoldItem(ReservationItem, discriminator="settledHold"):
+    """A captured or released reservation (sk ``HOLD#<reservationId>``: outside the ``CREDIT#`` range and the
+    ``ByExpiry`` index), put by the transaction that settled it; kept (``ttl``) as long as an idempotency record, so a
+    repeated capture or release still answers, and settled holds do not pile up."""
 
 
 class LedgerItem(CreditsItem, discriminator="ledger"):

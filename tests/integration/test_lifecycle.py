@@ -1,0 +1,70 @@
+"""The money lifecycle, model-based: the state machine of ``tests/lifecycle`` against the real handlers on moto.
+
+``make test`` runs the CI profile (a fixed set of examples, a few minutes at most); ``make soak`` runs the soak profile
+(``LIFECYCLE_PROFILE=soak``: random, many and longer sequences). A failure prints the shrunk steps and a
+``@reproduce_failure`` blob; keep each sequence it finds as a regular test in ``test_lifecycle_sequences.py``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+from hypothesis import HealthCheck, settings
+from hypothesis.stateful import run_state_machine_as_test
+
+from tests.lifecycle.driver import API_KEY
+from tests.lifecycle.machine import REACHED, LifecycleMachine
+from tests.stripe_fake import FakeStripe
+
+#: States the CI run must reach (in at least one example each), or the harness stopped exploring what matters.
+MUST_REACH = (
+    "payment_intent.succeeded: paid",
+    "payment_intent.succeeded: refund-duplicate",
+    "payment_intent.canceled: nothing",
+    "payment_intent.payment_failed: moved",
+    "delivered charge.refunded",
+    "delivered charge.dispute.closed",
+    "a group in debt",
+    "a hold cut or released",
+    "a withdrawn order (refunded)",
+    "a withdrawn order (paid)",
+    "an order paid by an abandoned intent",
+    "a duplicate payment refunded",
+    "a won dispute on a paid order",
+)
+
+PROFILES = {
+    "ci": {"max_examples": 40, "stateful_step_count": 25, "derandomize": True},
+    "soak": {"max_examples": 2000, "stateful_step_count": 60, "derandomize": False},
+}
+
+
+@pytest.fixture
+def fake_stripe(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeStripe]:
+    monkeypatch.setenv("CATALOG_CACHE_SECONDS", "0")  # admins' offer edits are seen at once
+    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "true")
+    with FakeStripe(api_key=API_KEY) as fake:
+        yield fake
+
+
+def test_the_money_lifecycle_matches_the_model(fake_stripe: FakeStripe) -> None:
+    name = os.environ.get("LIFECYCLE_PROFILE", "ci")
+    profile = PROFILES[name]
+    LifecycleMachine.stripe = fake_stripe
+    REACHED.clear()
+    run_state_machine_as_test(
+        LifecycleMachine,
+        settings=settings(
+            **profile,
+            deadline=None,
+            print_blob=True,
+            suppress_health_check=list(HealthCheck),
+            database=None,
+        ),
+    )
+    print("lifecycle harness reached:", dict(sorted(REACHED.items())))
+    if name == "ci":
+        missing = [state for state in MUST_REACH if not REACHED[state]]
+        assert not missing, f"the harness no longer reaches {missing}: widen its rules or its budget"
