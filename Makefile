@@ -14,9 +14,10 @@ EVENT ?= events/ordering/list_offers.json
 USER ?= alice
 ADMIN ?=
 PYTEST_ARGS ?=
+SOAK_EXAMPLES ?= 2000
 
 .PHONY: help dev tools dynamodb-local deps format lint typecheck unit integration infra template-check build build-native dynamodb-tests \
-        e2e test run token invoke load-catalog bench deploy destroy clean pr
+        e2e test soak run token invoke load-catalog bench deploy destroy clean pr
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -85,6 +86,9 @@ e2e: dev dynamodb-local ## Starts the real `make run` stack, drives it over HTTP
 	$(PY) -m pytest tests/e2e $(PYTEST_ARGS)
 
 test: lint typecheck unit integration infra dynamodb-tests e2e ## Everything CI runs
+
+soak: dev ## The lifecycle harness's long profile (random, many long sequences): make soak [SOAK_EXAMPLES=2000]
+	LIFECYCLE_PROFILE=soak LIFECYCLE_EXAMPLES=$(SOAK_EXAMPLES) $(PY) -m pytest tests/integration/test_lifecycle.py -p no:randomly -s $(PYTEST_ARGS)
 
 run: dev dynamodb-local ## Local API on http://127.0.0.1:3000 with DynamoDB Local and the demo catalog
 	$(PY) -m devtools.devserver

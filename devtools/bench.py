@@ -23,6 +23,11 @@ DynamoDB requests (metric ``dynamodb_requests``; ``transactions`` for the grant)
     its compaction limit, except the one labelled "compacts the journal". The customers rows use a plan and a
     non-restricted coupon defined through the admin routes (not counted); each subscribing user's customer exists
     already (read once, not counted), with no subscription yet.
+    The webhook rows post Stripe-format events signed with the local webhook secret to
+    ``stripe_webhook.handler.lambda_handler`` (a Function URL request), with ``PAYMENT_PROVIDER=local`` (a duplicate
+    payment's refund makes no network call). The refund and dispute rows run on paid EnterpriseM orders of users
+    holding nothing else, with the webhook's catalog cache warm, and check each user's balances through
+    ``GET /credits`` afterwards (not counted); the abandoned-intent rows check the order as stored.
 
 Reads after settled holds (metrics ``items_read``, ``read_units``)
     ``GET /credits`` of a user with one open hold, after 0 and after 1,000 hold/release pairs (made through the domain
@@ -584,6 +589,83 @@ def http_event(
     return event
 
 
+def stripe_event_payload(event_id: str, kind: str, obj: Mapping[str, Any]) -> bytes:
+    """The raw body Stripe signs and posts: an ``event`` of type ``kind`` about ``obj``."""
+    return json.dumps({"id": event_id, "object": "event", "type": kind, "data": {"object": dict(obj)}}).encode()
+
+
+def function_url_event(payload: bytes, signature: str, request_id: str = "bench-webhook") -> dict[str, Any]:
+    """A Lambda Function URL (payload 2.0) ``POST /`` carrying ``payload`` and its ``Stripe-Signature`` header."""
+    return {
+        "version": "2.0",
+        "routeKey": "$default",
+        "rawPath": "/",
+        "rawQueryString": "",
+        "headers": {"content-type": "application/json", "stripe-signature": signature},
+        "requestContext": {
+            "http": {"method": "POST", "path": "/", "sourceIp": "127.0.0.1"},
+            "requestId": request_id,
+            "stage": "$default",
+        },
+        "body": payload.decode(),
+        "isBase64Encoded": False,
+    }
+
+
+def intent_object(
+    intent_id: str, total: Mapping[str, Any], metadata: Mapping[str, str], status: str = "succeeded"
+) -> dict[str, Any]:
+    """A PaymentIntent as ``payment_intent.*`` events carry it; ``total`` is an order's ``{"amount", "currency"}``,
+    received in full when ``status`` is succeeded."""
+    return {
+        "id": intent_id,
+        "object": "payment_intent",
+        "status": status,
+        "amount": total["amount"],
+        "amount_received": total["amount"] if status == "succeeded" else 0,
+        "currency": total["currency"],
+        "metadata": dict(metadata),
+    }
+
+
+def refunded_charge(
+    intent_id: str, total: Mapping[str, Any], amount_refunded: int, metadata: Mapping[str, str]
+) -> dict[str, Any]:
+    """The Charge of a ``charge.refunded`` event: ``amount_refunded`` is cumulative, and Stripe copies the intent's
+    metadata onto its charge."""
+    return {
+        "id": f"ch_{intent_id.removeprefix('pi_')}",
+        "object": "charge",
+        "amount": total["amount"],
+        "amount_refunded": amount_refunded,
+        "refunded": amount_refunded >= total["amount"],
+        "currency": total["currency"],
+        "payment_intent": intent_id,
+        "metadata": dict(metadata),
+    }
+
+
+def dispute_object(intent_id: str, amount: int, currency: str, status: str) -> dict[str, Any]:
+    """The Dispute of a ``charge.dispute.*`` event: no metadata of ours (its order is found through the intent id)."""
+    return {
+        "id": f"dp_{intent_id.removeprefix('pi_')}",
+        "object": "dispute",
+        "amount": amount,
+        "currency": currency,
+        "status": status,
+        "charge": f"ch_{intent_id.removeprefix('pi_')}",
+        "payment_intent": intent_id,
+        "metadata": {},
+    }
+
+
+def balances_after_return(granted: Mapping[str, int], returned: int, total: int) -> dict[str, int]:
+    """Each group's balance once ``returned`` of ``total`` went back, for a user whose only lots are one order's, one
+    per group, nothing spent: each lot gives ``ceil(tokens × returned / total)`` (README "Money going back"),
+    computed here independently of the domain's code."""
+    return {group: tokens - -(-tokens * returned // total) for group, tokens in granted.items()}
+
+
 @dataclass(frozen=True)
 class RouteResult:
     status: int
@@ -715,6 +797,8 @@ class OrderingBench(HandlerBench):
         self._reads(order_id)
         self._grant()
         self._webhook()
+        self._money_back()
+        self._abandoned_intent()
 
     def _offers(self) -> None:
         browser = "bench-browser"
@@ -779,46 +863,189 @@ class OrderingBench(HandlerBench):
 
     def _webhook(self) -> None:
         """A signed ``payment_intent.succeeded`` through the webhook handler: dedupe record, order and grant."""
+        user = "bench-webhook"
+        order = self._place(user, "EnterpriseM")
+        self.measure_webhook(
+            "webhook payment_intent.succeeded (dedupe included)",
+            "payment_intent.succeeded",
+            intent_object(order["paymentIntentId"], order["total"], self._metadata(user, order)),
+            budget=3,
+            check=lambda: self._order_check(user, order["orderId"], "paid"),
+        )
+
+    # ------------------------------------------------------------------------------------ webhooks: helpers
+    #: Stripe event ids sent so far (each event a new id: the webhook records it, and a repeated id is a redelivery).
+    _events_sent = 0
+
+    def send_webhook(self, kind: str, obj: Mapping[str, Any]) -> dict[str, Any]:
+        """Post a ``kind`` event about ``obj``, signed with the local webhook secret, to the webhook handler."""
         from stripe_webhook import handler as webhook
-        from usercredits.adapters.dynamodb.repositories import DynamoOrderRepository
         from usercredits.adapters.stripe_gateway import sign_payload
 
-        user = "bench-webhook"
-        order = self.setup_call("POST /orders", status=201, user=user, body={"offerId": "EnterpriseM"}).body["order"]
-        intent = {
-            "id": order["paymentIntentId"],
-            "object": "payment_intent",
-            "status": "succeeded",
-            "amount": order["total"]["amount"],
-            "amount_received": order["total"]["amount"],
-            "currency": order["total"]["currency"],
-            "metadata": {"orderId": order["orderId"], "userId": user},
-        }
-        payload = json.dumps(
-            {"id": "evt_bench_1", "object": "event", "type": "payment_intent.succeeded", "data": {"object": intent}}
-        ).encode()
+        self._events_sent += 1
+        payload = stripe_event_payload(f"evt_bench_{self._events_sent}", kind, obj)
         secret = os.environ.get("LOCAL_WEBHOOK_SECRET") or "whsec_local"
-        request = {
-            "version": "2.0",
-            "routeKey": "$default",
-            "rawPath": "/",
-            "rawQueryString": "",
-            "headers": {"content-type": "application/json", "stripe-signature": sign_payload(payload, secret)},
-            "requestContext": {
-                "http": {"method": "POST", "path": "/", "sourceIp": "127.0.0.1"},
-                "requestId": "bench-webhook",
-                "stage": "$default",
-            },
-            "body": payload.decode(),
-            "isBase64Encoded": False,
-        }
-        name = "webhook payment_intent.succeeded (dedupe included)"
+        request = function_url_event(payload, sign_payload(payload, secret))
+        return dict(webhook.lambda_handler(request, LambdaContext("StripeWebhookFunction", 512, 15)))
+
+    def measure_webhook(
+        self,
+        name: str,
+        kind: str,
+        obj: Mapping[str, Any],
+        *,
+        budget: float | None,
+        check: Callable[[], str | None],
+    ) -> None:
+        """One measured webhook event; its row fails unless it is answered 200 and ``check`` (run after the
+        measurement: what the event changed) finds nothing wrong."""
         with self.counter.measure() as measurement:
-            response = webhook.lambda_handler(request, LambdaContext("StripeWebhookFunction", 512, 15))
-        paid = DynamoOrderRepository().get_order(user, order["orderId"])
-        ok = response.get("statusCode") == 200 and paid is not None and paid.status.value == "paid"
-        problem = None if ok else f"webhook answered {response.get('statusCode')}, order {paid and paid.status}"
-        self.scenarios.append(Scenario(name, 3, measurement, problem))
+            response = self.send_webhook(kind, obj)
+        status = int(response.get("statusCode") or 0)
+        problem = f"webhook answered {status}: {str(response.get('body'))[:300]}" if status != 200 else check()
+        self.scenarios.append(Scenario(name, budget, measurement, problem))
+
+    def setup_webhook(self, kind: str, obj: Mapping[str, Any]) -> None:
+        """A webhook event that prepares a scenario (not measured); anything but 200 stops the bench."""
+        response = self.send_webhook(kind, obj)
+        if response.get("statusCode") != 200:
+            raise BenchError(f"setup {kind} answered {response.get('statusCode')}: {str(response.get('body'))[:500]}")
+
+    def _place(self, user: str, offer_id: str) -> dict[str, Any]:
+        """A priced order placed through the handler (not measured): the order as answered, with its intent."""
+        order = self.setup_call("POST /orders", status=201, user=user, body={"offerId": offer_id}).body["order"]
+        if not order.get("paymentIntentId"):
+            raise BenchError(f"setup: the {offer_id} order has no payment intent: {json.dumps(order)[:300]}")
+        return dict(order)
+
+    @staticmethod
+    def _metadata(user: str, order: Mapping[str, Any]) -> dict[str, str]:
+        """What we set on an order's intents (and Stripe copies onto their charges)."""
+        return {"orderId": str(order["orderId"]), "userId": user}
+
+    def _paid(self, user: str, offer_id: str) -> dict[str, Any]:
+        """An order placed and paid by its intent's signed ``payment_intent.succeeded`` (not measured)."""
+        order = self._place(user, offer_id)
+        intent = intent_object(order["paymentIntentId"], order["total"], self._metadata(user, order))
+        self.setup_webhook("payment_intent.succeeded", intent)
+        if problem := self._order_check(user, order["orderId"], "paid"):
+            raise BenchError(f"setup: {problem}")
+        return order
+
+    @staticmethod
+    def _stored_order(user: str, order_id: str) -> Any:
+        from usercredits.adapters.dynamodb.repositories import DynamoOrderRepository
+
+        return DynamoOrderRepository().get_order(user, order_id)
+
+    def _order_check(self, user: str, order_id: str, status: str) -> str | None:
+        order = self._stored_order(user, order_id)
+        found = order.status.value if order is not None else None
+        return None if found == status else f"order {order_id} is {found}, expected {status}"
+
+    def credit_balances(self, user: str) -> dict[str, int]:
+        """``GET /credits`` through the consumption handler (not measured): each group's balance."""
+        from consumption import handler as consumption
+
+        base = json.loads((EVENTS_DIR / ConsumptionBench.BASE_EVENT).read_text(encoding="utf-8"))
+        result = call_handler(consumption, ConsumptionBench.FUNCTION, base, "GET /credits", user=user)
+        if result.status != 200:
+            raise BenchError(f"GET /credits of {user} answered {result.status}: {json.dumps(result.body)[:300]}")
+        return {group["offerGroup"]: int(group["balance"]) for group in (result.body or {}).get("groups", [])}
+
+    def _balances_check(self, user: str, expected: Mapping[str, int]) -> str | None:
+        found = self.credit_balances(user)
+        return None if found == dict(expected) else f"GET /credits balances {found}, expected {dict(expected)}"
+
+    # ------------------------------------------------------------------------- webhooks: money going back
+    #: The partial refund measured: 1000 of EnterpriseM's 9900 (README "Money going back": 31 of its 300 AiTokens).
+    REFUNDED = 1000
+
+    def _money_back(self) -> None:
+        """A partial refund (``charge.refunded``, metadata on the charge) and a dispute opened then won
+        (``charge.dispute.*``, no metadata: one Query of the ByPaymentIntent index more) on paid EnterpriseM orders
+        of users holding nothing else; the balances are checked through ``GET /credits`` after each."""
+        from stripe_webhook import handler as webhook
+
+        webhook.dependencies().ports.catalog.list_offers()  # the webhook's catalog cache warm (group policies)
+        user = "bench-refund"
+        order = self._paid(user, "EnterpriseM")
+        granted, total = self.credit_balances(user), order["total"]
+        charge = refunded_charge(order["paymentIntentId"], total, self.REFUNDED, self._metadata(user, order))
+        expected = balances_after_return(granted, self.REFUNDED, int(total["amount"]))
+
+        def revoked() -> str | None:
+            stored = self._stored_order(user, order["orderId"])
+            if stored is None or stored.status.value != "paid" or stored.revoked_for_amount != self.REFUNDED:
+                found = stored and (stored.status.value, stored.revoked_for_amount)
+                return f"order (status, revoked for) {found}, expected ('paid', {self.REFUNDED})"
+            return self._balances_check(user, expected)
+
+        name = f"webhook charge.refunded (partial, {self.REFUNDED} of {total['amount']}, warm catalog)"
+        self.measure_webhook(name, "charge.refunded", charge, budget=3, check=revoked)
+
+        user = "bench-dispute"
+        order = self._paid(user, "EnterpriseM")
+        granted, total = self.credit_balances(user), order["total"]
+        amount, currency = int(total["amount"]), str(total["currency"])
+        opened = dispute_object(order["paymentIntentId"], amount, currency, "needs_response")
+        name = "webhook charge.dispute.created (full amount, found by intent id)"
+        taken = balances_after_return(granted, amount, amount)
+        self.measure_webhook(
+            name, "charge.dispute.created", opened, budget=4, check=lambda: self._balances_check(user, taken)
+        )
+        won = dispute_object(order["paymentIntentId"], amount, currency, "won")
+        name = "webhook charge.dispute.closed (won: restores)"
+        self.measure_webhook(
+            name, "charge.dispute.closed", won, budget=4, check=lambda: self._balances_check(user, granted)
+        )
+
+    # ------------------------------------------------------------------------------ webhooks: abandoned intent
+    def _abandoned_intent(self) -> None:
+        """Events about an intent the order abandoned (``POST /orders/{id}/payment`` made a new one): its cancel
+        changes nothing (the order is read, nothing written); its success after the new intent paid the order is a
+        duplicate payment, refunded (the local gateway: no network call) and recorded on the order."""
+        user = "bench-abandoned"
+        order = self._place(user, "_100tokens")
+        order_id, abandoned = order["orderId"], order["paymentIntentId"]
+        again = self.setup_call(
+            "POST /orders/{orderId}/payment", status=200, user=user, path_parameters={"orderId": order_id}
+        )
+        current = str(((again.body or {}).get("payment") or {}).get("paymentIntentId") or "")
+        if not current or current == abandoned:
+            raise BenchError(f"setup: POST /orders/{order_id}/payment gave intent {current!r} (first: {abandoned})")
+        metadata = self._metadata(user, order)
+        before = self._stored_order(user, order_id)
+
+        def unchanged() -> str | None:
+            after = self._stored_order(user, order_id)
+            if after is None or after.status.value != "pending" or after.updated_at != before.updated_at:
+                return f"the order changed: {after and after.status.value}, updated {after and after.updated_at}"
+            return None
+
+        canceled = intent_object(abandoned, order["total"], metadata, status="canceled")
+        name = "webhook payment_intent.canceled (abandoned intent: changes nothing)"
+        self.measure_webhook(name, "payment_intent.canceled", canceled, budget=1, check=unchanged)
+
+        self.setup_webhook("payment_intent.succeeded", intent_object(current, order["total"], metadata))
+        if problem := self._order_check(user, order_id, "paid"):
+            raise BenchError(f"setup: {problem}")
+
+        def refunded() -> str | None:
+            after = self._stored_order(user, order_id)
+            figures = after.other_intents.get(abandoned) if after is not None else None
+            mentioned = after is not None and any(
+                abandoned in entry.message and "refunded" in entry.message for entry in after.history
+            )
+            if after is None or after.status.value != "paid" or after.payment_intent_id != current:
+                return f"the order is {after and after.status.value} with intent {after and after.payment_intent_id}"
+            if figures is None or not figures.duplicate_refund_id or not mentioned:
+                return f"no refund of {abandoned} recorded: {figures}, history {[e.message for e in after.history]}"
+            return None
+
+        succeeded = intent_object(abandoned, order["total"], metadata)
+        name = "webhook payment_intent.succeeded (abandoned intent, order paid by the new one: refunded)"
+        self.measure_webhook(name, "payment_intent.succeeded", succeeded, budget=2, check=refunded)
 
 
 class ConsumptionBench(HandlerBench):
@@ -833,6 +1060,7 @@ class ConsumptionBench(HandlerBench):
     def run(self, paid_user: str | None = None) -> None:
         user, group = "bench-consumer", {"offerGroup": self.GROUP}
         self._admin_grant(user, 1000)
+        self._keyed_admin_grant("bench-granted", 500)
         self.reset_catalog_cache()
         self.measure(self.CONSUME, "cold catalog", user=user, path_parameters=group, body={"count": 1})
         first = self.measure(
@@ -887,6 +1115,47 @@ class ConsumptionBench(HandlerBench):
             path_parameters={"userId": user},
             body=body,
         )
+
+    def _keyed_admin_grant(self, user: str, tokens: int) -> None:
+        """An admin grant with an Idempotency-Key, and its retry with the same key: the retry answers the first
+        grant's entry, and the user holds the tokens once (checked after the retry, not measured)."""
+        from usercredits.adapters.dynamodb.credits import DynamoCreditsRepository
+
+        route, target = "POST /admin/users/{userId}/grants", {"userId": user}
+        body, key = (
+            {"offerGroup": self.GROUP, "tokens": tokens, "reason": "bench"},
+            {"Idempotency-Key": "bench-grant-1"},
+        )
+        first = self.measure(
+            route,
+            "Idempotency-Key",
+            budget=3,
+            status=201,
+            user="bench-admin",
+            admin=True,
+            path_parameters=target,
+            body=body,
+            headers=key,
+            check=_granted(tokens),
+        )
+        entry_id = (first.body or {}).get("entryId")
+        replay = self.measure(
+            route,
+            "Idempotency-Key, idempotent replay",
+            status=201,
+            user="bench-admin",
+            admin=True,
+            path_parameters=target,
+            body=body,
+            headers=key,
+            check=lambda answer: _granted(tokens)(answer) or _same_entry(entry_id)(answer),
+        )
+        state = DynamoCreditsRepository().group_state(user, self.GROUP)
+        if replay.status == 201 and (state is None or state.balance != tokens):
+            self.scenarios[-1] = dataclasses.replace(
+                self.scenarios[-1],
+                problem=f"balance {state and state.balance} after the replay, expected {tokens} (granted once)",
+            )
 
     def _compaction(self, user: str) -> None:
         """The consume that takes the journal past its limit also moves its oldest movements to ledger items."""
@@ -1044,6 +1313,15 @@ def _subscribed(plan_id: str, coupon: str | None) -> Callable[[Any], str | None]
         if (body.get("plan") or {}).get("planId") == plan_id and codes == expected:
             return None
         return f"expected a {plan_id} subscription with coupons {expected}: {json.dumps(body)[:300]}"
+
+    return check
+
+
+def _granted(tokens: int) -> Callable[[Any], str | None]:
+    def check(body: Any) -> str | None:
+        body = body or {}
+        ok = body.get("kind") == "grant" and body.get("tokens") == tokens and body.get("entryId")
+        return None if ok else f"expected a grant entry of {tokens} tokens: {json.dumps(body)[:300]}"
 
     return check
 

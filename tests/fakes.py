@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from usercredits.adapters.local_payments import LocalPaymentGateway
+from usercredits.domain import limits
 from usercredits.domain.models import (
     DomainEvent,
     GroupState,
@@ -17,7 +18,8 @@ from usercredits.domain.models import (
     Page,
     PaymentIntent,
 )
-from usercredits.domain.ports import IdempotencyRecord, IdempotentReplayError, StaleWindowError
+from usercredits.domain.ports import IdempotencyRecord, IdempotentReplayError, PurchaseLimitError, StaleWindowError
+from usercredits.domain.reversal import Reversal
 from usercredits.domain.settlement import Settlement
 from usercredits.errors import ConflictError
 
@@ -66,6 +68,8 @@ class InMemoryOrderRepository:
         self.keys: dict[tuple[str, str, str], IdempotencyRecord] = {}
         self.outbox: list[DomainEvent] = []  # events written with their facts, in commit order
         self.intents: dict[tuple[str, str], list[str]] = {}  # every intent each order ever had (the link items)
+        # The per-user limit counters (``LIMIT#<offerId>`` items): slots held by (user, offer), moved with the orders.
+        self.slots: dict[tuple[str, str], int] = {}
 
     def __len__(self) -> int:
         return len(self.orders)
@@ -118,11 +122,30 @@ class InMemoryOrderRepository:
                 self.windows[(user_id, group)] = after.model_copy(update={"version": version})
             self.outbox.extend(settlement.events)
 
+    def limit_slots(self, user_id: str, offer_id: str) -> int:
+        return self.slots.get((user_id, offer_id), 0)
+
+    def _move_slot(self, order: Order, change: int) -> None:
+        if change:
+            key = (order.user_id, order.offer_id)
+            self.slots[key] = self.slots.get(key, 0) + change
+
     def create_order(
-        self, order: Order, *, settlement: Settlement | None, idempotency: IdempotencyRecord | None
+        self,
+        order: Order,
+        *,
+        settlement: Settlement | None,
+        idempotency: IdempotencyRecord | None,
+        per_user_limit: int | None = None,
     ) -> None:
-        self._check(order.user_id, idempotency, settlement)
+        # The DynamoDB transaction's order: the idempotency record, the order, its slot, then the windows.
+        self._check(order.user_id, idempotency, None)
+        limit = per_user_limit if order.limit_slot else None
+        if limit is not None and self.slots.get((order.user_id, order.offer_id), 0) >= limit:
+            raise PurchaseLimitError()
+        self._check(order.user_id, None, settlement)
         self.orders[(order.user_id, order.order_id)] = order
+        self._move_slot(order, int(order.limit_slot))
         if order.payment_intent_id:
             self.intents.setdefault((order.user_id, order.order_id), []).append(order.payment_intent_id)
         self._apply(order.user_id, idempotency, settlement)
@@ -140,6 +163,7 @@ class InMemoryOrderRepository:
         except IdempotentReplayError:
             return False
         self.orders[(order.user_id, order.order_id)] = order
+        self._move_slot(order, limits.slot_change(stored, order))  # paid after a refusal: taken whatever the limit
         self._apply(order.user_id, idempotency, settlement)
         return True
 
@@ -160,9 +184,11 @@ class InMemoryOrderRepository:
         except IdempotentReplayError:
             return False
         entry = HistoryEntry(date=now, status=status, message=message)
-        self.orders[(read.user_id, read.order_id)] = stored.model_copy(
-            update={"status": status, "history": [*stored.history, entry], "updated_at": now}
+        changed = limits.with_slot(
+            stored.model_copy(update={"status": status, "history": [*stored.history, entry], "updated_at": now})
         )
+        self.orders[(read.user_id, read.order_id)] = changed
+        self._move_slot(changed, limits.slot_change(stored, changed))  # it stops counting: its slot goes back
         self._apply(read.user_id, idempotency, None)
         self.outbox.extend(events)
         return True
@@ -184,6 +210,27 @@ class InMemoryOrderRepository:
         self.orders[(order.user_id, order.order_id)] = order
         self._apply(order.user_id, idempotency, None)
         self.outbox.extend(events)
+        return True
+
+    def apply_reversal(self, reversal: Reversal, idempotency: IdempotencyRecord | None) -> bool:
+        """The orders' part of ``ReversalRepository.apply_reversal``: the order (if still as read), its children's
+        status and withdrawn flag, its slot, the outbox. Lots and groups are not modelled here (the DynamoDB tests
+        cover them)."""
+        order, read = reversal.order, reversal.read
+        stored = self.orders.get((read.user_id, read.order_id))
+        if stored is None or stored.status is not read.status or stored.updated_at != read.updated_at:
+            return False
+        self._check(read.user_id, idempotency, None)  # IdempotentReplayError, as the port says
+        self.orders[(order.user_id, order.order_id)] = order
+        for child_id, status in reversal.children_status.items():
+            child = self.orders[(order.user_id, child_id)]
+            self.orders[(order.user_id, child_id)] = child.model_copy(update={"status": status})
+        for child_id, withdrawn in reversal.children_withdrawn.items():
+            child = self.orders[(order.user_id, child_id)]
+            self.orders[(order.user_id, child_id)] = child.model_copy(update={"withdrawn": withdrawn})
+        self._move_slot(order, limits.slot_change(stored, order))  # a full refund: its slot goes back
+        self._apply(order.user_id, idempotency, None)
+        self.outbox.extend(reversal.events)
         return True
 
     def find_by_payment_intent(self, payment_intent_id: str) -> tuple[str, str] | None:

@@ -40,6 +40,7 @@ def test_webhook_and_confirm_racing_grant_once(dynamodb_local: str, user_id: str
                 "payment_intent.succeeded",
                 intent_state(intent),
                 orders=DynamoOrderRepository(),
+                payments=gateway,
                 clock=SystemClock(),
             )
 

@@ -264,3 +264,45 @@ def test_usage_totals_port_seed_t06(repos) -> None:  # type: ignore[no-untyped-d
     assert totals(three_weeks_ago, True) == {"G1": -6, "G2": -4}  # the end is exclusive
     assert totals(clock.now(), False) == {"G1": 79, "G2": 208}
     assert totals(three_weeks_ago, False) == {"G1": 94, "G2": 198}
+
+
+def test_a_soonest_expiry_left_behind_by_a_closed_lot_never_blocks_spends(repos) -> None:  # type: ignore[no-untyped-def]
+    # Issue 12: a group remembering the expiry of a lot that closed otherwise (a full refund closes its lots) refused
+    # every spend forever ("a lot is past its expiry"); the next spend writes the soonest expiry again and goes on.
+    from usercredits.adapters.dynamodb.repositories import group_sk, user_pk
+    from usercredits.adapters.dynamodb.tables import CreditGroupItem
+
+    catalog, credits, clock = repos
+    consumption.grant_credits("u", "G", 5, expires=None, reason="a", credits=credits, clock=clock)
+    CreditGroupItem(pk=user_pk("u"), sk=group_sk("G")).update(
+        actions=[CreditGroupItem.next_expiry.set(clock.now() + timedelta(hours=1))]
+    )
+    clock.advance(hours=2)
+    spent = consumption.consume_credits(
+        "u", "G", 2, idempotency_key=None, catalog=catalog, credits=credits, clock=clock
+    )
+    assert spent.balance == 3
+    assert credits.group_state("u", "G").next_expiry is None  # type: ignore[union-attr]
+
+
+def test_an_expiry_that_takes_held_tokens_cuts_the_holds_first(repos) -> None:  # type: ignore[no-untyped-def]
+    # Issue 12: a hold set aside tokens of a lot that then expired; capturing it afterwards took the balance below 0.
+    catalog, credits, clock = repos
+    consumption.grant_credits(
+        "u", "G", 10, expires=clock.now() + timedelta(days=1), reason="a", credits=credits, clock=clock
+    )
+    consumption.grant_credits("u", "G", 3, expires=None, reason="b", credits=credits, clock=clock)
+    older = consumption.create_reservation(
+        "u", "G", 5, expires_in_seconds=3 * 86400, idempotency_key=None, catalog=catalog, credits=credits, clock=clock
+    )
+    newer = consumption.create_reservation(
+        "u", "G", 8, expires_in_seconds=3 * 86400, idempotency_key=None, catalog=catalog, credits=credits, clock=clock
+    )
+    clock.advance(days=2)
+    # the 10 expire: balance 3, held 13 -> 10 must be cut, newest first: the 8 go, then 2 of the 5
+    captured = consumption.capture_reservation("u", older.reservation_id, None, credits=credits, clock=clock)
+    assert (captured.count, captured.reduced, captured.captured) == (3, 2, 3)
+    gone = consumption.get_reservation("u", newer.reservation_id, credits=credits)
+    assert (gone.status.value, gone.count, gone.reduced) == ("released", 0, 8)
+    group = consumption.get_credit_group("u", "G", credits=credits, clock=clock)
+    assert (group.balance, group.held, group.available) == (0, 0, 0)

@@ -37,7 +37,11 @@ MUST_REACH = (
 
 PROFILES = {
     "ci": {"max_examples": 40, "stateful_step_count": 25, "derandomize": True},
-    "soak": {"max_examples": 2000, "stateful_step_count": 60, "derandomize": False},
+    "soak": {
+        "max_examples": int(os.environ.get("LIFECYCLE_EXAMPLES") or 2000),
+        "stateful_step_count": 60,
+        "derandomize": False,
+    },
 }
 
 

@@ -94,7 +94,10 @@ def test_create_free_order_is_paid_at_once_with_its_bundle(ordering_api, credits
     assert [h["status"] for h in order["history"]] == ["pending", "paid"]
     assert order["combinedItems"][0]["childOrderId"] == f"{order['orderId']}-01"
     items = credits_items()
-    assert item_kinds(items) == ["creditGroup", "creditGroup", "idempotency", "lot", "lot", "order", "order", "outbox"]
+    assert item_kinds(items) == [
+        *("creditGroup", "creditGroup", "idempotency", "lot", "lot", "order", "order", "outbox"),
+        "purchaseLimit",  # the demo Free offer has perUserLimit 1: the user's slot, taken in the same transaction
+    ]
     # The facts of the payment are in the outbox, written by the same transaction: the stream publishes them.
     events = outbox_events(items)
     assert [kind for kind, _ in events] == ["OrderPaid", "CreditsGranted", "CreditsGranted"]

@@ -5,18 +5,25 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from devtools.bench import (
     BenchError,
     Row,
+    balances_after_return,
+    dispute_object,
     format_table,
     function_environment,
+    function_url_event,
     http_event,
     import_ratio,
+    intent_object,
     over_budget,
     percentile,
+    refunded_charge,
     split_work,
+    stripe_event_payload,
     write_results,
 )
 from devtools.build_inspection import (
@@ -32,6 +39,8 @@ from devtools.build_inspection import (
 from devtools.lambda_context import LambdaContext
 
 from tests.conftest import load_event
+from usercredits.adapters.stripe_gateway import charge_report, intent_state, sign_payload, verify_webhook
+from usercredits.domain.models import DisputeStatus
 
 
 def _elf(path: Path, machine: int) -> None:
@@ -231,3 +240,58 @@ def test_percentile_is_the_nearest_rank() -> None:
     assert percentile([3.0], 0.95) == 3.0
     with pytest.raises(ValueError, match="no values"):
         percentile([], 0.5)
+
+
+ENTERPRISE_M = {"amount": 9900, "currency": "usd"}
+
+
+def _verified(kind: str, obj: dict[str, Any], secret: str = "whsec_test") -> dict[str, Any]:
+    """What the webhook handler reads from the bench's request: the event, once its signature is verified."""
+    payload = stripe_event_payload("evt_1", kind, obj)
+    request = function_url_event(payload, sign_payload(payload, secret))
+    assert request["requestContext"]["http"]["method"] == "POST"
+    assert request["isBase64Encoded"] is False
+    return verify_webhook(request["body"].encode(), request["headers"]["stripe-signature"], secret)
+
+
+def test_a_signed_refund_event_is_read_as_a_cumulative_refund_with_the_order_metadata() -> None:
+    # Given the bench's charge.refunded for 1000 of 9900, with the intent's metadata copied onto the charge
+    charge = refunded_charge("pi_1", ENTERPRISE_M, 1000, {"orderId": "o1", "userId": "bob"})
+    # When it goes through the Function URL request and the signature check
+    event = _verified("charge.refunded", charge)
+    # Then it is the refund event, and the adapter reads what the bench means
+    assert (event["id"], event["type"]) == ("evt_1", "charge.refunded")
+    report = charge_report("charge.refunded", event["data"]["object"])
+    assert report is not None
+    assert (report.payment_intent_id, report.currency, report.refunded_amount) == ("pi_1", "usd", 1000)
+    assert report.metadata == {"orderId": "o1", "userId": "bob"}
+    assert charge["refunded"] is False
+    assert refunded_charge("pi_1", ENTERPRISE_M, 9900, {})["refunded"] is True
+
+
+def test_a_dispute_carries_no_metadata_and_opens_then_is_won() -> None:
+    opened = _verified("charge.dispute.created", dispute_object("pi_1", 9900, "usd", "needs_response"))
+    won = _verified("charge.dispute.closed", dispute_object("pi_1", 9900, "usd", "won"))
+    created = charge_report("charge.dispute.created", opened["data"]["object"])
+    closed = charge_report("charge.dispute.closed", won["data"]["object"])
+    assert created is not None and closed is not None
+    assert (created.dispute_amount, created.dispute_status, created.metadata) == (9900, DisputeStatus.OPEN, {})
+    assert (closed.payment_intent_id, closed.dispute_status) == ("pi_1", DisputeStatus.WON)
+
+
+def test_intent_object_receives_the_total_only_when_it_succeeded() -> None:
+    succeeded = intent_state(intent_object("pi_1", ENTERPRISE_M, {"orderId": "o1", "userId": "bob"}))
+    canceled = intent_state(intent_object("pi_1", ENTERPRISE_M, {}, status="canceled"))
+    assert (succeeded.status, succeeded.amount_received, succeeded.currency) == ("succeeded", 9900, "usd")
+    assert succeeded.metadata == {"orderId": "o1", "userId": "bob"}
+    assert (canceled.status, canceled.amount, canceled.amount_received) == ("canceled", 9900, 0)
+
+
+def test_balances_after_return_takes_the_rounded_up_share_of_each_lot() -> None:
+    # Given EnterpriseM's lots (150 Enterprise, 300 AiTokens, 1 back-link) and 1000 of its 9900 back
+    granted = {"Enterprise": 150, "AiTokens": 300, "VIP_BACK_LINK": 1}
+    # Then each lot gives ceil(tokens x 1000 / 9900): 16, 31 (README's example) and 1
+    assert balances_after_return(granted, 1000, 9900) == {"Enterprise": 134, "AiTokens": 269, "VIP_BACK_LINK": 0}
+    # and all of it back takes everything, nothing back takes nothing
+    assert balances_after_return(granted, 9900, 9900) == {"Enterprise": 0, "AiTokens": 0, "VIP_BACK_LINK": 0}
+    assert balances_after_return(granted, 0, 9900) == granted

@@ -95,11 +95,10 @@ def catch_up(
     for hold in snapshot.holds:
         if hold.expires_at <= now and (groups is None or hold.offer_group in groups):
             changed = _release(user_id, hold, credits=credits, now=now, reason="hold expired") or changed
-    due = {
-        lot.offer_group
-        for lot in snapshot.lots
-        if lot.expires is not None and lot.expires <= now and (groups is None or lot.offer_group in groups)
-    }
+    due = {lot.offer_group for lot in snapshot.lots if lot.expires is not None and lot.expires <= now}
+    # A group remembering a soonest expiry that has passed refuses spends until it is written again (see expire_group).
+    due |= {name for name, state in snapshot.groups.items() if state.next_expiry and state.next_expiry <= now}
+    due = {group for group in due if groups is None or group in groups}
     for group in sorted(due):
         expire_due_lots(user_id, group, credits=credits, clock=clock, catalog=catalog)
     return changed or bool(due)
@@ -358,11 +357,13 @@ def grant_credits(
             return _entry(user_id, group, entry_id, credits=credits)
     else:
         raise ConflictError("the group kept changing; retry")
-    entry = _entry(user_id, offer_group, movement.entry_id, credits=credits)
-    state = credits.group_state(user_id, offer_group)
+    state = credits.group_state(user_id, offer_group)  # one read: the entry's balance after, and the compaction
     if state is not None:
         credits.compact_if_long(user_id, state)
-    return entry
+        entry = next((e for e in journal_entries(state) if e.entry_id == movement.entry_id), None)
+        if entry is not None:
+            return entry
+    return _entry(user_id, offer_group, movement.entry_id, credits=credits)
 
 
 def _entry(user_id: str, offer_group: str, entry_id: str, *, credits: CreditsRepository) -> LedgerEntry:
@@ -459,7 +460,13 @@ def expire_group(
         snapshot = credits.snapshot(user_id, offer_group, consistent=consistent or attempt > 0)
         state = snapshot.groups.get(offer_group)
         due = [lot for lot in snapshot.lots if lot.expires is not None and lot.expires <= now]
-        if state is None or not due:
+        if state is None:
+            return Expired()
+        if not due:
+            if state.next_expiry is not None and state.next_expiry <= now:
+                # The soonest expiry the group remembers is gone (its lot closed otherwise): spends would wait on it
+                # forever, so it is written again from the open lots.
+                credits.close_lots(user_id, state, [], snapshot.lots, [], [], now)
             return Expired()
         remaining = lot_remaining(snapshot.lots, state.drawn)
         movements = [

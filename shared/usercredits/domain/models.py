@@ -96,6 +96,8 @@ class OfferTerms(DomainModel):
     custom_cycle_seconds: int | None = Field(default=None, ge=1, le=100 * 366 * 86400, strict=True)
     append_date: bool = False
     quantity_limit: int | None = Field(default=None, ge=1, le=MAX_ORDER_QUANTITY, strict=True)
+    # How many orders of this offer one user may hold that count (pending, paid or expired; see ``domain.limits``).
+    per_user_limit: int | None = Field(default=None, ge=1, le=MAX_ORDER_QUANTITY, strict=True)
     overriding_key: Identifier | None = None
     weight: int = Field(default=0, ge=-(10**6), le=10**6, strict=True)
     unlocked_by: list[Identifier] = Field(default_factory=list, max_length=100)
@@ -211,6 +213,10 @@ class Order(Purchase):
     # nothing, is no subscription and its window is withdrawn from its groups (bundle children carry it too).
     withdrawn: bool = False
     other_intents: dict[str, IntentFigures] = Field(default_factory=dict)
+    # The offer had a ``perUserLimit`` when the order was placed (a copied term), and whether the order holds one of
+    # the user's slots of that offer now (``domain.limits``: while it counts; given back when it stops counting).
+    limited: bool = False
+    limit_slot: bool = False
 
     @property
     def returned_amount(self) -> int:

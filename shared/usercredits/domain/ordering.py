@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from usercredits.domain import catalog as catalog_rules
+from usercredits.domain import limits
 from usercredits.domain.cycles import MAX_START_AHEAD, MAX_TIME, MAX_WINDOW
 from usercredits.domain.ids import new_ulid
 from usercredits.domain.models import (
@@ -32,6 +33,7 @@ from usercredits.domain.ports import (
     IdempotentReplayError,
     OrderRepository,
     PaymentGateway,
+    PurchaseLimitError,
     StaleWindowError,
 )
 from usercredits.domain.settlement import settle_order
@@ -138,8 +140,9 @@ def place_order(
     """Create an order; a free one is paid at once, a priced one gets a payment intent.
 
     Refuses unknown or retired offers (404), offers locked for the caller (403), quantities above the offer's
-    ``quantityLimit`` (409) and currencies the offer is not sold in (422). With an ``idempotency_key`` a retry returns
-    the first order; the key with a different request is a 409.
+    ``quantityLimit`` (409), orders beyond the offer's ``perUserLimit`` (409, see ``domain.limits``) and currencies
+    the offer is not sold in (422). With an ``idempotency_key`` a retry returns the first order; the key with a
+    different request is a 409.
     """
     now = clock.now()
     currency = command.currency or default_currency
@@ -200,7 +203,7 @@ def _new_order(
                 append_date=bundled.append_date,
             )
         )
-    return Order(
+    order = Order(
         order_id=new_ulid(now),
         user_id=caller.user_id,
         offer_id=offer.offer_id,
@@ -219,7 +222,9 @@ def _new_order(
         history=[HistoryEntry(date=now, status=OrderStatus.PENDING, message="Order created")],
         created_at=now,
         updated_at=now,
+        limited=offer.per_user_limit is not None,
     )
+    return limits.with_slot(order)
 
 
 def _write_new_order(
@@ -239,21 +244,38 @@ def _write_new_order(
     ):
         raise ForbiddenError(f"offer {offer.offer_id!r} is locked: it needs a purchase in {sorted(offer.unlocked_by)}")
     _check_windows(order, windows, order.created_at)  # before any payment intent and any write
+    if offer.per_user_limit is not None:
+        _check_limit(order, offer, idempotency, orders=orders)
+    limit = offer.per_user_limit
 
-    if order.total.amount > 0:
-        intent = payments.create_intent(order, attempt=1)
-        priced = order.model_copy(update={"payment_intent_id": intent.payment_intent_id, "payment_attempt": 1})
-        orders.create_order(priced, settlement=None, idempotency=idempotency)
-        return PlacedOrder(order=priced, payment=intent)
+    try:
+        if order.total.amount > 0:
+            intent = payments.create_intent(order, attempt=1)
+            priced = order.model_copy(update={"payment_intent_id": intent.payment_intent_id, "payment_attempt": 1})
+            orders.create_order(priced, settlement=None, idempotency=idempotency, per_user_limit=limit)
+            return PlacedOrder(order=priced, payment=intent)
 
-    def attempt(current: dict[str, GroupState]) -> Order:
-        settlement = settle_order(order, current, order.created_at, "Free order: paid at once")
-        orders.create_order(settlement.order, settlement=settlement, idempotency=idempotency)
-        return settlement.order
+        def attempt(current: dict[str, GroupState]) -> Order:
+            settlement = settle_order(order, current, order.created_at, "Free order: paid at once")
+            orders.create_order(settlement.order, settlement=settlement, idempotency=idempotency, per_user_limit=limit)
+            return settlement.order
 
-    return PlacedOrder(
-        order=_with_window_retries(attempt, windows, lambda: dict(orders.group_states(order.user_id))), payment=None
-    )
+        paid = _with_window_retries(attempt, windows, lambda: dict(orders.group_states(order.user_id)))
+    except PurchaseLimitError as exc:  # a racing order took the last slot since the check: the transaction refused
+        raise ConflictError(limits.limit_reached_message(offer.offer_id, limit or 0)) from exc
+    return PlacedOrder(order=paid, payment=None)
+
+
+def _check_limit(order: Order, offer: Offer, idempotency: IdempotencyRecord | None, *, orders: OrderRepository) -> None:
+    """Refuse (409) an order of a limited offer the user already holds ``perUserLimit`` counting orders of, before
+    any payment intent is made (one consistent read; the order's transaction enforces the limit atomically anyway).
+    A retry of a request that was accepted (its ``Idempotency-Key`` recorded) is answered as a replay instead."""
+    if not limits.at_limit(offer, orders.limit_slots(order.user_id, offer.offer_id)):
+        return
+    recorded = orders.recorded(order.user_id, idempotency) if idempotency is not None else None
+    if recorded is not None:
+        raise recorded
+    raise ConflictError(limits.limit_reached_message(offer.offer_id, offer.per_user_limit or 0))
 
 
 def _check_windows(order: Order, windows: Mapping[str, GroupState], now: datetime) -> None:

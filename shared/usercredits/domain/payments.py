@@ -197,12 +197,10 @@ def _pay(
 
 
 def _settle_early_returns(order: Order, refunds: RefundPorts | None) -> None:
-    # Money that went back before the success (a refund event that came first) is settled now; also after a crash
-    # between the grant and this step, as Stripe redelivers the success until we answer 200.
-    if refunds is None:
-        return
-    current = refunds.orders.get_order(order.user_id, order.order_id)
-    if current is not None and current.returned_amount != current.revoked_for_amount:
+    """Money that went back before the success (a refund event that came first) is settled now; also after a crash
+    between the grant and this step, as Stripe redelivers the success until we answer 200. ``order``: as just paid
+    (or read): its figures are the ones the grant was conditional on, so no read is needed to decide."""
+    if refunds is not None and order.returned_amount != order.revoked_for_amount:
         settle_returned(order.user_id, order.order_id, ports=refunds)
 
 

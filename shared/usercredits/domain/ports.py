@@ -71,6 +71,11 @@ class StaleWindowError(Exception):
     """Raised by a repository when a paid window changed since it was read (optimistic concurrency)."""
 
 
+class PurchaseLimitError(Exception):
+    """Raised by a repository when a new order could not take a slot: its user already holds ``perUserLimit``
+    counting orders of the offer (the counter's condition failed; nothing was written)."""
+
+
 @dataclass(frozen=True)
 class CreditSnapshot:
     """Everything a user holds (or holds in one group), read at once: group states by group, the open lots, the open
@@ -227,12 +232,23 @@ class OrderRepository(Protocol):
         """The user's paid window per offer group, in one read."""
         ...
 
-    def create_order(
-        self, order: Order, *, settlement: Settlement | None, idempotency: IdempotencyRecord | None
-    ) -> None:
-        """Write a new order (already settled when ``settlement`` is given) in one transaction.
+    def limit_slots(self, user_id: str, offer_id: str) -> int:
+        """How many slots of the offer's per-user limit the user holds (``domain.limits``), read consistently."""
+        ...
 
-        Raises ``IdempotentReplayError`` when the idempotency key exists and ``StaleWindowError`` when a window moved.
+    def create_order(
+        self,
+        order: Order,
+        *,
+        settlement: Settlement | None,
+        idempotency: IdempotencyRecord | None,
+        per_user_limit: int | None = None,
+    ) -> None:
+        """Write a new order (already settled when ``settlement`` is given) in one transaction; an order that holds
+        a slot (``limit_slot``) takes it in the same transaction, if the user holds fewer than ``per_user_limit``.
+
+        Raises ``IdempotentReplayError`` when the idempotency key exists, ``PurchaseLimitError`` when the user holds
+        ``per_user_limit`` slots already and ``StaleWindowError`` when a window moved.
         """
         ...
 
@@ -241,6 +257,8 @@ class OrderRepository(Protocol):
     ) -> bool:
         """Move a stored order to paid with its lots, windows and child orders, in one transaction conditional on the
         order being as ``read`` (or pending) and on ``idempotency`` (e.g. the Stripe event id) not being recorded.
+        An order that comes to hold a slot again (``limits.slot_change``) takes it in that transaction, whatever the
+        limit (the money was collected).
 
         Returns False when the condition failed (it was settled already, or changed: nothing is written twice).
         Raises ``StaleWindowError`` when a window moved.
@@ -257,7 +275,8 @@ class OrderRepository(Protocol):
         events: Sequence[DomainEvent] = (),
     ) -> bool:
         """Move an order still as ``read`` to ``status`` with a history entry (and ``events`` in the outbox, in the
-        same write); False if it changed meanwhile."""
+        same write); an order that stops counting gives its slot back in that write (``limits.slot_change``). False
+        if it changed meanwhile."""
         ...
 
     def recorded(self, user_id: str, idempotency: IdempotencyRecord) -> IdempotentReplayError | None:
@@ -285,8 +304,9 @@ class OrderRepository(Protocol):
 class ReversalRepository(Protocol):
     def apply_reversal(self, reversal: Reversal, idempotency: IdempotencyRecord | None) -> bool:
         """Write everything ``reversal`` changes in one transaction, conditional on the order, lots and groups being
-        as read; False when something changed meanwhile (read again). Raises ``IdempotentReplayError`` when
-        ``idempotency`` was recorded already."""
+        as read (an order that stops counting, a full refund, gives its slot back: ``limits.slot_change``); False
+        when something changed meanwhile (read again). Raises ``IdempotentReplayError`` when ``idempotency`` was
+        recorded already."""
         ...
 
 

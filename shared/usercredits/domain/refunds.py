@@ -105,6 +105,7 @@ def _settle(order: Order, read: Order, record: IdempotencyRecord | None, ports: 
         holds=snapshot.holds,
         policies={group: ports.catalog.group_policy(group) for group in groups},
         now=ports.clock.now(),
+        open_lots=[lot for lot in snapshot.lots if lot.offer_group in groups],
     )
     if not plan.changes_anything:
         return "unchanged"  # an older or repeated report: nothing new

@@ -20,7 +20,8 @@ a token that is no longer paid for), and the revocation always happens in full:
 
 A won dispute gives back what it took: to an open lot in full; to a lot that expired since, only as far as the group
 still owes tokens (``drawn``): the rest would have expired with the lot. A full refund moves the order (and its bundle
-children) to ``refunded`` and closes its lots (nothing is left in them). A purchase whose money went back in full
+children) to ``refunded`` and closes its lots (nothing is left in them); a limited order gives its per-user slot back
+then (``domain.limits``; a disputed one keeps it: it stays ``paid``). A purchase whose money went back in full
 (refunds, or a dispute open or lost) no longer counts: it is ``withdrawn`` and its window leaves its groups (no more
 unlocking, no subscription, an appendDate purchase starts from what still counts); a won dispute puts it back.
 
@@ -35,6 +36,7 @@ from datetime import datetime
 
 from usercredits.domain.credits import HoldCut, cut_holds, cut_movement
 from usercredits.domain.ids import new_ulid
+from usercredits.domain.limits import with_slot
 from usercredits.domain.models import (
     DisputeStatus,
     DomainEvent,
@@ -108,6 +110,9 @@ class GroupChange:
     window: GroupState | None = None
     fits_floor: int | None = None
     pinned: bool = False
+    # Lots closed by this report (a full refund): the soonest expiry among the group's lots still open.
+    closes_lots: bool = False
+    next_expiry: datetime | None = None
 
     @property
     def held(self) -> int:
@@ -205,6 +210,7 @@ class _Plan:
     drawn: dict[str, int] = field(default_factory=dict)
     movements: dict[str, list[Movement]] = field(default_factory=dict)
     windows: dict[str, GroupState] = field(default_factory=dict)
+    next_expiry: dict[str, datetime | None] = field(default_factory=dict)
     # Groups whose changes were computed from their ``drawn`` as read (an expired lot giving back).
     drawn_read: set[str] = field(default_factory=set)
 
@@ -226,10 +232,12 @@ def plan_reversal(
     holds: list[Reservation],
     policies: dict[str, GroupPolicy],
     now: datetime,
+    open_lots: list[Lot] | None = None,
 ) -> Reversal:
     """Everything that becomes true when ``order`` (``read`` merged with a report) is settled (see the module):
-    ``groups`` the order's groups, ``lots`` the order's lots open or closed, ``holds`` the open holds, all up to date
-    (nothing in them past its expiry)."""
+    ``groups`` the order's groups, ``lots`` the order's lots open or closed, ``holds`` the open holds, ``open_lots``
+    every open lot of those groups (for their soonest expiry when some close), all up to date (nothing in them past
+    its expiry)."""
     settled = order.model_copy(update={"withdrawn": order.fully_returned}) if order.status in GRANTED else order
     returned = settled.returned_amount
     fully_refunded = settled.refunded_amount >= settled.total.amount > 0
@@ -240,6 +248,10 @@ def plan_reversal(
     changes, events = _revoke_lots(settled, read, {lot.lot_id: lot for lot in lots}, plan, now)
     if fully_refunded:  # nothing is left in its lots: they close, and no expiry will ever look at them again
         changes = _close_all(settled, changes, {lot.lot_id: lot for lot in lots})
+        closing = {change.lot.lot_id for change in changes if change.closed and not change.lot.closed}
+        for group in {change.lot.offer_group for change in changes if change.lot.lot_id in closing}:
+            left = [lot for lot in open_lots or lots if lot.offer_group == group and lot.lot_id not in closing]
+            plan.next_expiry[group] = min((lot.expires for lot in left if lot.expires and not lot.closed), default=None)
     if settled.withdrawn != read.withdrawn:
         _move_windows(settled, plan, now)
     settled = _with_status(settled.model_copy(update={"revoked_for_amount": returned}), read, now)
@@ -356,7 +368,7 @@ def _group_changes(
     plan: _Plan, holds: list[Reservation], policies: dict[str, GroupPolicy], reason: str, now: datetime
 ) -> dict[str, GroupChange]:
     changes: dict[str, GroupChange] = {}
-    for group in sorted(set(plan.movements) | set(plan.windows)):
+    for group in sorted(set(plan.movements) | set(plan.windows) | set(plan.next_expiry)):
         before = plan.groups[group]
         balance = plan.balance.get(group, 0)
         floor = policies[group].floor if group in policies else 0
@@ -374,6 +386,8 @@ def _group_changes(
             window=plan.windows.get(group),
             fits_floor=floor - balance if fits and floor is not None else None,
             pinned=(balance < 0 and floor is not None and not fits) or group in plan.drawn_read,
+            closes_lots=group in plan.next_expiry,
+            next_expiry=plan.next_expiry.get(group),
         )
     return changes
 
@@ -401,7 +415,8 @@ def _with_status(order: Order, read: Order, now: datetime) -> Order:
     if order.status not in GRANTED and order.other_intents == read.other_intents:
         message += " (no credits were granted yet)"
     entry = HistoryEntry(date=now, status=status, message=message)
-    return order.model_copy(update={"status": status, "history": [*order.history, entry], "updated_at": now})
+    # A refunded order no longer counts towards its offer's per-user limit: its slot goes back in the same write.
+    return with_slot(order.model_copy(update={"status": status, "history": [*order.history, entry], "updated_at": now}))
 
 
 def _event(order: Order, owed: OwedLot, movement: Movement, change: LotChange) -> DomainEvent:

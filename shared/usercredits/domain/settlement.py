@@ -12,6 +12,7 @@ from datetime import datetime
 
 from usercredits.domain.cycles import cycle_end
 from usercredits.domain.ids import new_ulid
+from usercredits.domain.limits import with_slot
 from usercredits.domain.models import (
     DomainEvent,
     GroupState,
@@ -187,15 +188,17 @@ def settle_order(order: Order, windows: dict[str, GroupState], now: datetime, me
         lines.append(line.model_copy(update={"starts": starts, "expires": expires, "child_order_id": child_id}))
         children.append(_child_order(order, line, child_id, starts, expires, now))
 
-    paid = order.model_copy(
-        update={
-            "status": OrderStatus.PAID,
-            "starts": root_start,
-            "expires": root_end,
-            "combined_items": lines,
-            "history": [*order.history, HistoryEntry(date=now, status=OrderStatus.PAID, message=message)],
-            "updated_at": now,
-        }
+    paid = with_slot(  # a limited order holds a slot once paid, also after a refusal had given it back
+        order.model_copy(
+            update={
+                "status": OrderStatus.PAID,
+                "starts": root_start,
+                "expires": root_end,
+                "combined_items": lines,
+                "history": [*order.history, HistoryEntry(date=now, status=OrderStatus.PAID, message=message)],
+                "updated_at": now,
+            }
+        )
     )
     return Settlement(
         order=paid,

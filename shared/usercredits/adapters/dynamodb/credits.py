@@ -200,7 +200,7 @@ class DynamoCreditsRepository:
                     condition=group_condition,
                 )
         except ConditionFailedError as failed:
-            if failed.index == 2:
+            if hold_sk(before.reservation_id) not in failed.sort_keys:  # only the group's: a lot past its expiry
                 raise SpendRefusedError(self.group_state(user_id, before.offer_group)) from failed
             return False
         return True

@@ -38,8 +38,10 @@ from usercredits.adapters.dynamodb.tables import (
     OutboxEventAttribute,
     OutboxItem,
     PaymentIntentLinkItem,
+    PurchaseLimitItem,
     PurchaseWindowAttribute,
 )
+from usercredits.domain import limits
 from usercredits.domain.ids import new_ulid
 from usercredits.domain.models import (
     CombinedOffer,
@@ -62,7 +64,7 @@ from usercredits.domain.models import (
     Purchase,
     PurchaseWindow,
 )
-from usercredits.domain.ports import IdempotencyRecord, IdempotentReplayError, StaleWindowError
+from usercredits.domain.ports import IdempotencyRecord, IdempotentReplayError, PurchaseLimitError, StaleWindowError
 from usercredits.domain.settlement import Settlement
 from usercredits.errors import ConflictError, InvalidRequestError
 
@@ -87,6 +89,13 @@ def group_sk(offer_group: str) -> str:
     return f"CREDIT#{offer_group}"
 
 
+LIMIT_PREFIX = "LIMIT#"
+
+
+def limit_sk(offer_id: str) -> str:
+    return f"{LIMIT_PREFIX}{offer_id}"
+
+
 def _connection() -> Connection:
     return CreditsItem._get_connection().connection  # the table's one botocore client (see share_connections)
 
@@ -108,6 +117,7 @@ def offer_to_item(offer: Offer, now: datetime) -> OfferItem:
         custom_cycle_seconds=offer.custom_cycle_seconds,
         append_date=offer.append_date,
         quantity_limit=offer.quantity_limit,
+        per_user_limit=offer.per_user_limit,
         overriding_key=offer.overriding_key,
         weight=offer.weight,
         unlocked_by=set(offer.unlocked_by) or None,
@@ -135,6 +145,7 @@ def item_to_offer(item: OfferItem) -> Offer:
         custom_cycle_seconds=_int_or_none(item.custom_cycle_seconds),
         append_date=bool(item.append_date),
         quantity_limit=_int_or_none(item.quantity_limit),
+        per_user_limit=_int_or_none(item.per_user_limit),
         overriding_key=item.overriding_key,
         weight=int(item.weight),
         unlocked_by=sorted(item.unlocked_by or ()),
@@ -298,6 +309,8 @@ def order_to_item(order: Order) -> OrderItem:
         revoked_for_amount=order.revoked_for_amount,
         withdrawn=order.withdrawn,
         other_intents=other_intents_json(order),
+        limited=order.limited,
+        limit_slot=order.limit_slot,
     )
 
 
@@ -352,6 +365,8 @@ def item_to_order(item: OrderItem) -> Order:
         revoked_for_amount=int(item.revoked_for_amount or 0),
         withdrawn=bool(item.withdrawn),
         other_intents=_other_intents(item.other_intents),
+        limited=bool(item.limited),
+        limit_slot=bool(item.limit_slot),
     )
 
 
@@ -532,11 +547,28 @@ class DynamoOrderRepository:
         }
 
     @translate_errors
+    def limit_slots(self, user_id: str, offer_id: str) -> int:
+        try:
+            item = PurchaseLimitItem.get(user_pk(user_id), limit_sk(offer_id), consistent_read=True)
+        except DoesNotExist:
+            return 0
+        return int(item.slots or 0) if isinstance(item, PurchaseLimitItem) else 0
+
+    @translate_errors
     def create_order(
-        self, order: Order, *, settlement: Settlement | None, idempotency: IdempotencyRecord | None
+        self,
+        order: Order,
+        *,
+        settlement: Settlement | None,
+        idempotency: IdempotencyRecord | None,
+        per_user_limit: int | None = None,
     ) -> None:
-        with self._transaction(order.user_id, idempotency) as transaction:
+        """One transaction: [idempotency record], the order, [its slot of the offer's per-user limit: its failed
+        condition is ``PurchaseLimitError``], [the intent's link], [the settlement's writes]."""
+        with self._transaction(order.user_id, idempotency, order.order_id) as transaction:
             transaction.save(order_to_item(order), condition=OrderItem.pk.does_not_exist())
+            if order.limit_slot:
+                add_slot_change(transaction, order, 1, order.created_at, at_most=per_user_limit)
             if order.payment_intent_id:
                 _link_intent(transaction, order, order.payment_intent_id, order.created_at)
             if settlement is not None:
@@ -552,8 +584,10 @@ class DynamoOrderRepository:
         condition = OrderItem.status == OrderStatus.PENDING.value
         if read is not None:
             condition = (OrderItem.status == read.status.value) & (OrderItem.updated_at == read.updated_at)
+        # Paid after a refusal gave its slot back: it takes one again, whatever the limit (the money was collected).
+        slot = limits.slot_change(read, order) if read is not None else 0  # pending -> paid: it holds one already
         try:
-            with self._transaction(order.user_id, idempotency) as transaction:
+            with self._transaction(order.user_id, idempotency, order.order_id) as transaction:
                 transaction.update(
                     item,
                     actions=[
@@ -566,10 +600,12 @@ class DynamoOrderRepository:
                         OrderItem.history.set([history_to_attribute(entry) for entry in order.history]),
                         OrderItem.updated_at.set(order.updated_at),
                         *payment_actions(order),
+                        *slot_flag_actions(slot),
                     ],
-                    condition=condition,
+                    condition=with_slot_condition(condition, read, slot),
                 )
                 self._add_settlement_writes(transaction, settlement)
+                add_slot_change(transaction, order, slot, order.updated_at)
         except (_OrderNotPendingError, IdempotentReplayError):
             return False
         return True
@@ -588,18 +624,23 @@ class DynamoOrderRepository:
         False when it changed meanwhile or ``idempotency`` was recorded already (nothing written)."""
         entry = HistoryEntry(date=now, status=status, message=message)
         item = OrderItem(pk=user_pk(read.user_id), sk=order_sk(read.order_id))
+        slot = limits.slot_change(read, read.model_copy(update={"status": status}))  # -1: it stops counting
         try:
-            with self._transaction(read.user_id, idempotency) as transaction:
+            with self._transaction(read.user_id, idempotency, read.order_id) as transaction:
                 transaction.update(
                     item,
                     actions=[
                         OrderItem.status.set(status.value),
                         OrderItem.history.set(OrderItem.history.append([history_to_attribute(entry)])),
                         OrderItem.updated_at.set(now),
+                        *slot_flag_actions(slot),
                     ],
-                    condition=(OrderItem.status == read.status.value) & (OrderItem.updated_at == read.updated_at),
+                    condition=with_slot_condition(
+                        (OrderItem.status == read.status.value) & (OrderItem.updated_at == read.updated_at), read, slot
+                    ),
                 )
                 add_outbox(transaction, read.user_id, events, now)
+                add_slot_change(transaction, read, slot, now)
         except (_OrderNotPendingError, IdempotentReplayError):
             return False
         return True
@@ -621,7 +662,7 @@ class DynamoOrderRepository:
         read (status and last update) and on ``idempotency`` not being recorded; False otherwise."""
         item = OrderItem(pk=user_pk(order.user_id), sk=order_sk(order.order_id))
         try:
-            with self._transaction(order.user_id, idempotency) as transaction:
+            with self._transaction(order.user_id, idempotency, order.order_id) as transaction:
                 transaction.update(
                     item,
                     actions=[
@@ -667,7 +708,7 @@ class DynamoOrderRepository:
         )
         item = OrderItem(pk=user_pk(order.user_id), sk=order_sk(order.order_id))
         try:
-            with self._transaction(order.user_id, idempotency) as transaction:
+            with self._transaction(order.user_id, idempotency, order.order_id) as transaction:
                 transaction.update(
                     item,
                     actions=[
@@ -688,14 +729,19 @@ class DynamoOrderRepository:
 
     @staticmethod
     @contextlib.contextmanager
-    def _transaction(user_id: str, idempotency: IdempotencyRecord | None) -> Iterator[TransactWrite]:
-        """Action order: [idempotency record], the order, [child orders, lots], [groups]: a failed order condition
-        is ``_OrderNotPendingError``, any later one ``StaleWindowError``."""
+    def _transaction(user_id: str, idempotency: IdempotencyRecord | None, order_id: str) -> Iterator[TransactWrite]:
+        """An order's transaction; failures by the key of what failed: the per-user limit's counter (``LIMIT#``) is
+        ``PurchaseLimitError`` (no retry can pass it), the order's own condition ``_OrderNotPendingError`` (it
+        changed: read it again), anything else (a window, a lot) ``StaleWindowError``."""
         try:
             with IdempotentTransaction(user_id, idempotency) as transaction:
                 yield transaction
         except ConditionFailedError as failed:
-            raise (_OrderNotPendingError() if failed.index == 0 else StaleWindowError()) from failed
+            if any(key.startswith(LIMIT_PREFIX) for key in failed.sort_keys):
+                raise PurchaseLimitError() from failed
+            if order_sk(order_id) in failed.sort_keys:
+                raise _OrderNotPendingError() from failed
+            raise StaleWindowError() from failed
 
     @staticmethod
     def _add_settlement_writes(transaction: TransactWrite, settlement: Settlement) -> None:
@@ -776,6 +822,45 @@ def _link_intent(transaction: TransactWrite, order: Order, intent_id: str, now: 
     transaction.save(link, condition=PaymentIntentLinkItem.pk.does_not_exist())
 
 
+def add_slot_change(
+    transaction: TransactWrite, order: Order, change: int, now: datetime, *, at_most: int | None = None
+) -> None:
+    """Move the user's counter of ``order``'s offer by ``change`` (``limits.slot_change``: +1 takes a slot, -1 gives
+    it back, 0 writes nothing) in ``transaction``. ``at_most``: taking is conditional on the counter being below it
+    (a new order); without it, a slot is taken whatever the counter says (money collected after a refusal)."""
+    if change == 0:
+        return
+    condition = None
+    if at_most is not None and change > 0:
+        condition = PurchaseLimitItem.slots.does_not_exist() | (PurchaseLimitItem.slots < at_most)
+    transaction.update(
+        PurchaseLimitItem(pk=user_pk(order.user_id), sk=limit_sk(order.offer_id)),
+        actions=[
+            PurchaseLimitItem.item_type.set(PurchaseLimitItem),
+            PurchaseLimitItem.user_id.set(order.user_id),
+            PurchaseLimitItem.offer_id.set(order.offer_id),
+            PurchaseLimitItem.slots.add(change),
+            PurchaseLimitItem.updated_at.set(now),
+        ],
+        condition=condition,
+    )
+
+
+def slot_flag_actions(change: int) -> list[Any]:
+    """The order's ``limitSlot`` once its slot is taken (``change`` +1) or given back (-1); nothing for 0."""
+    return [OrderItem.limit_slot.set(change > 0)] if change else []
+
+
+def with_slot_condition(condition: Any, read: Order | None, change: int) -> Any:
+    """``condition`` of an order update, and, when the update moves the order's slot, that the order holds one (or
+    none) as read: the counter only ever moves with the order's flag."""
+    if change == 0 or read is None:
+        return condition
+    if read.limit_slot:
+        return condition & (OrderItem.limit_slot == True)  # noqa: E712 - a PynamoDB condition, not a comparison
+    return condition & (OrderItem.limit_slot.does_not_exist() | (OrderItem.limit_slot == False))  # noqa: E712
+
+
 def payment_actions(order: Order) -> list[Any]:
     """The order's intent and money figures (the paying intent's, and the other intents' apart)."""
     return [
@@ -817,22 +902,26 @@ def set_or_remove(attribute: Any, value: Any) -> Any:
 
 
 class _OrderNotPendingError(Exception):
-    """The transaction's first action (the order's own condition) failed."""
+    """The order's own condition (status and last update as read) failed."""
 
 
 class ConditionFailedError(Exception):
-    """An action of an idempotent transaction (other than the idempotency record) failed its condition."""
+    """Actions of an idempotent transaction (other than the idempotency record) failed their condition:
+    ``sort_keys`` are theirs (a failed action is known by its key: PynamoDB does not send actions in the order they
+    were added, see ``IdempotentTransaction``)."""
 
-    def __init__(self, index: int) -> None:
-        super().__init__(index)
-        self.index = index
+    def __init__(self, sort_keys: tuple[str, ...]) -> None:
+        super().__init__(", ".join(sort_keys))
+        self.sort_keys = sort_keys
 
 
 class IdempotentTransaction:
-    """A TransactWrite that records the idempotency key first and explains why DynamoDB cancelled it.
+    """A TransactWrite that records the idempotency key with the result and explains why DynamoDB cancelled it.
 
-    A failed idempotency condition becomes ``IdempotentReplayError`` (with what the first request recorded); a failed
-    condition of another action ``ConditionFailedError`` with that action's index (not counting the record).
+    A failed idempotency condition becomes ``IdempotentReplayError`` (with what the first request recorded); failed
+    conditions of other actions ``ConditionFailedError`` with their sort keys. Failures are matched to actions by key:
+    PynamoDB sends condition checks, then deletes, then puts, then updates, whatever order they were added in, and
+    DynamoDB's cancellation reasons follow the order sent.
     """
 
     def __init__(self, user_id: str, idempotency: IdempotencyRecord | None) -> None:
@@ -864,14 +953,29 @@ class IdempotentTransaction:
             self._transaction.__exit__(exc_type, exc, traceback)
         except TransactWriteError as error:
             codes = cancellation_codes(error)
-            if not codes:
+            sent = self._sort_keys_as_sent()
+            failed = [i for i, code in enumerate(codes) if code == _CONDITION_FAILED and i < len(sent)]
+            if not failed:
                 raise
-            offset = 1 if self._idempotency is not None else 0
-            if offset and codes[0] == _CONDITION_FAILED:
-                raise self._replay(error.cancellation_reasons[0]) from error
-            if _CONDITION_FAILED in codes[offset:]:
-                raise ConditionFailedError(codes[offset:].index(_CONDITION_FAILED)) from error
-            raise
+            if self._idempotency is not None:
+                record = _idempotency_sk(self._idempotency)
+                replayed = [i for i in failed if sent[i] == record]
+                if replayed:
+                    raise self._replay(error.cancellation_reasons[replayed[0]]) from error
+            raise ConditionFailedError(tuple(sent[i] for i in failed)) from error
+
+    def _sort_keys_as_sent(self) -> list[str]:
+        """The sort key of each action in the order PynamoDB sends them, which is not the order they were added in:
+        condition checks, then deletes, then puts, then updates (``Connection.transact_write_items``), so a failed
+        action is best known by its key."""
+        transaction = self._transaction
+        sent = [
+            *transaction._condition_check_items,
+            *transaction._delete_items,
+            *transaction._put_items,
+            *transaction._update_items,
+        ]
+        return [str((action.get("Key") or action.get("Item") or {}).get("sk", {}).get("S", "")) for action in sent]
 
     def _replay(self, reason: CancellationReason | None) -> IdempotentReplayError:
         assert self._idempotency is not None

@@ -10,6 +10,7 @@ from usercredits.adapters.dynamodb.repositories import (
     ConditionFailedError,
     IdempotentTransaction,
     add_outbox,
+    add_slot_change,
     equals_stored,
     group_sk,
     history_to_attribute,
@@ -19,9 +20,12 @@ from usercredits.adapters.dynamodb.repositories import (
     payment_actions,
     purchases_to_attribute,
     set_or_remove,
+    slot_flag_actions,
     user_pk,
+    with_slot_condition,
 )
 from usercredits.adapters.dynamodb.tables import CreditGroupItem, LotItem, OrderItem
+from usercredits.domain import limits
 from usercredits.domain.models import GroupState
 from usercredits.domain.ports import IdempotencyRecord
 from usercredits.domain.reversal import GroupChange, Reversal
@@ -36,10 +40,12 @@ class DynamoReversalRepository:
         children (status, withdrawn), each changed lot (conditional on its revoked, debt and closed as read), each
         reduced hold (conditional on its count as read), each group (conditional on its version, and on what the
         plan relied on: the available balance above the floor, or the balance, held and drawn as read), the
-        outbox."""
+        outbox, and the user's counter of the offer's per-user limit when the order gives its slot back (a full
+        refund: ``limits.slot_change``)."""
         order, read = reversal.order, reversal.read
         user = order.user_id
         now = order.updated_at
+        slot = limits.slot_change(read, order)
         try:
             with IdempotentTransaction(user, idempotency) as transaction:
                 transaction.update(
@@ -50,8 +56,11 @@ class DynamoReversalRepository:
                         OrderItem.history.set([history_to_attribute(entry) for entry in order.history]),
                         OrderItem.updated_at.set(now),
                         *payment_actions(order),
+                        *slot_flag_actions(slot),
                     ],
-                    condition=(OrderItem.status == read.status.value) & (OrderItem.updated_at == read.updated_at),
+                    condition=with_slot_condition(
+                        (OrderItem.status == read.status.value) & (OrderItem.updated_at == read.updated_at), read, slot
+                    ),
                 )
                 for child_id in sorted(set(reversal.children_status) | set(reversal.children_withdrawn)):
                     actions: list[Any] = [OrderItem.updated_at.set(now)]
@@ -87,6 +96,7 @@ class DynamoReversalRepository:
                         condition=_group_condition(moved),
                     )
                 add_outbox(transaction, user, reversal.events, now)
+                add_slot_change(transaction, order, slot, now)
         except ConditionFailedError:
             return False
         return True
@@ -115,6 +125,8 @@ def _group_actions(change: GroupChange, now: Any) -> list[Any]:
         )
     if change.window is not None:
         actions += _window_actions(change.window)
+    if change.closes_lots:
+        actions.append(set_or_remove(CreditGroupItem.next_expiry, change.next_expiry))
     return actions
 
 

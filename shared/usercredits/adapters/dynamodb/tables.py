@@ -11,6 +11,7 @@ item                   pk                             sk
 offer (catalog)        ``CATALOG``                    ``OFFER#<offerId>``
 order                  ``USER#<userId>``              ``ORDER#<orderId>`` (orderId is time-ordered, newest last)
 credit group           ``USER#<userId>``              ``CREDIT#<offerGroup>`` (paid window; balance from issue 3)
+purchase limit         ``USER#<userId>``              ``LIMIT#<offerId>`` (slots held of the offer's perUserLimit)
 idempotency record     ``USER#<userId>``              ``IDEMPOTENCY#<scope>#<key>`` (TTL 30 days)
 =====================  =============================  ===========================================================
 
@@ -106,6 +107,7 @@ class OfferItem(CreditsItem, discriminator="offer"):
     custom_cycle_seconds = NumberAttribute(null=True, attr_name="customCycleSeconds")
     append_date = BooleanAttribute(attr_name="appendDate")
     quantity_limit = NumberAttribute(null=True, attr_name="quantityLimit")
+    per_user_limit = NumberAttribute(null=True, attr_name="perUserLimit")
     overriding_key = UnicodeAttribute(null=True, attr_name="overridingKey")
     weight = NumberAttribute()
     unlocked_by = UnicodeSetAttribute(null=True, attr_name="unlockedBy")
@@ -170,6 +172,20 @@ class OrderItem(CreditsItem, discriminator="order"):
     # What Stripe reported about the order's other intents (abandoned or duplicate payments), as JSON:
     # {"<intent id>": {"refundedAmount", "disputedAmount", "disputeStatus", "duplicateRefundId"}}.
     other_intents = UnicodeAttribute(null=True, attr_name="otherIntents")
+    # The offer had a perUserLimit when the order was placed; the order holds one of the user's slots of it now.
+    limited = BooleanAttribute(default=False)
+    limit_slot = BooleanAttribute(default=False, attr_name="limitSlot")
+
+
+class PurchaseLimitItem(CreditsItem, discriminator="purchaseLimit"):
+    """How many orders of an offer a user holds that count towards its ``perUserLimit`` (sk ``LIMIT#<offerId>``;
+    see ``usercredits.domain.limits``). Written only in the transactions of the order changes that take a slot
+    (``ADD count 1``, conditional on ``count < perUserLimit`` for a new order) or give one back (``ADD count -1``)."""
+
+    user_id = UnicodeAttribute(attr_name="userId")
+    offer_id = UnicodeAttribute(attr_name="offerId")
+    slots = NumberAttribute(default=0, attr_name="count")  # `count` would hide Model.count()
+    updated_at = UTCDateTimeAttribute(null=True, attr_name="updatedAt")
 
 
 class PaymentIntentLinkItem(CreditsItem, discriminator="paymentIntentLink"):
