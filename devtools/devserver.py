@@ -574,7 +574,8 @@ def stripe_signature(payload: bytes, secret: str, timestamp: int | None = None) 
 
 
 def find_order_by_intent(payment_intent_id: str) -> dict[str, Any] | None:
-    """The order item (plain attribute values) holding ``payment_intent_id``, via the ``ByPaymentIntent`` GSI."""
+    """The order item (plain attribute values) an intent was made for, via the ``ByPaymentIntent`` GSI: the order
+    itself while it is the order's intent, or the ``INTENT#<orderId>#<intentId>`` link of an abandoned one."""
     import boto3
     from boto3.dynamodb.conditions import Key
 
@@ -582,12 +583,15 @@ def find_order_by_intent(payment_intent_id: str) -> dict[str, Any] | None:
         os.environ["CREDITS_TABLE_NAME"]
     )
     keys = table.query(
-        IndexName="ByPaymentIntent", KeyConditionExpression=Key("paymentIntentId").eq(payment_intent_id), Limit=1
+        IndexName="ByPaymentIntent", KeyConditionExpression=Key("paymentIntentId").eq(payment_intent_id)
     )["Items"]
-    if not keys:
-        return None
-    item: dict[str, Any] | None = table.get_item(Key={"pk": keys[0]["pk"], "sk": keys[0]["sk"]}).get("Item")
-    return item
+    for key in keys:
+        sk = str(key["sk"])
+        order_sk = sk if sk.startswith("ORDER#") else f"ORDER#{sk.split('#')[1]}" if sk.startswith("INTENT#") else None
+        if order_sk is not None:
+            item: dict[str, Any] | None = table.get_item(Key={"pk": key["pk"], "sk": order_sk}).get("Item")
+            return item
+    return None
 
 
 def stripe_event(
@@ -628,6 +632,9 @@ def stripe_event(
     if action == "refund":
         # Stripe's amount_refunded is cumulative: this refund comes on top of the earlier ones.
         before = int(order.get("refundedAmount") or 0)
+        if order.get("paymentIntentId") != payment_intent_id:  # an abandoned or duplicate intent of the order
+            others = json.loads(str(order.get("otherIntents") or "{}"))
+            before = int((others.get(payment_intent_id) or {}).get("refundedAmount") or 0)
         refunded = amount if refund_amount is None else min(amount, before + refund_amount)
         data = {
             "id": f"ch_{payment_intent_id}",

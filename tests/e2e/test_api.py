@@ -364,19 +364,41 @@ def test_local_money_flow_pay_consume_refund_and_events(api: Api) -> None:
     expect(api.post(f"/_local/payments/{intent}/refund", json_body={"amount": 500}), HTTPStatus.OK)
     group = expect(api.get("/credits/AiTokens", token=token), HTTPStatus.OK)
     assert group["balance"] == 45
-    # The rest back (cumulative 2000): the 45 left go; the 30 spent are the shortfall.
+    # The rest back (cumulative 2000): all 75 still owed go; the 30 spent become a debt the next grants repay.
     expect(api.post(f"/_local/payments/{intent}/refund", json_body={"amount": 1500}), HTTPStatus.OK)
-    assert expect(api.get("/credits/AiTokens", token=token), HTTPStatus.OK)["balance"] == 0
+    group = expect(api.get("/credits/AiTokens", token=token), HTTPStatus.OK)
+    assert (group["balance"], group["debt"], group["lots"]) == (-30, 30, [])
     order = expect(api.get(f"/orders/{order_id}", token=token), HTTPStatus.OK)
-    assert (order["status"], order["refundedAmount"]) == ("refunded", 2000)
+    assert (order["status"], order["refundedAmount"], order["withdrawn"]) == ("refunded", 2000, True)
     ledger = expect(api.get("/credits/ledger?offerGroup=AiTokens", token=token), HTTPStatus.OK)["entries"]
-    assert [(e["kind"], e["tokens"], e.get("shortfall")) for e in ledger[:2]] == [
-        ("revoke", -45, 30),
-        ("revoke", -25, None),
-    ]
+    assert [(e["kind"], e["tokens"]) for e in ledger[:2]] == [("revoke", -75), ("revoke", -25)]
 
     events = published(api, order_id, ["OrderPaid", "CreditsGranted", "CreditsRevoked", "CreditsRevoked"])
     kinds = [event["kind"] for event in events]
     assert kinds == ["OrderPaid", "CreditsGranted", "CreditsRevoked", "CreditsRevoked"], events
-    assert [event["tokens"] for event in events if event["kind"] == "CreditsRevoked"] == [25, 45]
+    revoked = [(event["tokens"], event["debt"]) for event in events if event["kind"] == "CreditsRevoked"]
+    assert revoked == [(25, 0), (75, 30)]
     assert len({event["eventId"] for event in events}) == 4
+
+
+def test_two_payments_for_one_order_end_as_one_grant_and_one_refund(api: Api) -> None:
+    """Issue 12, defect 1, over HTTP: an abandoned intent's events never change the order; its success is money:
+    it pays the order if nothing else did, else it is refunded at once."""
+    token = token_for(f"tabs-{uuid.uuid4().hex[:8]}")
+    placed = expect(place_order(api, token, PRICED_OFFER), HTTPStatus.CREATED)
+    order_id, first = placed["order"]["orderId"], placed["payment"]["paymentIntentId"]
+    again = expect(api.post(f"/orders/{order_id}/payment", token=token), HTTPStatus.OK)
+    second = again["payment"]["paymentIntentId"]
+    assert second != first
+
+    expect(api.post(f"/_local/payments/{first}/fail"), HTTPStatus.OK)  # the abandoned one: nothing changes
+    assert expect(api.get(f"/orders/{order_id}", token=token), HTTPStatus.OK)["status"] == "pending"
+    expect(api.post(f"/_local/payments/{first}/succeed"), HTTPStatus.OK)  # paid in the first tab after all
+    order = expect(api.get(f"/orders/{order_id}", token=token), HTTPStatus.OK)
+    assert (order["status"], order["paymentIntentId"]) == ("paid", first)
+    expect(api.post(f"/_local/payments/{second}/succeed"), HTTPStatus.OK)  # and in the second one
+    order = expect(api.get(f"/orders/{order_id}", token=token), HTTPStatus.OK)
+    assert order["status"] == "paid" and order["otherIntents"][second]["duplicateRefundId"]
+    assert "refunded in full" in order["history"][-1]["message"]
+    groups = expect(api.get("/credits", token=token), HTTPStatus.OK)["groups"]
+    assert [(g["offerGroup"], g["balance"]) for g in groups] == [("AiTokens", 100)]  # granted once
