@@ -176,12 +176,8 @@ class InMemoryOrderRepository:
         idempotency: IdempotencyRecord | None,
         events: Sequence[DomainEvent] = (),
     ) -> bool:
-        stored = self.orders.get((read.user_id, read.order_id))
-        if stored is None or stored.status is not read.status or stored.updated_at != read.updated_at:
-            return False
-        try:
-            self._check(read.user_id, idempotency, None)
-        except IdempotentReplayError:
+        stored = self._as_read(read, idempotency)
+        if stored is None:
             return False
         entry = HistoryEntry(date=now, status=status, message=message)
         changed = limits.with_slot(
@@ -200,17 +196,23 @@ class InMemoryOrderRepository:
     def record_payment(
         self, order: Order, *, read: Order, idempotency: IdempotencyRecord | None, events: Sequence[DomainEvent]
     ) -> bool:
-        stored = self.orders.get((read.user_id, read.order_id))
-        if stored is None or stored.status is not read.status or stored.updated_at != read.updated_at:
-            return False
-        try:
-            self._check(read.user_id, idempotency, None)
-        except IdempotentReplayError:
+        if self._as_read(read, idempotency) is None:
             return False
         self.orders[(order.user_id, order.order_id)] = order
         self._apply(order.user_id, idempotency, None)
         self.outbox.extend(events)
         return True
+
+    def _as_read(self, read: Order, idempotency: IdempotencyRecord | None) -> Order | None:
+        """The stored order if it is still as ``read`` and ``idempotency`` was not recorded (the write's condition)."""
+        stored = self.orders.get((read.user_id, read.order_id))
+        if stored is None or stored.status is not read.status or stored.updated_at != read.updated_at:
+            return None
+        try:
+            self._check(read.user_id, idempotency, None)
+        except IdempotentReplayError:
+            return None
+        return stored
 
     def apply_reversal(self, reversal: Reversal, idempotency: IdempotencyRecord | None) -> bool:
         """The orders' part of ``ReversalRepository.apply_reversal``: the order (if still as read), its children's

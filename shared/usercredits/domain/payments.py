@@ -16,6 +16,7 @@ canceled) the payment is refunded in full at once. Every succeeded payment ends 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 from usercredits.domain.models import (
     Caller,
@@ -55,6 +56,16 @@ HANDLED = frozenset(
 _RETRIES = 5
 
 
+@dataclass(frozen=True)
+class _Ports:
+    """What applying a payment outcome reads and writes (``refunds``: to settle money that went back before)."""
+
+    orders: OrderRepository
+    payments: PaymentGateway
+    clock: Clock
+    refunds: RefundPorts | None
+
+
 def apply_payment_event(
     event_id: str,
     kind: str,
@@ -77,7 +88,7 @@ def apply_payment_event(
     if order is None:
         return "unknown-order"
     record = IdempotencyRecord.of("stripe-event", event_id, {"type": kind}, order.order_id)
-    return apply_intent(order, intent, record, orders=orders, payments=payments, clock=clock, refunds=refunds)
+    return _apply(order, intent, record, _Ports(orders, payments, clock, refunds))
 
 
 def confirm_order(
@@ -95,87 +106,60 @@ def confirm_order(
         raise ConflictError(f"order {order_id!r} has no payment intent")
     intent = payments.retrieve_intent(order.payment_intent_id)
     record = IdempotencyRecord.of("confirm", f"{intent.payment_intent_id}:{intent.status}", {}, order.order_id)
-    apply_intent(order, intent, record, orders=orders, payments=payments, clock=clock, refunds=refunds)
+    _apply(order, intent, record, _Ports(orders, payments, clock, refunds))
     return get_order(order_id, caller, orders=orders)
 
 
-def apply_intent(
-    order: Order,
-    intent: IntentState,
-    record: IdempotencyRecord,
-    *,
-    orders: OrderRepository,
-    payments: PaymentGateway,
-    clock: Clock,
-    refunds: RefundPorts | None = None,
-) -> str:
+def _apply(order: Order, intent: IntentState, record: IdempotencyRecord, ports: _Ports) -> str:
     """Move ``order`` according to one of its intents: a success pays it (or is refunded, see the module); for the
     order's current intent, a card that needs another payment method refuses, an action we do not handle is an
     error, canceled cancels; anything else (processing, or an abandoned intent) leaves it as it is."""
     if intent.status == "succeeded":
-        return _succeeded(order, intent, record, orders=orders, payments=payments, clock=clock, refunds=refunds)
+        return _succeeded(order, intent, record, ports)
     if intent.payment_intent_id != order.payment_intent_id:
         return "stale-intent"  # an abandoned intent: what happens to it no longer concerns the order
     if intent.status == "requires_payment_method" and intent.last_error:
-        return _move(order, OrderStatus.REFUSED, intent.last_error, record, orders=orders, clock=clock)
+        return _move(order, OrderStatus.REFUSED, intent.last_error, record, ports)
     if intent.status == "requires_action":
         message = f"Payment requires an action we don't handle: {intent.next_action or 'unknown'}"
-        return _move(order, OrderStatus.ERROR, message, record, orders=orders, clock=clock)
+        return _move(order, OrderStatus.ERROR, message, record, ports)
     if intent.status == "canceled":
-        return _move(order, OrderStatus.CANCELED, "Payment canceled", record, orders=orders, clock=clock)
+        return _move(order, OrderStatus.CANCELED, "Payment canceled", record, ports)
     return "unchanged"
 
 
-def _succeeded(
-    order: Order,
-    intent: IntentState,
-    record: IdempotencyRecord,
-    *,
-    orders: OrderRepository,
-    payments: PaymentGateway,
-    clock: Clock,
-    refunds: RefundPorts | None,
-) -> str:
+def _succeeded(order: Order, intent: IntentState, record: IdempotencyRecord, ports: _Ports) -> str:
     for _ in range(_RETRIES):
         if order.status in GRANTED and order.payment_intent_id == intent.payment_intent_id:
-            _settle_early_returns(order, refunds)  # a redelivery, or the confirm route got there first
+            _settle_early_returns(order, ports.refunds)  # a redelivery, or the confirm route got there first
             return "unchanged"
         if not _matches(order, intent):
             if order.status in PAYABLE and intent.payment_intent_id == order.payment_intent_id:
                 # The event is recorded with the refund below (a redelivery finds the order inconsistent anyway).
-                _move(order, OrderStatus.INCONSISTENT, _mismatch(order, intent), None, orders=orders, clock=clock)
-                order = orders.get_order(order.user_id, order.order_id) or order
-            return _refund_payment(order, intent, record, orders=orders, payments=payments, clock=clock)
+                _move(order, OrderStatus.INCONSISTENT, _mismatch(order, intent), None, ports)
+                order = ports.orders.get_order(order.user_id, order.order_id) or order
+            return _refund_payment(order, intent, record, ports)
         if order.status not in PAYABLE:
             # Another intent paid the order, or it can no longer be paid: this money goes back.
-            return _refund_payment(order, intent, record, orders=orders, payments=payments, clock=clock)
-        outcome = _pay(order, intent, record, orders=orders, payments=payments, clock=clock, refunds=refunds)
+            return _refund_payment(order, intent, record, ports)
+        outcome = _pay(order, intent, record, ports)
         if outcome is not None:
             return outcome
-        latest = orders.get_order(order.user_id, order.order_id)
+        latest = ports.orders.get_order(order.user_id, order.order_id)
         if latest is None:
             return "unknown-order"
         order = latest
     raise ConflictError("the order kept changing while a payment was applied; retry")
 
 
-def _pay(
-    order: Order,
-    intent: IntentState,
-    record: IdempotencyRecord,
-    *,
-    orders: OrderRepository,
-    payments: PaymentGateway,
-    clock: Clock,
-    refunds: RefundPorts | None,
-) -> str | None:
+def _pay(order: Order, intent: IntentState, record: IdempotencyRecord, ports: _Ports) -> str | None:
     """Pay a payable order with ``intent``; None when the order changed meanwhile (read it again and decide)."""
     try:
         paid = apply_order_paid(
             order.user_id,
             order.order_id,
-            orders=orders,
-            clock=clock,
+            orders=ports.orders,
+            clock=ports.clock,
             message=f"Payment succeeded ({intent.payment_intent_id})",
             idempotency=record,
             read=order,
@@ -189,10 +173,10 @@ def _pay(
     if superseded and superseded != intent.payment_intent_id:
         # An abandoned intent paid: the order's newer intent must not be paid too (if it is, it is refunded).
         try:
-            payments.cancel_intent(superseded)
+            ports.payments.cancel_intent(superseded)
         except (PaymentGatewayError, UnavailableError):
             logger.warning("could not cancel the superseded intent %s", superseded, exc_info=True)
-    _settle_early_returns(paid, refunds)
+    _settle_early_returns(paid, ports.refunds)
     return "paid"
 
 
@@ -216,15 +200,7 @@ def _mismatch(order: Order, intent: IntentState) -> str:
     )
 
 
-def _refund_payment(
-    order: Order,
-    intent: IntentState,
-    record: IdempotencyRecord,
-    *,
-    orders: OrderRepository,
-    payments: PaymentGateway,
-    clock: Clock,
-) -> str:
+def _refund_payment(order: Order, intent: IntentState, record: IdempotencyRecord, ports: _Ports) -> str:
     """Give back a payment that pays nothing (a duplicate, a payment for an order that can no longer be paid, or one
     that does not match its order), once: the refund's idempotency key is the intent's, and the order records it.
 
@@ -235,12 +211,12 @@ def _refund_payment(
         figures = order.other_intents.get(intent_id, IntentFigures())
         if figures.duplicate_refund_id is not None:
             return "unchanged"  # refunded already
-        refund_id = payments.refund_payment(
+        refund_id = ports.payments.refund_payment(
             intent_id,
             idempotency_key=f"refund-unpaid-{intent_id}",
             metadata={"orderId": order.order_id, "userId": order.user_id, "reason": "duplicate_payment"},
         )
-        now = clock.now()
+        now = ports.clock.now()
         refunded = refund_id or "refunded-before"
         message = f"Payment {intent_id} refunded in full ({refunded}): the order is {order.status.value}"
         updated = order.model_copy(
@@ -254,31 +230,23 @@ def _refund_payment(
             }
         )
         event = _payment_refunded_event(order, intent, refunded)
-        if orders.record_payment(updated, read=order, idempotency=record, events=[event]):
+        if ports.orders.record_payment(updated, read=order, idempotency=record, events=[event]):
             return "refunded"
-        latest = orders.get_order(order.user_id, order.order_id)
+        latest = ports.orders.get_order(order.user_id, order.order_id)
         if latest is None or latest.updated_at == order.updated_at:
             return "unchanged"  # this very event was recorded already
         order = latest
     raise ConflictError("the order kept changing while a payment was refunded; retry")
 
 
-def _move(
-    order: Order,
-    status: OrderStatus,
-    message: str,
-    record: IdempotencyRecord | None,
-    *,
-    orders: OrderRepository,
-    clock: Clock,
-) -> str:
+def _move(order: Order, status: OrderStatus, message: str, record: IdempotencyRecord | None, ports: _Ports) -> str:
     for _ in range(3):
         if order.status not in _FROM[status]:
             return "unchanged"  # already further along (or a redelivery): forward only
         events = [_payment_failed_event(order, status, message)] if status in _FAILED else []
-        if orders.change_status(order, status, message, clock.now(), record, events):
+        if ports.orders.change_status(order, status, message, ports.clock.now(), record, events):
             return status.value
-        latest = orders.get_order(order.user_id, order.order_id)
+        latest = ports.orders.get_order(order.user_id, order.order_id)
         if latest is None or latest.updated_at == order.updated_at:
             return "unchanged"  # what caused it was recorded already
         order = latest
