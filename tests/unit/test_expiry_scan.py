@@ -15,7 +15,6 @@ from hypothesis import strategies as st
 
 from tests.fakes import FixedClock
 from usercredits.adapters.events import EventBridgePublisher
-from usercredits.domain.consumption import expiry_events
 from usercredits.domain.expiry import (
     IndexedLot,
     IndexEntry,
@@ -27,6 +26,7 @@ from usercredits.domain.expiry import (
     hour_of,
     scan_expiry,
 )
+from usercredits.domain.lot_expiry import expiry_events
 from usercredits.domain.models import DomainEvent, GroupPolicy, GroupState, LedgerKind, Lot, Movement
 from usercredits.domain.ports import CreditSnapshot
 from usercredits.errors import UnavailableError

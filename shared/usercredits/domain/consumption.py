@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
@@ -11,13 +10,12 @@ from typing import Literal
 from usercredits.domain.credits import (
     CreditGroup,
     credit_group,
-    cut_holds,
-    cut_movement,
     empty_group,
     journal_entries,
     lot_remaining,
 )
 from usercredits.domain.ids import new_ulid
+from usercredits.domain.lot_expiry import due_lots, needs_closing, plan_closing_step
 from usercredits.domain.models import (
     DomainEvent,
     DomainModel,
@@ -373,49 +371,6 @@ def _entry(user_id: str, offer_group: str, entry_id: str, *, credits: CreditsRep
     return entry
 
 
-def expiry_events(
-    user_id: str,
-    state: GroupState,
-    lots: Sequence[Lot],
-    movements: Sequence[Movement],
-    *,
-    low_threshold: int | None = None,
-) -> list[DomainEvent]:
-    """What an expiry publishes: ``CreditsExpired`` for each lot it closes with tokens left (one per ``expire``
-    movement: a lot fully used expires silently) with the group's balance right after it, and ``CreditsLow`` when
-    the expiry takes the balance from above ``low_threshold`` to or below it. Written to the outbox by the
-    transaction that closes the lots (``state``: the group they were computed from, which that transaction's
-    condition pins)."""
-    expires = {lot.lot_id: lot.expires for lot in lots}
-    balance = state.balance
-    events = []
-    for movement in movements:
-        if movement.kind is not LedgerKind.EXPIRE or movement.tokens >= 0:
-            continue
-        balance += movement.tokens
-        when = expires.get(movement.lot_id or "")
-        detail: dict[str, object] = {
-            "userId": user_id,
-            "offerGroup": state.offer_group,
-            "lotId": movement.lot_id,
-            "orderId": movement.order_id,
-            "tokens": -movement.tokens,
-            "expires": when.isoformat() if when else None,
-            "balance": balance,
-            "entryId": movement.entry_id,
-        }
-        events.append(DomainEvent("CreditsExpired", detail))
-    if low_threshold is not None and state.balance > low_threshold >= balance:
-        low: dict[str, object] = {
-            "userId": user_id,
-            "offerGroup": state.offer_group,
-            "balance": balance,
-            "threshold": low_threshold,
-        }
-        events.append(DomainEvent("CreditsLow", low))
-    return events
-
-
 @dataclass(frozen=True)
 class Expired:
     """What one expiry of a group did: the tokens that left the balance and the lots it closed."""
@@ -455,44 +410,57 @@ def expire_group(
     ``consistent=False`` plans from an eventually consistent read first (half its cost; the expiry scan): the
     closing transaction is conditional on the group's version and ``drawn`` and on each lot being open, so a stale
     read only fails it, and the retries read consistently. A stale read cannot hide a due lot: lots only close."""
+    total = Expired()
     for attempt in range(_RETRIES):
         now = clock.now()
         snapshot = credits.snapshot(user_id, offer_group, consistent=consistent or attempt > 0)
         state = snapshot.groups.get(offer_group)
-        due = [lot for lot in snapshot.lots if lot.expires is not None and lot.expires <= now]
         if state is None:
-            return Expired()
-        if not due:
-            if state.next_expiry is not None and state.next_expiry <= now:
-                # The soonest expiry the group remembers is gone (its lot closed otherwise): spends would wait on it
-                # forever, so it is written again from the open lots.
-                credits.close_lots(user_id, state, [], snapshot.lots, [], [], now)
-            return Expired()
-        remaining = lot_remaining(snapshot.lots, state.drawn)
-        movements = [
-            Movement(
-                entry_id=new_ulid(now),
-                kind=LedgerKind.EXPIRE,
-                tokens=-remaining[lot.lot_id],
-                order_id=lot.order_id,
-                lot_id=lot.lot_id,
-                created_at=now,
-            )
-            for lot in due
-            if remaining[lot.lot_id] > 0
-        ]
-        still_open = [lot for lot in snapshot.lots if lot not in due]
-        expired = sum(-movement.tokens for movement in movements)
-        policy = _policy(catalog, offer_group) if movements else GroupPolicy(offer_group=offer_group)
-        events = expiry_events(user_id, state, due, movements, low_threshold=policy.low_threshold)
-        cuts = cut_holds(snapshot.holds, offer_group, policy.floor, state.available - expired)
-        closing = [*movements, *(cut_movement(cut, now, "hold cut: its tokens expired") for cut in cuts)]
-        try:
-            credits.close_lots(user_id, state, due, still_open, closing, events, now, cuts=cuts)
-        except StaleWindowError:
-            continue
-        return Expired(expired, len(due))
+            return total
+        lots = [lot for lot in snapshot.lots if lot.offer_group == offer_group]
+        holds = [hold for hold in snapshot.holds if hold.offer_group == offer_group]
+        policy: GroupPolicy | None = None
+        while needs_closing(state, lots, now):
+            if policy is None:
+                policy = _closing_policy(catalog, state, lots, holds, now)
+            step = plan_closing_step(user_id, state, lots, holds, policy, now)
+            if step is None:  # pragma: no cover - needs_closing said there was work
+                break
+            try:
+                credits.close_lots(
+                    user_id, state, step.lots, step.next_expiry, step.movements, step.events, now, cuts=step.cuts
+                )
+            except StaleWindowError:
+                break  # something else moved the group: read it again
+            total = Expired(total.tokens + step.expired, total.lots + len(step.lots))
+            if step.done:
+                return total
+            # More is due (a large batch closes in steps): the group as this step left it, compacted if its
+            # journal grew long, is the next step's starting point.
+            fresh = credits.group_state(user_id, offer_group)
+            if fresh is None or fresh.version != state.version + 1:
+                break  # another change landed in between: read it again
+            credits.compact_if_long(user_id, fresh)
+            state, lots, holds = fresh, step.lots_left, step.holds_left
+        else:
+            return total
     raise ConflictError("the group kept changing while its lots expired; retry")
+
+
+def _closing_policy(
+    catalog: CatalogRepository | None,
+    state: GroupState,
+    lots: list[Lot],
+    holds: list[Reservation],
+    now: datetime,
+) -> GroupPolicy:
+    """The group's policy when the expiry needs it (tokens leave, or cuts a step left are due); the default
+    otherwise, which saves the catalog read when only used-up lots close."""
+    remaining = lot_remaining(lots, state.drawn)
+    expiring = any(remaining[lot.lot_id] > 0 for lot in due_lots(lots, state.offer_group, now))
+    if expiring or holds:
+        return _policy(catalog, state.offer_group)
+    return GroupPolicy(offer_group=state.offer_group)
 
 
 def _policy(catalog: CatalogRepository | None, offer_group: str) -> GroupPolicy:

@@ -19,7 +19,7 @@ eventually consistent read and one transaction per group, conditional: nothing e
 lot, and a plan made from a stale read is refused and made again; README "Why each expiring group is read" says why
 the group is read rather than planned from the index), whose transaction also
 writes ``CreditsExpired`` (and the ``CreditsLow`` an expiry crossing owes) to the outbox
-(``consumption.expiry_events``): the events exist exactly when the expiry commits, also
+(``lot_expiry.expiry_events``): the events exist exactly when the expiry commits, also
 when a read or a spend closed the lot first. One run at a time holds the scan's lease (an overlapping run skips); a
 run stops taking work when its time budget runs short and saves its cursors, so a backlog drains over several runs.
 

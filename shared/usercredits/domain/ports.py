@@ -174,7 +174,7 @@ class CreditsRepository(Protocol):
         user_id: str,
         state: GroupState,
         lots: list[Lot],
-        still_open: list[Lot],
+        next_expiry: datetime | None,
         movements: list[Movement],
         events: list[DomainEvent],
         now: datetime,

@@ -378,7 +378,7 @@ class DynamoCreditsRepository:
         user_id: str,
         state: GroupState,
         lots: list[Lot],
-        still_open: list[Lot],
+        next_expiry: datetime | None,
         movements: list[Movement],
         events: list[DomainEvent],
         now: datetime,
@@ -386,9 +386,9 @@ class DynamoCreditsRepository:
         cuts: Sequence[HoldCut] = (),
     ) -> None:
         """Close lots (expired): each lot (with what expired of it) and its order, the holds ``cuts`` reduces, the
-        group (balance, held, drawn, journal, soonest expiry of the lots left open, lots expired) and the expiry's
-        events (outbox) in one transaction, conditional on the group's version, ``drawn`` and ``held`` being the ones
-        the plan was computed from (``StaleWindowError`` otherwise)."""
+        group (balance, held, drawn, journal, ``next_expiry``, lots expired) and the expiry's events (outbox) in one
+        transaction, conditional on the group's version, ``drawn`` and ``held`` being the ones the plan was computed
+        from (``StaleWindowError`` otherwise). The plan fits one transaction (``lot_expiry.closing_writes``)."""
         expired_of = {movement.lot_id: -movement.tokens for movement in movements if movement.kind is LedgerKind.EXPIRE}
         expired = sum(expired_of.values())
         used = sum(lot.effective_tokens for lot in lots) - expired
@@ -404,10 +404,7 @@ class DynamoCreditsRepository:
                     CreditGroupItem.expired_lots.add(len(lots)),
                     CreditGroupItem.version.set(state.version + 1),
                     CreditGroupItem.updated_at.set(now),
-                    set_or_remove(
-                        CreditGroupItem.next_expiry,
-                        min((lot.expires for lot in still_open if lot.expires), default=None),
-                    ),
+                    set_or_remove(CreditGroupItem.next_expiry, next_expiry),
                 ]
                 if movements:
                     actions.append(
