@@ -184,6 +184,26 @@ def test_request_payment_creates_a_fresh_intent_for_a_pending_order(place, order
     assert retried.payment.payment_intent_id != order.payment_intent_id  # type: ignore[union-attr]
 
 
+def test_payment_attempts_are_bounded_so_the_order_item_stays_writable(place, orders, payments, clock) -> None:  # type: ignore[no-untyped-def]
+    order = place("EnterpriseM").order
+    alice = Caller(user_id="alice")
+
+    def attempt(key: str | None = None) -> ordering.PlacedOrder:
+        return ordering.request_payment(
+            order.order_id, alice, idempotency_key=key, orders=orders, payments=payments, clock=clock
+        )
+
+    for _ in range(ordering.MAX_PAYMENT_ATTEMPTS - 2):
+        attempt()
+    last = attempt("last")  # the 25th
+    assert last.order.payment_attempt == ordering.MAX_PAYMENT_ATTEMPTS
+    with pytest.raises(ConflictError, match="25 payment attempts already: place a new order"):
+        attempt()
+    # A retry of the last attempt still answers it (its key was recorded), and nothing was written by the refusal
+    assert attempt("last").payment.payment_intent_id == last.payment.payment_intent_id  # type: ignore[union-attr]
+    assert orders.get_order("alice", order.order_id).payment_attempt == ordering.MAX_PAYMENT_ATTEMPTS  # type: ignore[union-attr]
+
+
 def test_request_payment_on_a_paid_order_is_a_conflict(place, orders, payments, clock) -> None:  # type: ignore[no-untyped-def]
     order = place("Free").order
     with pytest.raises(ConflictError, match="not pending"):  # seed bug 7.1-2: payOrder worked on paid orders

@@ -64,8 +64,12 @@ def visible_offers(
 
 
 def to_view(offer: Offer, currency: str) -> OfferView:
-    """The offer with its price in ``currency`` (the caller checked that it has one)."""
+    """The offer with its price in ``currency`` (the caller checked that it has one).
+
+    Built from the offer as stored, not validated again: the offer was validated when it was written, and an offer
+    written under older rules (e.g. one bundling more items than ``MAX_BUNDLE_ITEMS`` allows now) must still list:
+    only ordering it is refused."""
     price = offer.price_in(currency)
     if price is None:  # pragma: no cover - guarded by callers
         raise ValueError(f"offer {offer.offer_id} has no price in {currency}")
-    return OfferView(**offer.model_dump(), price=price)
+    return OfferView.model_construct(**dict(offer), price=price)

@@ -16,10 +16,19 @@ from datetime import datetime
 
 from usercredits.domain.credits import HoldCut, burn_order, cut_holds, cut_movement, lot_remaining
 from usercredits.domain.ids import new_ulid
-from usercredits.domain.models import DomainEvent, GroupPolicy, GroupState, LedgerKind, Lot, Movement, Reservation
+from usercredits.domain.models import (
+    MAX_TRANSACTION_ACTIONS,
+    DomainEvent,
+    GroupPolicy,
+    GroupState,
+    LedgerKind,
+    Lot,
+    Movement,
+    Reservation,
+)
 
 #: The most items one atomic change of the store may write (DynamoDB's TransactWriteItems takes 100 actions).
-MAX_WRITES = 100
+MAX_WRITES = MAX_TRANSACTION_ACTIONS
 
 
 def closing_writes(lots: Sequence[Lot], events: Sequence[DomainEvent], cuts: Sequence[HoldCut]) -> int:

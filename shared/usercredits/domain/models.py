@@ -76,6 +76,36 @@ class DisputeStatus(StrEnum):
     LOST = "lost"
 
 
+# --- how big a bundle can be --------------------------------------------------------------------------------------
+# Everything one fact about an order changes is one DynamoDB TransactWriteItems, which takes at most 100 actions. The
+# largest transaction a bundle goes through is a full refund (or a dispute) that cuts holds; paying it (the webhook, or
+# a free order at once) is the same without the holds. Per purchase the order grants (the order itself and each
+# bundle item; worst case: each in a group of its own) it writes its order item (the root's own, an item's child
+# order), its lot and its group; once per transaction the idempotency record (Stripe event id or Idempotency-Key),
+# the outbox item and the counter of the offer's per-user limit; and room is kept for 16 holds cut in the same
+# transaction, two actions each (the open hold deleted, its settled copy put; more holds wait for the group's next
+# step, see ``reversal._fitted``):
+#
+#     (1 + items) × 3 + 3 + 16 × 2 <= 100
+#     items <= (100 - 3 - 32) // 3 - 1 = 65 // 3 - 1 = 20
+#
+# (IdempotentTransaction in adapters/dynamodb/repositories.py never sends more; tests/dynamodb_local/
+# test_bundle_limits.py measures each transaction of the largest bundle.)
+
+#: DynamoDB's limit on the actions of one TransactWriteItems.
+MAX_TRANSACTION_ACTIONS = 100
+#: Per purchase an order grants: its order item (root or child), its lot, its group.
+ACTIONS_PER_PURCHASE = 3
+#: Per order transaction: the idempotency record, the outbox item, the per-user limit's counter.
+ACTIONS_PER_ORDER = 3
+#: Hold cuts a refund or dispute of the largest bundle still makes in its own transaction (2 actions each).
+HOLD_CUTS_IN_PLACE = 16
+#: Actions a transaction keeps for the holds it cuts.
+HOLD_CUT_ACTIONS = HOLD_CUTS_IN_PLACE * 2
+#: The most items an offer may bundle (``combinedItems``), so that no transaction of its orders passes the limit: 20.
+MAX_BUNDLE_ITEMS = (MAX_TRANSACTION_ACTIONS - ACTIONS_PER_ORDER - HOLD_CUT_ACTIONS) // ACTIONS_PER_PURCHASE - 1
+
+
 class CombinedOffer(DomainModel):
     """A bundle item: buying the root offer also grants ``quantity`` units of ``offer_id`` into ``offer_group``."""
 
@@ -103,7 +133,15 @@ class OfferTerms(DomainModel):
     unlocked_by: list[Identifier] = Field(default_factory=list, max_length=100)
     tags: list[Annotated[str, Field(min_length=1, max_length=64)]] = Field(default_factory=list, max_length=50)
     popular: int | None = Field(default=None, ge=0, le=1000, strict=True)
-    combined_items: list[CombinedOffer] = Field(default_factory=list, max_length=40)
+    combined_items: list[CombinedOffer] = Field(
+        default_factory=list,
+        max_length=MAX_BUNDLE_ITEMS,
+        description=(
+            f"Offers bundled with this one: buying it also grants each item. At most {MAX_BUNDLE_ITEMS}: paying, "
+            "refunding or disputing a bundle writes its order, child orders, lots and groups in one DynamoDB "
+            "transaction (at most 100 actions); an order of a stored offer with more is refused (409)."
+        ),
+    )
 
     @field_validator("unlocked_by", "tags")
     @classmethod

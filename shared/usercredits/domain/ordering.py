@@ -12,8 +12,10 @@ from usercredits.domain import limits
 from usercredits.domain.cycles import MAX_START_AHEAD, MAX_TIME, MAX_WINDOW
 from usercredits.domain.ids import new_ulid
 from usercredits.domain.models import (
+    MAX_BUNDLE_ITEMS,
     MAX_ORDER_QUANTITY,
     Caller,
+    DomainEvent,
     GroupState,
     HistoryEntry,
     IntentFigures,
@@ -140,13 +142,20 @@ def place_order(
     """Create an order; a free one is paid at once, a priced one gets a payment intent.
 
     Refuses unknown or retired offers (404), offers locked for the caller (403), quantities above the offer's
-    ``quantityLimit`` (409), orders beyond the offer's ``perUserLimit`` (409, see ``domain.limits``) and currencies
-    the offer is not sold in (422). With an ``idempotency_key`` a retry returns the first order; the key with a
-    different request is a 409.
+    ``quantityLimit`` (409), orders beyond the offer's ``perUserLimit`` (409, see ``domain.limits``), offers that
+    bundle more than ``MAX_BUNDLE_ITEMS`` items (409: stored before the limit; no transaction could grant them) and
+    currencies the offer is not sold in (422). With an ``idempotency_key`` a retry returns the first order; the key
+    with a different request is a 409.
     """
     now = clock.now()
     currency = command.currency or default_currency
     offer = get_offer(command.offer_id, catalog=catalog)
+    if len(offer.combined_items) > MAX_BUNDLE_ITEMS:
+        raise ConflictError(
+            _too_many_items(
+                f"offer {offer.offer_id!r}", len(offer.combined_items), "it cannot be ordered until an admin splits it"
+            )
+        )
     price = offer.price_in(currency)
     if price is None:
         raise InvalidRequestError(f"offer {offer.offer_id!r} is not sold in {currency!r}")
@@ -180,6 +189,19 @@ def place_order(
         return _write_new_order(order, offer, idempotency, orders=orders, payments=payments, clock=clock)
     except IdempotentReplayError as replay:
         return _replay(replay, idempotency, caller, orders=orders, payments=payments)
+
+
+def _too_many_items(what: str, items: int, outcome: str) -> str:
+    return (
+        f"{what} bundles {items} items, more than the {MAX_BUNDLE_ITEMS} one order can grant (its payment, refund "
+        f"or dispute must fit in one storage transaction): {outcome}"
+    )
+
+
+def _grantable(order: Order) -> bool:
+    """An order bundles no more items than one transaction can grant (``MAX_BUNDLE_ITEMS``): always, for orders
+    placed since the limit (bundles do not nest: an item grants its offer's own tokens, not that offer's items)."""
+    return len(order.combined_items) <= MAX_BUNDLE_ITEMS
 
 
 def _new_order(
@@ -353,6 +375,12 @@ def list_orders(
     return orders.list_orders(caller.user_id, status=status, limit=limit, cursor=cursor)
 
 
+#: Payment intents one order may ask for (``POST /orders/{id}/payment``). Each attempt adds a history entry, an intent
+#: link and what its events report to the order item, which DynamoDB caps at 400 KB: without a bound, a client
+#: retrying forever would make the order unwritable, and a payment already made could never be applied.
+MAX_PAYMENT_ATTEMPTS = 25
+
+
 def request_payment(
     order_id: str,
     caller: Caller,
@@ -369,11 +397,17 @@ def request_payment(
     if idempotency_key is not None:
         request: dict[str, object] = {"orderId": order_id, "action": "payment"}
         idempotency = IdempotencyRecord.of("payment", idempotency_key, request, f"{order_id}:{attempt}")
-    if order.status is not OrderStatus.PENDING:
+    if order.status is not OrderStatus.PENDING or attempt > MAX_PAYMENT_ATTEMPTS:
         recorded = orders.recorded(caller.user_id, idempotency) if idempotency is not None else None
         if recorded is None:
+            if order.status is OrderStatus.PENDING:  # each attempt adds to the order item: it must stay bounded
+                raise ConflictError(
+                    f"order {order_id!r} had {MAX_PAYMENT_ATTEMPTS} payment attempts already: place a new order"
+                )
             raise ConflictError(f"order {order_id!r} is {order.status.value}, not pending")
         return _payment_replay(recorded, idempotency, order_id, caller, orders=orders, payments=payments)
+    if not _grantable(order):  # placed before the limit: no money is asked for what cannot be granted
+        raise ConflictError(_too_many_items(f"order {order_id!r}", len(order.combined_items), "it cannot be paid"))
     intent = payments.create_intent(order, attempt=attempt)
     try:
         updated = orders.set_payment_intent(
@@ -436,6 +470,10 @@ def apply_order_paid(
     (e.g. the Stripe event id) is recorded in the same transaction. ``read``: the order as the caller just read it
     (saves a read; a stale copy only costs a retry). ``intent_id``: the intent that paid (when it is not the order's
     current one, it becomes so, and the current one's figures are kept apart: ``paying_with``).
+
+    An order bundling more than ``MAX_BUNDLE_ITEMS`` items (placed before that limit) cannot be granted in one
+    transaction: it becomes ``inconsistent`` instead (with ``PaymentFailed``), and is returned as such, so the payment
+    code refunds the money like any payment of an order that can no longer be paid.
     """
     for _ in range(_WINDOW_RETRIES):
         order, read = read or orders.get_order(user_id, order_id), None
@@ -446,17 +484,58 @@ def apply_order_paid(
         if order.status not in PAYABLE:
             raise ConflictError(f"order {order_id!r} is {order.status.value}: it cannot be paid")
         try:
-            paying = paying_with(order, intent_id)
-            settlement = settle_order(paying, dict(orders.group_states(user_id)), clock.now(), message)
-            if orders.settle_order(settlement, read=order, idempotency=idempotency):
-                return settlement.order
+            paid = _pay_once(order, intent_id, orders=orders, clock=clock, message=message, idempotency=idempotency)
         except StaleWindowError:
             continue
+        if paid is not None:
+            return paid
         if idempotency is not None:  # recorded already (a redelivery) or the order moved: read it and decide again
             latest = orders.get_order(user_id, order_id)
             if latest is not None and (latest.status is OrderStatus.PAID or latest.updated_at == order.updated_at):
                 return latest
     raise ConflictError("the order kept changing; retry")
+
+
+def _pay_once(
+    order: Order,
+    intent_id: str | None,
+    *,
+    orders: OrderRepository,
+    clock: Clock,
+    message: str,
+    idempotency: IdempotencyRecord | None,
+) -> Order | None:
+    """One attempt of ``apply_order_paid`` on ``order`` as read: the order as paid (or, for an order that cannot be
+    granted, as refused); None when nothing was written (it changed meanwhile, or ``idempotency`` was recorded)."""
+    if not _grantable(order):
+        return _refuse_ungrantable(order, orders=orders, clock=clock)
+    paying = paying_with(order, intent_id)
+    settlement = settle_order(paying, dict(orders.group_states(order.user_id)), clock.now(), message)
+    return settlement.order if orders.settle_order(settlement, read=order, idempotency=idempotency) else None
+
+
+def _refuse_ungrantable(order: Order, *, orders: OrderRepository, clock: Clock) -> Order | None:
+    """Move an order that cannot be granted to ``inconsistent`` with ``PaymentFailed`` (as the payment code does for
+    an amount that does not match); the order as it is then, or None when it changed meanwhile (read it again)."""
+    message = _too_many_items(f"order {order.order_id!r}", len(order.combined_items), "its payment goes back")
+    event = _cannot_be_granted(order, message)
+    if not orders.change_status(order, OrderStatus.INCONSISTENT, message, clock.now(), None, [event]):
+        return None
+    return orders.get_order(order.user_id, order.order_id) or order
+
+
+def _cannot_be_granted(order: Order, message: str) -> DomainEvent:
+    """``PaymentFailed`` for an order that becomes ``inconsistent`` because it cannot be granted."""
+    detail: dict[str, object] = {
+        "userId": order.user_id,
+        "orderId": order.order_id,
+        "offerGroup": order.offer_group,
+        "status": OrderStatus.INCONSISTENT.value,
+        "reason": message,
+        "amount": order.total.amount,
+        "currency": order.total.currency,
+    }
+    return DomainEvent("PaymentFailed", detail)
 
 
 def paying_with(order: Order, intent_id: str | None) -> Order:

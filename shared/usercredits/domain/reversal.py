@@ -26,18 +26,24 @@ then (``domain.limits``; a disputed one keeps it: it stays ``paid``). A purchase
 unlocking, no subscription, an appendDate purchase starts from what still counts); a won dispute puts it back.
 
 Everything one report changes (the order, its bundle children, the lots, the holds, the groups' balances, journals and
-windows, the outbox, the Stripe event id) is one transaction, conditional on what was read.
+windows, the outbox, the Stripe event id) is one transaction, conditional on what was read. It is the largest
+transaction of a bundle: 3 actions per purchase (order or child, lot, group), 3 per order (event id, outbox, per-user
+limit counter) and 2 per hold cut (open item deleted, settled copy put). Bundles are limited to ``MAX_BUNDLE_ITEMS``
+so that the revocation always fits DynamoDB's 100 actions with room for 16 hold cuts (``models``: the arithmetic).
+Holds beyond what fits are cut by the group's next step (``_fitted``): the group stays due until then, so none of
+them can be captured in between.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from usercredits.domain.credits import HoldCut, cut_holds, cut_movement
 from usercredits.domain.ids import new_ulid
 from usercredits.domain.limits import with_slot
 from usercredits.domain.models import (
+    MAX_TRANSACTION_ACTIONS,
     DisputeStatus,
     DomainEvent,
     GroupPolicy,
@@ -258,7 +264,7 @@ def plan_reversal(
     newly_refunded = settled.status is OrderStatus.REFUNDED and read.status is not OrderStatus.REFUNDED
     children = [line.child_order_id for line in settled.combined_items if line.child_order_id]
     group_changes = _group_changes(plan, holds, policies, _reason(settled, read), now)
-    return Reversal(
+    reversal = Reversal(
         order=settled,
         read=read,
         children_status=dict.fromkeys(children, OrderStatus.REFUNDED) if newly_refunded else {},
@@ -267,6 +273,46 @@ def plan_reversal(
         groups=group_changes,
         events=[_with_debt(event, group_changes) for event in events],
     )
+    return _fitted(reversal, now)
+
+
+def reversal_writes(reversal: Reversal) -> int:
+    """Items the reversal's transaction writes: the order, its idempotency record, the children, the lots, the groups
+    and the holds they cut (a hold cut to nothing: its open item deleted and its settled copy put), the outbox item
+    and the per-user limit's counter (counted whether or not they are written: the bound must hold either way)."""
+    children = set(reversal.children_status) | set(reversal.children_withdrawn)
+    cuts = sum(2 if cut.count == 0 else 1 for change in reversal.groups.values() for cut in change.cuts)
+    return 4 + len(children) + len(reversal.lot_changes) + len(reversal.groups) + cuts
+
+
+def _fitted(reversal: Reversal, now: datetime) -> Reversal:
+    """The reversal within one transaction. The revocation itself always fits (``MAX_BUNDLE_ITEMS``); holds to cut
+    beyond what fits are left to the group's next step: the group keeps a past ``next_expiry`` (as an expiry in
+    steps does), so no spend, hold or capture passes its condition until whoever comes next (a read, a spend, a
+    capture) has cut the rest (``lot_expiry.plan_closing_step``: the same cuts, newest first, as the available
+    balance still falls short of the floor). Exact in between: the tokens left the balance at once."""
+    excess = reversal_writes(reversal) - MAX_TRANSACTION_ACTIONS
+    if excess <= 0:
+        return reversal
+    groups = dict(reversal.groups)
+    for group in sorted(groups, reverse=True):
+        change = groups[group]
+        cuts = list(change.cuts)
+        while cuts and excess > 0:
+            excess -= 2 if cuts.pop().count == 0 else 1  # the oldest holds wait; the newest are cut now
+        if len(cuts) == len(change.cuts):
+            continue
+        kept = {cut.hold.reservation_id for cut in cuts}
+        groups[group] = replace(
+            change,
+            cuts=cuts,
+            movements=[m for m in change.movements if m.reservation_id is None or m.reservation_id in kept],
+            closes_lots=True,
+            next_expiry=now,
+        )
+        if excess <= 0:
+            break
+    return replace(reversal, groups=groups)
 
 
 def _with_debt(event: DomainEvent, groups: dict[str, GroupChange]) -> DomainEvent:

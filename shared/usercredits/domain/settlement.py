@@ -35,6 +35,10 @@ class Settlement:
     ``windows_after`` holds each group's new window (and soonest lot expiry); ``grants`` the movements to append to
     its journal (their tokens are added to the balance atomically); ``windows_before`` what was read, for the
     optimistic condition; ``events`` the facts to publish (written to the outbox in the same transaction).
+
+    Written in one transaction of at most ``(1 + items) × 3 + 3`` actions (per purchase: order or child, lot, group;
+    per order: idempotency record, outbox, per-user limit counter), within DynamoDB's 100 for any bundle the offer
+    schema accepts (``models.MAX_BUNDLE_ITEMS``).
     """
 
     order: Order

@@ -10,6 +10,7 @@ import base64
 import binascii
 import contextlib
 import json
+import logging
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -44,6 +45,7 @@ from usercredits.adapters.dynamodb.tables import (
 from usercredits.domain import limits
 from usercredits.domain.ids import new_ulid
 from usercredits.domain.models import (
+    MAX_TRANSACTION_ACTIONS,
     CombinedOffer,
     Cycle,
     DisputeStatus,
@@ -66,7 +68,9 @@ from usercredits.domain.models import (
 )
 from usercredits.domain.ports import IdempotencyRecord, IdempotentReplayError, PurchaseLimitError, StaleWindowError
 from usercredits.domain.settlement import Settlement
-from usercredits.errors import ConflictError, InvalidRequestError
+from usercredits.errors import ConflictError, InvalidRequestError, PersistenceError
+
+logger = logging.getLogger(__name__)
 
 CATALOG_PK = "CATALOG"
 #: How long an Idempotency-Key is remembered (api-contract: at least 30 days for money movements).
@@ -915,6 +919,14 @@ class ConditionFailedError(Exception):
         self.sort_keys = sort_keys
 
 
+class TransactionTooLargeError(PersistenceError):
+    """A transaction with more actions than DynamoDB takes (``MAX_TRANSACTION_ACTIONS``); it was not sent."""
+
+    def __init__(self, actions: int) -> None:
+        super().__init__(f"a transaction of {actions} actions passes DynamoDB's limit of {MAX_TRANSACTION_ACTIONS}")
+        self.actions = actions
+
+
 class IdempotentTransaction:
     """A TransactWrite that records the idempotency key with the result and explains why DynamoDB cancelled it.
 
@@ -949,6 +961,11 @@ class IdempotentTransaction:
         return transaction
 
     def __exit__(self, exc_type: Any, exc: Any, traceback: Any) -> None:
+        if exc_type is None and (actions := len(self._sort_keys_as_sent())) > MAX_TRANSACTION_ACTIONS:
+            # Never sent: DynamoDB would refuse it whole (ValidationException). The limits on bundles and open holds
+            # (``domain.models.MAX_BUNDLE_ITEMS``) keep every transaction below it; this says which one did not.
+            logger.error("transaction of %d actions not sent (limit %d)", actions, MAX_TRANSACTION_ACTIONS)
+            raise TransactionTooLargeError(actions)
         try:
             self._transaction.__exit__(exc_type, exc, traceback)
         except TransactWriteError as error:

@@ -9,6 +9,7 @@ from usercredits.adapters.dynamodb.errors import translate_errors
 from usercredits.adapters.dynamodb.repositories import (
     ConditionFailedError,
     IdempotentTransaction,
+    TransactionTooLargeError,
     add_outbox,
     add_slot_change,
     equals_stored,
@@ -29,6 +30,7 @@ from usercredits.domain import limits
 from usercredits.domain.models import GroupState
 from usercredits.domain.ports import IdempotencyRecord
 from usercredits.domain.reversal import GroupChange, Reversal
+from usercredits.errors import UnavailableError
 
 
 class DynamoReversalRepository:
@@ -41,7 +43,11 @@ class DynamoReversalRepository:
         reduced hold (conditional on its count as read), each group (conditional on its version, and on what the
         plan relied on: the available balance above the floor, or the balance, held and drawn as read), the
         outbox, and the user's counter of the offer's per-user limit when the order gives its slot back (a full
-        refund: ``limits.slot_change``)."""
+        refund: ``limits.slot_change``).
+
+        At most ``MAX_TRANSACTION_ACTIONS`` (100): a bundle has at most ``MAX_BUNDLE_ITEMS`` items, and holds to cut
+        beyond what fits are left to the group's next step (``reversal._fitted``). A plan past it anyway is not sent
+        (nothing is written): ``UnavailableError``, and the report is retried."""
         order, read = reversal.order, reversal.read
         user = order.user_id
         now = order.updated_at
@@ -99,6 +105,13 @@ class DynamoReversalRepository:
                 add_slot_change(transaction, order, slot, now)
         except ConditionFailedError:
             return False
+        except TransactionTooLargeError as exc:
+            cuts = sum(len(moved.cuts) for moved in reversal.groups.values())
+            raise UnavailableError(
+                f"the credits of order {order.order_id!r} cannot be taken back in one transaction ({exc.actions} "
+                f"actions, {cuts} holds to cut): retry",
+                retry_after=60,
+            ) from exc
         return True
 
 
