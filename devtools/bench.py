@@ -1728,7 +1728,9 @@ class Report:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m devtools.bench", description=__doc__.splitlines()[0])
-    parser.add_argument("--only", choices=["dynamodb", "imports", "scan", "hot-item"], help="run one part only")
+    parser.add_argument(
+        "--only", choices=["dynamodb", "imports", "scan", "hot-item", "growth"], help="run one part only"
+    )
     parser.add_argument("--runs", type=int, default=DEFAULT_RUNS, help="import runs per measurement (median)")
     parser.add_argument("--output", type=Path, default=RESULTS_PATH, help="results file (JSON)")
     args = parser.parse_args(argv)
@@ -1750,6 +1752,10 @@ def main(argv: list[str] | None = None) -> int:
         from devtools.bench_hot_item import measure_hot_item
 
         report.run("hot item", measure_hot_item)
+    if args.only in (None, "growth"):
+        from devtools.bench_growth import measure_growth
+
+        report.run("growth", measure_growth)
     write_results(report.rows, args.output)
     report.print(args.output, time.monotonic() - started)
     return report.exit_code
