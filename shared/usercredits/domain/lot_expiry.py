@@ -173,7 +173,7 @@ def plan_closing_step(
             holds_left.append(hold.model_copy(update={"count": cut.count, "reduced": hold.reduced + cut.cut}))
     return ClosingStep(
         lots=closing,
-        movements=[*movements, *(cut_movement(cut, now, "hold cut: its tokens expired") for cut in cuts)],
+        movements=[*movements, *(cut_movement(cut, now, _cut_reason(closing)) for cut in cuts)],
         events=events,
         cuts=cuts,
         next_expiry=next_expiry,
@@ -182,3 +182,8 @@ def plan_closing_step(
         lots_left=lots_left,
         holds_left=holds_left,
     )
+
+
+def _cut_reason(closing: Sequence[Lot]) -> str:
+    # A step that closes no lot makes the cuts an earlier change left (an expiry step or a refund that did not fit).
+    return "hold cut: its tokens expired" if closing else "hold cut: its tokens left the balance"

@@ -554,10 +554,6 @@ def item_to_reservation(item: ReservationItem) -> Reservation:
     )
 
 
-def _soonest_expiry(lots: list[Lot]) -> datetime | None:
-    return min((lot.expires for lot in lots if lot.expires is not None), default=None)
-
-
 def _ledger_item(user_id: str, entry: LedgerEntry) -> LedgerItem:
     return LedgerItem(
         pk=user_pk(user_id),
