@@ -159,7 +159,8 @@ def plan_closing_step(
         cuts.pop()  # the newest cuts first are kept; the rest waits for the next step
         cuts_left = True
     expired = -sum(movement.tokens for movement in movements)
-    lots_left = [lot for lot in mine if lot not in closing]
+    closed_ids = {lot.lot_id for lot in closing}  # by id: thousands of lots may be open
+    lots_left = [lot for lot in mine if lot.lot_id not in closed_ids]
     next_expiry = min((lot.expires for lot in lots_left if lot.expires is not None), default=None)
     if cuts_left:
         next_expiry = min(next_expiry, now) if next_expiry else now  # still due: the next step cuts the rest

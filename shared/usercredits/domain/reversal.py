@@ -116,7 +116,8 @@ class GroupChange:
     window: GroupState | None = None
     fits_floor: int | None = None
     pinned: bool = False
-    # Lots closed by this report (a full refund): the soonest expiry among the group's lots still open.
+    # The group's soonest expiry is written: lots closed by this report (a full refund: the soonest among the lots
+    # still open), or hold cuts left for the group's next step (``_fitted``: now, so the group stays due).
     closes_lots: bool = False
     next_expiry: datetime | None = None
 
