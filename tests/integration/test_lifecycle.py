@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -17,6 +18,7 @@ from hypothesis.stateful import run_state_machine_as_test
 from tests.lifecycle.driver import API_KEY
 from tests.lifecycle.machine import REACHED, LifecycleMachine
 from tests.stripe_fake import FakeStripe
+from usercredits.domain import consumption, lot_expiry, reversal
 
 #: States the CI run must reach (in at least one example each), or the harness stopped exploring what matters.
 MUST_REACH = (
@@ -50,13 +52,45 @@ def fake_stripe(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeStripe]:
     monkeypatch.setenv("CATALOG_CACHE_SECONDS", "0")  # admins' offer edits are seen at once
     monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "true")
     with FakeStripe(api_key=API_KEY) as fake:
+        LifecycleMachine.stripe = fake
         yield fake
 
 
 def test_the_money_lifecycle_matches_the_model(fake_stripe: FakeStripe) -> None:
     name = os.environ.get("LIFECYCLE_PROFILE", "ci")
-    profile = PROFILES[name]
-    LifecycleMachine.stripe = fake_stripe
+    _run(name, PROFILES[name])
+
+
+def test_the_money_lifecycle_in_tiny_transactions(fake_stripe: FakeStripe, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same machine with tiny transactions (an expiry step of 4 writes: one lot of an order with the group and the
+    outbox item; a refund of 6): expiries run in several steps and refunds leave their hold cuts to the group's next
+    step, so the sequences meet the stepped paths that large batches of lots and many holds take in production
+    (``lot_expiry``, ``reversal._fitted``), with the model unchanged."""
+    monkeypatch.setattr(lot_expiry, "MAX_WRITES", 4)
+    monkeypatch.setattr(reversal, "MAX_TRANSACTION_ACTIONS", 6)
+    seen = {"expiry steps left work": 0, "refunds left cuts": 0}
+
+    def plan_step(*args: Any, **kwargs: Any) -> lot_expiry.ClosingStep | None:
+        step = lot_expiry.plan_closing_step(*args, **kwargs)
+        seen["expiry steps left work"] += bool(step and not step.done)
+        return step
+
+    def fitted(plan: reversal.Reversal, now: Any) -> reversal.Reversal:
+        fit = fitted_before(plan, now)
+        seen["refunds left cuts"] += fit != plan
+        return fit
+
+    fitted_before = reversal._fitted  # noqa: SLF001 - observed, not replaced
+    monkeypatch.setattr(consumption, "plan_closing_step", plan_step)
+    monkeypatch.setattr(reversal, "_fitted", fitted)
+    name = os.environ.get("LIFECYCLE_PROFILE", "ci")
+    profile = PROFILES[name] if name != "ci" else {**PROFILES["ci"], "max_examples": 12}
+    _run(f"{name}-tiny", profile)
+    print("tiny transactions:", seen)
+    assert all(seen.values()), f"the stepped paths were not reached: {seen}"
+
+
+def _run(name: str, profile: dict[str, Any]) -> None:
     REACHED.clear()
     run_state_machine_as_test(
         LifecycleMachine,

@@ -656,6 +656,22 @@ class LifecycleMachine(RuleBasedStateMachine):
             again = self.system.api("consumption", "POST", path, body=body, admin=True, idempotency_key=key)
             assert again.status in (200, 201) and again.body["entryId"] == answer.body["entryId"], (answer, again)
 
+    @rule(
+        user=st.sampled_from(USERS),
+        group=st.sampled_from(GROUPS),
+        count=st.sampled_from([2, 3]),
+        days=st.sampled_from([1, 20]),
+    )
+    def admin_grants_a_batch(self, user: str, group: str, count: int, days: int) -> None:
+        """Promotional lots with one expiry: they come due together (in tiny transactions, an expiry in steps)."""
+        user_id = self._user(user)
+        expires = self.model.now + timedelta(days=days)
+        body: dict[str, Any] = {"offerGroup": group, "tokens": 2, "reason": "promo", "expires": expires.isoformat()}
+        for _ in range(count):
+            answer = self.system.api("consumption", "POST", f"/admin/users/{user_id}/grants", body=body, admin=True)
+            assert answer.status == 201, answer
+            self.model.grant(user_id, group, answer.body["lotId"], 2, expires)
+
     @rule(group=st.sampled_from(["Tok", "Club"]), overdraft=st.sampled_from(["none", "limited", "unlimited"]))
     def admin_sets_policy(self, group: str, overdraft: str) -> None:
         policy = self.model.policy(group)

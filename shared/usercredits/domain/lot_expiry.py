@@ -118,10 +118,12 @@ def plan_closing_step(
     policy: GroupPolicy,
     now: datetime,
     *,
-    max_writes: int = MAX_WRITES,
+    max_writes: int | None = None,
 ) -> ClosingStep | None:
     """The next step of the group's expiry, or None when it has none. ``lots``: the group's open lots; ``holds``: its
-    open holds; ``policy``: its floor (holds are cut before the available balance passes it) and low threshold."""
+    open holds; ``policy``: its floor (holds are cut before the available balance passes it) and low threshold;
+    ``max_writes``: ``MAX_WRITES`` unless given."""
+    max_writes = MAX_WRITES if max_writes is None else max_writes
     group = state.offer_group
     mine = [lot for lot in lots if lot.offer_group == group and not lot.closed]
     due = due_lots(mine, group, now)
