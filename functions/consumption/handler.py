@@ -116,10 +116,18 @@ def handle_get_usage(
 
 
 @app.get("/credits/<offerGroup>", responses=api_responses(S.OK))
-def handle_get_credit_group(offerGroup: IdentifierPath) -> CreditGroup:  # noqa: N803 - the contract's path parameter
+def handle_get_credit_group(
+    offerGroup: IdentifierPath,  # noqa: N803 - the contract's path parameter
+    lots_cursor: Annotated[str | None, Query(alias="lotsCursor", min_length=1, max_length=2048)] = None,
+) -> CreditGroup:
     deps = dependencies()
     return consumption.get_credit_group(
-        current_caller(app).user_id, offerGroup, credits=deps.credits, clock=deps.clock, catalog=deps.catalog
+        current_caller(app).user_id,
+        offerGroup,
+        credits=deps.credits,
+        clock=deps.clock,
+        catalog=deps.catalog,
+        lots_after=lots_cursor,
     )
 
 

@@ -21,11 +21,11 @@ from tests.dynamodb_local.test_consumption_concurrency import assert_ledger_cons
 from tests.fakes import FixedClock
 from usercredits.adapters.dynamodb.credits import DynamoCreditsRepository
 from usercredits.adapters.dynamodb.expiry import DynamoExpiryIndex
-from usercredits.adapters.dynamodb.repositories import DynamoCatalogRepository, lot_sk, user_pk
+from usercredits.adapters.dynamodb.repositories import DynamoCatalogRepository, user_pk
 from usercredits.adapters.dynamodb.tables import LotItem, OutboxItem
 from usercredits.domain import consumption
 from usercredits.domain.expiry import ScanReport, ScanState, Unlimited, scan_expiry
-from usercredits.domain.models import DomainEvent, LedgerKind, Lot
+from usercredits.domain.models import DomainEvent, LedgerKind
 
 pytestmark = pytest.mark.dynamodb_local
 DAY = 86400
@@ -96,8 +96,9 @@ class Setup:
         ]
 
     def warned(self, user: str, group: str, lot_id: str) -> set[int]:
-        lot = Lot(lot_id=lot_id, offer_group=group, tokens=0, starts=self.clock.now(), granted_at=self.clock.now())
-        item = LotItem.get(user_pk(user), lot_sk(lot), consistent_read=True)
+        # Open or closed (the key of an open lot is its burn order; of a closed one its id): found by its id.
+        [item] = LotItem.query(user_pk(user), filter_condition=LotItem.lot_id == lot_id, consistent_read=True)
+        assert item.offer_group == group
         return {int(window) for window in item.warned or ()}
 
 

@@ -292,7 +292,7 @@ class RaceMachine(RuleBasedStateMachine):
 
     @invariant()
     def balances_add_up(self) -> None:
-        snapshot = self.credits.snapshot(self.user, closed=True)
+        snapshot = self.credits.snapshot(self.user)
         entries = []
         cursor = None
         while True:

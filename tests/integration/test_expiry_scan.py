@@ -185,9 +185,9 @@ class StaleReads:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)
 
-    def snapshot(self, user_id: str, offer_group: str | None = None, *, consistent: bool = True) -> Any:
+    def snapshot(self, user_id: str, offer_group: str | None = None, *, consistent: bool = True, **read: Any) -> Any:
         self.reads.append(consistent)
-        return self._inner.snapshot(user_id, offer_group) if consistent else self._stale
+        return self._inner.snapshot(user_id, offer_group, **read) if consistent else self._stale
 
 
 def test_an_expiry_planned_from_a_stale_read_fails_and_is_planned_again_from_a_consistent_one(world: World) -> None:

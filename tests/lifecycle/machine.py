@@ -52,6 +52,8 @@ class LifecycleMachine(RuleBasedStateMachine):
     #: Batches of lots with one expiry (the tiny-transaction run turns them on; the main run keeps its rule mix,
     #: which its budget needs to reach every hard state).
     batches = False
+    #: Pages of lots read behind a group's ``lotsCursor`` (the tiny-transaction run shows 2 lots a group).
+    lot_pages_read = 0
 
     def __init__(self) -> None:
         super().__init__()
@@ -786,12 +788,27 @@ class LifecycleMachine(RuleBasedStateMachine):
             assert (view["balance"], view["held"]) == (group.balance, group.held), (name, view, group)
             assert sum(entry["tokens"] for entry in ledger if entry["offerGroup"] == name) == view["balance"], name
             remaining = group.remaining()
-            lots = {lot["lotId"]: lot for lot in view["lots"]}
+            lots = {lot["lotId"]: lot for lot in self._all_lots(user_id, view)}
             assert set(lots) == set(remaining), (name, sorted(lots), sorted(remaining))
             for lot_id, left in remaining.items():
                 lot = lots[lot_id]
                 assert 0 <= lot["remaining"] <= lot["tokens"], lot
                 assert (lot["remaining"], lot.get("revoked", 0)) == (left, group.lots[lot_id].revoked), (lot, left)
+
+    def _all_lots(self, user_id: str, view: dict[str, Any]) -> list[dict[str, Any]]:
+        """The group's lots as shown, then every page behind its ``lotsCursor`` (reads show the first ones)."""
+        lots = list(view["lots"])
+        cursor = view.get("lotsCursor")
+        while cursor:
+            path = f"/credits/{view['offerGroup']}"
+            page = self.system.api("consumption", "GET", path, user=user_id, query={"lotsCursor": cursor})
+            assert page.status == 200, page
+            type(self).lot_pages_read += 1
+            assert (page.body["balance"], page.body["held"]) == (view["balance"], view["held"]), (view, page.body)
+            lots += page.body["lots"]
+            cursor = page.body.get("lotsCursor")
+        assert len({lot["lotId"] for lot in lots}) == len(lots), lots  # no lot shown twice
+        return lots
 
     def _ledger(self, user_id: str) -> list[dict[str, Any]]:
         entries: list[dict[str, Any]] = []

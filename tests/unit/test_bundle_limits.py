@@ -34,9 +34,9 @@ def largest_transaction(items: int) -> int:
 
 
 def test_the_maximum_is_the_largest_bundle_whose_largest_transaction_fits() -> None:
-    assert (ACTIONS_PER_PURCHASE, ACTIONS_PER_ORDER, HOLD_CUTS_IN_PLACE, HOLD_CUT_ACTIONS) == (3, 3, 16, 32)
+    assert (ACTIONS_PER_PURCHASE, ACTIONS_PER_ORDER, HOLD_CUTS_IN_PLACE, HOLD_CUT_ACTIONS) == (4, 3, 6, 12)
     assert MAX_BUNDLE_ITEMS == 20
-    assert largest_transaction(MAX_BUNDLE_ITEMS) == 98 <= MAX_TRANSACTION_ACTIONS
+    assert largest_transaction(MAX_BUNDLE_ITEMS) == 99 <= MAX_TRANSACTION_ACTIONS
     assert largest_transaction(MAX_BUNDLE_ITEMS + 1) > MAX_TRANSACTION_ACTIONS
 
 

@@ -45,24 +45,25 @@ def state(balance: int, *, held: int = 0, drawn: int = 0) -> GroupState:
 
 
 def test_a_batch_past_one_transaction_closes_soonest_first_and_stays_due_until_the_last_step() -> None:
-    batch = lots(150)
-    step = plan_closing_step("u", state(300, drawn=3), batch, [], GroupPolicy(offer_group="G"), NOW)
+    batch = lots(98)
+    step = plan_closing_step("u", state(196, drawn=3), batch, [], GroupPolicy(offer_group="G"), NOW)
     assert step is not None
-    assert len(step.lots) == MAX_WRITES - 2 == closing_writes(step.lots, step.events, step.cuts) - 2
-    assert [lot.lot_id for lot in step.lots] == [f"L{index:05d}" for index in range(149, 51, -1)]  # soonest first
+    # Each lot is two writes (its open item deleted, its closed copy put), plus the group and the outbox item
+    assert len(step.lots) == (MAX_WRITES - 2) // 2 == (closing_writes(step.lots, step.events, step.cuts) - 2) // 2
+    assert [lot.lot_id for lot in step.lots] == [f"L{index:05d}" for index in range(97, 48, -1)]  # soonest first
     # The 3 drawn are used from the soonest lots: the first lot expires nothing, the second 1 of its 2
-    assert [m.tokens for m in step.movements[:2]] == [-1, -2] and len(step.movements) == 97
-    assert step.expired == 2 * 98 - 3 and not step.done and step.next_expiry is not None
-    assert step.next_expiry <= NOW and len(step.lots_left) == 52
-    after = state(300 - step.expired, drawn=0).model_copy(update={"next_expiry": step.next_expiry})
+    assert [m.tokens for m in step.movements[:2]] == [-1, -2] and len(step.movements) == 48
+    assert step.expired == 2 * 49 - 3 and not step.done and step.next_expiry is not None
+    assert step.next_expiry <= NOW and len(step.lots_left) == 49
+    after = state(196 - step.expired, drawn=0).model_copy(update={"next_expiry": step.next_expiry})
     last = plan_closing_step("u", after, step.lots_left, [], GroupPolicy(offer_group="G"), NOW)
-    assert last is not None and len(last.lots) == 52 and last.done and last.next_expiry is None
-    assert last.expired == 104
+    assert last is not None and len(last.lots) == 49 and last.done and last.next_expiry is None
+    assert last.expired == 98
 
 
-def test_lots_with_orders_cost_two_writes_each() -> None:
+def test_lots_with_orders_cost_three_writes_each() -> None:
     step = plan_closing_step("u", state(200), lots(100, order=True), [], GroupPolicy(offer_group="G"), NOW)
-    assert step is not None and len(step.lots) == 49 and closing_writes(step.lots, step.events, step.cuts) == 100
+    assert step is not None and len(step.lots) == 32 and closing_writes(step.lots, step.events, step.cuts) == 98
 
 
 def test_cuts_that_do_not_fit_wait_for_the_next_step_which_closes_no_lot() -> None:
@@ -71,7 +72,7 @@ def test_cuts_that_do_not_fit_wait_for_the_next_step_which_closes_no_lot() -> No
     step = plan_closing_step("u", state(60, held=60), lots(1, tokens=60), holds(60), policy, NOW)
     assert step is not None and len(step.lots) == 1 and len(step.cuts) == 48
     assert [cut.hold.reservation_id for cut in step.cuts][0] == "R059"  # newest first
-    assert closing_writes(step.lots, step.events, step.cuts) == 99  # group, outbox, lot, 48 x 2: one more is 101
+    assert closing_writes(step.lots, step.events, step.cuts) == 100  # group, outbox, lot x 2, 48 x 2
     assert not step.done and step.next_expiry == NOW and len(step.holds_left) == 12
     after = GroupState(offer_group="G", balance=0, held=12, next_expiry=NOW)
     rest = plan_closing_step("u", after, [], step.holds_left, policy, NOW)

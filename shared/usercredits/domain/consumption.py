@@ -59,22 +59,29 @@ class Consumed:
     entry_id: str
 
 
-def _fresh_snapshot(
+def _fresh_view(
     user_id: str,
     offer_group: str | None,
     *,
     credits: CreditsRepository,
     clock: Clock,
     catalog: CatalogRepository | None = None,
+    lots_after: str | None = None,
 ) -> CreditSnapshot:
-    """One read of the user's credits; lots found past their expiry are closed first (an extra write and read that
-    happens only when one is due)."""
-    snapshot = credits.snapshot(user_id, offer_group)
+    """One read of what the user's credits show; lots found past their expiry are closed first (an extra write and
+    read that happens only when one is due)."""
+    snapshot = credits.view(user_id, offer_group, lots_after=lots_after)
     for state in snapshot.groups.values():
         credits.compact_if_long(user_id, state)  # holds and releases do not compact; reads catch up for them
     if catch_up(user_id, snapshot, credits=credits, clock=clock, catalog=catalog):
-        return credits.snapshot(user_id, offer_group)
+        return credits.view(user_id, offer_group, lots_after=lots_after)
     return snapshot
+
+
+def _shown(state: GroupState, snapshot: CreditSnapshot) -> CreditGroup:
+    group = state.offer_group
+    before, cursor = snapshot.lots_before.get(group, 0), snapshot.more_lots.get(group)
+    return credit_group(state, snapshot.lots, before=before, cursor=cursor)
 
 
 def catch_up(
@@ -107,8 +114,8 @@ def list_credits(
 ) -> list[CreditGroup]:
     """Every group of the user with balance, held, available, window and lots (``catalog``: the thresholds of a
     ``CreditsLow`` that closing an expired lot may owe)."""
-    snapshot = _fresh_snapshot(user_id, None, credits=credits, clock=clock, catalog=catalog)
-    return [credit_group(state, snapshot.lots) for _, state in sorted(snapshot.groups.items())]
+    snapshot = _fresh_view(user_id, None, credits=credits, clock=clock, catalog=catalog)
+    return [_shown(state, snapshot) for _, state in sorted(snapshot.groups.items())]
 
 
 def get_credit_group(
@@ -118,11 +125,13 @@ def get_credit_group(
     credits: CreditsRepository,
     clock: Clock,
     catalog: CatalogRepository | None = None,
+    lots_after: str | None = None,
 ) -> CreditGroup:
-    """One group; a group never bought has balance 0."""
-    snapshot = _fresh_snapshot(user_id, offer_group, credits=credits, clock=clock, catalog=catalog)
+    """One group with its first open lots, or those after ``lots_after`` (a ``lotsCursor`` it gave); a group never
+    bought has balance 0."""
+    snapshot = _fresh_view(user_id, offer_group, credits=credits, clock=clock, catalog=catalog, lots_after=lots_after)
     state = snapshot.groups.get(offer_group)
-    return credit_group(state, snapshot.lots) if state else empty_group(offer_group)
+    return _shown(state, snapshot) if state else empty_group(offer_group)
 
 
 def low_balance_events(user_id: str, policy: GroupPolicy, balance_before: int, balance_after: int) -> list[DomainEvent]:
@@ -413,7 +422,8 @@ def expire_group(
     total = Expired()
     for attempt in range(_RETRIES):
         now = clock.now()
-        snapshot = credits.snapshot(user_id, offer_group, consistent=consistent or attempt > 0)
+        # Only what is due (and the next lot to expire, for the group's next expiry): an expiry costs what expires.
+        snapshot = credits.snapshot(user_id, offer_group, consistent=consistent or attempt > 0, due_by=now)
         state = snapshot.groups.get(offer_group)
         if state is None:
             return total

@@ -14,6 +14,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from pydantic import Field
+
 from usercredits.domain.ids import new_ulid
 from usercredits.domain.models import (
     DomainModel,
@@ -49,6 +51,13 @@ class CreditGroup(DomainModel):
     starts: datetime | None
     expires: datetime | None
     lots: list[LotView]
+    lots_cursor: str | None = Field(
+        default=None,
+        description=(
+            "Set when the group has more open lots than shown (reads show the first ones in burn order): "
+            "GET /credits/{offerGroup}?lotsCursor=... gives the next ones."
+        ),
+    )
 
 
 def burn_order(lot: Lot) -> tuple[bool, datetime, datetime, str]:
@@ -67,10 +76,14 @@ def lot_remaining(lots: Iterable[Lot], drawn: int) -> dict[str, int]:
     return remaining
 
 
-def credit_group(state: GroupState, lots: Sequence[Lot]) -> CreditGroup:
-    """The API view of one group: balance, held, available, window, and each open lot with what remains of it."""
+def credit_group(state: GroupState, lots: Sequence[Lot], *, before: int = 0, cursor: str | None = None) -> CreditGroup:
+    """The API view of one group: balance, held, available, window, and each open lot given with what remains of it.
+
+    ``lots`` are the group's first open lots in burn order, or (``before``: the tokens of the open lots ahead of
+    them) a later run of them: ``drawn`` falls on the lots ahead first, so what remains of these is exact either way.
+    ``cursor``: where the lots after these are."""
     mine = [lot for lot in lots if lot.offer_group == state.offer_group and not lot.closed]
-    remaining = lot_remaining(mine, state.drawn)
+    remaining = lot_remaining(mine, state.drawn - before)
     return CreditGroup(
         offer_group=state.offer_group,
         balance=state.balance,
@@ -91,6 +104,7 @@ def credit_group(state: GroupState, lots: Sequence[Lot]) -> CreditGroup:
             )
             for lot in sorted(mine, key=burn_order)
         ],
+        lots_cursor=cursor,
     )
 
 

@@ -32,9 +32,10 @@ MAX_WRITES = MAX_TRANSACTION_ACTIONS
 
 
 def closing_writes(lots: Sequence[Lot], events: Sequence[DomainEvent], cuts: Sequence[HoldCut]) -> int:
-    """Items a closing step writes: the group, the outbox item (one for all its events), each lot and its order, each
-    hold cut (a hold cut to 0 settles: its open item is deleted and its settled copy put)."""
-    lot_writes = sum(2 if lot.order_id else 1 for lot in lots)
+    """Items a closing step writes: the group, the outbox item (one for all its events), each lot (its open item
+    deleted, its closed copy put) and its order, each hold cut (a hold cut to 0 settles: its open item is deleted and
+    its settled copy put)."""
+    lot_writes = sum(3 if lot.order_id else 2 for lot in lots)
     cut_writes = sum(2 if cut.count == 0 else 1 for cut in cuts)
     return 1 + (1 if events else 0) + lot_writes + cut_writes
 

@@ -94,12 +94,14 @@ class DisputeStatus(StrEnum):
 
 #: DynamoDB's limit on the actions of one TransactWriteItems.
 MAX_TRANSACTION_ACTIONS = 100
-#: Per purchase an order grants: its order item (root or child), its lot, its group.
-ACTIONS_PER_PURCHASE = 3
+#: Per purchase an order grants: its order item (root or child), its lot (a full refund closes it: its open item
+#: deleted and its closed copy put), its group.
+ACTIONS_PER_PURCHASE = 4
 #: Per order transaction: the idempotency record, the outbox item, the per-user limit's counter.
 ACTIONS_PER_ORDER = 3
-#: Hold cuts a refund or dispute of the largest bundle still makes in its own transaction (2 actions each).
-HOLD_CUTS_IN_PLACE = 16
+#: Hold cuts a refund or dispute of the largest bundle still makes in its own transaction (2 actions each); more wait
+#: for the group's next step (``reversal._fitted``).
+HOLD_CUTS_IN_PLACE = 6
 #: Actions a transaction keeps for the holds it cuts.
 HOLD_CUT_ACTIONS = HOLD_CUTS_IN_PLACE * 2
 #: The most items an offer may bundle (``combinedItems``), so that no transaction of its orders passes the limit: 20.

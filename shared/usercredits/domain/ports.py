@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol
@@ -85,6 +85,10 @@ class CreditSnapshot:
     lots: list[Lot] = field(default_factory=list)
     holds: list[Reservation] = field(default_factory=list)
     closed_lots: list[Lot] = field(default_factory=list)
+    #: A view of the first lots only: per group, the tokens of its open lots before the ones given (a later page) and
+    #: the cursor to the ones after them (absent: none after).
+    lots_before: dict[str, int] = field(default_factory=dict)
+    more_lots: dict[str, str] = field(default_factory=dict)
 
 
 class SpendRefusedError(Exception):
@@ -117,11 +121,24 @@ class CatalogRepository(Protocol):
 
 class CreditsRepository(Protocol):
     def snapshot(
-        self, user_id: str, offer_group: str | None = None, *, consistent: bool = True, closed: bool = False
+        self,
+        user_id: str,
+        offer_group: str | None = None,
+        *,
+        consistent: bool = True,
+        closed_ids: Collection[str] = (),
+        due_by: datetime | None = None,
     ) -> CreditSnapshot:
-        """All groups, open lots and open holds of a user (or of one group), in one read (``consistent=False``: an
-        eventually consistent one, half the cost, for callers whose writes are conditional on what they read anyway;
-        ``closed``: the closed lots too, for refunds of purchases whose lots expired)."""
+        """All groups, open lots and open holds of a user (or of one group), for writes that plan against them
+        (``consistent=False``: an eventually consistent read, half the cost, for callers whose writes are conditional
+        on what they read anyway; ``closed_ids``: those closed lots too, for refunds of purchases whose lots closed;
+        ``due_by``, with a group: only its lots expiring by then, in burn order, and the next one to expire)."""
+        ...
+
+    def view(self, user_id: str, offer_group: str | None = None, *, lots_after: str | None = None) -> CreditSnapshot:
+        """What a read shows, at the cost of what it shows: the groups (all, or one), the first open lots of each in
+        burn order with a cursor to the others (``more_lots``), or the lots after ``lots_after`` (a cursor it gave;
+        ``lots_before``: the tokens of the lots before them), and the open holds (lapsed ones are released first)."""
         ...
 
     def group_state(self, user_id: str, offer_group: str) -> GroupState | None: ...

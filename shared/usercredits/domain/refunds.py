@@ -89,14 +89,14 @@ def _settle(order: Order, read: Order, record: IdempotencyRecord | None, ports: 
     changed meanwhile (try again)."""
     granted = order.status in GRANTED
     groups = touched_groups(order) if granted else set()
+    mine = {lot.lot_id for lot in owed_lots(order)}
     snapshot = CreditSnapshot()
     if granted:
-        snapshot = ports.credits.snapshot(order.user_id, closed=True)
+        snapshot = ports.credits.snapshot(order.user_id, closed_ids=mine)
         if catch_up(
             order.user_id, snapshot, groups=groups, credits=ports.credits, clock=ports.clock, catalog=ports.catalog
         ):  # nothing is revoked from a lot that is past its expiry, nor kept on a hold that is past its own
-            snapshot = ports.credits.snapshot(order.user_id, closed=True)
-    mine = {lot.lot_id for lot in owed_lots(order)}
+            snapshot = ports.credits.snapshot(order.user_id, closed_ids=mine)
     plan = plan_reversal(
         order,
         read,

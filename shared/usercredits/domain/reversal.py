@@ -278,12 +278,14 @@ def plan_reversal(
 
 
 def reversal_writes(reversal: Reversal) -> int:
-    """Items the reversal's transaction writes: the order, its idempotency record, the children, the lots, the groups
-    and the holds they cut (a hold cut to nothing: its open item deleted and its settled copy put), the outbox item
-    and the per-user limit's counter (counted whether or not they are written: the bound must hold either way)."""
+    """Items the reversal's transaction writes: the order, its idempotency record, the children, the lots (a lot it
+    closes: its open item deleted and its closed copy put), the groups and the holds they cut (a hold cut to nothing:
+    its open item deleted and its settled copy put), the outbox item and the per-user limit's counter (counted
+    whether or not they are written: the bound must hold either way)."""
     children = set(reversal.children_status) | set(reversal.children_withdrawn)
     cuts = sum(2 if cut.count == 0 else 1 for change in reversal.groups.values() for cut in change.cuts)
-    return 4 + len(children) + len(reversal.lot_changes) + len(reversal.groups) + cuts
+    lots = sum(2 if change.closed and not change.lot.closed else 1 for change in reversal.lot_changes)
+    return 4 + len(children) + lots + len(reversal.groups) + cuts
 
 
 def _fitted(reversal: Reversal, now: datetime) -> Reversal:

@@ -8,7 +8,7 @@ closing of lots past their expiry are conditional transactions of their own.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Collection, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -19,21 +19,29 @@ from pynamodb.transactions import TransactWrite
 from usercredits.adapters.dynamodb.errors import translate_errors
 from usercredits.adapters.dynamodb.repositories import (
     IDEMPOTENCY_TTL,
+    VIEW_PAGE,
     ConditionFailedError,
     IdempotentTransaction,
     add_outbox,
     attribute_to_movement,
+    closed_lot_sk,
     decode_cursor,
+    decode_cursor_fields,
     encode_cursor,
     equals_stored,
+    group_lots_prefix,
+    group_range_end,
     group_sk,
+    group_states,
     index_by_expiry,
     item_to_group_state,
     item_to_lot,
     lot_sk,
     lot_to_item,
+    lots_due_by,
     movement_to_attribute,
     order_sk,
+    read_credit_items,
     set_or_remove,
     user_pk,
 )
@@ -61,6 +69,7 @@ from usercredits.domain.models import (
     ReservationStatus,
 )
 from usercredits.domain.ports import CreditSnapshot, IdempotencyRecord, SpendRefusedError, StaleWindowError
+from usercredits.errors import InvalidRequestError
 
 logger = logging.getLogger(__name__)
 
@@ -71,6 +80,22 @@ JOURNAL_KEEP = 20
 #: ...moving at most this many per transaction (TransactWriteItems takes 100 actions).
 MAX_MOVED = 99
 _CONDITION_FAILED = "ConditionalCheckFailedException"
+#: Lots a read shows per group: the first in burn order; the others are pages behind the group's ``lotsCursor``.
+LOTS_SHOWN = 20
+
+
+def _lots_cursor(after: str, before: int, version: int) -> str:
+    """The cursor to a group's lots after the lot at ``after`` (``before``: the tokens of the lots up to it, valid
+    while the group is at ``version``)."""
+    return encode_cursor(after, before=before, version=version)
+
+
+def _decode_lots_cursor(cursor: str, prefix: str) -> tuple[str, int, int]:
+    after, extra = decode_cursor_fields(cursor, prefix)
+    before, version = extra.get("before"), extra.get("version")
+    if not isinstance(before, int) or not isinstance(version, int) or before < 0:
+        raise InvalidRequestError("lotsCursor is not valid")
+    return after, before, version
 
 
 def _spend_condition(count: int, floor: int | None, now: datetime) -> Condition:
@@ -105,27 +130,144 @@ class DynamoCreditsRepository:
 
     @translate_errors
     def snapshot(
-        self, user_id: str, offer_group: str | None = None, *, consistent: bool = True, closed: bool = False
+        self,
+        user_id: str,
+        offer_group: str | None = None,
+        *,
+        consistent: bool = True,
+        closed_ids: Collection[str] = (),
+        due_by: datetime | None = None,
     ) -> CreditSnapshot:
-        """All groups, open lots and held reservations of a user (or of one group), in one Query (strongly consistent
-        unless ``consistent=False``). Settled holds are not in the range it reads (``finish_hold`` moves them out), so
-        it costs O(open holds), however many holds the user ever settled."""
+        """Every group, open lot and open hold of a user (strongly consistent unless ``consistent=False``), for the
+        writes that plan against all of them. With ``offer_group``: one Query of that group's range (its item and its
+        open lots) and, only when it holds something, one of the open holds; with ``due_by`` too, only the lots that
+        expire by then (a prefix of the burn order, as the keys are) and the first one after them that expires (one
+        more Query of one item), for an expiry to cost what is due. ``closed_ids``: those closed lots too, got by key.
+        Closed lots and settled holds live outside the ranges read: the cost is O(open lots and holds)."""
         snapshot = CreditSnapshot()
-        items = CreditsItem.query(user_pk(user_id), CreditsItem.sk.startswith("CREDIT#"), consistent_read=consistent)
+        if offer_group is None:
+            self._read_range(user_id, snapshot, "CREDIT#", "CREDIT$", consistent=consistent)
+        elif due_by is None:
+            self._read_range(user_id, snapshot, group_sk(offer_group), group_range_end(offer_group), consistent)
+            self._add_group_holds(user_id, snapshot, offer_group, consistent)
+        else:
+            due_end = lots_due_by(offer_group, due_by)
+            self._read_range(user_id, snapshot, group_sk(offer_group), due_end, consistent)
+            next_expiring = LotItem.query(
+                user_pk(user_id),
+                LotItem.sk.between(due_end, f"{group_lots_prefix(offer_group)}1"),
+                consistent_read=consistent,
+                limit=1,
+                page_size=1,
+            )
+            snapshot.lots.extend(item_to_lot(item) for item in next_expiring)
+            self._add_group_holds(user_id, snapshot, offer_group, consistent)
+        if closed_ids:
+            keys = [(user_pk(user_id), closed_lot_sk(lot_id)) for lot_id in sorted(set(closed_ids))]
+            for item in LotItem.batch_get(keys, consistent_read=True):
+                snapshot.closed_lots.append(item_to_lot(item))
+        return snapshot
+
+    @translate_errors
+    def view(self, user_id: str, offer_group: str | None = None, *, lots_after: str | None = None) -> CreditSnapshot:
+        """What a read shows, costing what it shows: the groups (all, or ``offer_group``) with the first ``LOTS_SHOWN``
+        open lots of each in burn order (``lots_before``: 0) and a cursor to the next ones (``more_lots``), and the
+        open holds (for lapsed ones to be released). All groups: one Query while the user's groups, lots shown and
+        open holds fit ``VIEW_PAGE`` items; past a group's shown lots the read jumps to the next group (one more
+        request per group that has more). One group: one Query (+1 for its holds when it holds something); with
+        ``lots_after`` (a cursor it gave) the lots after it: the group by key and one Query of the page."""
+        shown = LOTS_SHOWN
+        snapshot = CreditSnapshot()
+        if offer_group is None:
+            self._read_range(user_id, snapshot, "CREDIT#", "CREDIT$", consistent=True, shown=shown)
+            return snapshot
+        if lots_after is None:
+            lower, upper = group_sk(offer_group), group_range_end(offer_group)
+            self._read_range(user_id, snapshot, lower, upper, consistent=True, shown=shown, page_size=shown + 2)
+        else:
+            self._read_lots_after(user_id, snapshot, offer_group, lots_after, shown)
+        self._add_group_holds(user_id, snapshot, offer_group, consistent=True)
+        return snapshot
+
+    def _read_range(
+        self,
+        user_id: str,
+        snapshot: CreditSnapshot,
+        lower: str,
+        upper: str,
+        consistent: bool,
+        shown: int | None = None,
+        page_size: int = VIEW_PAGE,
+    ) -> None:
+        """Read the credits items between ``lower`` and ``upper`` into ``snapshot``: every open lot (``shown`` None),
+        or the first ``shown`` of each group and a cursor to the others."""
+        counts: dict[str, int] = {}
+        last_shown: dict[str, str] = {}
+        items = read_credit_items(
+            user_id, lower, upper, consistent=consistent, lots_per_group=shown, page_size=page_size
+        )
         for item in items:
-            if offer_group is not None and getattr(item, "offer_group", None) != offer_group:
-                continue
             if isinstance(item, CreditGroupItem):
                 snapshot.groups[item.offer_group] = item_to_group_state(item)
             elif isinstance(item, LotItem):
-                if not item.closed:
+                group = item.offer_group
+                counts[group] = counts.get(group, 0) + 1
+                if shown is None or counts[group] <= shown:
                     snapshot.lots.append(item_to_lot(item))
-                elif closed:
-                    snapshot.closed_lots.append(item_to_lot(item))
-            # Only open holds live here now; the status test skips holds settled before they moved out (issue 12).
+                    last_shown[group] = item.sk
+            # Only open holds live here; the status test skips holds settled before they moved out (issue 12).
             elif isinstance(item, HoldItem) and item.status == ReservationStatus.HELD.value:
                 snapshot.holds.append(item_to_reservation(item))
-        return snapshot
+        for group, count in counts.items():
+            state = snapshot.groups.get(group)
+            if shown and count > shown and state is not None:
+                tokens = sum(lot.effective_tokens for lot in snapshot.lots if lot.offer_group == group)
+                snapshot.more_lots[group] = _lots_cursor(last_shown[group], tokens, state.version)
+
+    def _read_lots_after(self, user_id: str, snapshot: CreditSnapshot, group: str, cursor: str, shown: int) -> None:
+        """The page of ``group``'s lots after ``cursor``: the group by key, then one Query of ``shown`` + 1 lots. The
+        tokens before the page come from the cursor, or (when the group's lots changed since: its version moved) from
+        a Query of the lots before it, so what remains of each lot is exact either way."""
+        after, before, version = _decode_lots_cursor(cursor, group_lots_prefix(group))
+        state = self.group_state(user_id, group)
+        if state is None:
+            return
+        snapshot.groups[group] = state
+        if version != state.version:
+            before = 0
+            for item in LotItem.query(
+                user_pk(user_id), LotItem.sk.between(group_lots_prefix(group), after), consistent_read=True
+            ):
+                before += item_to_lot(item).effective_tokens
+        snapshot.lots_before[group] = before
+        result = LotItem.query(
+            user_pk(user_id),
+            LotItem.sk.between(group_lots_prefix(group), group_range_end(group)),
+            consistent_read=True,
+            limit=shown + 1,
+            page_size=shown + 1,
+            last_evaluated_key={"pk": {"S": user_pk(user_id)}, "sk": {"S": after}},
+        )
+        items = list(result)
+        for item in items[:shown]:
+            snapshot.lots.append(item_to_lot(item))
+        if len(items) > shown:
+            tokens = before + sum(lot.effective_tokens for lot in snapshot.lots)
+            snapshot.more_lots[group] = _lots_cursor(items[shown - 1].sk, tokens, state.version)
+
+    def _add_group_holds(self, user_id: str, snapshot: CreditSnapshot, group: str, consistent: bool) -> None:
+        """The group's open holds, read only when it holds something (a group holding nothing has none open)."""
+        state = snapshot.groups.get(group)
+        if state is None or state.held <= 0:
+            return
+        for item in HoldItem.query(
+            user_pk(user_id),
+            HoldItem.sk.startswith(hold_sk("")),
+            filter_condition=HoldItem.offer_group == group,
+            consistent_read=consistent,
+        ):
+            if item.status == ReservationStatus.HELD.value:
+                snapshot.holds.append(item_to_reservation(item))
 
     @translate_errors
     def get_hold(self, user_id: str, reservation_id: str) -> Reservation | None:
@@ -312,24 +454,38 @@ class DynamoCreditsRepository:
         """
         before = decode_cursor(cursor, "LEDGER#").removeprefix("LEDGER#") if cursor else None
         entries: dict[str, LedgerEntry] = {}
-        for state in self.snapshot(user_id, offer_group).groups.values():
+        if offer_group is None:
+            states = list(group_states(user_id).values())
+        else:
+            states = [state] if (state := self.group_state(user_id, offer_group)) else []
+        for state in states:
             for entry in journal_entries(state):
                 if before is None or entry.entry_id < before:
                     entries[entry.entry_id] = entry
-        condition = LedgerItem.sk < f"LEDGER#{before}" if before else LedgerItem.sk.startswith("LEDGER#")
-        archived = LedgerItem.query(
-            user_pk(user_id),
-            condition,
-            filter_condition=(LedgerItem.offer_group == offer_group) if offer_group else None,
-            scan_index_forward=False,
-            limit=limit + 1,
-            consistent_read=True,
-        )
+        archived: Iterable[CreditsItem]
+        if offer_group is None:
+            condition = LedgerItem.sk < f"LEDGER#{before}" if before else LedgerItem.sk.startswith("LEDGER#")
+            archived = LedgerItem.query(
+                user_pk(user_id), condition, scan_index_forward=False, limit=limit + 1, consistent_read=True
+            )
+        else:  # the group's entries only (a ``<`` on the index key alone would run into the groups sorting before)
+            prefix = f"{offer_group}#"
+            by_group = LedgerItem.group_entry.between(prefix, f"{prefix}{before}") if before else None
+            archived = LedgerItem.by_group_ledger.query(
+                user_pk(user_id),
+                by_group if by_group is not None else LedgerItem.group_entry.startswith(prefix),
+                scan_index_forward=False,
+                limit=limit + 2,  # the cursor's own entry is inside ``between``: skipped below
+                consistent_read=True,
+            )
         for item in archived:
+            if not isinstance(item, LedgerItem):  # the index holds ledger items only (the others lack its key)
+                continue
             entry = to_entry(
                 attribute_to_movement(item.movement), item.offer_group, int(item.seq), int(item.balance_after)
             )
-            entries.setdefault(entry.entry_id, entry)
+            if before is None or entry.entry_id < before:
+                entries.setdefault(entry.entry_id, entry)
         ordered = sorted(entries.values(), key=lambda entry: entry.entry_id, reverse=True)
         page = ordered[:limit]
         next_cursor = encode_cursor(f"LEDGER#{page[-1].entry_id}") if len(ordered) > limit else None
@@ -421,14 +577,11 @@ class DynamoCreditsRepository:
                 )
                 add_hold_cuts(transaction, user_id, cuts, now)
                 for lot in lots:
-                    transaction.update(
-                        LotItem(pk=user_pk(user_id), sk=lot_sk(lot)),
-                        actions=[
-                            LotItem.closed.set(True),
-                            LotItem.expired.set(expired_of.get(lot.lot_id, 0)),
-                            LotItem.expiry_bucket.remove(),
-                            LotItem.expires_at.remove(),
-                        ],
+                    move_closed_lot(
+                        transaction,
+                        user_id,
+                        lot,
+                        lot.model_copy(update={"closed": True, "expired": expired_of.get(lot.lot_id, 0)}),
                         condition=LotItem.closed == False,  # noqa: E712 - a DynamoDB condition, not a comparison
                     )
                     if lot.order_id:
@@ -498,6 +651,13 @@ def add_hold_cuts(transaction: TransactWrite, user_id: str, cuts: Sequence[HoldC
             )
 
 
+def move_closed_lot(transaction: TransactWrite, user_id: str, lot: Lot, closed: Lot, *, condition: Condition) -> None:
+    """Close ``lot`` as ``closed``: its open item is deleted (``condition`` on it) and its closed copy put outside the
+    credits ranges (two actions), so no read of the balances ever meets a closed lot again."""
+    transaction.delete(LotItem(pk=user_pk(user_id), sk=lot_sk(lot)), condition=condition)
+    transaction.save(lot_to_item(user_id, closed), condition=LotItem.pk.does_not_exist())
+
+
 def hold_sk(reservation_id: str) -> str:
     # "~" sorts after every group name, so open holds come last in the user's CREDIT# Query.
     return f"CREDIT#~HOLD#{reservation_id}"
@@ -558,6 +718,7 @@ def _ledger_item(user_id: str, entry: LedgerEntry) -> LedgerItem:
     return LedgerItem(
         pk=user_pk(user_id),
         sk=f"LEDGER#{entry.entry_id}",
+        group_entry=f"{entry.offer_group}#{entry.entry_id}",
         user_id=user_id,
         offer_group=entry.offer_group,
         seq=entry.seq,

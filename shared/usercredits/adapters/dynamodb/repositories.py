@@ -437,7 +437,41 @@ def purchases_to_attribute(state: GroupState) -> list[PurchaseWindowAttribute]:
 
 
 def lot_sk(lot: Lot) -> str:
-    return f"{group_sk(lot.offer_group)}#LOT#{lot.lot_id}"
+    """Where the lot lives: an open lot under its group, keyed in burn order (soonest expiry first, lots without
+    expiry last, then the oldest grant, then the id: ``credits.burn_order``), so the first lots of a group are one
+    bounded Query and the lots after a cursor the next one; a closed lot out of every credits range
+    (``closed_lot_sk``), so reads never meet the history."""
+    if lot.closed:
+        return closed_lot_sk(lot.lot_id)
+    head = f"0{_sortable(lot.expires)}" if lot.expires is not None else f"1{_sortable(lot.granted_at)}"
+    return f"{group_lots_prefix(lot.offer_group)}{head}#{_sortable(lot.granted_at)}#{lot.lot_id}"
+
+
+def group_lots_prefix(offer_group: str) -> str:
+    """The sort keys of a group's open lots start with this (group names cannot hold ``#``)."""
+    return f"{group_sk(offer_group)}#LOT#"
+
+
+def group_range_end(offer_group: str) -> str:
+    """Sorts after the group's item and every open lot of it, and before the next group (``$`` > ``#``; group names
+    are made of characters that sort after both)."""
+    return f"{group_sk(offer_group)}#LOT$"
+
+
+def lots_due_by(offer_group: str, moment: datetime) -> str:
+    """Sorts after the keys of the group's open lots that expire by ``moment`` and before every other lot's."""
+    return f"{group_lots_prefix(offer_group)}0{_sortable(moment)}~"
+
+
+def closed_lot_sk(lot_id: str) -> str:
+    """A closed lot, by its id (= its order's id for purchased lots: a refund finds it without a Query)."""
+    return f"LOTX#{lot_id}"
+
+
+def _sortable(moment: datetime) -> str:
+    """A fixed-width UTC timestamp that sorts as the time does (years 1-9999)."""
+    at = moment.astimezone(UTC)
+    return f"{at.year:04d}{at.month:02d}{at.day:02d}T{at.hour:02d}{at.minute:02d}{at.second:02d}.{at.microsecond:06d}"
 
 
 def lot_to_item(user_id: str, lot: Lot) -> LotItem:
@@ -484,20 +518,85 @@ def item_to_lot(item: LotItem) -> Lot:
     )
 
 
-def encode_cursor(sort_key: str) -> str:
-    return base64.urlsafe_b64encode(json.dumps({"sk": sort_key}).encode()).decode().rstrip("=")
+#: Items one request of a read of credits ranges asks for when it shows only the first lots of each group.
+VIEW_PAGE = 100
+
+
+def read_credit_items(
+    user_id: str,
+    lower: str,
+    upper: str,
+    *,
+    consistent: bool = True,
+    lots_per_group: int | None = None,
+    page_size: int = VIEW_PAGE,
+) -> Iterator[CreditsItem]:
+    """The user's credits items between ``lower`` and ``upper`` in key order: groups (each followed by its open lots
+    in burn order) then open holds. ``lots_per_group`` None: every item (DynamoDB's own 1 MB pages). Otherwise
+    requests of ``page_size`` items yielding at most ``lots_per_group`` + 1 lots of each group (the one more says
+    there are more): when a page ends among lots of a group past that, the next request starts after the group's
+    lots, so the cost is O(groups × page), whatever the number of lots."""
+    if lots_per_group is None:
+        yield from CreditsItem.query(user_pk(user_id), CreditsItem.sk.between(lower, upper), consistent_read=consistent)
+        return
+    counts: dict[str, int] = {}
+    start_key: dict[str, Any] | None = None
+    while lower < upper:
+        result = CreditsItem.query(
+            user_pk(user_id),
+            CreditsItem.sk.between(lower, upper),
+            consistent_read=consistent,
+            limit=page_size,
+            page_size=page_size,
+            last_evaluated_key=start_key,
+        )
+        last: CreditsItem | None = None
+        for item in result:
+            last = item
+            if isinstance(item, LotItem):
+                counts[item.offer_group] = counts.get(item.offer_group, 0) + 1
+                if counts[item.offer_group] > lots_per_group + 1:
+                    continue
+            yield item
+        start_key = result.last_evaluated_key
+        if not start_key:
+            return
+        if isinstance(last, LotItem) and counts[last.offer_group] > lots_per_group:
+            lower, start_key = group_range_end(last.offer_group), None  # the rest of its lots are not wanted
+
+
+def group_states(user_id: str) -> dict[str, GroupState]:
+    """Every credit group of the user, without lots or holds: one Query unless a group has more than ``VIEW_PAGE``
+    open lots (then one more per such group, which the read jumps past)."""
+    return {
+        item.offer_group: item_to_group_state(item)
+        for item in read_credit_items(user_id, "CREDIT#", "CREDIT#~", lots_per_group=0)
+        if isinstance(item, CreditGroupItem)
+    }
+
+
+def encode_cursor(sort_key: str, **fields: int) -> str:
+    """An opaque cursor to the item at ``sort_key`` (``fields``: what else the list needs to go on from there)."""
+    return base64.urlsafe_b64encode(json.dumps({"sk": sort_key, **fields}).encode()).decode().rstrip("=")
 
 
 def decode_cursor(cursor: str, prefix: str) -> str:
     """The sort key a cursor points at; a cursor that was not made by us for this list is a 422."""
+    return decode_cursor_fields(cursor, prefix)[0]
+
+
+def decode_cursor_fields(cursor: str, prefix: str) -> tuple[str, dict[str, Any]]:
+    """The sort key a cursor points at and the fields it carries; a cursor not made by us for this list is a 422."""
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
-        sort_key = json.loads(base64.urlsafe_b64decode(padded.encode()))["sk"]
-    except (ValueError, KeyError, TypeError, binascii.Error, UnicodeDecodeError) as exc:
+        fields = json.loads(base64.urlsafe_b64decode(padded.encode()))
+        sort_key = fields.pop("sk")
+    except (ValueError, KeyError, TypeError, AttributeError, binascii.Error, UnicodeDecodeError) as exc:
         raise InvalidRequestError("cursor is not valid") from exc
-    if not isinstance(sort_key, str) or not sort_key.startswith(prefix):
+    # A sort key is at most 1,024 bytes: a longer one could only be forged, and DynamoDB would refuse it as a key.
+    if not isinstance(sort_key, str) or not sort_key.startswith(prefix) or len(sort_key.encode()) > 1024:
         raise InvalidRequestError("cursor is not valid")
-    return sort_key
+    return sort_key, fields
 
 
 class DynamoOrderRepository:
@@ -543,12 +642,7 @@ class DynamoOrderRepository:
 
     @translate_errors
     def group_states(self, user_id: str) -> Mapping[str, GroupState]:
-        return {
-            item.offer_group: item_to_group_state(item)
-            for item in CreditGroupItem.query(
-                user_pk(user_id), CreditGroupItem.sk.startswith("CREDIT#"), consistent_read=True
-            )
-        }
+        return group_states(user_id)
 
     @translate_errors
     def limit_slots(self, user_id: str, offer_id: str) -> int:

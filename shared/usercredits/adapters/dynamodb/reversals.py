@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from usercredits.adapters.dynamodb.credits import add_hold_cuts
+from usercredits.adapters.dynamodb.credits import add_hold_cuts, move_closed_lot
 from usercredits.adapters.dynamodb.errors import translate_errors
 from usercredits.adapters.dynamodb.repositories import (
     ConditionFailedError,
@@ -80,19 +80,21 @@ class DynamoReversalRepository:
                         condition=OrderItem.pk.exists(),
                     )
                 for change in reversal.lot_changes:
-                    lot_actions: list[Any] = [LotItem.revoked.set(change.revoked), LotItem.debt.set(change.debt)]
-                    if change.closed and not change.lot.closed:  # a full refund: nothing left, out of the index
-                        lot_actions += [
-                            LotItem.closed.set(True),
-                            LotItem.expiry_bucket.remove(),
-                            LotItem.expires_at.remove(),
-                        ]
+                    as_read = (
+                        equals_stored(LotItem.revoked, change.lot.revoked)
+                        & equals_stored(LotItem.debt, change.lot.debt)
+                        & (LotItem.closed == change.lot.closed)
+                    )
+                    if change.closed and not change.lot.closed:  # a full refund: nothing left, out of every range
+                        closed = change.lot.model_copy(
+                            update={"closed": True, "revoked": change.revoked, "debt": change.debt}
+                        )
+                        move_closed_lot(transaction, user, change.lot, closed, condition=as_read)
+                        continue
                     transaction.update(
                         LotItem(pk=user_pk(user), sk=lot_sk(change.lot)),
-                        actions=lot_actions,
-                        condition=equals_stored(LotItem.revoked, change.lot.revoked)
-                        & equals_stored(LotItem.debt, change.lot.debt)
-                        & (LotItem.closed == change.lot.closed),
+                        actions=[LotItem.revoked.set(change.revoked), LotItem.debt.set(change.debt)],
+                        condition=as_read,
                     )
                 for group, moved in reversal.groups.items():
                     add_hold_cuts(transaction, user, moved.cuts, now)

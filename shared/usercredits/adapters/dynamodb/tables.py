@@ -10,13 +10,20 @@ item                   pk                             sk
 =====================  =============================  ===========================================================
 offer (catalog)        ``CATALOG``                    ``OFFER#<offerId>``
 order                  ``USER#<userId>``              ``ORDER#<orderId>`` (orderId is time-ordered, newest last)
-credit group           ``USER#<userId>``              ``CREDIT#<offerGroup>`` (paid window; balance from issue 3)
+credit group           ``USER#<userId>``              ``CREDIT#<offerGroup>`` (paid window, balance, journal)
+open lot               ``USER#<userId>``              ``CREDIT#<offerGroup>#LOT#<burn order>#<lotId>``
+open hold              ``USER#<userId>``              ``CREDIT#~HOLD#<reservationId>`` (after every group)
+closed lot             ``USER#<userId>``              ``LOTX#<lotId>`` (out of the ``CREDIT#`` range)
+settled hold           ``USER#<userId>``              ``HOLD#<reservationId>`` (TTL 30 days)
+ledger (archived)      ``USER#<userId>``              ``LEDGER#<entryId>``
 purchase limit         ``USER#<userId>``              ``LIMIT#<offerId>`` (slots held of the offer's perUserLimit)
 idempotency record     ``USER#<userId>``              ``IDEMPOTENCY#<scope>#<key>`` (TTL 30 days)
 =====================  =============================  ===========================================================
 
 GSIs: ``ByPaymentIntent`` (``paymentIntentId``; sparse, orders with an intent) and ``ByExpiry`` (``expiryBucket`` +
-``expiresAt``; sparse, filled by the expiry scan's items).
+``expiresAt``; sparse, filled by the expiry scan's items). LSI: ``ByGroupLedger`` (``pk`` + ``groupEntry`` =
+``<offerGroup>#<entryId>``; sparse, the archived ledger items), so a page of one group's ledger reads that group's
+entries only.
 """
 
 from __future__ import annotations
@@ -36,7 +43,7 @@ from pynamodb.attributes import (
     UnicodeSetAttribute,
     UTCDateTimeAttribute,
 )
-from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, KeysOnlyProjection
+from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, KeysOnlyProjection, LocalSecondaryIndex
 from pynamodb.models import Model
 
 _REGION = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
@@ -63,6 +70,17 @@ class ByExpiryIndex(GlobalSecondaryIndex["CreditsItem"]):
     expiresAt = UnicodeAttribute(range_key=True)
 
 
+class ByGroupLedgerIndex(LocalSecondaryIndex["CreditsItem"]):
+    """A user's archived ledger entries by group, then entry id (time-ordered): one group's page in one Query."""
+
+    class Meta:
+        index_name = "ByGroupLedger"
+        projection = AllProjection()
+
+    pk = UnicodeAttribute(hash_key=True)
+    groupEntry = UnicodeAttribute(range_key=True)
+
+
 class CreditsItem(Model):
     """Base of every item in the credits table; ``itemType`` picks the subclass on read."""
 
@@ -78,9 +96,11 @@ class CreditsItem(Model):
     payment_intent_id = UnicodeAttribute(null=True, attr_name="paymentIntentId")
     expiry_bucket = UnicodeAttribute(null=True, attr_name="expiryBucket")
     expires_at = UnicodeAttribute(null=True, attr_name="expiresAt")
+    group_entry = UnicodeAttribute(null=True, attr_name="groupEntry")
 
     by_payment_intent = ByPaymentIntentIndex()
     by_expiry = ByExpiryIndex()
+    by_group_ledger = ByGroupLedgerIndex()
 
 
 class MoneyAttribute(MapAttribute[str, Any]):
