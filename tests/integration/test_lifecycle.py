@@ -93,9 +93,9 @@ def test_the_money_lifecycle_in_tiny_transactions(fake_stripe: FakeStripe, monke
     profile = PROFILES[name] if name != "ci" else {**PROFILES["ci"], "max_examples": 12}
     _run(f"{name}-tiny", profile)
     print("tiny transactions:", seen)
-    # The derandomized examples reach both stepped paths (a multi-step expiry: two lots of a group due at once).
-    assert seen["refunds left cuts"] and seen["expiry steps left work"], f"the stepped paths were not reached: {seen}"
-    assert LifecycleMachine.lot_pages_read > 0, "no group had more lots than a read shows"
+    if name == "ci":  # the derandomized examples reach both stepped paths and pages of lots (a random run may not)
+        assert seen["refunds left cuts"] and seen["expiry steps left work"], f"stepped paths not reached: {seen}"
+        assert LifecycleMachine.lot_pages_read > 0, "no group had more lots than a read shows"
 
 
 def lifecycle_machine() -> LifecycleMachine:

@@ -142,8 +142,9 @@ class DynamoCreditsRepository:
         writes that plan against all of them. With ``offer_group``: one Query of that group's range (its item and its
         open lots) and, only when it holds something, one of the open holds; with ``due_by`` too, only the lots that
         expire by then (a prefix of the burn order, as the keys are) and the first one after them that expires (one
-        more Query of one item), for an expiry to cost what is due. ``closed_ids``: those closed lots too, got by key.
-        Closed lots and settled holds live outside the ranges read: the cost is O(open lots and holds)."""
+        more Query of one item), for an expiry to cost what is due. ``closed_ids``: those lots closed too (by key, the
+        ones not found open). Closed lots and settled holds live outside the ranges read: the cost is O(open lots and
+        holds)."""
         snapshot = CreditSnapshot()
         if offer_group is None:
             self._read_range(user_id, snapshot, "CREDIT#", "CREDIT$", consistent=consistent)
@@ -162,8 +163,10 @@ class DynamoCreditsRepository:
             )
             snapshot.lots.extend(item_to_lot(item) for item in next_expiring)
             self._add_group_holds(user_id, snapshot, offer_group, consistent)
-        if closed_ids:
-            keys = [(user_pk(user_id), closed_lot_sk(lot_id)) for lot_id in sorted(set(closed_ids))]
+        # Only the ones not open: a refund of lots still open (the usual case) reads nothing more.
+        closed = set(closed_ids) - {lot.lot_id for lot in snapshot.lots}
+        if closed:
+            keys = [(user_pk(user_id), closed_lot_sk(lot_id)) for lot_id in sorted(closed)]
             for item in LotItem.batch_get(keys, consistent_read=True):
                 snapshot.closed_lots.append(item_to_lot(item))
         return snapshot
