@@ -1160,10 +1160,10 @@ class ConsumptionBench(HandlerBench):
     def _compaction(self, user: str) -> None:
         """The consume that takes the journal past its limit also moves its oldest movements to ledger items."""
         from usercredits.adapters.dynamodb.credits import JOURNAL_MAX
-        from usercredits.adapters.dynamodb.repositories import user_pk
+        from usercredits.adapters.dynamodb.keys import group_sk, user_pk
         from usercredits.adapters.dynamodb.tables import CreditGroupItem
 
-        item = CreditGroupItem.get(user_pk(user), f"CREDIT#{self.GROUP}", consistent_read=True)
+        item = CreditGroupItem.get(user_pk(user), group_sk(self.GROUP), consistent_read=True)
         for _ in range(JOURNAL_MAX - len(item.journal or [])):
             self.setup_call(
                 self.CONSUME, status=200, user=user, path_parameters={"offerGroup": self.GROUP}, body={"count": 1}
@@ -1449,7 +1449,8 @@ def naive_credits_repository() -> Any:
     from pynamodb.expressions.update import Action
 
     from usercredits.adapters.dynamodb.credits import JOURNAL_MAX, DynamoCreditsRepository
-    from usercredits.adapters.dynamodb.repositories import group_sk, item_to_group_state, movement_to_attribute, user_pk
+    from usercredits.adapters.dynamodb.keys import group_sk, user_pk
+    from usercredits.adapters.dynamodb.repositories import item_to_group_state, movement_to_attribute
     from usercredits.adapters.dynamodb.tables import CreditGroupItem
     from usercredits.domain.ports import SpendRefusedError
     from usercredits.errors import UnavailableError

@@ -145,12 +145,8 @@ class ItemCounter(DynamoDBRequestCounter):
 
 def seed(users: int = USERS, due: int = DUE) -> list[str]:
     """One group and one lot per user, written with BatchWriteItem; returns the users whose lot is due."""
-    from usercredits.adapters.dynamodb.repositories import (
-        group_sk,
-        lot_to_item,
-        movement_to_attribute,
-        user_pk,
-    )
+    from usercredits.adapters.dynamodb.keys import group_sk, user_pk
+    from usercredits.adapters.dynamodb.repositories import lot_to_item, movement_to_attribute
     from usercredits.adapters.dynamodb.tables import CreditGroupItem, CreditsItem
     from usercredits.domain.ids import new_ulid
     from usercredits.domain.models import LedgerKind, Lot, Movement
@@ -252,7 +248,8 @@ def measure_spend_units(endpoint_url: str) -> tuple[float, float, float]:
     import boto3
 
     from usercredits.adapters.dynamodb.credits import DynamoCreditsRepository
-    from usercredits.adapters.dynamodb.repositories import DynamoCatalogRepository, group_sk, user_pk
+    from usercredits.adapters.dynamodb.keys import group_sk, user_pk
+    from usercredits.adapters.dynamodb.repositories import DynamoCatalogRepository
     from usercredits.adapters.dynamodb.tables import CreditGroupItem, CreditsItem
     from usercredits.domain import consumption
 
@@ -325,7 +322,7 @@ def measure_spend_units(endpoint_url: str) -> tuple[float, float, float]:
 
 
 def expired_in_outbox(users: list[str]) -> int:
-    from usercredits.adapters.dynamodb.repositories import user_pk
+    from usercredits.adapters.dynamodb.keys import user_pk
     from usercredits.adapters.dynamodb.tables import OutboxItem
 
     return sum(

@@ -21,7 +21,8 @@ from tests.dynamodb_local.test_consumption_concurrency import assert_ledger_cons
 from tests.fakes import FixedClock
 from usercredits.adapters.dynamodb.credits import DynamoCreditsRepository
 from usercredits.adapters.dynamodb.expiry import DynamoExpiryIndex
-from usercredits.adapters.dynamodb.repositories import DynamoCatalogRepository, user_pk
+from usercredits.adapters.dynamodb.keys import user_pk
+from usercredits.adapters.dynamodb.repositories import DynamoCatalogRepository
 from usercredits.adapters.dynamodb.tables import LotItem, OutboxItem
 from usercredits.domain import consumption
 from usercredits.domain.expiry import ScanReport, ScanState, Unlimited, scan_expiry

@@ -13,11 +13,11 @@ import pytest
 from botocore.exceptions import ClientError
 
 from tests.integration.conftest import item_kinds
+from usercredits.adapters.dynamodb.keys import user_pk
 from usercredits.adapters.dynamodb.repositories import (
     DynamoCatalogRepository,
     IdempotentTransaction,
     TransactionTooLargeError,
-    user_pk,
 )
 from usercredits.adapters.dynamodb.tables import OutboxItem
 from usercredits.domain.models import MAX_BUNDLE_ITEMS, MAX_TRANSACTION_ACTIONS, CombinedOffer, Cycle, Money, Offer

@@ -269,7 +269,7 @@ def test_usage_totals_port_seed_t06(repos) -> None:  # type: ignore[no-untyped-d
 def test_a_soonest_expiry_left_behind_by_a_closed_lot_never_blocks_spends(repos) -> None:  # type: ignore[no-untyped-def]
     # Issue 12: a group remembering the expiry of a lot that closed otherwise (a full refund closes its lots) refused
     # every spend forever ("a lot is past its expiry"); the next spend writes the soonest expiry again and goes on.
-    from usercredits.adapters.dynamodb.repositories import group_sk, user_pk
+    from usercredits.adapters.dynamodb.keys import group_sk, user_pk
     from usercredits.adapters.dynamodb.tables import CreditGroupItem
 
     catalog, credits, clock = repos

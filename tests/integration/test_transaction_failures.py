@@ -9,13 +9,13 @@ from datetime import timedelta
 import pytest
 
 from tests.fakes import FixedClock
-from usercredits.adapters.dynamodb.credits import hold_sk, reservation_to_item
+from usercredits.adapters.dynamodb.credits import reservation_to_item
+from usercredits.adapters.dynamodb.keys import hold_sk, user_pk
 from usercredits.adapters.dynamodb.repositories import (
     ConditionFailedError,
     DynamoOrderRepository,
     IdempotentTransaction,
     order_to_item,
-    user_pk,
 )
 from usercredits.adapters.dynamodb.tables import CreditGroupItem, HoldItem, OrderItem
 from usercredits.domain.models import Cycle, DomainEvent, Money, Order, OrderStatus, Reservation, ReservationStatus

@@ -17,6 +17,23 @@ from pynamodb.expressions.condition import Condition
 from pynamodb.transactions import TransactWrite
 
 from usercredits.adapters.dynamodb.errors import translate_errors
+from usercredits.adapters.dynamodb.keys import (
+    CREDITS_END,
+    CREDITS_FIRST,
+    LEDGER_PREFIX,
+    closed_lot_sk,
+    group_lots_prefix,
+    group_range_end,
+    group_sk,
+    hold_sk,
+    ledger_sk,
+    lot_sk,
+    lots_due_by,
+    lots_with_expiry_end,
+    order_sk,
+    settled_hold_sk,
+    user_pk,
+)
 from usercredits.adapters.dynamodb.repositories import (
     IDEMPOTENCY_TTL,
     VIEW_PAGE,
@@ -24,26 +41,18 @@ from usercredits.adapters.dynamodb.repositories import (
     IdempotentTransaction,
     add_outbox,
     attribute_to_movement,
-    closed_lot_sk,
     decode_cursor,
     decode_cursor_fields,
     encode_cursor,
     equals_stored,
-    group_lots_prefix,
-    group_range_end,
-    group_sk,
     group_states,
     index_by_expiry,
     item_to_group_state,
     item_to_lot,
-    lot_sk,
     lot_to_item,
-    lots_due_by,
     movement_to_attribute,
-    order_sk,
     read_credit_items,
     set_or_remove,
-    user_pk,
 )
 from usercredits.adapters.dynamodb.tables import (
     CreditGroupItem,
@@ -147,7 +156,7 @@ class DynamoCreditsRepository:
         holds)."""
         snapshot = CreditSnapshot()
         if offer_group is None:
-            self._read_range(user_id, snapshot, "CREDIT#", "CREDIT$", consistent=consistent)
+            self._read_range(user_id, snapshot, CREDITS_FIRST, CREDITS_END, consistent=consistent)
         elif due_by is None:
             self._read_range(user_id, snapshot, group_sk(offer_group), group_range_end(offer_group), consistent)
             self._add_group_holds(user_id, snapshot, offer_group, consistent)
@@ -156,7 +165,7 @@ class DynamoCreditsRepository:
             self._read_range(user_id, snapshot, group_sk(offer_group), due_end, consistent)
             next_expiring = LotItem.query(
                 user_pk(user_id),
-                LotItem.sk.between(due_end, f"{group_lots_prefix(offer_group)}1"),
+                LotItem.sk.between(due_end, lots_with_expiry_end(offer_group)),
                 consistent_read=consistent,
                 limit=1,
                 page_size=1,
@@ -182,7 +191,7 @@ class DynamoCreditsRepository:
         shown = LOTS_SHOWN
         snapshot = CreditSnapshot()
         if offer_group is None:
-            self._read_range(user_id, snapshot, "CREDIT#", "CREDIT$", consistent=True, shown=shown)
+            self._read_range(user_id, snapshot, CREDITS_FIRST, CREDITS_END, consistent=True, shown=shown)
             return snapshot
         if lots_after is None:
             lower, upper = group_sk(offer_group), group_range_end(offer_group)
@@ -416,7 +425,7 @@ class DynamoCreditsRepository:
         if entry is not None:
             return entry
         try:
-            item = LedgerItem.get(user_pk(user_id), f"LEDGER#{entry_id}", consistent_read=True)
+            item = LedgerItem.get(user_pk(user_id), ledger_sk(entry_id), consistent_read=True)
         except DoesNotExist:
             return None
         return to_entry(attribute_to_movement(item.movement), item.offer_group, int(item.seq), int(item.balance_after))
@@ -455,7 +464,7 @@ class DynamoCreditsRepository:
         The groups are read first: a compaction in between can then only make an entry appear twice (deduplicated),
         never disappear.
         """
-        before = decode_cursor(cursor, "LEDGER#").removeprefix("LEDGER#") if cursor else None
+        before = decode_cursor(cursor, LEDGER_PREFIX).removeprefix(LEDGER_PREFIX) if cursor else None
         entries: dict[str, LedgerEntry] = {}
         if offer_group is None:
             states = list(group_states(user_id).values())
@@ -467,7 +476,7 @@ class DynamoCreditsRepository:
                     entries[entry.entry_id] = entry
         archived: Iterable[CreditsItem]
         if offer_group is None:
-            condition = LedgerItem.sk < f"LEDGER#{before}" if before else LedgerItem.sk.startswith("LEDGER#")
+            condition = LedgerItem.sk < ledger_sk(before) if before else LedgerItem.sk.startswith(LEDGER_PREFIX)
             archived = LedgerItem.query(
                 user_pk(user_id), condition, scan_index_forward=False, limit=limit + 1, consistent_read=True
             )
@@ -491,7 +500,7 @@ class DynamoCreditsRepository:
                 entries.setdefault(entry.entry_id, entry)
         ordered = sorted(entries.values(), key=lambda entry: entry.entry_id, reverse=True)
         page = ordered[:limit]
-        next_cursor = encode_cursor(f"LEDGER#{page[-1].entry_id}") if len(ordered) > limit else None
+        next_cursor = encode_cursor(ledger_sk(page[-1].entry_id)) if len(ordered) > limit else None
         return Page[LedgerEntry](items=page, next_cursor=next_cursor)
 
     @translate_errors
@@ -661,16 +670,6 @@ def move_closed_lot(transaction: TransactWrite, user_id: str, lot: Lot, closed: 
     transaction.save(lot_to_item(user_id, closed), condition=LotItem.pk.does_not_exist())
 
 
-def hold_sk(reservation_id: str) -> str:
-    # "~" sorts after every group name, so open holds come last in the user's CREDIT# Query.
-    return f"CREDIT#~HOLD#{reservation_id}"
-
-
-def settled_hold_sk(reservation_id: str) -> str:
-    # Outside the CREDIT# range: the credits Query never reads a settled hold.
-    return f"HOLD#{reservation_id}"
-
-
 def reservation_to_item(user_id: str, reservation: Reservation) -> HoldItem:
     """The open hold's item, in the ``ByExpiry`` index (deleting it when it settles takes it out)."""
     item = HoldItem(pk=user_pk(user_id), sk=hold_sk(reservation.reservation_id), **_fields(user_id, reservation))
@@ -720,7 +719,7 @@ def item_to_reservation(item: ReservationItem) -> Reservation:
 def _ledger_item(user_id: str, entry: LedgerEntry) -> LedgerItem:
     return LedgerItem(
         pk=user_pk(user_id),
-        sk=f"LEDGER#{entry.entry_id}",
+        sk=ledger_sk(entry.entry_id),
         group_entry=f"{entry.offer_group}#{entry.entry_id}",
         user_id=user_id,
         offer_group=entry.offer_group,

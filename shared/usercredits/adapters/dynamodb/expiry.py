@@ -11,21 +11,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from pynamodb.exceptions import TransactWriteError, UpdateError
 
 from usercredits.adapters.dynamodb.credits import item_to_reservation
 from usercredits.adapters.dynamodb.errors import translate_errors
-from usercredits.adapters.dynamodb.repositories import (
-    ConditionFailedError,
-    IdempotentTransaction,
-    group_sk,
-    item_to_lot,
-    lot_sk,
-    user_pk,
-)
+from usercredits.adapters.dynamodb.keys import bucket_hour, expiry_bucket, group_sk, lot_sk, user_pk
+from usercredits.adapters.dynamodb.repositories import ConditionFailedError, IdempotentTransaction, item_to_lot
 from usercredits.adapters.dynamodb.tables import (
     ByExpiryIndex,
     CreditGroupItem,
@@ -49,18 +43,13 @@ from usercredits.domain.expiry import (
 STATE_SK = "STATE"
 #: TransactWriteItems takes at most 100 actions.
 _MAX_TRANSACTION = 100
-_HOUR_FORMAT = "%Y-%m-%dT%H"
 _CONDITION_FAILED = "ConditionalCheckFailedException"
 
 type _Update = tuple[CreditsItem, list[Any], Any]
 
 
 def _bucket(hour: datetime) -> str:
-    return f"{hour_of(hour):{_HOUR_FORMAT}}"
-
-
-def _hour(bucket: str) -> datetime:
-    return datetime.strptime(bucket, _HOUR_FORMAT).replace(tzinfo=UTC)
+    return expiry_bucket(hour_of(hour))
 
 
 class DynamoExpiryIndex:
@@ -90,10 +79,10 @@ class DynamoExpiryIndex:
                 return None
             raise
         windows = {
-            int(window): Position(_hour(saved["hour"]), saved.get("after"))
+            int(window): Position(bucket_hour(saved["hour"]), saved.get("after"))
             for window, saved in json.loads(item.windows or "{}").items()
         }
-        return ScanState(due_from=_hour(item.due_from) if item.due_from else None, windows=windows)
+        return ScanState(due_from=bucket_hour(item.due_from) if item.due_from else None, windows=windows)
 
     @translate_errors
     def finish(self, run_id: str, state: ScanState, now: datetime) -> bool:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from usercredits.adapters.dynamodb.repositories import OUTBOX_PREFIX
+from usercredits.adapters.dynamodb.keys import OUTBOX_PREFIX
 from usercredits.domain.models import DomainEvent
 
 

@@ -23,6 +23,25 @@ from pynamodb.exceptions import CancellationReason, DoesNotExist, PutError, Tran
 from pynamodb.transactions import TransactWrite
 
 from usercredits.adapters.dynamodb.errors import cancellation_codes, translate_errors
+from usercredits.adapters.dynamodb.keys import (
+    CATALOG_PK,
+    CREDITS_FIRST,
+    GROUPS_END,
+    INTENT_PREFIX,
+    LIMIT_PREFIX,
+    expiry_bucket,
+    group_range_end,
+    group_sk,
+    idempotency_sk,
+    intent_sk,
+    limit_sk,
+    lot_sk,
+    offer_sk,
+    order_sk,
+    outbox_sk,
+    policy_sk,
+    user_pk,
+)
 from usercredits.adapters.dynamodb.tables import (
     CombinedOfferAttribute,
     CreditGroupItem,
@@ -72,32 +91,11 @@ from usercredits.errors import ConflictError, InvalidRequestError, PersistenceEr
 
 logger = logging.getLogger(__name__)
 
-CATALOG_PK = "CATALOG"
 #: How long an Idempotency-Key is remembered (api-contract: at least 30 days for money movements).
 IDEMPOTENCY_TTL = timedelta(days=30)
 _CONDITION_FAILED = "ConditionalCheckFailed"
-OUTBOX_PREFIX = "OUTBOX#"
 #: Outbox items outlive the stream's 24 h retention, then DynamoDB's TTL deletes them (deletes are not published).
 OUTBOX_TTL = timedelta(days=2)
-
-
-def user_pk(user_id: str) -> str:
-    return f"USER#{user_id}"
-
-
-def order_sk(order_id: str) -> str:
-    return f"ORDER#{order_id}"
-
-
-def group_sk(offer_group: str) -> str:
-    return f"CREDIT#{offer_group}"
-
-
-LIMIT_PREFIX = "LIMIT#"
-
-
-def limit_sk(offer_id: str) -> str:
-    return f"{LIMIT_PREFIX}{offer_id}"
 
 
 def _connection() -> Connection:
@@ -110,7 +108,7 @@ def _connection() -> Connection:
 def offer_to_item(offer: Offer, now: datetime) -> OfferItem:
     return OfferItem(
         pk=CATALOG_PK,
-        sk=f"OFFER#{offer.offer_id}",
+        sk=offer_sk(offer.offer_id),
         offer_id=offer.offer_id,
         name=offer.name,
         kind=offer.kind,
@@ -170,7 +168,7 @@ def _int_or_none(value: Any) -> int | None:
 def policy_to_item(policy: GroupPolicy) -> GroupPolicyItem:
     return GroupPolicyItem(
         pk=CATALOG_PK,
-        sk=f"GROUP#{policy.offer_group}",
+        sk=policy_sk(policy.offer_group),
         offer_group=policy.offer_group,
         overdraft=policy.overdraft,
         overdraft_limit=policy.overdraft_limit,
@@ -241,7 +239,7 @@ class DynamoCatalogRepository:
 
     @translate_errors
     def retire_offer(self, offer_id: str, now: datetime) -> bool:
-        item = OfferItem(pk=CATALOG_PK, sk=f"OFFER#{offer_id}")
+        item = OfferItem(pk=CATALOG_PK, sk=offer_sk(offer_id))
         try:
             item.update(
                 actions=[OfferItem.retired.set(True), OfferItem.updated_at.set(now)],
@@ -436,44 +434,6 @@ def purchases_to_attribute(state: GroupState) -> list[PurchaseWindowAttribute]:
     ]
 
 
-def lot_sk(lot: Lot) -> str:
-    """Where the lot lives: an open lot under its group, keyed in burn order (soonest expiry first, lots without
-    expiry last, then the oldest grant, then the id: ``credits.burn_order``), so the first lots of a group are one
-    bounded Query and the lots after a cursor the next one; a closed lot out of every credits range
-    (``closed_lot_sk``), so reads never meet the history."""
-    if lot.closed:
-        return closed_lot_sk(lot.lot_id)
-    head = f"0{_sortable(lot.expires)}" if lot.expires is not None else f"1{_sortable(lot.granted_at)}"
-    return f"{group_lots_prefix(lot.offer_group)}{head}#{_sortable(lot.granted_at)}#{lot.lot_id}"
-
-
-def group_lots_prefix(offer_group: str) -> str:
-    """The sort keys of a group's open lots start with this (group names cannot hold ``#``)."""
-    return f"{group_sk(offer_group)}#LOT#"
-
-
-def group_range_end(offer_group: str) -> str:
-    """Sorts after the group's item and every open lot of it, and before the next group (``$`` > ``#``; group names
-    are made of characters that sort after both)."""
-    return f"{group_sk(offer_group)}#LOT$"
-
-
-def lots_due_by(offer_group: str, moment: datetime) -> str:
-    """Sorts after the keys of the group's open lots that expire by ``moment`` and before every other lot's."""
-    return f"{group_lots_prefix(offer_group)}0{_sortable(moment)}~"
-
-
-def closed_lot_sk(lot_id: str) -> str:
-    """A closed lot, by its id (= its order's id for purchased lots: a refund finds it without a Query)."""
-    return f"LOTX#{lot_id}"
-
-
-def _sortable(moment: datetime) -> str:
-    """A fixed-width UTC timestamp that sorts as the time does (years 1-9999)."""
-    at = moment.astimezone(UTC)
-    return f"{at.year:04d}{at.month:02d}{at.day:02d}T{at.hour:02d}{at.minute:02d}{at.second:02d}.{at.microsecond:06d}"
-
-
 def lot_to_item(user_id: str, lot: Lot) -> LotItem:
     item = LotItem(
         pk=user_pk(user_id),
@@ -498,7 +458,7 @@ def lot_to_item(user_id: str, lot: Lot) -> LotItem:
 
 def index_by_expiry(item: CreditsItem, expires: datetime, key: str) -> None:
     """Put an item in the sparse ``ByExpiry`` index: hour bucket + expiry time, ``key`` telling items apart."""
-    item.expiry_bucket = f"{expires:%Y-%m-%dT%H}"
+    item.expiry_bucket = expiry_bucket(expires)
     item.expires_at = f"{expires.isoformat()}#{key}"
 
 
@@ -570,7 +530,7 @@ def group_states(user_id: str) -> dict[str, GroupState]:
     open lots (then one more per such group, which the read jumps past)."""
     return {
         item.offer_group: item_to_group_state(item)
-        for item in read_credit_items(user_id, "CREDIT#", "CREDIT#~", lots_per_group=0)
+        for item in read_credit_items(user_id, CREDITS_FIRST, GROUPS_END, lots_per_group=0)
         if isinstance(item, CreditGroupItem)
     }
 
@@ -747,7 +707,9 @@ class DynamoOrderRepository:
     def recorded(self, user_id: str, idempotency: IdempotencyRecord) -> IdempotentReplayError | None:
         """What the key recorded, read consistently (a request that can no longer be redone may be a retry)."""
         try:
-            item = IdempotencyItem.get(user_pk(user_id), _idempotency_sk(idempotency), consistent_read=True)
+            item = IdempotencyItem.get(
+                user_pk(user_id), idempotency_sk(idempotency.scope, idempotency.key), consistent_read=True
+            )
         except DoesNotExist:
             return None
         return IdempotentReplayError(item.result_id, item.fingerprint)
@@ -905,14 +867,11 @@ class DynamoOrderRepository:
             )
 
 
-INTENT_PREFIX = "INTENT#"
-
-
 def _link_intent(transaction: TransactWrite, order: Order, intent_id: str, now: datetime) -> None:
     """The order's link item for one of its intents (see ``PaymentIntentLinkItem``), in the intent's transaction."""
     link = PaymentIntentLinkItem(
         pk=user_pk(order.user_id),
-        sk=f"{INTENT_PREFIX}{order.order_id}#{intent_id}",
+        sk=intent_sk(order.order_id, intent_id),
         payment_intent_id=intent_id,
         order_id=order.order_id,
         created_at=now,
@@ -978,7 +937,7 @@ def add_outbox(transaction: TransactWrite, user_id: str, events: Sequence[Domain
         return
     item = OutboxItem(
         pk=user_pk(user_id),
-        sk=f"{OUTBOX_PREFIX}{new_ulid(now)}",
+        sk=outbox_sk(new_ulid(now)),
         events=[
             OutboxEventAttribute(kind=event.kind, detail=json.dumps(event.detail, sort_keys=True, default=str))
             for event in events
@@ -1043,7 +1002,7 @@ class IdempotentTransaction:
             transaction.save(
                 IdempotencyItem(
                     pk=user_pk(self._user_id),
-                    sk=_idempotency_sk(record),
+                    sk=idempotency_sk(record.scope, record.key),
                     fingerprint=record.fingerprint,
                     result_id=record.result_id,
                     created_at=now,
@@ -1069,7 +1028,7 @@ class IdempotentTransaction:
             if not failed:
                 raise
             if self._idempotency is not None:
-                record = _idempotency_sk(self._idempotency)
+                record = idempotency_sk(self._idempotency.scope, self._idempotency.key)
                 replayed = [i for i in failed if sent[i] == record]
                 if replayed:
                     raise self._replay(error.cancellation_reasons[replayed[0]]) from error
@@ -1094,14 +1053,14 @@ class IdempotentTransaction:
             item = IdempotencyItem.from_raw_data(reason.raw_item)
             return IdempotentReplayError(item.result_id, item.fingerprint)
         try:  # an engine that does not return the item: read it
-            item = IdempotencyItem.get(user_pk(self._user_id), _idempotency_sk(self._idempotency), consistent_read=True)
+            item = IdempotencyItem.get(
+                user_pk(self._user_id),
+                idempotency_sk(self._idempotency.scope, self._idempotency.key),
+                consistent_read=True,
+            )
         except DoesNotExist:  # pragma: no cover - expired between the write and this read
             return IdempotentReplayError("", "")
         return IdempotentReplayError(item.result_id, item.fingerprint)
-
-
-def _idempotency_sk(record: IdempotencyRecord) -> str:
-    return f"IDEMPOTENCY#{record.scope}#{record.key}"
 
 
 __all__ = ["DynamoCatalogRepository", "DynamoOrderRepository", "PutError"]

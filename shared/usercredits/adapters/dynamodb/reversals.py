@@ -6,6 +6,7 @@ from typing import Any
 
 from usercredits.adapters.dynamodb.credits import add_hold_cuts, move_closed_lot
 from usercredits.adapters.dynamodb.errors import translate_errors
+from usercredits.adapters.dynamodb.keys import group_sk, lot_sk, order_sk, user_pk
 from usercredits.adapters.dynamodb.repositories import (
     ConditionFailedError,
     IdempotentTransaction,
@@ -13,16 +14,12 @@ from usercredits.adapters.dynamodb.repositories import (
     add_outbox,
     add_slot_change,
     equals_stored,
-    group_sk,
     history_to_attribute,
-    lot_sk,
     movement_to_attribute,
-    order_sk,
     payment_actions,
     purchases_to_attribute,
     set_or_remove,
     slot_flag_actions,
-    user_pk,
     with_slot_condition,
 )
 from usercredits.adapters.dynamodb.tables import CreditGroupItem, LotItem, OrderItem
