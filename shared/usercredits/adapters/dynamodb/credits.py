@@ -16,7 +16,7 @@ from pynamodb.exceptions import DoesNotExist, UpdateError
 from pynamodb.expressions.condition import Condition
 from pynamodb.transactions import TransactWrite
 
-from usercredits.adapters.dynamodb.errors import translate_errors
+from usercredits.adapters.dynamodb.errors import condition_failed, translate_errors
 from usercredits.adapters.dynamodb.keys import (
     CREDITS_END,
     CREDITS_FIRST,
@@ -88,7 +88,6 @@ JOURNAL_MAX = 60
 JOURNAL_KEEP = 20
 #: ...moving at most this many per transaction (TransactWriteItems takes 100 actions).
 MAX_MOVED = 99
-_CONDITION_FAILED = "ConditionalCheckFailedException"
 #: Lots a read shows per group: the first in burn order; the others are pages behind the group's ``lotsCursor``.
 LOTS_SHOWN = 20
 
@@ -392,7 +391,7 @@ class DynamoCreditsRepository:
             try:
                 key.update(actions=actions, condition=condition)
             except UpdateError as exc:
-                if exc.cause_response_code == _CONDITION_FAILED:
+                if condition_failed(exc):
                     raise SpendRefusedError(self.group_state(user_id, offer_group)) from exc
                 raise
             state = item_to_group_state(key)
@@ -632,7 +631,7 @@ class DynamoCreditsRepository:
                 condition=CreditGroupItem.expires_at == mark,
             )
         except UpdateError as exc:
-            if exc.cause_response_code == _CONDITION_FAILED:
+            if condition_failed(exc):
                 return False
             raise
         return True

@@ -19,7 +19,13 @@ from pynamodb.connection.base import Connection
 from pynamodb.exceptions import DoesNotExist, TransactWriteError, UpdateError
 from pynamodb.transactions import TransactWrite
 
-from usercredits.adapters.dynamodb.errors import cancellation_codes, translate_errors
+from usercredits.adapters.dynamodb.errors import (
+    CONDITION_FAILED,
+    TRANSACTION_CONFLICT,
+    cancellation_codes,
+    condition_failed,
+    translate_errors,
+)
 from usercredits.adapters.dynamodb.repositories import equals_stored, set_or_remove
 from usercredits.adapters.dynamodb.tables import (
     CouponItem,
@@ -64,8 +70,6 @@ REDEMPTION_PREFIX = "REDEMPTION#"
 CUSTOMER_USE_PREFIX = "USEDBY#"
 #: DynamoDB's limit of actions in one TransactWriteItems.
 MAX_TRANSACTION_ACTIONS = 100
-_CONDITION_FAILED = "ConditionalCheckFailed"
-_TRANSACTION_CONFLICT = "TransactionConflict"
 #: How often a redemption that lost a race for the coupon item (TransactionConflict) is tried again.
 _REDEEM_ATTEMPTS = 12
 
@@ -276,7 +280,7 @@ class DynamoCustomerRepository:
                 transaction.update(profile, actions=actions, condition=condition)
                 _add_child_writes(transaction, customer.user_id, writes)
         except UpdateError as exc:
-            if exc.cause_response_code in ("ConditionalCheckFailedException", "TransactionConflictException"):
+            if condition_failed(exc, or_conflict=True):
                 raise StaleCustomerError(customer.user_id) from exc
             raise
         except TransactWriteError as exc:
@@ -307,7 +311,7 @@ class DynamoCustomerRepository:
                 condition=CustomerProfileItem.pk.exists() & (lock.does_not_exist() | (lock < now)),
             )
         except UpdateError as exc:
-            if exc.cause_response_code != "ConditionalCheckFailedException":
+            if not condition_failed(exc):
                 raise
             if not self._exists(user_id):
                 raise NotFoundError("customer not found") from exc
@@ -321,7 +325,7 @@ class DynamoCustomerRepository:
         try:
             item.update(actions=[lock.remove()], condition=lock == until)
         except UpdateError as exc:
-            if exc.cause_response_code != "ConditionalCheckFailedException":
+            if not condition_failed(exc):
                 raise  # a lock that expired and was taken by another operation is theirs now: leave it
 
     @staticmethod
@@ -337,7 +341,7 @@ def _lost_to_another_save(exc: TransactWriteError) -> bool:
     """The profile's version moved (its condition failed), or another transaction was writing the same items
     (``TransactionConflict``): either way, reload and retry."""
     codes = cancellation_codes(exc)  # the profile's is the only condition of a save (children are plain writes)
-    return _CONDITION_FAILED in codes or _TRANSACTION_CONFLICT in codes
+    return CONDITION_FAILED in codes or TRANSACTION_CONFLICT in codes
 
 
 def _add_child_writes(transaction: TransactWrite, user_id: str, writes: Sequence[_ChildWrite]) -> None:
@@ -474,11 +478,11 @@ class DynamoCouponRepository:
             if codes is None:
                 return RedemptionOutcome.REDEEMED
             record, customer_use, coupon = codes
-            if record == _CONDITION_FAILED:
+            if record == CONDITION_FAILED:
                 return RedemptionOutcome.ALREADY_REDEEMED
-            if customer_use == _CONDITION_FAILED:
+            if customer_use == CONDITION_FAILED:
                 return RedemptionOutcome.USED_BY_CUSTOMER
-            if coupon == _CONDITION_FAILED:
+            if coupon == CONDITION_FAILED:
                 return RedemptionOutcome.LIMIT_REACHED if self.get(code) else RedemptionOutcome.UNKNOWN_COUPON
             time.sleep(random.uniform(0, 0.01 * 2 ** min(attempt, 6)))  # noqa: S311 - jitter, not security
         raise ConflictError(f"coupon {code} is being redeemed by many at once; retry shortly")
@@ -525,7 +529,7 @@ class DynamoCouponRepository:
                 )
         except TransactWriteError as exc:
             codes = cancellation_codes(exc)
-            if len(codes) != 3 or not ({_CONDITION_FAILED, _TRANSACTION_CONFLICT} & set(codes)):
+            if len(codes) != 3 or not ({CONDITION_FAILED, TRANSACTION_CONFLICT} & set(codes)):
                 raise
             return codes
         return None

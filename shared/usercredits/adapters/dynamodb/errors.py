@@ -10,6 +10,14 @@ from pynamodb.exceptions import PynamoDBException
 
 from usercredits.errors import PersistenceError, UnavailableError
 
+#: A failed condition, as a single write reports it (the exception's code) and as a transaction reports it (the
+#: cancellation reason of the action whose condition failed), and a transaction another one was writing the same
+#: items as (a reason, likewise).
+CONDITION_FAILED_EXCEPTION = "ConditionalCheckFailedException"
+CONDITION_FAILED = "ConditionalCheckFailed"
+TRANSACTION_CONFLICT = "TransactionConflict"
+TRANSACTION_CONFLICT_EXCEPTION = "TransactionConflictException"
+
 _RETRYABLE = frozenset(
     {
         "ProvisionedThroughputExceededException",
@@ -18,7 +26,7 @@ _RETRYABLE = frozenset(
         "InternalServerError",
         "ServiceUnavailable",
         "TransactionInProgressException",
-        "TransactionConflictException",
+        TRANSACTION_CONFLICT_EXCEPTION,
     }
 )
 
@@ -26,6 +34,15 @@ _RETRYABLE = frozenset(
 def cause_code(exc: PynamoDBException) -> str | None:
     """The DynamoDB error code behind a PynamoDB exception."""
     return exc.cause_response_code
+
+
+def condition_failed(exc: PynamoDBException, *, or_conflict: bool = False) -> bool:
+    """True when a single conditional write failed on its condition (nothing was written); ``or_conflict``: also
+    when a transaction was writing the same item (the write was refused; read again and retry)."""
+    codes = (
+        {CONDITION_FAILED_EXCEPTION, TRANSACTION_CONFLICT_EXCEPTION} if or_conflict else {CONDITION_FAILED_EXCEPTION}
+    )
+    return exc.cause_response_code in codes
 
 
 def translate_errors[**P, R](func: Callable[P, R]) -> Callable[P, R]:

@@ -17,7 +17,7 @@ from typing import Any
 from pynamodb.exceptions import TransactWriteError, UpdateError
 
 from usercredits.adapters.dynamodb.credits import item_to_reservation
-from usercredits.adapters.dynamodb.errors import translate_errors
+from usercredits.adapters.dynamodb.errors import condition_failed, translate_errors
 from usercredits.adapters.dynamodb.keys import bucket_hour, expiry_bucket, group_sk, lot_sk, user_pk
 from usercredits.adapters.dynamodb.repositories import ConditionFailedError, IdempotentTransaction, item_to_lot
 from usercredits.adapters.dynamodb.tables import (
@@ -43,7 +43,6 @@ from usercredits.domain.expiry import (
 STATE_SK = "STATE"
 #: TransactWriteItems takes at most 100 actions.
 _MAX_TRANSACTION = 100
-_CONDITION_FAILED = "ConditionalCheckFailedException"
 
 type _Update = tuple[CreditsItem, list[Any], Any]
 
@@ -75,7 +74,7 @@ class DynamoExpiryIndex:
                 condition=ScanStateItem.lease_until.does_not_exist() | (ScanStateItem.lease_until <= now),
             )
         except UpdateError as exc:
-            if exc.cause_response_code == _CONDITION_FAILED:
+            if condition_failed(exc):
                 return None
             raise
         windows = {
@@ -103,7 +102,7 @@ class DynamoExpiryIndex:
                 actions=actions, condition=ScanStateItem.lease_owner == run_id
             )
         except UpdateError as exc:
-            if exc.cause_response_code == _CONDITION_FAILED:
+            if condition_failed(exc):
                 return False
             raise
         return True
@@ -200,7 +199,7 @@ def _update(item: CreditsItem, actions: list[Any], condition: Any) -> bool:
     try:
         item.update(actions=actions, condition=condition)
     except UpdateError as exc:
-        if exc.cause_response_code == _CONDITION_FAILED:
+        if condition_failed(exc):
             return False
         raise
     return True

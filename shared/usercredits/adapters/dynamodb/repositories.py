@@ -22,7 +22,12 @@ from pynamodb.constants import ALL_OLD
 from pynamodb.exceptions import CancellationReason, DoesNotExist, PutError, TransactWriteError, UpdateError
 from pynamodb.transactions import TransactWrite
 
-from usercredits.adapters.dynamodb.errors import cancellation_codes, translate_errors
+from usercredits.adapters.dynamodb.errors import (
+    CONDITION_FAILED,
+    cancellation_codes,
+    condition_failed,
+    translate_errors,
+)
 from usercredits.adapters.dynamodb.keys import (
     CATALOG_PK,
     CREDITS_FIRST,
@@ -93,7 +98,6 @@ logger = logging.getLogger(__name__)
 
 #: How long an Idempotency-Key is remembered (api-contract: at least 30 days for money movements).
 IDEMPOTENCY_TTL = timedelta(days=30)
-_CONDITION_FAILED = "ConditionalCheckFailed"
 #: Outbox items outlive the stream's 24 h retention, then DynamoDB's TTL deletes them (deletes are not published).
 OUTBOX_TTL = timedelta(days=2)
 
@@ -246,7 +250,7 @@ class DynamoCatalogRepository:
                 condition=OfferItem.pk.exists(),
             )
         except UpdateError as exc:
-            if exc.cause_response_code == "ConditionalCheckFailedException":
+            if condition_failed(exc):
                 return False
             raise
         self._cached = None
@@ -1024,7 +1028,7 @@ class IdempotentTransaction:
         except TransactWriteError as error:
             codes = cancellation_codes(error)
             sent = self._sort_keys_as_sent()
-            failed = [i for i, code in enumerate(codes) if code == _CONDITION_FAILED and i < len(sent)]
+            failed = [i for i, code in enumerate(codes) if code == CONDITION_FAILED and i < len(sent)]
             if not failed:
                 raise
             if self._idempotency is not None:
