@@ -1185,7 +1185,7 @@ class ConsumptionBench(HandlerBench):
         made through the domain with the real repository (the handler's writes, without its per-request overhead)."""
         from usercredits.adapters.dynamodb.credits import DynamoCreditsRepository
         from usercredits.adapters.dynamodb.repositories import DynamoCatalogRepository
-        from usercredits.domain import consumption
+        from usercredits.domain import reservations
         from usercredits.domain.ports import SystemClock
 
         user, label = "bench-holder", f"after {self.SETTLED_HOLDS:,} settled holds"
@@ -1195,7 +1195,7 @@ class ConsumptionBench(HandlerBench):
         self.setup_call(route, status=201, user="bench-admin", admin=True, path_parameters=target, body=grant)
 
         def hold(count: int) -> str:
-            return consumption.create_reservation(
+            return reservations.create_reservation(
                 user,
                 self.GROUP,
                 count,
@@ -1212,7 +1212,7 @@ class ConsumptionBench(HandlerBench):
         if result.status != 200 or before.count != 1:
             raise BenchError(f"setup GET /credits answered {result.status} in {before.hooked}")
         for pair in range(self.SETTLED_HOLDS):
-            consumption.release_reservation(user, hold(1), credits=credits, clock=clock)
+            reservations.release_reservation(user, hold(1), credits=credits, clock=clock)
             state = credits.group_state(user, self.GROUP) if pair % 25 == 24 else None
             if state is not None:  # holds and releases do not compact the journal; reads do (as GET /credits would)
                 credits.compact_if_long(user, state)
@@ -1588,8 +1588,8 @@ def throughput_row(mode: str, workers: int, endpoint_url: str, ops: int = THROUG
     ``ops_per_s`` = successful consumes / (last end - first start). The balance is checked afterwards: a lost update
     (two spends read the same balance and both wrote) fails the row."""
     from usercredits.adapters.dynamodb.credits import DynamoCreditsRepository
-    from usercredits.domain.consumption import grant_credits
     from usercredits.domain.ports import SystemClock
+    from usercredits.domain.spending import grant_credits
 
     user, group = f"bench-throughput-{mode}-{workers}", ConsumptionBench.GROUP
     credits = DynamoCreditsRepository()

@@ -224,10 +224,13 @@ class GrowthBench:
     def __init__(self, meter: GrowthMeter) -> None:
         from usercredits.adapters.dynamodb.credits import DynamoCreditsRepository
         from usercredits.adapters.dynamodb.repositories import DynamoCatalogRepository
+        from usercredits.adapters.events import EventBridgePublisher
 
         self.meter = meter
         self.credits = DynamoCreditsRepository()
         self.catalog = DynamoCatalogRepository(cache_seconds=3600)  # warm: the handler's after its first request
+        # The bench's group has no low threshold: nothing is ever published (the client is built on first publish).
+        self.events = EventBridgePublisher("user-credits-bench")
         self.clock = OffsetClock()
         self.problems: list[str] = []
         self.workers = 1
@@ -236,19 +239,26 @@ class GrowthBench:
 
     # ---------------------------------------------------------------------------------------------- histories
     def grant(self, user: str, tokens: int, expires: datetime | None) -> None:
-        from usercredits.domain.consumption import grant_credits
+        from usercredits.domain.spending import grant_credits
 
         grant_credits(user, GROUP, tokens, expires=expires, reason="bench", credits=self.credits, clock=self.clock)
 
     def spend(self, user: str) -> Any:
-        from usercredits.domain.consumption import consume_credits
+        from usercredits.domain.spending import consume_credits
 
         return consume_credits(
-            user, GROUP, 1, idempotency_key=None, catalog=self.catalog, credits=self.credits, clock=self.clock
+            user,
+            GROUP,
+            1,
+            idempotency_key=None,
+            catalog=self.catalog,
+            credits=self.credits,
+            clock=self.clock,
+            events=self.events,
         )
 
     def hold(self, user: str) -> str:
-        from usercredits.domain.consumption import create_reservation
+        from usercredits.domain.reservations import create_reservation
 
         reservation = create_reservation(
             user,
@@ -263,7 +273,7 @@ class GrowthBench:
         return reservation.reservation_id
 
     def release(self, user: str, reservation_id: str) -> None:
-        from usercredits.domain.consumption import release_reservation
+        from usercredits.domain.reservations import release_reservation
 
         release_reservation(user, reservation_id, credits=self.credits, clock=self.clock)
 
@@ -300,20 +310,20 @@ class GrowthBench:
                 raise BenchError(f"{user}: the journal could not be compacted")
 
     def list_credits(self, user: str) -> list[Any]:
-        """``GET /credits``: the handler's ``consumption.list_credits``."""
-        from usercredits.domain.consumption import list_credits
+        """``GET /credits``: the handler's ``balances.list_credits``."""
+        from usercredits.domain.balances import list_credits
 
         return list_credits(user, credits=self.credits, clock=self.clock, catalog=self.catalog)
 
     def get_group(self, user: str) -> Any:
-        """``GET /credits/{offerGroup}``: the handler's ``consumption.get_credit_group``."""
-        from usercredits.domain.consumption import get_credit_group
+        """``GET /credits/{offerGroup}``: the handler's ``balances.get_credit_group``."""
+        from usercredits.domain.balances import get_credit_group
 
         return get_credit_group(user, GROUP, credits=self.credits, clock=self.clock, catalog=self.catalog)
 
     def ledger_page(self, user: str, offer_group: str | None) -> Any:
-        """``GET /credits/ledger?limit=50[&offerGroup=]``: the handler's ``consumption.list_ledger``."""
-        from usercredits.domain.consumption import list_ledger
+        """``GET /credits/ledger?limit=50[&offerGroup=]``: the handler's ``balances.list_ledger``."""
+        from usercredits.domain.balances import list_ledger
 
         return list_ledger(user, offer_group=offer_group, limit=LEDGER_LIMIT, cursor=None, credits=self.credits)
 

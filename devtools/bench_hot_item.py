@@ -415,26 +415,36 @@ class SpendBench:
     def __init__(self, meter: CapacityMeter) -> None:
         from usercredits.adapters.dynamodb.credits import DynamoCreditsRepository
         from usercredits.adapters.dynamodb.repositories import DynamoCatalogRepository
+        from usercredits.adapters.events import EventBridgePublisher
         from usercredits.domain.ports import SystemClock
 
         self.meter = meter
         self.credits = DynamoCreditsRepository()
         self.catalog = DynamoCatalogRepository(cache_seconds=3600)
+        # The bench's group has no low threshold: nothing is ever published (the client is built on first publish).
+        self.events = EventBridgePublisher("user-credits-bench")
         self.clock = SystemClock()
 
     def new_user(self) -> str:
-        from usercredits.domain.consumption import grant_credits
+        from usercredits.domain.spending import grant_credits
 
         user = f"hot-item-{uuid.uuid4().hex[:12]}"
         grant_credits(user, GROUP, GRANT, expires=None, reason="bench", credits=self.credits, clock=self.clock)
         return user
 
     def spend(self, user: str, *, keyed: bool) -> None:
-        from usercredits.domain.consumption import consume_credits
+        from usercredits.domain.spending import consume_credits
 
         key = str(uuid.uuid4()) if keyed else None
         consume_credits(
-            user, GROUP, 1, idempotency_key=key, catalog=self.catalog, credits=self.credits, clock=self.clock
+            user,
+            GROUP,
+            1,
+            idempotency_key=key,
+            catalog=self.catalog,
+            credits=self.credits,
+            clock=self.clock,
+            events=self.events,
         )
 
     def journal_length(self, user: str) -> int:

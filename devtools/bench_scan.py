@@ -209,7 +209,7 @@ def run_scan(clock: Clock, name: str) -> Any:
     from usercredits.adapters.dynamodb.credits import DynamoCreditsRepository
     from usercredits.adapters.dynamodb.expiry import DynamoExpiryIndex
     from usercredits.adapters.dynamodb.repositories import DynamoCatalogRepository
-    from usercredits.domain.expiry import Unlimited, scan_expiry
+    from usercredits.domain.expiry_scan import Unlimited, scan_expiry
 
     class Accepting:
         def publish_each(self, events: list[Any]) -> list[bool]:
@@ -251,16 +251,16 @@ def measure_spend_units(endpoint_url: str) -> tuple[float, float, float]:
     from usercredits.adapters.dynamodb.keys import group_sk, user_pk
     from usercredits.adapters.dynamodb.repositories import DynamoCatalogRepository
     from usercredits.adapters.dynamodb.tables import CreditGroupItem, CreditsItem
-    from usercredits.domain import consumption
+    from usercredits.domain import spending
 
     user, clock = "bench-spend", Clock(START)
     credits, catalog = DynamoCreditsRepository(), DynamoCatalogRepository()
-    consumption.grant_credits(
+    spending.grant_credits(
         user, GROUP, 10_000, expires=START + timedelta(days=30), reason="bench", credits=credits, clock=clock
     )
 
     def spend() -> None:
-        consumption.consume_credits(
+        spending.consume_credits(
             user, GROUP, 1, idempotency_key=None, catalog=catalog, credits=credits, clock=clock, events=None
         )
 

@@ -280,3 +280,13 @@ class RecordingPaymentGateway(LocalPaymentGateway):
     def create_intent(self, order: Order, attempt: int) -> PaymentIntent:
         self.requests.append((order.order_id, attempt, order.total.amount, order.total.currency))
         return super().create_intent(order, attempt)
+
+
+class RecordingEventPublisher:
+    """An ``EventPublisher`` that keeps what it was given (``published``), in order."""
+
+    def __init__(self) -> None:
+        self.published: list[DomainEvent] = []
+
+    def publish(self, events: list[DomainEvent]) -> None:
+        self.published.extend(events)

@@ -31,7 +31,7 @@ from usercredits.adapters.clock import build_clock
 from usercredits.adapters.dynamodb.credits import DynamoCreditsRepository
 from usercredits.adapters.dynamodb.repositories import DynamoCatalogRepository
 from usercredits.adapters.events import EventBridgePublisher
-from usercredits.domain import consumption
+from usercredits.domain import balances, expiry_check, reservations, spending
 from usercredits.domain.credits import CreditGroup
 from usercredits.domain.models import LedgerEntry, Reservation
 from usercredits.domain.ports import CatalogRepository, Clock, CreditsRepository, EventPublisher
@@ -80,7 +80,7 @@ def dependencies() -> Dependencies:
 def handle_list_credits() -> CreditsResponse:
     deps = dependencies()
     return CreditsResponse(
-        groups=consumption.list_credits(
+        groups=balances.list_credits(
             current_caller(app).user_id, credits=deps.credits, clock=deps.clock, catalog=deps.catalog
         )
     )
@@ -92,7 +92,7 @@ def handle_get_ledger(
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[str | None, Query(min_length=1, max_length=1024)] = None,
 ) -> LedgerResponse:
-    page = consumption.list_ledger(
+    page = balances.list_ledger(
         current_caller(app).user_id, offer_group=offer_group, limit=limit, cursor=cursor, credits=dependencies().credits
     )
     return LedgerResponse(entries=page.items, next_cursor=page.next_cursor)
@@ -105,7 +105,7 @@ def handle_get_usage(
     spent_only: Annotated[bool, Query(alias="spentOnly")] = True,
 ) -> UsageResponse:
     deps = dependencies()
-    totals = consumption.usage_totals(
+    totals = balances.usage_totals(
         current_caller(app).user_id,
         start=start,
         end=end or deps.clock.now(),
@@ -121,7 +121,7 @@ def handle_get_credit_group(
     lots_cursor: Annotated[str | None, Query(alias="lotsCursor", min_length=1, max_length=2048)] = None,
 ) -> CreditGroup:
     deps = dependencies()
-    return consumption.get_credit_group(
+    return balances.get_credit_group(
         current_caller(app).user_id,
         offerGroup,
         credits=deps.credits,
@@ -135,7 +135,7 @@ def _consume(user_id: str, offer_group: str, body: ConsumeRequest, header_key: s
     if body.idempotency_key and header_key and body.idempotency_key != header_key:
         raise InvalidRequestError("idempotencyKey in the body and the Idempotency-Key header differ")
     deps = dependencies()
-    result = consumption.consume_credits(
+    result = spending.consume_credits(
         user_id,
         offer_group,
         body.count,
@@ -165,7 +165,7 @@ def handle_admin_get_credits(userId: UserPath) -> CreditsResponse:  # noqa: N803
     require_admin(app)
     deps = dependencies()
     return CreditsResponse(
-        groups=consumption.list_credits(userId, credits=deps.credits, clock=deps.clock, catalog=deps.catalog)
+        groups=balances.list_credits(userId, credits=deps.credits, clock=deps.clock, catalog=deps.catalog)
     )
 
 
@@ -193,7 +193,7 @@ def handle_admin_grant(
 ) -> LedgerEntry:
     require_admin(app)
     deps = dependencies()
-    entry = consumption.grant_credits(
+    entry = spending.grant_credits(
         userId,
         body.offer_group,
         body.tokens,
@@ -218,7 +218,7 @@ def handle_create_reservation(
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> Reservation:
     deps = dependencies()
-    reservation = consumption.create_reservation(
+    reservation = reservations.create_reservation(
         current_caller(app).user_id,
         offerGroup,
         body.count,
@@ -239,7 +239,7 @@ def handle_capture_reservation(
 ) -> Reservation:
     deps = dependencies()
     count = body.count if body else None
-    reservation = consumption.capture_reservation(
+    reservation = reservations.capture_reservation(
         current_caller(app).user_id,
         reservationId,
         count,
@@ -255,7 +255,7 @@ def handle_capture_reservation(
 @app.post("/reservations/<reservationId>/release", responses=api_responses(S.OK, S.NOT_FOUND, S.CONFLICT))
 def handle_release_reservation(reservationId: ReservationPath) -> Reservation:  # noqa: N803
     deps = dependencies()
-    return consumption.release_reservation(
+    return reservations.release_reservation(
         current_caller(app).user_id, reservationId, credits=deps.credits, clock=deps.clock
     )
 
@@ -264,7 +264,7 @@ def handle_release_reservation(reservationId: ReservationPath) -> Reservation:  
 def handle_expiry_check(body: Annotated[ExpiryCheckRequest | None, Body()] = None) -> ExpiryCheckResponse:
     request = body or ExpiryCheckRequest()
     deps = dependencies()
-    report = consumption.check_expiry(
+    report = expiry_check.check_expiry(
         current_caller(app).user_id,
         warn_before_seconds=request.warn_before_seconds,
         low={threshold.offer_group: threshold.min for threshold in request.low},

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pydantic import AwareDatetime, Field
 
-from usercredits.domain.consumption import Warning
 from usercredits.domain.credits import CreditGroup
+from usercredits.domain.expiry_check import Warning
 from usercredits.domain.models import DomainModel, Identifier, LedgerEntry
 
 

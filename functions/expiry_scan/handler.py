@@ -19,8 +19,7 @@ from usercredits.observability import logger, metrics
 from usercredits.settings import get_expiry_scan_settings
 
 if TYPE_CHECKING:
-    from usercredits.domain.expiry import BatchPublisher, ExpiryIndex
-    from usercredits.domain.ports import CatalogRepository, Clock, CreditsRepository
+    from usercredits.domain.ports import BatchPublisher, CatalogRepository, Clock, CreditsRepository, ExpiryIndex
 
 #: Stop taking work when less time than this is left: enough to finish a page and save the cursors.
 RESERVE_MS = 15_000
@@ -75,7 +74,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     Work left when time runs short is picked up by the next run. A storage failure raises (the run fails and
     alarms); the cursors are saved first, so the next run goes on from there.
     """
-    from usercredits.domain.expiry import scan_expiry
+    from usercredits.domain.expiry_scan import scan_expiry
 
     deps = dependencies()
     report = scan_expiry(

@@ -21,13 +21,14 @@ from pynamodb.connection.base import Connection
 
 from tests.conftest import http_event
 from tests.dynamodb_local.test_outbox_and_refunds import ports
+from tests.fakes import RecordingEventPublisher
 from usercredits.adapters.dynamodb.credits import DynamoCreditsRepository
 from usercredits.adapters.dynamodb.keys import CATALOG_PK
 from usercredits.adapters.dynamodb.repositories import DynamoCatalogRepository, DynamoOrderRepository
 from usercredits.adapters.dynamodb.tables import OfferItem
 from usercredits.adapters.local_payments import LocalPaymentGateway
 from usercredits.adapters.stripe_gateway import intent_state
-from usercredits.domain import consumption, ordering, payments, refunds
+from usercredits.domain import ordering, payments, refunds, reservations
 from usercredits.domain.models import (
     ACTIONS_PER_ORDER,
     ACTIONS_PER_PURCHASE,
@@ -200,7 +201,7 @@ def test_a_free_bundle_at_the_maximum_is_granted_at_once(
 def hold_everything(user_id: str, groups: list[str], catalog: DynamoCatalogRepository) -> list[str]:
     """One hold of all its tokens in each of ``groups``: a refund of the bundle must cut each of them to nothing."""
     return [
-        consumption.create_reservation(
+        reservations.create_reservation(
             user_id,
             group,
             TOKENS,
@@ -281,10 +282,18 @@ def test_a_refund_with_more_holds_to_cut_than_fit_revokes_at_once_and_the_next_s
     credits = DynamoCreditsRepository()
     assert credits.group_state(user_id, groups[-1]).held == TOKENS  # type: ignore[union-attr]
     with pytest.raises(Exception, match="released|not held"):
-        consumption.capture_reservation(user_id, holds[-1], None, credits=credits, clock=SystemClock(), catalog=catalog)
+        reservations.capture_reservation(
+            user_id,
+            holds[-1],
+            None,
+            credits=credits,
+            clock=SystemClock(),
+            catalog=catalog,
+            events=RecordingEventPublisher(),
+        )
     assert refunds.apply_charge_report("evt_refund", "charge.refunded", report, ports=ports()) == "unchanged"
     assert set(balances(user_id).values()) == {(0, 0)}
-    assert [consumption.get_reservation(user_id, hold, credits=credits).count for hold in holds] == [0] * too_many
+    assert [reservations.get_reservation(user_id, hold, credits=credits).count for hold in holds] == [0] * too_many
 
 
 @pytest.fixture

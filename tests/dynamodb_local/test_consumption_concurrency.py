@@ -18,13 +18,13 @@ from threading import Barrier
 
 import pytest
 
-from tests.fakes import RecordingPaymentGateway
+from tests.fakes import InMemoryCatalogRepository, RecordingEventPublisher, RecordingPaymentGateway
 from usercredits.adapters.dynamodb.credits import JOURNAL_MAX, DynamoCreditsRepository
 from usercredits.adapters.dynamodb.repositories import DynamoCatalogRepository, DynamoOrderRepository
-from usercredits.domain import consumption, ordering
-from usercredits.domain.consumption import Consumed
+from usercredits.domain import balances, lapses, ordering, reservations, spending
 from usercredits.domain.models import Caller, GroupPolicy, GroupState, LedgerEntry, LedgerKind, Offer, OrderStatus
-from usercredits.domain.ports import SystemClock
+from usercredits.domain.ports import SpendRefusedError, SystemClock
+from usercredits.domain.spending import Consumed
 from usercredits.errors import InsufficientCreditsError
 
 pytestmark = pytest.mark.dynamodb_local
@@ -73,13 +73,20 @@ def consume(
     catalog: DynamoCatalogRepository,
     credits: DynamoCreditsRepository,
 ) -> Consumed:
-    return consumption.consume_credits(
-        user_id, group, count, idempotency_key=key, catalog=catalog, credits=credits, clock=SystemClock()
+    return spending.consume_credits(
+        user_id,
+        group,
+        count,
+        idempotency_key=key,
+        catalog=catalog,
+        credits=credits,
+        clock=SystemClock(),
+        events=RecordingEventPublisher(),
     )
 
 
 def grant(user_id: str, group: str, tokens: int, credits: DynamoCreditsRepository, **expires: float) -> LedgerEntry:
-    return consumption.grant_credits(
+    return spending.grant_credits(
         user_id,
         group,
         tokens,
@@ -97,7 +104,7 @@ def whole_ledger(
     entries: list[LedgerEntry] = []
     cursor: str | None = None
     for _ in range(1000):
-        page = consumption.list_ledger(user_id, offer_group=offer_group, limit=limit, cursor=cursor, credits=credits)
+        page = balances.list_ledger(user_id, offer_group=offer_group, limit=limit, cursor=cursor, credits=credits)
         entries += page.items
         cursor = page.next_cursor
         if cursor is None:
@@ -254,7 +261,7 @@ def test_a_lot_past_its_expiry_expires_exactly_once_under_racing_checks(catalog,
     def work(index: int) -> int | Consumed:
         if index == 8:
             return consume(user_id, group, 1, catalog=catalog, credits=credits)
-        return consumption.expire_due_lots(user_id, group, credits=credits, clock=SystemClock())
+        return lapses.expire_group(user_id, group, credits=credits, clock=SystemClock(), catalog=catalog).tokens
 
     outcomes = race(9, work)
     checks, spend = outcomes[:8], outcomes[8]
@@ -278,11 +285,11 @@ def test_a_lot_past_its_expiry_expires_exactly_once_under_racing_checks(catalog,
     entries = assert_ledger_consistent(user_id, credits)[group]
     expiries = [entry for entry in entries if entry.kind is LedgerKind.EXPIRE]
     assert [(entry.tokens, entry.lot_id) for entry in expiries] == [(-7, expiring.lot_id)]
-    credits_now = consumption.list_credits(user_id, credits=credits, clock=SystemClock())
+    credits_now = balances.list_credits(user_id, credits=credits, clock=SystemClock(), catalog=catalog)
     (view,) = [g for g in credits_now if g.offer_group == group]
     assert [(lot.tokens, lot.remaining) for lot in view.lots] == [(5, 5 - spent)]
     # And a later check finds nothing more to expire
-    assert consumption.expire_due_lots(user_id, group, credits=credits, clock=SystemClock()) == 0
+    assert lapses.expire_group(user_id, group, credits=credits, clock=SystemClock(), catalog=catalog).tokens == 0
 
 
 # ------------------------------------------------------------------------------------------------------ paid orders
@@ -314,7 +321,12 @@ def test_paid_bundle_then_racing_consumes_keep_lot_remainders_equal_to_the_balan
     # Given a paid Enterprise bundle (150 Enterprise, 300 AiTokens, VIP_BACK_LINK) and a paid pack of 100 AiTokens
     buy(offers, user_id, "EnterpriseM")
     buy(offers, user_id, "_100tokens")
-    before = {g.offer_group: g.balance for g in consumption.list_credits(user_id, credits=credits, clock=SystemClock())}
+    before = {
+        g.offer_group: g.balance
+        for g in balances.list_credits(
+            user_id, credits=credits, clock=SystemClock(), catalog=InMemoryCatalogRepository()
+        )
+    }
     assert before["Enterprise"] == 150 and before["AiTokens"] == 400
     # When 80 consumes of 5 AiTokens (past the first lot, and past the journal limit) and 20 of 1 Enterprise race
     work = [("AiTokens", 5)] * 80 + [("Enterprise", 1)] * 20
@@ -322,7 +334,12 @@ def test_paid_bundle_then_racing_consumes_keep_lot_remainders_equal_to_the_balan
     spent, refused, other = split(outcomes)
     assert not other and not refused, [*other, *refused][:3]
     # Then per group the lots' remainders sum to the balance, each within 0..tokens, burnt soonest expiry first
-    groups = {g.offer_group: g for g in consumption.list_credits(user_id, credits=credits, clock=SystemClock())}
+    groups = {
+        g.offer_group: g
+        for g in balances.list_credits(
+            user_id, credits=credits, clock=SystemClock(), catalog=InMemoryCatalogRepository()
+        )
+    }
     assert groups["AiTokens"].balance == 0 and groups["Enterprise"].balance == 130
     for name, view in groups.items():
         assert sum(lot.remaining for lot in view.lots) == view.balance, name
@@ -401,18 +418,22 @@ def test_a_spend_refused_for_a_due_lot_is_retried_when_another_caller_expired_it
     grant(user_id, group, 5, credits)
     assert expiring.lot_id
     time.sleep(0.6)
+
     # ... and an expiry check (another caller, e.g. GET /credits or the scan) that lands right after the consume's
     # refused write, before it reads the group back
-    read_back: Callable[[str, str], GroupState | None] = credits.group_state
+    class ExpiredMeanwhile(DynamoCreditsRepository):
+        def spend(self, user_id: str, offer_group: str, *args, **kwargs) -> GroupState:  # type: ignore[no-untyped-def]
+            try:
+                return super().spend(user_id, offer_group, *args, **kwargs)
+            except SpendRefusedError:
+                expired = lapses.expire_group(
+                    user_id, offer_group, credits=DynamoCreditsRepository(), clock=SystemClock(), catalog=catalog
+                )
+                assert expired.tokens == 10
+                raise SpendRefusedError(self.group_state(user_id, offer_group)) from None
 
-    def expired_meanwhile(user: str, offer_group: str) -> GroupState | None:
-        monkeypatch.setattr(credits, "group_state", read_back)
-        assert consumption.expire_due_lots(user, offer_group, credits=DynamoCreditsRepository(), clock=SystemClock())
-        return read_back(user, offer_group)
-
-    monkeypatch.setattr(credits, "group_state", expired_meanwhile)
     # When one token is consumed
-    result = consume(user_id, group, catalog=catalog, credits=credits)
+    result = consume(user_id, group, catalog=catalog, credits=ExpiredMeanwhile())
     # Then it is spent from the lot that is left
     assert result.balance == 4
 
@@ -422,7 +443,7 @@ def test_racing_holds_never_overcommit_and_captures_release_exactly(catalog, cre
     grant(user_id, group, 50, credits)
 
     def hold(_: int) -> object:
-        return consumption.create_reservation(
+        return reservations.create_reservation(
             user_id,
             group,
             3,
@@ -446,12 +467,20 @@ def test_racing_holds_never_overcommit_and_captures_release_exactly(catalog, cre
     def settle(index: int) -> object:
         reservation_id = ids[index // 2]
         if index % 2:
-            return consumption.release_reservation(user_id, reservation_id, credits=credits, clock=SystemClock())
-        return consumption.capture_reservation(user_id, reservation_id, 2, credits=credits, clock=SystemClock())
+            return reservations.release_reservation(user_id, reservation_id, credits=credits, clock=SystemClock())
+        return reservations.capture_reservation(
+            user_id,
+            reservation_id,
+            2,
+            credits=credits,
+            clock=SystemClock(),
+            catalog=InMemoryCatalogRepository(),
+            events=RecordingEventPublisher(),
+        )
 
     race(len(ids) * 2, settle)
     # Then each hold ended exactly one way, and the balance moved by exactly the captured tokens
-    finals = [consumption.get_reservation(user_id, rid, credits=credits) for rid in ids]
+    finals = [reservations.get_reservation(user_id, rid, credits=credits) for rid in ids]
     captured = sum(r.captured for r in finals if r.status.value == "captured")
     assert all(r.status.value in ("captured", "released") for r in finals)
     state = group_state(user_id, group, credits)

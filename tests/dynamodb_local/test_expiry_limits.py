@@ -19,9 +19,10 @@ from botocore.exceptions import ClientError
 
 from tests.dynamodb_local.test_consumption_concurrency import assert_ledger_consistent
 from tests.dynamodb_local.test_expiry_scan_concurrency import Setup
+from tests.fakes import RecordingEventPublisher
 from usercredits.adapters.dynamodb.credits import DynamoCreditsRepository
 from usercredits.adapters.dynamodb.tables import CreditsItem
-from usercredits.domain import consumption
+from usercredits.domain import balances, reservations, spending
 from usercredits.domain.lot_expiry import MAX_WRITES
 from usercredits.domain.models import GroupPolicy, LedgerKind
 
@@ -48,7 +49,7 @@ def batch(setup: Setup, user: str, group: str, lots: int, tokens: int = 2) -> No
     """An admin's batch of promotional grants with one expiry (an hour from the clock)."""
     expires = setup.clock.now() + timedelta(hours=1)
     for _ in range(lots):
-        consumption.grant_credits(
+        spending.grant_credits(
             user, group, tokens, expires=expires, reason="promo", credits=setup.credits, clock=setup.clock
         )
 
@@ -66,11 +67,18 @@ def test_lots_expiring_together_close_in_one_step_at_the_limit_and_two_just_past
 ) -> None:
     setup, counting, user, group = setup_at(2031)
     batch(setup, user, group, lots)
-    consumption.consume_credits(
-        user, group, 3, idempotency_key=None, catalog=setup.catalog, credits=counting, clock=setup.clock
+    spending.consume_credits(
+        user,
+        group,
+        3,
+        idempotency_key=None,
+        catalog=setup.catalog,
+        credits=counting,
+        clock=setup.clock,
+        events=RecordingEventPublisher(),
     )
     setup.clock.advance(hours=2)
-    (view,) = consumption.list_credits(user, credits=counting, clock=setup.clock, catalog=setup.catalog)
+    (view,) = balances.list_credits(user, credits=counting, clock=setup.clock, catalog=setup.catalog)
     assert counting.steps == steps
     assert (view.balance, view.available, view.lots) == (0, 0, [])
     entries = assert_ledger_consistent(user, counting)[group]
@@ -81,19 +89,33 @@ def test_130_lots_expiring_together_stay_readable_spendable_and_expire_once(dyna
     # Given 130 lots of 2 expiring at the same moment, 1 lot of 5 that never expires, 3 tokens spent
     setup, counting, user, group = setup_at(2032)
     batch(setup, user, group, 130)
-    consumption.grant_credits(user, group, 5, expires=None, reason="base", credits=counting, clock=setup.clock)
-    consumption.consume_credits(
-        user, group, 3, idempotency_key=None, catalog=setup.catalog, credits=counting, clock=setup.clock
+    spending.grant_credits(user, group, 5, expires=None, reason="base", credits=counting, clock=setup.clock)
+    spending.consume_credits(
+        user,
+        group,
+        3,
+        idempotency_key=None,
+        catalog=setup.catalog,
+        credits=counting,
+        clock=setup.clock,
+        events=RecordingEventPublisher(),
     )
     # When the expiry passes and the user spends (the spend closes what is due first, in steps)
     setup.clock.advance(hours=2)
-    spent = consumption.consume_credits(
-        user, group, 1, idempotency_key=None, catalog=setup.catalog, credits=counting, clock=setup.clock
+    spent = spending.consume_credits(
+        user,
+        group,
+        1,
+        idempotency_key=None,
+        catalog=setup.catalog,
+        credits=counting,
+        clock=setup.clock,
+        events=RecordingEventPublisher(),
     )
     # Then the spend is served by the lot that never expires, after 3 steps (49 + 49 + 32 lots)
     assert counting.steps == [49, 49, 32]
     assert spent.balance == 4
-    view = consumption.get_credit_group(user, group, credits=counting, clock=setup.clock, catalog=setup.catalog)
+    view = balances.get_credit_group(user, group, credits=counting, clock=setup.clock, catalog=setup.catalog)
     assert (view.balance, [(lot.tokens, lot.remaining) for lot in view.lots]) == (4, [(5, 4)])
     # Every unused token expired once, with one CreditsExpired per lot that had tokens left
     entries = assert_ledger_consistent(user, counting)[group]
@@ -113,7 +135,7 @@ def test_the_scan_closes_a_large_batch_in_steps_and_a_second_run_finds_nothing(d
     assert (report.lots_expired, report.tokens_expired, report.backlog) == (250, 250, 0)
     assert counting.steps == [49] * 5 + [5]
     assert setup.scan().lots_expired == 0
-    view = consumption.get_credit_group(user, group, credits=counting, clock=setup.clock, catalog=setup.catalog)
+    view = balances.get_credit_group(user, group, credits=counting, clock=setup.clock, catalog=setup.catalog)
     assert (view.balance, view.lots) == (0, [])
 
 
@@ -125,7 +147,7 @@ def test_an_expiry_whose_hold_cuts_do_not_fit_one_step_cuts_the_rest_before_anyt
     setup.catalog.put_group_policy(GroupPolicy(offer_group=group, overdraft="none"))
     batch(setup, user, group, 1, tokens=60)
     holds = [
-        consumption.create_reservation(
+        reservations.create_reservation(
             user,
             group,
             1,
@@ -140,16 +162,22 @@ def test_an_expiry_whose_hold_cuts_do_not_fit_one_step_cuts_the_rest_before_anyt
     # When the lot expires and a hold is captured
     setup.clock.advance(hours=2)
     with pytest.raises(Exception) as refused:
-        consumption.capture_reservation(
-            user, holds[-1].reservation_id, None, catalog=setup.catalog, credits=counting, clock=setup.clock
+        reservations.capture_reservation(
+            user,
+            holds[-1].reservation_id,
+            None,
+            catalog=setup.catalog,
+            credits=counting,
+            clock=setup.clock,
+            events=RecordingEventPublisher(),
         )
     # Then the expiry ran first, in two steps (the lot and 48 cuts, then the 12 other cuts), and the capture found
     # its hold released
     assert counting.steps == [1, 0]
     assert "released" in str(refused.value) or "not held" in str(refused.value), refused.value
-    view = consumption.get_credit_group(user, group, credits=counting, clock=setup.clock, catalog=setup.catalog)
+    view = balances.get_credit_group(user, group, credits=counting, clock=setup.clock, catalog=setup.catalog)
     assert (view.balance, view.held, view.available) == (0, 0, 0)
-    assert all(consumption.get_reservation(user, hold.reservation_id, credits=counting).count == 0 for hold in holds)
+    assert all(reservations.get_reservation(user, hold.reservation_id, credits=counting).count == 0 for hold in holds)
     assert_ledger_consistent(user, counting)
 
 

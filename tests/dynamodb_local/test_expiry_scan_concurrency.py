@@ -18,14 +18,15 @@ from typing import Any
 import pytest
 
 from tests.dynamodb_local.test_consumption_concurrency import assert_ledger_consistent, race
-from tests.fakes import FixedClock
+from tests.fakes import FixedClock, InMemoryCatalogRepository, RecordingEventPublisher
 from usercredits.adapters.dynamodb.credits import DynamoCreditsRepository
 from usercredits.adapters.dynamodb.expiry import DynamoExpiryIndex
 from usercredits.adapters.dynamodb.keys import user_pk
 from usercredits.adapters.dynamodb.repositories import DynamoCatalogRepository
 from usercredits.adapters.dynamodb.tables import LotItem, OutboxItem
-from usercredits.domain import consumption
-from usercredits.domain.expiry import ScanReport, ScanState, Unlimited, scan_expiry
+from usercredits.domain import balances, reservations, spending
+from usercredits.domain.expiry_index import ScanState
+from usercredits.domain.expiry_scan import ScanReport, Unlimited, scan_expiry
 from usercredits.domain.models import DomainEvent, LedgerKind
 
 pytestmark = pytest.mark.dynamodb_local
@@ -63,7 +64,7 @@ class Setup:
         self.users = [f"scan-{uuid.uuid4().hex[:10]}" for _ in range(8)]
 
     def grant(self, user: str, group: str, tokens: int, **expires_in: float) -> str:
-        entry = consumption.grant_credits(
+        entry = spending.grant_credits(
             user,
             group,
             tokens,
@@ -113,10 +114,17 @@ def prepare(setup: Setup) -> dict[str, dict[str, str]]:
             "W": setup.grant(user, "W", 7, days=8),
             "D": setup.grant(user, "D", 5, days=2, hours=12),
         }
-        consumption.consume_credits(
-            user, "G", 3, idempotency_key=None, catalog=setup.catalog, credits=setup.credits, clock=setup.clock
+        spending.consume_credits(
+            user,
+            "G",
+            3,
+            idempotency_key=None,
+            catalog=setup.catalog,
+            credits=setup.credits,
+            clock=setup.clock,
+            events=RecordingEventPublisher(),
         )
-        consumption.create_reservation(
+        reservations.create_reservation(
             user,
             "W",
             2,
@@ -173,9 +181,18 @@ def test_without_the_lease_racing_scans_and_reads_still_expire_each_lot_once(dyn
         if n % 3 == 0:
             return setup.scan(LeaseAlwaysFree(setup.name))
         if n % 3 == 1:
-            return consumption.list_credits(user, credits=setup.credits, clock=setup.clock)
-        return consumption.consume_credits(
-            user, "W", 1, idempotency_key=None, catalog=setup.catalog, credits=setup.credits, clock=setup.clock
+            return balances.list_credits(
+                user, credits=setup.credits, clock=setup.clock, catalog=InMemoryCatalogRepository()
+            )
+        return spending.consume_credits(
+            user,
+            "W",
+            1,
+            idempotency_key=None,
+            catalog=setup.catalog,
+            credits=setup.credits,
+            clock=setup.clock,
+            events=RecordingEventPublisher(),
         )
 
     # When scans race each other and the users' own reads and spends (which also expire due lots)

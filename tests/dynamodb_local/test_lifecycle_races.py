@@ -30,13 +30,13 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule, run_state_machine_as_test
 
-from tests.fakes import FixedClock
+from tests.fakes import FixedClock, RecordingEventPublisher
 from tests.stripe_fake import FakeStripe
 from usercredits.adapters.dynamodb.credits import DynamoCreditsRepository
 from usercredits.adapters.dynamodb.repositories import DynamoCatalogRepository, DynamoOrderRepository
 from usercredits.adapters.dynamodb.reversals import DynamoReversalRepository
 from usercredits.adapters.stripe_gateway import StripeGateway, intent_state
-from usercredits.domain import consumption, ordering, payments, refunds
+from usercredits.domain import balances, ordering, payments, refunds, reservations, spending
 from usercredits.domain.credits import lot_remaining
 from usercredits.domain.models import Caller, DisputeStatus, GroupPolicy, Offer, OrderStatus
 from usercredits.domain.reversal import ChargeReport, owed_lots, owed_share
@@ -212,7 +212,7 @@ class RaceMachine(RuleBasedStateMachine):
                 works.append(lambda r=report, e=event, k=kind: refunds.apply_charge_report(e, k, r, ports=self.ports))
         for _ in range(spends):
             works.append(
-                lambda: consumption.consume_credits(
+                lambda: spending.consume_credits(
                     self.user,
                     group,
                     4,
@@ -220,6 +220,7 @@ class RaceMachine(RuleBasedStateMachine):
                     catalog=self.catalog,
                     credits=self.credits,
                     clock=self.clock,
+                    events=RecordingEventPublisher(),
                 )
             )
         for _ in range(holds):
@@ -231,7 +232,7 @@ class RaceMachine(RuleBasedStateMachine):
 
     def _hold(self, group: str) -> Callable[[], object]:
         def hold() -> object:
-            reservation = consumption.create_reservation(
+            reservation = reservations.create_reservation(
                 self.user,
                 group,
                 3,
@@ -248,20 +249,26 @@ class RaceMachine(RuleBasedStateMachine):
 
     def _settle(self, hold: str, *, capture: bool) -> Callable[[], object]:
         if capture:
-            return lambda: consumption.capture_reservation(
-                self.user, hold, None, credits=self.credits, clock=self.clock, catalog=self.catalog
+            return lambda: reservations.capture_reservation(
+                self.user,
+                hold,
+                None,
+                credits=self.credits,
+                clock=self.clock,
+                catalog=self.catalog,
+                events=RecordingEventPublisher(),
             )
-        return lambda: consumption.release_reservation(self.user, hold, credits=self.credits, clock=self.clock)
+        return lambda: reservations.release_reservation(self.user, hold, credits=self.credits, clock=self.clock)
 
     @rule(days=st.sampled_from([1, 20, 40]), readers=st.integers(1, 4))
     def time_passes_and_everyone_reads(self, days: int, readers: int) -> None:
         """Lots expire (and cut holds) while several reads and a spend race to close them."""
         self.clock.advance(days=days)
         works: list[Callable[[], object]] = [
-            lambda: consumption.list_credits(self.user, credits=self.credits, clock=self.clock, catalog=self.catalog)
+            lambda: balances.list_credits(self.user, credits=self.credits, clock=self.clock, catalog=self.catalog)
         ] * readers
         works.append(
-            lambda: consumption.consume_credits(
+            lambda: spending.consume_credits(
                 self.user,
                 self.offers[0].offer_group,
                 1,
@@ -269,6 +276,7 @@ class RaceMachine(RuleBasedStateMachine):
                 catalog=self.catalog,
                 credits=self.credits,
                 clock=self.clock,
+                events=RecordingEventPublisher(),
             )
         )
         self._race(works)

@@ -16,7 +16,7 @@ from usercredits.adapters.dynamodb.repositories import DynamoCatalogRepository, 
 from usercredits.adapters.dynamodb.reversals import DynamoReversalRepository
 from usercredits.adapters.local_payments import LocalPaymentGateway
 from usercredits.adapters.stripe_gateway import intent_state
-from usercredits.domain import consumption, ordering, payments, refunds
+from usercredits.domain import balances, ordering, payments, refunds, spending
 from usercredits.domain.models import Caller, DomainEvent, Offer, OrderStatus
 from usercredits.domain.ports import SystemClock
 from usercredits.domain.reversal import ChargeReport
@@ -173,7 +173,7 @@ def test_racing_refund_events_and_spends_revoke_exactly_once_in_full(
 
     def spend(_: int) -> bool:
         try:
-            consumption.consume_credits(
+            spending.consume_credits(
                 user_id,
                 "AiTokens",
                 10,
@@ -199,7 +199,7 @@ def test_racing_refund_events_and_spends_revoke_exactly_once_in_full(
     group = snapshot.groups["AiTokens"]
     # Whatever the interleaving: all 300 revoked (once), the spent ones as a debt; nothing is left to spend.
     assert group.balance == -spent and group.available == -spent and snapshot.lots == []
-    entries = consumption.list_ledger(user_id, offer_group="AiTokens", limit=100, cursor=None, credits=credits).items
+    entries = balances.list_ledger(user_id, offer_group="AiTokens", limit=100, cursor=None, credits=credits).items
     revoked = -sum(e.tokens for e in entries if e.kind.value == "revoke")
     assert revoked == 300
     assert sum(e.tokens for e in entries) == group.balance

@@ -10,7 +10,7 @@ from tests.stripe_fake import FakeStripe
 from usercredits.adapters.dynamodb.credits import DynamoCreditsRepository
 from usercredits.adapters.dynamodb.repositories import DynamoCatalogRepository, DynamoOrderRepository
 from usercredits.adapters.stripe_gateway import StripeGateway, intent_state
-from usercredits.domain import consumption, ordering, payments
+from usercredits.domain import balances, ordering, payments
 from usercredits.domain.models import Caller, Offer, OrderStatus
 from usercredits.domain.ports import SystemClock
 
@@ -63,10 +63,10 @@ def test_webhook_and_confirm_racing_grant_once(dynamodb_local: str, user_id: str
     assert set(statuses) == {OrderStatus.PAID}
     credits = {
         g.offer_group: g
-        for g in consumption.list_credits(user_id, credits=DynamoCreditsRepository(), clock=SystemClock())
+        for g in balances.list_credits(user_id, credits=DynamoCreditsRepository(), clock=SystemClock(), catalog=catalog)
     }
     assert (credits["Enterprise"].balance, credits["AiTokens"].balance) == (150, 300)
-    ledger = consumption.list_ledger(
+    ledger = balances.list_ledger(
         user_id, offer_group="Enterprise", limit=50, cursor=None, credits=DynamoCreditsRepository()
     )
     assert [e.kind.value for e in ledger.items] == ["grant"]

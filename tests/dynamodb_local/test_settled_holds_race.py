@@ -12,9 +12,10 @@ import boto3
 import pytest
 
 from tests.dynamodb_local.test_consumption_concurrency import assert_ledger_consistent, grant, race
+from tests.fakes import InMemoryCatalogRepository, RecordingEventPublisher
 from usercredits.adapters.dynamodb.credits import DynamoCreditsRepository
 from usercredits.adapters.dynamodb.repositories import DynamoCatalogRepository
-from usercredits.domain import consumption
+from usercredits.domain import reservations
 from usercredits.domain.models import LedgerKind, Reservation, ReservationStatus
 from usercredits.domain.ports import SystemClock
 from usercredits.errors import ConflictError, UnavailableError
@@ -63,7 +64,7 @@ def test_16_threads_racing_capture_and_release_settle_each_hold_exactly_once(cat
     grant(user_id, group, 100, credits)
 
     def hold(count: int) -> Reservation:
-        return consumption.create_reservation(
+        return reservations.create_reservation(
             user_id,
             group,
             count,
@@ -83,8 +84,16 @@ def test_16_threads_racing_capture_and_release_settle_each_hold_exactly_once(cat
 
         def once() -> Reservation:
             if kind == "capture":
-                return consumption.capture_reservation(user_id, reservation_id, 2, credits=credits, clock=SystemClock())
-            return consumption.release_reservation(user_id, reservation_id, credits=credits, clock=SystemClock())
+                return reservations.capture_reservation(
+                    user_id,
+                    reservation_id,
+                    2,
+                    credits=credits,
+                    clock=SystemClock(),
+                    catalog=InMemoryCatalogRepository(),
+                    events=RecordingEventPublisher(),
+                )
+            return reservations.release_reservation(user_id, reservation_id, credits=credits, clock=SystemClock())
 
         try:
             return reservation_id, kind, _retrying_503(once)
@@ -102,7 +111,7 @@ def test_16_threads_racing_capture_and_release_settle_each_hold_exactly_once(cat
         entry.reservation_id for entry in ledger if entry.kind in (LedgerKind.CAPTURE, LedgerKind.RELEASE)
     )
     assert settling == Counter(dict.fromkeys(raced, 1))
-    finals = {rid: consumption.get_reservation(user_id, rid, credits=credits) for rid in raced}
+    finals = {rid: reservations.get_reservation(user_id, rid, credits=credits) for rid in raced}
     for reservation_id, kind, answer in results:
         final = finals[reservation_id]
         assert final.status in (ReservationStatus.CAPTURED, ReservationStatus.RELEASED)

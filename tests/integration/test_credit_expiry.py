@@ -8,10 +8,10 @@ import pytest
 from devtools.catalog import load_catalog
 
 from tests.conftest import DEMO_CATALOG
-from tests.fakes import FixedClock, RecordingPaymentGateway
+from tests.fakes import FixedClock, RecordingEventPublisher, RecordingPaymentGateway
 from usercredits.adapters.dynamodb.credits import DynamoCreditsRepository
 from usercredits.adapters.dynamodb.repositories import DynamoCatalogRepository, DynamoOrderRepository
-from usercredits.domain import consumption, ordering
+from usercredits.domain import balances, expiry_check, lapses, ordering, reservations, spending
 from usercredits.domain.models import Caller, GroupPolicy, OrderStatus
 from usercredits.errors import ConflictError, InsufficientCreditsError
 
@@ -24,48 +24,74 @@ def repos(moto_tables: None):  # type: ignore[no-untyped-def]
 def test_expired_lot_loses_exactly_its_unused_tokens_once(repos) -> None:  # type: ignore[no-untyped-def]
     catalog, credits, clock = repos
     # Given a lot of 10 expiring in 5 days, another without expiry, and 4 tokens spent (from the soonest lot)
-    consumption.grant_credits(
+    spending.grant_credits(
         "u", "G", 10, expires=clock.now() + timedelta(days=5), reason="a", credits=credits, clock=clock
     )
-    consumption.grant_credits("u", "G", 7, expires=None, reason="b", credits=credits, clock=clock)
-    consumption.consume_credits("u", "G", 4, idempotency_key=None, catalog=catalog, credits=credits, clock=clock)
+    spending.grant_credits("u", "G", 7, expires=None, reason="b", credits=credits, clock=clock)
+    spending.consume_credits(
+        "u",
+        "G",
+        4,
+        idempotency_key=None,
+        catalog=catalog,
+        credits=credits,
+        clock=clock,
+        events=RecordingEventPublisher(),
+    )
     # When the expiry passes and the lots are checked twice
     clock.advance(days=6)
-    assert consumption.expire_due_lots("u", "G", credits=credits, clock=clock) == 6
-    assert consumption.expire_due_lots("u", "G", credits=credits, clock=clock) == 0
+    assert lapses.expire_group("u", "G", credits=credits, clock=clock, catalog=catalog).tokens == 6
+    assert lapses.expire_group("u", "G", credits=credits, clock=clock, catalog=catalog).tokens == 0
     # Then only the unused 6 left, once, and the other lot is untouched
-    group = consumption.get_credit_group("u", "G", credits=credits, clock=clock)
+    group = balances.get_credit_group("u", "G", credits=credits, clock=clock, catalog=catalog)
     assert (group.balance, [lot.remaining for lot in group.lots]) == (7, [7])
-    ledger = consumption.list_ledger("u", offer_group="G", limit=50, cursor=None, credits=credits).items
+    ledger = balances.list_ledger("u", offer_group="G", limit=50, cursor=None, credits=credits).items
     assert [(e.kind.value, e.tokens) for e in ledger][:1] == [("expire", -6)]
 
 
 def test_fully_used_lot_expires_silently(repos) -> None:  # type: ignore[no-untyped-def]
     catalog, credits, clock = repos
-    consumption.grant_credits(
+    spending.grant_credits(
         "u", "G", 3, expires=clock.now() + timedelta(days=1), reason="a", credits=credits, clock=clock
     )
-    consumption.consume_credits("u", "G", 3, idempotency_key=None, catalog=catalog, credits=credits, clock=clock)
+    spending.consume_credits(
+        "u",
+        "G",
+        3,
+        idempotency_key=None,
+        catalog=catalog,
+        credits=credits,
+        clock=clock,
+        events=RecordingEventPublisher(),
+    )
     clock.advance(days=2)
-    assert consumption.expire_due_lots("u", "G", credits=credits, clock=clock) == 0
+    assert lapses.expire_group("u", "G", credits=credits, clock=clock, catalog=catalog).tokens == 0
     kinds = [
-        e.kind.value
-        for e in consumption.list_ledger("u", offer_group="G", limit=50, cursor=None, credits=credits).items
+        e.kind.value for e in balances.list_ledger("u", offer_group="G", limit=50, cursor=None, credits=credits).items
     ]
     assert kinds == ["consume", "grant"]  # no expire entry of 0
-    assert consumption.get_credit_group("u", "G", credits=credits, clock=clock).lots == []
+    assert balances.get_credit_group("u", "G", credits=credits, clock=clock, catalog=catalog).lots == []
 
 
 def test_a_lot_past_expiry_cannot_be_spent_even_before_any_scan(repos) -> None:  # type: ignore[no-untyped-def]
     catalog, credits, clock = repos
-    consumption.grant_credits(
+    spending.grant_credits(
         "u", "G", 10, expires=clock.now() + timedelta(days=1), reason="a", credits=credits, clock=clock
     )
     clock.advance(days=2)
     # The spend finds the lot due, closes it, and is then refused: the expired tokens are gone
     with pytest.raises(InsufficientCreditsError):
-        consumption.consume_credits("u", "G", 1, idempotency_key=None, catalog=catalog, credits=credits, clock=clock)
-    assert consumption.get_credit_group("u", "G", credits=credits, clock=clock).balance == 0
+        spending.consume_credits(
+            "u",
+            "G",
+            1,
+            idempotency_key=None,
+            catalog=catalog,
+            credits=credits,
+            clock=clock,
+            events=RecordingEventPublisher(),
+        )
+    assert balances.get_credit_group("u", "G", credits=credits, clock=clock, catalog=catalog).balance == 0
 
 
 def test_expiry_of_a_paid_order_moves_it_to_expired(repos) -> None:  # type: ignore[no-untyped-def]
@@ -83,7 +109,7 @@ def test_expiry_of_a_paid_order_moves_it_to_expired(repos) -> None:  # type: ign
     )
     paid = ordering.apply_order_paid("u", placed.order.order_id, orders=orders, clock=clock, message="paid")
     clock.current = paid.expires + timedelta(seconds=1)  # type: ignore[operator]
-    groups = {g.offer_group: g for g in consumption.list_credits("u", credits=credits, clock=clock)}
+    groups = {g.offer_group: g for g in balances.list_credits("u", credits=credits, clock=clock, catalog=catalog)}
     assert groups["Startup"].balance == 0  # the lazy check on read closed it
     assert orders.get_order("u", paid.order_id).status is OrderStatus.EXPIRED  # type: ignore[union-attr]
     # The bundle item (no appendDate) shared the root purchase's window (seed T19), so it expired with it
@@ -94,35 +120,43 @@ def test_expiry_of_a_paid_order_moves_it_to_expired(repos) -> None:  # type: ign
 
 def test_a_hold_that_reaches_its_expiry_returns_by_itself(repos) -> None:  # type: ignore[no-untyped-def]
     catalog, credits, clock = repos
-    consumption.grant_credits("u", "G", 10, expires=None, reason="a", credits=credits, clock=clock)
-    hold = consumption.create_reservation(
+    spending.grant_credits("u", "G", 10, expires=None, reason="a", credits=credits, clock=clock)
+    hold = reservations.create_reservation(
         "u", "G", 8, expires_in_seconds=60, idempotency_key=None, catalog=catalog, credits=credits, clock=clock
     )
     clock.advance(seconds=61)
     # Read lazily releases it; a capture after expiry is refused
-    group = consumption.get_credit_group("u", "G", credits=credits, clock=clock)
+    group = balances.get_credit_group("u", "G", credits=credits, clock=clock, catalog=catalog)
     assert (group.held, group.available) == (0, 10)
     with pytest.raises(ConflictError):
-        consumption.capture_reservation("u", hold.reservation_id, None, credits=credits, clock=clock)
-    ledger = consumption.list_ledger("u", offer_group="G", limit=10, cursor=None, credits=credits).items
+        reservations.capture_reservation(
+            "u",
+            hold.reservation_id,
+            None,
+            credits=credits,
+            clock=clock,
+            catalog=catalog,
+            events=RecordingEventPublisher(),
+        )
+    ledger = balances.list_ledger("u", offer_group="G", limit=10, cursor=None, credits=credits).items
     assert [(e.kind.value, e.held, e.reason) for e in ledger][0] == ("release", -8, "hold expired")
 
 
 def test_an_expired_hold_frees_its_tokens_for_a_new_hold(repos) -> None:  # type: ignore[no-untyped-def]
     catalog, credits, clock = repos
-    consumption.grant_credits("u", "G", 5, expires=None, reason="a", credits=credits, clock=clock)
-    consumption.create_reservation(
+    spending.grant_credits("u", "G", 5, expires=None, reason="a", credits=credits, clock=clock)
+    reservations.create_reservation(
         "u", "G", 5, expires_in_seconds=10, idempotency_key=None, catalog=catalog, credits=credits, clock=clock
     )
     clock.advance(seconds=11)
-    again = consumption.create_reservation(
+    again = reservations.create_reservation(
         "u", "G", 5, expires_in_seconds=10, idempotency_key=None, catalog=catalog, credits=credits, clock=clock
     )
     assert again.count == 5
 
 
 def grant_expiring(credits, clock, group: str, tokens: int, days: float) -> None:  # type: ignore[no-untyped-def]
-    consumption.grant_credits(
+    spending.grant_credits(
         "u", group, tokens, expires=clock.now() + timedelta(days=days), reason="t", credits=credits, clock=clock
     )
 
@@ -135,8 +169,13 @@ def test_expiry_check_expires_due_groups_once_and_warns(repos) -> None:  # type:
     grant_expiring(credits, clock, "A1", 7, 10)
     grant_expiring(credits, clock, "A2", 8, 20)
     clock.advance(days=8)
-    report = consumption.check_expiry(
-        "u", warn_before_seconds=4 * 86400, low={"A2": 8, "Never": 0}, credits=credits, clock=clock
+    report = expiry_check.check_expiry(
+        "u",
+        warn_before_seconds=4 * 86400,
+        low={"A2": 8, "Never": 0},
+        credits=credits,
+        clock=clock,
+        catalog=catalog,
     )
     assert [group.offer_group for group in report.expired] == ["G1", "G2"]
     assert all(group.balance == 0 for group in report.expired)
@@ -147,11 +186,11 @@ def test_expiry_check_expires_due_groups_once_and_warns(repos) -> None:  # type:
     ]
     # Issue 12, defect 10: the groups whose lots expired are reported whoever closed them (a second check, a read,
     # the scan), as long as nothing valid is left in them; nothing expires twice.
-    again = consumption.check_expiry("u", warn_before_seconds=0, low={}, credits=credits, clock=clock)
+    again = expiry_check.check_expiry("u", warn_before_seconds=0, low={}, credits=credits, clock=clock, catalog=catalog)
     assert [group.offer_group for group in again.expired] == ["G1", "G2"] and again.warnings == []
     expired = [
         e
-        for e in consumption.list_ledger("u", offer_group=None, limit=50, cursor=None, credits=credits).items
+        for e in balances.list_ledger("u", offer_group=None, limit=50, cursor=None, credits=credits).items
         if e.kind.value == "expire"
     ]
     assert sorted((e.offer_group, e.tokens) for e in expired) == [("G1", -5), ("G2", -6)]
@@ -169,17 +208,17 @@ def test_credits_low_is_published_once_per_crossing(repos) -> None:  # type: ign
     catalog, credits, clock = repos
     catalog.put_group_policy(GroupPolicy(offer_group="G", low_threshold=5))
     events = RecordingPublisher()
-    consumption.grant_credits("u", "G", 10, expires=None, reason="t", credits=credits, clock=clock)
+    spending.grant_credits("u", "G", 10, expires=None, reason="t", credits=credits, clock=clock)
 
     def spend(count: int) -> None:
-        consumption.consume_credits(
+        spending.consume_credits(
             "u", "G", count, idempotency_key=None, catalog=catalog, credits=credits, clock=clock, events=events
         )
 
     spend(3)  # 7: above
     spend(3)  # 4: crosses
     spend(1)  # 3: still below, no new event
-    consumption.grant_credits("u", "G", 10, expires=None, reason="t", credits=credits, clock=clock)  # 13
+    spending.grant_credits("u", "G", 10, expires=None, reason="t", credits=credits, clock=clock)  # 13
     spend(8)  # 5: crosses again (at the threshold counts)
     figures = [{k: v for k, v in detail.items() if k != "eventId"} for _, detail in events.published]
     assert figures == [
@@ -196,11 +235,11 @@ def test_credits_low_on_capture(repos) -> None:  # type: ignore[no-untyped-def]
     catalog, credits, clock = repos
     catalog.put_group_policy(GroupPolicy(offer_group="G", low_threshold=2))
     events = RecordingPublisher()
-    consumption.grant_credits("u", "G", 5, expires=None, reason="t", credits=credits, clock=clock)
-    hold = consumption.create_reservation(
+    spending.grant_credits("u", "G", 5, expires=None, reason="t", credits=credits, clock=clock)
+    hold = reservations.create_reservation(
         "u", "G", 4, expires_in_seconds=60, idempotency_key=None, catalog=catalog, credits=credits, clock=clock
     )
-    consumption.capture_reservation(
+    reservations.capture_reservation(
         "u", hold.reservation_id, 4, credits=credits, clock=clock, catalog=catalog, events=events
     )
     assert [detail["balance"] for _, detail in events.published] == [1]
@@ -209,13 +248,13 @@ def test_credits_low_on_capture(repos) -> None:  # type: ignore[no-untyped-def]
 def test_a_failed_publish_does_not_undo_or_fail_the_spend(repos) -> None:  # type: ignore[no-untyped-def]
     catalog, credits, clock = repos
     catalog.put_group_policy(GroupPolicy(offer_group="G", low_threshold=5))
-    consumption.grant_credits("u", "G", 6, expires=None, reason="t", credits=credits, clock=clock)
+    spending.grant_credits("u", "G", 6, expires=None, reason="t", credits=credits, clock=clock)
 
     class Broken:
         def publish(self, events) -> None:  # type: ignore[no-untyped-def]
             raise RuntimeError("bus down")
 
-    result = consumption.consume_credits(
+    result = spending.consume_credits(
         "u", "G", 2, idempotency_key=None, catalog=catalog, credits=credits, clock=clock, events=Broken()
     )
     assert result.balance == 4
@@ -241,18 +280,23 @@ def test_usage_totals_port_seed_t06(repos) -> None:  # type: ignore[no-untyped-d
             for when, amount in zip(times, amounts, strict=True):
                 clock.current = when
                 if amount > 0:
-                    consumption.grant_credits(
-                        user, group, amount, expires=None, reason="t", credits=credits, clock=clock
-                    )
+                    spending.grant_credits(user, group, amount, expires=None, reason="t", credits=credits, clock=clock)
                 else:
-                    consumption.consume_credits(
-                        user, group, -amount, idempotency_key=None, catalog=catalog, credits=credits, clock=clock
+                    spending.consume_credits(
+                        user,
+                        group,
+                        -amount,
+                        idempotency_key=None,
+                        catalog=catalog,
+                        credits=credits,
+                        clock=clock,
+                        events=RecordingEventPublisher(),
                     )
     clock.current = now + timedelta(seconds=1)
     three_months_ago, three_weeks_ago = now - timedelta(days=91), now - timedelta(weeks=3)
 
     def totals(end: object, spent_only: bool) -> dict[str, int]:
-        return consumption.usage_totals(
+        return balances.usage_totals(
             "u",
             start=three_months_ago,
             end=end,
@@ -273,13 +317,20 @@ def test_a_soonest_expiry_left_behind_by_a_closed_lot_never_blocks_spends(repos)
     from usercredits.adapters.dynamodb.tables import CreditGroupItem
 
     catalog, credits, clock = repos
-    consumption.grant_credits("u", "G", 5, expires=None, reason="a", credits=credits, clock=clock)
+    spending.grant_credits("u", "G", 5, expires=None, reason="a", credits=credits, clock=clock)
     CreditGroupItem(pk=user_pk("u"), sk=group_sk("G")).update(
         actions=[CreditGroupItem.next_expiry.set(clock.now() + timedelta(hours=1))]
     )
     clock.advance(hours=2)
-    spent = consumption.consume_credits(
-        "u", "G", 2, idempotency_key=None, catalog=catalog, credits=credits, clock=clock
+    spent = spending.consume_credits(
+        "u",
+        "G",
+        2,
+        idempotency_key=None,
+        catalog=catalog,
+        credits=credits,
+        clock=clock,
+        events=RecordingEventPublisher(),
     )
     assert spent.balance == 3
     assert credits.group_state("u", "G").next_expiry is None  # type: ignore[union-attr]
@@ -288,21 +339,23 @@ def test_a_soonest_expiry_left_behind_by_a_closed_lot_never_blocks_spends(repos)
 def test_an_expiry_that_takes_held_tokens_cuts_the_holds_first(repos) -> None:  # type: ignore[no-untyped-def]
     # Issue 12: a hold set aside tokens of a lot that then expired; capturing it afterwards took the balance below 0.
     catalog, credits, clock = repos
-    consumption.grant_credits(
+    spending.grant_credits(
         "u", "G", 10, expires=clock.now() + timedelta(days=1), reason="a", credits=credits, clock=clock
     )
-    consumption.grant_credits("u", "G", 3, expires=None, reason="b", credits=credits, clock=clock)
-    older = consumption.create_reservation(
+    spending.grant_credits("u", "G", 3, expires=None, reason="b", credits=credits, clock=clock)
+    older = reservations.create_reservation(
         "u", "G", 5, expires_in_seconds=3 * 86400, idempotency_key=None, catalog=catalog, credits=credits, clock=clock
     )
-    newer = consumption.create_reservation(
+    newer = reservations.create_reservation(
         "u", "G", 8, expires_in_seconds=3 * 86400, idempotency_key=None, catalog=catalog, credits=credits, clock=clock
     )
     clock.advance(days=2)
     # the 10 expire: balance 3, held 13 -> 10 must be cut, newest first: the 8 go, then 2 of the 5
-    captured = consumption.capture_reservation("u", older.reservation_id, None, credits=credits, clock=clock)
+    captured = reservations.capture_reservation(
+        "u", older.reservation_id, None, credits=credits, clock=clock, catalog=catalog, events=RecordingEventPublisher()
+    )
     assert (captured.count, captured.reduced, captured.captured) == (3, 2, 3)
-    gone = consumption.get_reservation("u", newer.reservation_id, credits=credits)
+    gone = reservations.get_reservation("u", newer.reservation_id, credits=credits)
     assert (gone.status.value, gone.count, gone.reduced) == ("released", 0, 8)
-    group = consumption.get_credit_group("u", "G", credits=credits, clock=clock)
+    group = balances.get_credit_group("u", "G", credits=credits, clock=clock, catalog=catalog)
     assert (group.balance, group.held, group.available) == (0, 0, 0)

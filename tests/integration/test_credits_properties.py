@@ -19,10 +19,10 @@ from hypothesis import strategies as st
 from moto import mock_aws
 
 from tests.conftest import _reset_pynamodb_connections
-from tests.fakes import FixedClock
+from tests.fakes import FixedClock, RecordingEventPublisher
 from usercredits.adapters.dynamodb.credits import DynamoCreditsRepository
 from usercredits.adapters.dynamodb.repositories import DynamoCatalogRepository
-from usercredits.domain import consumption
+from usercredits.domain import balances, lapses, reservations, spending
 from usercredits.domain.credits import lot_remaining
 from usercredits.domain.models import GroupPolicy
 from usercredits.errors import ConflictError, InsufficientCreditsError, InvalidRequestError
@@ -49,7 +49,7 @@ operations = st.lists(
 def all_entries(credits: DynamoCreditsRepository, user: str) -> list:  # type: ignore[type-arg]
     entries, cursor = [], None
     while True:
-        page = consumption.list_ledger(user, offer_group=None, limit=7, cursor=cursor, credits=credits)
+        page = balances.list_ledger(user, offer_group=None, limit=7, cursor=cursor, credits=credits)
         entries += page.items
         cursor = page.next_cursor
         if cursor is None:
@@ -93,7 +93,7 @@ def test_ledger_invariant_holds_for_any_sequence(ops: list[tuple[str, str | None
         for kind, group, amount, days in ops:
             if kind == "grant":
                 expires = None if days is None else clock.now() + timedelta(days=days)
-                consumption.grant_credits(
+                spending.grant_credits(
                     user,
                     group,
                     amount,
@@ -104,7 +104,7 @@ def test_ledger_invariant_holds_for_any_sequence(ops: list[tuple[str, str | None
                 )
             elif kind == "consume":
                 with contextlib.suppress(InsufficientCreditsError):
-                    consumption.consume_credits(
+                    spending.consume_credits(
                         user,
                         group,
                         amount,
@@ -112,13 +112,14 @@ def test_ledger_invariant_holds_for_any_sequence(ops: list[tuple[str, str | None
                         catalog=catalog,  # type: ignore[arg-type]
                         credits=credits,
                         clock=clock,
+                        events=RecordingEventPublisher(),
                     )
             elif kind == "wait":
                 clock.advance(days=amount)
             elif kind == "hold":
                 with contextlib.suppress(InsufficientCreditsError):
                     holds.append(
-                        consumption.create_reservation(
+                        reservations.create_reservation(
                             user,
                             group,
                             amount,
@@ -132,12 +133,20 @@ def test_ledger_invariant_holds_for_any_sequence(ops: list[tuple[str, str | None
             elif kind in ("capture", "release") and holds:
                 with contextlib.suppress(ConflictError, InvalidRequestError):
                     if kind == "capture":
-                        consumption.capture_reservation(user, holds[-1], amount, credits=credits, clock=clock)
+                        reservations.capture_reservation(
+                            user,
+                            holds[-1],
+                            amount,
+                            credits=credits,
+                            clock=clock,
+                            catalog=catalog,
+                            events=RecordingEventPublisher(),
+                        )
                     else:
-                        consumption.release_reservation(user, holds[-1], credits=credits, clock=clock)
+                        reservations.release_reservation(user, holds[-1], credits=credits, clock=clock)
             elif kind == "expire":
-                consumption.expire_due_lots(user, group, credits=credits, clock=clock)  # type: ignore[arg-type]
-                consumption.list_credits(user, credits=credits, clock=clock)  # releases lapsed holds
+                lapses.expire_group(user, group, credits=credits, clock=clock, catalog=catalog)  # type: ignore[arg-type]
+                balances.list_credits(user, credits=credits, clock=clock, catalog=catalog)  # releases lapsed holds
             check_invariants(credits, user)
     _reset_pynamodb_connections()
 
@@ -145,9 +154,18 @@ def test_ledger_invariant_holds_for_any_sequence(ops: list[tuple[str, str | None
 def test_ledger_invariant_holds_across_journal_compactions(moto_tables: None) -> None:
     # Given a grant and 150 spends: the journal is compacted (more than 60 movements) several times
     catalog, credits, clock = DynamoCatalogRepository(cache_seconds=0), DynamoCreditsRepository(), FixedClock()
-    consumption.grant_credits("u", "G", 200, expires=None, reason="seed", credits=credits, clock=clock)
+    spending.grant_credits("u", "G", 200, expires=None, reason="seed", credits=credits, clock=clock)
     for _ in range(150):
-        consumption.consume_credits("u", "G", 1, idempotency_key=None, catalog=catalog, credits=credits, clock=clock)
+        spending.consume_credits(
+            "u",
+            "G",
+            1,
+            idempotency_key=None,
+            catalog=catalog,
+            credits=credits,
+            clock=clock,
+            events=RecordingEventPublisher(),
+        )
     # Then the group item keeps a short journal, and the whole history still adds up
     state = credits.group_state("u", "G")
     assert state is not None and len(state.journal) <= 60 and state.journal_first_seq > 1

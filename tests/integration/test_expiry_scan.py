@@ -21,8 +21,8 @@ from usercredits.adapters.dynamodb.credits import DynamoCreditsRepository
 from usercredits.adapters.dynamodb.expiry import DynamoExpiryIndex
 from usercredits.adapters.dynamodb.repositories import DynamoCatalogRepository
 from usercredits.adapters.events import EventBridgePublisher
-from usercredits.domain import consumption
-from usercredits.domain.expiry import ScanReport, Unlimited, scan_expiry
+from usercredits.domain import balances, expiry_check, reservations, spending
+from usercredits.domain.expiry_scan import ScanReport, Unlimited, scan_expiry
 from usercredits.domain.models import DomainEvent, GroupPolicy, LedgerKind
 
 DAY = 86400
@@ -81,14 +81,14 @@ class World:
 
     def grant(self, user: str, group: str, tokens: int, expires_in: timedelta | None) -> str:
         expires = self.clock.now() + expires_in if expires_in else None
-        entry = consumption.grant_credits(
+        entry = spending.grant_credits(
             user, group, tokens, expires=expires, reason="t", credits=self.credits, clock=self.clock
         )
         assert entry.lot_id is not None
         return entry.lot_id
 
     def consume(self, user: str, group: str, count: int, events: Any = None) -> None:
-        consumption.consume_credits(
+        spending.consume_credits(
             user,
             group,
             count,
@@ -104,7 +104,7 @@ class World:
         return state.balance if state else 0
 
     def ledger(self, user: str) -> list[Any]:
-        return consumption.list_ledger(user, offer_group=None, limit=200, cursor=None, credits=self.credits).items
+        return balances.list_ledger(user, offer_group=None, limit=200, cursor=None, credits=self.credits).items
 
 
 @pytest.fixture
@@ -212,7 +212,7 @@ def test_a_lot_a_read_expired_first_is_not_expired_again(world: World) -> None:
     # Given a due lot that a read closed before the scan ran (CreditsExpired went to the outbox with it)
     world.grant("u", "G", 5, timedelta(hours=1))
     world.clock.advance(hours=2)
-    consumption.list_credits("u", credits=world.credits, clock=world.clock)
+    balances.list_credits("u", credits=world.credits, clock=world.clock, catalog=world.catalog)
     # When the scan runs
     report = world.scan()
     # Then it finds nothing left to do, and the fact was told once
@@ -222,7 +222,7 @@ def test_a_lot_a_read_expired_first_is_not_expired_again(world: World) -> None:
 
 def test_a_lapsed_hold_is_released_by_the_scan(world: World) -> None:
     world.grant("u", "G", 10, None)
-    consumption.create_reservation(
+    reservations.create_reservation(
         "u",
         "G",
         8,
@@ -522,11 +522,11 @@ def test_an_expiry_made_by_a_read_or_a_spend_also_writes_credits_low(world: Worl
     # When a read, a spend or the per-user check closes the lots
     deps: dict[str, Any] = {"credits": world.credits, "clock": world.clock, "catalog": world.catalog}
     if how == "read":
-        consumption.list_credits("u", **deps)
+        balances.list_credits("u", **deps)
     elif how == "spend":
         world.consume("u", "G", 1)
     else:
-        consumption.check_expiry("u", warn_before_seconds=0, low={}, **deps)
+        expiry_check.check_expiry("u", warn_before_seconds=0, low={}, **deps)
     # Then the expiry's CreditsLow is in the outbox once (balance 3: before the spend of 1)
     assert low_in_outbox() == [(3, 5)]
     # And the scan, coming later, has nothing left to expire or to send
@@ -551,9 +551,7 @@ def test_handler_runs_the_scan_and_reports_metrics(
     # Given a lot that expired yesterday (granted with a clock in the past)
     credits = DynamoCreditsRepository()
     past = FixedClock(datetime.now(UTC) - timedelta(days=3))
-    consumption.grant_credits(
-        "u", "G", 9, expires=past.now() + timedelta(days=2), reason="t", credits=credits, clock=past
-    )
+    spending.grant_credits("u", "G", 9, expires=past.now() + timedelta(days=2), reason="t", credits=credits, clock=past)
     # When the scheduled event arrives
     result = handler.lambda_handler(load_event("expiry_scan/scheduled.json"), lambda_context)
     # Then the lot expired, and the run's figures are metrics

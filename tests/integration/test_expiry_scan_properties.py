@@ -23,9 +23,9 @@ from tests.integration.test_expiry_scan import RecordingPublisher, expired_in_ou
 from usercredits.adapters.dynamodb.credits import DynamoCreditsRepository
 from usercredits.adapters.dynamodb.expiry import DynamoExpiryIndex
 from usercredits.adapters.dynamodb.repositories import DynamoCatalogRepository
-from usercredits.domain import consumption
+from usercredits.domain import balances, reservations, spending
 from usercredits.domain.credits import lot_remaining
-from usercredits.domain.expiry import Unlimited, scan_expiry
+from usercredits.domain.expiry_scan import Unlimited, scan_expiry
 from usercredits.domain.models import LedgerKind
 from usercredits.errors import InsufficientCreditsError
 
@@ -82,7 +82,7 @@ def test_a_scan_takes_exactly_the_unused_tokens_of_each_due_lot_once(
             )
             expired = {
                 e.lot_id: -e.tokens
-                for e in consumption.list_ledger(user, offer_group=None, limit=200, cursor=None, credits=credits).items
+                for e in balances.list_ledger(user, offer_group=None, limit=200, cursor=None, credits=credits).items
                 if e.kind is LedgerKind.EXPIRE and e.lot_id in unused
             }
             for lot_id, left in unused.items():
@@ -93,7 +93,7 @@ def test_a_scan_takes_exactly_the_unused_tokens_of_each_due_lot_once(
 
         for kind, group, amount, extra in ops:
             if kind == "grant" and group is not None:
-                lot_id = consumption.grant_credits(
+                lot_id = spending.grant_credits(
                     user,
                     group,
                     amount,
@@ -106,12 +106,19 @@ def test_a_scan_takes_exactly_the_unused_tokens_of_each_due_lot_once(
                 tokens[lot_id] = amount
             elif kind == "consume" and group is not None:
                 with contextlib.suppress(InsufficientCreditsError):
-                    consumption.consume_credits(
-                        user, group, amount, idempotency_key=None, catalog=catalog, credits=credits, clock=clock
+                    spending.consume_credits(
+                        user,
+                        group,
+                        amount,
+                        idempotency_key=None,
+                        catalog=catalog,
+                        credits=credits,
+                        clock=clock,
+                        events=events,
                     )
             elif kind == "hold" and group is not None:
                 with contextlib.suppress(InsufficientCreditsError):
-                    consumption.create_reservation(
+                    reservations.create_reservation(
                         user,
                         group,
                         amount,

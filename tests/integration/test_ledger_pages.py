@@ -13,7 +13,7 @@ import pytest
 
 from tests.integration.test_expiry_scan import World
 from usercredits.adapters.dynamodb.credits import JOURNAL_MAX
-from usercredits.domain import consumption
+from usercredits.domain import balances
 from usercredits.domain.models import LedgerEntry
 
 
@@ -25,7 +25,7 @@ def world(moto_tables: None) -> World:
 def pages(world: World, user: str, group: str | None, limit: int) -> list[list[LedgerEntry]]:
     found, cursor = [], None
     while True:
-        page = consumption.list_ledger(user, offer_group=group, limit=limit, cursor=cursor, credits=world.credits)
+        page = balances.list_ledger(user, offer_group=group, limit=limit, cursor=cursor, credits=world.credits)
         found.append(page.items)
         cursor = page.next_cursor
         if cursor is None:
@@ -50,7 +50,9 @@ def test_one_groups_pages_hold_exactly_its_entries_newest_first_journal_and_arch
         world.consume("u", "Busy", 1)
         if index % 9 == 0:
             world.consume("u", "Quiet", 1)
-    consumption.list_credits("u", credits=world.credits, clock=world.clock)  # a read compacts long journals
+    balances.list_credits(
+        "u", credits=world.credits, clock=world.clock, catalog=world.catalog
+    )  # a read compacts long journals
     stored = archived("u")
     assert stored and all(item["groupEntry"]["S"].startswith(item["offerGroup"]["S"] + "#") for item in stored)
 
@@ -69,15 +71,15 @@ def test_a_compaction_between_two_pages_loses_and_repeats_nothing(world: World) 
     world.grant("u", "G", 1_000, None)
     for _ in range(JOURNAL_MAX - 5):
         world.consume("u", "G", 1)
-    first = consumption.list_ledger("u", offer_group="G", limit=10, cursor=None, credits=world.credits)
+    first = balances.list_ledger("u", offer_group="G", limit=10, cursor=None, credits=world.credits)
     # More spends push the journal past its length; a read compacts it before the next page
     for _ in range(20):
         world.consume("u", "G", 1)
-    consumption.list_credits("u", credits=world.credits, clock=world.clock)
+    balances.list_credits("u", credits=world.credits, clock=world.clock, catalog=world.catalog)
     assert archived("u")
     rest, cursor = [], first.next_cursor
     while cursor:
-        page = consumption.list_ledger("u", offer_group="G", limit=10, cursor=cursor, credits=world.credits)
+        page = balances.list_ledger("u", offer_group="G", limit=10, cursor=cursor, credits=world.credits)
         rest += page.items
         cursor = page.next_cursor
     ids = [entry.entry_id for entry in first.items + rest]

@@ -19,7 +19,7 @@ from tests.lifecycle.driver import API_KEY
 from tests.lifecycle.machine import REACHED, LifecycleMachine
 from tests.stripe_fake import FakeStripe
 from usercredits.adapters.dynamodb import credits as credits_adapter
-from usercredits.domain import consumption, lot_expiry, reversal
+from usercredits.domain import lapses, lot_expiry, reversal
 
 #: States the CI run must reach (in at least one example each), or the harness stopped exploring what matters.
 MUST_REACH = (
@@ -87,7 +87,7 @@ def test_the_money_lifecycle_in_tiny_transactions(fake_stripe: FakeStripe, monke
         return fit
 
     fitted_before = reversal._fitted  # noqa: SLF001 - observed, not replaced
-    monkeypatch.setattr(consumption, "plan_closing_step", plan_step)
+    monkeypatch.setattr(lapses, "plan_closing_step", plan_step)
     monkeypatch.setattr(reversal, "_fitted", fitted)
     name = os.environ.get("LIFECYCLE_PROFILE", "ci")
     profile = PROFILES[name] if name != "ci" else {**PROFILES["ci"], "max_examples": 12}

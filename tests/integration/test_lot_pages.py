@@ -19,7 +19,7 @@ import pytest
 from tests.integration.test_expiry_scan import World
 from usercredits.adapters.dynamodb import credits as credits_adapter
 from usercredits.adapters.dynamodb.repositories import encode_cursor
-from usercredits.domain import consumption
+from usercredits.domain import balances
 from usercredits.domain.credits import CreditGroup
 from usercredits.errors import InvalidRequestError
 
@@ -50,11 +50,13 @@ def expected_remaining(lots: list[Granted], drawn: int) -> list[tuple[str, int]]
 
 def every_lot(world: World, user: str, group: str) -> tuple[list[CreditGroup], list[tuple[str, int]]]:
     """The group as ``GET /credits/{group}`` shows it, then every page behind its cursor: the pages and the lots."""
-    pages = [consumption.get_credit_group(user, group, credits=world.credits, clock=world.clock)]
+    pages = [balances.get_credit_group(user, group, credits=world.credits, clock=world.clock, catalog=world.catalog)]
     while pages[-1].lots_cursor:
         cursor = pages[-1].lots_cursor
         pages.append(
-            consumption.get_credit_group(user, group, credits=world.credits, clock=world.clock, lots_after=cursor)
+            balances.get_credit_group(
+                user, group, credits=world.credits, clock=world.clock, lots_after=cursor, catalog=world.catalog
+            )
         )
     return pages, [(lot.lot_id, lot.remaining) for page in pages for lot in page.lots]
 
@@ -86,7 +88,7 @@ def test_a_group_shows_its_first_lots_in_burn_order_and_the_cursor_pages_the_res
     total = sum(lot.tokens for lot in lots)
 
     # When the credits are read
-    [group] = consumption.list_credits("u", credits=world.credits, clock=world.clock)
+    [group] = balances.list_credits("u", credits=world.credits, clock=world.clock, catalog=world.catalog)
 
     # Then the group shows its balance and its first lots, in burn order, with what remains of each
     expected = expected_remaining(lots, 60)
@@ -105,7 +107,7 @@ def test_a_page_read_after_the_group_changed_is_still_exact(world: World) -> Non
     # Given a cursor to the second page, with 7 tokens spent (all from the first page)
     lots = grant_many(world, "u", 30, seed=2)
     world.consume("u", "G", 7)
-    first = consumption.get_credit_group("u", "G", credits=world.credits, clock=world.clock)
+    first = balances.get_credit_group("u", "G", credits=world.credits, clock=world.clock, catalog=world.catalog)
     assert first.lots_cursor is not None
     ahead = sum(lot.tokens for lot in first.lots)
 
@@ -115,8 +117,8 @@ def test_a_page_read_after_the_group_changed_is_still_exact(world: World) -> Non
     soonest = world.grant("u", "G", 4, timedelta(days=1))
     lots.append(Granted(soonest, 4, world.clock.now() + timedelta(days=1), world.clock.now()))
     world.consume("u", "G", ahead + 2 - 7)
-    after = consumption.get_credit_group(
-        "u", "G", credits=world.credits, clock=world.clock, lots_after=first.lots_cursor
+    after = balances.get_credit_group(
+        "u", "G", credits=world.credits, clock=world.clock, lots_after=first.lots_cursor, catalog=world.catalog
     )
 
     # Then the page shows the lots after the cursor with what remains of them now: still untouched (the 4 tokens
@@ -134,7 +136,7 @@ def test_closed_lots_leave_the_group_range_and_are_kept_by_id(world: World) -> N
 
     # When they expire (a read closes them)
     world.clock.advance(days=2)
-    [group] = consumption.list_credits("u", credits=world.credits, clock=world.clock)
+    [group] = balances.list_credits("u", credits=world.credits, clock=world.clock, catalog=world.catalog)
 
     # Then the group shows the lot left, and its range holds nothing else: the closed lots are out of it
     assert (group.balance, [lot.lot_id for lot in group.lots], group.lots_cursor) == (3, [keeps], None)
@@ -150,14 +152,18 @@ def test_closed_lots_leave_the_group_range_and_are_kept_by_id(world: World) -> N
 def test_lot_cursors_that_were_not_made_for_this_group_are_refused(world: World) -> None:
     grant_many(world, "u", SHOWN + 2, seed=3)
     grant_many(world, "u", 1, seed=4)
-    cursor = consumption.get_credit_group("u", "G", credits=world.credits, clock=world.clock).lots_cursor
+    cursor = balances.get_credit_group(
+        "u", "G", credits=world.credits, clock=world.clock, catalog=world.catalog
+    ).lots_cursor
     assert cursor is not None
     other_group = cursor_for("CREDIT#H#LOT#1", before=0, version=1)
     too_long = cursor_for("CREDIT#G#LOT#" + "1" * 1100, before=0, version=1)  # no key is that long
     negative = cursor_for("CREDIT#G#LOT#1", before=-1, version=1)
     for bad in ("garbage", other_group, negative, cursor_for("ORDER#x"), too_long):
         with pytest.raises(InvalidRequestError):
-            consumption.get_credit_group("u", "G", credits=world.credits, clock=world.clock, lots_after=bad)
+            balances.get_credit_group(
+                "u", "G", credits=world.credits, clock=world.clock, lots_after=bad, catalog=world.catalog
+            )
 
 
 # --- through the handler ---------------------------------------------------------------------------------------------

@@ -15,10 +15,11 @@ from typing import Any
 import boto3
 import pytest
 
+from tests.fakes import RecordingEventPublisher
 from tests.integration.test_expiry_scan import World
 from usercredits.adapters.dynamodb.credits import DynamoCreditsRepository
 from usercredits.adapters.dynamodb.repositories import IDEMPOTENCY_TTL
-from usercredits.domain import consumption
+from usercredits.domain import balances, reservations
 from usercredits.domain.models import LedgerKind, Movement, Reservation, ReservationStatus
 from usercredits.errors import ConflictError
 
@@ -176,7 +177,7 @@ def world(moto_tables: None) -> World:
 
 
 def _hold(world: World, count: int, seconds: int = 60) -> Reservation:
-    return consumption.create_reservation(
+    return reservations.create_reservation(
         "u",
         "G",
         count,
@@ -192,7 +193,7 @@ def test_a_lapsed_hold_released_by_a_read_leaves_the_credit_range(world: World) 
     lapsed = _hold(world, 8).reservation_id
     world.clock.advance(seconds=61)
     # When the credits are read after the hold lapsed
-    [group] = consumption.list_credits("u", credits=world.credits, clock=world.clock)
+    [group] = balances.list_credits("u", credits=world.credits, clock=world.clock, catalog=world.catalog)
     # Then it was released, and its item moved out of the range the read Query covers, and out of the index
     assert (group.balance, group.held, group.available) == (10, 0, 10)
     assert kinds(credit_range("u")) == Counter({"creditGroup": 1, "lot": 1})
@@ -202,8 +203,16 @@ def test_a_lapsed_hold_released_by_a_read_leaves_the_credit_range(world: World) 
     assert (release.kind, release.held, release.reason) == (LedgerKind.RELEASE, -8, "hold expired")
     # and a late capture is refused as before (409), a late release answers the release
     with pytest.raises(ConflictError):
-        consumption.capture_reservation("u", lapsed, None, credits=world.credits, clock=world.clock)
-    again = consumption.release_reservation("u", lapsed, credits=world.credits, clock=world.clock)
+        reservations.capture_reservation(
+            "u",
+            lapsed,
+            None,
+            credits=world.credits,
+            clock=world.clock,
+            catalog=world.catalog,
+            events=RecordingEventPublisher(),
+        )
+    again = reservations.release_reservation("u", lapsed, credits=world.credits, clock=world.clock)
     assert again.status is ReservationStatus.RELEASED
 
 
@@ -211,7 +220,15 @@ def test_a_capture_of_a_lapsed_hold_releases_and_moves_it(world: World) -> None:
     lapsed = _hold(world, 3).reservation_id
     world.clock.advance(seconds=61)
     with pytest.raises(ConflictError):
-        consumption.capture_reservation("u", lapsed, None, credits=world.credits, clock=world.clock)
+        reservations.capture_reservation(
+            "u",
+            lapsed,
+            None,
+            credits=world.credits,
+            clock=world.clock,
+            catalog=world.catalog,
+            events=RecordingEventPublisher(),
+        )
     assert open_hold_ids("u") == set()
     assert_settled_copy(settled("u")[lapsed], "released", 0)
 
@@ -263,7 +280,7 @@ def test_get_hold_finds_open_then_settled_holds_and_none_for_unknown_ids(world: 
     reservation = _hold(world, 2)
     found = world.credits.get_hold("u", reservation.reservation_id)
     assert found is not None and found.status is ReservationStatus.HELD
-    consumption.release_reservation("u", reservation.reservation_id, credits=world.credits, clock=world.clock)
+    reservations.release_reservation("u", reservation.reservation_id, credits=world.credits, clock=world.clock)
     found = world.credits.get_hold("u", reservation.reservation_id)
     assert found is not None and (found.status, found.count) == (ReservationStatus.RELEASED, 2)
     assert world.credits.get_hold("u", UNKNOWN_ID) is None

@@ -15,17 +15,8 @@ from hypothesis import strategies as st
 
 from tests.fakes import FixedClock
 from usercredits.adapters.events import EventBridgePublisher
-from usercredits.domain.expiry import (
-    IndexedLot,
-    IndexEntry,
-    IndexPage,
-    LowMark,
-    ScanState,
-    Unlimited,
-    bound_key,
-    hour_of,
-    scan_expiry,
-)
+from usercredits.domain.expiry_index import IndexedLot, IndexEntry, IndexPage, LowMark, ScanState, bound_key, hour_of
+from usercredits.domain.expiry_scan import Unlimited, scan_expiry
 from usercredits.domain.lot_expiry import expiry_events
 from usercredits.domain.models import DomainEvent, GroupPolicy, GroupState, LedgerKind, Lot, Movement
 from usercredits.domain.ports import CreditSnapshot

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from usercredits.domain.credits import HoldCut, burn_order, cut_holds, cut_movement, lot_remaining
+from usercredits.domain.events import credits_expired, crossed_low
 from usercredits.domain.ids import new_ulid
 from usercredits.domain.models import (
     MAX_TRANSACTION_ACTIONS,
@@ -76,27 +77,9 @@ def expiry_events(
         if movement.kind is not LedgerKind.EXPIRE or movement.tokens >= 0:
             continue
         balance += movement.tokens
-        when = expires.get(movement.lot_id or "")
-        detail: dict[str, object] = {
-            "userId": user_id,
-            "offerGroup": state.offer_group,
-            "lotId": movement.lot_id,
-            "orderId": movement.order_id,
-            "tokens": -movement.tokens,
-            "expires": when.isoformat() if when else None,
-            "balance": balance,
-            "entryId": movement.entry_id,
-        }
-        events.append(DomainEvent("CreditsExpired", detail))
-    if low_threshold is not None and state.balance > low_threshold >= balance:
-        low: dict[str, object] = {
-            "userId": user_id,
-            "offerGroup": state.offer_group,
-            "balance": balance,
-            "threshold": low_threshold,
-        }
-        events.append(DomainEvent("CreditsLow", low))
-    return events
+        expired = credits_expired(user_id, state.offer_group, movement, expires.get(movement.lot_id or ""), balance)
+        events.append(expired)
+    return [*events, *crossed_low(user_id, state.offer_group, low_threshold, state.balance, balance)]
 
 
 def due_lots(lots: Sequence[Lot], offer_group: str, now: datetime) -> list[Lot]:

@@ -10,12 +10,12 @@ from datetime import datetime
 from usercredits.domain import catalog as catalog_rules
 from usercredits.domain import limits
 from usercredits.domain.cycles import MAX_START_AHEAD, MAX_TIME, MAX_WINDOW
+from usercredits.domain.events import payment_failed
 from usercredits.domain.ids import new_ulid
 from usercredits.domain.models import (
     MAX_BUNDLE_ITEMS,
     MAX_ORDER_QUANTITY,
     Caller,
-    DomainEvent,
     GroupState,
     HistoryEntry,
     IntentFigures,
@@ -518,24 +518,10 @@ def _refuse_ungrantable(order: Order, *, orders: OrderRepository, clock: Clock) 
     """Move an order that cannot be granted to ``inconsistent`` with ``PaymentFailed`` (as the payment code does for
     an amount that does not match); the order as it is then, or None when it changed meanwhile (read it again)."""
     message = _too_many_items(f"order {order.order_id!r}", len(order.combined_items), "its payment goes back")
-    event = _cannot_be_granted(order, message)
+    event = payment_failed(order, OrderStatus.INCONSISTENT, message)
     if not orders.change_status(order, OrderStatus.INCONSISTENT, message, clock.now(), None, [event]):
         return None
     return orders.get_order(order.user_id, order.order_id) or order
-
-
-def _cannot_be_granted(order: Order, message: str) -> DomainEvent:
-    """``PaymentFailed`` for an order that becomes ``inconsistent`` because it cannot be granted."""
-    detail: dict[str, object] = {
-        "userId": order.user_id,
-        "orderId": order.order_id,
-        "offerGroup": order.offer_group,
-        "status": OrderStatus.INCONSISTENT.value,
-        "reason": message,
-        "amount": order.total.amount,
-        "currency": order.total.currency,
-    }
-    return DomainEvent("PaymentFailed", detail)
 
 
 def paying_with(order: Order, intent_id: str | None) -> Order:

@@ -18,9 +18,9 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+from usercredits.domain.events import payment_failed, payment_refunded
 from usercredits.domain.models import (
     Caller,
-    DomainEvent,
     HistoryEntry,
     IntentFigures,
     IntentState,
@@ -229,7 +229,7 @@ def _refund_payment(order: Order, intent: IntentState, record: IdempotencyRecord
                 "updated_at": now,
             }
         )
-        event = _payment_refunded_event(order, intent, refunded)
+        event = payment_refunded(order, intent, refunded)
         if ports.orders.record_payment(updated, read=order, idempotency=record, events=[event]):
             return "refunded"
         latest = ports.orders.get_order(order.user_id, order.order_id)
@@ -243,7 +243,7 @@ def _move(order: Order, status: OrderStatus, message: str, record: IdempotencyRe
     for _ in range(3):
         if order.status not in _FROM[status]:
             return "unchanged"  # already further along (or a redelivery): forward only
-        events = [_payment_failed_event(order, status, message)] if status in _FAILED else []
+        events = [payment_failed(order, status, message)] if status in _FAILED else []
         if ports.orders.change_status(order, status, message, ports.clock.now(), record, events):
             return status.value
         latest = ports.orders.get_order(order.user_id, order.order_id)
@@ -251,31 +251,3 @@ def _move(order: Order, status: OrderStatus, message: str, record: IdempotencyRe
             return "unchanged"  # what caused it was recorded already
         order = latest
     return "unchanged"
-
-
-def _payment_failed_event(order: Order, status: OrderStatus, message: str) -> DomainEvent:
-    detail: dict[str, object] = {
-        "userId": order.user_id,
-        "orderId": order.order_id,
-        "offerGroup": order.offer_group,
-        "status": status.value,
-        "reason": message,
-        "amount": order.total.amount,
-        "currency": order.total.currency,
-    }
-    return DomainEvent("PaymentFailed", detail)
-
-
-def _payment_refunded_event(order: Order, intent: IntentState, refund_id: str) -> DomainEvent:
-    """``PaymentRefunded``: a payment that paid nothing went back to the buyer in full."""
-    detail: dict[str, object] = {
-        "userId": order.user_id,
-        "orderId": order.order_id,
-        "offerGroup": order.offer_group,
-        "paymentIntentId": intent.payment_intent_id,
-        "refundId": refund_id,
-        "amount": intent.amount_received,
-        "currency": intent.currency.lower(),
-        "reason": f"the order is {order.status.value}",
-    }
-    return DomainEvent("PaymentRefunded", detail)

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 from usercredits.domain.credits import HoldCut
+from usercredits.domain.expiry_index import IndexedLot, IndexPage, LowMark, ScanState
 from usercredits.domain.models import (
     DomainEvent,
     GroupPolicy,
@@ -164,10 +165,6 @@ class CreditsRepository(Protocol):
 
     def find_entry(self, user_id: str, offer_group: str, entry_id: str) -> LedgerEntry | None:
         """One movement of a group, wherever it is kept (journal or archive)."""
-        ...
-
-    def compact_if_long(self, user_id: str, state: GroupState) -> None:
-        """Archive the oldest journal movements if the journal is long (best effort)."""
         ...
 
     def add_lot(
@@ -351,4 +348,44 @@ class PaymentGateway(Protocol):
     def refund_payment(self, intent_id: str, *, idempotency_key: str, metadata: dict[str, str]) -> str | None:
         """Refund what is left of a succeeded intent's payment; the refund's id, or None when nothing was left
         (refunded already). The same ``idempotency_key`` never refunds twice."""
+        ...
+
+
+class ExpiryIndex(Protocol):
+    def begin(self, run_id: str, now: datetime, lease_until: datetime) -> ScanState | None:
+        """Take the scan's lease (free, or expired) until ``lease_until`` and return the saved cursors; None when
+        another run holds it."""
+        ...
+
+    def finish(self, run_id: str, state: ScanState, now: datetime) -> bool:
+        """Save the cursors and give the lease back; False (nothing saved) when this run no longer holds it."""
+        ...
+
+    def read(
+        self, hour: datetime, *, after: str | None, until: datetime, limit: int, not_warned: int | None = None
+    ) -> IndexPage:
+        """One request's worth of the bucket ``hour``: keys after ``after`` and at or before ``until``, in order
+        (with ``not_warned``: only lots not marked warned for that window)."""
+        ...
+
+    def mark_warned(self, warned: Sequence[tuple[IndexedLot, int]]) -> list[bool]:
+        """Record each (lot, window) as warned, conditional on the lot still being in the index unwarned for it;
+        per pair, False when the condition failed (already recorded, or the lot closed)."""
+        ...
+
+    def clear_low(self, marks: Sequence[LowMark]) -> list[bool]:
+        """Take the groups out of the index, each conditional on its mark being the one read."""
+        ...
+
+
+class BatchPublisher(Protocol):
+    def publish_each(self, events: list[DomainEvent]) -> list[bool]:
+        """Publish the events (retrying rejected ones); per event, whether the bus accepted it. Never raises for a
+        rejected event."""
+        ...
+
+
+class Budget(Protocol):
+    def exhausted(self) -> bool:
+        """True when the run should take no more work (its time is running short)."""
         ...

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from usercredits.domain.consumption import catch_up
+from usercredits.domain.lapses import catch_up
 from usercredits.domain.models import Order
 from usercredits.domain.ports import (
     CatalogRepository,

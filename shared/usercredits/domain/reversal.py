@@ -40,6 +40,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from usercredits.domain.credits import HoldCut, cut_holds, cut_movement
+from usercredits.domain.events import credits_restored, credits_revoked, with_detail
 from usercredits.domain.ids import new_ulid
 from usercredits.domain.limits import with_slot
 from usercredits.domain.models import (
@@ -57,7 +58,7 @@ from usercredits.domain.models import (
     OrderStatus,
     Reservation,
 )
-from usercredits.domain.settlement import add_purchase, credits_granted_event, withdraw_purchase
+from usercredits.domain.settlement import add_purchase, withdraw_purchase
 
 #: Orders whose credits were granted: money going back takes credits back from them.
 GRANTED = frozenset({OrderStatus.PAID, OrderStatus.EXPIRED, OrderStatus.REFUNDED})
@@ -323,7 +324,7 @@ def _with_debt(event: DomainEvent, groups: dict[str, GroupChange]) -> DomainEven
     change = groups.get(str(event.detail.get("offerGroup")))
     if event.kind != "CreditsRevoked" or change is None:
         return event
-    return DomainEvent(event.kind, {**event.detail, "debt": max(-(change.before.balance + change.balance), 0)})
+    return with_detail(event, {"debt": max(-(change.before.balance + change.balance), 0)})
 
 
 def _revoke_lots(
@@ -471,17 +472,5 @@ def _with_status(order: Order, read: Order, now: datetime) -> Order:
 def _event(order: Order, owed: OwedLot, movement: Movement, change: LotChange) -> DomainEvent:
     if movement.tokens > 0:
         restored = change.lot.model_copy(update={"revoked": change.revoked})
-        granted = credits_granted_event(order.user_id, restored, reason=movement.reason)
-        return DomainEvent(granted.kind, {**granted.detail, "tokens": movement.tokens, "restored": True})
-    detail: dict[str, object] = {
-        "userId": order.user_id,
-        "offerGroup": owed.offer_group,
-        "orderId": order.order_id,
-        "lotId": owed.lot_id,
-        "tokens": -movement.tokens,
-        "refundedAmount": order.refunded_amount,
-        "disputedAmount": order.disputed_amount,
-        "currency": order.total.currency,
-        "reason": movement.reason,
-    }
-    return DomainEvent("CreditsRevoked", detail)
+        return credits_restored(order.user_id, restored, movement.tokens, movement.reason)
+    return credits_revoked(order, owed.offer_group, owed.lot_id, -movement.tokens, movement.reason)

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from usercredits.domain.cycles import cycle_end
+from usercredits.domain.events import credits_granted, order_paid
 from usercredits.domain.ids import new_ulid
 from usercredits.domain.limits import with_slot
 from usercredits.domain.models import (
@@ -211,37 +212,8 @@ def settle_order(order: Order, windows: dict[str, GroupState], now: datetime, me
         windows_before=before,
         lots=lots,
         grants=grants,
-        events=[order_paid_event(paid), *(credits_granted_event(order.user_id, lot) for lot in lots)],
+        events=[order_paid(paid), *(credits_granted(order.user_id, lot) for lot in lots)],
     )
-
-
-def order_paid_event(order: Order) -> DomainEvent:
-    """``OrderPaid``: the order, what it cost and which group it credits."""
-    detail: dict[str, object] = {
-        "userId": order.user_id,
-        "orderId": order.order_id,
-        "offerId": order.offer_id,
-        "offerGroup": order.offer_group,
-        "amount": order.total.amount,
-        "currency": order.total.currency,
-        "tokens": order.total_tokens,
-    }
-    return DomainEvent("OrderPaid", detail)
-
-
-def credits_granted_event(user_id: str, lot: Lot, reason: str | None = None) -> DomainEvent:
-    """``CreditsGranted``: one lot's tokens added to its group (``reason`` says why when it is not a purchase)."""
-    detail: dict[str, object] = {
-        "userId": user_id,
-        "offerGroup": lot.offer_group,
-        "orderId": lot.order_id,
-        "lotId": lot.lot_id,
-        "tokens": lot.effective_tokens,
-        "expires": lot.expires.isoformat() if lot.expires else None,
-    }
-    if reason:
-        detail["reason"] = reason
-    return DomainEvent("CreditsGranted", detail)
 
 
 def _child_order(

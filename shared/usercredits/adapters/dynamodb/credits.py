@@ -191,13 +191,15 @@ class DynamoCreditsRepository:
         snapshot = CreditSnapshot()
         if offer_group is None:
             self._read_range(user_id, snapshot, CREDITS_FIRST, CREDITS_END, consistent=True, shown=shown)
-            return snapshot
-        if lots_after is None:
-            lower, upper = group_sk(offer_group), group_range_end(offer_group)
-            self._read_range(user_id, snapshot, lower, upper, consistent=True, shown=shown, page_size=shown + 2)
         else:
-            self._read_lots_after(user_id, snapshot, offer_group, lots_after, shown)
-        self._add_group_holds(user_id, snapshot, offer_group, consistent=True)
+            if lots_after is None:
+                lower, upper = group_sk(offer_group), group_range_end(offer_group)
+                self._read_range(user_id, snapshot, lower, upper, consistent=True, shown=shown, page_size=shown + 2)
+            else:
+                self._read_lots_after(user_id, snapshot, offer_group, lots_after, shown)
+            self._add_group_holds(user_id, snapshot, offer_group, consistent=True)
+        for state in snapshot.groups.values():
+            self.compact_if_long(user_id, state)  # holds and releases do not compact; reads catch up for them
         return snapshot
 
     def _read_range(
@@ -240,7 +242,7 @@ class DynamoCreditsRepository:
         tokens before the page come from the cursor, or (when the group's lots changed since: its version moved) from
         a Query of the lots before it, so what remains of each lot is exact either way."""
         after, before, version = _decode_lots_cursor(cursor, group_lots_prefix(group))
-        state = self.group_state(user_id, group)
+        state = self._read_group(user_id, group)
         if state is None:
             return
         snapshot.groups[group] = state
@@ -322,7 +324,7 @@ class DynamoCreditsRepository:
                     condition=_spend_condition(reservation.count, floor, now),
                 )
         except ConditionFailedError as failed:
-            raise SpendRefusedError(self.group_state(user_id, reservation.offer_group)) from failed
+            raise SpendRefusedError(self._read_group(user_id, reservation.offer_group)) from failed
 
     @translate_errors
     def finish_hold(self, user_id: str, before: Reservation, after: Reservation, movement: Movement) -> bool:
@@ -354,12 +356,20 @@ class DynamoCreditsRepository:
                 )
         except ConditionFailedError as failed:
             if hold_sk(before.reservation_id) not in failed.sort_keys:  # only the group's: a lot past its expiry
-                raise SpendRefusedError(self.group_state(user_id, before.offer_group)) from failed
+                raise SpendRefusedError(self._read_group(user_id, before.offer_group)) from failed
             return False
         return True
 
     @translate_errors
     def group_state(self, user_id: str, offer_group: str) -> GroupState | None:
+        """The group as it is now (one consistent GetItem); a long journal is compacted on the way (the use cases
+        read the group after the writes that grow it)."""
+        state = self._read_group(user_id, offer_group)
+        if state is not None:
+            self.compact_if_long(user_id, state)
+        return state
+
+    def _read_group(self, user_id: str, offer_group: str) -> GroupState | None:
         try:
             item = CreditGroupItem.get(user_pk(user_id), group_sk(offer_group), consistent_read=True)
         except DoesNotExist:
@@ -392,7 +402,7 @@ class DynamoCreditsRepository:
                 key.update(actions=actions, condition=condition)
             except UpdateError as exc:
                 if condition_failed(exc):
-                    raise SpendRefusedError(self.group_state(user_id, offer_group)) from exc
+                    raise SpendRefusedError(self._read_group(user_id, offer_group)) from exc
                 raise
             state = item_to_group_state(key)
         else:
@@ -400,14 +410,15 @@ class DynamoCreditsRepository:
                 with IdempotentTransaction(user_id, idempotency) as transaction:
                     transaction.update(key, actions=actions, condition=condition)
             except ConditionFailedError as failed:
-                raise SpendRefusedError(self.group_state(user_id, offer_group)) from failed
-            state = self.group_state(user_id, offer_group) or GroupState(offer_group=offer_group)
+                raise SpendRefusedError(self._read_group(user_id, offer_group)) from failed
+            state = self._read_group(user_id, offer_group) or GroupState(offer_group=offer_group)
         self.compact_if_long(user_id, state)
         return state
 
     def compact_if_long(self, user_id: str, state: GroupState) -> None:
-        """Best-effort compaction once the journal is long: the movement that made it long is already committed,
-        so a failure here is logged and left for the next writer, never reported as a failed movement."""
+        """Best-effort compaction once the journal is long (after a spend, and on the reads of a group that follow
+        the other writes): the movement that made it long is already committed, so a failure here is logged and left
+        for the next writer, never reported as a failed movement. An adapter concern: the domain never asks."""
         if len(state.journal) <= JOURNAL_MAX:
             return
         try:
@@ -419,7 +430,7 @@ class DynamoCreditsRepository:
     def find_entry(self, user_id: str, offer_group: str, entry_id: str) -> LedgerEntry | None:
         """One movement: in the group's journal, or archived (compaction may have moved it; read in that order,
         so it is found either way)."""
-        state = self.group_state(user_id, offer_group)
+        state = self._read_group(user_id, offer_group)
         entry = next((e for e in journal_entries(state) if e.entry_id == entry_id), None) if state else None
         if entry is not None:
             return entry
@@ -468,7 +479,7 @@ class DynamoCreditsRepository:
         if offer_group is None:
             states = list(group_states(user_id).values())
         else:
-            states = [state] if (state := self.group_state(user_id, offer_group)) else []
+            states = [state] if (state := self._read_group(user_id, offer_group)) else []
         for state in states:
             for entry in journal_entries(state):
                 if before is None or entry.entry_id < before:

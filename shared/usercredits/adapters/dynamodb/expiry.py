@@ -28,7 +28,7 @@ from usercredits.adapters.dynamodb.tables import (
     LotItem,
     ScanStateItem,
 )
-from usercredits.domain.expiry import (
+from usercredits.domain.expiry_index import (
     IndexedHold,
     IndexedLot,
     IndexEntry,

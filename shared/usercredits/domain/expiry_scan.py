@@ -14,7 +14,7 @@ that start with that time (``<ISO-8601 UTC>#...``). A run reads:
   conditional mark on the lot (its ``warned`` set), and only if its window opened after it was granted (a lot granted
   with less than W left was sold with its expiry in view; it is warned for the shorter windows it enters later).
 
-So reads and writes grow with the work due, not with the table. Expiring reuses ``consumption.expire_group`` (one
+So reads and writes grow with the work due, not with the table. Expiring reuses ``lapses.expire_group`` (one
 eventually consistent read and one transaction per group, conditional: nothing expires twice, whoever else closes the
 lot, and a plan made from a stale read is refused and made again; README "Why each expiring group is read" says why
 the group is read rather than planned from the index), whose transaction also
@@ -32,19 +32,35 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from typing import Protocol
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
-from usercredits.domain import consumption
 from usercredits.domain.credits import lot_remaining
+from usercredits.domain.events import credits_expiring_soon, credits_low
+from usercredits.domain.expiry_index import (
+    IndexedHold,
+    IndexedLot,
+    IndexEntry,
+    LowMark,
+    Position,
+    ScanState,
+    bound_key,
+    hour_of,
+)
+from usercredits.domain.lapses import expire_group, release_hold
 from usercredits.domain.models import (
     DomainEvent,
-    Lot,
-    Reservation,
     ReservationStatus,
 )
-from usercredits.domain.ports import CatalogRepository, Clock, CreditSnapshot, CreditsRepository
+from usercredits.domain.ports import (
+    BatchPublisher,
+    Budget,
+    CatalogRepository,
+    Clock,
+    CreditSnapshot,
+    CreditsRepository,
+    ExpiryIndex,
+)
 from usercredits.errors import ConflictError
 
 logger = logging.getLogger(__name__)
@@ -59,161 +75,11 @@ LOW_MARK_GRACE = timedelta(seconds=60)
 FIRST_RUN_LOOKBACK = timedelta(days=7)
 
 
-def hour_of(moment: datetime) -> datetime:
-    """The start of the hour bucket ``moment`` falls in (UTC)."""
-    return moment.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
-
-
-def bound_key(moment: datetime) -> str:
-    """An index key that sorts after every key at or before ``moment`` and before every later one.
-
-    Keys are ``<ISO-8601 UTC time>#<what>``: ``$`` sorts right after ``#``, and a time with fractional seconds sorts
-    after the same second without them (``.`` after ``+``), so comparing keys compares times.
-    """
-    return f"{moment.astimezone(UTC).isoformat()}$"
-
-
-# --- what the index holds -------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class IndexedLot:
-    """An open lot with an expiry; ``warned``: the windows (seconds) it was warned for."""
-
-    user_id: str
-    lot: Lot
-    key: str
-    warned: frozenset[int] = frozenset()
-
-
-@dataclass(frozen=True)
-class IndexedHold:
-    """A hold while it is held; due at its expiry."""
-
-    user_id: str
-    hold: Reservation
-    key: str
-
-
-@dataclass(frozen=True)
-class LowMark:
-    """A group owing a ``CreditsLow``: marked when a movement took its balance to or below its threshold, cleared once
-    the warning was accepted (``balance``: the group's balance as the index shows it)."""
-
-    user_id: str
-    offer_group: str
-    balance: int
-    marked_at: datetime
-    key: str
-
-
-type IndexEntry = IndexedLot | IndexedHold | LowMark
-
-
-@dataclass(frozen=True)
-class IndexPage:
-    """Entries of one bucket in key order; ``last_key``: read on after it (None: nothing more up to the bound)."""
-
-    entries: list[IndexEntry]
-    last_key: str | None
-
-
-@dataclass(frozen=True)
-class Position:
-    """Where a warning window's reading stands: every bucket before ``hour`` is done, and in ``hour`` every key up to
-    ``after`` (None: none of it yet)."""
-
-    hour: datetime
-    after: str | None = None
-
-
-@dataclass
-class ScanState:
-    """The cursors a run starts from and saves: the earliest hour that may hold due work (None: first run) and each
-    warning window's position."""
-
-    due_from: datetime | None = None
-    windows: dict[int, Position] = field(default_factory=dict)
-
-
-# --- ports of the scan ------------------------------------------------------------------------------------------------
-
-
-class ExpiryIndex(Protocol):
-    def begin(self, run_id: str, now: datetime, lease_until: datetime) -> ScanState | None:
-        """Take the scan's lease (free, or expired) until ``lease_until`` and return the saved cursors; None when
-        another run holds it."""
-        ...
-
-    def finish(self, run_id: str, state: ScanState, now: datetime) -> bool:
-        """Save the cursors and give the lease back; False (nothing saved) when this run no longer holds it."""
-        ...
-
-    def read(
-        self, hour: datetime, *, after: str | None, until: datetime, limit: int, not_warned: int | None = None
-    ) -> IndexPage:
-        """One request's worth of the bucket ``hour``: keys after ``after`` and at or before ``until``, in order
-        (with ``not_warned``: only lots not marked warned for that window)."""
-        ...
-
-    def mark_warned(self, warned: Sequence[tuple[IndexedLot, int]]) -> list[bool]:
-        """Record each (lot, window) as warned, conditional on the lot still being in the index unwarned for it;
-        per pair, False when the condition failed (already recorded, or the lot closed)."""
-        ...
-
-    def clear_low(self, marks: Sequence[LowMark]) -> list[bool]:
-        """Take the groups out of the index, each conditional on its mark being the one read."""
-        ...
-
-
-class BatchPublisher(Protocol):
-    def publish_each(self, events: list[DomainEvent]) -> list[bool]:
-        """Publish the events (retrying rejected ones); per event, whether the bus accepted it. Never raises for a
-        rejected event."""
-        ...
-
-
-class Budget(Protocol):
-    def exhausted(self) -> bool:
-        """True when the run should take no more work (its time is running short)."""
-        ...
-
-
 class Unlimited:
     """A budget that never runs out (local tools, tests)."""
 
     def exhausted(self) -> bool:
         return False
-
-
-# --- events ---------------------------------------------------------------------------------------------------------
-
-
-def expiring_soon_event(user_id: str, lot: Lot, remaining: int, window: int) -> DomainEvent:
-    """``CreditsExpiringSoon``: ``remaining`` tokens of the lot expire within ``window`` seconds."""
-    detail: dict[str, object] = {
-        "userId": user_id,
-        "offerGroup": lot.offer_group,
-        "lotId": lot.lot_id,
-        "orderId": lot.order_id,
-        "tokens": remaining,
-        "expires": lot.expires.isoformat() if lot.expires else None,
-        "windowSeconds": window,
-        "eventId": f"CreditsExpiringSoon#{lot.lot_id}#{window}",
-    }
-    return DomainEvent("CreditsExpiringSoon", detail)
-
-
-def low_event(user_id: str, offer_group: str, balance: int, threshold: int, mark: str) -> DomainEvent:
-    """``CreditsLow`` sent by the scan for a low mark (the same fields a spend sends, plus its ``eventId``)."""
-    detail: dict[str, object] = {
-        "userId": user_id,
-        "offerGroup": offer_group,
-        "balance": balance,
-        "threshold": threshold,
-        "eventId": f"CreditsLow#{mark}",
-    }
-    return DomainEvent("CreditsLow", detail)
 
 
 # --- the scan ---------------------------------------------------------------------------------------------------------
@@ -397,7 +263,7 @@ class _Run:
         """Expire the group's due lots (the one algorithm, ``expire_group``, whose transaction also writes the
         ``CreditsExpired`` and any ``CreditsLow`` the expiry owes to the outbox)."""
         try:
-            expired = consumption.expire_group(
+            expired = expire_group(
                 user_id,
                 offer_group,
                 credits=self.credits,
@@ -419,9 +285,7 @@ class _Run:
         if self.budget.exhausted():
             return False
         # The release a read makes of a lapsed hold (conditional on the hold still being held).
-        released = consumption._release(  # noqa: SLF001 - the one release of a lapsed hold, reused
-            entry.user_id, hold, credits=self.credits, now=self.clock.now(), reason="hold expired"
-        )
+        released = release_hold(entry.user_id, hold, credits=self.credits, now=self.clock.now(), reason="hold expired")
         self.report.holds_released += int(released)
         return True
 
@@ -430,7 +294,7 @@ class _Run:
         threshold = self.catalog.group_policy(mark.offer_group).low_threshold
         if threshold is None or mark.balance > threshold:
             return None
-        return low_event(mark.user_id, mark.offer_group, mark.balance, threshold, mark.key)
+        return credits_low(mark.user_id, mark.offer_group, mark.balance, threshold, event_id=f"CreditsLow#{mark.key}")
 
     def _publish_owed(self, owed: list[_Owed], clear: list[LowMark]) -> int:
         """Publish ``owed``; clear the marks of those accepted and ``clear``. Returns how many stay owed."""
@@ -484,7 +348,7 @@ class _Run:
                 break
             remaining = self._remaining(entry)
             if remaining > 0:
-                owed.append((position, entry, expiring_soon_event(entry.user_id, entry.lot, remaining, window)))
+                owed.append((position, entry, credits_expiring_soon(entry.user_id, entry.lot, remaining, window)))
         accepted = self.events.publish_each([event for _, _, event in owed]) if owed else []
         sent = [(entry, window) for (_, entry, _), ok in zip(owed, accepted, strict=True) if ok]
         recorded = self.index.mark_warned(sent) if sent else []
