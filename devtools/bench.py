@@ -760,7 +760,7 @@ class HandlerBench:
     @staticmethod
     def pay(user: str, order_id: str) -> str:
         """Mark the order paid as the payment webhook would (``apply_order_paid``); the order's status after it."""
-        from usercredits.adapters.dynamodb.repositories import DynamoOrderRepository
+        from usercredits.adapters.dynamodb.orders import DynamoOrderRepository
         from usercredits.domain.ordering import apply_order_paid
         from usercredits.domain.ports import SystemClock
 
@@ -934,7 +934,7 @@ class OrderingBench(HandlerBench):
 
     @staticmethod
     def _stored_order(user: str, order_id: str) -> Any:
-        from usercredits.adapters.dynamodb.repositories import DynamoOrderRepository
+        from usercredits.adapters.dynamodb.orders import DynamoOrderRepository
 
         return DynamoOrderRepository().get_order(user, order_id)
 
@@ -1183,8 +1183,8 @@ class ConsumptionBench(HandlerBench):
         """``GET /credits`` of a user with one open hold, measured after 0 and after ``SETTLED_HOLDS`` hold/release
         pairs: still one Query, reading the same items (a settled hold leaves the ``CREDIT#`` range). The pairs are
         made through the domain with the real repository (the handler's writes, without its per-request overhead)."""
+        from usercredits.adapters.dynamodb.catalog import DynamoCatalogRepository
         from usercredits.adapters.dynamodb.credits import DynamoCreditsRepository
-        from usercredits.adapters.dynamodb.repositories import DynamoCatalogRepository
         from usercredits.domain import reservations
         from usercredits.domain.ports import SystemClock
 
@@ -1450,7 +1450,7 @@ def naive_credits_repository() -> Any:
 
     from usercredits.adapters.dynamodb.credits import JOURNAL_MAX, DynamoCreditsRepository
     from usercredits.adapters.dynamodb.keys import group_sk, user_pk
-    from usercredits.adapters.dynamodb.repositories import item_to_group_state, movement_to_attribute
+    from usercredits.adapters.dynamodb.mappers import item_to_group_state, movement_to_attribute
     from usercredits.adapters.dynamodb.tables import CreditGroupItem
     from usercredits.domain.ports import SpendRefusedError
     from usercredits.errors import UnavailableError

@@ -222,8 +222,8 @@ class GrowthBench:
     """Histories made and operations measured through the domain use cases with the real DynamoDB repositories."""
 
     def __init__(self, meter: GrowthMeter) -> None:
+        from usercredits.adapters.dynamodb.catalog import DynamoCatalogRepository
         from usercredits.adapters.dynamodb.credits import DynamoCreditsRepository
-        from usercredits.adapters.dynamodb.repositories import DynamoCatalogRepository
         from usercredits.adapters.events import EventBridgePublisher
 
         self.meter = meter

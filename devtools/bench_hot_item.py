@@ -413,8 +413,8 @@ class SpendBench:
     """Spends of 1 token through ``consume_credits`` with the real repository, on users of their own."""
 
     def __init__(self, meter: CapacityMeter) -> None:
+        from usercredits.adapters.dynamodb.catalog import DynamoCatalogRepository
         from usercredits.adapters.dynamodb.credits import DynamoCreditsRepository
-        from usercredits.adapters.dynamodb.repositories import DynamoCatalogRepository
         from usercredits.adapters.events import EventBridgePublisher
         from usercredits.domain.ports import SystemClock
 

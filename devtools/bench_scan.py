@@ -146,7 +146,7 @@ class ItemCounter(DynamoDBRequestCounter):
 def seed(users: int = USERS, due: int = DUE) -> list[str]:
     """One group and one lot per user, written with BatchWriteItem; returns the users whose lot is due."""
     from usercredits.adapters.dynamodb.keys import group_sk, user_pk
-    from usercredits.adapters.dynamodb.repositories import lot_to_item, movement_to_attribute
+    from usercredits.adapters.dynamodb.mappers import lot_to_item, movement_to_attribute
     from usercredits.adapters.dynamodb.tables import CreditGroupItem, CreditsItem
     from usercredits.domain.ids import new_ulid
     from usercredits.domain.models import LedgerKind, Lot, Movement
@@ -206,9 +206,9 @@ class Clock:
 
 
 def run_scan(clock: Clock, name: str) -> Any:
+    from usercredits.adapters.dynamodb.catalog import DynamoCatalogRepository
     from usercredits.adapters.dynamodb.credits import DynamoCreditsRepository
     from usercredits.adapters.dynamodb.expiry import DynamoExpiryIndex
-    from usercredits.adapters.dynamodb.repositories import DynamoCatalogRepository
     from usercredits.domain.expiry_scan import Unlimited, scan_expiry
 
     class Accepting:
@@ -247,9 +247,9 @@ def measure_spend_units(endpoint_url: str) -> tuple[float, float, float]:
 
     import boto3
 
+    from usercredits.adapters.dynamodb.catalog import DynamoCatalogRepository
     from usercredits.adapters.dynamodb.credits import DynamoCreditsRepository
     from usercredits.adapters.dynamodb.keys import group_sk, user_pk
-    from usercredits.adapters.dynamodb.repositories import DynamoCatalogRepository
     from usercredits.adapters.dynamodb.tables import CreditGroupItem, CreditsItem
     from usercredits.domain import spending
 

@@ -46,7 +46,7 @@ def read_group_policies(path: str | Path) -> list[dict[str, Any]]:
 
 def load_catalog(path: str | Path) -> int:
     """Validate every offer and group policy of ``path`` (all or nothing) and upsert them; returns the offers."""
-    from usercredits.adapters.dynamodb.repositories import DynamoCatalogRepository
+    from usercredits.adapters.dynamodb.catalog import DynamoCatalogRepository
     from usercredits.domain.models import GroupPolicy, Offer
     from usercredits.domain.ports import SystemClock
 

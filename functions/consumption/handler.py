@@ -28,8 +28,8 @@ from consumption.schemas import (
     UsageResponse,
 )
 from usercredits.adapters.clock import build_clock
+from usercredits.adapters.dynamodb.catalog import DynamoCatalogRepository
 from usercredits.adapters.dynamodb.credits import DynamoCreditsRepository
-from usercredits.adapters.dynamodb.repositories import DynamoCatalogRepository
 from usercredits.adapters.events import EventBridgePublisher
 from usercredits.domain import balances, expiry_check, reservations, spending
 from usercredits.domain.credits import CreditGroup

@@ -39,9 +39,9 @@ class Dependencies:
 def dependencies() -> Dependencies:
     """Composition root: real adapters built on first use (none at import time)."""
     from usercredits.adapters.clock import build_clock
+    from usercredits.adapters.dynamodb.catalog import DynamoCatalogRepository
     from usercredits.adapters.dynamodb.credits import DynamoCreditsRepository
     from usercredits.adapters.dynamodb.expiry import DynamoExpiryIndex
-    from usercredits.adapters.dynamodb.repositories import DynamoCatalogRepository
     from usercredits.adapters.events import EventBridgePublisher
 
     settings = get_expiry_scan_settings()

@@ -24,7 +24,8 @@ from ordering.schemas import (
     SubscriptionResponse,
 )
 from usercredits.adapters.clock import build_clock
-from usercredits.adapters.dynamodb.repositories import DynamoCatalogRepository, DynamoOrderRepository
+from usercredits.adapters.dynamodb.catalog import DynamoCatalogRepository
+from usercredits.adapters.dynamodb.orders import DynamoOrderRepository
 from usercredits.adapters.payments import build_payment_gateway
 from usercredits.domain import ordering
 from usercredits.domain import payments as payment_outcomes

@@ -20,8 +20,9 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from usercredits.adapters.clock import build_clock
+from usercredits.adapters.dynamodb.catalog import DynamoCatalogRepository
 from usercredits.adapters.dynamodb.credits import DynamoCreditsRepository
-from usercredits.adapters.dynamodb.repositories import DynamoCatalogRepository, DynamoOrderRepository
+from usercredits.adapters.dynamodb.orders import DynamoOrderRepository
 from usercredits.adapters.dynamodb.reversals import DynamoReversalRepository
 from usercredits.adapters.payments import LazyPaymentGateway, build_payment_gateway
 from usercredits.adapters.stripe_gateway import charge_report, intent_state, load_webhook_secret, verify_webhook

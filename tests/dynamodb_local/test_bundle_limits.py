@@ -22,9 +22,10 @@ from pynamodb.connection.base import Connection
 from tests.conftest import http_event
 from tests.dynamodb_local.test_outbox_and_refunds import ports
 from tests.fakes import RecordingEventPublisher
+from usercredits.adapters.dynamodb.catalog import DynamoCatalogRepository
 from usercredits.adapters.dynamodb.credits import DynamoCreditsRepository
 from usercredits.adapters.dynamodb.keys import CATALOG_PK
-from usercredits.adapters.dynamodb.repositories import DynamoCatalogRepository, DynamoOrderRepository
+from usercredits.adapters.dynamodb.orders import DynamoOrderRepository
 from usercredits.adapters.dynamodb.tables import OfferItem
 from usercredits.adapters.local_payments import LocalPaymentGateway
 from usercredits.adapters.stripe_gateway import intent_state

@@ -19,8 +19,9 @@ from threading import Barrier
 import pytest
 
 from tests.fakes import InMemoryCatalogRepository, RecordingEventPublisher, RecordingPaymentGateway
+from usercredits.adapters.dynamodb.catalog import DynamoCatalogRepository
 from usercredits.adapters.dynamodb.credits import JOURNAL_MAX, DynamoCreditsRepository
-from usercredits.adapters.dynamodb.repositories import DynamoCatalogRepository, DynamoOrderRepository
+from usercredits.adapters.dynamodb.orders import DynamoOrderRepository
 from usercredits.domain import balances, lapses, ordering, reservations, spending
 from usercredits.domain.models import Caller, GroupPolicy, GroupState, LedgerEntry, LedgerKind, Offer, OrderStatus
 from usercredits.domain.ports import SpendRefusedError, SystemClock

@@ -19,10 +19,10 @@ import pytest
 
 from tests.dynamodb_local.test_consumption_concurrency import assert_ledger_consistent, race
 from tests.fakes import FixedClock, InMemoryCatalogRepository, RecordingEventPublisher
+from usercredits.adapters.dynamodb.catalog import DynamoCatalogRepository
 from usercredits.adapters.dynamodb.credits import DynamoCreditsRepository
 from usercredits.adapters.dynamodb.expiry import DynamoExpiryIndex
 from usercredits.adapters.dynamodb.keys import user_pk
-from usercredits.adapters.dynamodb.repositories import DynamoCatalogRepository
 from usercredits.adapters.dynamodb.tables import LotItem, OutboxItem
 from usercredits.domain import balances, reservations, spending
 from usercredits.domain.expiry_index import ScanState

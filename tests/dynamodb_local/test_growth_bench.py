@@ -10,8 +10,8 @@ from __future__ import annotations
 import pytest
 from devtools.bench_growth import HISTORIES, LEDGER_LIMIT, Result, bench_rows, format_growth, growth_results
 
+from usercredits.adapters.dynamodb.credit_reads import VIEW_PAGE
 from usercredits.adapters.dynamodb.credits import LOTS_SHOWN
-from usercredits.adapters.dynamodb.repositories import VIEW_PAGE
 
 pytestmark = pytest.mark.dynamodb_local
 

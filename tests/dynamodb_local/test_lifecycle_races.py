@@ -32,8 +32,9 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 
 from tests.fakes import FixedClock, RecordingEventPublisher
 from tests.stripe_fake import FakeStripe
+from usercredits.adapters.dynamodb.catalog import DynamoCatalogRepository
 from usercredits.adapters.dynamodb.credits import DynamoCreditsRepository
-from usercredits.adapters.dynamodb.repositories import DynamoCatalogRepository, DynamoOrderRepository
+from usercredits.adapters.dynamodb.orders import DynamoOrderRepository
 from usercredits.adapters.dynamodb.reversals import DynamoReversalRepository
 from usercredits.adapters.stripe_gateway import StripeGateway, intent_state
 from usercredits.domain import balances, ordering, payments, refunds, reservations, spending

@@ -8,7 +8,8 @@ from datetime import timedelta
 import pytest
 
 from tests.fakes import RecordingPaymentGateway
-from usercredits.adapters.dynamodb.repositories import DynamoCatalogRepository, DynamoOrderRepository
+from usercredits.adapters.dynamodb.catalog import DynamoCatalogRepository
+from usercredits.adapters.dynamodb.orders import DynamoOrderRepository
 from usercredits.domain import ordering
 from usercredits.domain.cycles import add_months
 from usercredits.domain.models import Caller, Offer, OrderStatus

@@ -11,8 +11,9 @@ import boto3
 import pytest
 from devtools.lambda_context import LambdaContext
 
+from usercredits.adapters.dynamodb.catalog import DynamoCatalogRepository
 from usercredits.adapters.dynamodb.credits import DynamoCreditsRepository
-from usercredits.adapters.dynamodb.repositories import DynamoCatalogRepository, DynamoOrderRepository
+from usercredits.adapters.dynamodb.orders import DynamoOrderRepository
 from usercredits.adapters.dynamodb.reversals import DynamoReversalRepository
 from usercredits.adapters.local_payments import LocalPaymentGateway
 from usercredits.adapters.stripe_gateway import intent_state

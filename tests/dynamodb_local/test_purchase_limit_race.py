@@ -9,7 +9,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from tests.fakes import RecordingPaymentGateway
-from usercredits.adapters.dynamodb.repositories import DynamoCatalogRepository, DynamoOrderRepository
+from usercredits.adapters.dynamodb.catalog import DynamoCatalogRepository
+from usercredits.adapters.dynamodb.orders import DynamoOrderRepository
 from usercredits.domain import ordering
 from usercredits.domain.models import Caller, Cycle, Money, Offer, OrderStatus
 from usercredits.domain.ports import SystemClock

@@ -13,8 +13,8 @@ import pytest
 
 from tests.dynamodb_local.test_consumption_concurrency import assert_ledger_consistent, grant, race
 from tests.fakes import InMemoryCatalogRepository, RecordingEventPublisher
+from usercredits.adapters.dynamodb.catalog import DynamoCatalogRepository
 from usercredits.adapters.dynamodb.credits import DynamoCreditsRepository
-from usercredits.adapters.dynamodb.repositories import DynamoCatalogRepository
 from usercredits.domain import reservations
 from usercredits.domain.models import LedgerKind, Reservation, ReservationStatus
 from usercredits.domain.ports import SystemClock

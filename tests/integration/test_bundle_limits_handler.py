@@ -13,13 +13,10 @@ import pytest
 from botocore.exceptions import ClientError
 
 from tests.integration.conftest import item_kinds
+from usercredits.adapters.dynamodb.catalog import DynamoCatalogRepository
 from usercredits.adapters.dynamodb.keys import user_pk
-from usercredits.adapters.dynamodb.repositories import (
-    DynamoCatalogRepository,
-    IdempotentTransaction,
-    TransactionTooLargeError,
-)
 from usercredits.adapters.dynamodb.tables import OutboxItem
+from usercredits.adapters.dynamodb.transactions import IdempotentTransaction, TransactionTooLargeError
 from usercredits.domain.models import MAX_BUNDLE_ITEMS, MAX_TRANSACTION_ACTIONS, CombinedOffer, Cycle, Money, Offer
 from usercredits.domain.ports import SystemClock
 

@@ -7,7 +7,7 @@ from http import HTTPStatus as S
 
 import pytest
 
-from usercredits.adapters.dynamodb.repositories import DynamoCatalogRepository
+from usercredits.adapters.dynamodb.catalog import DynamoCatalogRepository
 from usercredits.domain.models import GroupPolicy
 
 CREDITS = "consumption/get_credits.json"

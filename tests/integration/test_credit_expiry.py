@@ -9,8 +9,9 @@ from devtools.catalog import load_catalog
 
 from tests.conftest import DEMO_CATALOG
 from tests.fakes import FixedClock, RecordingEventPublisher, RecordingPaymentGateway
+from usercredits.adapters.dynamodb.catalog import DynamoCatalogRepository
 from usercredits.adapters.dynamodb.credits import DynamoCreditsRepository
-from usercredits.adapters.dynamodb.repositories import DynamoCatalogRepository, DynamoOrderRepository
+from usercredits.adapters.dynamodb.orders import DynamoOrderRepository
 from usercredits.domain import balances, expiry_check, lapses, ordering, reservations, spending
 from usercredits.domain.models import Caller, GroupPolicy, OrderStatus
 from usercredits.errors import ConflictError, InsufficientCreditsError

@@ -20,8 +20,8 @@ from moto import mock_aws
 
 from tests.conftest import _reset_pynamodb_connections
 from tests.fakes import FixedClock, RecordingEventPublisher
+from usercredits.adapters.dynamodb.catalog import DynamoCatalogRepository
 from usercredits.adapters.dynamodb.credits import DynamoCreditsRepository
-from usercredits.adapters.dynamodb.repositories import DynamoCatalogRepository
 from usercredits.domain import balances, lapses, reservations, spending
 from usercredits.domain.credits import lot_remaining
 from usercredits.domain.models import GroupPolicy

@@ -17,9 +17,9 @@ import pytest
 
 from tests.fakes import FixedClock
 from tests.integration.conftest import outbox_events
+from usercredits.adapters.dynamodb.catalog import DynamoCatalogRepository
 from usercredits.adapters.dynamodb.credits import DynamoCreditsRepository
 from usercredits.adapters.dynamodb.expiry import DynamoExpiryIndex
-from usercredits.adapters.dynamodb.repositories import DynamoCatalogRepository
 from usercredits.adapters.events import EventBridgePublisher
 from usercredits.domain import balances, expiry_check, reservations, spending
 from usercredits.domain.expiry_scan import ScanReport, Unlimited, scan_expiry

@@ -20,9 +20,9 @@ from tests.conftest import _reset_pynamodb_connections
 from tests.fakes import FixedClock
 from tests.integration.test_credits_properties import check_invariants
 from tests.integration.test_expiry_scan import RecordingPublisher, expired_in_outbox
+from usercredits.adapters.dynamodb.catalog import DynamoCatalogRepository
 from usercredits.adapters.dynamodb.credits import DynamoCreditsRepository
 from usercredits.adapters.dynamodb.expiry import DynamoExpiryIndex
-from usercredits.adapters.dynamodb.repositories import DynamoCatalogRepository
 from usercredits.domain import balances, reservations, spending
 from usercredits.domain.credits import lot_remaining
 from usercredits.domain.expiry_scan import Unlimited, scan_expiry

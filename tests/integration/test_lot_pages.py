@@ -18,7 +18,7 @@ import pytest
 
 from tests.integration.test_expiry_scan import World
 from usercredits.adapters.dynamodb import credits as credits_adapter
-from usercredits.adapters.dynamodb.repositories import encode_cursor
+from usercredits.adapters.dynamodb.cursors import encode_cursor
 from usercredits.domain import balances
 from usercredits.domain.credits import CreditGroup
 from usercredits.errors import InvalidRequestError

@@ -18,7 +18,7 @@ import pytest
 from tests.fakes import RecordingEventPublisher
 from tests.integration.test_expiry_scan import World
 from usercredits.adapters.dynamodb.credits import DynamoCreditsRepository
-from usercredits.adapters.dynamodb.repositories import IDEMPOTENCY_TTL
+from usercredits.adapters.dynamodb.transactions import IDEMPOTENCY_TTL
 from usercredits.domain import balances, reservations
 from usercredits.domain.models import LedgerKind, Movement, Reservation, ReservationStatus
 from usercredits.errors import ConflictError

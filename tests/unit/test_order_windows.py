@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from pynamodb.attributes import UTCDateTimeAttribute
 
 from tests.fakes import FixedClock, InMemoryCatalogRepository, InMemoryOrderRepository, RecordingPaymentGateway
-from usercredits.adapters.dynamodb.repositories import item_to_lot, item_to_order, lot_to_item, order_to_item
+from usercredits.adapters.dynamodb.mappers import item_to_lot, item_to_order, lot_to_item, order_to_item
 from usercredits.adapters.dynamodb.tables import LotItem, OrderItem
 from usercredits.domain import ordering
 from usercredits.domain.cycles import MAX_START_AHEAD, MAX_TIME, MAX_WINDOW, add_months, cycle_end

@@ -89,7 +89,7 @@ class DisputeStatus(StrEnum):
 #     (1 + items) × 3 + 3 + 16 × 2 <= 100
 #     items <= (100 - 3 - 32) // 3 - 1 = 65 // 3 - 1 = 20
 #
-# (IdempotentTransaction in adapters/dynamodb/repositories.py never sends more; tests/dynamodb_local/
+# (IdempotentTransaction in adapters/dynamodb/transactions.py never sends more; tests/dynamodb_local/
 # test_bundle_limits.py measures each transaction of the largest bundle.)
 
 #: DynamoDB's limit on the actions of one TransactWriteItems.

@@ -10,12 +10,17 @@ from __future__ import annotations
 import logging
 from collections.abc import Collection, Iterable, Sequence
 from datetime import UTC, datetime
-from typing import Any
 
 from pynamodb.exceptions import DoesNotExist, UpdateError
-from pynamodb.expressions.condition import Condition
-from pynamodb.transactions import TransactWrite
 
+from usercredits.adapters.dynamodb.credit_reads import VIEW_PAGE, group_states, read_credit_items
+from usercredits.adapters.dynamodb.credit_writes import (
+    add_hold_cuts,
+    move_closed_lot,
+    movement_actions,
+    spend_condition,
+)
+from usercredits.adapters.dynamodb.cursors import decode_cursor, decode_lots_cursor, encode_cursor, lots_cursor
 from usercredits.adapters.dynamodb.errors import condition_failed, translate_errors
 from usercredits.adapters.dynamodb.keys import (
     CREDITS_END,
@@ -27,33 +32,25 @@ from usercredits.adapters.dynamodb.keys import (
     group_sk,
     hold_sk,
     ledger_sk,
-    lot_sk,
     lots_due_by,
     lots_with_expiry_end,
     order_sk,
     settled_hold_sk,
     user_pk,
 )
-from usercredits.adapters.dynamodb.repositories import (
-    IDEMPOTENCY_TTL,
-    VIEW_PAGE,
-    ConditionFailedError,
-    IdempotentTransaction,
-    add_outbox,
+from usercredits.adapters.dynamodb.mappers import (
     attribute_to_movement,
-    decode_cursor,
-    decode_cursor_fields,
-    encode_cursor,
-    equals_stored,
-    group_states,
     index_by_expiry,
     item_to_group_state,
     item_to_lot,
+    item_to_reservation,
+    ledger_item,
     lot_to_item,
     movement_to_attribute,
-    read_credit_items,
-    set_or_remove,
+    reservation_to_item,
+    settled_hold_item,
 )
+from usercredits.adapters.dynamodb.outbox import add_outbox
 from usercredits.adapters.dynamodb.tables import (
     CreditGroupItem,
     CreditsItem,
@@ -61,8 +58,13 @@ from usercredits.adapters.dynamodb.tables import (
     LedgerItem,
     LotItem,
     OrderItem,
-    ReservationItem,
     SettledHoldItem,
+)
+from usercredits.adapters.dynamodb.transactions import (
+    ConditionFailedError,
+    IdempotentTransaction,
+    equals_stored,
+    set_or_remove,
 )
 from usercredits.domain.credits import HoldCut, journal_entries, to_entry
 from usercredits.domain.models import (
@@ -78,7 +80,6 @@ from usercredits.domain.models import (
     ReservationStatus,
 )
 from usercredits.domain.ports import CreditSnapshot, IdempotencyRecord, SpendRefusedError, StaleWindowError
-from usercredits.errors import InvalidRequestError
 
 logger = logging.getLogger(__name__)
 
@@ -90,47 +91,6 @@ JOURNAL_KEEP = 20
 MAX_MOVED = 99
 #: Lots a read shows per group: the first in burn order; the others are pages behind the group's ``lotsCursor``.
 LOTS_SHOWN = 20
-
-
-def _lots_cursor(after: str, before: int, version: int) -> str:
-    """The cursor to a group's lots after the lot at ``after`` (``before``: the tokens of the lots up to it, valid
-    while the group is at ``version``)."""
-    return encode_cursor(after, before=before, version=version)
-
-
-def _decode_lots_cursor(cursor: str, prefix: str) -> tuple[str, int, int]:
-    after, extra = decode_cursor_fields(cursor, prefix)
-    before, version = extra.get("before"), extra.get("version")
-    if not isinstance(before, int) or not isinstance(version, int) or before < 0:
-        raise InvalidRequestError("lotsCursor is not valid")
-    return after, before, version
-
-
-def _spend_condition(count: int, floor: int | None, now: datetime) -> Condition:
-    # DynamoDB conditions cannot do arithmetic, hence the stored `available` (balance - held).
-    not_due: Condition = CreditGroupItem.next_expiry.does_not_exist() | (CreditGroupItem.next_expiry > now)
-    if floor is None:
-        return not_due
-    covered: Condition = CreditGroupItem.available >= floor + count
-    if floor + count <= 0:  # a group never bought may still be spent from, down to its overdraft limit
-        covered = covered | CreditGroupItem.available.does_not_exist()
-    combined: Condition = covered & not_due
-    return combined
-
-
-def _movement_actions(user_id: str, offer_group: str, movement: Movement, now: datetime) -> list[Any]:
-    """Append ``movement`` to the group's journal and apply it to balance and held (creating the group if needed)."""
-    return [
-        CreditGroupItem.item_type.set(CreditGroupItem),
-        CreditGroupItem.user_id.set(user_id),
-        CreditGroupItem.offer_group.set(offer_group),
-        CreditGroupItem.balance.add(movement.tokens),
-        CreditGroupItem.held.add(movement.held),
-        CreditGroupItem.available.add(movement.tokens - movement.held),
-        CreditGroupItem.journal.set((CreditGroupItem.journal | []).append([movement_to_attribute(movement)])),
-        CreditGroupItem.journal_first_seq.set(CreditGroupItem.journal_first_seq | 1),
-        CreditGroupItem.updated_at.set(now),
-    ]
 
 
 class DynamoCreditsRepository:
@@ -235,13 +195,13 @@ class DynamoCreditsRepository:
             state = snapshot.groups.get(group)
             if shown and count > shown and state is not None:
                 tokens = sum(lot.effective_tokens for lot in snapshot.lots if lot.offer_group == group)
-                snapshot.more_lots[group] = _lots_cursor(last_shown[group], tokens, state.version)
+                snapshot.more_lots[group] = lots_cursor(last_shown[group], tokens, state.version)
 
     def _read_lots_after(self, user_id: str, snapshot: CreditSnapshot, group: str, cursor: str, shown: int) -> None:
         """The page of ``group``'s lots after ``cursor``: the group by key, then one Query of ``shown`` + 1 lots. The
         tokens before the page come from the cursor, or (when the group's lots changed since: its version moved) from
         a Query of the lots before it, so what remains of each lot is exact either way."""
-        after, before, version = _decode_lots_cursor(cursor, group_lots_prefix(group))
+        after, before, version = decode_lots_cursor(cursor, group_lots_prefix(group))
         state = self._read_group(user_id, group)
         if state is None:
             return
@@ -266,7 +226,7 @@ class DynamoCreditsRepository:
             snapshot.lots.append(item_to_lot(item))
         if len(items) > shown:
             tokens = before + sum(lot.effective_tokens for lot in snapshot.lots)
-            snapshot.more_lots[group] = _lots_cursor(items[shown - 1].sk, tokens, state.version)
+            snapshot.more_lots[group] = lots_cursor(items[shown - 1].sk, tokens, state.version)
 
     def _add_group_holds(self, user_id: str, snapshot: CreditSnapshot, group: str, consistent: bool) -> None:
         """The group's open holds, read only when it holds something (a group holding nothing has none open)."""
@@ -320,8 +280,8 @@ class DynamoCreditsRepository:
                 transaction.save(reservation_to_item(user_id, reservation), condition=HoldItem.pk.does_not_exist())
                 transaction.update(
                     key,
-                    actions=_movement_actions(user_id, reservation.offer_group, movement, now),
-                    condition=_spend_condition(reservation.count, floor, now),
+                    actions=movement_actions(user_id, reservation.offer_group, movement, now),
+                    condition=spend_condition(reservation.count, floor, now),
                 )
         except ConditionFailedError as failed:
             raise SpendRefusedError(self._read_group(user_id, reservation.offer_group)) from failed
@@ -339,7 +299,7 @@ class DynamoCreditsRepository:
         if after.status is ReservationStatus.CAPTURED:  # an expired hold can only be released
             condition = condition & (HoldItem.hold_expires_at > now)
             group_condition = CreditGroupItem.next_expiry.does_not_exist() | (CreditGroupItem.next_expiry > now)
-        group_actions = _movement_actions(user_id, before.offer_group, movement, now)
+        group_actions = movement_actions(user_id, before.offer_group, movement, now)
         if after.captured:
             group_actions.append(CreditGroupItem.drawn.add(after.captured))
         try:
@@ -395,8 +355,8 @@ class DynamoCreditsRepository:
         """
         count = -movement.tokens
         key = CreditGroupItem(pk=user_pk(user_id), sk=group_sk(offer_group))
-        actions = [*_movement_actions(user_id, offer_group, movement, now), CreditGroupItem.drawn.add(count)]
-        condition = _spend_condition(count, floor, now)
+        actions = [*movement_actions(user_id, offer_group, movement, now), CreditGroupItem.drawn.add(count)]
+        condition = spend_condition(count, floor, now)
         if idempotency is None:
             try:
                 key.update(actions=actions, condition=condition)
@@ -460,7 +420,7 @@ class DynamoCreditsRepository:
                     condition=CreditGroupItem.journal_first_seq == state.journal_first_seq,
                 )
                 for entry in moved:
-                    transaction.save(_ledger_item(user_id, entry), condition=LedgerItem.pk.does_not_exist())
+                    transaction.save(ledger_item(user_id, entry), condition=LedgerItem.pk.does_not_exist())
         except ConditionFailedError:
             return False
         return True
@@ -540,7 +500,7 @@ class DynamoCreditsRepository:
                 transaction.update(
                     key,
                     actions=[
-                        *_movement_actions(user_id, lot.offer_group, movement, now),
+                        *movement_actions(user_id, lot.offer_group, movement, now),
                         set_or_remove(CreditGroupItem.next_expiry, next_expiry),
                         CreditGroupItem.version.set(version + 1),
                     ],
@@ -646,97 +606,6 @@ class DynamoCreditsRepository:
                 return False
             raise
         return True
-
-
-def add_hold_cuts(transaction: TransactWrite, user_id: str, cuts: Sequence[HoldCut], now: datetime) -> None:
-    """Reduce holds in ``transaction`` (the group's ``held`` is the caller's), each conditional on still being held
-    with the count read: a hold cut to 0 is released (settled, out of the credits range), the others keep less."""
-    for cut in cuts:
-        key = HoldItem(pk=user_pk(user_id), sk=hold_sk(cut.hold.reservation_id))
-        condition = (HoldItem.status == ReservationStatus.HELD.value) & (HoldItem.held_count == cut.hold.count)
-        reduced = cut.hold.reduced + cut.cut
-        if cut.count == 0:
-            released = cut.hold.model_copy(
-                update={"status": ReservationStatus.RELEASED, "count": 0, "reduced": reduced, "updated_at": now}
-            )
-            transaction.delete(key, condition=condition)
-            transaction.save(settled_hold_item(user_id, released))
-        else:
-            transaction.update(
-                key,
-                actions=[
-                    HoldItem.held_count.set(cut.count),
-                    HoldItem.reduced.set(reduced),
-                    HoldItem.updated_at.set(now),
-                ],
-                condition=condition,
-            )
-
-
-def move_closed_lot(transaction: TransactWrite, user_id: str, lot: Lot, closed: Lot, *, condition: Condition) -> None:
-    """Close ``lot`` as ``closed``: its open item is deleted (``condition`` on it) and its closed copy put outside the
-    credits ranges (two actions), so no read of the balances ever meets a closed lot again."""
-    transaction.delete(LotItem(pk=user_pk(user_id), sk=lot_sk(lot)), condition=condition)
-    transaction.save(lot_to_item(user_id, closed), condition=LotItem.pk.does_not_exist())
-
-
-def reservation_to_item(user_id: str, reservation: Reservation) -> HoldItem:
-    """The open hold's item, in the ``ByExpiry`` index (deleting it when it settles takes it out)."""
-    item = HoldItem(pk=user_pk(user_id), sk=hold_sk(reservation.reservation_id), **_fields(user_id, reservation))
-    index_by_expiry(item, reservation.expires_at, f"{user_id}#HOLD#{reservation.reservation_id}")
-    return item
-
-
-def settled_hold_item(user_id: str, reservation: Reservation) -> SettledHoldItem:
-    """A captured or released hold's item, kept as long as an idempotency record (repeats answer until then)."""
-    return SettledHoldItem(
-        pk=user_pk(user_id),
-        sk=settled_hold_sk(reservation.reservation_id),
-        ttl=reservation.updated_at + IDEMPOTENCY_TTL,
-        **_fields(user_id, reservation),
-    )
-
-
-def _fields(user_id: str, reservation: Reservation) -> dict[str, Any]:
-    return {
-        "reservation_id": reservation.reservation_id,
-        "user_id": user_id,
-        "offer_group": reservation.offer_group,
-        "held_count": reservation.count,
-        "status": reservation.status.value,
-        "captured": reservation.captured,
-        "reduced": reservation.reduced,
-        "hold_expires_at": reservation.expires_at,
-        "created_at": reservation.created_at,
-        "updated_at": reservation.updated_at,
-    }
-
-
-def item_to_reservation(item: ReservationItem) -> Reservation:
-    return Reservation.model_construct(
-        reservation_id=item.reservation_id,
-        offer_group=item.offer_group,
-        count=int(item.held_count),
-        status=ReservationStatus(item.status),
-        captured=int(item.captured or 0),
-        reduced=int(item.reduced or 0),
-        expires_at=item.hold_expires_at,
-        created_at=item.created_at,
-        updated_at=item.updated_at,
-    )
-
-
-def _ledger_item(user_id: str, entry: LedgerEntry) -> LedgerItem:
-    return LedgerItem(
-        pk=user_pk(user_id),
-        sk=ledger_sk(entry.entry_id),
-        group_entry=f"{entry.offer_group}#{entry.entry_id}",
-        user_id=user_id,
-        offer_group=entry.offer_group,
-        seq=entry.seq,
-        balance_after=entry.balance_after,
-        movement=movement_to_attribute(Movement(**entry.model_dump(include=set(Movement.model_fields)))),
-    )
 
 
 __all__ = ["DynamoCreditsRepository"]

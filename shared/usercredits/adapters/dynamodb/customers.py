@@ -26,7 +26,6 @@ from usercredits.adapters.dynamodb.errors import (
     condition_failed,
     translate_errors,
 )
-from usercredits.adapters.dynamodb.repositories import equals_stored, set_or_remove
 from usercredits.adapters.dynamodb.tables import (
     CouponItem,
     CouponRedemptionItem,
@@ -40,7 +39,8 @@ from usercredits.adapters.dynamodb.tables import (
     MoneyAttribute,
     PlanItem,
 )
-from usercredits.domain.models import Money
+from usercredits.adapters.dynamodb.transactions import equals_stored, set_or_remove
+from usercredits.domain.models import MAX_TRANSACTION_ACTIONS, Money
 from usercredits.errors import ConflictError, NotFoundError
 from usercredits.subscriptions.models import (
     Address,
@@ -68,8 +68,6 @@ PLANS_PK = "PLANS"  # one item per plan, so listing the plans is one Query (neve
 COUPON_SK = "COUPON"
 REDEMPTION_PREFIX = "REDEMPTION#"
 CUSTOMER_USE_PREFIX = "USEDBY#"
-#: DynamoDB's limit of actions in one TransactWriteItems.
-MAX_TRANSACTION_ACTIONS = 100
 #: How often a redemption that lost a race for the coupon item (TransactionConflict) is tried again.
 _REDEEM_ATTEMPTS = 12
 

@@ -16,10 +16,9 @@ from typing import Any
 
 from pynamodb.exceptions import TransactWriteError, UpdateError
 
-from usercredits.adapters.dynamodb.credits import item_to_reservation
 from usercredits.adapters.dynamodb.errors import condition_failed, translate_errors
 from usercredits.adapters.dynamodb.keys import bucket_hour, expiry_bucket, group_sk, lot_sk, user_pk
-from usercredits.adapters.dynamodb.repositories import ConditionFailedError, IdempotentTransaction, item_to_lot
+from usercredits.adapters.dynamodb.mappers import item_to_lot, item_to_reservation
 from usercredits.adapters.dynamodb.tables import (
     ByExpiryIndex,
     CreditGroupItem,
@@ -28,6 +27,7 @@ from usercredits.adapters.dynamodb.tables import (
     LotItem,
     ScanStateItem,
 )
+from usercredits.adapters.dynamodb.transactions import ConditionFailedError, IdempotentTransaction
 from usercredits.domain.expiry_index import (
     IndexedHold,
     IndexedLot,
@@ -39,10 +39,9 @@ from usercredits.domain.expiry_index import (
     bound_key,
     hour_of,
 )
+from usercredits.domain.models import MAX_TRANSACTION_ACTIONS
 
 STATE_SK = "STATE"
-#: TransactWriteItems takes at most 100 actions.
-_MAX_TRANSACTION = 100
 
 type _Update = tuple[CreditsItem, list[Any], Any]
 
@@ -179,8 +178,8 @@ def _apply(updates: list[_Update]) -> list[bool]:
     """Conditional updates, per update True when applied and False when its condition failed. Up to 100 go in one
     transaction; when it is cancelled (a condition, or a concurrent write) they are applied one by one instead."""
     results: list[bool] = []
-    for start in range(0, len(updates), _MAX_TRANSACTION):
-        chunk = updates[start : start + _MAX_TRANSACTION]
+    for start in range(0, len(updates), MAX_TRANSACTION_ACTIONS):
+        chunk = updates[start : start + MAX_TRANSACTION_ACTIONS]
         if len(chunk) > 1:
             try:
                 with IdempotentTransaction("", None) as transaction:

@@ -4,25 +4,25 @@ from __future__ import annotations
 
 from typing import Any
 
-from usercredits.adapters.dynamodb.credits import add_hold_cuts, move_closed_lot
+from usercredits.adapters.dynamodb.credit_writes import add_hold_cuts, move_closed_lot
 from usercredits.adapters.dynamodb.errors import translate_errors
 from usercredits.adapters.dynamodb.keys import group_sk, lot_sk, order_sk, user_pk
-from usercredits.adapters.dynamodb.repositories import (
-    ConditionFailedError,
-    IdempotentTransaction,
-    TransactionTooLargeError,
-    add_outbox,
+from usercredits.adapters.dynamodb.mappers import history_to_attribute, movement_to_attribute, purchases_to_attribute
+from usercredits.adapters.dynamodb.orders import (
     add_slot_change,
-    equals_stored,
-    history_to_attribute,
-    movement_to_attribute,
     payment_actions,
-    purchases_to_attribute,
-    set_or_remove,
     slot_flag_actions,
     with_slot_condition,
 )
+from usercredits.adapters.dynamodb.outbox import add_outbox
 from usercredits.adapters.dynamodb.tables import CreditGroupItem, LotItem, OrderItem
+from usercredits.adapters.dynamodb.transactions import (
+    ConditionFailedError,
+    IdempotentTransaction,
+    TransactionTooLargeError,
+    equals_stored,
+    set_or_remove,
+)
 from usercredits.domain import limits
 from usercredits.domain.models import GroupState
 from usercredits.domain.ports import IdempotencyRecord
