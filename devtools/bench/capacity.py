@@ -1,5 +1,6 @@
 """Write units by AWS's rule: DynamoDB item sizes, and a meter that reads the size of every item a write names before
-and after it (``CapacityMeter``); shared by the hot-item and growth parts of the bench.
+and after it (``CapacityMeter``), and what one operation cost (``GrowthMeter``, ``Cost``); shared by the hot-item and
+growth parts of the bench.
 
 AWS bills a write 1 unit per KB (1,024 bytes) started of the larger of the item's before and after images (2 in a
 transaction). Sizes follow AWS's item size rules (names + values; numbers as DynamoDB Local charges them, byte for
@@ -17,7 +18,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from devtools.bench.counting import DynamoDBRequestCounter, all_models, capacity_units
+from devtools.bench.counting import DynamoDBRequestCounter, all_models, capacity_units, items_read
 from devtools.bench.rows import BenchError
 
 WRITE_UNIT_BYTES = 1_024
@@ -309,3 +310,91 @@ class CapacityMeter(DynamoDBRequestCounter):
 
 def _identity(table: str, key: Mapping[str, Any]) -> str:
     return json.dumps([table, key], sort_keys=True)
+
+
+# ------------------------------------------------------------------------------------------- cost of an operation
+@dataclass
+class Tally:
+    """The requests of one measured operation: what they read, and the writes (``Calls``, with their units)."""
+
+    calls: Calls = field(default_factory=Calls)
+    items: int = 0
+    requests: int = 0
+
+
+@dataclass(frozen=True)
+class Cost:
+    """What one operation cost."""
+
+    requests: int
+    items_read: int
+    read_units: float
+    write_units: int  # by AWS's rule
+    local_write_units: float  # what DynamoDB Local answered for the same writes
+    closing_transactions: int  # transactions that closed lots
+    operations: tuple[str, ...]
+
+    @classmethod
+    def of(cls, tally: Tally) -> Cost:
+        calls = tally.calls.calls
+        reads = [call for call in calls if not call.is_write]
+        closing = [
+            call
+            for call in tally.calls.writes
+            if call.transactional and any("#LOT#" in target.sk for target in call.targets)
+        ]
+        return cls(
+            requests=tally.requests,
+            items_read=tally.items,
+            read_units=round(sum(call.answered_units for call in reads), 2),
+            write_units=tally.calls.write_units,
+            local_write_units=round(sum(call.answered_units for call in tally.calls.writes), 2),
+            closing_transactions=len(closing),
+            operations=tuple(call.operation for call in calls),
+        )
+
+    def cell(self, *, expiry: bool = False) -> str:
+        """``1 req / 3 items / 0.5 RCU`` (``/ 2 WCU`` when it wrote; the closing transactions of an expiry)."""
+        parts = [f"{self.requests:,} req"]
+        if expiry:
+            parts[0] += f" ({self.closing_transactions:,} closing txn)"
+        parts += [f"{self.items_read:,} items", f"{self.read_units:,g} RCU"]
+        if self.write_units:
+            parts.append(f"{self.write_units:,} WCU")
+        return " / ".join(parts)
+
+    def describe(self) -> str:
+        """The requests in order, repeats folded: ``Query, TransactWriteItems x3, GetItem``."""
+        folded: list[list[Any]] = []
+        for operation in self.operations:
+            if folded and folded[-1][0] == operation:
+                folded[-1][1] += 1
+            else:
+                folded.append([operation, 1])
+        return ", ".join(name if count == 1 else f"{name} x{count}" for name, count in folded) or "(no request)"
+
+
+class GrowthMeter(CapacityMeter):
+    """``CapacityMeter`` (requests hooked and cross-checked on the wire, write units by AWS's rule) that also adds up
+    the items each read request read."""
+
+    def __init__(self, endpoint_url: str) -> None:
+        super().__init__(endpoint_url)
+        self._tally: Tally | None = None
+
+    def _on_result(self, parsed: dict[str, Any], model: Any, **kwargs: Any) -> None:
+        super()._on_result(parsed=parsed, model=model, **kwargs)
+        if self._tally is not None and "Error" not in parsed:
+            self._tally.items += items_read(model.name, parsed)
+
+    @contextlib.contextmanager
+    def costed(self) -> Iterator[Tally]:
+        """Meter the ``with`` block: its requests, items read, and the calls with their units."""
+        tally = Tally()
+        self._calls, self._pending, self._tally = tally.calls, [], tally
+        try:
+            with self.measure() as measurement:
+                yield tally
+        finally:
+            self._calls, self._tally = None, None
+        tally.requests = measurement.count

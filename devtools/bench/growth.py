@@ -29,7 +29,7 @@ lot's expiry, and on each one ``GET /credits`` closes the lots (in steps of one 
 Sizes: ``DEFAULT_SIZES`` (1, 100, 1,000) in ``make bench``; ``--sizes 1,100,1000,10000`` for the README table
 (about 14 minutes on 2 CPUs: making 10,000 lots or hold/release pairs on one user is sequential).
 
-Figures per operation (``GrowthMeter``, a ``devtools.bench.capacity.CapacityMeter``: requests counted by a
+Figures per operation (``devtools.bench.capacity.GrowthMeter``, a ``CapacityMeter``: requests counted by a
 ``before-send`` hook on every model's client and cross-checked on the wire, ``ReturnConsumedCapacity=TOTAL`` asked of
 every request): requests; items read (``ScannedCount`` of each Query, the items GetItem / BatchGetItem /
 TransactGetItems returned); read units (the ``ConsumedCapacity`` DynamoDB Local answered for the reads); write units
@@ -45,20 +45,18 @@ so its own figure is only kept in the rows' detail and the notes. An expiry also
 from __future__ import annotations
 
 import argparse
-import contextlib
 import functools
 import os
 import sys
 import time
 import uuid
 import warnings
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from devtools.bench.capacity import Calls, CapacityMeter
-from devtools.bench.counting import items_read
+from devtools.bench.capacity import Cost, GrowthMeter
 from devtools.bench.environment import fresh_dynamodb_local
 from devtools.bench.rows import BenchError, Row, format_table
 
@@ -105,94 +103,6 @@ class OffsetClock:
 
     def advance(self, **delta: float) -> None:
         self.offset += timedelta(**delta)
-
-
-# ------------------------------------------------------------------------------------------------------- metering
-@dataclass
-class Tally:
-    """The requests of one measured operation: what they read, and the writes (``Calls``, with their units)."""
-
-    calls: Calls = field(default_factory=Calls)
-    items: int = 0
-    requests: int = 0
-
-
-@dataclass(frozen=True)
-class Cost:
-    """What one operation cost."""
-
-    requests: int
-    items_read: int
-    read_units: float
-    write_units: int  # by AWS's rule
-    local_write_units: float  # what DynamoDB Local answered for the same writes
-    closing_transactions: int  # transactions that closed lots
-    operations: tuple[str, ...]
-
-    @classmethod
-    def of(cls, tally: Tally) -> Cost:
-        calls = tally.calls.calls
-        reads = [call for call in calls if not call.is_write]
-        closing = [
-            call
-            for call in tally.calls.writes
-            if call.transactional and any("#LOT#" in target.sk for target in call.targets)
-        ]
-        return cls(
-            requests=tally.requests,
-            items_read=tally.items,
-            read_units=round(sum(call.answered_units for call in reads), 2),
-            write_units=tally.calls.write_units,
-            local_write_units=round(sum(call.answered_units for call in tally.calls.writes), 2),
-            closing_transactions=len(closing),
-            operations=tuple(call.operation for call in calls),
-        )
-
-    def cell(self, *, expiry: bool = False) -> str:
-        """``1 req / 3 items / 0.5 RCU`` (``/ 2 WCU`` when it wrote; the closing transactions of an expiry)."""
-        parts = [f"{self.requests:,} req"]
-        if expiry:
-            parts[0] += f" ({self.closing_transactions:,} closing txn)"
-        parts += [f"{self.items_read:,} items", f"{self.read_units:,g} RCU"]
-        if self.write_units:
-            parts.append(f"{self.write_units:,} WCU")
-        return " / ".join(parts)
-
-    def describe(self) -> str:
-        """The requests in order, repeats folded: ``Query, TransactWriteItems x3, GetItem``."""
-        folded: list[list[Any]] = []
-        for operation in self.operations:
-            if folded and folded[-1][0] == operation:
-                folded[-1][1] += 1
-            else:
-                folded.append([operation, 1])
-        return ", ".join(name if count == 1 else f"{name} x{count}" for name, count in folded) or "(no request)"
-
-
-class GrowthMeter(CapacityMeter):
-    """``CapacityMeter`` (requests hooked and cross-checked on the wire, write units by AWS's rule) that also adds up
-    the items each read request read."""
-
-    def __init__(self, endpoint_url: str) -> None:
-        super().__init__(endpoint_url)
-        self._tally: Tally | None = None
-
-    def _on_result(self, parsed: dict[str, Any], model: Any, **kwargs: Any) -> None:
-        super()._on_result(parsed=parsed, model=model, **kwargs)
-        if self._tally is not None and "Error" not in parsed:
-            self._tally.items += items_read(model.name, parsed)
-
-    @contextlib.contextmanager
-    def costed(self) -> Iterator[Tally]:
-        """Meter the ``with`` block: its requests, items read, and the calls with their units."""
-        tally = Tally()
-        self._calls, self._pending, self._tally = tally.calls, [], tally
-        try:
-            with self.measure() as measurement:
-                yield tally
-        finally:
-            self._calls, self._tally = None, None
-        tally.requests = measurement.count
 
 
 # ------------------------------------------------------------------------------------------------------ the bench
