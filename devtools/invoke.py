@@ -16,7 +16,6 @@ The handler's logs go to stderr; stdout gets only the handler's result, as JSON.
 from __future__ import annotations
 
 import argparse
-import base64
 import contextlib
 import json
 import os
@@ -29,49 +28,35 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from devtools import devserver
+from devtools.devserver.environment import (
+    DEFAULT_DYNAMODB_PORT,
+    FUNCTIONS_DIR,
+    configure_environment,
+    prepare_tables_and_catalog,
+    quiet_warnings,
+)
+from devtools.devserver.event_sink import EventSink
+from devtools.devserver.functions import HandlerRegistry, HandlerUnavailableError, function_configs
+from devtools.devserver.log import log
+from devtools.devserver.paths import EVENTS_PATH
 from devtools.dynamodb_local import DynamoDBLocalError, is_answering, running_dynamodb_local
+from devtools.jwt_tokens import AUDIENCE, ISSUER
+from devtools.lambda_events import caller_claims, http_api_event, sign_webhook_event
 
 DEFAULT_WEBHOOK_SECRET = "whsec_local"
 
 
-def raw_body(event: dict[str, Any]) -> bytes:
-    body = event.get("body") or ""
-    return base64.b64decode(body) if event.get("isBase64Encoded") else body.encode("utf-8")
-
-
-def resign_webhook_event(event: dict[str, Any], secret: str, timestamp: int | None = None) -> dict[str, Any]:
-    """A copy of a Function URL event whose ``Stripe-Signature`` header matches its raw body today."""
-    signed = dict(event)
-    headers = {k: v for k, v in (event.get("headers") or {}).items() if k.lower() != "stripe-signature"}
-    headers["stripe-signature"] = devserver.stripe_signature(raw_body(event), secret, timestamp)
-    signed["headers"] = headers
-    return signed
-
-
 def with_caller(event: dict[str, Any], user: str, admin: bool) -> dict[str, Any]:
     """A copy of an HTTP API event whose authorizer claims are those of ``user`` (with the admin scope if asked)."""
-    from devtools.jwt_tokens import ADMIN_SCOPE, USER_SCOPE
-
-    scope = f"{USER_SCOPE} {ADMIN_SCOPE}" if admin else USER_SCOPE
     now = int(time.time())
-    claims = {
-        "sub": user,
-        "scope": scope,
-        "iat": now,
-        "exp": now + 3600,
-        "iss": devserver.JWT_ISSUER,
-        "aud": devserver.JWT_AUDIENCE,
-    }
-    context = dict(event.get("requestContext") or {})
-    context["authorizer"] = devserver.authorizer_context(claims)
-    return {**event, "requestContext": context}
+    claims = caller_claims(user, admin=admin) | {"iat": now, "exp": now + 3600, "iss": ISSUER, "aud": AUDIENCE}
+    return http_api_event(event, claims=claims)
 
 
 @contextlib.contextmanager
 def event_sink() -> Iterator[str]:
     """Serve a fake EventBridge on a free local port for the ``with`` block; yield its endpoint URL."""
-    sink = devserver.EventSink()
+    sink = EventSink()
 
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
@@ -90,7 +75,7 @@ def event_sink() -> Iterator[str]:
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
     thread.start()
     try:
-        yield f"http://127.0.0.1:{server.server_address[1]}{devserver.EVENTS_PATH}"
+        yield f"http://127.0.0.1:{server.server_address[1]}{EVENTS_PATH}"
     finally:
         server.shutdown()
         server.server_close()
@@ -102,7 +87,7 @@ def local_dynamodb() -> Iterator[tuple[str, bool]]:
     if endpoint := os.environ.get("AWS_ENDPOINT_URL_DYNAMODB"):
         yield endpoint, False
         return
-    port = int(os.environ.get("DYNAMODB_PORT") or devserver.DEFAULT_DYNAMODB_PORT)
+    port = int(os.environ.get("DYNAMODB_PORT") or DEFAULT_DYNAMODB_PORT)
     running = f"http://127.0.0.1:{port}"
     if is_answering(running):
         yield running, False
@@ -122,10 +107,10 @@ def _tables_missing() -> bool:
 def invoke(function: str, event: dict[str, Any]) -> Any:
     """Run ``function``'s handler on ``event`` (environment already configured); return what it returned."""
     if function == "stripe_webhook":
-        event = resign_webhook_event(event, os.environ.get("LOCAL_WEBHOOK_SECRET") or DEFAULT_WEBHOOK_SECRET)
-    registry = devserver.HandlerRegistry(devserver.function_configs())
+        event = sign_webhook_event(event, os.environ.get("LOCAL_WEBHOOK_SECRET") or DEFAULT_WEBHOOK_SECRET)
+    registry = HandlerRegistry(function_configs())
     if registry.load(function) is None:
-        raise devserver.HandlerUnavailableError(f"{function}: {registry.error(function)}")
+        raise HandlerUnavailableError(f"{function}: {registry.error(function)}")
     return registry.invoke(function, event)
 
 
@@ -136,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--user", help="replace the JWT claims of an HTTP API event with this user's")
     parser.add_argument("--admin", action="store_true", help="with --user: add the credits/admin scope")
     args = parser.parse_args(argv)
-    if not (devserver.FUNCTIONS_DIR / args.function / "handler.py").is_file():
+    if not (FUNCTIONS_DIR / args.function / "handler.py").is_file():
         parser.error(f"no functions/{args.function}/handler.py")
     try:
         event = json.loads(args.event.read_text(encoding="utf-8"))
@@ -146,14 +131,14 @@ def main(argv: list[str] | None = None) -> int:
         event = with_caller(event, args.user, args.admin)
 
     stdout = sys.stdout
-    devserver.quiet_warnings()
+    quiet_warnings()
     try:
         # Handlers log (and print metrics) to stdout: send all of it to stderr, keep stdout for the result.
         with contextlib.redirect_stdout(sys.stderr), local_dynamodb() as (endpoint, fresh), event_sink() as events:
-            devserver.configure_environment(endpoint, events)
+            configure_environment(endpoint, events)
             if fresh or _tables_missing():
-                offers = devserver.prepare_tables_and_catalog()
-                devserver.log(f"tables created on {endpoint}, demo catalog loaded ({offers} offers)")
+                offers = prepare_tables_and_catalog()
+                log(f"tables created on {endpoint}, demo catalog loaded ({offers} offers)")
             result = invoke(args.function, event)
     except DynamoDBLocalError as exc:
         print(f"error: {exc}", file=sys.stderr)

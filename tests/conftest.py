@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,6 +10,7 @@ from typing import Any
 import pytest
 from devtools.catalog import read_catalog
 from devtools.lambda_context import LambdaContext
+from devtools.lambda_events import caller_claims, http_api_event
 
 from tests.fakes import FixedClock, InMemoryCatalogRepository, InMemoryOrderRepository, RecordingPaymentGateway
 from usercredits.domain.models import Caller, Offer
@@ -73,30 +73,19 @@ def http_event(
     query: dict[str, str] | None = None,
     headers: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    """An API Gateway HTTP API event built from a sample in events/, with the caller and request replaced."""
-    event = copy.deepcopy(load_event(base))
-    if method:
-        event["requestContext"]["http"]["method"] = method
-    if path:
-        event["rawPath"] = path
-        event["requestContext"]["http"]["path"] = path
-    if route:
-        event["routeKey"] = route
-    if body is not None or raw_body is not None:
-        event["body"] = raw_body if raw_body is not None else json.dumps(body)
-        event["isBase64Encoded"] = False
-    if query is not None:
-        event["queryStringParameters"] = query or None
-        event["rawQueryString"] = "&".join(f"{k}={v}" for k, v in query.items())
-    event["headers"] = {**event.get("headers", {}), **{k.lower(): v for k, v in (headers or {}).items()}}
-    authorizer = event["requestContext"].setdefault("authorizer", {"jwt": {"claims": {}, "scopes": None}})
-    if user is None:
-        event["requestContext"].pop("authorizer", None)
-    else:
-        scopes = ["credits/user", "credits/admin"] if admin else ["credits/user"]
-        authorizer["jwt"]["claims"] = {"sub": user, "scope": " ".join(scopes)}
-        authorizer["jwt"]["scopes"] = scopes
-    return event
+    """An API Gateway HTTP API event built from a sample in events/, with the caller and request replaced
+    (``devtools.lambda_events``, the builder the dev server and the bench use); ``user=None``: no authorizer."""
+    return http_api_event(
+        load_event(base),
+        method=method,
+        path=path,
+        route_key=route,
+        query=query,
+        headers=headers,
+        body=raw_body if raw_body is not None else json.dumps(body) if body is not None else None,
+        claims=caller_claims(user, admin=admin) if user is not None else None,
+        anonymous=user is None,
+    )
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""The growth bench measures what it says (devtools/bench_growth.py; README "Limits and growth"): every figure is a
+"""The growth bench measures what it says (devtools/bench/growth.py; README "Limits and growth"): every figure is a
 non-negative whole count, and the budgets of issue 16 hold at a size past one page of every read (120 lots: more than
 ``VIEW_PAGE`` items and than ``LOTS_SHOWN`` lots): a spend is one request; ``GET /credits`` one Query up to a page,
 at most one more past it, reading at most two pages of items; ``GET /credits/{group}`` one Query of the lots it shows;
@@ -8,7 +8,7 @@ closed lots are not read at all."""
 from __future__ import annotations
 
 import pytest
-from devtools.bench_growth import HISTORIES, LEDGER_LIMIT, Result, bench_rows, format_growth, growth_results
+from devtools.bench.growth import HISTORIES, LEDGER_LIMIT, Result, bench_rows, format_growth, growth_results
 
 from usercredits.adapters.dynamodb.credit_reads import VIEW_PAGE
 from usercredits.adapters.dynamodb.credits import LOTS_SHOWN

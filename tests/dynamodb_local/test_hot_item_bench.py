@@ -1,4 +1,4 @@
-"""The hot-item bench keeps its figures honest (devtools/bench_hot_item.py; the hot-item ceiling section): a spend's
+"""The hot-item bench keeps its figures honest (devtools/bench/hot_item.py; the hot-item ceiling section): a spend's
 write units are positive whole numbers, follow AWS's rule on the group item's size, and grow with the journal, up to
 the bound the ceiling is documented with (7 write units at JOURNAL_MAX, 22 with an Idempotency-Key)."""
 
@@ -7,7 +7,8 @@ from __future__ import annotations
 import math
 
 import pytest
-from devtools.bench_hot_item import hot_item_rows, number_size, write_units
+from devtools.bench.capacity import number_size, write_units
+from devtools.bench.hot_item import hot_item_rows
 
 from usercredits.adapters.dynamodb.credits import JOURNAL_KEEP, JOURNAL_MAX
 

@@ -19,7 +19,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from devtools.devserver import EVENTS_PATH, DevServer, HandlerRegistry
+from devtools.devserver.functions import HandlerRegistry
+from devtools.devserver.paths import EVENTS_PATH
+from devtools.devserver.server import DevServer
 
 from tests.e2e.conftest import Api, Stack
 

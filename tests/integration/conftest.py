@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import copy
 import json
 import os
 from collections.abc import Callable, Iterator
@@ -13,9 +12,9 @@ import boto3
 import pytest
 from devtools.catalog import load_catalog
 from devtools.lambda_context import LambdaContext
+from devtools.lambda_events import function_url_event, sign_webhook_event
 
 from tests.conftest import DEMO_CATALOG, http_event, load_event
-from usercredits.adapters.stripe_gateway import sign_payload
 from usercredits.settings import get_ordering_settings
 
 Call = Callable[..., tuple[int, Any, dict[str, str]]]
@@ -72,14 +71,14 @@ def webhook(moto_tables: None, lambda_context: Any):  # type: ignore[no-untyped-
         base64_body: bool = False,
     ) -> tuple[int, Any]:
         payload = raw if raw is not None else json.dumps(event).encode()
-        request = copy.deepcopy(load_event("stripe_webhook/payment_intent_succeeded.json"))
+        request = function_url_event(base=load_event("stripe_webhook/payment_intent_succeeded.json"), body=payload)
+        if base64_body:  # the same bytes, base64 in the event (as a Function URL sends a binary body)
+            request["body"], request["isBase64Encoded"] = base64.b64encode(payload).decode(), True
         request["headers"].pop("stripe-signature", None)
         if signature == "sign":
-            request["headers"]["stripe-signature"] = sign_payload(payload, SECRET)
+            request = sign_webhook_event(request, SECRET)
         elif signature is not None:
             request["headers"]["stripe-signature"] = signature
-        request["body"] = base64.b64encode(payload).decode() if base64_body else payload.decode("utf-8", "replace")
-        request["isBase64Encoded"] = base64_body
         response = handler.lambda_handler(request, lambda_context)
         return response["statusCode"], json.loads(response["body"])
 

@@ -21,11 +21,12 @@ from typing import Any
 
 import boto3
 from devtools.lambda_context import LambdaContext
+from devtools.lambda_events import function_url_event, sign_webhook_event
 
 from tests.conftest import http_event, load_event
 from tests.fakes import FixedClock
 from tests.stripe_fake import FakeStripe
-from usercredits.adapters.stripe_gateway import StripeGateway, sign_payload
+from usercredits.adapters.stripe_gateway import StripeGateway
 
 WEBHOOK_SECRET = os.environ.get("LOCAL_WEBHOOK_SECRET", "whsec_local")
 START = datetime(2026, 1, 31, 12, 0, tzinfo=UTC)
@@ -154,9 +155,8 @@ class System:
 
     def webhook(self, event: dict[str, Any]) -> Answer:
         payload = json.dumps(event).encode()
-        request = copy.deepcopy(load_event("stripe_webhook/payment_intent_succeeded.json"))
-        request["headers"]["stripe-signature"] = sign_payload(payload, WEBHOOK_SECRET)
-        request["body"], request["isBase64Encoded"] = payload.decode(), False
+        sample = load_event("stripe_webhook/payment_intent_succeeded.json")
+        request = sign_webhook_event(function_url_event(base=sample, body=payload), WEBHOOK_SECRET)
         response = self.modules["stripe_webhook"].lambda_handler(request, self.context)
         return Answer(int(response["statusCode"]), json.loads(response.get("body") or "null"))
 

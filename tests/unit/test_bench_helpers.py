@@ -8,23 +8,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from devtools.bench import (
-    BenchError,
-    Row,
+from devtools.bench.handlers import http_event
+from devtools.bench.imports import function_environment, import_ratio
+from devtools.bench.rows import BenchError, Row, format_table, over_budget, write_results
+from devtools.bench.throughput import percentile, split_work
+from devtools.bench.webhook_events import (
     balances_after_return,
     dispute_object,
-    format_table,
-    function_environment,
-    function_url_event,
-    http_event,
-    import_ratio,
     intent_object,
-    over_budget,
-    percentile,
     refunded_charge,
-    split_work,
     stripe_event_payload,
-    write_results,
+    webhook_request,
 )
 from devtools.build_inspection import (
     EM_AARCH64,
@@ -39,7 +33,7 @@ from devtools.build_inspection import (
 from devtools.lambda_context import LambdaContext
 
 from tests.conftest import load_event
-from usercredits.adapters.stripe_gateway import charge_report, intent_state, sign_payload, verify_webhook
+from usercredits.adapters.stripe_gateway import charge_report, intent_state, verify_webhook
 from usercredits.domain.models import DisputeStatus
 
 
@@ -248,7 +242,7 @@ ENTERPRISE_M = {"amount": 9900, "currency": "usd"}
 def _verified(kind: str, obj: dict[str, Any], secret: str = "whsec_test") -> dict[str, Any]:
     """What the webhook handler reads from the bench's request: the event, once its signature is verified."""
     payload = stripe_event_payload("evt_1", kind, obj)
-    request = function_url_event(payload, sign_payload(payload, secret))
+    request = webhook_request(payload, secret)
     assert request["requestContext"]["http"]["method"] == "POST"
     assert request["isBase64Encoded"] is False
     return verify_webhook(request["body"].encode(), request["headers"]["stripe-signature"], secret)

@@ -10,17 +10,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from devtools import devserver
-from devtools.devserver import (
-    CLOCK_PATH,
-    DevServer,
-    IncomingRequest,
-    Reply,
-    clock_reply,
-    local_clock_file,
-    local_environment,
-    scheduled_scan_event,
-)
+from devtools.devserver.environment import local_environment
+from devtools.devserver.events import IncomingRequest
+from devtools.devserver.local_clock import clock_reply, local_clock_file, scheduled_scan_event
+from devtools.devserver.paths import CLOCK_PATH, EXPIRY_SCAN_PATH
+from devtools.devserver.replies import Reply
+from devtools.devserver.server import DevServer
 
 from tests.conftest import load_event
 from usercredits.adapters.clock import freeze_clock, parse_time, read_clock
@@ -136,7 +131,7 @@ def test_the_server_routes_the_clock_and_stamps_the_scan_with_it(clock_file: str
     reply, served_by = server.dispatch(request)
     assert (reply.status, served_by) == (200, "clock")
     assert body_of(reply) == {"now": "2031-05-06T07:09:09Z"}
-    reply, served_by = server.dispatch(IncomingRequest("POST", devserver.EXPIRY_SCAN_PATH, "", [], b""))
+    reply, served_by = server.dispatch(IncomingRequest("POST", EXPIRY_SCAN_PATH, "", [], b""))
     # Then the scan ran on the scheduled event, stamped with the clock's time
     assert (reply.status, served_by) == (200, "expiry_scan")
     [(folder, event)] = invoked

@@ -1,4 +1,4 @@
-"""The expiry scan's cost at scale (``make bench`` runs it; ``python -m devtools.bench_scan`` alone).
+"""The expiry scan's cost at scale (``make bench`` runs it; ``python -m devtools.bench.scan`` alone).
 
 10,000 users each hold one group with one lot (written straight into an in-memory DynamoDB Local started for the run,
 tables from template.yaml): 100 lots expire 5 minutes after the start, the 9,900 others in 30 to 60 days. A first
@@ -6,10 +6,10 @@ scan at the start sets the cursors (not measured: a first run also reads back a 
 window's hours). The measured scan runs 15 minutes later, as the schedule would, through ``scan_expiry`` with the
 real adapters; then an idle scan 15 minutes after that.
 
-Requests are counted as ``devtools.bench`` counts them (its ``DynamoDBRequestCounter``: a botocore before-send hook
-on every PynamoDB model's client, cross-checked on the wire). Items read and written are taken from the same clients'
-``before-parameter-build`` (the request: which index, how many transaction items) and ``after-call`` (``ScannedCount``
-of a Query: what DynamoDB read and bills, filtered or not) events.
+Requests are counted as the other parts count them (``devtools.bench.counting.DynamoDBRequestCounter``: a botocore
+before-send hook on every PynamoDB model's client, cross-checked on the wire). Items read and written are taken from the
+same clients' ``before-parameter-build`` (the request: which index, how many transaction items) and ``after-call``
+(``ScannedCount`` of a Query: what DynamoDB read and bills, filtered or not) events.
 
 Rows (metric ``items_read``, ``writes_per_expired_lot``, ``read_units``, ``dynamodb_requests``, ``lots``,
 ``write_units``):
@@ -37,15 +37,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from devtools.bench import (
-    BenchError,
-    DynamoDBRequestCounter,
-    Measurement,
-    Row,
-    _all_models,
-    configure_environment,
-    format_table,
-)
+from devtools.bench.counting import DynamoDBRequestCounter, Measurement, all_models, capacity_units, items_read
+from devtools.bench.environment import fresh_dynamodb_local
+from devtools.bench.rows import BenchError, Row, format_table
 
 USERS = 10_000
 DUE = 100
@@ -57,12 +51,6 @@ INDEX_BUDGET = 110
 
 _READS = frozenset({"Query", "GetItem", "BatchGetItem", "TransactGetItems"})
 _WRITES = frozenset({"UpdateItem", "PutItem", "DeleteItem", "TransactWriteItems", "BatchWriteItem"})
-
-
-def capacity_units(parsed: dict[str, Any]) -> float:
-    """The capacity units a response says it consumed (table and indexes; a list for transactions)."""
-    consumed = parsed.get("ConsumedCapacity") or []
-    return sum(float(part.get("CapacityUnits", 0)) for part in (consumed if isinstance(consumed, list) else [consumed]))
 
 
 @dataclass
@@ -83,8 +71,8 @@ class Traffic:
 class ItemCounter(DynamoDBRequestCounter):
     """``DynamoDBRequestCounter`` that also adds up the items each request read and wrote."""
 
-    HOOK_PARAMS = "devtools.bench_scan.params"
-    HOOK_RESULT = "devtools.bench_scan.result"
+    HOOK_PARAMS = "devtools.bench.scan.params"
+    HOOK_RESULT = "devtools.bench.scan.result"
 
     def __init__(self, endpoint_url: str) -> None:
         super().__init__(endpoint_url)
@@ -93,7 +81,7 @@ class ItemCounter(DynamoDBRequestCounter):
 
     def attach(self) -> int:
         clients = super().attach()
-        for model in _all_models():
+        for model in all_models():
             events = model._get_connection().connection.client.meta.events
             events.register("before-parameter-build.dynamodb", self._on_params, unique_id=self.HOOK_PARAMS)
             events.register("after-call.dynamodb", self._on_result, unique_id=self.HOOK_RESULT)
@@ -113,13 +101,7 @@ class ItemCounter(DynamoDBRequestCounter):
         operation, on_index, writes = self._pending.pop(0)
         if self.traffic is None or "Error" in parsed:
             return
-        read = 0
-        if operation == "Query":
-            read = int(parsed.get("ScannedCount", 0))
-        elif operation == "GetItem":
-            read = 1 if parsed.get("Item") else 0
-        elif operation == "BatchGetItem":
-            read = sum(len(items) for items in (parsed.get("Responses") or {}).values())
+        read = items_read(operation, parsed)
         if on_index:
             self.traffic.index_items += read
         else:
@@ -272,11 +254,11 @@ def measure_spend_units(endpoint_url: str) -> tuple[float, float, float]:
         captured.append(copy.deepcopy(params))
 
     events = CreditGroupItem._get_connection().connection.client.meta.events
-    events.register("before-parameter-build.dynamodb.UpdateItem", capture, unique_id="devtools.bench_scan.capture")
+    events.register("before-parameter-build.dynamodb.UpdateItem", capture, unique_id="devtools.bench.scan.capture")
     try:
         spend()
     finally:
-        events.unregister("before-parameter-build.dynamodb.UpdateItem", unique_id="devtools.bench_scan.capture")
+        events.unregister("before-parameter-build.dynamodb.UpdateItem", unique_id="devtools.bench.scan.capture")
     (update,) = captured
     client = boto3.client("dynamodb", endpoint_url=endpoint_url)
     table = f"bench-planned-{uuid.uuid4().hex[:8]}"
@@ -340,18 +322,8 @@ def _breakdown(measurement: Measurement) -> str:
 
 def measure_scan() -> tuple[list[Row], list[str], list[str]]:
     """The scan rows; (rows, notes, problems). Starts its own DynamoDB Local."""
-    from devtools.dynamodb_local import running_dynamodb_local
-
     warnings.filterwarnings("ignore", category=DeprecationWarning)
-    with running_dynamodb_local() as endpoint_url:
-        configure_environment(endpoint_url)
-        import boto3
-
-        from devtools.local_tables import create_tables
-        from usercredits.adapters.dynamodb.tables import share_connections
-
-        share_connections()  # PynamoDB may have connected to another engine earlier in this process
-        create_tables(boto3.client("dynamodb", endpoint_url=endpoint_url))
+    with fresh_dynamodb_local() as endpoint_url:
         began = time.monotonic()
         due_users = seed()
         seeded = time.monotonic() - began

@@ -1,5 +1,5 @@
 """Growth: what the credits operations cost as a user's history grows (``make bench``; alone:
-``python -m devtools.bench_growth [--sizes 1,100,1000]``).
+``python -m devtools.bench.growth [--sizes 1,100,1000]``).
 
 Three histories, each at several sizes N, each size on a user of its own (same tables, one group ``GrowthBench``):
 
@@ -9,7 +9,7 @@ Three histories, each at several sizes N, each size on a user of its own (same t
   moves all but the journal's last movements to ``LEDGER#`` items, as it does for any user;
 - ``settled holds``: one grant of 10 tokens, then N hold + release pairs (``create_reservation`` +
   ``release_reservation``), the journal compacted every 25 pairs as the reads in between would do (holds and releases
-  do not compact; ``devtools/bench.py`` makes its 1,000 pairs the same way).
+  do not compact; ``devtools.bench.consumption_routes`` makes its 1,000 pairs the same way).
 
 The histories are made first, in a few threads at once (users of their own: DynamoDB Local's latency overlaps), then
 measured one operation at a time with nothing else running. Before the measurements each group's journal is compacted
@@ -29,7 +29,7 @@ lot's expiry, and on each one ``GET /credits`` closes the lots (in steps of one 
 Sizes: ``DEFAULT_SIZES`` (1, 100, 1,000) in ``make bench``; ``--sizes 1,100,1000,10000`` for the README table
 (about 14 minutes on 2 CPUs: making 10,000 lots or hold/release pairs on one user is sequential).
 
-Figures per operation (``GrowthMeter``, a ``devtools.bench_hot_item.CapacityMeter``: requests counted by a
+Figures per operation (``devtools.bench.capacity.GrowthMeter``, a ``CapacityMeter``: requests counted by a
 ``before-send`` hook on every model's client and cross-checked on the wire, ``ReturnConsumedCapacity=TOTAL`` asked of
 every request): requests; items read (``ScannedCount`` of each Query, the items GetItem / BatchGetItem /
 TransactGetItems returned); read units (the ``ConsumedCapacity`` DynamoDB Local answered for the reads); write units
@@ -45,20 +45,20 @@ so its own figure is only kept in the rows' detail and the notes. An expiry also
 from __future__ import annotations
 
 import argparse
-import contextlib
 import functools
 import os
 import sys
 import time
 import uuid
 import warnings
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from devtools.bench import BenchError, Row, configure_environment, format_table
-from devtools.bench_hot_item import Calls, CapacityMeter
+from devtools.bench.capacity import Cost, GrowthMeter
+from devtools.bench.environment import fresh_dynamodb_local
+from devtools.bench.rows import BenchError, Row, format_table
 
 #: Sizes of the default run (``make bench``), every history at each: about 2 minutes on 2 CPUs. 10,000 as well
 #: (``--sizes 1,100,1000,10000``, the README table) takes about 14: 10,000 grants or hold/release pairs on one user
@@ -103,108 +103,6 @@ class OffsetClock:
 
     def advance(self, **delta: float) -> None:
         self.offset += timedelta(**delta)
-
-
-# ------------------------------------------------------------------------------------------------------- metering
-def items_read(operation: str, parsed: Mapping[str, Any]) -> int:
-    """The items a read request read: ``ScannedCount`` of a Query or Scan (what DynamoDB read and bills, filtered or
-    not), the items a GetItem, BatchGetItem or TransactGetItems returned; 0 for a write."""
-    if operation in {"Query", "Scan"}:
-        return int(parsed.get("ScannedCount", 0))
-    if operation == "GetItem":
-        return 1 if parsed.get("Item") else 0
-    if operation == "BatchGetItem":
-        return sum(len(items) for items in (parsed.get("Responses") or {}).values())
-    if operation == "TransactGetItems":
-        return sum(1 for response in parsed.get("Responses") or [] if response.get("Item"))
-    return 0
-
-
-@dataclass
-class Tally:
-    """The requests of one measured operation: what they read, and the writes (``Calls``, with their units)."""
-
-    calls: Calls = field(default_factory=Calls)
-    items: int = 0
-    requests: int = 0
-
-
-@dataclass(frozen=True)
-class Cost:
-    """What one operation cost."""
-
-    requests: int
-    items_read: int
-    read_units: float
-    write_units: int  # by AWS's rule
-    local_write_units: float  # what DynamoDB Local answered for the same writes
-    closing_transactions: int  # transactions that closed lots
-    operations: tuple[str, ...]
-
-    @classmethod
-    def of(cls, tally: Tally) -> Cost:
-        calls = tally.calls.calls
-        reads = [call for call in calls if not call.is_write]
-        closing = [
-            call
-            for call in tally.calls.writes
-            if call.transactional and any("#LOT#" in target.sk for target in call.targets)
-        ]
-        return cls(
-            requests=tally.requests,
-            items_read=tally.items,
-            read_units=round(sum(call.answered_units for call in reads), 2),
-            write_units=tally.calls.write_units,
-            local_write_units=round(sum(call.answered_units for call in tally.calls.writes), 2),
-            closing_transactions=len(closing),
-            operations=tuple(call.operation for call in calls),
-        )
-
-    def cell(self, *, expiry: bool = False) -> str:
-        """``1 req / 3 items / 0.5 RCU`` (``/ 2 WCU`` when it wrote; the closing transactions of an expiry)."""
-        parts = [f"{self.requests:,} req"]
-        if expiry:
-            parts[0] += f" ({self.closing_transactions:,} closing txn)"
-        parts += [f"{self.items_read:,} items", f"{self.read_units:,g} RCU"]
-        if self.write_units:
-            parts.append(f"{self.write_units:,} WCU")
-        return " / ".join(parts)
-
-    def describe(self) -> str:
-        """The requests in order, repeats folded: ``Query, TransactWriteItems x3, GetItem``."""
-        folded: list[list[Any]] = []
-        for operation in self.operations:
-            if folded and folded[-1][0] == operation:
-                folded[-1][1] += 1
-            else:
-                folded.append([operation, 1])
-        return ", ".join(name if count == 1 else f"{name} x{count}" for name, count in folded) or "(no request)"
-
-
-class GrowthMeter(CapacityMeter):
-    """``CapacityMeter`` (requests hooked and cross-checked on the wire, write units by AWS's rule) that also adds up
-    the items each read request read."""
-
-    def __init__(self, endpoint_url: str) -> None:
-        super().__init__(endpoint_url)
-        self._tally: Tally | None = None
-
-    def _on_result(self, parsed: dict[str, Any], model: Any, **kwargs: Any) -> None:
-        super()._on_result(parsed=parsed, model=model, **kwargs)
-        if self._tally is not None and "Error" not in parsed:
-            self._tally.items += items_read(model.name, parsed)
-
-    @contextlib.contextmanager
-    def costed(self) -> Iterator[Tally]:
-        """Meter the ``with`` block: its requests, items read, and the calls with their units."""
-        tally = Tally()
-        self._calls, self._pending, self._tally = tally.calls, [], tally
-        try:
-            with self.measure() as measurement:
-                yield tally
-        finally:
-            self._calls, self._tally = None, None
-        tally.requests = measurement.count
 
 
 # ------------------------------------------------------------------------------------------------------ the bench
@@ -503,19 +401,9 @@ def notes_of(results: Sequence[Result], bench: GrowthBench, meter: GrowthMeter, 
 def measure_growth(sizes: Sequence[int] = DEFAULT_SIZES) -> tuple[list[Row], list[str], list[str]]:
     """The growth rows for ``devtools.bench`` (``report.run("growth", measure_growth)``); starts its own DynamoDB
     Local."""
-    from devtools.dynamodb_local import running_dynamodb_local
-
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     started = time.monotonic()
-    with running_dynamodb_local() as endpoint_url:
-        configure_environment(endpoint_url)  # before anything imports usercredits (it also puts it on sys.path)
-        import boto3
-
-        from devtools.local_tables import create_tables
-        from usercredits.adapters.dynamodb.tables import share_connections
-
-        share_connections()  # PynamoDB may have connected to another engine earlier in this process
-        create_tables(boto3.client("dynamodb", endpoint_url=endpoint_url))
+    with fresh_dynamodb_local() as endpoint_url:
         meter = GrowthMeter(endpoint_url)
         results, bench = growth_results(sizes, endpoint_url=endpoint_url, meter=meter)
     return bench_rows(results), notes_of(results, bench, meter, time.monotonic() - started), bench.problems
@@ -532,7 +420,7 @@ def _sizes(text: str) -> tuple[int, ...]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m devtools.bench_growth", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m devtools.bench.growth", description=__doc__.splitlines()[0])
     parser.add_argument(
         "--sizes",
         type=_sizes,

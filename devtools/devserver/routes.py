@@ -1,0 +1,74 @@
+"""The template's HttpApi routes, compiled and matched the way API Gateway matches them (most specific first)."""
+
+from __future__ import annotations
+
+import re
+import urllib.parse
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Route:
+    """An HttpApi route compiled for matching; ``specificity`` sorts literal segments before parameters."""
+
+    method: str
+    path: str
+    function: str
+    authorized: bool
+    pattern: re.Pattern[str]
+    specificity: tuple[int, ...]
+
+    @property
+    def route_key(self) -> str:
+        return f"{self.method} {self.path}"
+
+
+def compile_route(method: str, path: str, function: str, authorized: bool = True) -> Route:
+    """``/orders/{orderId}`` -> a regex with named groups; ``{proxy+}`` matches the rest of the path."""
+    parts, rank = [], []
+    for segment in path.strip("/").split("/"):
+        if greedy := re.fullmatch(r"\{(\w+)\+\}", segment):
+            parts.append(f"(?P<{greedy.group(1)}>.+)")
+            rank.append(2)
+        elif param := re.fullmatch(r"\{(\w+)\}", segment):
+            parts.append(f"(?P<{param.group(1)}>[^/]+)")
+            rank.append(1)
+        else:
+            parts.append(re.escape(segment))
+            rank.append(0)
+    regex = "^/" + "/".join(parts) + "$" if path.strip("/") else "^/$"
+    return Route(method.upper(), path, function, authorized, re.compile(regex), tuple(rank))
+
+
+def _route_is_authorized(event_properties: dict[str, Any]) -> bool:
+    authorizer = ((event_properties.get("Auth") or {}).get("Authorizer")) or ""
+    return authorizer != "NONE"
+
+
+def template_routes(template: dict[str, Any] | None = None) -> list[Route]:
+    """Every HttpApi route of the template (``devtools.cfn.http_routes``), compiled and most specific first."""
+    from devtools.cfn import http_routes, load_template, resources_of_type
+
+    template = template or load_template()
+    unauthorized = set()
+    for resource in resources_of_type("AWS::Serverless::Function", template).values():
+        for event in ((resource.get("Properties") or {}).get("Events") or {}).values():
+            props = event.get("Properties") or {}
+            if event.get("Type") == "HttpApi" and not _route_is_authorized(props):
+                unauthorized.add((str(props.get("Method", "")).upper(), props.get("Path")))
+    routes = [
+        compile_route(r.method, r.path, r.function, (r.method, r.path) not in unauthorized)
+        for r in http_routes(template)
+    ]
+    return sorted(routes, key=lambda route: (route.specificity, route.path, route.method))
+
+
+def match_route(routes: list[Route], method: str, path: str) -> tuple[Route, dict[str, str]] | None:
+    """The most specific route for ``method path`` (``ANY`` matches every method), with decoded path parameters."""
+    for route in routes:
+        if route.method not in (method, "ANY"):
+            continue
+        if found := route.pattern.match(path):
+            return route, {name: urllib.parse.unquote(value) for name, value in found.groupdict().items()}
+    return None
