@@ -18,7 +18,7 @@ from threading import Barrier
 
 import pytest
 
-from tests.fakes import InMemoryCatalogRepository, RecordingEventPublisher, RecordingPaymentGateway
+from tests.fakes import RecordingEventPublisher, RecordingPaymentGateway
 from usercredits.adapters.dynamodb.catalog import DynamoCatalogRepository
 from usercredits.adapters.dynamodb.credits import JOURNAL_MAX, DynamoCreditsRepository
 from usercredits.adapters.dynamodb.orders import DynamoOrderRepository
@@ -324,9 +324,7 @@ def test_paid_bundle_then_racing_consumes_keep_lot_remainders_equal_to_the_balan
     buy(offers, user_id, "_100tokens")
     before = {
         g.offer_group: g.balance
-        for g in balances.list_credits(
-            user_id, credits=credits, clock=SystemClock(), catalog=InMemoryCatalogRepository()
-        )
+        for g in balances.list_credits(user_id, credits=credits, clock=SystemClock(), catalog=DynamoCatalogRepository())
     }
     assert before["Enterprise"] == 150 and before["AiTokens"] == 400
     # When 80 consumes of 5 AiTokens (past the first lot, and past the journal limit) and 20 of 1 Enterprise race
@@ -337,9 +335,7 @@ def test_paid_bundle_then_racing_consumes_keep_lot_remainders_equal_to_the_balan
     # Then per group the lots' remainders sum to the balance, each within 0..tokens, burnt soonest expiry first
     groups = {
         g.offer_group: g
-        for g in balances.list_credits(
-            user_id, credits=credits, clock=SystemClock(), catalog=InMemoryCatalogRepository()
-        )
+        for g in balances.list_credits(user_id, credits=credits, clock=SystemClock(), catalog=DynamoCatalogRepository())
     }
     assert groups["AiTokens"].balance == 0 and groups["Enterprise"].balance == 130
     for name, view in groups.items():
@@ -475,7 +471,7 @@ def test_racing_holds_never_overcommit_and_captures_release_exactly(catalog, cre
             2,
             credits=credits,
             clock=SystemClock(),
-            catalog=InMemoryCatalogRepository(),
+            catalog=DynamoCatalogRepository(),
             events=RecordingEventPublisher(),
         )
 

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from tests.dynamodb_local.test_consumption_concurrency import assert_ledger_consistent, race
-from tests.fakes import FixedClock, InMemoryCatalogRepository, RecordingEventPublisher
+from tests.fakes import FixedClock, RecordingEventPublisher
 from usercredits.adapters.dynamodb.catalog import DynamoCatalogRepository
 from usercredits.adapters.dynamodb.credits import DynamoCreditsRepository
 from usercredits.adapters.dynamodb.expiry import DynamoExpiryIndex
@@ -181,9 +181,7 @@ def test_without_the_lease_racing_scans_and_reads_still_expire_each_lot_once(dyn
         if n % 3 == 0:
             return setup.scan(LeaseAlwaysFree(setup.name))
         if n % 3 == 1:
-            return balances.list_credits(
-                user, credits=setup.credits, clock=setup.clock, catalog=InMemoryCatalogRepository()
-            )
+            return balances.list_credits(user, credits=setup.credits, clock=setup.clock, catalog=setup.catalog)
         return spending.consume_credits(
             user,
             "W",

@@ -12,7 +12,7 @@ import boto3
 import pytest
 
 from tests.dynamodb_local.test_consumption_concurrency import assert_ledger_consistent, grant, race
-from tests.fakes import InMemoryCatalogRepository, RecordingEventPublisher
+from tests.fakes import RecordingEventPublisher
 from usercredits.adapters.dynamodb.catalog import DynamoCatalogRepository
 from usercredits.adapters.dynamodb.credits import DynamoCreditsRepository
 from usercredits.domain import reservations
@@ -90,7 +90,7 @@ def test_16_threads_racing_capture_and_release_settle_each_hold_exactly_once(cat
                     2,
                     credits=credits,
                     clock=SystemClock(),
-                    catalog=InMemoryCatalogRepository(),
+                    catalog=DynamoCatalogRepository(),
                     events=RecordingEventPublisher(),
                 )
             return reservations.release_reservation(user_id, reservation_id, credits=credits, clock=SystemClock())
