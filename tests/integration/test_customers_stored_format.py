@@ -248,3 +248,28 @@ def test_saving_the_customer_writes_the_pinned_items(moto_tables: None) -> None:
     assert repository.acquire_payment_lock(USER, now=T0, until=LOCK_UNTIL)
     # Then the items are exactly those written before: same keys, same values, same types
     assert scan() == json.loads(FIXTURE.read_text())
+
+
+def test_items_without_the_keys_added_later_load_with_their_defaults(moto_tables: None) -> None:
+    # Given the pinned items, with the keys a subscription and its processor side gained over time taken out
+    later = {"lastEventCreated", "lastInvoiceEventCreated", "transactionsPending", "deleted"}
+    client = boto3.client("dynamodb")
+    for item in json.loads(FIXTURE.read_text()):
+        if item["sk"]["S"] == "SUB#sub-pro":
+            data = item["data"]["M"]
+            for key in later:
+                del data[key]
+            del data["processor"]["M"]["previousId"]
+        client.put_item(TableName=os.environ["CUSTOMERS_TABLE_NAME"], Item=item)
+    # When the customer is loaded
+    loaded = DynamoCustomerRepository().load(USER)
+    # Then that subscription has the defaults, and the rest is as stored
+    assert loaded is not None
+    subscription = next(s for s in loaded.subscriptions if s.subscription_id == "sub-pro")
+    assert (subscription.last_event_created, subscription.last_invoice_event_created) == (None, None)
+    assert (subscription.transactions_pending, subscription.deleted, subscription.processor.previous_id) == (
+        False,
+        False,
+        None,
+    )
+    assert subscription.processor.id == "sub_1" and subscription.discounts[1].percent == Decimal("12.5")
