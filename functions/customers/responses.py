@@ -30,6 +30,7 @@ from usercredits.subscriptions.models import (
     Subscription,
     SubscriptionStatus,
     Transaction,
+    TransactionCustomer,
     TransactionKind,
     TransactionStatus,
     TrialUnit,
@@ -334,6 +335,12 @@ def subscription_response(subscription: Subscription) -> CustomerSubscriptionRes
     )
 
 
+def _transaction_customer(customer: TransactionCustomer) -> TransactionCustomerDetails:
+    return TransactionCustomerDetails(
+        name=customer.name, email=customer.email, phone=customer.phone, company=customer.company
+    )
+
+
 def transaction_response(transaction: Transaction) -> TransactionResponse:
     billing, customer = transaction.billing, transaction.customer
     return TransactionResponse(
@@ -349,11 +356,7 @@ def transaction_response(transaction: Transaction) -> TransactionResponse:
         plan_processor_id=transaction.plan_processor_id,
         refunded_transaction_id=transaction.refunded_transaction_id,
         billing=None if billing is None else AddressDetails.model_validate(_address_values(billing)),
-        customer=None
-        if customer is None
-        else TransactionCustomerDetails(
-            name=customer.name, email=customer.email, phone=customer.phone, company=customer.company
-        ),
+        customer=None if customer is None else _transaction_customer(customer),
         discounts=[
             TransactionDiscountResponse(amount=discount.amount, name=discount.name)
             for discount in transaction.discounts

@@ -298,6 +298,16 @@ def subscription_from(stored: StoredSubscription) -> Subscription:
 # --- transactions --------------------------------------------------------------------------------------------------
 
 
+def _stored_transaction_customer(customer: TransactionCustomer) -> StoredTransactionCustomer:
+    return StoredTransactionCustomer(
+        name=customer.name, email=customer.email, phone=customer.phone, company=customer.company
+    )
+
+
+def _transaction_customer_from(stored: StoredTransactionCustomer) -> TransactionCustomer:
+    return TransactionCustomer(name=stored.name, email=stored.email, phone=stored.phone, company=stored.company)
+
+
 def stored_transaction(transaction: Transaction) -> StoredTransaction:
     billing, customer = transaction.billing, transaction.customer
     return StoredTransaction(
@@ -314,11 +324,7 @@ def stored_transaction(transaction: Transaction) -> StoredTransaction:
         plan_processor_id=transaction.plan_processor_id,
         refunded_transaction_id=transaction.refunded_transaction_id,
         billing=None if billing is None else _stored_address_fields(billing),
-        customer=None
-        if customer is None
-        else StoredTransactionCustomer(
-            name=customer.name, email=customer.email, phone=customer.phone, company=customer.company
-        ),
+        customer=None if customer is None else _stored_transaction_customer(customer),
         discounts=[StoredTransactionDiscount(amount=item.amount, name=item.name) for item in transaction.discounts],
         descriptor=_stored_descriptor(transaction.descriptor),
         instrument=transaction.instrument,
@@ -342,11 +348,7 @@ def transaction_from(stored: StoredTransaction) -> Transaction:
         plan_processor_id=stored.plan_processor_id,
         refunded_transaction_id=stored.refunded_transaction_id,
         billing=None if billing is None else _address_fields_from(billing),
-        customer=None
-        if customer is None
-        else TransactionCustomer(
-            name=customer.name, email=customer.email, phone=customer.phone, company=customer.company
-        ),
+        customer=None if customer is None else _transaction_customer_from(customer),
         discounts=[TransactionDiscount(amount=item.amount, name=item.name) for item in stored.discounts],
         descriptor=_descriptor_from(stored.descriptor),
         instrument=stored.instrument,
