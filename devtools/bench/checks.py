@@ -10,8 +10,10 @@ from typing import Any
 def new_customer(user: str) -> Callable[[Any], str | None]:
     def check(body: Any) -> str | None:
         body = body or {}
-        ok = body.get("userId") == user and body.get("version") == 1 and body.get("customerId")
-        return None if ok else f"expected a new customer of {user} (version 1): {json.dumps(body)[:300]}"
+        # (the response shows no version: a new customer is one never sent to the processor)
+        fresh = body.get("processor") == {"id": None, "state": "initial"}
+        ok = body.get("userId") == user and fresh and body.get("customerId")
+        return None if ok else f"expected a new customer of {user} (never synced): {json.dumps(body)[:300]}"
 
     return check
 

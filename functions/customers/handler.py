@@ -15,18 +15,34 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import AwareDatetime
 
+from customers.responses import (
+    AddressResponse,
+    CouponCheckResponse,
+    CouponResponse,
+    CurrentSubscriptionResponse,
+    CustomerResponse,
+    CustomerSubscriptionResponse,
+    PaymentMethodResponse,
+    PlanResponse,
+    SubscriptionsResponse,
+    TransactionResponse,
+    address_response,
+    coupon_response,
+    customer_response,
+    payment_method_response,
+    plan_response,
+    subscription_response,
+    transaction_response,
+)
 from customers.schemas import (
     AddAddressRequest,
     AddPaymentMethodRequest,
     CancelSubscriptionRequest,
-    CouponCheckResponse,
-    CurrentSubscriptionResponse,
     DefaultPaymentMethodRequest,
     PutCouponRequest,
     PutPlanRequest,
     RefundRequest,
     SubscribeRequest,
-    SubscriptionsResponse,
     UpdateCustomerRequest,
 )
 from usercredits.adapters.clock import build_clock
@@ -50,16 +66,7 @@ from usercredits.http import (
 from usercredits.observability import logger, metrics
 from usercredits.settings import CustomersSettings, get_customers_settings
 from usercredits.subscriptions import processor_sync, service
-from usercredits.subscriptions.models import (
-    Address,
-    Coupon,
-    Customer,
-    PaymentMethod,
-    Plan,
-    ProfileFields,
-    Subscription,
-    Transaction,
-)
+from usercredits.subscriptions.models import Plan, ProfileFields
 from usercredits.subscriptions.ports import ProcessorPaymentMethod, SubscriptionProcessor
 
 app = APIGatewayHttpResolver(enable_validation=True)
@@ -125,27 +132,27 @@ def _user() -> str:
 
 
 @app.get("/customer", responses=api_responses(S.OK))
-def handle_get_customer() -> Customer:
-    return service.get_customer(_user(), ports=dependencies().ports)
+def handle_get_customer() -> CustomerResponse:
+    return customer_response(service.get_customer(_user(), ports=dependencies().ports))
 
 
 @app.put("/customer", responses=api_responses(S.OK))
-def handle_update_customer(body: Annotated[UpdateCustomerRequest, Body()]) -> Customer:
+def handle_update_customer(body: Annotated[UpdateCustomerRequest, Body()]) -> CustomerResponse:
     fields = ProfileFields.model_validate(body.model_dump(exclude_unset=True))
-    return service.update_profile(_user(), fields, ports=dependencies().ports)
+    return customer_response(service.update_profile(_user(), fields, ports=dependencies().ports))
 
 
 @app.post("/customer/addresses", status_code=S.CREATED, responses=api_responses(S.CREATED))
-def handle_add_address(body: Annotated[AddAddressRequest, Body()]) -> Address:
+def handle_add_address(body: Annotated[AddAddressRequest, Body()]) -> AddressResponse:
     address = service.add_address(_user(), body, ports=dependencies().ports)
     metrics.add_metric(name="AddressesAdded", unit=MetricUnit.Count, value=1)
-    return address
+    return address_response(address)
 
 
 @app.post(
     "/customer/payment-methods", status_code=S.CREATED, responses=api_responses(S.CREATED, S.NOT_FOUND, S.CONFLICT)
 )
-def handle_add_payment_method(body: Annotated[AddPaymentMethodRequest, Body()]) -> PaymentMethod:
+def handle_add_payment_method(body: Annotated[AddPaymentMethodRequest, Body()]) -> PaymentMethodResponse:
     method = service.add_payment_method(
         _user(),
         body.token,
@@ -154,16 +161,17 @@ def handle_add_payment_method(body: Annotated[AddPaymentMethodRequest, Body()]) 
         ports=dependencies().ports,
     )
     metrics.add_metric(name="PaymentMethodsAdded", unit=MetricUnit.Count, value=1)
-    return method
+    return payment_method_response(method)
 
 
 @app.put("/customer/default-payment-method", responses=api_responses(S.OK, S.NOT_FOUND))
-def handle_set_default_payment_method(body: Annotated[DefaultPaymentMethodRequest, Body()]) -> Customer:
-    return service.set_default_payment_method(_user(), body.payment_method_id, ports=dependencies().ports)
+def handle_set_default_payment_method(body: Annotated[DefaultPaymentMethodRequest, Body()]) -> CustomerResponse:
+    customer = service.set_default_payment_method(_user(), body.payment_method_id, ports=dependencies().ports)
+    return customer_response(customer)
 
 
 @app.post("/customer/subscriptions", status_code=S.CREATED, responses=api_responses(S.CREATED, S.NOT_FOUND))
-def handle_subscribe(body: Annotated[SubscribeRequest, Body()]) -> Subscription:
+def handle_subscribe(body: Annotated[SubscribeRequest, Body()]) -> CustomerSubscriptionResponse:
     subscription = service.subscribe(
         _user(),
         body.plan_id,
@@ -172,20 +180,20 @@ def handle_subscribe(body: Annotated[SubscribeRequest, Body()]) -> Subscription:
         ports=dependencies().ports,
     )
     metrics.add_metric(name="SubscriptionsCreated", unit=MetricUnit.Count, value=1)
-    return subscription
+    return subscription_response(subscription)
 
 
 @app.post("/customer/subscriptions/<subscriptionId>/cancel", responses=api_responses(S.OK, S.NOT_FOUND))
 def handle_cancel_subscription(
     subscriptionId: IdentifierPath,  # noqa: N803 - the contract's path parameter name
     body: Annotated[CancelSubscriptionRequest | None, Body()] = None,
-) -> Subscription:
+) -> CustomerSubscriptionResponse:
     at_period_end = body.at_period_end if body is not None else False
     canceled = service.cancel_subscription(
         _user(), subscriptionId, at_period_end=at_period_end, ports=dependencies().ports
     )
     metrics.add_metric(name="SubscriptionsCanceled", unit=MetricUnit.Count, value=1)
-    return canceled
+    return subscription_response(canceled)
 
 
 @app.get("/customer/subscriptions", responses=api_responses(S.OK))
@@ -195,13 +203,13 @@ def handle_list_subscriptions(
     active: Annotated[bool, Query()] = False,
 ) -> SubscriptionsResponse:
     found = service.list_subscriptions(_user(), at=at, valid=valid, active=active, ports=dependencies().ports)
-    return SubscriptionsResponse(subscriptions=found)
+    return SubscriptionsResponse(subscriptions=[subscription_response(subscription) for subscription in found])
 
 
 @app.get("/customer/subscription", responses=api_responses(S.OK))
 def handle_current_subscription(at: Annotated[AwareDatetime | None, Query()] = None) -> CurrentSubscriptionResponse:
     found = service.current_subscription(_user(), at=at, ports=dependencies().ports)
-    return CurrentSubscriptionResponse(subscription=found)
+    return CurrentSubscriptionResponse(subscription=None if found is None else subscription_response(found))
 
 
 @app.get("/coupons/<code>", responses=api_responses(S.OK, S.NOT_FOUND))
@@ -213,38 +221,38 @@ def handle_check_coupon(
 
 
 @app.put("/admin/plans/<planId>", responses=api_responses(S.OK, S.FORBIDDEN))
-def handle_put_plan(planId: IdentifierPath, body: Annotated[PutPlanRequest, Body()]) -> Plan:  # noqa: N803
+def handle_put_plan(planId: IdentifierPath, body: Annotated[PutPlanRequest, Body()]) -> PlanResponse:  # noqa: N803
     require_admin(app)
     if body.plan_id is not None and body.plan_id != planId:
         raise InvalidRequestError(f"body planId {body.plan_id!r} differs from the path's {planId!r}")
     plan = Plan(**{**body.model_dump(exclude={"plan_id"}), "plan_id": planId})
     saved = service.put_plan(plan, ports=dependencies().ports)
     metrics.add_metric(name="PlansUpserted", unit=MetricUnit.Count, value=1)
-    return saved
+    return plan_response(saved)
 
 
 @app.put("/admin/coupons/<code>", responses=api_responses(S.OK, S.FORBIDDEN))
-def handle_put_coupon(code: IdentifierPath, body: Annotated[PutCouponRequest, Body()]) -> Coupon:
+def handle_put_coupon(code: IdentifierPath, body: Annotated[PutCouponRequest, Body()]) -> CouponResponse:
     require_admin(app)
     if body.code is not None and body.code != code:
         raise InvalidRequestError(f"body code {body.code!r} differs from the path's {code!r}")
     saved = service.put_coupon(code, body.model_dump(exclude={"code"}), ports=dependencies().ports)
     metrics.add_metric(name="CouponsUpserted", unit=MetricUnit.Count, value=1)
-    return saved
+    return coupon_response(saved)
 
 
 @app.post("/customer/sync", responses=api_responses(S.OK, S.CONFLICT))
-def handle_sync() -> Customer:
+def handle_sync() -> CustomerResponse:
     """saveProcessor: push local changes to the processor (customer, payment methods, subscriptions)."""
     customer = processor_sync.save_processor(_user(), sync_ports())
     metrics.add_metric(name="CustomersSynced", unit=MetricUnit.Count, value=1)
-    return customer
+    return customer_response(customer)
 
 
 @app.post("/customer/reload", responses=api_responses(S.OK, S.CONFLICT))
-def handle_reload() -> Customer:
+def handle_reload() -> CustomerResponse:
     """loadProcessor: pull the processor's state and merge it by processor id."""
-    return processor_sync.load_processor(_user(), sync_ports())
+    return customer_response(processor_sync.load_processor(_user(), sync_ports()))
 
 
 @app.post(
@@ -255,29 +263,29 @@ def handle_refund(
     userId: UserPath,  # noqa: N803 - the contract's path parameter names
     transactionId: IdentifierPath,  # noqa: N803
     body: Annotated[RefundRequest | None, Body()] = None,
-) -> Transaction:
+) -> TransactionResponse:
     require_admin(app)
     amount = body.amount if body is not None else None
     refund = processor_sync.refund_transaction(userId, transactionId, amount, sync_ports())
     metrics.add_metric(name="TransactionsRefunded", unit=MetricUnit.Count, value=1)
-    return refund
+    return transaction_response(refund)
 
 
 @app.post(
     "/admin/customers/<userId>/transactions/<transactionId>/void",
     responses=api_responses(S.OK, S.FORBIDDEN, S.NOT_FOUND),
 )
-def handle_void(userId: UserPath, transactionId: IdentifierPath) -> Transaction:  # noqa: N803
+def handle_void(userId: UserPath, transactionId: IdentifierPath) -> TransactionResponse:  # noqa: N803
     require_admin(app)
     voided = processor_sync.void_transaction(userId, transactionId, sync_ports())
     metrics.add_metric(name="TransactionsVoided", unit=MetricUnit.Count, value=1)
-    return voided
+    return transaction_response(voided)
 
 
 @app.get("/admin/customers/<userId>", responses=api_responses(S.OK, S.FORBIDDEN, S.NOT_FOUND))
-def handle_admin_get_customer(userId: UserPath) -> Customer:  # noqa: N803
+def handle_admin_get_customer(userId: UserPath) -> CustomerResponse:  # noqa: N803
     require_admin(app)
-    return service.get_customer_for_admin(userId, ports=dependencies().ports)
+    return customer_response(service.get_customer_for_admin(userId, ports=dependencies().ports))
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)

@@ -1,4 +1,4 @@
-"""Request and response bodies of the customers function (its part of the HTTP contract)."""
+"""Request bodies of the customers function (its part of the HTTP contract; the responses are in ``responses``)."""
 
 from __future__ import annotations
 
@@ -7,19 +7,7 @@ from decimal import Decimal
 from pydantic import AwareDatetime, Field
 
 from usercredits.domain.models import DomainModel, Identifier, Money
-from usercredits.subscriptions.models import (
-    Address,
-    AddressFields,
-    Coupon,
-    CouponKind,
-    Customer,
-    CustomerName,
-    Email,
-    PaymentMethod,
-    Plan,
-    ProfileFields,
-    Subscription,
-)
+from usercredits.subscriptions.models import AddressFields, CouponKind, CustomerName, Email, ProfileFields
 
 
 class UpdateCustomerRequest(ProfileFields):
@@ -55,20 +43,6 @@ class CancelSubscriptionRequest(DomainModel):
     at_period_end: bool = False
 
 
-class SubscriptionsResponse(DomainModel):
-    subscriptions: list[Subscription]
-
-
-class CurrentSubscriptionResponse(DomainModel):
-    subscription: Subscription | None
-
-
-class CouponCheckResponse(DomainModel):
-    valid: bool
-    error: str | None = None
-    amount: Money | None = None
-
-
 class PutPlanRequest(DomainModel):
     plan_id: Identifier | None = Field(default=None, description="Optional; must equal the path's planId")
     name: str = Field(min_length=1, max_length=200)
@@ -94,27 +68,20 @@ class PutCouponRequest(DomainModel):
     restricted: bool = False
 
 
-__all__ = [
-    "AddAddressRequest",
-    "AddPaymentMethodRequest",
-    "Address",
-    "CancelSubscriptionRequest",
-    "Coupon",
-    "CouponCheckResponse",
-    "CurrentSubscriptionResponse",
-    "Customer",
-    "DefaultPaymentMethodRequest",
-    "PaymentMethod",
-    "Plan",
-    "PutCouponRequest",
-    "PutPlanRequest",
-    "SubscribeRequest",
-    "SubscriptionsResponse",
-    "UpdateCustomerRequest",
-]
-
-
 class RefundRequest(DomainModel):
     """``amount`` absent: refund what is left of the charge."""
 
     amount: Money | None = None
+
+
+__all__ = [
+    "AddAddressRequest",
+    "AddPaymentMethodRequest",
+    "CancelSubscriptionRequest",
+    "DefaultPaymentMethodRequest",
+    "PutCouponRequest",
+    "PutPlanRequest",
+    "RefundRequest",
+    "SubscribeRequest",
+    "UpdateCustomerRequest",
+]

@@ -15,7 +15,7 @@ from devtools.lambda_context import LambdaContext
 from devtools.lambda_events import function_url_event, sign_webhook_event
 
 from tests.conftest import DEMO_CATALOG, http_event, load_event
-from usercredits.settings import get_ordering_settings
+from usercredits.settings import get_customers_settings, get_ordering_settings
 
 Call = Callable[..., tuple[int, Any, dict[str, str]]]
 SECRET = os.environ["LOCAL_WEBHOOK_SECRET"]
@@ -36,6 +36,23 @@ def ordering_api(moto_tables: None, lambda_context: LambdaContext) -> Iterator[C
         if response.get("isBase64Encoded"):
             raw = base64.b64decode(raw).decode()
         return response["statusCode"], json.loads(raw) if raw else None, response.get("headers", {})
+
+    yield call
+    handler.dependencies.cache_clear()
+
+
+@pytest.fixture
+def customers_api(moto_tables: None, lambda_context: LambdaContext) -> Iterator[Callable[..., tuple[int, Any]]]:
+    """``call(event_name, **overrides) -> (status, json body)`` through customers' lambda_handler (local provider)."""
+    from customers import handler
+
+    handler.dependencies.cache_clear()
+    get_customers_settings.cache_clear()
+
+    def call(base: str, **overrides: Any) -> tuple[int, Any]:
+        response = handler.lambda_handler(http_event(f"customers/{base}.json", **overrides), lambda_context)
+        raw = response.get("body") or ""
+        return response["statusCode"], json.loads(raw) if raw else None
 
     yield call
     handler.dependencies.cache_clear()

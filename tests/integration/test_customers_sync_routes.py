@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from devtools.lambda_context import LambdaContext
 
+from tests import customer_shapes as shapes
 from tests.conftest import http_event
 from tests.stripe_billing_fake import FakeStripeBilling
 from usercredits.adapters.stripe_billing import StripeSubscriptionProcessor
@@ -93,6 +94,9 @@ def test_sync_creates_the_customer_and_subscription_at_stripe_once(api: Call, fa
     assert subscription["processor"]["state"] == "saved"
     assert subscription["processor"]["id"].startswith("sub_")
     assert again["paymentMethods"][0]["processor"]["id"] == "pm_card_visa"
+    # and both answers have the customer's keys, without the bookkeeping the sync stored
+    shapes.assert_customer(customer)
+    shapes.assert_customer(again)
 
 
 def test_a_payment_method_of_another_stripe_customer_is_refused(api: Call, fake: FakeStripeBilling) -> None:
@@ -110,6 +114,7 @@ def test_reload_brings_the_charges_as_transactions_and_admins_refund_them(api: C
     # When the customer reloads
     status, customer = api("reload")
     assert status == S.OK, customer
+    shapes.assert_customer(customer)
     [charge] = [t for t in customer["transactions"] if t["kind"] == "sale"]
     assert charge["amount"] == {"amount": 1490, "currency": "usd"}
     path = f"/admin/customers/alice/transactions/{charge['transactionId']}"
@@ -138,10 +143,27 @@ def test_reload_brings_the_charges_as_transactions_and_admins_refund_them(api: C
         admin=True,
     )
     assert status == S.OK, refund
+    shapes.assert_transaction(refund)
     assert refund["amount"] == {"amount": 490, "currency": "usd"}
     status, customer = api("get_customer")
     assert customer["transactions"][0]["transactionId"] == refund["transactionId"]
     assert len(fake.calls("POST", r"/v1/refunds")) == 1
+
+
+def test_void_answers_the_voided_transaction(api: Call, fake: FakeStripeBilling) -> None:
+    # Given a synced customer with an authorized (uncaptured) charge, reloaded
+    subscribed(api)
+    _, customer = api("sync")
+    fake.add_charge(customer["processor"]["id"], 700, captured=False, created=1)
+    _, customer = api("reload")
+    [authorized] = [t for t in customer["transactions"] if t["status"] == "authorized"]
+    # When an admin voids it
+    path = f"/admin/customers/alice/transactions/{authorized['transactionId']}/void"
+    status, voided = api("void_admin", path=path, admin=True)
+    # Then the answer is the voided transaction, with the transaction's keys
+    assert status == S.OK, voided
+    assert (voided["transactionId"], voided["status"]) == (authorized["transactionId"], "voided")
+    shapes.assert_transaction(voided)
 
 
 def test_refund_and_void_are_for_admins_only(api: Call) -> None:

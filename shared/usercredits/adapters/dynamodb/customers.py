@@ -19,6 +19,12 @@ from pynamodb.connection.base import Connection
 from pynamodb.exceptions import DoesNotExist, TransactWriteError, UpdateError
 from pynamodb.transactions import TransactWrite
 
+from usercredits.adapters.dynamodb.customer_mapping import (
+    child_data,
+    child_from_data,
+    processor_data,
+    processor_from_data,
+)
 from usercredits.adapters.dynamodb.errors import (
     CONDITION_FAILED,
     TRANSACTION_CONFLICT,
@@ -49,9 +55,7 @@ from usercredits.subscriptions.models import (
     Customer,
     PaymentMethod,
     Plan,
-    ProcessorItem,
     Subscription,
-    Transaction,
 )
 from usercredits.subscriptions.ports import (
     ChildItem,
@@ -82,6 +86,15 @@ _CHILD_ITEMS: dict[ChildKind, type[CustomerChildItem]] = {
     ChildKind.PAYMENT_METHOD: CustomerPaymentMethodItem,
     ChildKind.SUBSCRIPTION: CustomerSubscriptionItem,
     ChildKind.TRANSACTION: CustomerTransactionItem,
+}
+#: The kind of each child item class (a loaded item is of the exact class its ``itemType`` names).
+_CHILD_KINDS: dict[type[CustomerChildItem], ChildKind] = {item: kind for kind, item in _CHILD_ITEMS.items()}
+#: The customer's list each kind of child is loaded into.
+_CHILD_LISTS: dict[ChildKind, str] = {
+    ChildKind.ADDRESS: "addresses",
+    ChildKind.PAYMENT_METHOD: "payment_methods",
+    ChildKind.SUBSCRIPTION: "subscriptions",
+    ChildKind.TRANSACTION: "transactions",
 }
 
 
@@ -134,8 +147,8 @@ def child_kind(item: ChildItem) -> ChildKind:
 
 
 def child_to_item(user_id: str, child: ChildItem) -> CustomerChildItem:
-    """A child as its own item: keys, local id, processor id (for the ``ByProcessorId`` index) and the child's JSON
-    form as a native map."""
+    """A child as its own item: keys, local id, processor id (for the ``ByProcessorId`` index) and the child's stored
+    JSON (``customer_mapping``) as a native map."""
     kind = child_kind(child)
     return _CHILD_ITEMS[kind](
         pk=customer_pk(user_id),
@@ -143,7 +156,7 @@ def child_to_item(user_id: str, child: ChildItem) -> CustomerChildItem:
         local_id=child.local_id,
         user_id=user_id,
         processor_id=child.processor.id,
-        data=child.model_dump(mode="json", by_alias=True),
+        data=child_data(child),
     )
 
 
@@ -161,7 +174,7 @@ def _profile_actions(customer: Customer, version: int) -> list[Any]:
         set_or_remove(item.ip_address, customer.ip_address),
         item.metadata.set(dict(customer.metadata)),
         set_or_remove(item.default_payment_method_id, customer.default_payment_method_id),
-        item.processor.set(customer.processor.model_dump(mode="json", by_alias=True)),
+        item.processor.set(processor_data(customer.processor)),
         set_or_remove(item.processor_id, customer.processor.id),
         set_or_remove(item.last_processor_save, customer.last_processor_save),
         item.version.set(version),
@@ -181,14 +194,9 @@ def item_to_customer(profile: CustomerProfileItem, children: Iterable[CustomerCh
     order they were made, transactions newest first (as the domain keeps them)."""
     lists: dict[str, list[Any]] = {"addresses": [], "payment_methods": [], "subscriptions": [], "transactions": []}
     for child in children:
-        if isinstance(child, CustomerAddressItem):
-            lists["addresses"].append(Address.model_validate(child.data.as_dict()))
-        elif isinstance(child, CustomerPaymentMethodItem):
-            lists["payment_methods"].append(PaymentMethod.model_validate(child.data.as_dict()))
-        elif isinstance(child, CustomerSubscriptionItem):
-            lists["subscriptions"].append(Subscription.model_validate(child.data.as_dict()))
-        elif isinstance(child, CustomerTransactionItem):
-            lists["transactions"].append(Transaction.model_validate(child.data.as_dict()))
+        kind = _CHILD_KINDS.get(type(child))
+        if kind is not None:
+            lists[_CHILD_LISTS[kind]].append(child_from_data(kind, child.data.as_dict()))
     for name in ("addresses", "payment_methods", "subscriptions"):
         lists[name].sort(key=lambda model: (model.created_at, model.local_id))
     lists["transactions"].sort(key=lambda model: (model.created_at, model.local_id), reverse=True)
@@ -202,9 +210,7 @@ def item_to_customer(profile: CustomerProfileItem, children: Iterable[CustomerCh
             "ip_address": profile.ip_address,
             "metadata": profile.metadata.as_dict() if profile.metadata is not None else {},
             "default_payment_method_id": profile.default_payment_method_id,
-            "processor": ProcessorItem.model_validate(profile.processor.as_dict())
-            if profile.processor is not None
-            else ProcessorItem(),
+            "processor": processor_from_data(None if profile.processor is None else profile.processor.as_dict()),
             "payment_lock_until": profile.payment_lock_until,
             "last_processor_save": profile.last_processor_save,
             "version": int(profile.version or 0),
