@@ -880,7 +880,7 @@ class OrderingBench(HandlerBench):
     def send_webhook(self, kind: str, obj: Mapping[str, Any]) -> dict[str, Any]:
         """Post a ``kind`` event about ``obj``, signed with the local webhook secret, to the webhook handler."""
         from stripe_webhook import handler as webhook
-        from usercredits.adapters.stripe_gateway import sign_payload
+        from usercredits.adapters.stripe.webhooks import sign_payload
 
         self._events_sent += 1
         payload = stripe_event_payload(f"evt_bench_{self._events_sent}", kind, obj)

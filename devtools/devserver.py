@@ -571,7 +571,7 @@ STRIPE_EVENT_TYPES = {
 
 def stripe_signature(payload: bytes, secret: str, timestamp: int | None = None) -> str:
     """The ``Stripe-Signature`` header Stripe would send for ``payload`` (the adapter's own ``sign_payload``)."""
-    from usercredits.adapters.stripe_gateway import sign_payload  # after the environment is set up
+    from usercredits.adapters.stripe.webhooks import sign_payload  # after the environment is set up
 
     return sign_payload(payload, secret, timestamp)
 

@@ -37,7 +37,7 @@ from usercredits.adapters.dynamodb.customers import (
     DynamoSubscriptionTermsReader,
 )
 from usercredits.adapters.local_payment_methods import LocalPaymentMethodLookup
-from usercredits.adapters.stripe_billing import StripeSubscriptionProcessor
+from usercredits.adapters.stripe.billing import StripeSubscriptionProcessor
 from usercredits.errors import ConflictError, InvalidRequestError
 from usercredits.http import (
     IdentifierPath,

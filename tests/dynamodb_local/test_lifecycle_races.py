@@ -35,7 +35,7 @@ from tests.stripe_fake import FakeStripe
 from usercredits.adapters.dynamodb.credits import DynamoCreditsRepository
 from usercredits.adapters.dynamodb.repositories import DynamoCatalogRepository, DynamoOrderRepository
 from usercredits.adapters.dynamodb.reversals import DynamoReversalRepository
-from usercredits.adapters.stripe_gateway import StripeGateway, intent_state
+from usercredits.adapters.stripe.payments import StripeGateway, intent_state
 from usercredits.domain import consumption, ordering, payments, refunds
 from usercredits.domain.credits import lot_remaining
 from usercredits.domain.models import Caller, DisputeStatus, GroupPolicy, Offer, OrderStatus

@@ -15,7 +15,7 @@ from usercredits.adapters.dynamodb.credits import DynamoCreditsRepository
 from usercredits.adapters.dynamodb.repositories import DynamoCatalogRepository, DynamoOrderRepository
 from usercredits.adapters.dynamodb.reversals import DynamoReversalRepository
 from usercredits.adapters.local_payments import LocalPaymentGateway
-from usercredits.adapters.stripe_gateway import intent_state
+from usercredits.adapters.stripe.payments import intent_state
 from usercredits.domain import consumption, ordering, payments, refunds
 from usercredits.domain.models import Caller, DomainEvent, Offer, OrderStatus
 from usercredits.domain.ports import SystemClock

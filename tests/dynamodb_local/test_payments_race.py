@@ -9,7 +9,7 @@ import pytest
 from tests.stripe_fake import FakeStripe
 from usercredits.adapters.dynamodb.credits import DynamoCreditsRepository
 from usercredits.adapters.dynamodb.repositories import DynamoCatalogRepository, DynamoOrderRepository
-from usercredits.adapters.stripe_gateway import StripeGateway, intent_state
+from usercredits.adapters.stripe.payments import StripeGateway, intent_state
 from usercredits.domain import consumption, ordering, payments
 from usercredits.domain.models import Caller, Offer, OrderStatus
 from usercredits.domain.ports import SystemClock

@@ -15,7 +15,7 @@ from devtools.catalog import load_catalog
 from devtools.lambda_context import LambdaContext
 
 from tests.conftest import DEMO_CATALOG, http_event, load_event
-from usercredits.adapters.stripe_gateway import sign_payload
+from usercredits.adapters.stripe.webhooks import sign_payload
 from usercredits.settings import get_ordering_settings
 
 Call = Callable[..., tuple[int, Any, dict[str, str]]]

@@ -14,7 +14,7 @@ from devtools.lambda_context import LambdaContext
 
 from tests.conftest import http_event
 from tests.stripe_billing_fake import FakeStripeBilling
-from usercredits.adapters.stripe_billing import StripeSubscriptionProcessor
+from usercredits.adapters.stripe.billing import StripeSubscriptionProcessor
 from usercredits.settings import get_customers_settings, get_stripe_webhook_settings
 
 Call = Callable[..., tuple[int, Any]]

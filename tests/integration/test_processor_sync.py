@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 import pytest
 from pydantic import ValidationError
@@ -14,9 +15,12 @@ from pydantic import ValidationError
 from tests.fakes import FixedClock
 from tests.stripe_billing_fake import FakeStripeBilling
 from tests.unit.subscriptions.fakes import InMemoryCouponRepository, InMemoryCustomerRepository
-from usercredits.adapters.stripe_billing import StripeSubscriptionProcessor
+from usercredits.adapters.stripe.billing import StripeSubscriptionProcessor
+from usercredits.adapters.stripe.webhooks import parse_event
 from usercredits.domain.models import Money
+from usercredits.domain.stripe_events import BillingEvent
 from usercredits.errors import ConflictError, InvalidRequestError, NotFoundError, UnavailableError
+from usercredits.subscriptions import processor_sync
 from usercredits.subscriptions.customers import NewPaymentMethod, add_payment_method, new_customer
 from usercredits.subscriptions.discounts import add_discounts, amount_discount
 from usercredits.subscriptions.errors import PaymentInProgressError
@@ -35,7 +39,6 @@ from usercredits.subscriptions.models import (
 )
 from usercredits.subscriptions.processor_sync import (
     SyncPorts,
-    apply_billing_event,
     load_processor,
     refund_transaction,
     save_processor,
@@ -541,6 +544,16 @@ def test_void_of_a_settled_sale_is_a_conflict(world: World) -> None:
 
 
 # ---- billing webhooks ------------------------------------------------------------------------------------------------
+
+
+def apply_billing_event(event_id: str, kind: str, payload: dict[str, Any], created: int, ports: SyncPorts) -> str:
+    """What the webhook does with a verified billing event: the adapter parses it, the billing use case applies it
+    (an event it does not handle is ignored)."""
+    parsed = parse_event({"id": event_id, "type": kind, "created": created, "data": {"object": payload}})
+    if parsed is None:
+        return "ignored"
+    assert isinstance(parsed, BillingEvent)
+    return processor_sync.apply_billing_event(parsed.report, ports)
 
 
 def at(world: World, seconds: int) -> int:

@@ -8,7 +8,7 @@ from http import HTTPStatus as S
 import pytest
 
 from tests.integration.conftest import SECRET, intent_event, succeeded
-from usercredits.adapters.stripe_gateway import sign_payload
+from usercredits.adapters.stripe.webhooks import sign_payload
 
 
 def test_signed_success_pays_the_order_and_grants_its_lots(

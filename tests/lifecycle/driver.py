@@ -25,7 +25,8 @@ from devtools.lambda_context import LambdaContext
 from tests.conftest import http_event, load_event
 from tests.fakes import FixedClock
 from tests.stripe_fake import FakeStripe
-from usercredits.adapters.stripe_gateway import StripeGateway, sign_payload
+from usercredits.adapters.stripe.payments import StripeGateway
+from usercredits.adapters.stripe.webhooks import sign_payload
 
 WEBHOOK_SECRET = os.environ.get("LOCAL_WEBHOOK_SECRET", "whsec_local")
 START = datetime(2026, 1, 31, 12, 0, tzinfo=UTC)

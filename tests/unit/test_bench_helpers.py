@@ -39,7 +39,8 @@ from devtools.build_inspection import (
 from devtools.lambda_context import LambdaContext
 
 from tests.conftest import load_event
-from usercredits.adapters.stripe_gateway import charge_report, intent_state, sign_payload, verify_webhook
+from usercredits.adapters.stripe.payments import intent_state
+from usercredits.adapters.stripe.webhooks import charge_report, sign_payload, verify_webhook
 from usercredits.domain.models import DisputeStatus
 
 

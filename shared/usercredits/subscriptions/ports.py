@@ -5,11 +5,10 @@ Only protocols and plain data here; the DynamoDB and Stripe adapters implement t
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Protocol
 
 from usercredits.domain.models import Money
 from usercredits.subscriptions.instruments import InstrumentDetails, PaymentMethodKind
@@ -252,6 +251,29 @@ class ProcessorSubscription:
     created_at: datetime | None = None
 
 
+@dataclass(frozen=True)
+class SubscriptionReport:
+    """A processor's word on one subscription (a webhook event), sent ``created`` (epoch seconds)."""
+
+    subscription: ProcessorSubscription
+    customer_processor_id: str | None
+    user_id: str | None  # from the subscription's metadata, when it was made here
+    created: int
+
+
+@dataclass(frozen=True)
+class InvoiceReport:
+    """A processor's word on an invoice (a webhook event): paid (``failure_count`` 0) or how many payment attempts
+    failed, sent ``created`` (epoch seconds)."""
+
+    customer_processor_id: str | None
+    user_id: str | None  # from the subscription's metadata, when it was made here
+    subscription_processor_id: str | None
+    subscription_id: str | None  # the local id from the subscription's metadata
+    failure_count: int
+    created: int
+
+
 class SubscriptionProcessor(Protocol):
     """What saveProcessor / loadProcessor, refunds and voids need from the payment processor (Stripe).
 
@@ -303,11 +325,6 @@ class SubscriptionProcessor(Protocol):
     def cancel_subscription(
         self, processor_id: str, *, at_period_end: bool, idempotency_key: str
     ) -> ProcessorSubscription: ...
-
-    def subscription_from_event(self, payload: Mapping[str, Any]) -> ProcessorSubscription:
-        """The subscription carried by a webhook event (its ``data.object``), mapped like the other results; no
-        call is made."""
-        ...
 
     def list_subscriptions(self, customer_processor_id: str) -> list[ProcessorSubscription]:
         """Every subscription of the customer, canceled ones included."""

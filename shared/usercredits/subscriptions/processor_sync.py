@@ -48,12 +48,14 @@ from usercredits.subscriptions.models import (
 from usercredits.subscriptions.ports import (
     CouponRepository,
     CustomerRepository,
+    InvoiceReport,
     ProcessorCustomer,
     ProcessorPaymentMethod,
     ProcessorSubscription,
     RedemptionOutcome,
     StaleCustomerError,
     SubscriptionProcessor,
+    SubscriptionReport,
 )
 from usercredits.subscriptions.results import record_payment_method_result, record_subscription_result
 from usercredits.subscriptions.subscribing import find_subscription
@@ -90,10 +92,6 @@ from usercredits.subscriptions.transactions import (
 SAVE_ATTEMPTS = 5
 #: Metadata keys the adapter adds to the processor customer; they are not the app's own metadata.
 _OWN_METADATA = frozenset({"userId", "customerId", "ipAddress"})
-_SUBSCRIPTION_EVENTS = frozenset(
-    {"customer.subscription.created", "customer.subscription.updated", "customer.subscription.deleted"}
-)
-_INVOICE_EVENTS = frozenset({"invoice.paid", "invoice.payment_failed"})
 _PENDING_ADDRESS = frozenset({ProcessorState.INITIAL, ProcessorState.CHANGED})
 
 
@@ -518,29 +516,24 @@ def void_transaction(user_id: str, transaction_id: str, ports: SyncPorts) -> Tra
 # ---- billing webhooks ------------------------------------------------------------------------------------------------
 
 
-def apply_billing_event(event_id: str, kind: str, payload: Mapping[str, Any], created: int, ports: SyncPorts) -> str:
-    """Apply a verified Stripe billing event (``payload`` is its ``data.object``); returns the outcome for logs.
+def apply_billing_event(report: SubscriptionReport | InvoiceReport, ports: SyncPorts) -> str:
+    """Apply what a verified billing event reports; returns the outcome for logs.
 
-    ``customer.subscription.created|updated|deleted`` record the subscription as the event carries it;
-    ``invoice.paid`` and ``invoice.payment_failed`` mirror the customer's transactions again and set the
-    subscription's failure count. A subscription event created before the newest subscription state recorded (an
-    event's ``created``, or the time of a sync or load result) is ``"stale"``; invoice events are ordered among
-    themselves. A redelivered event changes nothing (``"unchanged"``); one about a customer or subscription we do not
-    know is ``"ignored"``; a local edit not synced yet stays pending. Dedup on ``event_id`` is the webhook path's
-    job; this is safe without it too.
+    A subscription report records the subscription as the event carries it; an invoice report mirrors the
+    customer's transactions again and sets the subscription's failure count. A subscription event created before the
+    newest subscription state recorded (an event's ``created``, or the time of a sync or load result) is ``"stale"``;
+    invoice events are ordered among themselves. A redelivered event changes nothing (``"unchanged"``); one about a
+    customer or subscription we do not know is ``"ignored"``; a local edit not synced yet stays pending. Dedup on
+    the event id is the webhook path's job; this is safe without it too.
     """
-    if kind in _SUBSCRIPTION_EVENTS:
-        remote = ports.processor.subscription_from_event(payload)
-        return _apply_subscription_event(remote, _customer_of(payload), payload.get("metadata") or {}, created, ports)
-    if kind in _INVOICE_EVENTS:
-        return _apply_invoice_event(kind, payload, created, ports)
-    return "ignored"
+    if isinstance(report, SubscriptionReport):
+        return _apply_subscription_event(report, ports)
+    return _apply_invoice_event(report, ports)
 
 
-def _apply_subscription_event(
-    remote: ProcessorSubscription, customer_id: str | None, metadata: Mapping[str, Any], created: int, ports: SyncPorts
-) -> str:
-    customer = _event_customer(customer_id, metadata, ports)
+def _apply_subscription_event(report: SubscriptionReport, ports: SyncPorts) -> str:
+    remote, created = report.subscription, report.created
+    customer = _event_customer(report.customer_processor_id, report.user_id, ports)
     if customer is None:
         return "ignored"
     local = _local_subscription(customer, remote.id, remote.subscription_id)
@@ -564,25 +557,24 @@ def _apply_subscription_event(
     return _apply(customer, apply, ports)
 
 
-def _apply_invoice_event(kind: str, payload: Mapping[str, Any], created: int, ports: SyncPorts) -> str:
-    details = ((payload.get("parent") or {}).get("subscription_details")) or {}
-    metadata = details.get("metadata") or {}
-    customer = _event_customer(_customer_of(payload), metadata, ports)
+def _apply_invoice_event(report: InvoiceReport, ports: SyncPorts) -> str:
+    customer = _event_customer(report.customer_processor_id, report.user_id, ports)
     if customer is None or customer.processor.id is None:
         return "ignored"
-    subscription_pid = _id_of(details.get("subscription")) or _id_of(payload.get("subscription"))
     loaded = ports.processor.list_transactions(customer.processor.id)
-    failures = int(payload.get("attempt_count") or 1) if kind == "invoice.payment_failed" else 0
+    created = report.created
 
     def apply(current: Customer) -> Customer:
         now = ports.clock.now()
         updated = merge_transactions(current, loaded, now)
-        local = _local_subscription(updated, subscription_pid, metadata.get("subscriptionId"))
+        local = _local_subscription(updated, report.subscription_processor_id, report.subscription_id)
         # Invoice events have their own stamp: one must not make an older subscription event stale, nor the reverse.
         last = local.last_invoice_event_created if local is not None else None
         if local is None or (last is not None and created < last):
             return updated
-        stamped = local.model_copy(update={"failure_count": failures, "last_invoice_event_created": created})
+        stamped = local.model_copy(
+            update={"failure_count": report.failure_count, "last_invoice_event_created": created}
+        )
         return _replace_subscription(updated, stamped)
 
     return _apply(customer, apply, ports)
@@ -593,16 +585,16 @@ def _apply(customer: Customer, change: Callable[[Customer], Customer], ports: Sy
     return "unchanged" if saved is customer else "applied"
 
 
-def _event_customer(customer_id: str | None, metadata: Mapping[str, Any], ports: SyncPorts) -> Customer | None:
-    """The local customer an event is about: by ``metadata.userId``, else by the processor customer's metadata."""
-    if customer_id is None:
+def _event_customer(customer_processor_id: str | None, user_id: str | None, ports: SyncPorts) -> Customer | None:
+    """The local customer an event is about: by the ``userId`` it carries, else by the processor customer's
+    metadata."""
+    if customer_processor_id is None:
         return None
-    user_id = metadata.get("userId")
     if not user_id:
-        remote = ports.processor.retrieve_customer(customer_id)
+        remote = ports.processor.retrieve_customer(customer_processor_id)
         user_id = remote.metadata.get("userId") if remote is not None else None
     customer = ports.customers.load(str(user_id)) if user_id else None
-    if customer is None or customer.processor.id != customer_id:
+    if customer is None or customer.processor.id != customer_processor_id:
         return None
     return customer
 
@@ -756,14 +748,3 @@ def _processor_id(transaction: Transaction) -> str:
     if processor_id is None:
         raise ConflictError("Transaction not saved to processor")
     return processor_id
-
-
-def _customer_of(payload: Mapping[str, Any]) -> str | None:
-    return _id_of(payload.get("customer"))
-
-
-def _id_of(value: Any) -> str | None:
-    if isinstance(value, Mapping):
-        found = value.get("id")
-        return str(found) if found else None
-    return str(value) if value else None
