@@ -34,7 +34,7 @@ from usercredits.observability import logger, metrics
 from usercredits.settings import StripeWebhookSettings, get_stripe_webhook_settings
 
 if TYPE_CHECKING:
-    from usercredits.subscriptions.processor_sync import SyncPorts
+    from usercredits.subscriptions.ports import SyncPorts
 
 app = LambdaFunctionUrlResolver()
 register_error_handlers(app)  # type: ignore[arg-type]
@@ -72,7 +72,7 @@ def billing_ports() -> SyncPorts | None:
         return None
     from usercredits.adapters.dynamodb.customers import DynamoCouponRepository, DynamoCustomerRepository
     from usercredits.adapters.stripe.billing import StripeSubscriptionProcessor
-    from usercredits.subscriptions.processor_sync import SyncPorts
+    from usercredits.subscriptions.ports import SyncPorts
 
     return SyncPorts(
         customers=DynamoCustomerRepository(),

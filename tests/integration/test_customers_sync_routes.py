@@ -1,6 +1,6 @@
-"""The processor routes of the customers function end to end: lambda_handler -> processor_sync -> PynamoDB on moto and
-the real ``stripe`` SDK against the fake Billing API (``POST /customer/sync``, ``/customer/reload``, the admin refund
-and void), and what the local provider answers for them."""
+"""The processor routes of the customers function end to end: lambda_handler -> the processor use cases -> PynamoDB on
+moto and the real ``stripe`` SDK against the fake Billing API (``POST /customer/sync``, ``/customer/reload``, the admin
+refund and void), and what the local provider answers for them."""
 
 from __future__ import annotations
 
@@ -175,7 +175,7 @@ def test_billing_webhooks_update_the_local_subscription_once_and_in_order(
     from stripe_webhook import handler as webhook_handler
     from usercredits.adapters.dynamodb.customers import DynamoCouponRepository, DynamoCustomerRepository
     from usercredits.domain.ports import SystemClock
-    from usercredits.subscriptions.processor_sync import SyncPorts
+    from usercredits.subscriptions.ports import SyncPorts
 
     # Given a synced subscription, and the webhook function reading the same tables and the fake Stripe
     subscribed(api)

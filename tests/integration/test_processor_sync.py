@@ -14,17 +14,19 @@ from pydantic import ValidationError
 
 from tests.fakes import FixedClock
 from tests.stripe_billing_fake import FakeStripeBilling
+from tests.unit.subscriptions.builders import amount_discount
 from tests.unit.subscriptions.fakes import InMemoryCouponRepository, InMemoryCustomerRepository
 from usercredits.adapters.stripe.billing import StripeSubscriptionProcessor
 from usercredits.adapters.stripe.webhooks import parse_event
 from usercredits.domain.models import Money
 from usercredits.domain.stripe_events import BillingEvent
 from usercredits.errors import ConflictError, InvalidRequestError, NotFoundError, UnavailableError
-from usercredits.subscriptions import processor_sync
+from usercredits.subscriptions import billing_events
 from usercredits.subscriptions.customers import NewPaymentMethod, add_payment_method, new_customer
-from usercredits.subscriptions.discounts import add_discounts, amount_discount
+from usercredits.subscriptions.discounts import add_discounts
 from usercredits.subscriptions.errors import PaymentInProgressError
 from usercredits.subscriptions.instruments import PaymentMethodKind
+from usercredits.subscriptions.loading import load_processor
 from usercredits.subscriptions.models import (
     AddressFields,
     Coupon,
@@ -37,13 +39,9 @@ from usercredits.subscriptions.models import (
     TransactionKind,
     TransactionStatus,
 )
-from usercredits.subscriptions.processor_sync import (
-    SyncPorts,
-    load_processor,
-    refund_transaction,
-    save_processor,
-    void_transaction,
-)
+from usercredits.subscriptions.money_back import refund_transaction, void_transaction
+from usercredits.subscriptions.ports import SyncPorts
+from usercredits.subscriptions.saving import save_processor
 from usercredits.subscriptions.subscribing import (
     add_subscription,
     apply_coupon,
@@ -553,7 +551,7 @@ def apply_billing_event(event_id: str, kind: str, payload: dict[str, Any], creat
     if parsed is None:
         return "ignored"
     assert isinstance(parsed, BillingEvent)
-    return processor_sync.apply_billing_event(parsed.report, ports)
+    return billing_events.apply_billing_event(parsed.report, ports)
 
 
 def at(world: World, seconds: int) -> int:

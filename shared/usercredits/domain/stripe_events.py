@@ -18,8 +18,7 @@ from usercredits.domain.ports import PaymentGateway
 from usercredits.domain.reversal import ChargeReport
 
 if TYPE_CHECKING:
-    from usercredits.subscriptions.ports import InvoiceReport, SubscriptionReport
-    from usercredits.subscriptions.processor_sync import SyncPorts
+    from usercredits.subscriptions.ports import InvoiceReport, SubscriptionReport, SyncPorts
 
 
 @dataclass(frozen=True)
@@ -80,6 +79,6 @@ def apply_stripe_event(event: StripeEvent, ports: StripeEventPorts) -> str:
     billing = ports.billing()
     if billing is None:
         return "ignored"
-    from usercredits.subscriptions.processor_sync import apply_billing_event
+    from usercredits.subscriptions.billing_events import apply_billing_event
 
     return apply_billing_event(event.report, billing)

@@ -11,6 +11,7 @@ from enum import StrEnum
 from typing import Protocol
 
 from usercredits.domain.models import Money
+from usercredits.domain.ports import Clock
 from usercredits.subscriptions.instruments import InstrumentDetails, PaymentMethodKind
 from usercredits.subscriptions.models import (
     Address,
@@ -342,3 +343,41 @@ class SubscriptionProcessor(Protocol):
     def void(self, transaction_processor_id: str, *, idempotency_key: str) -> Transaction:
         """Cancel an uncaptured payment or refund an unsettled charge in full; returns the voided transaction."""
         ...
+
+
+class PaymentMethodLookup(Protocol):
+    """What a payment method token is, as the processor knows it (the Stripe adapter's ``retrieve_payment_method``)."""
+
+    def retrieve_payment_method(self, token: str) -> ProcessorPaymentMethod | None:
+        """The payment method behind ``token`` (its kind, display fields and the processor customer it is attached
+        to), or None when the processor does not know the token."""
+        ...
+
+
+class SubscriptionTermsReader(Protocol):
+    """The plan and the coupon a subscribe names, and the customer's use of that coupon, read together (one request
+    in DynamoDB)."""
+
+    def read_terms(self, plan_id: str, coupon_code: str | None, *, customer_id: str | None) -> SubscribeTerms: ...
+
+
+@dataclass(frozen=True)
+class CustomerPorts:
+    """Everything the customers use cases (``service``) need."""
+
+    customers: CustomerRepository
+    plans: PlanRepository
+    coupons: CouponRepository
+    terms: SubscriptionTermsReader
+    payment_methods: PaymentMethodLookup
+    clock: Clock
+
+
+@dataclass(frozen=True)
+class SyncPorts:
+    """What the processor use cases need: storage for customers and coupons, the processor, and a clock."""
+
+    customers: CustomerRepository
+    coupons: CouponRepository
+    processor: SubscriptionProcessor
+    clock: Clock

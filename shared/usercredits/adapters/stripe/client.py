@@ -14,7 +14,9 @@ only (error type and codes), never from its free text, card details or the API k
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import hashlib
+import json
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -25,6 +27,8 @@ if TYPE_CHECKING:
 
 Json = dict[str, Any]
 
+#: Page size of the listings read (every page is read).
+LIST_LIMIT = 100
 #: How long Powertools keeps the Stripe secret in the container before reading Secrets Manager again.
 SECRET_MAX_AGE_SECONDS = 300
 #: Secrets Manager error codes worth a retry (anything else means the secret is missing or not readable).
@@ -191,3 +195,9 @@ def every_item(page: stripe.ListObject[Any], doing: str) -> list[Json]:
         return [item.to_dict() for item in page.auto_paging_iter()]
     except stripe.StripeError as exc:
         raise_translated(exc, doing)
+
+
+def step_key(key: str, step: str, params: Mapping[str, Any]) -> str:
+    """The idempotency key of one call made for a port call: the port's key, the step, and a digest of what it sends."""
+    digest = hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return f"{key}:{step}:{digest}"
