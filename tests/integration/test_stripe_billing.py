@@ -10,7 +10,7 @@ import stripe
 
 from tests.stripe_billing_fake import FakeStripeBilling
 from usercredits.adapters.stripe.billing import StripeSubscriptionProcessor
-from usercredits.adapters.stripe.billing_mapping import processor_subscription
+from usercredits.adapters.stripe.subscription_mapping import processor_subscription
 from usercredits.domain.models import Money
 from usercredits.errors import ConflictError, InvalidRequestError, PaymentGatewayError, UnavailableError
 from usercredits.subscriptions.customers import new_customer

@@ -18,7 +18,7 @@ from tests.stripe_billing_fake import FakeStripeBilling
 from tests.stripe_fake import FakeStripe, _Answer
 from tests.unit.subscriptions.builders import amount_discount
 from usercredits.adapters.stripe.billing import StripeSubscriptionProcessor
-from usercredits.adapters.stripe.billing_mapping import processor_subscription
+from usercredits.adapters.stripe.subscription_mapping import processor_subscription
 from usercredits.errors import InvalidRequestError, UnavailableError
 from usercredits.subscriptions.customers import (
     NewPaymentMethod,

@@ -5,7 +5,8 @@ It uses the one ``client.new_client`` (``api_base`` points it at the tests' fake
 the methods (no cost at cold start), every mutating call sent with the idempotency key it is given (calls made on
 behalf of one port call get that key plus a suffix), and failures translated at the boundary by
 ``client.raise_translated`` (connection failures, 409, 429, 5xx → ``UnavailableError``; other refusals →
-``PaymentGatewayError``). Stripe's JSON is read and written by the pure functions of ``billing_mapping``.
+``PaymentGatewayError``). Stripe's JSON is read and written by the pure functions of ``billing_mapping`` and
+``subscription_mapping``.
 
 Choices worth knowing:
 

@@ -12,13 +12,13 @@ from usercredits.adapters.stripe.billing_customers import StripeCustomers
 from usercredits.adapters.stripe.billing_mapping import (
     Json,
     charge_transaction,
-    coupon_of,
     id_of,
     invoices_by_charge,
     list_data,
     refund_transaction,
 )
 from usercredits.adapters.stripe.client import LIST_LIMIT, call, call_or_missing, every_item, raise_translated
+from usercredits.adapters.stripe.subscription_mapping import coupon_of
 from usercredits.domain.models import Money
 from usercredits.errors import ConflictError, InvalidRequestError
 from usercredits.subscriptions.models import Transaction, TransactionStatus, TransactionStatusEvent

@@ -8,17 +8,7 @@ import dataclasses
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from usercredits.adapters.stripe.billing_mapping import (
-    Json,
-    coupon_id_for,
-    discount_objects,
-    first_item,
-    id_of,
-    kept_discount,
-    processor_subscription,
-    subscription_metadata,
-    total_cycles,
-)
+from usercredits.adapters.stripe.billing_mapping import Json, id_of
 from usercredits.adapters.stripe.client import (
     LIST_LIMIT,
     call,
@@ -27,6 +17,15 @@ from usercredits.adapters.stripe.client import (
     first_wanted,
     raise_translated,
     step_key,
+)
+from usercredits.adapters.stripe.subscription_mapping import (
+    coupon_id_for,
+    discount_objects,
+    first_item,
+    kept_discount,
+    processor_subscription,
+    subscription_metadata,
+    total_cycles,
 )
 from usercredits.subscriptions.ports import DiscountTerms, ProcessorSubscription, SubscriptionTerms
 

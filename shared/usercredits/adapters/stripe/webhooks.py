@@ -1,7 +1,7 @@
 """Stripe webhooks: the signature check, the one registry of the event types we handle, and the parsing of a
 verified event into the typed value the domain applies (``usercredits.domain.stripe_events``).
 
-Billing events (subscriptions, invoices) are parsed by ``billing_mapping``, imported only when one arrives: the
+Billing events (subscriptions, invoices) are parsed by ``subscription_mapping``, imported only when one arrives: the
 payment events' cold start does not load the subscriptions half.
 """
 
@@ -66,12 +66,12 @@ def parse_event(event: Mapping[str, Any]) -> StripeEvent | None:
         return None
     if family is EventFamily.PAYMENT_INTENT:
         return PaymentIntentEvent(event_id, kind, intent_state(payload))
-    from usercredits.adapters.stripe import billing_mapping  # the subscriptions half, on billing events only
+    from usercredits.adapters.stripe import subscription_mapping  # the subscriptions half, on billing events only
 
     created = int(event.get("created") or 0)
     if family is EventFamily.SUBSCRIPTION:
-        return BillingEvent(event_id, kind, billing_mapping.subscription_report(payload, created))
-    return BillingEvent(event_id, kind, billing_mapping.invoice_report(kind, payload, created))
+        return BillingEvent(event_id, kind, subscription_mapping.subscription_report(payload, created))
+    return BillingEvent(event_id, kind, subscription_mapping.invoice_report(kind, payload, created))
 
 
 #: Stripe dispute statuses that end a dispute in the merchant's favour (funds back, or never withdrawn).
