@@ -217,7 +217,7 @@ def function_url_event(
 def sign_webhook_event(event: Mapping[str, Any], secret: str, timestamp: int | None = None) -> dict[str, Any]:
     """A copy of a Function URL event whose ``Stripe-Signature`` header is Stripe's for its raw body and ``secret``
     (the Stripe adapter's own ``sign_payload``: one signer for the dev server, the bench and the tests)."""
-    from usercredits.adapters.stripe_gateway import sign_payload  # usercredits is importable once the env is set
+    from usercredits.adapters.stripe.webhooks import sign_payload  # usercredits is importable once the env is set
 
     signed = dict(event)
     headers = {k: v for k, v in (event.get("headers") or {}).items() if k.lower() != "stripe-signature"}

@@ -1,6 +1,6 @@
 """A small fake of the Stripe API on 127.0.0.1, for the real ``stripe`` SDK (no stripe-mock exists offline).
 
-It understands what ``usercredits.adapters.stripe_gateway`` calls:
+It understands what ``usercredits.adapters.stripe.payments`` calls:
 
 - ``POST /v1/payment_intents`` (form-encoded, ``a[b]=c``): a realistic PaymentIntent ``pi_...`` with its
   ``client_secret``; a repeated ``Idempotency-Key`` replays the first answer (``Idempotent-Replayed: true``), or

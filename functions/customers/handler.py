@@ -53,7 +53,7 @@ from usercredits.adapters.dynamodb.customers import (
     DynamoSubscriptionTermsReader,
 )
 from usercredits.adapters.local_payment_methods import LocalPaymentMethodLookup
-from usercredits.adapters.stripe_billing import StripeSubscriptionProcessor
+from usercredits.adapters.stripe.billing import StripeSubscriptionProcessor
 from usercredits.errors import ConflictError, InvalidRequestError
 from usercredits.http import (
     IdentifierPath,
@@ -65,9 +65,15 @@ from usercredits.http import (
 )
 from usercredits.observability import logger, metrics
 from usercredits.settings import CustomersSettings, get_customers_settings
-from usercredits.subscriptions import processor_sync, service
+from usercredits.subscriptions import loading, money_back, saving, service
 from usercredits.subscriptions.models import Plan, ProfileFields
-from usercredits.subscriptions.ports import ProcessorPaymentMethod, SubscriptionProcessor
+from usercredits.subscriptions.ports import (
+    CustomerPorts,
+    PaymentMethodLookup,
+    ProcessorPaymentMethod,
+    SubscriptionProcessor,
+    SyncPorts,
+)
 
 app = APIGatewayHttpResolver(enable_validation=True)
 register_error_handlers(app)
@@ -79,7 +85,7 @@ UserPath = Annotated[str, Path(min_length=1, max_length=256)]
 @dataclass(frozen=True)
 class Dependencies:
     settings: CustomersSettings
-    ports: service.CustomerPorts
+    ports: CustomerPorts
 
 
 class _ProcessorLookup:
@@ -93,10 +99,10 @@ class _ProcessorLookup:
 def dependencies() -> Dependencies:
     """Composition root: real adapters built from the settings on first use (none at import time)."""
     settings = get_customers_settings()
-    lookup: service.PaymentMethodLookup = (
+    lookup: PaymentMethodLookup = (
         LocalPaymentMethodLookup() if settings.PAYMENT_PROVIDER == "local" else _ProcessorLookup()
     )
-    ports = service.CustomerPorts(
+    ports = CustomerPorts(
         customers=DynamoCustomerRepository(),
         plans=DynamoPlanRepository(),
         coupons=DynamoCouponRepository(),
@@ -120,11 +126,9 @@ def processor() -> SubscriptionProcessor:
     return StripeSubscriptionProcessor.from_secret(settings.STRIPE_SECRET_NAME)
 
 
-def sync_ports() -> processor_sync.SyncPorts:
+def sync_ports() -> SyncPorts:
     ports = dependencies().ports
-    return processor_sync.SyncPorts(
-        customers=ports.customers, coupons=ports.coupons, processor=processor(), clock=ports.clock
-    )
+    return SyncPorts(customers=ports.customers, coupons=ports.coupons, processor=processor(), clock=ports.clock)
 
 
 def _user() -> str:
@@ -244,7 +248,7 @@ def handle_put_coupon(code: IdentifierPath, body: Annotated[PutCouponRequest, Bo
 @app.post("/customer/sync", responses=api_responses(S.OK, S.CONFLICT))
 def handle_sync() -> CustomerResponse:
     """saveProcessor: push local changes to the processor (customer, payment methods, subscriptions)."""
-    customer = processor_sync.save_processor(_user(), sync_ports())
+    customer = saving.save_processor(_user(), sync_ports())
     metrics.add_metric(name="CustomersSynced", unit=MetricUnit.Count, value=1)
     return customer_response(customer)
 
@@ -252,7 +256,7 @@ def handle_sync() -> CustomerResponse:
 @app.post("/customer/reload", responses=api_responses(S.OK, S.CONFLICT))
 def handle_reload() -> CustomerResponse:
     """loadProcessor: pull the processor's state and merge it by processor id."""
-    return customer_response(processor_sync.load_processor(_user(), sync_ports()))
+    return customer_response(loading.load_processor(_user(), sync_ports()))
 
 
 @app.post(
@@ -266,7 +270,7 @@ def handle_refund(
 ) -> TransactionResponse:
     require_admin(app)
     amount = body.amount if body is not None else None
-    refund = processor_sync.refund_transaction(userId, transactionId, amount, sync_ports())
+    refund = money_back.refund_transaction(userId, transactionId, amount, sync_ports())
     metrics.add_metric(name="TransactionsRefunded", unit=MetricUnit.Count, value=1)
     return transaction_response(refund)
 
@@ -277,7 +281,7 @@ def handle_refund(
 )
 def handle_void(userId: UserPath, transactionId: IdentifierPath) -> TransactionResponse:  # noqa: N803
     require_admin(app)
-    voided = processor_sync.void_transaction(userId, transactionId, sync_ports())
+    voided = money_back.void_transaction(userId, transactionId, sync_ports())
     metrics.add_metric(name="TransactionsVoided", unit=MetricUnit.Count, value=1)
     return transaction_response(voided)
 

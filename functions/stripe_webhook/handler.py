@@ -1,8 +1,8 @@
-"""Stripe webhook function (Lambda Function URL): verify the signature on the raw body, then apply the event.
+"""Stripe webhook function (Lambda Function URL): verify the signature on the raw body, parse the event, apply it.
 
-Payment intent outcomes go to ``usercredits.domain.payments``; refunds and disputes to ``usercredits.domain.refunds``;
-billing events (subscriptions, invoices) to ``usercredits.subscriptions.processor_sync``, which updates the customers
-table (a Stripe endpoint may send all of them to this one URL).
+``usercredits.adapters.stripe.webhooks`` verifies and parses (its registry says which event types are handled);
+``usercredits.domain.stripe_events.apply_stripe_event`` applies: payment outcomes and refunds to the orders, billing
+events (subscriptions, invoices) to the customers table (a Stripe endpoint may send all of them to this one URL).
 
 Every correctly signed event is answered ``200 {"received": true}`` (handled, ignored or a redelivery); a bad
 signature is ``400 invalid_signature`` with nothing written. A storage failure answers 503, so Stripe retries.
@@ -25,32 +25,20 @@ from usercredits.adapters.dynamodb.credits import DynamoCreditsRepository
 from usercredits.adapters.dynamodb.orders import DynamoOrderRepository
 from usercredits.adapters.dynamodb.reversals import DynamoReversalRepository
 from usercredits.adapters.payments import LazyPaymentGateway, build_payment_gateway
-from usercredits.adapters.stripe_gateway import charge_report, intent_state, load_webhook_secret, verify_webhook
-from usercredits.domain import payments, refunds
+from usercredits.adapters.stripe.client import load_webhook_secret
+from usercredits.adapters.stripe.webhooks import parse_event, verify_webhook
+from usercredits.domain import refunds
 from usercredits.domain.ports import PaymentGateway
+from usercredits.domain.stripe_events import StripeEventPorts, apply_stripe_event
 from usercredits.http import register_error_handlers
 from usercredits.observability import logger, metrics
 from usercredits.settings import StripeWebhookSettings, get_stripe_webhook_settings
 
 if TYPE_CHECKING:
-    from usercredits.subscriptions.processor_sync import SyncPorts
+    from usercredits.subscriptions.ports import SyncPorts
 
 app = LambdaFunctionUrlResolver()
 register_error_handlers(app)  # type: ignore[arg-type]
-
-
-#: Events about money going back on a charge (refunds, chargebacks).
-CHARGE_EVENTS = frozenset({"charge.refunded", "charge.dispute.created", "charge.dispute.closed"})
-#: Events about subscriptions and their invoices (the subscriptions half, customers table).
-BILLING_EVENTS = frozenset(
-    {
-        "customer.subscription.created",
-        "customer.subscription.updated",
-        "customer.subscription.deleted",
-        "invoice.paid",
-        "invoice.payment_failed",
-    }
-)
 
 
 @dataclass(frozen=True)
@@ -84,8 +72,8 @@ def billing_ports() -> SyncPorts | None:
     if settings.PAYMENT_PROVIDER == "local":
         return None
     from usercredits.adapters.dynamodb.customers import DynamoCouponRepository, DynamoCustomerRepository
-    from usercredits.adapters.stripe_billing import StripeSubscriptionProcessor
-    from usercredits.subscriptions.processor_sync import SyncPorts
+    from usercredits.adapters.stripe.billing import StripeSubscriptionProcessor
+    from usercredits.subscriptions.ports import SyncPorts
 
     return SyncPorts(
         customers=DynamoCustomerRepository(),
@@ -93,15 +81,6 @@ def billing_ports() -> SyncPorts | None:
         processor=StripeSubscriptionProcessor.from_secret(settings.STRIPE_SECRET_NAME),
         clock=build_clock(settings),
     )
-
-
-def _apply_billing_event(event: dict[str, Any], kind: str, payload: dict[str, Any]) -> str:
-    ports = billing_ports()
-    if ports is None:
-        return "ignored"
-    from usercredits.subscriptions.processor_sync import apply_billing_event
-
-    return apply_billing_event(str(event["id"]), kind, payload, int(event.get("created") or 0), ports)
 
 
 def _webhook_secret(settings: StripeWebhookSettings) -> str:
@@ -122,22 +101,9 @@ def handle_stripe_event() -> dict[str, Any]:
     deps = dependencies()
     signature = app.current_event.headers.get("stripe-signature")
     event = verify_webhook(_raw_body(), signature, _webhook_secret(deps.settings))
-    kind, payload = str(event["type"]), (event.get("data") or {}).get("object") or {}
-    ports, outcome = deps.ports, "ignored"
-    if kind in payments.HANDLED and payload.get("id"):
-        outcome = payments.apply_payment_event(
-            str(event["id"]),
-            kind,
-            intent_state(payload),
-            orders=ports.orders,
-            payments=deps.payments,
-            clock=ports.clock,
-            refunds=ports,
-        )
-    elif kind in CHARGE_EVENTS and (report := charge_report(kind, payload)) is not None:
-        outcome = refunds.apply_charge_report(str(event["id"]), kind, report, ports=ports)
-    elif kind in BILLING_EVENTS and payload.get("id"):
-        outcome = _apply_billing_event(event, kind, payload)
+    parsed, kind = parse_event(event), str(event["type"])
+    ports = StripeEventPorts(refunds=deps.ports, payments=deps.payments, billing=billing_ports)
+    outcome = "ignored" if parsed is None else apply_stripe_event(parsed, ports)
     logger.info("stripe event applied", extra={"event_id": event["id"], "type": kind, "outcome": outcome})
     metrics.add_metric(name="StripeEventsApplied", unit=MetricUnit.Count, value=1)
     return {"received": True}

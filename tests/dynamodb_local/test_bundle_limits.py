@@ -28,7 +28,7 @@ from usercredits.adapters.dynamodb.keys import CATALOG_PK
 from usercredits.adapters.dynamodb.orders import DynamoOrderRepository
 from usercredits.adapters.dynamodb.tables import OfferItem
 from usercredits.adapters.local_payments import LocalPaymentGateway
-from usercredits.adapters.stripe_gateway import intent_state
+from usercredits.adapters.stripe.payments import intent_state
 from usercredits.domain import ordering, payments, refunds, reservations
 from usercredits.domain.models import (
     ACTIONS_PER_ORDER,

@@ -36,7 +36,7 @@ from usercredits.adapters.dynamodb.catalog import DynamoCatalogRepository
 from usercredits.adapters.dynamodb.credits import DynamoCreditsRepository
 from usercredits.adapters.dynamodb.orders import DynamoOrderRepository
 from usercredits.adapters.dynamodb.reversals import DynamoReversalRepository
-from usercredits.adapters.stripe_gateway import StripeGateway, intent_state
+from usercredits.adapters.stripe.payments import StripeGateway, intent_state
 from usercredits.domain import balances, ordering, payments, refunds, reservations, spending
 from usercredits.domain.credits import lot_remaining
 from usercredits.domain.models import Caller, DisputeStatus, GroupPolicy, Offer, OrderStatus

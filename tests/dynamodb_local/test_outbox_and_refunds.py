@@ -16,7 +16,7 @@ from usercredits.adapters.dynamodb.credits import DynamoCreditsRepository
 from usercredits.adapters.dynamodb.orders import DynamoOrderRepository
 from usercredits.adapters.dynamodb.reversals import DynamoReversalRepository
 from usercredits.adapters.local_payments import LocalPaymentGateway
-from usercredits.adapters.stripe_gateway import intent_state
+from usercredits.adapters.stripe.payments import intent_state
 from usercredits.domain import balances, ordering, payments, refunds, spending
 from usercredits.domain.models import Caller, DomainEvent, Offer, OrderStatus
 from usercredits.domain.ports import SystemClock

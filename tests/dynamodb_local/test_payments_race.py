@@ -10,7 +10,7 @@ from tests.stripe_fake import FakeStripe
 from usercredits.adapters.dynamodb.catalog import DynamoCatalogRepository
 from usercredits.adapters.dynamodb.credits import DynamoCreditsRepository
 from usercredits.adapters.dynamodb.orders import DynamoOrderRepository
-from usercredits.adapters.stripe_gateway import StripeGateway, intent_state
+from usercredits.adapters.stripe.payments import StripeGateway, intent_state
 from usercredits.domain import balances, ordering, payments
 from usercredits.domain.models import Caller, Offer, OrderStatus
 from usercredits.domain.ports import SystemClock

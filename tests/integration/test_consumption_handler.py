@@ -7,6 +7,7 @@ from http import HTTPStatus as S
 
 import pytest
 
+from tests.request_paths import RequestPath
 from usercredits.adapters.dynamodb.catalog import DynamoCatalogRepository
 from usercredits.domain.models import GroupPolicy
 
@@ -288,3 +289,15 @@ def test_usage_route_sums_spends_in_a_window(consumption_api) -> None:  # type: 
     assert everything["groups"][0]["tokens"] == 5
     assert consumption_api("consumption/get_usage.json", query={"from": "yesterday"})[0] == S.UNPROCESSABLE_ENTITY
     assert consumption_api("consumption/get_usage.json", query={})[0] == S.UNPROCESSABLE_ENTITY
+
+
+def test_request_path_of_a_spend(consumption_api) -> None:  # type: ignore[no-untyped-def]
+    """The README's measure: a spend is followed through at most 5 project files, one direction."""
+    grant(consumption_api, "alice", "AiTokens", 30)
+    consume(consumption_api, "AiTokens", 1)  # warm: the composition root and the catalog cache are built
+    with RequestPath() as path:
+        status, _, _ = consume(consumption_api, "AiTokens", 2)
+    assert status == S.OK
+    print(path.report("POST /credits/{offerGroup}/consume"))
+    assert len(path.followed) <= 5, path.followed
+    assert path.back_and_forth == []

@@ -1,6 +1,6 @@
-"""The processor routes of the customers function end to end: lambda_handler -> processor_sync -> PynamoDB on moto and
-the real ``stripe`` SDK against the fake Billing API (``POST /customer/sync``, ``/customer/reload``, the admin refund
-and void), and what the local provider answers for them."""
+"""The processor routes of the customers function end to end: lambda_handler -> the processor use cases -> PynamoDB on
+moto and the real ``stripe`` SDK against the fake Billing API (``POST /customer/sync``, ``/customer/reload``, the admin
+refund and void), and what the local provider answers for them."""
 
 from __future__ import annotations
 
@@ -14,8 +14,9 @@ from devtools.lambda_context import LambdaContext
 
 from tests import customer_shapes as shapes
 from tests.conftest import http_event
+from tests.request_paths import RequestPath
 from tests.stripe_billing_fake import FakeStripeBilling
-from usercredits.adapters.stripe_billing import StripeSubscriptionProcessor
+from usercredits.adapters.stripe.billing import StripeSubscriptionProcessor
 from usercredits.settings import get_customers_settings, get_stripe_webhook_settings
 
 Call = Callable[..., tuple[int, Any]]
@@ -197,7 +198,7 @@ def test_billing_webhooks_update_the_local_subscription_once_and_in_order(
     from stripe_webhook import handler as webhook_handler
     from usercredits.adapters.dynamodb.customers import DynamoCouponRepository, DynamoCustomerRepository
     from usercredits.domain.ports import SystemClock
-    from usercredits.subscriptions.processor_sync import SyncPorts
+    from usercredits.subscriptions.ports import SyncPorts
 
     # Given a synced subscription, and the webhook function reading the same tables and the fake Stripe
     subscribed(api)
@@ -232,3 +233,16 @@ def test_billing_webhooks_update_the_local_subscription_once_and_in_order(
     deleted = event("evt_3", "customer.subscription.deleted", 2_000_000_100, status="canceled")
     assert webhook(deleted) == (200, {"received": True})
     assert local_status() == "canceled"
+
+
+def test_request_path_of_a_sync(api: Call) -> None:
+    """The README's measure: ``POST /customer/sync`` is followed through at most 5 project files, one direction."""
+    subscribed(api)
+    with RequestPath() as path:
+        status, _ = api("sync")
+    assert status == S.OK
+    print(path.report("POST /customer/sync"))
+    # 17 today (the target is 5): a sync saves a customer, its cards, subscriptions and charges, each with its rules
+    # and its Stripe resource module; README "Architecture" says why this path stays long.
+    assert len(path.followed) <= 17, path.followed
+    assert path.back_and_forth == []

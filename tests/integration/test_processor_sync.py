@@ -7,20 +7,26 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 import pytest
 from pydantic import ValidationError
 
 from tests.fakes import FixedClock
 from tests.stripe_billing_fake import FakeStripeBilling
+from tests.unit.subscriptions.builders import amount_discount
 from tests.unit.subscriptions.fakes import InMemoryCouponRepository, InMemoryCustomerRepository
-from usercredits.adapters.stripe_billing import StripeSubscriptionProcessor
+from usercredits.adapters.stripe.billing import StripeSubscriptionProcessor
+from usercredits.adapters.stripe.webhooks import parse_event
 from usercredits.domain.models import Money
+from usercredits.domain.stripe_events import BillingEvent
 from usercredits.errors import ConflictError, InvalidRequestError, NotFoundError, UnavailableError
+from usercredits.subscriptions import billing_events
 from usercredits.subscriptions.customers import NewPaymentMethod, add_payment_method, new_customer
-from usercredits.subscriptions.discounts import add_discounts, amount_discount
+from usercredits.subscriptions.discounts import add_discounts
 from usercredits.subscriptions.errors import PaymentInProgressError
 from usercredits.subscriptions.instruments import PaymentMethodKind
+from usercredits.subscriptions.loading import load_processor
 from usercredits.subscriptions.models import (
     AddressFields,
     Coupon,
@@ -33,14 +39,9 @@ from usercredits.subscriptions.models import (
     TransactionKind,
     TransactionStatus,
 )
-from usercredits.subscriptions.processor_sync import (
-    SyncPorts,
-    apply_billing_event,
-    load_processor,
-    refund_transaction,
-    save_processor,
-    void_transaction,
-)
+from usercredits.subscriptions.money_back import refund_transaction, void_transaction
+from usercredits.subscriptions.ports import SyncPorts
+from usercredits.subscriptions.saving import save_processor
 from usercredits.subscriptions.subscribing import (
     add_subscription,
     apply_coupon,
@@ -541,6 +542,16 @@ def test_void_of_a_settled_sale_is_a_conflict(world: World) -> None:
 
 
 # ---- billing webhooks ------------------------------------------------------------------------------------------------
+
+
+def apply_billing_event(event_id: str, kind: str, payload: dict[str, Any], created: int, ports: SyncPorts) -> str:
+    """What the webhook does with a verified billing event: the adapter parses it, the billing use case applies it
+    (an event it does not handle is ignored)."""
+    parsed = parse_event({"id": event_id, "type": kind, "created": created, "data": {"object": payload}})
+    if parsed is None:
+        return "ignored"
+    assert isinstance(parsed, BillingEvent)
+    return billing_events.apply_billing_event(parsed.report, ports)
 
 
 def at(world: World, seconds: int) -> int:

@@ -20,9 +20,11 @@ from devtools.lambda_context import LambdaContext
 from tests.conftest import http_event
 from tests.integration import test_processor_sync as base
 from tests.integration.test_processor_sync import USER, World, a_customer, usd
+from tests.unit.subscriptions.builders import amount_discount
 from usercredits.settings import get_customers_settings
-from usercredits.subscriptions.discounts import add_discounts, amount_discount
+from usercredits.subscriptions.discounts import add_discounts
 from usercredits.subscriptions.instruments import CardDetails, PayPalDetails
+from usercredits.subscriptions.loading import load_processor
 from usercredits.subscriptions.models import (
     Customer,
     DiscountKind,
@@ -31,7 +33,7 @@ from usercredits.subscriptions.models import (
     TransactionKind,
     TransactionStatus,
 )
-from usercredits.subscriptions.processor_sync import load_processor, save_processor
+from usercredits.subscriptions.saving import save_processor
 from usercredits.subscriptions.subscribing import cancel_subscription
 from usercredits.subscriptions.tracking import track
 

@@ -9,7 +9,8 @@ import pytest
 import stripe
 
 from tests.stripe_billing_fake import FakeStripeBilling
-from usercredits.adapters.stripe_billing import StripeSubscriptionProcessor, processor_subscription
+from usercredits.adapters.stripe.billing import StripeSubscriptionProcessor
+from usercredits.adapters.stripe.subscription_mapping import processor_subscription
 from usercredits.domain.models import Money
 from usercredits.errors import ConflictError, InvalidRequestError, PaymentGatewayError, UnavailableError
 from usercredits.subscriptions.customers import new_customer

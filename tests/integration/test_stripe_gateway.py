@@ -13,8 +13,9 @@ from aws_lambda_powertools.utilities import parameters
 from moto import mock_aws
 
 from tests.stripe_fake import FakeStripe, parse_form
-from usercredits.adapters.stripe_gateway import IntentState, StripeGateway, StripeKeys, load_stripe_keys
-from usercredits.domain.models import Cycle, Money, Order, OrderStatus
+from usercredits.adapters.stripe.client import StripeKeys, load_stripe_keys
+from usercredits.adapters.stripe.payments import StripeGateway
+from usercredits.domain.models import Cycle, IntentState, Money, Order, OrderStatus
 from usercredits.errors import PaymentGatewayError, UnavailableError
 
 SECRET_KEY = "sk_test_51FakeKeyForTheFakeServer0123456789"

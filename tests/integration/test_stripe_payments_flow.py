@@ -11,7 +11,7 @@ from tests.conftest import DEMO_CATALOG
 from tests.stripe_fake import FakeStripe
 from usercredits.adapters.dynamodb.catalog import DynamoCatalogRepository
 from usercredits.adapters.dynamodb.orders import DynamoOrderRepository
-from usercredits.adapters.stripe_gateway import StripeGateway
+from usercredits.adapters.stripe.payments import StripeGateway
 from usercredits.domain import ordering, payments
 from usercredits.domain.models import Caller, OrderStatus
 from usercredits.domain.ports import SystemClock

@@ -8,7 +8,8 @@ from http import HTTPStatus as S
 import pytest
 
 from tests.integration.conftest import SECRET, intent_event, succeeded
-from usercredits.adapters.stripe_gateway import sign_payload
+from tests.request_paths import RequestPath
+from usercredits.adapters.stripe.webhooks import sign_payload
 
 
 def test_signed_success_pays_the_order_and_grants_its_lots(
@@ -102,3 +103,19 @@ def test_seed_t22_early_bird_enterprise_yearly_grants_its_bundle(webhook, orderi
     assert webhook(succeeded(order, "evt_t22"))[0] == S.OK
     groups = {g["offerGroup"]: g["balance"] for g in consumption_api("consumption/get_credits.json")[1]["groups"]}
     assert groups == {"EbEnterprise": 1800, "AiTokens": 8400, "VIP_BACK_LINK": 24}
+
+
+def test_request_path_of_a_payment_webhook(webhook, ordering_api) -> None:  # type: ignore[no-untyped-def]
+    """The README's measure: the first ``payment_intent.succeeded`` of an order (it pays the order and grants its
+    lots), followed through the project's files, one direction. 12 files today (the target is 5): README
+    "Architecture" says which and why."""
+    warm = ordering_api("ordering/create_order.json", headers={"idempotency-key": "order-warm"})[1]["order"]
+    assert webhook(succeeded(warm, "evt_warm"))[0] == S.OK  # warm: the composition root is built
+    order = ordering_api("ordering/create_order.json", headers={"idempotency-key": "order-traced"})[1]["order"]
+    with RequestPath() as path:
+        status, _ = webhook(succeeded(order, "evt_traced"))
+    assert status == S.OK
+    assert ordering_api("ordering/get_order.json", path=f"/orders/{order['orderId']}")[1]["status"] == "paid"
+    print(path.report("Stripe payment_intent.succeeded"))
+    assert len(path.followed) <= 12, path.followed
+    assert path.back_and_forth == []

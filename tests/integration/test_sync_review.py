@@ -1,5 +1,5 @@
-"""Review of stripe_billing.py and processor_sync.py: each test proves a suspected defect (it FAILS on the current code)
-unless its name starts with ``test_ok_`` (a behaviour checked and found correct).
+"""Review of the Stripe billing adapter and the processor use cases: each test proves a suspected defect (it FAILS on
+the current code) unless its name starts with ``test_ok_`` (a behaviour checked and found correct).
 
 Reuses the ``world`` fixture and helpers of test_processor_sync.py; the fake is only patched per instance here.
 """
@@ -13,10 +13,12 @@ from typing import Any
 import pytest
 
 from tests.integration import test_processor_sync as base
-from tests.integration.test_processor_sync import SECRET_KEY, USER, World, a_customer, usd
+from tests.integration.test_processor_sync import SECRET_KEY, USER, World, a_customer, apply_billing_event, usd
 from tests.stripe_billing_fake import FakeStripeBilling
 from tests.stripe_fake import FakeStripe, _Answer
-from usercredits.adapters.stripe_billing import StripeSubscriptionProcessor, processor_subscription
+from tests.unit.subscriptions.builders import amount_discount
+from usercredits.adapters.stripe.billing import StripeSubscriptionProcessor
+from usercredits.adapters.stripe.subscription_mapping import processor_subscription
 from usercredits.errors import InvalidRequestError, UnavailableError
 from usercredits.subscriptions.customers import (
     NewPaymentMethod,
@@ -25,16 +27,13 @@ from usercredits.subscriptions.customers import (
     set_default_payment_method_address,
     update_profile,
 )
-from usercredits.subscriptions.discounts import add_discounts, amount_discount
+from usercredits.subscriptions.discounts import add_discounts
 from usercredits.subscriptions.instruments import PaymentMethodKind
+from usercredits.subscriptions.loading import load_processor
 from usercredits.subscriptions.models import AddressFields, ProfileFields, SubscriptionStatus, TransactionKind
-from usercredits.subscriptions.processor_sync import (
-    SyncPorts,
-    apply_billing_event,
-    load_processor,
-    refund_transaction,
-    save_processor,
-)
+from usercredits.subscriptions.money_back import refund_transaction
+from usercredits.subscriptions.ports import SyncPorts
+from usercredits.subscriptions.saving import save_processor
 from usercredits.subscriptions.subscribing import apply_coupon, cancel_subscription
 
 world = base.world  # the fixture of test_processor_sync (fake Billing API, in-memory repositories)

@@ -26,7 +26,7 @@ from devtools.lambda_events import function_url_event, sign_webhook_event
 from tests.conftest import http_event, load_event
 from tests.fakes import FixedClock
 from tests.stripe_fake import FakeStripe
-from usercredits.adapters.stripe_gateway import StripeGateway
+from usercredits.adapters.stripe.payments import StripeGateway
 
 WEBHOOK_SECRET = os.environ.get("LOCAL_WEBHOOK_SECRET", "whsec_local")
 START = datetime(2026, 1, 31, 12, 0, tzinfo=UTC)

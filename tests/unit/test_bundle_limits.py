@@ -8,7 +8,7 @@ import pytest
 from pydantic import ValidationError
 
 from tests.fakes import FixedClock, InMemoryCatalogRepository, InMemoryOrderRepository, RecordingPaymentGateway
-from usercredits.adapters.stripe_gateway import intent_state
+from usercredits.adapters.stripe.payments import intent_state
 from usercredits.domain import catalog as catalog_rules
 from usercredits.domain import ordering, payments
 from usercredits.domain.models import (

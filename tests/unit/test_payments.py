@@ -7,9 +7,10 @@ import itertools
 import pytest
 
 from tests.fakes import FixedClock, InMemoryCatalogRepository, InMemoryOrderRepository, RecordingPaymentGateway
-from usercredits.adapters.stripe_gateway import intent_state
+from usercredits.adapters.stripe.webhooks import parse_event
 from usercredits.domain import ordering, payments
 from usercredits.domain.models import Caller, OrderStatus
+from usercredits.domain.stripe_events import PaymentIntentEvent
 
 
 def intent_event(event_id: str, kind: str, order, **intent) -> dict:  # type: ignore[no-untyped-def,type-arg]
@@ -48,11 +49,11 @@ GATEWAY = RecordingPaymentGateway()
 
 def apply_payment_event(event: dict, *, orders, clock, gateway=GATEWAY) -> str:  # type: ignore[no-untyped-def,type-arg]
     """What the webhook handler does with a verified event."""
-    obj = event["data"]["object"]
-    if event["type"] not in payments.HANDLED or not obj.get("id"):
+    parsed = parse_event(event)
+    if not isinstance(parsed, PaymentIntentEvent):
         return "ignored"
     return payments.apply_payment_event(
-        event["id"], event["type"], intent_state(obj), orders=orders, payments=gateway, clock=clock
+        parsed.event_id, parsed.kind, parsed.intent, orders=orders, payments=gateway, clock=clock
     )
 
 

@@ -9,7 +9,7 @@ import pytest
 from pydantic import ValidationError
 
 from tests.fakes import FixedClock, InMemoryCatalogRepository, InMemoryOrderRepository, RecordingPaymentGateway
-from usercredits.adapters.stripe_gateway import intent_state
+from usercredits.adapters.stripe.payments import intent_state
 from usercredits.domain import limits, ordering, payments
 from usercredits.domain.models import MAX_ORDER_QUANTITY, Caller, Cycle, Money, Offer, Order, OrderStatus
 from usercredits.domain.reversal import ChargeReport, merge_report, plan_reversal

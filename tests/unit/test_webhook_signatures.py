@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import stripe
 
-from usercredits.adapters.stripe_gateway import WEBHOOK_TOLERANCE_SECONDS, sign_payload, verify_webhook
+from usercredits.adapters.stripe.webhooks import WEBHOOK_TOLERANCE_SECONDS, sign_payload, verify_webhook
 from usercredits.errors import InvalidSignatureError
 
 SECRET = "whsec_test_matrix_0123456789abcdef"

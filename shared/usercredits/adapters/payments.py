@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from usercredits.adapters.local_payments import LocalPaymentGateway
-from usercredits.adapters.stripe_gateway import StripeGateway
+from usercredits.adapters.stripe.payments import StripeGateway
 from usercredits.domain.models import IntentState, Order, PaymentIntent
 from usercredits.domain.ports import PaymentGateway
 from usercredits.settings import PaymentSettings

@@ -7,7 +7,6 @@ from datetime import timedelta
 from usercredits.domain.credits import journal_entries
 from usercredits.domain.ids import new_ulid
 from usercredits.domain.lapses import catch_up, expire_group, release_hold
-from usercredits.domain.low_balance import publish_if_crossed
 from usercredits.domain.models import LedgerKind, Movement, Reservation, ReservationStatus
 from usercredits.domain.ports import (
     CatalogRepository,
@@ -18,6 +17,7 @@ from usercredits.domain.ports import (
     IdempotentReplayError,
     SpendRefusedError,
 )
+from usercredits.domain.spending import publish_if_crossed
 from usercredits.errors import ConflictError, InsufficientCreditsError, InvalidRequestError, NotFoundError
 
 #: How long a hold lasts when the request does not say, and the longest allowed.

@@ -1,15 +1,28 @@
-"""What a save must write: the difference between the customer as loaded and as changed, item by item.
+"""Load -> decide -> save: the one retry loop of every customer change (``save_change``), and what a save must write
+(``customer_changes``: the difference between the customer as loaded and as changed, item by item).
 
 The repository stores a profile item and one item per child (``ports.CustomerRepository``); writing only what
-changed keeps a save to one small transaction however long the customer's history is.
+changed keeps a save to one small transaction however long the customer's history is. A save that finds the customer
+changed meanwhile (``StaleCustomerError``) is redone on a fresh load, up to ``SAVE_ATTEMPTS`` times.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
+from usercredits.errors import ConflictError
 from usercredits.subscriptions.models import Customer
-from usercredits.subscriptions.ports import ChildItem, ChildKind, CustomerChanges
+from usercredits.subscriptions.ports import (
+    ChildItem,
+    ChildKind,
+    CustomerChanges,
+    CustomerRepository,
+    StaleCustomerError,
+)
+
+#: How many times a change is tried on a freshly loaded customer when another save got there first (the customers
+#: API's changes and the processor use cases' saves alike).
+SAVE_ATTEMPTS = 5
 
 _CHILD_LISTS = {
     ChildKind.ADDRESS: "addresses",
@@ -17,6 +30,32 @@ _CHILD_LISTS = {
     ChildKind.SUBSCRIPTION: "subscriptions",
     ChildKind.TRANSACTION: "transactions",
 }
+
+
+def save_change[R](
+    customers: CustomerRepository,
+    user_id: str,
+    step: Callable[[Customer | None], tuple[Customer, R]],
+    *,
+    loaded: Customer | None = None,
+) -> tuple[Customer, R]:
+    """Apply ``step`` to the customer as stored (None: not stored yet) and save what changed, in one conditional
+    transaction; when another save came first, redo it on a fresh load (``ConflictError`` after ``SAVE_ATTEMPTS``).
+
+    ``loaded``: the customer as the caller just loaded it, used for the first attempt instead of loading again. A
+    stored customer that ``step`` leaves as it was is returned as is, and nothing is written.
+    """
+    for attempt in range(SAVE_ATTEMPTS):
+        before = loaded if attempt == 0 and loaded is not None else customers.load(user_id)
+        after, result = step(before)
+        changes = customer_changes(before, after)
+        if before is not None and changes.is_empty:
+            return before, result
+        try:
+            return customers.save(changes), result
+        except StaleCustomerError:
+            continue
+    raise ConflictError("the customer was changed by another request meanwhile; retry")
 
 
 def customer_changes(before: Customer | None, after: Customer) -> CustomerChanges:

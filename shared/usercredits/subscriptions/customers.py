@@ -196,22 +196,6 @@ def choose_default_payment_method(customer: Customer, payment_method_id: str, no
     return _touch(track(customer.model_copy(update={"default_payment_method_id": payment_method_id})), now)
 
 
-def first_name(full: str | None) -> str:
-    """The first word of a name (a processor that wants first and last names gets the name split on one space)."""
-    return (full or "").strip().split(" ", 1)[0]
-
-
-def last_name(full: str | None) -> str:
-    """Everything after the first word, or ""."""
-    parts = (full or "").strip().split(" ", 1)
-    return parts[1].strip() if len(parts) == 2 else ""
-
-
-def full_name(first: str | None, last: str | None) -> str:
-    """First and last name joined by a space, ignoring missing parts."""
-    return " ".join(part for part in (first, last) if part).strip()
-
-
 def _replaced[T: SyncableModel](items: list[T], new: T) -> list[T]:
     return [new if item.local_id == new.local_id else item for item in items]
 

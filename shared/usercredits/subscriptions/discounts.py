@@ -12,7 +12,6 @@ from decimal import ROUND_HALF_UP, Decimal
 
 from usercredits.domain.ids import new_ulid
 from usercredits.domain.models import Money
-from usercredits.errors import InvalidRequestError
 from usercredits.subscriptions.models import Discount, DiscountKind, Subscription, SubscriptionStatus
 from usercredits.subscriptions.tracking import track
 
@@ -26,28 +25,6 @@ def percent_of(price: Money, percent: Decimal) -> Money:
     """``percent`` of ``price``, rounded half up to the minor unit and capped at the price."""
     share = (Decimal(price.amount) * percent / 100).quantize(Decimal(1), rounding=ROUND_HALF_UP)
     return Money(amount=min(price.amount, int(share)), currency=price.currency)
-
-
-def amount_discount(subscription: Subscription, name: str, amount: Money, now: datetime) -> Discount | None:
-    """A fixed discount of ``amount`` (at most the subscription's price), or None when that is zero."""
-    _same_currency(subscription, amount)
-    capped = min(amount.amount, subscription.price.amount)
-    if capped == 0:
-        return None
-    return new_discount(DiscountKind.AMOUNT, subscription, capped, now, name=name)
-
-
-def percent_discount(subscription: Subscription, name: str, percent: Decimal, now: datetime) -> Discount | None:
-    """``percent`` of the subscription's price, or None when that is zero.
-
-    A percent outside 0-100 is refused here (the seed built it and then failed on save: 7.2-3).
-    """
-    if not Decimal(0) <= percent <= Decimal(100):
-        raise InvalidRequestError("a percent discount is between 0 and 100")
-    amount = percent_of(subscription.price, percent)
-    if amount.amount == 0:
-        return None
-    return new_discount(DiscountKind.PERCENT, subscription, amount.amount, now, name=name, percent=percent)
 
 
 def previous_subscription_credit(
@@ -97,16 +74,6 @@ def add_discounts(subscription: Subscription, new: Iterable[Discount | None]) ->
     return track(subscription.model_copy(update={"discounts": kept + preserved}))
 
 
-def amount_due(subscription: Subscription) -> Money:
-    """What the next cycle costs: the price less the discounts with cycles left, never below zero."""
-    off = sum(
-        discount.amount.amount
-        for discount in subscription.discounts
-        if discount.never_expires or discount.cycles_left > 0
-    )
-    return Money(amount=max(subscription.price.amount - off, 0), currency=subscription.price.currency)
-
-
 def _unpaid(previous: Subscription, at: datetime) -> bool:
     in_trial = previous.is_trial and (previous.first_billing_date is None or at < previous.first_billing_date)
     return in_trial or previous.status is SubscriptionStatus.PAST_DUE
@@ -119,13 +86,6 @@ def _unused_share(previous: Subscription, at: datetime) -> tuple[int, int] | Non
     if end is None or end <= start or not start <= at <= end:
         return None
     return (end - at) // _MICROSECOND, (end - start) // _MICROSECOND
-
-
-def _same_currency(subscription: Subscription, amount: Money) -> None:
-    if amount.currency != subscription.price.currency:
-        raise InvalidRequestError(
-            f"a discount in {amount.currency} cannot apply to a price in {subscription.price.currency}"
-        )
 
 
 def new_discount(

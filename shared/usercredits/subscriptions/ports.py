@@ -5,13 +5,13 @@ Only protocols and plain data here; the DynamoDB and Stripe adapters implement t
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Protocol
 
 from usercredits.domain.models import Money
+from usercredits.domain.ports import Clock
 from usercredits.subscriptions.instruments import InstrumentDetails, PaymentMethodKind
 from usercredits.subscriptions.models import (
     Address,
@@ -252,6 +252,29 @@ class ProcessorSubscription:
     created_at: datetime | None = None
 
 
+@dataclass(frozen=True)
+class SubscriptionReport:
+    """A processor's word on one subscription (a webhook event), sent ``created`` (epoch seconds)."""
+
+    subscription: ProcessorSubscription
+    customer_processor_id: str | None
+    user_id: str | None  # from the subscription's metadata, when it was made here
+    created: int
+
+
+@dataclass(frozen=True)
+class InvoiceReport:
+    """A processor's word on an invoice (a webhook event): paid (``failure_count`` 0) or how many payment attempts
+    failed, sent ``created`` (epoch seconds)."""
+
+    customer_processor_id: str | None
+    user_id: str | None  # from the subscription's metadata, when it was made here
+    subscription_processor_id: str | None
+    subscription_id: str | None  # the local id from the subscription's metadata
+    failure_count: int
+    created: int
+
+
 class SubscriptionProcessor(Protocol):
     """What saveProcessor / loadProcessor, refunds and voids need from the payment processor (Stripe).
 
@@ -304,11 +327,6 @@ class SubscriptionProcessor(Protocol):
         self, processor_id: str, *, at_period_end: bool, idempotency_key: str
     ) -> ProcessorSubscription: ...
 
-    def subscription_from_event(self, payload: Mapping[str, Any]) -> ProcessorSubscription:
-        """The subscription carried by a webhook event (its ``data.object``), mapped like the other results; no
-        call is made."""
-        ...
-
     def list_subscriptions(self, customer_processor_id: str) -> list[ProcessorSubscription]:
         """Every subscription of the customer, canceled ones included."""
         ...
@@ -325,3 +343,41 @@ class SubscriptionProcessor(Protocol):
     def void(self, transaction_processor_id: str, *, idempotency_key: str) -> Transaction:
         """Cancel an uncaptured payment or refund an unsettled charge in full; returns the voided transaction."""
         ...
+
+
+class PaymentMethodLookup(Protocol):
+    """What a payment method token is, as the processor knows it (the Stripe adapter's ``retrieve_payment_method``)."""
+
+    def retrieve_payment_method(self, token: str) -> ProcessorPaymentMethod | None:
+        """The payment method behind ``token`` (its kind, display fields and the processor customer it is attached
+        to), or None when the processor does not know the token."""
+        ...
+
+
+class SubscriptionTermsReader(Protocol):
+    """The plan and the coupon a subscribe names, and the customer's use of that coupon, read together (one request
+    in DynamoDB)."""
+
+    def read_terms(self, plan_id: str, coupon_code: str | None, *, customer_id: str | None) -> SubscribeTerms: ...
+
+
+@dataclass(frozen=True)
+class CustomerPorts:
+    """Everything the customers use cases (``service``) need."""
+
+    customers: CustomerRepository
+    plans: PlanRepository
+    coupons: CouponRepository
+    terms: SubscriptionTermsReader
+    payment_methods: PaymentMethodLookup
+    clock: Clock
+
+
+@dataclass(frozen=True)
+class SyncPorts:
+    """What the processor use cases need: storage for customers and coupons, the processor, and a clock."""
+
+    customers: CustomerRepository
+    coupons: CouponRepository
+    processor: SubscriptionProcessor
+    clock: Clock

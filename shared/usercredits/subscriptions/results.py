@@ -13,6 +13,8 @@ from usercredits.subscriptions.models import (
     Customer,
     Discount,
     DiscountKind,
+    PaymentMethod,
+    Plan,
     ProcessorItem,
     ProcessorState,
     Subscription,
@@ -111,3 +113,64 @@ def _history(
     """Newest first, each (status, timestamp) once; the processor's entries first, then older local ones."""
     merged = list(dict.fromkeys([*remote, *local]))
     return sorted(merged, key=lambda event: event.timestamp, reverse=True)
+
+
+def upsert_subscription(customer: Customer, remote: ProcessorSubscription, now: datetime) -> Customer:
+    """Record a processor subscription on its local one (by processor id, then by the local id in its metadata),
+    adding it when it was made at the processor directly."""
+    local = local_subscription(customer, remote.id, remote.subscription_id)
+    updated = customer
+    if local is None:
+        plan = next(
+            (sub.plan for sub in customer.subscriptions if sub.plan.processor_plan_id == remote.price_id),
+            # A price no local subscription uses (made at Stripe directly): its terms at level 0, so it never
+            # outranks a plan an admin defined.
+            Plan(
+                plan_id=remote.price_id,
+                name=remote.price_id,
+                price=remote.price,
+                level=0,
+                processor_plan_id=remote.price_id,
+            ),
+        )
+        local = Subscription(
+            subscription_id=new_ulid(now), plan=plan, price=remote.price, created_at=remote.created_at or now
+        )
+        updated = customer.model_copy(update={"subscriptions": [*customer.subscriptions, local]})
+    return record_subscription_result(updated, local.subscription_id, remote, now)
+
+
+def local_subscription(customer: Customer, processor_id: str | None, local_id: str | None) -> Subscription | None:
+    """The customer's subscription with ``processor_id``, else the one with local id ``local_id``, else None."""
+    by_processor = next((s for s in customer.subscriptions if processor_id and s.processor.id == processor_id), None)
+    return by_processor or next((s for s in customer.subscriptions if local_id and s.subscription_id == local_id), None)
+
+
+def replace_subscription(customer: Customer, subscription: Subscription) -> Customer:
+    """The customer with ``subscription`` in place of the one with its local id."""
+    subscriptions = [
+        subscription if s.subscription_id == subscription.subscription_id else s for s in customer.subscriptions
+    ]
+    return customer.model_copy(update={"subscriptions": subscriptions})
+
+
+def replace_payment_method(customer: Customer, method: PaymentMethod) -> Customer:
+    """The customer with ``method`` in place of the one with its local id."""
+    methods = [method if m.payment_method_id == method.payment_method_id else m for m in customer.payment_methods]
+    return customer.model_copy(update={"payment_methods": methods})
+
+
+def stamped(subscription: Subscription, as_of: int) -> Subscription:
+    """The subscription with a processor state recorded ``as_of`` (epoch seconds): subscription events created
+    before it are stale. Invoice events keep their own stamp (a result says nothing about payment attempts)."""
+    last = subscription.last_event_created
+    return subscription.model_copy(update={"last_event_created": as_of if last is None else max(last, as_of)})
+
+
+def transactions_mirrored(customer: Customer) -> Customer:
+    """The customer with no subscription waiting for its charges to be mirrored (they just were)."""
+    subscriptions = [
+        sub.model_copy(update={"transactions_pending": False}) if sub.transactions_pending else sub
+        for sub in customer.subscriptions
+    ]
+    return customer.model_copy(update={"subscriptions": subscriptions})

@@ -1,27 +1,25 @@
 """Use cases of the customers API: load the customer, apply one pure domain step, save what changed.
 
 Each change loads the customer (one Query; a customer not stored yet starts as a fresh one), runs the domain
-function, computes ``changes.customer_changes`` and saves it in one conditional transaction. A save that finds the
-customer changed meanwhile (``StaleCustomerError``) is redone on a fresh load, up to ``SAVE_ATTEMPTS`` times.
+function and saves what changed in one conditional transaction (``changes.save_change``, which redoes it on a fresh
+load when another save came first).
 Nothing here talks to the payment processor except ``PaymentMethodLookup``, which reads what a token is.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
 
 from pydantic import ValidationError
 
 from usercredits.domain.models import DomainModel
-from usercredits.domain.ports import Clock
 from usercredits.errors import ConflictError, InvalidRequestError, NotFoundError
 from usercredits.subscriptions import coupons as coupon_rules
 from usercredits.subscriptions import customers as customer_rules
 from usercredits.subscriptions import entitlement, subscribing
-from usercredits.subscriptions.changes import customer_changes
+from usercredits.subscriptions.changes import customer_changes, save_change
 from usercredits.subscriptions.models import (
     Address,
     AddressFields,
@@ -32,46 +30,7 @@ from usercredits.subscriptions.models import (
     ProfileFields,
     Subscription,
 )
-from usercredits.subscriptions.ports import (
-    CouponRepository,
-    CustomerRepository,
-    PlanRepository,
-    ProcessorPaymentMethod,
-    StaleCustomerError,
-    SubscribeTerms,
-)
-
-#: How many times a change is tried on a freshly loaded customer when another save got there first.
-SAVE_ATTEMPTS = 3
-
-
-class PaymentMethodLookup(Protocol):
-    """What a payment method token is, as the processor knows it (the Stripe adapter's ``retrieve_payment_method``)."""
-
-    def retrieve_payment_method(self, token: str) -> ProcessorPaymentMethod | None:
-        """The payment method behind ``token`` (its kind, display fields and the processor customer it is attached
-        to), or None when the processor does not know the token."""
-        ...
-
-
-class SubscriptionTermsReader(Protocol):
-    """The plan and the coupon a subscribe names, and the customer's use of that coupon, read together (one request
-    in DynamoDB)."""
-
-    def read_terms(self, plan_id: str, coupon_code: str | None, *, customer_id: str | None) -> SubscribeTerms: ...
-
-
-@dataclass(frozen=True)
-class CustomerPorts:
-    """Everything the customers use cases need."""
-
-    customers: CustomerRepository
-    plans: PlanRepository
-    coupons: CouponRepository
-    terms: SubscriptionTermsReader
-    payment_methods: PaymentMethodLookup
-    clock: Clock
-
+from usercredits.subscriptions.ports import CustomerPorts, StaleCustomerError
 
 # --- reads ---------------------------------------------------------------------------------------------------------
 
@@ -284,19 +243,17 @@ def _change[R](
     *,
     loaded: Customer | None = None,
 ) -> tuple[Customer, R]:
-    """Load, apply ``step``, save what changed; redo on a fresh load when another save came first. ``loaded``: the
-    customer as the caller just loaded it (a stored one), used for the first attempt instead of loading again."""
-    for attempt in range(SAVE_ATTEMPTS):
-        before = loaded if attempt == 0 and loaded is not None else ports.customers.load(user_id)
+    """Load, apply ``step``, save what changed (``changes.save_change``). ``loaded``: the customer as the caller just
+    loaded it (a stored one), used for the first attempt instead of loading again."""
+
+    def decide(before: Customer | None) -> tuple[Customer, R]:
         now = ports.clock.now()
         after, result = step(before or customer_rules.new_customer(user_id, now), now)
         if before is not None and _untouched(before) == _untouched(after):
             return before, result  # a no-op (values set to what they were) writes nothing, not even updatedAt
-        try:
-            return ports.customers.save(customer_changes(before, after)), result
-        except StaleCustomerError:
-            continue
-    raise ConflictError("the customer was changed by another request meanwhile; retry")
+        return after, result
+
+    return save_change(ports.customers, user_id, decide, loaded=loaded)
 
 
 def _untouched(customer: Customer) -> Customer:

@@ -145,13 +145,6 @@ def set_subscription_payment_method(
     return _replace_subscription(customer, updated, now)
 
 
-def mark_subscription_deleted(customer: Customer, subscription_id: str, now: datetime) -> Customer:
-    """Soft-delete a subscription: it no longer entitles, and (not being tracked) it triggers no sync."""
-    subscription = find_subscription(customer, subscription_id)
-    updated, _ = _replace_subscription(customer, subscription.model_copy(update={"deleted": True}), now)
-    return updated
-
-
 def _period_end(subscription: Subscription) -> datetime | None:
     return subscription.billing_period_end_date or subscription.paid_through_date
 

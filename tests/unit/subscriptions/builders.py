@@ -7,6 +7,8 @@ from decimal import Decimal
 
 from usercredits.domain.cycles import add_months
 from usercredits.domain.models import Money
+from usercredits.errors import InvalidRequestError
+from usercredits.subscriptions.discounts import new_discount
 from usercredits.subscriptions.entitlement import start_of_day
 from usercredits.subscriptions.instruments import CardDetails, PaymentMethodKind, PayPalDetails
 from usercredits.subscriptions.models import (
@@ -199,3 +201,19 @@ def base_customer(**overrides: object) -> Customer:
     }
     fields |= overrides
     return with_state(Customer.model_validate(fields), ProcessorState.SAVED, "id-customer")
+
+
+def amount_discount(subscription: Subscription, name: str, amount: Money, now: datetime) -> Discount | None:
+    """A fixed discount of ``amount`` (at most the subscription's price, in its currency), or None when that is zero."""
+    _same_currency(subscription, amount)
+    capped = min(amount.amount, subscription.price.amount)
+    if capped == 0:
+        return None
+    return new_discount(DiscountKind.AMOUNT, subscription, capped, now, name=name)
+
+
+def _same_currency(subscription: Subscription, amount: Money) -> None:
+    if amount.currency != subscription.price.currency:
+        raise InvalidRequestError(
+            f"a discount in {amount.currency} cannot apply to a price in {subscription.price.currency}"
+        )

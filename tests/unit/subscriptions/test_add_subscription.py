@@ -19,7 +19,7 @@ from usercredits.subscriptions.models import (
     SubscriptionStatus,
 )
 from usercredits.subscriptions.subscribing import add_subscription, cancel_subscriptions
-from usercredits.subscriptions.sync import reset_processor
+from usercredits.subscriptions.sync_rules import reset_processor
 
 CANCELED, PAST_DUE = SubscriptionStatus.CANCELED, SubscriptionStatus.PAST_DUE
 WHEN = "2017-01-10"

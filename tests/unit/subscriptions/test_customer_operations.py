@@ -1,4 +1,4 @@
-"""Customer-level operations: the payment lock (M10), cancelSubscriptions (M11), names (M45) and profile checks."""
+"""Customer-level operations: cancelSubscriptions (M11), cancelling one subscription, and profile checks."""
 
 from __future__ import annotations
 
@@ -7,37 +7,11 @@ from pydantic import ValidationError
 
 from tests.unit.subscriptions.builders import at, base_customer, subscription
 from usercredits.errors import InvalidRequestError
-from usercredits.subscriptions.customers import first_name, full_name, last_name, new_customer, update_profile
-from usercredits.subscriptions.errors import PaymentInProgressError
+from usercredits.subscriptions.customers import new_customer, update_profile
 from usercredits.subscriptions.models import ProcessorState, ProfileFields, SubscriptionStatus
 from usercredits.subscriptions.subscribing import cancel_subscription, cancel_subscriptions
-from usercredits.subscriptions.sync import (
-    begin_payment_operation,
-    commit_payment_operation,
-    rollback_payment_operation,
-)
 
 S = SubscriptionStatus
-
-
-def test_m10_payment_lock_refuses_a_second_operation_for_30_seconds() -> None:
-    start, five_seconds_later = at("2017-07-14T00:00:00Z"), at("2017-07-14T00:00:05Z")
-    locked = begin_payment_operation(base_customer(), start)
-
-    with pytest.raises(PaymentInProgressError, match="^Another payment operation is already in progress$"):
-        begin_payment_operation(locked, five_seconds_later)
-
-    committed = commit_payment_operation(locked, five_seconds_later)
-    assert committed.last_processor_save == five_seconds_later
-    relocked = begin_payment_operation(committed, five_seconds_later)
-
-    rolled_back = rollback_payment_operation(relocked)
-    assert begin_payment_operation(rolled_back, five_seconds_later).payment_lock_until == at("2017-07-14T00:00:35Z")
-
-
-def test_m10_a_stale_lock_expires_after_30_seconds() -> None:
-    locked = begin_payment_operation(base_customer(), at("2017-07-14T00:00:00Z"))
-    assert begin_payment_operation(locked, at("2017-07-14T00:00:30Z")).payment_lock_until == at("2017-07-14T00:01:00Z")
 
 
 def test_m11_cancel_subscriptions_cancels_pending_past_due_and_active_only() -> None:
@@ -65,19 +39,6 @@ def test_cancel_one_subscription_now_at_period_end_or_withdraw_an_unsent_one() -
     assert (later.status, later.cancel_at_period_end, later.processor.state) == (S.ACTIVE, True, ProcessorState.CHANGED)
     assert (unsent.status, unsent.deleted) == (S.CANCELED, True)
     assert cancel_subscription(customer, "now", when)[1] == now  # cancelling twice changes nothing
-
-
-@pytest.mark.parametrize(
-    ("full", "first", "last"),
-    [("Pesho Peshev Stoinov", "Pesho", "Peshev Stoinov"), ("Pesho", "Pesho", ""), ("", "", "")],
-)
-def test_m45_names_split_on_the_first_space(full: str, first: str, last: str) -> None:
-    assert (first_name(full), last_name(full)) == (first, last)
-
-
-def test_m45_full_name_ignores_missing_parts() -> None:
-    assert full_name("Pesho", None) == "Pesho"
-    assert full_name("Pesho", "Peshev") == "Pesho Peshev"
 
 
 @pytest.mark.parametrize("email", ["not-an-email", "a@b", "a@b.c", "a@b.averyverylongtld"])

@@ -13,7 +13,6 @@ from pydantic import ValidationError
 
 from tests.unit.subscriptions.builders import at, base_customer, plan, subscription, usd
 from usercredits.domain.models import Money
-from usercredits.errors import InvalidRequestError
 from usercredits.subscriptions.coupons import (
     EXPIRED,
     INVALID,
@@ -27,7 +26,7 @@ from usercredits.subscriptions.coupons import (
     is_expired,
     is_use_limit_reached,
 )
-from usercredits.subscriptions.discounts import amount_discount, percent_discount, previous_subscription_credit
+from usercredits.subscriptions.discounts import previous_subscription_credit
 from usercredits.subscriptions.errors import CouponError
 from usercredits.subscriptions.models import Coupon, CouponKind, Descriptor, DiscountKind, Subscription
 from usercredits.subscriptions.subscribing import apply_coupon
@@ -47,31 +46,6 @@ def amount_coupon(amount: int = 1000, **fields: object) -> Coupon:
 
 def percent_coupon(percent: str, **fields: object) -> Coupon:
     return Coupon.model_validate({"code": "PCT", "kind": CouponKind.PERCENT, "percent": Decimal(percent)} | fields)
-
-
-@pytest.mark.parametrize(("amount", "expected"), [(1000, 1000), (0, None), (2000, 1990)], ids=["10", "0", "20-capped"])
-def test_m31_amount_discount_is_capped_at_the_price_and_never_zero(amount: int, expected: int | None) -> None:
-    built = amount_discount(priced(1990), "Amount", usd(amount), NOW)
-    assert (built.amount.amount if built else None) == expected
-
-
-@pytest.mark.parametrize(("percent", "expected"), [("28", 557), ("0", None), ("100", 1990)])
-def test_m31_percent_discount_rounds_half_up_to_the_minor_unit(percent: str, expected: int | None) -> None:
-    built = percent_discount(priced(1990), "Percent", Decimal(percent), NOW)
-    assert (built.amount.amount if built else None) == expected
-    if built:
-        assert (built.kind, built.percent) == (DiscountKind.PERCENT, Decimal(percent))
-
-
-def test_m31_percent_above_100_is_refused_instead_of_capped() -> None:
-    # Seed: 185% built a 19.90 discount that then failed the schema on save (7.2-3).
-    with pytest.raises(InvalidRequestError):
-        percent_discount(priced(1990), "Percent", Decimal(185), NOW)
-
-
-def test_m31_amount_in_another_currency_is_refused() -> None:
-    with pytest.raises(InvalidRequestError):
-        amount_discount(priced(1990), "Amount", Money(amount=100, currency="eur"), NOW)
 
 
 def test_m32_coupon_amounts_are_capped_at_the_price() -> None:

@@ -23,6 +23,7 @@ from usercredits.subscriptions.customers import NewPaymentMethod, set_default_pa
 from usercredits.subscriptions.entitlement import active_subscriptions, valid_subscriptions
 from usercredits.subscriptions.errors import CouponError
 from usercredits.subscriptions.instruments import PaymentMethodKind
+from usercredits.subscriptions.loading import load_processor
 from usercredits.subscriptions.models import (
     Coupon,
     CouponKind,
@@ -38,20 +39,17 @@ from usercredits.subscriptions.models import (
     TransactionKind,
     TransactionStatus,
 )
+from usercredits.subscriptions.money_back import refund_transaction, void_transaction
 from usercredits.subscriptions.ports import (
+    CustomerPorts,
     ProcessorCustomer,
     ProcessorPaymentMethod,
     ProcessorSubscription,
-)
-from usercredits.subscriptions.processor_sync import (
     SyncPorts,
-    load_processor,
-    refund_transaction,
-    save_processor,
-    void_transaction,
 )
+from usercredits.subscriptions.saving import save_processor
 from usercredits.subscriptions.subscribing import cancel_subscription
-from usercredits.subscriptions.sync import reset_processor
+from usercredits.subscriptions.sync_rules import reset_processor
 
 SAVED, CHANGED, INITIAL = ProcessorState.SAVED, ProcessorState.CHANGED, ProcessorState.INITIAL
 USER = "pesho"  # the base customer's user id
@@ -286,7 +284,7 @@ def test_m19_first_billing_2016_12_01_no_longer_entitles_on_2017_01_10(when: str
 class InMemoryTerms:
     """The plan and coupon a subscribe names, read from in-memory stores (the adapter reads them in one request).
 
-    Both shapes of ``service.SubscriptionTermsReader`` are answered (``read_terms`` replaced ``plan_and_coupon``
+    Both shapes of ``ports.SubscriptionTermsReader`` are answered (``read_terms`` replaced ``plan_and_coupon``
     while this file was written), so these tests do not depend on which one the service uses.
     """
 
@@ -323,9 +321,9 @@ def coupons_of_m34() -> InMemoryCouponRepository:
     )
 
 
-def customer_ports(coupons: InMemoryCouponRepository) -> tuple[InMemoryCustomerRepository, service.CustomerPorts]:
+def customer_ports(coupons: InMemoryCouponRepository) -> tuple[InMemoryCustomerRepository, CustomerPorts]:
     customers = InMemoryCustomerRepository()
-    ports = service.CustomerPorts(
+    ports = CustomerPorts(
         customers=customers,
         plans=None,  # type: ignore[arg-type]  # not read by these use cases
         coupons=coupons,

@@ -19,7 +19,6 @@ from usercredits.subscriptions.models import (
     PaymentMethod,
     ProcessorItem,
     ProcessorState,
-    Subscription,
     SubscriptionStatus,
     Transaction,
     TransactionKind,
@@ -28,16 +27,15 @@ from usercredits.subscriptions.models import (
 from usercredits.subscriptions.ports import ChildKind, ProcessorPaymentMethod, ProcessorSubscription
 from usercredits.subscriptions.results import record_payment_method_result, record_subscription_result
 from usercredits.subscriptions.subscribing import cancel_subscription, set_subscription_payment_method
-from usercredits.subscriptions.sync import (
+from usercredits.subscriptions.sync_rules import (
     SyncAction,
-    discount_changes,
     idempotency_key,
     payment_method_needs_update,
     reset_processor,
     subscription_sync_action,
     subscription_terms,
 )
-from usercredits.subscriptions.tracking import mark_saved, track
+from usercredits.subscriptions.tracking import track
 from usercredits.subscriptions.transactions import (
     ensure_voidable,
     merge_transactions,
@@ -52,48 +50,6 @@ SAVED, CHANGED, INITIAL, LOCAL = (
     ProcessorState.INITIAL,
     ProcessorState.LOCAL,
 )
-
-
-def synced_with_amount_discount() -> Subscription:
-    synced_discount = discount(1000, discount_id="d-old").model_copy(
-        update={"processor": ProcessorItem(id="di_old", state=SAVED)}
-    )
-    return mark_saved(subscription("s", price=2000).model_copy(update={"discounts": [synced_discount]}), "sub_s")
-
-
-def test_m40_removed_discount_is_removed_at_the_processor() -> None:
-    sub = track(synced_with_amount_discount().model_copy(update={"discounts": []}))
-    changes = discount_changes(sub)
-    assert (changes.add, changes.update, [d.processor.id for d in changes.remove]) == ((), (), ["di_old"])
-
-
-def test_m40_new_discount_is_added() -> None:
-    new = discount(2000, discount_id="d-new")
-    changes = discount_changes(subscription("s", price=2000, discounts=[new]))
-    assert (changes.add, changes.update, changes.remove) == ((new,), (), ())
-
-
-def test_m40_changed_amount_and_cycles_is_an_update() -> None:
-    sub = synced_with_amount_discount()
-    edited = sub.discounts[0].model_copy(update={"amount": usd(2000), "number_of_billing_cycles": 2})
-    changes = discount_changes(track(sub.model_copy(update={"discounts": [edited]})))
-    assert (changes.add, changes.update, changes.remove) == ((), (edited,), ())
-
-
-def test_m40_add_update_and_remove_together() -> None:
-    kept = discount(500, discount_id="d-kept").model_copy(
-        update={"processor": ProcessorItem(id="di_kept", state=SAVED)}
-    )
-    sub = mark_saved(
-        synced_with_amount_discount().model_copy(
-            update={"discounts": [kept, *synced_with_amount_discount().discounts]}
-        ),
-        "sub_s",
-    )
-    edited = kept.model_copy(update={"amount": usd(700)})
-    new = discount(300, discount_id="d-new")
-    changes = discount_changes(track(sub.model_copy(update={"discounts": [edited, new]})))
-    assert (changes.add, changes.update, [d.discount_id for d in changes.remove]) == ((new,), (edited,), ["d-old"])
 
 
 def test_m41_initial_is_created_and_the_result_saves_it() -> None:

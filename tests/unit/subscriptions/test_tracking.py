@@ -17,10 +17,9 @@ from usercredits.subscriptions.models import (
 )
 from usercredits.subscriptions.subscribing import (
     cancel_subscriptions,
-    mark_subscription_deleted,
     set_subscription_payment_method,
 )
-from usercredits.subscriptions.sync import reset_processor
+from usercredits.subscriptions.sync_rules import reset_processor
 from usercredits.subscriptions.tracking import local_id_for, processor_id_for, track, validate_is_saved
 
 SAVED, CHANGED, INITIAL, LOCAL = (
@@ -86,13 +85,6 @@ def test_m02_subscription_payment_method_change_marks_it_changed() -> None:
 
     assert sub.processor.state is CHANGED
     assert states(updated) == (SAVED, SAVED, SAVED, CHANGED)
-
-
-def test_m02_soft_deleting_a_subscription_is_not_a_change() -> None:
-    updated = mark_subscription_deleted(base_customer(), "four", NOW)
-
-    assert updated.subscriptions[0].deleted
-    assert states(updated) == (SAVED, SAVED, SAVED, SAVED)
 
 
 def test_m12_reset_processor_drops_unsynced_items_and_reverts_edits() -> None:

@@ -1,11 +1,10 @@
-"""The writes a credit movement is made of: the group update of a movement, the condition of a spend, closing a
-lot and cutting holds (shared by spends, expiries and reversals)."""
+"""Writes that closing lots and cutting holds are made of, shared by the expiry (``credits.close_lots``) and the
+reversal of a refund or dispute (``reversals``)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
 
 from pynamodb.expressions.condition import Condition
 from pynamodb.transactions import TransactWrite
@@ -17,47 +16,17 @@ from usercredits.adapters.dynamodb.keys import (
 )
 from usercredits.adapters.dynamodb.mappers import (
     lot_to_item,
-    movement_to_attribute,
     settled_hold_item,
 )
 from usercredits.adapters.dynamodb.tables import (
-    CreditGroupItem,
     HoldItem,
     LotItem,
 )
 from usercredits.domain.credits import HoldCut
 from usercredits.domain.models import (
     Lot,
-    Movement,
     ReservationStatus,
 )
-
-
-def spend_condition(count: int, floor: int | None, now: datetime) -> Condition:
-    # DynamoDB conditions cannot do arithmetic, hence the stored `available` (balance - held).
-    not_due: Condition = CreditGroupItem.next_expiry.does_not_exist() | (CreditGroupItem.next_expiry > now)
-    if floor is None:
-        return not_due
-    covered: Condition = CreditGroupItem.available >= floor + count
-    if floor + count <= 0:  # a group never bought may still be spent from, down to its overdraft limit
-        covered = covered | CreditGroupItem.available.does_not_exist()
-    combined: Condition = covered & not_due
-    return combined
-
-
-def movement_actions(user_id: str, offer_group: str, movement: Movement, now: datetime) -> list[Any]:
-    """Append ``movement`` to the group's journal and apply it to balance and held (creating the group if needed)."""
-    return [
-        CreditGroupItem.item_type.set(CreditGroupItem),
-        CreditGroupItem.user_id.set(user_id),
-        CreditGroupItem.offer_group.set(offer_group),
-        CreditGroupItem.balance.add(movement.tokens),
-        CreditGroupItem.held.add(movement.held),
-        CreditGroupItem.available.add(movement.tokens - movement.held),
-        CreditGroupItem.journal.set((CreditGroupItem.journal | []).append([movement_to_attribute(movement)])),
-        CreditGroupItem.journal_first_seq.set(CreditGroupItem.journal_first_seq | 1),
-        CreditGroupItem.updated_at.set(now),
-    ]
 
 
 def add_hold_cuts(transaction: TransactWrite, user_id: str, cuts: Sequence[HoldCut], now: datetime) -> None:

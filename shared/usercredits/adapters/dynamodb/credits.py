@@ -10,16 +10,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Collection, Iterable, Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 from pynamodb.exceptions import DoesNotExist, UpdateError
+from pynamodb.expressions.condition import Condition
 
 from usercredits.adapters.dynamodb.credit_reads import VIEW_PAGE, group_states, read_credit_items
-from usercredits.adapters.dynamodb.credit_writes import (
-    add_hold_cuts,
-    move_closed_lot,
-    movement_actions,
-    spend_condition,
-)
+from usercredits.adapters.dynamodb.credit_writes import add_hold_cuts, move_closed_lot
 from usercredits.adapters.dynamodb.cursors import decode_cursor, decode_lots_cursor, encode_cursor, lots_cursor
 from usercredits.adapters.dynamodb.errors import condition_failed, translate_errors
 from usercredits.adapters.dynamodb.keys import (
@@ -91,6 +88,33 @@ JOURNAL_KEEP = 20
 MAX_MOVED = 99
 #: Lots a read shows per group: the first in burn order; the others are pages behind the group's ``lotsCursor``.
 LOTS_SHOWN = 20
+
+
+def _spend_condition(count: int, floor: int | None, now: datetime) -> Condition:
+    # DynamoDB conditions cannot do arithmetic, hence the stored `available` (balance - held).
+    not_due: Condition = CreditGroupItem.next_expiry.does_not_exist() | (CreditGroupItem.next_expiry > now)
+    if floor is None:
+        return not_due
+    covered: Condition = CreditGroupItem.available >= floor + count
+    if floor + count <= 0:  # a group never bought may still be spent from, down to its overdraft limit
+        covered = covered | CreditGroupItem.available.does_not_exist()
+    combined: Condition = covered & not_due
+    return combined
+
+
+def _movement_actions(user_id: str, offer_group: str, movement: Movement, now: datetime) -> list[Any]:
+    """Append ``movement`` to the group's journal and apply it to balance and held (creating the group if needed)."""
+    return [
+        CreditGroupItem.item_type.set(CreditGroupItem),
+        CreditGroupItem.user_id.set(user_id),
+        CreditGroupItem.offer_group.set(offer_group),
+        CreditGroupItem.balance.add(movement.tokens),
+        CreditGroupItem.held.add(movement.held),
+        CreditGroupItem.available.add(movement.tokens - movement.held),
+        CreditGroupItem.journal.set((CreditGroupItem.journal | []).append([movement_to_attribute(movement)])),
+        CreditGroupItem.journal_first_seq.set(CreditGroupItem.journal_first_seq | 1),
+        CreditGroupItem.updated_at.set(now),
+    ]
 
 
 class DynamoCreditsRepository:
@@ -280,8 +304,8 @@ class DynamoCreditsRepository:
                 transaction.save(reservation_to_item(user_id, reservation), condition=HoldItem.pk.does_not_exist())
                 transaction.update(
                     key,
-                    actions=movement_actions(user_id, reservation.offer_group, movement, now),
-                    condition=spend_condition(reservation.count, floor, now),
+                    actions=_movement_actions(user_id, reservation.offer_group, movement, now),
+                    condition=_spend_condition(reservation.count, floor, now),
                 )
         except ConditionFailedError as failed:
             raise SpendRefusedError(self._read_group(user_id, reservation.offer_group)) from failed
@@ -299,7 +323,7 @@ class DynamoCreditsRepository:
         if after.status is ReservationStatus.CAPTURED:  # an expired hold can only be released
             condition = condition & (HoldItem.hold_expires_at > now)
             group_condition = CreditGroupItem.next_expiry.does_not_exist() | (CreditGroupItem.next_expiry > now)
-        group_actions = movement_actions(user_id, before.offer_group, movement, now)
+        group_actions = _movement_actions(user_id, before.offer_group, movement, now)
         if after.captured:
             group_actions.append(CreditGroupItem.drawn.add(after.captured))
         try:
@@ -355,8 +379,8 @@ class DynamoCreditsRepository:
         """
         count = -movement.tokens
         key = CreditGroupItem(pk=user_pk(user_id), sk=group_sk(offer_group))
-        actions = [*movement_actions(user_id, offer_group, movement, now), CreditGroupItem.drawn.add(count)]
-        condition = spend_condition(count, floor, now)
+        actions = [*_movement_actions(user_id, offer_group, movement, now), CreditGroupItem.drawn.add(count)]
+        condition = _spend_condition(count, floor, now)
         if idempotency is None:
             try:
                 key.update(actions=actions, condition=condition)
@@ -500,7 +524,7 @@ class DynamoCreditsRepository:
                 transaction.update(
                     key,
                     actions=[
-                        *movement_actions(user_id, lot.offer_group, movement, now),
+                        *_movement_actions(user_id, lot.offer_group, movement, now),
                         set_or_remove(CreditGroupItem.next_expiry, next_expiry),
                         CreditGroupItem.version.set(version + 1),
                     ],

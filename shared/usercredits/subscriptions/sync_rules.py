@@ -1,8 +1,9 @@
-"""Pure decisions of saveProcessor and its recovery (seed 5.2, 5.10-5.12): what to send, how to retry, how to undo.
+"""Pure rules of saveProcessor (seed 5.2, 5.10-5.12): what to send, under which idempotency key, and how to forget
+what never reached the processor.
 
-The adapter walks the customer in the seed's order (customer, addresses, payment methods, subscriptions), asks these
-functions what each item needs, calls the processor with ``idempotency_key``, and records each result with
-``tracking.mark_saved``. On failure it calls ``rollback_payment_operation``.
+The ``saving`` use case walks the customer in the seed's order (customer, payment methods, subscriptions), asks these
+functions what each item needs, calls the processor with ``idempotency_key``, and records each result
+(``results``). Nothing is rolled back on failure: the next sync completes it.
 """
 
 from __future__ import annotations
@@ -10,15 +11,12 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
 from usercredits.errors import ConflictError
-from usercredits.subscriptions.errors import PaymentInProgressError
 from usercredits.subscriptions.models import (
     Customer,
-    Discount,
     DiscountKind,
     PaymentMethod,
     ProcessorState,
@@ -72,36 +70,6 @@ def payment_method_needs_update(customer: Customer, method: PaymentMethod) -> bo
     is_default = customer.default_payment_method_id == method.payment_method_id
     became_default = is_default and synced_value(customer, "default_payment_method_id") != method.payment_method_id
     return new_token or moved or became_default
-
-
-@dataclass(frozen=True)
-class DiscountChanges:
-    """The discounts to add, update and remove at the processor for one subscription."""
-
-    add: tuple[Discount, ...]
-    update: tuple[Discount, ...]
-    remove: tuple[Discount, ...]
-
-
-def discount_changes(subscription: Subscription) -> DiscountChanges:
-    """Compare the subscription's discounts with those last synced, by discount id (not by type, as the seed did:
-    7.2-3): new ones are added, synced ones whose amount or cycles changed are updated, synced ones now gone are
-    removed."""
-    synced = {discount.discount_id: discount for discount in _synced_discounts(subscription)}
-    current = {discount.discount_id for discount in subscription.discounts}
-    add = tuple(discount for discount in subscription.discounts if discount.processor.id is None)
-    update = tuple(
-        discount
-        for discount in subscription.discounts
-        if discount.processor.id is not None
-        and (discount.discount_id not in synced or _terms(discount) != _terms(synced[discount.discount_id]))
-    )
-    remove = tuple(
-        discount
-        for discount_id, discount in synced.items()
-        if discount_id not in current and discount.processor.id is not None
-    )
-    return DiscountChanges(add=add, update=update, remove=remove)
 
 
 def subscription_terms(customer: Customer, subscription: Subscription) -> SubscriptionTerms:
@@ -213,35 +181,3 @@ def reset_processor(customer: Customer) -> Customer:
     if reset.default_payment_method_id not in {method.payment_method_id for method in methods}:
         reset = reset.model_copy(update={"default_payment_method_id": None})
     return reset
-
-
-def begin_payment_operation(customer: Customer, now: datetime) -> Customer:
-    """Take the customer's soft payment lock for ``PAYMENT_LOCK_TIMEOUT`` (the seed's transactionBegin).
-
-    Raises ``PaymentInProgressError`` while another operation holds an unexpired lock. The repository does the same
-    as one conditional write (``CustomerRepository.acquire_payment_lock``); this is the rule it implements.
-    """
-    if customer.payment_lock_until is not None and now < customer.payment_lock_until:
-        raise PaymentInProgressError()
-    return customer.model_copy(update={"payment_lock_until": now + PAYMENT_LOCK_TIMEOUT})
-
-
-def commit_payment_operation(customer: Customer, now: datetime) -> Customer:
-    """Release the lock after a successful sync and note when it happened (``last_processor_save``)."""
-    return customer.model_copy(update={"payment_lock_until": None, "last_processor_save": now})
-
-
-def rollback_payment_operation(customer: Customer) -> Customer:
-    """Release the lock after a failed operation, forgetting what did not reach the processor (``reset_processor``)."""
-    return reset_processor(customer).model_copy(update={"payment_lock_until": None})
-
-
-def _synced_discounts(subscription: Subscription) -> list[Discount]:
-    synced = synced_value(subscription, "discounts")
-    if not isinstance(synced, list):
-        return []
-    return [Discount.model_validate(item) for item in synced]
-
-
-def _terms(discount: Discount) -> tuple[int, str, int, bool]:
-    return (discount.amount.amount, discount.amount.currency, discount.number_of_billing_cycles, discount.never_expires)
