@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import pytest
 
-from tests.fakes import RecordingPaymentGateway
+from tests.fakes.payments import RecordingPaymentGateway
 from usercredits.adapters.dynamodb.repositories import DynamoCatalogRepository, DynamoOrderRepository
 from usercredits.domain import ordering
 from usercredits.domain.cycles import add_months

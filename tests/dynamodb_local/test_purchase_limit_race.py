@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from tests.fakes import RecordingPaymentGateway
+from tests.fakes.payments import RecordingPaymentGateway
 from usercredits.adapters.dynamodb.repositories import DynamoCatalogRepository, DynamoOrderRepository
 from usercredits.domain import ordering
 from usercredits.domain.models import Caller, Cycle, Money, Offer, OrderStatus

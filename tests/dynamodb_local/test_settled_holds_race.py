@@ -11,7 +11,8 @@ from typing import Any
 import boto3
 import pytest
 
-from tests.dynamodb_local.test_consumption_concurrency import assert_ledger_consistent, grant, race
+from tests.helpers.ledger import assert_ledger_consistent
+from tests.helpers.races import grant, race
 from usercredits.adapters.dynamodb.credits import DynamoCreditsRepository
 from usercredits.adapters.dynamodb.repositories import DynamoCatalogRepository
 from usercredits.domain import consumption

@@ -15,7 +15,7 @@ from typing import Any
 import boto3
 import pytest
 
-from tests.integration.test_expiry_scan import World
+from tests.helpers.moto_credits import MotoWorld as World
 from usercredits.adapters.dynamodb.credits import DynamoCreditsRepository
 from usercredits.adapters.dynamodb.repositories import IDEMPOTENCY_TTL
 from usercredits.domain import consumption

@@ -8,7 +8,7 @@ from datetime import timedelta
 
 import pytest
 
-from tests.fakes import FixedClock
+from tests.fakes.clock import FixedClock
 from usercredits.adapters.dynamodb.credits import reservation_to_item
 from usercredits.adapters.dynamodb.keys import hold_sk, user_pk
 from usercredits.adapters.dynamodb.repositories import (

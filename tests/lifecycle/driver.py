@@ -23,7 +23,7 @@ import boto3
 from devtools.lambda_context import LambdaContext
 
 from tests.conftest import http_event, load_event
-from tests.fakes import FixedClock
+from tests.fakes.clock import FixedClock
 from tests.stripe_fake import FakeStripe
 from usercredits.adapters.stripe_gateway import StripeGateway, sign_payload
 

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tests.fakes import FixedClock
+from tests.fakes.clock import FixedClock
 from usercredits.adapters.events import EventBridgePublisher
 from usercredits.domain.expiry import (
     IndexedLot,
