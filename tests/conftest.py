@@ -12,7 +12,10 @@ from devtools.catalog import read_catalog
 from devtools.lambda_context import LambdaContext
 from devtools.lambda_events import caller_claims, http_api_event
 
-from tests.fakes import FixedClock, InMemoryCatalogRepository, InMemoryOrderRepository, RecordingPaymentGateway
+from tests.fakes.catalog import InMemoryCatalogRepository
+from tests.fakes.clock import FixedClock
+from tests.fakes.orders import InMemoryOrderRepository
+from tests.fakes.payments import RecordingPaymentGateway
 from usercredits.domain.models import Caller, Offer
 
 ROOT = Path(__file__).resolve().parent.parent

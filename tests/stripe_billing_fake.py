@@ -99,6 +99,9 @@ class FakeStripeBilling(FakeStripe):
         self._rules: list[_Rule] = []
         #: Customers made less than this many seconds ago are not found by search yet (Stripe's index lags).
         self.search_lag = 0.0
+        #: When set, top-level lists answer pages of this many objects (``starting_after`` moves on, ``has_more``
+        #: says there is another), as Stripe pages lists longer than its limit.
+        self.list_page_size: int | None = None
         self._state = threading.RLock()
         for pm_id, brand, last4 in [
             ("pm_card_visa", "visa", "4242"),
@@ -263,6 +266,12 @@ class FakeStripeBilling(FakeStripe):
         return super().handle(method, path, form, headers)
 
     def _route(self, method: str, path: str, form: dict[str, Any]) -> _Answer:
+        answer = self._dispatch(method, path, form)
+        if method == "GET" and self.list_page_size is not None and answer.body.get("object") == "list":
+            return _page(answer, form.get("starting_after"), self.list_page_size)
+        return answer
+
+    def _dispatch(self, method: str, path: str, form: dict[str, Any]) -> _Answer:
         if (method == "GET" and INTENT_PATH.match(path)) or (method == "POST" and path == "/v1/payment_intents"):
             return super()._route(method, path, form)
         if method == "POST" and (match := CANCEL_PATH.match(path)):
@@ -826,6 +835,13 @@ def _ok(body: Json) -> _Answer:
 
 def _list(url: str, data: list[Json]) -> _Answer:
     return _Answer(200, {"object": "list", "url": url, "has_more": False, "data": data})
+
+
+def _page(answer: _Answer, starting_after: str | None, size: int) -> _Answer:
+    """One page of a list answer: the ``size`` objects after ``starting_after`` (from the first without it)."""
+    data = answer.body["data"]
+    start = next((i + 1 for i, item in enumerate(data) if item["id"] == starting_after), 0) if starting_after else 0
+    return _Answer(200, {**answer.body, "data": data[start : start + size], "has_more": start + size < len(data)})
 
 
 def _missing(kind: str, object_id: str) -> _Answer:

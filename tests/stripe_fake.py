@@ -159,6 +159,12 @@ class FakeStripe:
             intent.update(fields)
             return dict(intent)
 
+    def remember_answer(self, key: str, path: str, form: dict[str, Any], status: int, body: dict[str, Any]) -> None:
+        """Keep ``status``/``body`` as the answer to ``key``, as Stripe keeps a request's result (errors included)
+        under its ``Idempotency-Key``: a POST with that key and the same parameters is answered the same again."""
+        with self._lock:
+            self._idempotent[key] = (path, form, status, body)
+
     def fail_next(
         self,
         status: int,

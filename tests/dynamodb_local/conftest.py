@@ -12,6 +12,12 @@ from devtools.dynamodb_local import running_dynamodb_local
 from devtools.local_tables import create_tables
 
 from tests.conftest import _reset_pynamodb_connections
+from usercredits.adapters.dynamodb.catalog import DynamoCatalogRepository
+from usercredits.adapters.dynamodb.credits import DynamoCreditsRepository
+from usercredits.adapters.dynamodb.orders import DynamoOrderRepository
+from usercredits.adapters.dynamodb.reversals import DynamoReversalRepository
+from usercredits.domain import refunds
+from usercredits.domain.ports import SystemClock
 
 
 @pytest.fixture(scope="session")
@@ -34,3 +40,14 @@ def dynamodb_local() -> Iterator[str]:
 def user_id(dynamodb_local: str) -> str:
     """A user of its own for each test (the tables are shared by the session)."""
     return f"user-{uuid.uuid4().hex[:12]}"
+
+
+def refund_ports() -> refunds.RefundPorts:
+    """The refund use cases' ports on the real engine."""
+    return refunds.RefundPorts(
+        orders=DynamoOrderRepository(),
+        credits=DynamoCreditsRepository(),
+        catalog=DynamoCatalogRepository(cache_seconds=0),
+        reversals=DynamoReversalRepository(),
+        clock=SystemClock(),
+    )

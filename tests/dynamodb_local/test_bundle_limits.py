@@ -20,8 +20,8 @@ from devtools.lambda_context import LambdaContext
 from pynamodb.connection.base import Connection
 
 from tests.conftest import http_event
-from tests.dynamodb_local.test_outbox_and_refunds import ports
-from tests.fakes import RecordingEventPublisher
+from tests.dynamodb_local.conftest import refund_ports
+from tests.fakes.events import RecordingEventPublisher
 from usercredits.adapters.dynamodb.catalog import DynamoCatalogRepository
 from usercredits.adapters.dynamodb.credits import DynamoCreditsRepository
 from usercredits.adapters.dynamodb.keys import CATALOG_PK
@@ -162,7 +162,7 @@ def pay_through_the_webhook(order: Order) -> None:
         orders=DynamoOrderRepository(),
         payments=LocalPaymentGateway("whsec_test"),
         clock=SystemClock(),
-        refunds=ports(),
+        refunds=refund_ports(),
     )
     assert outcome == "paid"
 
@@ -228,7 +228,7 @@ def test_a_priced_bundle_at_the_maximum_is_paid_then_refunded_in_full_cutting_th
     sent.clear()
 
     report = ChargeReport(payment_intent_id=order.payment_intent_id or "", currency="usd", refunded_amount=PRICE)
-    assert refunds.apply_charge_report("evt_refund", "charge.refunded", report, ports=ports()) == "revoked 210"
+    assert refunds.apply_charge_report("evt_refund", "charge.refunded", report, ports=refund_ports()) == "revoked 210"
     assert sent.actions == [LARGEST] == [99]
     within_limits(sent)
     refunded = DynamoOrderRepository().get_order(user_id, order.order_id)
@@ -239,7 +239,7 @@ def test_a_priced_bundle_at_the_maximum_is_paid_then_refunded_in_full_cutting_th
     assert (snapshot.holds, snapshot.lots, len(snapshot.closed_lots)) == ([], [], PURCHASES)
     assert DynamoOrderRepository().limit_slots(user_id, "MaxPriced") == 0
     # A redelivery changes nothing.
-    assert refunds.apply_charge_report("evt_refund", "charge.refunded", report, ports=ports()) == "unchanged"
+    assert refunds.apply_charge_report("evt_refund", "charge.refunded", report, ports=refund_ports()) == "unchanged"
 
 
 def test_a_priced_bundle_at_the_maximum_is_disputed_and_lost(
@@ -250,9 +250,14 @@ def test_a_priced_bundle_at_the_maximum_is_disputed_and_lost(
     sent.clear()
     intent = order.payment_intent_id or ""
     opened = ChargeReport(intent, "usd", dispute_amount=PRICE, dispute_status=DisputeStatus.OPEN)
-    assert refunds.apply_charge_report("evt_dispute", "charge.dispute.created", opened, ports=ports()) == "revoked 210"
+    assert (
+        refunds.apply_charge_report("evt_dispute", "charge.dispute.created", opened, ports=refund_ports())
+        == "revoked 210"
+    )
     lost = ChargeReport(intent, "usd", dispute_amount=PRICE, dispute_status=DisputeStatus.LOST)
-    assert refunds.apply_charge_report("evt_lost", "charge.dispute.closed", lost, ports=ports()).startswith("recorded")
+    assert refunds.apply_charge_report("evt_lost", "charge.dispute.closed", lost, ports=refund_ports()).startswith(
+        "recorded"
+    )
     # Opened: order, event id, each child (withdrawn), lot and group, outbox; lost: order and event id.
     assert sent.actions == [PURCHASES * GRANT_ACTIONS + 2, 2]
     within_limits(sent)
@@ -274,7 +279,7 @@ def test_a_refund_with_more_holds_to_cut_than_fit_revokes_at_once_and_the_next_s
     # The refund is applied at once, in one transaction within the limit: every token leaves, 6 of the 7 holds are
     # cut (87 actions: the order, its 20 children, 21 lots closed (2 each), 21 groups, the idempotency record, the
     # outbox item and the limit's counter; + 6 x 2)
-    assert refunds.apply_charge_report("evt_refund", "charge.refunded", report, ports=ports()) == "revoked 210"
+    assert refunds.apply_charge_report("evt_refund", "charge.refunded", report, ports=refund_ports()) == "revoked 210"
     assert sent.actions == [MAX_TRANSACTION_ACTIONS - 1]
     refunded = DynamoOrderRepository().get_order(user_id, order.order_id)
     assert refunded is not None and refunded.status is OrderStatus.REFUNDED
@@ -292,7 +297,7 @@ def test_a_refund_with_more_holds_to_cut_than_fit_revokes_at_once_and_the_next_s
             catalog=catalog,
             events=RecordingEventPublisher(),
         )
-    assert refunds.apply_charge_report("evt_refund", "charge.refunded", report, ports=ports()) == "unchanged"
+    assert refunds.apply_charge_report("evt_refund", "charge.refunded", report, ports=refund_ports()) == "unchanged"
     assert set(balances(user_id).values()) == {(0, 0)}
     assert [reservations.get_reservation(user_id, hold, credits=credits).count for hold in holds] == [0] * too_many
 

@@ -10,27 +10,24 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections import Counter
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta
-from threading import Barrier
 
 import pytest
 
-from tests.fakes import RecordingEventPublisher, RecordingPaymentGateway
+from tests.fakes.events import RecordingEventPublisher
+from tests.fakes.payments import RecordingPaymentGateway
+from tests.helpers.ledger import assert_ledger_consistent
+from tests.helpers.races import grant, race
 from usercredits.adapters.dynamodb.catalog import DynamoCatalogRepository
 from usercredits.adapters.dynamodb.credits import JOURNAL_MAX, DynamoCreditsRepository
 from usercredits.adapters.dynamodb.orders import DynamoOrderRepository
 from usercredits.domain import balances, lapses, ordering, reservations, spending
-from usercredits.domain.models import Caller, GroupPolicy, GroupState, LedgerEntry, LedgerKind, Offer, OrderStatus
+from usercredits.domain.models import Caller, GroupPolicy, GroupState, LedgerKind, Offer, OrderStatus
 from usercredits.domain.ports import SpendRefusedError, SystemClock
 from usercredits.domain.spending import Consumed
 from usercredits.errors import InsufficientCreditsError
 
 pytestmark = pytest.mark.dynamodb_local
-#: Client threads for the 200-request races (DynamoDB Local on 2 cores: more only queues).
-WORKERS = 32
 
 
 @pytest.fixture
@@ -47,22 +44,6 @@ def credits(dynamodb_local: str) -> DynamoCreditsRepository:
 def group() -> str:
     """A group name of its own (group policies live in the shared catalog partition)."""
     return f"Race-{uuid.uuid4().hex[:8]}"
-
-
-def race[T](count: int, work: Callable[[int], T], *, workers: int = WORKERS) -> list[T | Exception]:
-    """Run ``work(0..count-1)`` on ``workers`` threads released together; each outcome is a result or the exception."""
-    start = Barrier(min(count, workers))
-
-    def guarded(index: int) -> T | Exception:
-        if index < min(count, workers):
-            start.wait(timeout=30)
-        try:
-            return work(index)
-        except Exception as exc:  # noqa: BLE001 - the test counts outcomes
-            return exc
-
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        return list(pool.map(guarded, range(count)))
 
 
 def consume(
@@ -84,58 +65,6 @@ def consume(
         clock=SystemClock(),
         events=RecordingEventPublisher(),
     )
-
-
-def grant(user_id: str, group: str, tokens: int, credits: DynamoCreditsRepository, **expires: float) -> LedgerEntry:
-    return spending.grant_credits(
-        user_id,
-        group,
-        tokens,
-        expires=SystemClock().now() + timedelta(**expires) if expires else None,
-        reason="test",
-        credits=credits,
-        clock=SystemClock(),
-    )
-
-
-def whole_ledger(
-    user_id: str, credits: DynamoCreditsRepository, *, offer_group: str | None = None, limit: int = 50
-) -> list[LedgerEntry]:
-    """Every entry of the user (or group), through all pages (newest first), checking no page repeats an entry."""
-    entries: list[LedgerEntry] = []
-    cursor: str | None = None
-    for _ in range(1000):
-        page = balances.list_ledger(user_id, offer_group=offer_group, limit=limit, cursor=cursor, credits=credits)
-        entries += page.items
-        cursor = page.next_cursor
-        if cursor is None:
-            break
-    ids = Counter(entry.entry_id for entry in entries)
-    assert not [entry_id for entry_id, n in ids.items() if n > 1], "an entry appears on two pages"
-    return entries
-
-
-def assert_ledger_consistent(user_id: str, credits: DynamoCreditsRepository) -> dict[str, list[LedgerEntry]]:
-    """The ledger invariant for every group of the user; returns the entries per group in seq order."""
-    snapshot = credits.snapshot(user_id)
-    by_group: dict[str, list[LedgerEntry]] = {}
-    for entry in whole_ledger(user_id, credits):
-        by_group.setdefault(entry.offer_group, []).append(entry)
-    assert set(by_group) == set(snapshot.groups)
-    for name, entries in by_group.items():
-        entries.sort(key=lambda entry: entry.seq)
-        state = snapshot.groups[name]
-        assert [entry.seq for entry in entries] == list(range(1, len(entries) + 1)), f"{name}: seq gap or duplicate"
-        assert sum(entry.tokens for entry in entries) == state.balance, f"{name}: entries do not sum to the balance"
-        assert entries[0].balance_after == entries[0].tokens, f"{name}: the first entry starts from 0"
-        for previous, entry in zip(entries, entries[1:], strict=False):
-            assert entry.balance_after == previous.balance_after + entry.tokens, f"{name}: seq {entry.seq}"
-        assert entries[-1].balance_after == state.balance
-        assert state.available == state.balance - state.held
-        # The group's own listing (offerGroup filter) holds exactly these entries
-        assert {e.entry_id for e in whole_ledger(user_id, credits, offer_group=name)} == {e.entry_id for e in entries}
-        by_group[name] = entries
-    return by_group
 
 
 def group_state(user_id: str, group: str, credits: DynamoCreditsRepository) -> GroupState:

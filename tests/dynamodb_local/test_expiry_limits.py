@@ -17,9 +17,9 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from tests.dynamodb_local.test_consumption_concurrency import assert_ledger_consistent
-from tests.dynamodb_local.test_expiry_scan_concurrency import Setup
-from tests.fakes import RecordingEventPublisher
+from tests.fakes.events import RecordingEventPublisher
+from tests.helpers.ledger import assert_ledger_consistent
+from tests.helpers.scan_setup import ScanSetup
 from usercredits.adapters.dynamodb.credits import DynamoCreditsRepository
 from usercredits.adapters.dynamodb.tables import CreditsItem
 from usercredits.domain import balances, reservations, spending
@@ -45,7 +45,7 @@ class CountingCredits(DynamoCreditsRepository):
         self.steps.append(len(lots))
 
 
-def batch(setup: Setup, user: str, group: str, lots: int, tokens: int = 2) -> None:
+def batch(setup: ScanSetup, user: str, group: str, lots: int, tokens: int = 2) -> None:
     """An admin's batch of promotional grants with one expiry (an hour from the clock)."""
     expires = setup.clock.now() + timedelta(hours=1)
     for _ in range(lots):
@@ -54,8 +54,8 @@ def batch(setup: Setup, user: str, group: str, lots: int, tokens: int = 2) -> No
         )
 
 
-def setup_at(year: int) -> tuple[Setup, CountingCredits, str, str]:
-    setup = Setup(datetime(year, 3, 1, tzinfo=UTC))
+def setup_at(year: int) -> tuple[ScanSetup, CountingCredits, str, str]:
+    setup = ScanSetup(datetime(year, 3, 1, tzinfo=UTC))
     counting = CountingCredits()
     setup.credits = counting
     return setup, counting, setup.users[0], f"Promo-{uuid.uuid4().hex[:8]}"

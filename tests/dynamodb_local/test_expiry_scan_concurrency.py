@@ -8,43 +8,22 @@ are due or within a window.
 
 from __future__ import annotations
 
-import json
-import threading
-import uuid
 from collections import Counter
-from datetime import UTC, datetime, timedelta
-from typing import Any
+from datetime import UTC, datetime
 
 import pytest
 
-from tests.dynamodb_local.test_consumption_concurrency import assert_ledger_consistent, race
-from tests.fakes import FixedClock, RecordingEventPublisher
-from usercredits.adapters.dynamodb.catalog import DynamoCatalogRepository
-from usercredits.adapters.dynamodb.credits import DynamoCreditsRepository
+from tests.fakes.events import RecordingEventPublisher
+from tests.helpers.ledger import assert_ledger_consistent
+from tests.helpers.races import race
+from tests.helpers.scan_setup import DAY, WEEK, ScanSetup
 from usercredits.adapters.dynamodb.expiry import DynamoExpiryIndex
-from usercredits.adapters.dynamodb.keys import user_pk
-from usercredits.adapters.dynamodb.tables import LotItem, OutboxItem
 from usercredits.domain import balances, reservations, spending
 from usercredits.domain.expiry_index import ScanState
-from usercredits.domain.expiry_scan import ScanReport, Unlimited, scan_expiry
-from usercredits.domain.models import DomainEvent, LedgerKind
+from usercredits.domain.expiry_scan import ScanReport
+from usercredits.domain.models import LedgerKind
 
 pytestmark = pytest.mark.dynamodb_local
-DAY = 86400
-WEEK = 7 * DAY
-
-
-class SharedPublisher:
-    """``publish_each`` accepting everything, safe to share between threads."""
-
-    def __init__(self) -> None:
-        self.accepted: list[DomainEvent] = []
-        self._lock = threading.Lock()
-
-    def publish_each(self, events: list[DomainEvent]) -> list[bool]:
-        with self._lock:
-            self.accepted += events
-        return [True] * len(events)
 
 
 class LeaseAlwaysFree(DynamoExpiryIndex):
@@ -54,57 +33,7 @@ class LeaseAlwaysFree(DynamoExpiryIndex):
         return super().begin(run_id, now, now)
 
 
-class Setup:
-    def __init__(self, start: datetime) -> None:
-        self.clock = FixedClock(start)
-        self.credits = DynamoCreditsRepository()
-        self.catalog = DynamoCatalogRepository(cache_seconds=0)
-        self.name = f"test-{uuid.uuid4().hex[:12]}"
-        self.events = SharedPublisher()
-        self.users = [f"scan-{uuid.uuid4().hex[:10]}" for _ in range(8)]
-
-    def grant(self, user: str, group: str, tokens: int, **expires_in: float) -> str:
-        entry = spending.grant_credits(
-            user,
-            group,
-            tokens,
-            expires=self.clock.now() + timedelta(**expires_in),
-            reason="t",
-            credits=self.credits,
-            clock=self.clock,
-        )
-        assert entry.lot_id is not None
-        return entry.lot_id
-
-    def scan(self, index: DynamoExpiryIndex | None = None) -> ScanReport:
-        return scan_expiry(
-            run_id=str(uuid.uuid4()),
-            lease=timedelta(minutes=2),
-            windows=(WEEK, DAY),
-            budget=Unlimited(),
-            index=index or DynamoExpiryIndex(self.name),
-            credits=self.credits,
-            catalog=self.catalog,
-            events=self.events,
-            clock=self.clock,
-            page_size=5,
-        )
-
-    def outbox(self, user: str) -> list[tuple[str, dict[str, Any]]]:
-        return [
-            (event.kind, json.loads(event.detail))
-            for item in OutboxItem.query(user_pk(user), OutboxItem.sk.startswith("OUTBOX#"), consistent_read=True)
-            for event in item.events
-        ]
-
-    def warned(self, user: str, group: str, lot_id: str) -> set[int]:
-        # Open or closed (the key of an open lot is its burn order; of a closed one its id): found by its id.
-        [item] = LotItem.query(user_pk(user), filter_condition=LotItem.lot_id == lot_id, consistent_read=True)
-        assert item.offer_group == group
-        return {int(window) for window in item.warned or ()}
-
-
-def prepare(setup: Setup) -> dict[str, dict[str, str]]:
+def prepare(setup: ScanSetup) -> dict[str, dict[str, str]]:
     """Per user: a lot of 10 (3 spent) due in an hour, a lot entering the 7-day window in a day, one entering the
     1-day window in a day and a half (granted inside the 7-day one), and a hold of 2 lapsing in 10 minutes."""
     lots: dict[str, dict[str, str]] = {}
@@ -139,7 +68,7 @@ def prepare(setup: Setup) -> dict[str, dict[str, str]]:
     return lots
 
 
-def assert_expired_once(setup: Setup, lots: dict[str, dict[str, str]]) -> None:
+def assert_expired_once(setup: ScanSetup, lots: dict[str, dict[str, str]]) -> None:
     for user in setup.users:
         by_group = assert_ledger_consistent(user, setup.credits)
         expires = [(e.lot_id, e.tokens) for e in by_group["G"] if e.kind is LedgerKind.EXPIRE]
@@ -152,7 +81,7 @@ def assert_expired_once(setup: Setup, lots: dict[str, dict[str, str]]) -> None:
 
 def test_racing_and_repeated_scans_expire_warn_and_release_exactly_once(dynamodb_local: str) -> None:
     # Given 8 users, each with a due lot, two lots entering warning windows and a lapsed hold
-    setup = Setup(datetime(2021, 3, 1, 12, tzinfo=UTC))
+    setup = ScanSetup(datetime(2021, 3, 1, 12, tzinfo=UTC))
     lots = prepare(setup)
     # When 6 scans start together, then 2 more run one after the other
     outcomes = race(6, lambda _: setup.scan(), workers=6)
@@ -173,7 +102,7 @@ def test_racing_and_repeated_scans_expire_warn_and_release_exactly_once(dynamodb
 
 def test_without_the_lease_racing_scans_and_reads_still_expire_each_lot_once(dynamodb_local: str) -> None:
     # Given the same, and nothing keeping the scans apart
-    setup = Setup(datetime(2021, 6, 1, 12, tzinfo=UTC))
+    setup = ScanSetup(datetime(2021, 6, 1, 12, tzinfo=UTC))
     lots = prepare(setup)
 
     def work(n: int) -> object:

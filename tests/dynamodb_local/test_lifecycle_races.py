@@ -30,7 +30,8 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule, run_state_machine_as_test
 
-from tests.fakes import FixedClock, RecordingEventPublisher
+from tests.fakes.clock import FixedClock
+from tests.fakes.events import RecordingEventPublisher
 from tests.stripe_fake import FakeStripe
 from usercredits.adapters.dynamodb.catalog import DynamoCatalogRepository
 from usercredits.adapters.dynamodb.credits import DynamoCreditsRepository

@@ -11,10 +11,10 @@ import boto3
 import pytest
 from devtools.lambda_context import LambdaContext
 
+from tests.dynamodb_local.conftest import refund_ports
 from usercredits.adapters.dynamodb.catalog import DynamoCatalogRepository
 from usercredits.adapters.dynamodb.credits import DynamoCreditsRepository
 from usercredits.adapters.dynamodb.orders import DynamoOrderRepository
-from usercredits.adapters.dynamodb.reversals import DynamoReversalRepository
 from usercredits.adapters.local_payments import LocalPaymentGateway
 from usercredits.adapters.stripe.payments import intent_state
 from usercredits.domain import balances, ordering, payments, refunds, spending
@@ -37,16 +37,6 @@ class RecordingPublisher:
         if self.fail_from is not None and self.calls >= self.fail_from:
             raise RuntimeError("bus unavailable")
         self.published.extend(events)
-
-
-def ports() -> refunds.RefundPorts:
-    return refunds.RefundPorts(
-        orders=DynamoOrderRepository(),
-        credits=DynamoCreditsRepository(),
-        catalog=DynamoCatalogRepository(cache_seconds=0),
-        reversals=DynamoReversalRepository(),
-        clock=SystemClock(),
-    )
 
 
 @pytest.fixture
@@ -117,7 +107,9 @@ def test_the_stream_carries_each_committed_fact_to_the_bus_once_and_in_order(
 
     order = paid_order(user_id, catalog)
     report = ChargeReport(payment_intent_id=order.payment_intent_id or "", currency="usd", refunded_amount=9900)
-    assert refunds.apply_charge_report("evt_refund", "charge.refunded", report, ports=ports()).startswith("revoked")
+    assert refunds.apply_charge_report("evt_refund", "charge.refunded", report, ports=refund_ports()).startswith(
+        "revoked"
+    )
 
     records = mine(stream_records(dynamodb_local), user_id)
     publisher = RecordingPublisher()
@@ -141,7 +133,7 @@ def test_a_failed_publish_reports_that_record_and_every_later_one_for_retry(
 
     order = paid_order(user_id, catalog)
     report = ChargeReport(payment_intent_id=order.payment_intent_id or "", currency="usd", refunded_amount=9900)
-    refunds.apply_charge_report("evt_refund", "charge.refunded", report, ports=ports())
+    refunds.apply_charge_report("evt_refund", "charge.refunded", report, ports=refund_ports())
     records = mine(stream_records(dynamodb_local), user_id)
     outbox = [r for r in records if r["dynamodb"]["Keys"]["sk"]["S"].startswith("OUTBOX#")]
     assert len(outbox) == 2
@@ -170,7 +162,7 @@ def test_racing_refund_events_and_spends_revoke_exactly_once_in_full(
     def refund(index: int) -> str:
         amount = (1000, 4950, 9900)[index % 3]
         report = ChargeReport(payment_intent_id=intent, currency="usd", refunded_amount=amount)
-        return refunds.apply_charge_report(f"evt_{index % 6}", "charge.refunded", report, ports=ports())
+        return refunds.apply_charge_report(f"evt_{index % 6}", "charge.refunded", report, ports=refund_ports())
 
     def spend(_: int) -> bool:
         try:

@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from tests.fakes import RecordingPaymentGateway
+from tests.fakes.payments import RecordingPaymentGateway
 from usercredits.adapters.dynamodb.catalog import DynamoCatalogRepository
 from usercredits.adapters.dynamodb.orders import DynamoOrderRepository
 from usercredits.domain import ordering

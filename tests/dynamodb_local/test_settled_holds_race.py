@@ -11,8 +11,9 @@ from typing import Any
 import boto3
 import pytest
 
-from tests.dynamodb_local.test_consumption_concurrency import assert_ledger_consistent, grant, race
-from tests.fakes import RecordingEventPublisher
+from tests.fakes.events import RecordingEventPublisher
+from tests.helpers.ledger import assert_ledger_consistent
+from tests.helpers.races import grant, race
 from usercredits.adapters.dynamodb.catalog import DynamoCatalogRepository
 from usercredits.adapters.dynamodb.credits import DynamoCreditsRepository
 from usercredits.domain import reservations

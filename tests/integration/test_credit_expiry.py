@@ -8,7 +8,9 @@ import pytest
 from devtools.catalog import load_catalog
 
 from tests.conftest import DEMO_CATALOG
-from tests.fakes import FixedClock, RecordingEventPublisher, RecordingPaymentGateway
+from tests.fakes.clock import FixedClock
+from tests.fakes.events import RecordingEventPublisher
+from tests.fakes.payments import RecordingPaymentGateway
 from usercredits.adapters.dynamodb.catalog import DynamoCatalogRepository
 from usercredits.adapters.dynamodb.credits import DynamoCreditsRepository
 from usercredits.adapters.dynamodb.orders import DynamoOrderRepository
@@ -197,18 +199,10 @@ def test_expiry_check_expires_due_groups_once_and_warns(repos) -> None:  # type:
     assert sorted((e.offer_group, e.tokens) for e in expired) == [("G1", -5), ("G2", -6)]
 
 
-class RecordingPublisher:
-    def __init__(self) -> None:
-        self.published: list[tuple[str, dict]] = []  # type: ignore[type-arg]
-
-    def publish(self, events) -> None:  # type: ignore[no-untyped-def]
-        self.published += [(event.kind, event.detail) for event in events]
-
-
 def test_credits_low_is_published_once_per_crossing(repos) -> None:  # type: ignore[no-untyped-def]
     catalog, credits, clock = repos
     catalog.put_group_policy(GroupPolicy(offer_group="G", low_threshold=5))
-    events = RecordingPublisher()
+    events = RecordingEventPublisher()
     spending.grant_credits("u", "G", 10, expires=None, reason="t", credits=credits, clock=clock)
 
     def spend(count: int) -> None:
@@ -221,13 +215,13 @@ def test_credits_low_is_published_once_per_crossing(repos) -> None:  # type: ign
     spend(1)  # 3: still below, no new event
     spending.grant_credits("u", "G", 10, expires=None, reason="t", credits=credits, clock=clock)  # 13
     spend(8)  # 5: crosses again (at the threshold counts)
-    figures = [{k: v for k, v in detail.items() if k != "eventId"} for _, detail in events.published]
+    figures = [{k: v for k, v in detail.items() if k != "eventId"} for detail in events.details()]
     assert figures == [
         {"userId": "u", "offerGroup": "G", "balance": 4, "threshold": 5},
         {"userId": "u", "offerGroup": "G", "balance": 5, "threshold": 5},
     ]
     # Each crossing is its own fact, with its own event id (consumers dedupe on it)
-    event_ids = [str(detail["eventId"]) for _, detail in events.published]
+    event_ids = [str(detail["eventId"]) for detail in events.details()]
     assert all(event_id.startswith("CreditsLow#") for event_id in event_ids)
     assert len(set(event_ids)) == 2
 
@@ -235,7 +229,7 @@ def test_credits_low_is_published_once_per_crossing(repos) -> None:  # type: ign
 def test_credits_low_on_capture(repos) -> None:  # type: ignore[no-untyped-def]
     catalog, credits, clock = repos
     catalog.put_group_policy(GroupPolicy(offer_group="G", low_threshold=2))
-    events = RecordingPublisher()
+    events = RecordingEventPublisher()
     spending.grant_credits("u", "G", 5, expires=None, reason="t", credits=credits, clock=clock)
     hold = reservations.create_reservation(
         "u", "G", 4, expires_in_seconds=60, idempotency_key=None, catalog=catalog, credits=credits, clock=clock
@@ -243,7 +237,7 @@ def test_credits_low_on_capture(repos) -> None:  # type: ignore[no-untyped-def]
     reservations.capture_reservation(
         "u", hold.reservation_id, 4, credits=credits, clock=clock, catalog=catalog, events=events
     )
-    assert [detail["balance"] for _, detail in events.published] == [1]
+    assert [detail["balance"] for detail in events.details()] == [1]
 
 
 def test_a_failed_publish_does_not_undo_or_fail_the_spend(repos) -> None:  # type: ignore[no-untyped-def]
@@ -251,12 +245,15 @@ def test_a_failed_publish_does_not_undo_or_fail_the_spend(repos) -> None:  # typ
     catalog.put_group_policy(GroupPolicy(offer_group="G", low_threshold=5))
     spending.grant_credits("u", "G", 6, expires=None, reason="t", credits=credits, clock=clock)
 
-    class Broken:
-        def publish(self, events) -> None:  # type: ignore[no-untyped-def]
-            raise RuntimeError("bus down")
-
     result = spending.consume_credits(
-        "u", "G", 2, idempotency_key=None, catalog=catalog, credits=credits, clock=clock, events=Broken()
+        "u",
+        "G",
+        2,
+        idempotency_key=None,
+        catalog=catalog,
+        credits=credits,
+        clock=clock,
+        events=RecordingEventPublisher(failure=RuntimeError("bus down")),
     )
     assert result.balance == 4
 

@@ -19,8 +19,8 @@ import pytest
 from devtools.lambda_context import LambdaContext
 
 from tests.conftest import http_event
-from tests.fakes import FixedClock
-from tests.unit.subscriptions.builders import at, base_customer, card, subscription
+from tests.fakes.clock import FixedClock
+from tests.helpers.subscription_builders import at, base_customer, card, subscription
 from usercredits.adapters.dynamodb.customers import DynamoCouponRepository, DynamoCustomerRepository
 from usercredits.settings import get_customers_settings
 from usercredits.subscriptions.changes import customer_changes

@@ -12,7 +12,7 @@ from typing import Any
 import boto3
 import pytest
 
-from tests.unit.subscriptions.builders import NOW, at, plan, usd, with_state
+from tests.helpers.subscription_builders import NOW, at, plan, usd, with_state
 from usercredits.adapters.dynamodb.customers import (
     DynamoCouponRepository,
     DynamoCustomerRepository,

@@ -17,7 +17,7 @@ from typing import Any
 
 import boto3
 
-from tests.unit.subscriptions.builders import plan, usd, with_state
+from tests.helpers.subscription_builders import plan, usd, with_state
 from usercredits.adapters.dynamodb.customers import DynamoCustomerRepository
 from usercredits.subscriptions.changes import customer_changes
 from usercredits.subscriptions.instruments import CardDetails, OtherDetails, PaymentMethodKind, PayPalDetails

@@ -8,42 +8,21 @@ import json
 import os
 import uuid
 from collections import Counter
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import boto3
 import pytest
 
-from tests.fakes import FixedClock
+from tests.fakes.clock import FixedClock
+from tests.fakes.events import RecordingEventPublisher
+from tests.helpers.moto_credits import DAY, WEEK, expired_in_outbox, items
+from tests.helpers.moto_credits import MotoWorld as World
 from tests.integration.conftest import outbox_events
-from usercredits.adapters.dynamodb.catalog import DynamoCatalogRepository
 from usercredits.adapters.dynamodb.credits import DynamoCreditsRepository
-from usercredits.adapters.dynamodb.expiry import DynamoExpiryIndex
 from usercredits.adapters.events import EventBridgePublisher
 from usercredits.domain import balances, expiry_check, reservations, spending
-from usercredits.domain.expiry_scan import ScanReport, Unlimited, scan_expiry
 from usercredits.domain.models import DomainEvent, GroupPolicy, LedgerKind
-
-DAY = 86400
-WEEK = 7 * DAY
-
-
-class RecordingPublisher:
-    """``publish_each`` that records what it accepted; ``reject(event) -> bool`` refuses some."""
-
-    def __init__(self, reject: Any = None) -> None:
-        self.accepted: list[DomainEvent] = []
-        self.rejected: list[DomainEvent] = []
-        self._reject = reject or (lambda event: False)
-
-    def publish_each(self, events: list[DomainEvent]) -> list[bool]:
-        results = []
-        for event in events:
-            ok = not self._reject(event)
-            (self.accepted if ok else self.rejected).append(event)
-            results.append(ok)
-        return results
 
 
 class CountdownBudget:
@@ -57,69 +36,9 @@ class CountdownBudget:
         return self.left < 0
 
 
-@dataclass
-class World:
-    catalog: DynamoCatalogRepository = field(default_factory=lambda: DynamoCatalogRepository(cache_seconds=0))
-    credits: DynamoCreditsRepository = field(default_factory=DynamoCreditsRepository)
-    clock: FixedClock = field(default_factory=FixedClock)
-    index: DynamoExpiryIndex = field(default_factory=DynamoExpiryIndex)
-    events: Any = field(default_factory=RecordingPublisher)
-
-    def scan(self, *, windows: tuple[int, ...] = (WEEK, DAY), budget: Any = None, page_size: int = 100) -> ScanReport:
-        return scan_expiry(
-            run_id=str(uuid.uuid4()),
-            lease=timedelta(minutes=2),
-            windows=windows,
-            budget=budget or Unlimited(),
-            index=self.index,
-            credits=self.credits,
-            catalog=self.catalog,
-            events=self.events,
-            clock=self.clock,
-            page_size=page_size,
-        )
-
-    def grant(self, user: str, group: str, tokens: int, expires_in: timedelta | None) -> str:
-        expires = self.clock.now() + expires_in if expires_in else None
-        entry = spending.grant_credits(
-            user, group, tokens, expires=expires, reason="t", credits=self.credits, clock=self.clock
-        )
-        assert entry.lot_id is not None
-        return entry.lot_id
-
-    def consume(self, user: str, group: str, count: int, events: Any = None) -> None:
-        spending.consume_credits(
-            user,
-            group,
-            count,
-            idempotency_key=None,
-            catalog=self.catalog,
-            credits=self.credits,
-            clock=self.clock,
-            events=events,
-        )
-
-    def balance(self, user: str, group: str) -> int:
-        state = self.credits.group_state(user, group)
-        return state.balance if state else 0
-
-    def ledger(self, user: str) -> list[Any]:
-        return balances.list_ledger(user, offer_group=None, limit=200, cursor=None, credits=self.credits).items
-
-
 @pytest.fixture
 def world(moto_tables: None) -> World:
     return World()
-
-
-def items() -> list[dict[str, Any]]:
-    client = boto3.client("dynamodb")
-    pages = client.get_paginator("scan").paginate(TableName=os.environ["CREDITS_TABLE_NAME"])
-    return [item for page in pages for item in page["Items"]]
-
-
-def expired_in_outbox() -> list[dict[str, Any]]:
-    return [detail for kind, detail in outbox_events(items()) if kind == "CreditsExpired"]
 
 
 def assert_ledger_adds_up(world: World, user: str) -> None:
@@ -295,7 +214,7 @@ def test_a_rejected_warning_is_not_marked_and_is_sent_by_the_next_run(world: Wor
             return True
         return False
 
-    world.events = RecordingPublisher(reject_first_once)
+    world.events = RecordingEventPublisher(reject=reject_first_once)
     world.clock.advance(days=4, hours=1)
     # When the scan runs
     report = world.scan(windows=(DAY,))
@@ -382,7 +301,7 @@ def test_a_run_that_raises_saves_its_cursors_and_frees_the_lease(world: World) -
     world.events = Down()
     with pytest.raises(RuntimeError):
         world.scan(windows=(DAY,))
-    world.events = RecordingPublisher()
+    world.events = RecordingEventPublisher()
     assert world.scan(windows=(DAY,)).expiring_soon_sent == 1  # not skipped: the lease was given back
 
 
@@ -402,19 +321,6 @@ def test_an_overlapping_run_skips(world: World) -> None:
 # --- CreditsLow backstop --------------------------------------------------------------------------------------------
 
 
-class Broken:
-    def publish(self, events: list[DomainEvent]) -> None:
-        raise RuntimeError("bus down")
-
-
-class Recording:
-    def __init__(self) -> None:
-        self.published: list[DomainEvent] = []
-
-    def publish(self, events: list[DomainEvent]) -> None:
-        self.published += events
-
-
 def low_marks() -> list[dict[str, Any]]:
     return [item for item in items() if item["itemType"]["S"] == "creditGroup" and "expiryBucket" in item]
 
@@ -423,7 +329,7 @@ def test_credits_low_a_spend_could_not_publish_is_sent_by_the_scan_once(world: W
     # Given a threshold of 5 and a spend crossing it while the bus is down
     world.catalog.put_group_policy(GroupPolicy(offer_group="G", low_threshold=5))
     world.grant("u", "G", 10, None)
-    world.consume("u", "G", 6, events=Broken())
+    world.consume("u", "G", 6, events=RecordingEventPublisher(failure=RuntimeError("bus down")))
     assert len(low_marks()) == 1
     # When the scan runs right away, the spend might still be publishing: it waits
     assert world.scan().low_sent == 0
@@ -443,28 +349,17 @@ def test_credits_low_a_spend_could_not_publish_is_sent_by_the_scan_once(world: W
     assert low_marks() == []
 
 
-class Flaky:
-    """Takes the events (they reach consumers) but reports a failure, as a timeout after delivery would."""
-
-    def __init__(self) -> None:
-        self.published: list[DomainEvent] = []
-
-    def publish(self, events: list[DomainEvent]) -> None:
-        self.published += events
-        raise TimeoutError("no answer from the bus")
-
-
 def test_a_credits_low_resent_by_the_scan_carries_the_spends_event_id(world: World) -> None:
     # Given a spend whose CreditsLow reached the bus but whose answer was lost (so the mark stays)
     world.catalog.put_group_policy(GroupPolicy(offer_group="G", low_threshold=5))
     world.grant("u", "G", 10, None)
-    bus = Flaky()
+    bus = RecordingEventPublisher(failure=TimeoutError("no answer from the bus"), delivered=True)
     world.consume("u", "G", 6, events=bus)
     # When the scan sends it again
     world.clock.advance(minutes=2)
     assert world.scan().low_sent == 1
     # Then both copies carry the same event id: a consumer keeps one
-    [first] = bus.published
+    [first] = bus.accepted
     [again] = world.events.accepted
     assert first.detail["eventId"] == again.detail["eventId"]
 
@@ -472,9 +367,9 @@ def test_a_credits_low_resent_by_the_scan_carries_the_spends_event_id(world: Wor
 def test_a_published_credits_low_leaves_no_mark(world: World) -> None:
     world.catalog.put_group_policy(GroupPolicy(offer_group="G", low_threshold=5))
     world.grant("u", "G", 10, None)
-    bus = Recording()
+    bus = RecordingEventPublisher()
     world.consume("u", "G", 6, events=bus)
-    assert [e.kind for e in bus.published] == ["CreditsLow"]
+    assert [e.kind for e in bus.accepted] == ["CreditsLow"]
     assert low_marks() == []
     world.clock.advance(minutes=2)
     assert world.scan().low_sent == 0
@@ -483,7 +378,7 @@ def test_a_published_credits_low_leaves_no_mark(world: World) -> None:
 def test_a_group_back_above_its_threshold_is_not_warned_late(world: World) -> None:
     world.catalog.put_group_policy(GroupPolicy(offer_group="G", low_threshold=5))
     world.grant("u", "G", 10, None)
-    world.consume("u", "G", 6, events=Broken())
+    world.consume("u", "G", 6, events=RecordingEventPublisher(failure=RuntimeError("bus down")))
     world.grant("u", "G", 10, None)  # topped up before the scan came by
     world.clock.advance(minutes=2)
     assert world.scan().low_sent == 0

@@ -17,9 +17,10 @@ from hypothesis import strategies as st
 from moto import mock_aws
 
 from tests.conftest import _reset_pynamodb_connections
-from tests.fakes import FixedClock
-from tests.integration.test_credits_properties import check_invariants
-from tests.integration.test_expiry_scan import RecordingPublisher, expired_in_outbox
+from tests.fakes.clock import FixedClock
+from tests.fakes.events import RecordingEventPublisher
+from tests.helpers.credit_properties import check_invariants
+from tests.helpers.moto_credits import expired_in_outbox
 from usercredits.adapters.dynamodb.catalog import DynamoCatalogRepository
 from usercredits.adapters.dynamodb.credits import DynamoCreditsRepository
 from usercredits.adapters.dynamodb.expiry import DynamoExpiryIndex
@@ -54,7 +55,7 @@ def test_a_scan_takes_exactly_the_unused_tokens_of_each_due_lot_once(
         create_tables(boto3.client("dynamodb"))
         _reset_pynamodb_connections()
         catalog, credits, clock = DynamoCatalogRepository(cache_seconds=0), DynamoCreditsRepository(), FixedClock()
-        index, events, user = DynamoExpiryIndex(), RecordingPublisher(), "prop-user"
+        index, events, user = DynamoExpiryIndex(), RecordingEventPublisher(), "prop-user"
         tokens: dict[str, int] = {}
         taken: Counter[str] = Counter()
 

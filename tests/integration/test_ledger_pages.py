@@ -11,7 +11,7 @@ from typing import Any
 import boto3
 import pytest
 
-from tests.integration.test_expiry_scan import World
+from tests.helpers.moto_credits import MotoWorld as World
 from usercredits.adapters.dynamodb.credits import JOURNAL_MAX
 from usercredits.domain import balances
 from usercredits.domain.models import LedgerEntry

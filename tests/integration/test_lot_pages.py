@@ -16,7 +16,7 @@ from typing import Any
 import boto3
 import pytest
 
-from tests.integration.test_expiry_scan import World
+from tests.helpers.moto_credits import MotoWorld as World
 from usercredits.adapters.dynamodb import credits as credits_adapter
 from usercredits.adapters.dynamodb.cursors import encode_cursor
 from usercredits.domain import balances

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from http import HTTPStatus
 from typing import Any
@@ -18,9 +19,9 @@ import pytest
 from devtools.lambda_context import LambdaContext
 
 from tests.conftest import http_event
-from tests.integration import test_processor_sync as base
-from tests.integration.test_processor_sync import USER, World, a_customer, usd
-from tests.unit.subscriptions.builders import amount_discount
+from tests.helpers.subscription_builders import amount_discount
+from tests.helpers.subscription_sync import USER, a_customer, open_sync_world, usd
+from tests.helpers.subscription_sync import SyncWorld as World
 from usercredits.settings import get_customers_settings
 from usercredits.subscriptions.discounts import add_discounts
 from usercredits.subscriptions.instruments import CardDetails, PayPalDetails
@@ -38,7 +39,13 @@ from usercredits.subscriptions.subscribing import cancel_subscription
 from usercredits.subscriptions.tracking import track
 
 DAY = 86400
-world = base.world  # the fixture of test_processor_sync (fake Billing API, in-memory repositories)
+
+
+@pytest.fixture
+def world() -> Iterator[World]:
+    """The fake Billing API and in-memory repositories (``tests/helpers/subscription_sync.py``)."""
+    with open_sync_world() as opened:
+        yield opened
 
 
 def store(world: World, customer: Customer) -> None:

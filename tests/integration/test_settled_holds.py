@@ -15,8 +15,8 @@ from typing import Any
 import boto3
 import pytest
 
-from tests.fakes import RecordingEventPublisher
-from tests.integration.test_expiry_scan import World
+from tests.fakes.events import RecordingEventPublisher
+from tests.helpers.moto_credits import MotoWorld as World
 from usercredits.adapters.dynamodb.credits import DynamoCreditsRepository
 from usercredits.adapters.dynamodb.transactions import IDEMPOTENCY_TTL
 from usercredits.domain import balances, reservations

@@ -482,7 +482,7 @@ def test_create_customer_retry_when_the_first_call_made_nothing_creates_one(
     fake.fail_next(400, method="POST", path="^/v1/customers$", code="email_invalid")
     with pytest.raises(PaymentGatewayError):
         processor.create_customer(customer, idempotency_key="create-customer:c1")
-    fake._idempotent["create-customer:c1"] = ("/v1/customers", {"email": "bad"}, 400, {"error": {}})  # as Stripe keeps
+    fake.remember_answer("create-customer:c1", "/v1/customers", {"email": "bad"}, 400, {"error": {}})  # as Stripe keeps
 
     created = processor.create_customer(customer, idempotency_key="create-customer:c1")
 

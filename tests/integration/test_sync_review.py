@@ -1,22 +1,20 @@
 """Review of the Stripe billing adapter and the processor use cases: each test proves a suspected defect (it FAILS on
 the current code) unless its name starts with ``test_ok_`` (a behaviour checked and found correct).
 
-Reuses the ``world`` fixture and helpers of test_processor_sync.py; the fake is only patched per instance here.
+Uses the sync world of tests/helpers/subscription_sync.py; the fake is only patched per instance here.
 """
 
 from __future__ import annotations
 
 import time
-import types
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from tests.integration import test_processor_sync as base
-from tests.integration.test_processor_sync import SECRET_KEY, USER, World, a_customer, apply_billing_event, usd
-from tests.stripe_billing_fake import FakeStripeBilling
-from tests.stripe_fake import FakeStripe, _Answer
-from tests.unit.subscriptions.builders import amount_discount
+from tests.helpers.subscription_builders import amount_discount
+from tests.helpers.subscription_sync import SECRET_KEY, USER, a_customer, apply_billing_event, open_sync_world, usd
+from tests.helpers.subscription_sync import SyncWorld as World
 from usercredits.adapters.stripe.billing import StripeSubscriptionProcessor
 from usercredits.adapters.stripe.subscription_mapping import processor_subscription
 from usercredits.errors import InvalidRequestError, UnavailableError
@@ -36,7 +34,12 @@ from usercredits.subscriptions.ports import SyncPorts
 from usercredits.subscriptions.saving import save_processor
 from usercredits.subscriptions.subscribing import apply_coupon, cancel_subscription
 
-world = base.world  # the fixture of test_processor_sync (fake Billing API, in-memory repositories)
+
+@pytest.fixture
+def world() -> Iterator[World]:
+    """The fake Billing API and in-memory repositories (``tests/helpers/subscription_sync.py``)."""
+    with open_sync_world() as opened:
+        yield opened
 
 
 def slow_ports(world: World) -> SyncPorts:
@@ -302,16 +305,9 @@ def test_shared_billing_address_change_reaches_every_method(world: World) -> Non
 
 
 def test_cancel_retry_after_a_lost_answer_completes(world: World) -> None:
-    """Stripe ignores Idempotency-Key on DELETE (the fake replays it; patched here to behave like Stripe): a cancel
-    whose answer was lost is refused on retry (already canceled) -> 502 on every sync until a webhook/reload."""
+    """Stripe ignores Idempotency-Key on DELETE (so does the fake): a cancel whose answer was lost is refused on retry
+    (already canceled) -> 502 on every sync until a webhook/reload."""
     fake = world.fake
-
-    def no_delete_replay(self: FakeStripeBilling, method: str, path: str, form: Any, headers: Any) -> _Answer:
-        if method == "DELETE":
-            return FakeStripe.handle(self, method, path, form, headers)
-        return FakeStripeBilling._handle_idempotent(self, method, path, form, headers)
-
-    fake._handle_idempotent = types.MethodType(no_delete_replay, fake)  # type: ignore[method-assign]
     a_customer(world)
     saved = save_processor(USER, world.ports)
     sub = saved.subscriptions[0]
@@ -356,19 +352,8 @@ def test_refund_above_what_stripe_has_left_is_a_4xx(world: World) -> None:
 
 
 def test_charge_with_more_than_ten_refunds_lists_them_all(world: World) -> None:
-    """Expanded ``charge.refunds`` is a sub-list of at most 10 with has_more (patched in here as Stripe does it);
+    """Expanded ``charge.refunds`` is a sub-list of at most 10 with has_more (the fake pages it as Stripe does);
     list_transactions reads only that page."""
-    fake = world.fake
-    original = FakeStripeBilling._render_charge
-
-    def paged(self: FakeStripeBilling, charge: dict[str, Any], expand: list[str]) -> dict[str, Any]:
-        rendered = original(self, charge, expand)
-        refunds = rendered.get("refunds")
-        if isinstance(refunds, dict) and len(refunds["data"]) > 10:
-            rendered["refunds"] = {**refunds, "data": refunds["data"][:10], "has_more": True}
-        return rendered
-
-    fake._render_charge = types.MethodType(paged, fake)  # type: ignore[method-assign]
     a_customer(world)
     saved = save_processor(USER, world.ports)
     charge = saved.transactions[0].processor.id or ""
@@ -383,21 +368,7 @@ def test_charge_with_more_than_ten_refunds_lists_them_all(world: World) -> None:
 def test_ok_top_level_lists_follow_has_more(world: World) -> None:
     """Checked: _all() follows pagination for payment methods, subscriptions, invoices and charges."""
     fake = world.fake
-    route = FakeStripeBilling._route
-
-    def paginate(self: FakeStripeBilling, method: str, path: str, form: dict[str, Any]) -> _Answer:
-        answer = route(self, method, path, form)
-        body = answer.body
-        if method == "GET" and body.get("object") == "list" and "url" in body:
-            data = body["data"]
-            start = 0
-            if form.get("starting_after"):
-                start = next(i for i, item in enumerate(data) if item["id"] == form["starting_after"]) + 1
-            page = data[start : start + 2]
-            return _Answer(200, {**body, "data": page, "has_more": start + 2 < len(data)})
-        return answer
-
-    fake._route = types.MethodType(paginate, fake)  # type: ignore[method-assign]
+    fake.list_page_size = 2
     a_customer(world)
     saved = save_processor(USER, world.ports)
     cus = saved.processor.id or ""

@@ -8,7 +8,7 @@ from datetime import timedelta
 
 import pytest
 
-from tests.fakes import FixedClock
+from tests.fakes.clock import FixedClock
 from usercredits.adapters.dynamodb.keys import hold_sk, user_pk
 from usercredits.adapters.dynamodb.mappers import order_to_item, reservation_to_item
 from usercredits.adapters.dynamodb.orders import DynamoOrderRepository

@@ -24,7 +24,7 @@ from devtools.lambda_context import LambdaContext
 from devtools.lambda_events import function_url_event, sign_webhook_event
 
 from tests.conftest import http_event, load_event
-from tests.fakes import FixedClock
+from tests.fakes.clock import FixedClock
 from tests.stripe_fake import FakeStripe
 from usercredits.adapters.stripe.payments import StripeGateway
 

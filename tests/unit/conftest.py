@@ -3,9 +3,17 @@
 import pytest
 from pytest_socket import disable_socket, enable_socket
 
+from tests.helpers.credits_world import CreditsWorld
+
 
 @pytest.fixture(autouse=True)
 def _no_network():  # type: ignore[no-untyped-def]
     disable_socket()
     yield
     enable_socket()
+
+
+@pytest.fixture
+def world() -> CreditsWorld:
+    """A user's credits on the in-memory fakes, driven through the consumption use cases."""
+    return CreditsWorld()

@@ -7,7 +7,10 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from tests.fakes import FixedClock, InMemoryCatalogRepository, InMemoryOrderRepository, RecordingPaymentGateway
+from tests.fakes.catalog import InMemoryCatalogRepository
+from tests.fakes.clock import FixedClock
+from tests.fakes.orders import InMemoryOrderRepository
+from tests.fakes.payments import RecordingPaymentGateway
 from usercredits.adapters.stripe.payments import intent_state
 from usercredits.domain import catalog as catalog_rules
 from usercredits.domain import ordering, payments

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tests.fakes import FixedClock
+from tests.fakes.clock import FixedClock
 from usercredits.adapters.events import EventBridgePublisher
 from usercredits.domain.expiry_index import IndexedLot, IndexEntry, IndexPage, LowMark, ScanState, bound_key, hour_of
 from usercredits.domain.expiry_scan import Unlimited, scan_expiry

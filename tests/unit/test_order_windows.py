@@ -13,7 +13,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pynamodb.attributes import UTCDateTimeAttribute
 
-from tests.fakes import FixedClock, InMemoryCatalogRepository, InMemoryOrderRepository, RecordingPaymentGateway
+from tests.fakes.catalog import InMemoryCatalogRepository
+from tests.fakes.clock import FixedClock
+from tests.fakes.orders import InMemoryOrderRepository
+from tests.fakes.payments import RecordingPaymentGateway
 from usercredits.adapters.dynamodb.mappers import item_to_lot, item_to_order, lot_to_item, order_to_item
 from usercredits.adapters.dynamodb.tables import LotItem, OrderItem
 from usercredits.domain import ordering

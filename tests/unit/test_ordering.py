@@ -4,7 +4,10 @@ from datetime import timedelta
 
 import pytest
 
-from tests.fakes import FixedClock, InMemoryCatalogRepository, InMemoryOrderRepository, RecordingPaymentGateway
+from tests.fakes.catalog import InMemoryCatalogRepository
+from tests.fakes.clock import FixedClock
+from tests.fakes.orders import InMemoryOrderRepository
+from tests.fakes.payments import RecordingPaymentGateway
 from usercredits.domain import ordering
 from usercredits.domain.models import Caller, Money, Offer, OrderStatus
 from usercredits.errors import ConflictError, ForbiddenError, InvalidRequestError, NotFoundError

@@ -6,7 +6,10 @@ import itertools
 
 import pytest
 
-from tests.fakes import FixedClock, InMemoryCatalogRepository, InMemoryOrderRepository, RecordingPaymentGateway
+from tests.fakes.catalog import InMemoryCatalogRepository
+from tests.fakes.clock import FixedClock
+from tests.fakes.orders import InMemoryOrderRepository
+from tests.fakes.payments import RecordingPaymentGateway
 from usercredits.adapters.stripe.webhooks import parse_event
 from usercredits.domain import ordering, payments
 from usercredits.domain.models import Caller, OrderStatus

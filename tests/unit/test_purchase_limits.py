@@ -8,7 +8,10 @@ from collections.abc import Callable
 import pytest
 from pydantic import ValidationError
 
-from tests.fakes import FixedClock, InMemoryCatalogRepository, InMemoryOrderRepository, RecordingPaymentGateway
+from tests.fakes.catalog import InMemoryCatalogRepository
+from tests.fakes.clock import FixedClock
+from tests.fakes.orders import InMemoryOrderRepository
+from tests.fakes.payments import RecordingPaymentGateway
 from usercredits.adapters.stripe.payments import intent_state
 from usercredits.domain import limits, ordering, payments
 from usercredits.domain.models import MAX_ORDER_QUANTITY, Caller, Cycle, Money, Offer, Order, OrderStatus
@@ -125,15 +128,12 @@ def test_orders_of_offers_without_a_limit_never_hold_a_slot(place, orders) -> No
     assert orders.slots == {}
 
 
-def test_only_orders_of_limited_offers_read_the_counter(place, orders, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    reads: list[tuple[str, str]] = []
-    real = orders.limit_slots
-    monkeypatch.setattr(orders, "limit_slots", lambda user, offer: reads.append((user, offer)) or real(user, offer))
+def test_only_orders_of_limited_offers_read_the_counter(place, orders) -> None:  # type: ignore[no-untyped-def]
     place("EnterpriseM")
     place("_100tokens")
-    assert reads == []  # orders of offers without a limit cost no extra request
+    assert orders.slot_reads == []  # orders of offers without a limit cost no extra request
     place("Pro")
-    assert reads == [("alice", "Pro")]
+    assert orders.slot_reads == [("alice", "Pro")]
 
 
 # --- the limit -------------------------------------------------------------------------------------------------------

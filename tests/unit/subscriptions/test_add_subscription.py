@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.unit.subscriptions.builders import at, base_customer, plan, subscription, with_state
+from tests.helpers.subscription_builders import at, base_customer, plan, subscription, with_state
 from usercredits.errors import NotFoundError
 from usercredits.subscriptions.discounts import PREVIOUS_SUBSCRIPTION_CREDIT_NAME
 from usercredits.subscriptions.models import (

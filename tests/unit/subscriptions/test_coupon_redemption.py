@@ -11,8 +11,8 @@ from decimal import Decimal
 
 import pytest
 
-from tests.unit.subscriptions.builders import NOW, amount_discount, at, base_customer, plan, usd
-from tests.unit.subscriptions.fakes import InMemoryCouponRepository
+from tests.fakes.subscriptions import InMemoryCouponRepository
+from tests.helpers.subscription_builders import NOW, amount_discount, at, base_customer, plan, usd
 from usercredits.subscriptions.coupons import LIMIT_REACHED
 from usercredits.subscriptions.discounts import add_discounts
 from usercredits.subscriptions.errors import CouponError

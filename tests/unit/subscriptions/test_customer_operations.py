@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from tests.unit.subscriptions.builders import at, base_customer, subscription
+from tests.helpers.subscription_builders import at, base_customer, subscription
 from usercredits.errors import InvalidRequestError
 from usercredits.subscriptions.customers import new_customer, update_profile
 from usercredits.subscriptions.models import ProcessorState, ProfileFields, SubscriptionStatus

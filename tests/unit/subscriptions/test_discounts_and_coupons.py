@@ -11,7 +11,7 @@ from decimal import Decimal
 import pytest
 from pydantic import ValidationError
 
-from tests.unit.subscriptions.builders import at, base_customer, plan, subscription, usd
+from tests.helpers.subscription_builders import at, base_customer, plan, subscription, usd
 from usercredits.domain.models import Money
 from usercredits.subscriptions.coupons import (
     EXPIRED,

@@ -9,7 +9,7 @@ from datetime import timedelta
 
 import pytest
 
-from tests.unit.subscriptions.builders import at, base_customer, discount, subscription
+from tests.helpers.subscription_builders import at, base_customer, discount, subscription
 from usercredits.subscriptions.entitlement import (
     active_subscriptions,
     current_subscription,

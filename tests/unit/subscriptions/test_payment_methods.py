@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.unit.subscriptions.builders import NOW, address, base_customer, card, paypal
+from tests.helpers.subscription_builders import NOW, address, base_customer, card, paypal
 from usercredits.errors import ConflictError, NotFoundError
 from usercredits.subscriptions.customers import (
     NewPaymentMethod,

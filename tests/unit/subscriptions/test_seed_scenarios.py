@@ -1,6 +1,6 @@
 """Seed scenarios of seeds-spec section 6 (mongoose-subscriptions) whose sub-cases no other unit test pins down.
 
-Pure domain, with the in-memory fakes of ``fakes.py``: M09 (the processor wrappers delegate to the processor, here a
+Pure domain, with the in-memory fakes of ``tests/fakes``: M09 (the processor wrappers delegate to the processor, here a
 recording one), M12 (a changed payment method on reset), M16 and M19 (entitlement edge cases isolated from the
 "created in the future" rule), M34 (look the coupon up, then validate) and M35 (a zero-amount coupon).
 """
@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-from tests.fakes import FixedClock
-from tests.unit.subscriptions.builders import NOW, address, at, base_customer, card, paypal, subscription, usd
-from tests.unit.subscriptions.fakes import InMemoryCouponRepository, InMemoryCustomerRepository
+from tests.fakes.clock import FixedClock
+from tests.fakes.subscriptions import InMemoryCouponRepository, InMemoryCustomerRepository
+from tests.helpers.subscription_builders import NOW, address, at, base_customer, card, paypal, subscription, usd
 from usercredits.domain.models import Money
 from usercredits.subscriptions import service
 from usercredits.subscriptions.coupons import EXPIRED, INVALID, LIMIT_REACHED, coupon_discount

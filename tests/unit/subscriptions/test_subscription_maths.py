@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.unit.subscriptions.builders import at, discount, plan, usd
+from tests.helpers.subscription_builders import at, discount, plan, usd
 from usercredits.subscriptions.discounts import add_discounts
 from usercredits.subscriptions.entitlement import free_billing_cycles, initialize_local_dates, with_free_months
 from usercredits.subscriptions.models import (

@@ -7,7 +7,17 @@ from __future__ import annotations
 
 import pytest
 
-from tests.unit.subscriptions.builders import NOW, address, at, base_customer, card, discount, paypal, subscription, usd
+from tests.helpers.subscription_builders import (
+    NOW,
+    address,
+    at,
+    base_customer,
+    card,
+    discount,
+    paypal,
+    subscription,
+    usd,
+)
 from usercredits.domain.models import Money
 from usercredits.errors import ConflictError, InvalidRequestError, NotFoundError
 from usercredits.subscriptions.changes import customer_changes

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.unit.subscriptions.builders import NOW, address, base_customer, paypal, subscription
+from tests.helpers.subscription_builders import NOW, address, base_customer, paypal, subscription
 from usercredits.errors import ConflictError
 from usercredits.subscriptions.customers import update_address, update_profile
 from usercredits.subscriptions.models import (

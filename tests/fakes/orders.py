@@ -1,67 +1,23 @@
-"""In-memory adapters with the same conditional semantics as the DynamoDB ones (for unit tests of the domain)."""
+"""An in-memory order repository with the conditional semantics of the DynamoDB one (orders, paid windows, the
+per-user limit's slots, idempotency records and the outbox its transactions write)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 
-from usercredits.adapters.local_payments import LocalPaymentGateway
 from usercredits.domain import limits
-from usercredits.domain.models import (
-    DomainEvent,
-    GroupState,
-    HistoryEntry,
-    Offer,
-    Order,
-    OrderStatus,
-    Page,
-    PaymentIntent,
-)
+from usercredits.domain.models import DomainEvent, GroupState, HistoryEntry, Order, OrderStatus, Page
 from usercredits.domain.ports import IdempotencyRecord, IdempotentReplayError, PurchaseLimitError, StaleWindowError
 from usercredits.domain.reversal import Reversal
 from usercredits.domain.settlement import Settlement
 from usercredits.errors import ConflictError
 
 
-@dataclass
-class FixedClock:
-    current: datetime = field(default_factory=lambda: datetime(2026, 1, 31, 12, 0, tzinfo=UTC))
-
-    def now(self) -> datetime:
-        return self.current
-
-    def advance(self, **delta: float) -> None:
-        self.current += timedelta(**delta)
-
-
-class InMemoryCatalogRepository:
-    def __init__(self, offers: list[Offer] | None = None) -> None:
-        self.offers: dict[str, Offer] = {offer.offer_id: offer for offer in offers or []}
-
-    def __len__(self) -> int:
-        return len(self.offers)
-
-    def __contains__(self, offer_id: object) -> bool:
-        return offer_id in self.offers
-
-    def list_offers(self) -> list[Offer]:
-        return list(self.offers.values())
-
-    def get_offer(self, offer_id: str) -> Offer | None:
-        return self.offers.get(offer_id)
-
-    def put_offer(self, offer: Offer, now: datetime) -> None:
-        self.offers[offer.offer_id] = offer
-
-    def retire_offer(self, offer_id: str, now: datetime) -> bool:
-        if offer_id not in self.offers:
-            return False
-        self.offers[offer_id] = self.offers[offer_id].model_copy(update={"retired": True})
-        return True
-
-
 class InMemoryOrderRepository:
+    """Orders by (user, order id) and the windows, slots, intents, idempotency keys and outbox their writes move;
+    lots and credit balances are not modelled (``InMemoryCreditsRepository`` holds those)."""
+
     def __init__(self) -> None:
         self.orders: dict[tuple[str, str], Order] = {}
         self.windows: dict[tuple[str, str], GroupState] = {}
@@ -70,6 +26,8 @@ class InMemoryOrderRepository:
         self.intents: dict[tuple[str, str], list[str]] = {}  # every intent each order ever had (the link items)
         # The per-user limit counters (``LIMIT#<offerId>`` items): slots held by (user, offer), moved with the orders.
         self.slots: dict[tuple[str, str], int] = {}
+        # Every read of a slot counter (``limit_slots``), in order: each is a request the real adapter makes.
+        self.slot_reads: list[tuple[str, str]] = []
 
     def __len__(self) -> int:
         return len(self.orders)
@@ -123,6 +81,7 @@ class InMemoryOrderRepository:
             self.outbox.extend(settlement.events)
 
     def limit_slots(self, user_id: str, offer_id: str) -> int:
+        self.slot_reads.append((user_id, offer_id))
         return self.slots.get((user_id, offer_id), 0)
 
     def _move_slot(self, order: Order, change: int) -> None:
@@ -259,34 +218,3 @@ class InMemoryOrderRepository:
         self.intents.setdefault((order.user_id, order.order_id), []).append(intent_id)
         self._apply(order.user_id, idempotency, None)
         return updated
-
-
-class RecordingPaymentGateway(LocalPaymentGateway):
-    """The local gateway, remembering every intent it was asked for."""
-
-    def __init__(self) -> None:
-        super().__init__("whsec_test")
-        self.requests: list[tuple[str, int, int, str]] = []
-        self.canceled: list[str] = []
-        self.refunds: dict[str, str] = {}  # idempotency key -> intent refunded (a key refunds once)
-
-    def cancel_intent(self, intent_id: str) -> None:
-        self.canceled.append(intent_id)
-
-    def refund_payment(self, intent_id: str, *, idempotency_key: str, metadata: dict[str, str]) -> str | None:
-        self.refunds.setdefault(idempotency_key, intent_id)
-        return super().refund_payment(intent_id, idempotency_key=idempotency_key, metadata=metadata)
-
-    def create_intent(self, order: Order, attempt: int) -> PaymentIntent:
-        self.requests.append((order.order_id, attempt, order.total.amount, order.total.currency))
-        return super().create_intent(order, attempt)
-
-
-class RecordingEventPublisher:
-    """An ``EventPublisher`` that keeps what it was given (``published``), in order."""
-
-    def __init__(self) -> None:
-        self.published: list[DomainEvent] = []
-
-    def publish(self, events: list[DomainEvent]) -> None:
-        self.published.extend(events)

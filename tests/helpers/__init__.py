@@ -1,0 +1,1 @@
+"""Helpers shared by test modules (builders, worlds, invariants): test modules never import each other."""
