@@ -48,7 +48,7 @@ def load_catalog(path: str | Path) -> int:
     """Validate every offer and group policy of ``path`` (all or nothing) and upsert them; returns the offers."""
     from usercredits.adapters.dynamodb.catalog import DynamoCatalogRepository
     from usercredits.domain.models import GroupPolicy, Offer
-    from usercredits.domain.ports import SystemClock
+    from usercredits.kernel.clock import SystemClock
 
     offers = [Offer.model_validate(raw) for raw in read_catalog(path)]
     policies = [GroupPolicy.model_validate(raw) for raw in read_group_policies(path)]

@@ -149,7 +149,7 @@ class ConsumptionBench(HandlerBench):
         from usercredits.adapters.dynamodb.catalog import DynamoCatalogRepository
         from usercredits.adapters.dynamodb.credits import DynamoCreditsRepository
         from usercredits.domain import reservations
-        from usercredits.domain.ports import SystemClock
+        from usercredits.kernel.clock import SystemClock
 
         user, label = "bench-holder", f"after {self.SETTLED_HOLDS:,} settled holds"
         credits, catalog, clock = DynamoCreditsRepository(), DynamoCatalogRepository(), SystemClock()

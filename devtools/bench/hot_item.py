@@ -118,7 +118,7 @@ class SpendBench:
         from usercredits.adapters.dynamodb.catalog import DynamoCatalogRepository
         from usercredits.adapters.dynamodb.credits import DynamoCreditsRepository
         from usercredits.adapters.events import EventBridgePublisher
-        from usercredits.domain.ports import SystemClock
+        from usercredits.kernel.clock import SystemClock
 
         self.meter = meter
         self.credits = DynamoCreditsRepository()

@@ -130,8 +130,8 @@ def seed(users: int = USERS, due: int = DUE) -> list[str]:
     from usercredits.adapters.dynamodb.keys import group_sk, user_pk
     from usercredits.adapters.dynamodb.mappers import lot_to_item, movement_to_attribute
     from usercredits.adapters.dynamodb.tables import CreditGroupItem, CreditsItem
-    from usercredits.domain.ids import new_ulid
     from usercredits.domain.models import LedgerKind, Lot, Movement
+    from usercredits.kernel.ids import new_ulid
 
     granted = START - timedelta(days=1)
     due_users = []

@@ -183,8 +183,8 @@ def throughput_row(mode: str, workers: int, endpoint_url: str, ops: int = THROUG
     ``ops_per_s`` = successful consumes / (last end - first start). The balance is checked afterwards: a lost update
     (two spends read the same balance and both wrote) fails the row."""
     from usercredits.adapters.dynamodb.credits import DynamoCreditsRepository
-    from usercredits.domain.ports import SystemClock
     from usercredits.domain.spending import grant_credits
+    from usercredits.kernel.clock import SystemClock
 
     user, group = f"bench-throughput-{mode}-{workers}", ConsumptionBench.GROUP
     credits = DynamoCreditsRepository()

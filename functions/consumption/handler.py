@@ -34,7 +34,7 @@ from usercredits.adapters.events import EventBridgePublisher
 from usercredits.domain import balances, expiry_check, reservations, spending
 from usercredits.domain.credits import CreditGroup
 from usercredits.domain.models import LedgerEntry, Reservation
-from usercredits.domain.ports import CatalogRepository, Clock, CreditsRepository, EventPublisher
+from usercredits.domain.ports import CatalogRepository, CreditsRepository, EventPublisher
 from usercredits.errors import InvalidRequestError
 from usercredits.http import (
     IdempotencyKeyHeader,
@@ -45,6 +45,7 @@ from usercredits.http import (
     require_admin,
     resolve,
 )
+from usercredits.kernel.clock import Clock
 from usercredits.observability import logger, metrics
 from usercredits.settings import get_consumption_settings
 

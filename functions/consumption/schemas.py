@@ -6,7 +6,8 @@ from pydantic import AwareDatetime, Field
 
 from usercredits.domain.credits import CreditGroup
 from usercredits.domain.expiry_check import Warning
-from usercredits.domain.models import DomainModel, Identifier, LedgerEntry
+from usercredits.domain.models import LedgerEntry
+from usercredits.kernel.models import DomainModel, Identifier
 
 
 class ConsumeRequest(DomainModel):

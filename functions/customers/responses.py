@@ -12,7 +12,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from usercredits.domain.models import DomainModel, Money
+from usercredits.kernel.models import DomainModel, Money
 from usercredits.subscriptions.instruments import InstrumentDetails, PaymentMethodKind
 from usercredits.subscriptions.models import (
     Address,

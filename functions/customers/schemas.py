@@ -6,7 +6,7 @@ from decimal import Decimal
 
 from pydantic import AwareDatetime, Field
 
-from usercredits.domain.models import DomainModel, Identifier, Money
+from usercredits.kernel.models import DomainModel, Identifier, Money
 from usercredits.subscriptions.models import AddressFields, CouponKind, CustomerName, Email, ProfileFields
 
 

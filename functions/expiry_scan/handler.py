@@ -19,7 +19,8 @@ from usercredits.observability import logger, metrics
 from usercredits.settings import get_expiry_scan_settings
 
 if TYPE_CHECKING:
-    from usercredits.domain.ports import BatchPublisher, CatalogRepository, Clock, CreditsRepository, ExpiryIndex
+    from usercredits.domain.ports import BatchPublisher, CatalogRepository, CreditsRepository, ExpiryIndex
+    from usercredits.kernel.clock import Clock
 
 #: Stop taking work when less time than this is left: enough to finish a page and save the cursors.
 RESERVE_MS = 15_000

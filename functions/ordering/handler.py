@@ -29,9 +29,8 @@ from usercredits.adapters.dynamodb.orders import DynamoOrderRepository
 from usercredits.adapters.payments import build_payment_gateway
 from usercredits.domain import ordering
 from usercredits.domain import payments as payment_outcomes
-from usercredits.domain.currencies import is_known_currency
 from usercredits.domain.models import GroupPolicy, Offer, OfferView, Order, OrderStatus
-from usercredits.domain.ports import CatalogRepository, Clock, OrderRepository, PaymentGateway
+from usercredits.domain.ports import CatalogRepository, OrderRepository, PaymentGateway
 from usercredits.domain.refunds import RefundPorts
 from usercredits.errors import InvalidRequestError
 from usercredits.http import (
@@ -43,6 +42,8 @@ from usercredits.http import (
     require_admin,
     resolve,
 )
+from usercredits.kernel.clock import Clock
+from usercredits.kernel.currencies import is_known_currency
 from usercredits.observability import logger, metrics
 from usercredits.settings import OrderingSettings, get_ordering_settings
 

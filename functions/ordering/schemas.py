@@ -7,17 +7,8 @@ from typing import Literal
 
 from pydantic import AwareDatetime, Field, field_validator
 
-from usercredits.domain.models import (
-    MAX_ORDER_QUANTITY,
-    Currency,
-    DomainModel,
-    Identifier,
-    Offer,
-    OfferTerms,
-    OfferView,
-    Order,
-    PaymentIntent,
-)
+from usercredits.domain.models import MAX_ORDER_QUANTITY, Offer, OfferTerms, OfferView, Order, PaymentIntent
+from usercredits.kernel.models import Currency, DomainModel, Identifier
 
 
 class CreateOrderRequest(DomainModel):

@@ -17,7 +17,7 @@ from usercredits.adapters.dynamodb.credits import DynamoCreditsRepository
 from usercredits.adapters.dynamodb.orders import DynamoOrderRepository
 from usercredits.adapters.dynamodb.reversals import DynamoReversalRepository
 from usercredits.domain import refunds
-from usercredits.domain.ports import SystemClock
+from usercredits.kernel.clock import SystemClock
 
 
 @pytest.fixture(scope="session")

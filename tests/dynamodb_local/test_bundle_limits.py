@@ -39,15 +39,14 @@ from usercredits.domain.models import (
     MAX_TRANSACTION_ACTIONS,
     Caller,
     CombinedOffer,
-    Cycle,
     DisputeStatus,
-    Money,
     Offer,
     Order,
     OrderStatus,
 )
-from usercredits.domain.ports import SystemClock
 from usercredits.domain.reversal import ChargeReport, owed_lots
+from usercredits.kernel.clock import SystemClock
+from usercredits.kernel.models import Cycle, Money
 
 pytestmark = pytest.mark.dynamodb_local
 

@@ -23,9 +23,10 @@ from usercredits.adapters.dynamodb.credits import JOURNAL_MAX, DynamoCreditsRepo
 from usercredits.adapters.dynamodb.orders import DynamoOrderRepository
 from usercredits.domain import balances, lapses, ordering, reservations, spending
 from usercredits.domain.models import Caller, GroupPolicy, GroupState, LedgerKind, Offer, OrderStatus
-from usercredits.domain.ports import SpendRefusedError, SystemClock
+from usercredits.domain.ports import SpendRefusedError
 from usercredits.domain.spending import Consumed
 from usercredits.errors import InsufficientCreditsError
+from usercredits.kernel.clock import SystemClock
 
 pytestmark = pytest.mark.dynamodb_local
 

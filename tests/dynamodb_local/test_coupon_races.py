@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from usercredits.adapters.dynamodb.customers import DynamoCouponRepository, DynamoCustomerRepository
-from usercredits.domain.models import Money
+from usercredits.kernel.models import Money
 from usercredits.subscriptions.changes import customer_changes
 from usercredits.subscriptions.customers import add_address, new_customer
 from usercredits.subscriptions.models import AddressFields, Coupon, CouponKind, Customer

@@ -18,10 +18,11 @@ from usercredits.adapters.dynamodb.orders import DynamoOrderRepository
 from usercredits.adapters.local_payments import LocalPaymentGateway
 from usercredits.adapters.stripe.payments import intent_state
 from usercredits.domain import balances, ordering, payments, refunds, spending
-from usercredits.domain.models import Caller, DomainEvent, Offer, OrderStatus
-from usercredits.domain.ports import SystemClock
+from usercredits.domain.models import Caller, Offer, OrderStatus
 from usercredits.domain.reversal import ChargeReport
 from usercredits.errors import InsufficientCreditsError
+from usercredits.kernel.clock import SystemClock
+from usercredits.kernel.models import DomainEvent
 
 pytestmark = pytest.mark.dynamodb_local
 

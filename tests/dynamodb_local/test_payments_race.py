@@ -13,7 +13,7 @@ from usercredits.adapters.dynamodb.orders import DynamoOrderRepository
 from usercredits.adapters.stripe.payments import StripeGateway, intent_state
 from usercredits.domain import balances, ordering, payments
 from usercredits.domain.models import Caller, Offer, OrderStatus
-from usercredits.domain.ports import SystemClock
+from usercredits.kernel.clock import SystemClock
 
 pytestmark = pytest.mark.dynamodb_local
 

@@ -18,8 +18,8 @@ from usercredits.adapters.dynamodb.catalog import DynamoCatalogRepository
 from usercredits.adapters.dynamodb.credits import DynamoCreditsRepository
 from usercredits.domain import reservations
 from usercredits.domain.models import LedgerKind, Reservation, ReservationStatus
-from usercredits.domain.ports import SystemClock
 from usercredits.errors import ConflictError, UnavailableError
+from usercredits.kernel.clock import SystemClock
 
 pytestmark = pytest.mark.dynamodb_local
 THREADS = 16

@@ -11,9 +11,10 @@ from datetime import datetime
 from typing import Any
 
 from usercredits.domain.credits import burn_order
-from usercredits.domain.models import DomainModel, GroupState, LedgerEntry, Lot, Movement, Reservation
+from usercredits.domain.models import GroupState, LedgerEntry, Lot, Movement, Reservation
 from usercredits.domain.ports import IdempotencyRecord
 from usercredits.errors import InvalidRequestError
+from usercredits.kernel.models import DomainModel
 
 type Position = tuple[bool, datetime, datetime, str]
 

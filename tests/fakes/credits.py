@@ -25,17 +25,7 @@ from tests.fakes.credit_items import (
     with_movement,
 )
 from usercredits.domain.credits import HoldCut, burn_order, journal_entries
-from usercredits.domain.models import (
-    DomainEvent,
-    GroupState,
-    LedgerEntry,
-    LedgerKind,
-    Lot,
-    Movement,
-    Page,
-    Reservation,
-    ReservationStatus,
-)
+from usercredits.domain.models import GroupState, LedgerEntry, LedgerKind, Lot, Movement, Reservation, ReservationStatus
 from usercredits.domain.ports import (
     CreditSnapshot,
     IdempotencyRecord,
@@ -44,6 +34,7 @@ from usercredits.domain.ports import (
     StaleWindowError,
 )
 from usercredits.errors import InvalidRequestError, PersistenceError
+from usercredits.kernel.models import DomainEvent, Page
 
 #: The real adapter's limits (``adapters/dynamodb/credits.py``); each is a constructor argument so tests can force
 #: paging and compaction with a few movements.

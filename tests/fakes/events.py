@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from usercredits.domain.models import DomainEvent
+from usercredits.kernel.models import DomainEvent
 
 
 class RecordingEventPublisher:

@@ -7,11 +7,12 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 
 from usercredits.domain import limits
-from usercredits.domain.models import DomainEvent, GroupState, HistoryEntry, Order, OrderStatus, Page
+from usercredits.domain.models import GroupState, HistoryEntry, Order, OrderStatus
 from usercredits.domain.ports import IdempotencyRecord, IdempotentReplayError, PurchaseLimitError, StaleWindowError
 from usercredits.domain.reversal import Reversal
 from usercredits.domain.settlement import Settlement
 from usercredits.errors import ConflictError
+from usercredits.kernel.models import DomainEvent, Page
 
 
 class InMemoryOrderRepository:

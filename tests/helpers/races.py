@@ -9,7 +9,8 @@ from threading import Barrier
 
 from usercredits.domain import spending
 from usercredits.domain.models import LedgerEntry
-from usercredits.domain.ports import CreditsRepository, SystemClock
+from usercredits.domain.ports import CreditsRepository
+from usercredits.kernel.clock import SystemClock
 
 #: Client threads for the 200-request races (DynamoDB Local on 2 cores: more only queues).
 WORKERS = 32

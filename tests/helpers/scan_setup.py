@@ -16,7 +16,7 @@ from usercredits.adapters.dynamodb.keys import user_pk
 from usercredits.adapters.dynamodb.tables import LotItem, OutboxItem
 from usercredits.domain import spending
 from usercredits.domain.expiry_scan import ScanReport, Unlimited, scan_expiry
-from usercredits.domain.models import DomainEvent
+from usercredits.kernel.models import DomainEvent
 
 DAY = 86400
 WEEK = 7 * DAY

@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-from usercredits.domain.cycles import add_months
-from usercredits.domain.models import Money
 from usercredits.errors import InvalidRequestError
+from usercredits.kernel.cycles import add_months
+from usercredits.kernel.models import Money
 from usercredits.subscriptions.discounts import new_discount
 from usercredits.subscriptions.entitlement import start_of_day
 from usercredits.subscriptions.instruments import CardDetails, PaymentMethodKind, PayPalDetails

@@ -16,8 +16,8 @@ from tests.helpers.subscription_builders import usd
 from tests.stripe_billing_fake import FakeStripeBilling
 from usercredits.adapters.stripe.billing import StripeSubscriptionProcessor
 from usercredits.adapters.stripe.webhooks import parse_event
-from usercredits.domain.models import Money
 from usercredits.domain.stripe_events import BillingEvent
+from usercredits.kernel.models import Money
 from usercredits.subscriptions import billing_events
 from usercredits.subscriptions.customers import NewPaymentMethod, add_address, add_payment_method, new_customer
 from usercredits.subscriptions.instruments import PaymentMethodKind

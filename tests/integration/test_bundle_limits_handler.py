@@ -17,8 +17,9 @@ from usercredits.adapters.dynamodb.catalog import DynamoCatalogRepository
 from usercredits.adapters.dynamodb.keys import user_pk
 from usercredits.adapters.dynamodb.tables import OutboxItem
 from usercredits.adapters.dynamodb.transactions import IdempotentTransaction, TransactionTooLargeError
-from usercredits.domain.models import MAX_BUNDLE_ITEMS, MAX_TRANSACTION_ACTIONS, CombinedOffer, Cycle, Money, Offer
-from usercredits.domain.ports import SystemClock
+from usercredits.domain.models import MAX_BUNDLE_ITEMS, MAX_TRANSACTION_ACTIONS, CombinedOffer, Offer
+from usercredits.kernel.clock import SystemClock
+from usercredits.kernel.models import Cycle, Money
 
 PUT_OFFER = "ordering/put_offer_admin.json"
 CREATE = "ordering/create_order.json"

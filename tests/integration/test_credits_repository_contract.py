@@ -19,10 +19,10 @@ from tests.integration.conftest import outbox_events
 from usercredits.adapters.dynamodb import credits as credits_adapter
 from usercredits.adapters.dynamodb.credits import DynamoCreditsRepository
 from usercredits.domain import balances, lapses, reservations, spending
-from usercredits.domain.ids import new_ulid
 from usercredits.domain.models import GroupPolicy, LedgerKind, Lot, Movement, Reservation, ReservationStatus
 from usercredits.domain.ports import CreditsRepository, SpendRefusedError, StaleWindowError
 from usercredits.errors import ConflictError, InsufficientCreditsError
+from usercredits.kernel.ids import new_ulid
 
 USER = "u1"
 #: Small limits, the same for both repositories, so paging and compaction happen within a few movements.

@@ -197,7 +197,7 @@ def test_billing_webhooks_update_the_local_subscription_once_and_in_order(
 ) -> None:
     from stripe_webhook import handler as webhook_handler
     from usercredits.adapters.dynamodb.customers import DynamoCouponRepository, DynamoCustomerRepository
-    from usercredits.domain.ports import SystemClock
+    from usercredits.kernel.clock import SystemClock
     from usercredits.subscriptions.ports import SyncPorts
 
     # Given a synced subscription, and the webhook function reading the same tables and the fake Stripe

@@ -12,8 +12,8 @@ import pytest
 from moto import mock_aws
 
 from usercredits.adapters.events import EventBridgePublisher
-from usercredits.domain.models import DomainEvent
 from usercredits.errors import UnavailableError
+from usercredits.kernel.models import DomainEvent
 
 
 def test_events_reach_the_bus_with_source_and_detail() -> None:

@@ -22,7 +22,8 @@ from tests.integration.conftest import outbox_events
 from usercredits.adapters.dynamodb.credits import DynamoCreditsRepository
 from usercredits.adapters.events import EventBridgePublisher
 from usercredits.domain import balances, expiry_check, reservations, spending
-from usercredits.domain.models import DomainEvent, GroupPolicy, LedgerKind
+from usercredits.domain.models import GroupPolicy, LedgerKind
+from usercredits.kernel.models import DomainEvent
 
 
 class CountdownBudget:

@@ -22,8 +22,8 @@ from tests.helpers.subscription_sync import (
 )
 from tests.helpers.subscription_sync import SyncWorld as World
 from usercredits.adapters.stripe.billing import StripeSubscriptionProcessor
-from usercredits.domain.models import Money
 from usercredits.errors import ConflictError, InvalidRequestError, NotFoundError, UnavailableError
+from usercredits.kernel.models import Money
 from usercredits.subscriptions.discounts import add_discounts
 from usercredits.subscriptions.errors import PaymentInProgressError
 from usercredits.subscriptions.loading import load_processor

@@ -11,8 +11,8 @@ import stripe
 from tests.stripe_billing_fake import FakeStripeBilling
 from usercredits.adapters.stripe.billing import StripeSubscriptionProcessor
 from usercredits.adapters.stripe.subscription_mapping import processor_subscription
-from usercredits.domain.models import Money
 from usercredits.errors import ConflictError, InvalidRequestError, PaymentGatewayError, UnavailableError
+from usercredits.kernel.models import Money
 from usercredits.subscriptions.customers import new_customer
 from usercredits.subscriptions.instruments import ApplePayDetails, CardDetails, PaymentMethodKind, PayPalDetails
 from usercredits.subscriptions.models import AddressFields, Customer, SubscriptionStatus, TransactionKind

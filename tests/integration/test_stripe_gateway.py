@@ -15,8 +15,9 @@ from moto import mock_aws
 from tests.stripe_fake import FakeStripe, parse_form
 from usercredits.adapters.stripe.client import StripeKeys, load_stripe_keys
 from usercredits.adapters.stripe.payments import StripeGateway
-from usercredits.domain.models import Cycle, IntentState, Money, Order, OrderStatus
+from usercredits.domain.models import IntentState, Order, OrderStatus
 from usercredits.errors import PaymentGatewayError, UnavailableError
+from usercredits.kernel.models import Cycle, Money
 
 SECRET_KEY = "sk_test_51FakeKeyForTheFakeServer0123456789"
 NOW = datetime(2026, 3, 10, 9, 0, tzinfo=UTC)

@@ -14,7 +14,7 @@ from usercredits.adapters.dynamodb.orders import DynamoOrderRepository
 from usercredits.adapters.stripe.payments import StripeGateway
 from usercredits.domain import ordering, payments
 from usercredits.domain.models import Caller, OrderStatus
-from usercredits.domain.ports import SystemClock
+from usercredits.kernel.clock import SystemClock
 
 ALICE = Caller(user_id="alice")
 

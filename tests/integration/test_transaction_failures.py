@@ -14,8 +14,9 @@ from usercredits.adapters.dynamodb.mappers import order_to_item, reservation_to_
 from usercredits.adapters.dynamodb.orders import DynamoOrderRepository
 from usercredits.adapters.dynamodb.tables import CreditGroupItem, HoldItem, OrderItem
 from usercredits.adapters.dynamodb.transactions import ConditionFailedError, IdempotentTransaction
-from usercredits.domain.models import Cycle, DomainEvent, Money, Order, OrderStatus, Reservation, ReservationStatus
+from usercredits.domain.models import Order, OrderStatus, Reservation, ReservationStatus
 from usercredits.domain.ports import IdempotencyRecord, IdempotentReplayError
+from usercredits.kernel.models import Cycle, DomainEvent, Money
 
 CLOCK = FixedClock()
 

@@ -23,12 +23,11 @@ from usercredits.domain.models import (
     MAX_TRANSACTION_ACTIONS,
     Caller,
     CombinedOffer,
-    Cycle,
-    Money,
     Offer,
     OrderStatus,
 )
 from usercredits.errors import ConflictError
+from usercredits.kernel.models import Cycle, Money
 
 
 def largest_transaction(items: int) -> int:

@@ -1,7 +1,8 @@
 """Offer visibility: the seed's loadOffers scenarios T01-T04 and its section-7 fixes."""
 
 from usercredits.domain.catalog import matches_tags, visible_offers
-from usercredits.domain.models import Money, Offer
+from usercredits.domain.models import Offer
+from usercredits.kernel.models import Money
 
 PAID_VIP_UNLOCKERS = ["ScaleUp"]
 

@@ -69,7 +69,7 @@ def test_group_policy_floor() -> None:
 
 
 def test_ids_made_in_the_same_millisecond_still_sort_in_order() -> None:
-    from usercredits.domain.ids import new_ulid
+    from usercredits.kernel.ids import new_ulid
 
     ids = [new_ulid(NOW) for _ in range(50)]
     assert ids == sorted(ids) and len(set(ids)) == 50

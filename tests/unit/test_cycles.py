@@ -2,8 +2,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from usercredits.domain.cycles import add_months, cycle_end
-from usercredits.domain.models import Cycle
+from usercredits.kernel.cycles import add_months, cycle_end
+from usercredits.kernel.models import Cycle
 
 START = datetime(2026, 1, 31, 10, 30, tzinfo=UTC)
 

@@ -18,9 +18,10 @@ from usercredits.adapters.events import EventBridgePublisher
 from usercredits.domain.expiry_index import IndexedLot, IndexEntry, IndexPage, LowMark, ScanState, bound_key, hour_of
 from usercredits.domain.expiry_scan import Unlimited, scan_expiry
 from usercredits.domain.lot_expiry import expiry_events
-from usercredits.domain.models import DomainEvent, GroupPolicy, GroupState, LedgerKind, Lot, Movement
+from usercredits.domain.models import GroupPolicy, GroupState, LedgerKind, Lot, Movement
 from usercredits.domain.ports import CreditSnapshot
 from usercredits.errors import UnavailableError
+from usercredits.kernel.models import DomainEvent
 from usercredits.settings import ExpiryScanSettings
 
 T0 = datetime(2026, 1, 31, 12, 0, tzinfo=UTC)

@@ -28,7 +28,7 @@ from usercredits.adapters.clock import (
     set_clock,
     write_state,
 )
-from usercredits.domain.ports import SystemClock
+from usercredits.kernel.clock import SystemClock
 from usercredits.settings import SETTINGS_BY_FUNCTION, ConsumptionSettings, LocalClockSettings
 
 T0 = datetime(2031, 5, 6, 7, 8, 9, tzinfo=UTC)

@@ -20,10 +20,11 @@ from tests.fakes.payments import RecordingPaymentGateway
 from usercredits.adapters.dynamodb.mappers import item_to_lot, item_to_order, lot_to_item, order_to_item
 from usercredits.adapters.dynamodb.tables import LotItem, OrderItem
 from usercredits.domain import ordering
-from usercredits.domain.cycles import MAX_START_AHEAD, MAX_TIME, MAX_WINDOW, add_months, cycle_end
-from usercredits.domain.models import Caller, CombinedOffer, Cycle, GroupState, Money, Offer, OrderStatus
+from usercredits.domain.models import Caller, CombinedOffer, GroupState, Offer, OrderStatus
 from usercredits.domain.settlement import extend_window, settle_order, start_for
 from usercredits.errors import InvalidRequestError
+from usercredits.kernel.cycles import MAX_START_AHEAD, MAX_TIME, MAX_WINDOW, add_months, cycle_end
+from usercredits.kernel.models import Cycle, Money
 
 CENTURY_SECONDS = 100 * 366 * 86400  # the longest customCycleSeconds an offer may have
 

@@ -9,8 +9,9 @@ from tests.fakes.clock import FixedClock
 from tests.fakes.orders import InMemoryOrderRepository
 from tests.fakes.payments import RecordingPaymentGateway
 from usercredits.domain import ordering
-from usercredits.domain.models import Caller, Money, Offer, OrderStatus
+from usercredits.domain.models import Caller, Offer, OrderStatus
 from usercredits.errors import ConflictError, ForbiddenError, InvalidRequestError, NotFoundError
+from usercredits.kernel.models import Money
 
 
 @pytest.fixture

@@ -14,9 +14,10 @@ from tests.fakes.orders import InMemoryOrderRepository
 from tests.fakes.payments import RecordingPaymentGateway
 from usercredits.adapters.stripe.payments import intent_state
 from usercredits.domain import limits, ordering, payments
-from usercredits.domain.models import MAX_ORDER_QUANTITY, Caller, Cycle, Money, Offer, Order, OrderStatus
+from usercredits.domain.models import MAX_ORDER_QUANTITY, Caller, Offer, Order, OrderStatus
 from usercredits.domain.reversal import ChargeReport, merge_report, plan_reversal
 from usercredits.errors import ConflictError
+from usercredits.kernel.models import Cycle, Money
 
 PRO = Offer(
     offer_id="Pro",

@@ -8,14 +8,12 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from usercredits.domain.models import (
-    Cycle,
     DisputeStatus,
     GroupPolicy,
     GroupState,
     IntentFigures,
     LedgerKind,
     Lot,
-    Money,
     Order,
     OrderStatus,
     PurchaseWindow,
@@ -23,6 +21,7 @@ from usercredits.domain.models import (
     ReservationStatus,
 )
 from usercredits.domain.reversal import ChargeReport, merge_report, owed_share, plan_reversal
+from usercredits.kernel.models import Cycle, Money
 
 NOW = datetime(2026, 11, 21, tzinfo=UTC)
 YEAR_END = NOW + timedelta(days=365)

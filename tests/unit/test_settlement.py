@@ -2,9 +2,10 @@
 
 from datetime import UTC, datetime, timedelta
 
-from usercredits.domain.cycles import add_months
-from usercredits.domain.models import Cycle, GroupState, HistoryEntry, Money, Order, OrderLine, OrderStatus
+from usercredits.domain.models import GroupState, HistoryEntry, Order, OrderLine, OrderStatus
 from usercredits.domain.settlement import extend_window, settle_order, start_for
+from usercredits.kernel.cycles import add_months
+from usercredits.kernel.models import Cycle, Money
 
 NOW = datetime(2026, 3, 10, 9, 0, tzinfo=UTC)
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from usercredits.domain.ports import Clock, SystemClock
+from usercredits.kernel.clock import Clock, SystemClock
 
 __all__ = [
     "MAX_TIME",

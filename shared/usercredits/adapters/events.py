@@ -11,8 +11,8 @@ import logging
 import time
 from typing import Any
 
-from usercredits.domain.models import DomainEvent
 from usercredits.errors import UnavailableError
+from usercredits.kernel.models import DomainEvent
 
 logger = logging.getLogger(__name__)
 

@@ -6,8 +6,10 @@ from datetime import datetime
 
 from usercredits.domain.credits import CreditGroup, credit_group, empty_group
 from usercredits.domain.lapses import catch_up
-from usercredits.domain.models import GroupState, LedgerEntry, Page
-from usercredits.domain.ports import CatalogRepository, Clock, CreditSnapshot, CreditsRepository
+from usercredits.domain.models import GroupState, LedgerEntry
+from usercredits.domain.ports import CatalogRepository, CreditSnapshot, CreditsRepository
+from usercredits.kernel.clock import Clock
+from usercredits.kernel.models import Page
 
 
 def list_credits(

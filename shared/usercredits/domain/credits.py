@@ -16,17 +16,9 @@ from datetime import datetime
 
 from pydantic import Field
 
-from usercredits.domain.ids import new_ulid
-from usercredits.domain.models import (
-    DomainModel,
-    GroupState,
-    LedgerEntry,
-    LedgerKind,
-    Lot,
-    Movement,
-    Reservation,
-    ReservationStatus,
-)
+from usercredits.domain.models import GroupState, LedgerEntry, LedgerKind, Lot, Movement, Reservation, ReservationStatus
+from usercredits.kernel.ids import new_ulid
+from usercredits.kernel.models import DomainModel
 
 
 class LotView(DomainModel):

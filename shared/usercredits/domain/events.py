@@ -10,7 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import datetime
 
-from usercredits.domain.models import DomainEvent, IntentState, Lot, Movement, Order, OrderStatus
+from usercredits.domain.models import IntentState, Lot, Movement, Order, OrderStatus
+from usercredits.kernel.models import DomainEvent
 
 
 def order_paid(order: Order) -> DomainEvent:

@@ -8,8 +8,9 @@ from typing import Literal
 
 from usercredits.domain.credits import CreditGroup, credit_group
 from usercredits.domain.lapses import expire_group
-from usercredits.domain.models import DomainModel
-from usercredits.domain.ports import CatalogRepository, Clock, CreditsRepository
+from usercredits.domain.ports import CatalogRepository, CreditsRepository
+from usercredits.kernel.clock import Clock
+from usercredits.kernel.models import DomainModel
 
 
 class Warning(DomainModel):  # noqa: A001 - the API's name

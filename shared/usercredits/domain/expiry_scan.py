@@ -48,20 +48,18 @@ from usercredits.domain.expiry_index import (
     hour_of,
 )
 from usercredits.domain.lapses import expire_group, release_hold
-from usercredits.domain.models import (
-    DomainEvent,
-    ReservationStatus,
-)
+from usercredits.domain.models import ReservationStatus
 from usercredits.domain.ports import (
     BatchPublisher,
     Budget,
     CatalogRepository,
-    Clock,
     CreditSnapshot,
     CreditsRepository,
     ExpiryIndex,
 )
 from usercredits.errors import ConflictError
+from usercredits.kernel.clock import Clock
+from usercredits.kernel.models import DomainEvent
 
 logger = logging.getLogger(__name__)
 

@@ -7,14 +7,13 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from usercredits.domain.credits import lot_remaining
-from usercredits.domain.ids import new_ulid
 from usercredits.domain.lot_expiry import due_lots, needs_closing, plan_closing_step
 from usercredits.domain.models import GroupPolicy, GroupState, LedgerKind, Lot, Movement, Reservation, ReservationStatus
-from usercredits.domain.ports import CatalogRepository, Clock, CreditSnapshot, CreditsRepository, StaleWindowError
+from usercredits.domain.ports import CatalogRepository, CreditSnapshot, CreditsRepository, StaleWindowError
 from usercredits.errors import ConflictError
-
-#: Optimistic retries when a concurrent movement changed the group an expiry was computed from.
-_RETRIES = 5
+from usercredits.kernel.clock import Clock
+from usercredits.kernel.ids import new_ulid
+from usercredits.kernel.retries import OPTIMISTIC_ATTEMPTS
 
 
 def catch_up(
@@ -88,7 +87,7 @@ def expire_group(
     closing transaction is conditional on the group's version and ``drawn`` and on each lot being open, so a stale
     read only fails it, and the retries read consistently. A stale read cannot hide a due lot: lots only close."""
     total = Expired()
-    for attempt in range(_RETRIES):
+    for attempt in range(OPTIMISTIC_ATTEMPTS):
         now = clock.now()
         # Only what is due (and the next lot to expire, for the group's next expiry): an expiry costs what expires.
         snapshot = credits.snapshot(user_id, offer_group, consistent=consistent or attempt > 0, due_by=now)

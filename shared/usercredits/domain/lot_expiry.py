@@ -16,10 +16,8 @@ from datetime import datetime
 
 from usercredits.domain.credits import HoldCut, burn_order, cut_holds, cut_movement, lot_remaining
 from usercredits.domain.events import credits_expired, crossed_low
-from usercredits.domain.ids import new_ulid
 from usercredits.domain.models import (
     MAX_TRANSACTION_ACTIONS,
-    DomainEvent,
     GroupPolicy,
     GroupState,
     LedgerKind,
@@ -27,6 +25,8 @@ from usercredits.domain.models import (
     Movement,
     Reservation,
 )
+from usercredits.kernel.ids import new_ulid
+from usercredits.kernel.models import DomainEvent
 
 #: The most items one atomic change of the store may write (DynamoDB's TransactWriteItems takes 100 actions).
 MAX_WRITES = MAX_TRANSACTION_ACTIONS

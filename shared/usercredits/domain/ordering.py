@@ -9,9 +9,7 @@ from datetime import datetime
 
 from usercredits.domain import catalog as catalog_rules
 from usercredits.domain import limits
-from usercredits.domain.cycles import MAX_START_AHEAD, MAX_TIME, MAX_WINDOW
 from usercredits.domain.events import payment_failed
-from usercredits.domain.ids import new_ulid
 from usercredits.domain.models import (
     MAX_BUNDLE_ITEMS,
     MAX_ORDER_QUANTITY,
@@ -19,18 +17,15 @@ from usercredits.domain.models import (
     GroupState,
     HistoryEntry,
     IntentFigures,
-    Money,
     Offer,
     OfferView,
     Order,
     OrderLine,
     OrderStatus,
-    Page,
     PaymentIntent,
 )
 from usercredits.domain.ports import (
     CatalogRepository,
-    Clock,
     IdempotencyRecord,
     IdempotentReplayError,
     OrderRepository,
@@ -47,13 +42,16 @@ from usercredits.errors import (
     PaymentGatewayError,
     UnavailableError,
 )
+from usercredits.kernel.clock import Clock
+from usercredits.kernel.cycles import MAX_START_AHEAD, MAX_TIME, MAX_WINDOW
+from usercredits.kernel.ids import new_ulid
+from usercredits.kernel.models import Money, Page
+from usercredits.kernel.retries import OPTIMISTIC_ATTEMPTS
 
 logger = logging.getLogger(__name__)
 
 #: Largest order total accepted, in minor units (far above any card network's limit; guards integer sanity).
 MAX_ORDER_TOTAL = 10**12
-#: Optimistic retries when a concurrent payment moved the same paid window.
-_WINDOW_RETRIES = 5
 
 
 @dataclass(frozen=True)
@@ -333,7 +331,7 @@ def _with_window_retries(
     windows: dict[str, GroupState],
     reload: Callable[[], dict[str, GroupState]],
 ) -> Order:
-    for _ in range(_WINDOW_RETRIES):
+    for _ in range(OPTIMISTIC_ATTEMPTS):
         try:
             return attempt(windows)
         except StaleWindowError:
@@ -475,7 +473,7 @@ def apply_order_paid(
     transaction: it becomes ``inconsistent`` instead (with ``PaymentFailed``), and is returned as such, so the payment
     code refunds the money like any payment of an order that can no longer be paid.
     """
-    for _ in range(_WINDOW_RETRIES):
+    for _ in range(OPTIMISTIC_ATTEMPTS):
         order, read = read or orders.get_order(user_id, order_id), None
         if order is None:
             raise NotFoundError(f"order {order_id!r} not found")

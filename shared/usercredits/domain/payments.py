@@ -28,10 +28,12 @@ from usercredits.domain.models import (
     OrderStatus,
 )
 from usercredits.domain.ordering import PAYABLE, apply_order_paid, get_order
-from usercredits.domain.ports import Clock, IdempotencyRecord, OrderRepository, PaymentGateway
+from usercredits.domain.ports import IdempotencyRecord, OrderRepository, PaymentGateway
 from usercredits.domain.refunds import RefundPorts, order_for_intent, settle_returned
 from usercredits.domain.reversal import GRANTED
 from usercredits.errors import ConflictError, PaymentGatewayError, UnavailableError
+from usercredits.kernel.clock import Clock
+from usercredits.kernel.retries import OPTIMISTIC_ATTEMPTS
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +46,6 @@ _FROM = {
 }
 #: Outcomes published as ``PaymentFailed`` (a canceled intent is the buyer's or our choice, not a failure).
 _FAILED = frozenset({OrderStatus.REFUSED, OrderStatus.ERROR, OrderStatus.INCONSISTENT})
-_RETRIES = 5
 
 
 @dataclass(frozen=True)
@@ -119,7 +120,7 @@ def _apply(order: Order, intent: IntentState, record: IdempotencyRecord, ports: 
 
 
 def _succeeded(order: Order, intent: IntentState, record: IdempotencyRecord, ports: _Ports) -> str:
-    for _ in range(_RETRIES):
+    for _ in range(OPTIMISTIC_ATTEMPTS):
         if order.status in GRANTED and order.payment_intent_id == intent.payment_intent_id:
             _settle_early_returns(order, ports.refunds)  # a redelivery, or the confirm route got there first
             return "unchanged"
@@ -197,7 +198,7 @@ def _refund_payment(order: Order, intent: IntentState, record: IdempotencyRecord
     The refund is asked for first and recorded after: if recording fails, the event is delivered again and the same
     key returns the same refund. If asking fails, nothing is recorded and the webhook fails, so Stripe retries."""
     intent_id = intent.payment_intent_id
-    for _ in range(_RETRIES):
+    for _ in range(OPTIMISTIC_ATTEMPTS):
         figures = order.other_intents.get(intent_id, IntentFigures())
         if figures.duplicate_refund_id is not None:
             return "unchanged"  # refunded already
@@ -230,7 +231,7 @@ def _refund_payment(order: Order, intent: IntentState, record: IdempotencyRecord
 
 
 def _move(order: Order, status: OrderStatus, message: str, record: IdempotencyRecord | None, ports: _Ports) -> str:
-    for _ in range(3):
+    for _ in range(OPTIMISTIC_ATTEMPTS):
         if order.status not in _FROM[status]:
             return "unchanged"  # already further along (or a redelivery): forward only
         events = [payment_failed(order, status, message)] if status in _FAILED else []

@@ -6,13 +6,12 @@ import hashlib
 import json
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Protocol
 
 from usercredits.domain.credits import HoldCut
 from usercredits.domain.expiry_index import IndexedLot, IndexPage, LowMark, ScanState
 from usercredits.domain.models import (
-    DomainEvent,
     GroupPolicy,
     GroupState,
     IntentState,
@@ -22,25 +21,12 @@ from usercredits.domain.models import (
     Offer,
     Order,
     OrderStatus,
-    Page,
     PaymentIntent,
     Reservation,
 )
 from usercredits.domain.reversal import Reversal
 from usercredits.domain.settlement import Settlement
-
-
-class Clock(Protocol):
-    def now(self) -> datetime:
-        """The current time, timezone-aware UTC."""
-        ...
-
-
-class SystemClock:
-    """The real clock."""
-
-    def now(self) -> datetime:
-        return datetime.now(UTC)
+from usercredits.kernel.models import DomainEvent, Page
 
 
 @dataclass(frozen=True)

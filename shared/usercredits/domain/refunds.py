@@ -15,7 +15,6 @@ from usercredits.domain.lapses import catch_up
 from usercredits.domain.models import Order
 from usercredits.domain.ports import (
     CatalogRepository,
-    Clock,
     CreditSnapshot,
     CreditsRepository,
     IdempotencyRecord,
@@ -25,8 +24,8 @@ from usercredits.domain.ports import (
 )
 from usercredits.domain.reversal import GRANTED, ChargeReport, merge_report, owed_lots, plan_reversal, touched_groups
 from usercredits.errors import ConflictError
-
-_RETRIES = 5
+from usercredits.kernel.clock import Clock
+from usercredits.kernel.retries import OPTIMISTIC_ATTEMPTS
 
 
 @dataclass(frozen=True)
@@ -56,7 +55,7 @@ def apply_charge_report(event_id: str, kind: str, report: ChargeReport, *, ports
     if found is None:
         return "unknown-order"
     record = IdempotencyRecord.of("stripe-event", event_id, {"type": kind}, found[1])
-    for _ in range(_RETRIES):
+    for _ in range(OPTIMISTIC_ATTEMPTS):
         read = ports.orders.get_order(*found)
         if read is None:
             return "unknown-order"
@@ -70,7 +69,7 @@ def apply_charge_report(event_id: str, kind: str, report: ChargeReport, *, ports
 
 def settle_returned(user_id: str, order_id: str, *, ports: RefundPorts) -> str:
     """Settle money that went back before the order was paid (called right after the grant); no-op otherwise."""
-    for _ in range(_RETRIES):
+    for _ in range(OPTIMISTIC_ATTEMPTS):
         read = ports.orders.get_order(user_id, order_id)
         if (
             read is None

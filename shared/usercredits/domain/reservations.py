@@ -5,12 +5,10 @@ from __future__ import annotations
 from datetime import timedelta
 
 from usercredits.domain.credits import journal_entries
-from usercredits.domain.ids import new_ulid
 from usercredits.domain.lapses import catch_up, expire_group, release_hold
 from usercredits.domain.models import LedgerKind, Movement, Reservation, ReservationStatus
 from usercredits.domain.ports import (
     CatalogRepository,
-    Clock,
     CreditsRepository,
     EventPublisher,
     IdempotencyRecord,
@@ -19,14 +17,13 @@ from usercredits.domain.ports import (
 )
 from usercredits.domain.spending import publish_if_crossed
 from usercredits.errors import ConflictError, InsufficientCreditsError, InvalidRequestError, NotFoundError
+from usercredits.kernel.clock import Clock
+from usercredits.kernel.ids import new_ulid
+from usercredits.kernel.retries import CATCH_UP_ATTEMPTS, OPTIMISTIC_ATTEMPTS
 
 #: How long a hold lasts when the request does not say, and the longest allowed.
 DEFAULT_HOLD_SECONDS = 300
 MAX_HOLD_SECONDS = 7 * 86400
-#: Attempts of a hold refused by lots past their expiry or lapsed holds (they are cleared, then it is tried again).
-_HOLD_ATTEMPTS = 3
-#: Attempts of a capture that met a change of its hold or group (a lot expiring first, another settlement).
-_CAPTURE_ATTEMPTS = 5
 
 
 def create_reservation(
@@ -67,7 +64,7 @@ def create_reservation(
         request: dict[str, object] = {"offerGroup": offer_group, "count": count, "seconds": seconds}
         record = IdempotencyRecord.of("reservation", idempotency_key, request, reservation.reservation_id)
     floor = catalog.group_policy(offer_group).floor
-    for attempt in range(_HOLD_ATTEMPTS):
+    for attempt in range(CATCH_UP_ATTEMPTS):
         try:
             credits.create_hold(user_id, reservation, movement, floor=floor, now=now, idempotency=record)
             return reservation
@@ -76,7 +73,7 @@ def create_reservation(
                 raise ConflictError("Idempotency-Key was already used with a different request") from replay
             return get_reservation(user_id, replay.result_id, credits=credits)
         except SpendRefusedError as refused:
-            if attempt < _HOLD_ATTEMPTS - 1 and _freed_something(user_id, offer_group, credits, clock, catalog):
+            if attempt < CATCH_UP_ATTEMPTS - 1 and _freed_something(user_id, offer_group, credits, clock, catalog):
                 continue
             available = refused.state.available if refused.state else 0
             raise InsufficientCreditsError(
@@ -112,7 +109,7 @@ def capture_reservation(
     events: EventPublisher,
 ) -> Reservation:
     """Spend up to the held amount (all of it by default); the rest goes back. A repeat returns the capture."""
-    for _ in range(_CAPTURE_ATTEMPTS):
+    for _ in range(OPTIMISTIC_ATTEMPTS):
         hold = get_reservation(user_id, reservation_id, credits=credits)
         captured = hold.count if count is None else count
         if hold.status is ReservationStatus.CAPTURED and captured == hold.captured:

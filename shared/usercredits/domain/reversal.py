@@ -41,12 +41,10 @@ from datetime import datetime
 
 from usercredits.domain.credits import HoldCut, cut_holds, cut_movement
 from usercredits.domain.events import credits_restored, credits_revoked, with_detail
-from usercredits.domain.ids import new_ulid
 from usercredits.domain.limits import with_slot
 from usercredits.domain.models import (
     MAX_TRANSACTION_ACTIONS,
     DisputeStatus,
-    DomainEvent,
     GroupPolicy,
     GroupState,
     HistoryEntry,
@@ -59,6 +57,8 @@ from usercredits.domain.models import (
     Reservation,
 )
 from usercredits.domain.settlement import add_purchase, withdraw_purchase
+from usercredits.kernel.ids import new_ulid
+from usercredits.kernel.models import DomainEvent
 
 #: Orders whose credits were granted: money going back takes credits back from them.
 GRANTED = frozenset({OrderStatus.PAID, OrderStatus.EXPIRED, OrderStatus.REFUNDED})

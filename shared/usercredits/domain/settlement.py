@@ -10,23 +10,22 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from usercredits.domain.cycles import cycle_end
 from usercredits.domain.events import credits_granted, order_paid
-from usercredits.domain.ids import new_ulid
 from usercredits.domain.limits import with_slot
 from usercredits.domain.models import (
-    DomainEvent,
     GroupState,
     HistoryEntry,
     LedgerKind,
     Lot,
-    Money,
     Movement,
     Order,
     OrderLine,
     OrderStatus,
     PurchaseWindow,
 )
+from usercredits.kernel.cycles import cycle_end
+from usercredits.kernel.ids import new_ulid
+from usercredits.kernel.models import DomainEvent, Money
 
 
 @dataclass(frozen=True)

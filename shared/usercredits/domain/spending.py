@@ -9,12 +9,10 @@ from datetime import datetime
 
 from usercredits.domain.credits import journal_entries
 from usercredits.domain.events import credits_granted, crossed_low, with_detail
-from usercredits.domain.ids import new_ulid
 from usercredits.domain.lapses import catch_up
-from usercredits.domain.models import DomainEvent, GroupPolicy, GroupState, LedgerEntry, LedgerKind, Lot, Movement
+from usercredits.domain.models import GroupPolicy, GroupState, LedgerEntry, LedgerKind, Lot, Movement
 from usercredits.domain.ports import (
     CatalogRepository,
-    Clock,
     CreditsRepository,
     EventPublisher,
     IdempotencyRecord,
@@ -23,13 +21,12 @@ from usercredits.domain.ports import (
     StaleWindowError,
 )
 from usercredits.errors import ConflictError, InsufficientCreditsError, InvalidRequestError, NotFoundError
+from usercredits.kernel.clock import Clock
+from usercredits.kernel.ids import new_ulid
+from usercredits.kernel.models import DomainEvent
+from usercredits.kernel.retries import CATCH_UP_ATTEMPTS, OPTIMISTIC_ATTEMPTS
 
 logger = logging.getLogger(__name__)
-
-#: Attempts of a spend refused by lots past their expiry (they close, then it is tried again).
-_SPEND_ATTEMPTS = 3
-#: Optimistic retries of a grant when a concurrent movement changed the group.
-_GRANT_ATTEMPTS = 5
 
 
 @dataclass(frozen=True)
@@ -70,7 +67,7 @@ def consume_credits(
     if idempotency_key is not None:
         request: dict[str, object] = {"offerGroup": offer_group, "count": count}
         record = IdempotencyRecord.of("consume", idempotency_key, request, movement.entry_id)
-    for attempt in range(_SPEND_ATTEMPTS):
+    for attempt in range(CATCH_UP_ATTEMPTS):
         try:
             state = credits.spend(user_id, offer_group, movement, floor=policy.floor, now=now, idempotency=record)
         except IdempotentReplayError as replay:
@@ -78,7 +75,7 @@ def consume_credits(
                 raise ConflictError("Idempotency-Key was already used with a different request") from replay
             return _replayed(user_id, offer_group, replay.result_id, credits=credits)
         except SpendRefusedError as refused:
-            if attempt < _SPEND_ATTEMPTS - 1 and _worth_retrying(
+            if attempt < CATCH_UP_ATTEMPTS - 1 and _worth_retrying(
                 refused.state, count, policy, user_id, credits=credits, clock=clock, catalog=catalog
             ):
                 continue
@@ -178,7 +175,7 @@ def grant_credits(
         request: dict[str, object] = {"offerGroup": offer_group, "tokens": tokens, "expires": expires, "reason": reason}
         record = IdempotencyRecord.of("grant", idempotency_key, request, f"{offer_group}:{movement.entry_id}")
     event = credits_granted(user_id, lot, reason=reason)
-    for _ in range(_GRANT_ATTEMPTS):
+    for _ in range(OPTIMISTIC_ATTEMPTS):
         try:
             before = credits.group_state(user_id, offer_group)
             credits.add_lot(user_id, lot, movement, before, now, events=[event], idempotency=record)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from usercredits.errors import ConflictError
+from usercredits.kernel.retries import OPTIMISTIC_ATTEMPTS
 from usercredits.subscriptions.models import Customer
 from usercredits.subscriptions.ports import (
     ChildItem,
@@ -22,7 +23,7 @@ from usercredits.subscriptions.ports import (
 
 #: How many times a change is tried on a freshly loaded customer when another save got there first (the customers
 #: API's changes and the processor use cases' saves alike).
-SAVE_ATTEMPTS = 5
+SAVE_ATTEMPTS = OPTIMISTIC_ATTEMPTS
 
 _CHILD_LISTS = {
     ChildKind.ADDRESS: "addresses",

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from usercredits.domain.models import Money
+from usercredits.kernel.models import Money
 from usercredits.subscriptions.discounts import new_discount, percent_of
 from usercredits.subscriptions.errors import CouponError
 from usercredits.subscriptions.models import Coupon, CouponKind, Discount, DiscountKind, Subscription

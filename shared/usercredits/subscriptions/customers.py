@@ -10,9 +10,9 @@ from datetime import datetime
 
 from pydantic import ValidationError
 
-from usercredits.domain.ids import new_ulid
-from usercredits.domain.models import DomainModel
 from usercredits.errors import ConflictError, InvalidRequestError, NotFoundError
+from usercredits.kernel.ids import new_ulid
+from usercredits.kernel.models import DomainModel
 from usercredits.subscriptions.instruments import InstrumentDetails, PaymentMethodKind
 from usercredits.subscriptions.models import (
     Address,

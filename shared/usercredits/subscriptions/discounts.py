@@ -10,8 +10,8 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 
-from usercredits.domain.ids import new_ulid
-from usercredits.domain.models import Money
+from usercredits.kernel.ids import new_ulid
+from usercredits.kernel.models import Money
 from usercredits.subscriptions.models import Discount, DiscountKind, Subscription, SubscriptionStatus
 from usercredits.subscriptions.tracking import track
 

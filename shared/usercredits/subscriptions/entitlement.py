@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 
-from usercredits.domain.cycles import add_months
+from usercredits.kernel.cycles import add_months
 from usercredits.subscriptions.models import (
     ACTIVE_STATES,
     Customer,

@@ -11,7 +11,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from usercredits.domain.models import DomainModel
+from usercredits.kernel.models import DomainModel
 
 
 class PaymentMethodKind(StrEnum):

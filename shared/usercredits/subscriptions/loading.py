@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from usercredits.domain.ids import new_ulid
+from usercredits.kernel.ids import new_ulid
 from usercredits.subscriptions.models import Address, AddressFields, Customer, PaymentMethod, ProcessorItem, Transaction
 from usercredits.subscriptions.ports import ProcessorCustomer, ProcessorPaymentMethod, ProcessorSubscription, SyncPorts
 from usercredits.subscriptions.processor_session import epoch, load_customer, payment_lock, persist, unlocked

@@ -15,7 +15,7 @@ from typing import Annotated, ClassVar
 
 from pydantic import AfterValidator, AwareDatetime, BeforeValidator, Field, JsonValue, field_validator, model_validator
 
-from usercredits.domain.models import DomainModel, Identifier, Money
+from usercredits.kernel.models import DomainModel, Identifier, Money
 from usercredits.subscriptions.instruments import InstrumentDetails, PaymentMethodKind
 
 

@@ -4,8 +4,8 @@ checked on the customer as it stands under the payment lock, then asked of the p
 
 from __future__ import annotations
 
-from usercredits.domain.models import Money
 from usercredits.errors import ConflictError
+from usercredits.kernel.models import Money
 from usercredits.subscriptions.models import Customer, Transaction, TransactionKind
 from usercredits.subscriptions.ports import SyncPorts
 from usercredits.subscriptions.processor_session import load_customer, payment_lock, persist

@@ -10,8 +10,8 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Protocol
 
-from usercredits.domain.models import Money
-from usercredits.domain.ports import Clock
+from usercredits.kernel.clock import Clock
+from usercredits.kernel.models import Money
 from usercredits.subscriptions.instruments import InstrumentDetails, PaymentMethodKind
 from usercredits.subscriptions.models import (
     Address,

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from usercredits.domain.ids import new_ulid
+from usercredits.kernel.ids import new_ulid
 from usercredits.subscriptions.customers import find_payment_method
 from usercredits.subscriptions.models import (
     Customer,

@@ -14,8 +14,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from usercredits.domain.models import DomainModel
 from usercredits.errors import ConflictError, InvalidRequestError, NotFoundError
+from usercredits.kernel.models import DomainModel
 from usercredits.subscriptions import coupons as coupon_rules
 from usercredits.subscriptions import customers as customer_rules
 from usercredits.subscriptions import entitlement, subscribing

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from usercredits.domain.ids import new_ulid
 from usercredits.errors import InvalidRequestError, NotFoundError
+from usercredits.kernel.ids import new_ulid
 from usercredits.subscriptions.coupons import INVALID, LIMIT_REACHED, coupon_discount, ensure_valid_coupon
 from usercredits.subscriptions.customers import find_payment_method
 from usercredits.subscriptions.discounts import add_discounts, previous_subscription_credit

@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 
-from usercredits.domain.models import Money
 from usercredits.errors import ConflictError, InvalidRequestError, NotFoundError
+from usercredits.kernel.models import Money
 from usercredits.subscriptions.models import Customer, Transaction, TransactionKind, TransactionStatus
 from usercredits.subscriptions.tracking import local_id_for
 

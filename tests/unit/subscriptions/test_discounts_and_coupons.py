@@ -12,7 +12,7 @@ import pytest
 from pydantic import ValidationError
 
 from tests.helpers.subscription_builders import at, base_customer, plan, subscription, usd
-from usercredits.domain.models import Money
+from usercredits.kernel.models import Money
 from usercredits.subscriptions.coupons import (
     EXPIRED,
     INVALID,

@@ -16,7 +16,7 @@ import pytest
 from tests.fakes.clock import FixedClock
 from tests.fakes.subscriptions import InMemoryCouponRepository, InMemoryCustomerRepository
 from tests.helpers.subscription_builders import NOW, address, at, base_customer, card, paypal, subscription, usd
-from usercredits.domain.models import Money
+from usercredits.kernel.models import Money
 from usercredits.subscriptions import service
 from usercredits.subscriptions.coupons import EXPIRED, INVALID, LIMIT_REACHED, coupon_discount
 from usercredits.subscriptions.customers import NewPaymentMethod, set_default_payment_method, update_profile

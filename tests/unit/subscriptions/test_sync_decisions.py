@@ -18,8 +18,8 @@ from tests.helpers.subscription_builders import (
     subscription,
     usd,
 )
-from usercredits.domain.models import Money
 from usercredits.errors import ConflictError, InvalidRequestError, NotFoundError
+from usercredits.kernel.models import Money
 from usercredits.subscriptions.changes import customer_changes
 from usercredits.subscriptions.customers import NewPaymentMethod, add_address, new_customer, set_default_payment_method
 from usercredits.subscriptions.instruments import CardDetails, PaymentMethodKind, PayPalDetails

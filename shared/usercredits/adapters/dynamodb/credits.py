@@ -65,18 +65,17 @@ from usercredits.adapters.dynamodb.transactions import (
 )
 from usercredits.domain.credits import HoldCut, journal_entries, to_entry
 from usercredits.domain.models import (
-    DomainEvent,
     GroupState,
     LedgerEntry,
     LedgerKind,
     Lot,
     Movement,
     OrderStatus,
-    Page,
     Reservation,
     ReservationStatus,
 )
 from usercredits.domain.ports import CreditSnapshot, IdempotencyRecord, SpendRefusedError, StaleWindowError
+from usercredits.kernel.models import DomainEvent, Page
 
 logger = logging.getLogger(__name__)
 

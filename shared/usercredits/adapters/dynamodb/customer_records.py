@@ -17,7 +17,7 @@ from decimal import Decimal
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, JsonValue
 from pydantic.alias_generators import to_camel
 
-from usercredits.domain.models import Money
+from usercredits.kernel.models import Money
 from usercredits.subscriptions.instruments import InstrumentDetails, PaymentMethodKind
 from usercredits.subscriptions.models import (
     DiscountKind,

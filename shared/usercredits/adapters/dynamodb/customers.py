@@ -46,8 +46,9 @@ from usercredits.adapters.dynamodb.tables import (
     PlanItem,
 )
 from usercredits.adapters.dynamodb.transactions import equals_stored, set_or_remove
-from usercredits.domain.models import MAX_TRANSACTION_ACTIONS, Money
+from usercredits.domain.models import MAX_TRANSACTION_ACTIONS
 from usercredits.errors import ConflictError, NotFoundError
+from usercredits.kernel.models import Money
 from usercredits.subscriptions.models import (
     Address,
     Coupon,

@@ -42,7 +42,6 @@ from usercredits.adapters.dynamodb.transactions import (
 )
 from usercredits.domain.models import (
     CombinedOffer,
-    Cycle,
     DisputeStatus,
     GroupPolicy,
     GroupState,
@@ -51,7 +50,6 @@ from usercredits.domain.models import (
     LedgerEntry,
     LedgerKind,
     Lot,
-    Money,
     Movement,
     Offer,
     Order,
@@ -62,6 +60,7 @@ from usercredits.domain.models import (
     Reservation,
     ReservationStatus,
 )
+from usercredits.kernel.models import Cycle, Money
 
 # --- offers --------------------------------------------------------------------------------------------------------
 

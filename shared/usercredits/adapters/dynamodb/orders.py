@@ -54,17 +54,11 @@ from usercredits.adapters.dynamodb.transactions import (
     set_or_remove,
 )
 from usercredits.domain import limits
-from usercredits.domain.models import (
-    DomainEvent,
-    GroupState,
-    HistoryEntry,
-    Order,
-    OrderStatus,
-    Page,
-)
+from usercredits.domain.models import GroupState, HistoryEntry, Order, OrderStatus
 from usercredits.domain.ports import IdempotencyRecord, IdempotentReplayError, PurchaseLimitError, StaleWindowError
 from usercredits.domain.settlement import Settlement
 from usercredits.errors import ConflictError
+from usercredits.kernel.models import DomainEvent, Page
 
 
 class DynamoOrderRepository:

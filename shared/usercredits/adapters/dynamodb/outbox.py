@@ -24,10 +24,8 @@ from usercredits.adapters.dynamodb.tables import (
     OutboxEventAttribute,
     OutboxItem,
 )
-from usercredits.domain.ids import new_ulid
-from usercredits.domain.models import (
-    DomainEvent,
-)
+from usercredits.kernel.ids import new_ulid
+from usercredits.kernel.models import DomainEvent
 
 
 def is_outbox_item(image: dict[str, Any]) -> bool:

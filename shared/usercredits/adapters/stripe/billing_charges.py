@@ -19,8 +19,8 @@ from usercredits.adapters.stripe.billing_mapping import (
 )
 from usercredits.adapters.stripe.client import LIST_LIMIT, call, call_or_missing, every_item, raise_translated
 from usercredits.adapters.stripe.subscription_mapping import coupon_of
-from usercredits.domain.models import Money
 from usercredits.errors import ConflictError, InvalidRequestError
+from usercredits.kernel.models import Money
 from usercredits.subscriptions.models import Transaction, TransactionStatus, TransactionStatusEvent
 
 

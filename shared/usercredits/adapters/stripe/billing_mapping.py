@@ -9,7 +9,7 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from usercredits.domain.models import Money
+from usercredits.kernel.models import Money
 from usercredits.subscriptions.instruments import (
     AndroidPayDetails,
     ApplePayDetails,

@@ -13,8 +13,8 @@ from decimal import Decimal
 from typing import Any
 
 from usercredits.adapters.stripe.billing_mapping import Json, id_of, list_data, time_of
-from usercredits.domain.models import Money
 from usercredits.errors import PaymentGatewayError
+from usercredits.kernel.models import Money
 from usercredits.subscriptions.discounts import percent_of
 from usercredits.subscriptions.models import SubscriptionStatus, SubscriptionStatusEvent
 from usercredits.subscriptions.ports import (

@@ -5,7 +5,7 @@ from __future__ import annotations
 import calendar
 from datetime import UTC, datetime, timedelta
 
-from usercredits.domain.models import Cycle
+from usercredits.kernel.models import Cycle
 
 #: The latest time a window may reach: cycle arithmetic saturates here instead of overflowing (``datetime`` ends in
 #: year 9999), so a payment can always be applied. A day short of ``datetime.max``, so converting it to any timezone
