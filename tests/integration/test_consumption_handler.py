@@ -7,7 +7,7 @@ from http import HTTPStatus as S
 
 import pytest
 
-from tests.request_paths import RequestPath
+from tests.helpers.request_paths import RequestPath
 from usercredits.adapters.dynamodb.catalog import DynamoCatalogRepository
 from usercredits.domain.models import GroupPolicy
 

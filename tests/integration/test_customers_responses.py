@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests import customer_shapes as shapes
+from tests.helpers import customer_shapes as shapes
 from tests.helpers.subscription_builders import at, base_customer, discount, usd
 from usercredits.adapters.dynamodb.customers import DynamoCustomerRepository
 from usercredits.subscriptions.changes import customer_changes

@@ -7,8 +7,8 @@ from http import HTTPStatus as S
 
 import pytest
 
+from tests.helpers.request_paths import RequestPath
 from tests.integration.conftest import SECRET, intent_event, succeeded
-from tests.request_paths import RequestPath
 from usercredits.adapters.stripe.webhooks import sign_payload
 
 

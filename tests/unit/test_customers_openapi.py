@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests import customer_shapes as shapes
+from tests.helpers import customer_shapes as shapes
 
 #: Each response model and the keys the contract shows of it.
 RESPONSE_MODELS = {
