@@ -32,7 +32,7 @@ from usercredits.domain.ports import (
     PurchaseLimitError,
     StaleWindowError,
 )
-from usercredits.domain.settlement import settle_order
+from usercredits.domain.settlement import settle_order, too_many_items
 from usercredits.errors import (
     ConflictError,
     ForbiddenError,
@@ -138,19 +138,6 @@ def place_order(
         return _write_new_order(order, offer, idempotency, orders=orders, payments=payments, clock=clock)
     except IdempotentReplayError as replay:
         return _replay(replay, idempotency, caller, orders=orders, payments=payments)
-
-
-def too_many_items(what: str, items: int, outcome: str) -> str:
-    return (
-        f"{what} bundles {items} items, more than the {MAX_BUNDLE_ITEMS} one order can grant (its payment, refund "
-        f"or dispute must fit in one storage transaction): {outcome}"
-    )
-
-
-def grantable(order: Order) -> bool:
-    """An order bundles no more items than one transaction can grant (``MAX_BUNDLE_ITEMS``): always, for orders
-    placed since the limit (bundles do not nest: an item grants its offer's own tokens, not that offer's items)."""
-    return len(order.combined_items) <= MAX_BUNDLE_ITEMS
 
 
 def _new_order(

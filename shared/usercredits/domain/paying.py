@@ -12,7 +12,7 @@ from usercredits.domain.models import (
     Order,
     OrderStatus,
 )
-from usercredits.domain.ordering import PlacedOrder, get_order, grantable, too_many_items
+from usercredits.domain.ordering import PlacedOrder, get_order
 from usercredits.domain.ports import (
     IdempotencyRecord,
     IdempotentReplayError,
@@ -20,7 +20,7 @@ from usercredits.domain.ports import (
     PaymentGateway,
     StaleWindowError,
 )
-from usercredits.domain.settlement import settle_order
+from usercredits.domain.settlement import grantable, settle_order, too_many_items
 from usercredits.errors import (
     ConflictError,
     NotFoundError,
