@@ -46,12 +46,9 @@ from customers.schemas import (
     UpdateCustomerRequest,
 )
 from usercredits.adapters.clock import build_clock
-from usercredits.adapters.dynamodb.customers import (
-    DynamoCouponRepository,
-    DynamoCustomerRepository,
-    DynamoPlanRepository,
-    DynamoSubscriptionTermsReader,
-)
+from usercredits.adapters.dynamodb.coupons import DynamoCouponRepository
+from usercredits.adapters.dynamodb.customers import DynamoCustomerRepository
+from usercredits.adapters.dynamodb.plans import DynamoPlanRepository, DynamoSubscriptionTermsReader
 from usercredits.adapters.local_payment_methods import LocalPaymentMethodLookup
 from usercredits.adapters.stripe.billing import StripeSubscriptionProcessor
 from usercredits.errors import ConflictError, InvalidRequestError

@@ -27,7 +27,7 @@ from usercredits.adapters.clock import build_clock
 from usercredits.adapters.dynamodb.catalog import DynamoCatalogRepository
 from usercredits.adapters.dynamodb.orders import DynamoOrderRepository
 from usercredits.adapters.payments import build_payment_gateway
-from usercredits.domain import ordering
+from usercredits.domain import offers, ordering, paying
 from usercredits.domain import payments as payment_outcomes
 from usercredits.domain.models import GroupPolicy, Offer, OfferView, Order, OrderStatus
 from usercredits.domain.ports import CatalogRepository, OrderRepository, PaymentGateway
@@ -111,7 +111,7 @@ def handle_list_offers(
     all_tags: Annotated[bool, Query(alias="allTags")] = False,
 ) -> OffersResponse:
     deps = dependencies()
-    offers = ordering.list_offers(
+    shown = offers.list_offers(
         current_caller(app),
         currency=_currency(currency),
         tags=_tags(tags),
@@ -120,13 +120,13 @@ def handle_list_offers(
         orders=deps.orders,
         clock=deps.clock,
     )
-    return OffersResponse(offers=offers)
+    return OffersResponse(offers=shown)
 
 
 @app.get("/offers/<offerId>", responses=api_responses(S.OK, S.NOT_FOUND))
 def handle_get_offer(offerId: IdentifierPath) -> Offer:  # noqa: N803 - the contract's path parameter name
     current_caller(app)
-    return ordering.get_offer(offerId, catalog=dependencies().catalog)
+    return offers.get_offer(offerId, catalog=dependencies().catalog)
 
 
 @app.post(
@@ -175,7 +175,7 @@ def handle_get_order(orderId: IdentifierPath) -> Order:  # noqa: N803
 )
 def handle_request_payment(orderId: IdentifierPath, idempotency_key: IdempotencyKeyHeader = None) -> OrderWithPayment:  # noqa: N803
     deps = dependencies()
-    placed = ordering.request_payment(
+    placed = paying.request_payment(
         orderId,
         current_caller(app),
         idempotency_key=idempotency_key,
@@ -212,7 +212,7 @@ def handle_get_subscription(offerId: IdentifierPath) -> SubscriptionResponse:  #
 @app.get("/admin/offers", responses=api_responses(S.OK, S.FORBIDDEN))
 def handle_list_all_offers() -> AllOffersResponse:
     require_admin(app)
-    return AllOffersResponse(offers=ordering.list_all_offers(catalog=dependencies().catalog))
+    return AllOffersResponse(offers=offers.list_all_offers(catalog=dependencies().catalog))
 
 
 @app.put(
@@ -225,7 +225,7 @@ def handle_put_offer(offerId: IdentifierPath, body: Annotated[PutOfferRequest, B
         raise InvalidRequestError(f"body offerId {body.offer_id!r} differs from the path's {offerId!r}")
     deps = dependencies()
     offer = Offer(**{**body.model_dump(exclude={"offer_id"}), "offer_id": offerId})
-    saved = ordering.upsert_offer(offer, catalog=deps.catalog, clock=deps.clock)
+    saved = offers.upsert_offer(offer, catalog=deps.catalog, clock=deps.clock)
     metrics.add_metric(name="OffersUpserted", unit=MetricUnit.Count, value=1)
     return saved
 
@@ -248,7 +248,7 @@ def handle_put_group_policy(offerGroup: IdentifierPath, body: Annotated[PutGroup
 def handle_retire_offer(offerId: IdentifierPath) -> Response[None]:  # noqa: N803
     require_admin(app)
     deps = dependencies()
-    ordering.retire_offer(offerId, catalog=deps.catalog, clock=deps.clock)
+    offers.retire_offer(offerId, catalog=deps.catalog, clock=deps.clock)
     metrics.add_metric(name="OffersRetired", unit=MetricUnit.Count, value=1)
     return Response(status_code=S.NO_CONTENT, body=None)
 

@@ -71,7 +71,8 @@ def billing_ports() -> SyncPorts | None:
     settings = dependencies().settings
     if settings.PAYMENT_PROVIDER == "local":
         return None
-    from usercredits.adapters.dynamodb.customers import DynamoCouponRepository, DynamoCustomerRepository
+    from usercredits.adapters.dynamodb.coupons import DynamoCouponRepository
+    from usercredits.adapters.dynamodb.customers import DynamoCustomerRepository
     from usercredits.adapters.stripe.billing import StripeSubscriptionProcessor
     from usercredits.subscriptions.ports import SyncPorts
 

@@ -10,7 +10,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from usercredits.adapters.dynamodb.customers import DynamoCouponRepository, DynamoCustomerRepository
+from usercredits.adapters.dynamodb.coupons import DynamoCouponRepository
+from usercredits.adapters.dynamodb.customers import DynamoCustomerRepository
 from usercredits.kernel.models import Money
 from usercredits.subscriptions.changes import customer_changes
 from usercredits.subscriptions.customers import add_address, new_customer

@@ -38,7 +38,7 @@ from usercredits.adapters.dynamodb.credits import DynamoCreditsRepository
 from usercredits.adapters.dynamodb.orders import DynamoOrderRepository
 from usercredits.adapters.dynamodb.reversals import DynamoReversalRepository
 from usercredits.adapters.stripe.payments import StripeGateway, intent_state
-from usercredits.domain import balances, ordering, payments, refunds, reservations, spending
+from usercredits.domain import balances, ordering, paying, payments, refunds, reservations, spending
 from usercredits.domain.credits import lot_remaining
 from usercredits.domain.models import Caller, DisputeStatus, GroupPolicy, Offer, OrderStatus
 from usercredits.domain.reversal import ChargeReport, owed_lots, owed_share
@@ -165,7 +165,7 @@ class RaceMachine(RuleBasedStateMachine):
         first = placed.payment_intent_id or ""
         if both:
             self._pay(first, placed.order_id)
-        again = ordering.request_payment(
+        again = paying.request_payment(
             placed.order_id, caller, idempotency_key=None, orders=self.orders, payments=self.gateway, clock=self.clock
         )
         second = again.order.payment_intent_id or ""

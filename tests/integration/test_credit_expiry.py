@@ -14,7 +14,7 @@ from tests.fakes.payments import RecordingPaymentGateway
 from usercredits.adapters.dynamodb.catalog import DynamoCatalogRepository
 from usercredits.adapters.dynamodb.credits import DynamoCreditsRepository
 from usercredits.adapters.dynamodb.orders import DynamoOrderRepository
-from usercredits.domain import balances, expiry_check, lapses, ordering, reservations, spending
+from usercredits.domain import balances, expiry_check, lapses, ordering, paying, reservations, spending
 from usercredits.domain.models import Caller, GroupPolicy, OrderStatus
 from usercredits.errors import ConflictError, InsufficientCreditsError
 
@@ -110,7 +110,7 @@ def test_expiry_of_a_paid_order_moves_it_to_expired(repos) -> None:  # type: ign
         payments=RecordingPaymentGateway(),
         clock=clock,
     )
-    paid = ordering.apply_order_paid("u", placed.order.order_id, orders=orders, clock=clock, message="paid")
+    paid = paying.apply_order_paid("u", placed.order.order_id, orders=orders, clock=clock, message="paid")
     clock.current = paid.expires + timedelta(seconds=1)  # type: ignore[operator]
     groups = {g.offer_group: g for g in balances.list_credits("u", credits=credits, clock=clock, catalog=catalog)}
     assert groups["Startup"].balance == 0  # the lazy check on read closed it

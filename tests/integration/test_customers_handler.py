@@ -21,7 +21,8 @@ from devtools.lambda_context import LambdaContext
 from tests.conftest import http_event
 from tests.fakes.clock import FixedClock
 from tests.helpers.subscription_builders import at, base_customer, card, subscription
-from usercredits.adapters.dynamodb.customers import DynamoCouponRepository, DynamoCustomerRepository
+from usercredits.adapters.dynamodb.coupons import DynamoCouponRepository
+from usercredits.adapters.dynamodb.customers import DynamoCustomerRepository
 from usercredits.settings import get_customers_settings
 from usercredits.subscriptions.changes import customer_changes
 from usercredits.subscriptions.models import Customer, ProcessorState, SubscriptionStatus

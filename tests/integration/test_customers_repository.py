@@ -13,12 +13,9 @@ import boto3
 import pytest
 
 from tests.helpers.subscription_builders import NOW, at, plan, usd, with_state
-from usercredits.adapters.dynamodb.customers import (
-    DynamoCouponRepository,
-    DynamoCustomerRepository,
-    DynamoPlanRepository,
-    DynamoSubscriptionTermsReader,
-)
+from usercredits.adapters.dynamodb.coupons import DynamoCouponRepository
+from usercredits.adapters.dynamodb.customers import DynamoCustomerRepository
+from usercredits.adapters.dynamodb.plans import DynamoPlanRepository, DynamoSubscriptionTermsReader
 from usercredits.errors import ConflictError, NotFoundError
 from usercredits.subscriptions import customers as customer_rules
 from usercredits.subscriptions import subscribing

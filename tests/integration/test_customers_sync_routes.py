@@ -196,7 +196,8 @@ def test_billing_webhooks_update_the_local_subscription_once_and_in_order(
     api: Call, fake: FakeStripeBilling, webhook: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from stripe_webhook import handler as webhook_handler
-    from usercredits.adapters.dynamodb.customers import DynamoCouponRepository, DynamoCustomerRepository
+    from usercredits.adapters.dynamodb.coupons import DynamoCouponRepository
+    from usercredits.adapters.dynamodb.customers import DynamoCustomerRepository
     from usercredits.kernel.clock import SystemClock
     from usercredits.subscriptions.ports import SyncPorts
 

@@ -12,7 +12,7 @@ from tests.stripe_fake import FakeStripe
 from usercredits.adapters.dynamodb.catalog import DynamoCatalogRepository
 from usercredits.adapters.dynamodb.orders import DynamoOrderRepository
 from usercredits.adapters.stripe.payments import StripeGateway
-from usercredits.domain import ordering, payments
+from usercredits.domain import ordering, paying, payments
 from usercredits.domain.models import Caller, OrderStatus
 from usercredits.kernel.clock import SystemClock
 
@@ -106,7 +106,7 @@ def test_zero_decimal_currency_is_sent_as_is(stripe_env) -> None:  # type: ignor
 def test_a_fresh_intent_cancels_the_abandoned_one(stripe_env) -> None:  # type: ignore[no-untyped-def]
     fake, gateway, orders = stripe_env
     order = place(gateway, orders).order
-    again = ordering.request_payment(
+    again = paying.request_payment(
         order.order_id, ALICE, idempotency_key=None, orders=orders, payments=gateway, clock=SystemClock()
     )
     assert again.payment.payment_intent_id != order.payment_intent_id  # type: ignore[union-attr]

@@ -8,7 +8,7 @@ from tests.fakes.catalog import InMemoryCatalogRepository
 from tests.fakes.clock import FixedClock
 from tests.fakes.orders import InMemoryOrderRepository
 from tests.fakes.payments import RecordingPaymentGateway
-from usercredits.domain import ordering
+from usercredits.domain import offers, ordering, paying
 from usercredits.domain.models import Caller, Offer, OrderStatus
 from usercredits.errors import ConflictError, ForbiddenError, InvalidRequestError, NotFoundError
 from usercredits.kernel.models import Money
@@ -88,13 +88,13 @@ def test_place_order_locked_offer_is_forbidden_until_unlocked(place, orders, cat
         place("1-article-month")
     # A paid ScaleUp purchase unlocks the VIP articles (seed 7.1-11: the unlock check is enforced on orders).
     scaleup = place("ScaleUpM").order
-    ordering.apply_order_paid("alice", scaleup.order_id, orders=orders, clock=clock, message="paid")
+    paying.apply_order_paid("alice", scaleup.order_id, orders=orders, clock=clock, message="paid")
     assert place("1-article-month").order.status is OrderStatus.PENDING
 
 
 def test_place_order_expired_purchase_no_longer_unlocks(place, orders, clock) -> None:  # type: ignore[no-untyped-def]
     scaleup = place("ScaleUpM").order
-    ordering.apply_order_paid("alice", scaleup.order_id, orders=orders, clock=clock, message="paid")
+    paying.apply_order_paid("alice", scaleup.order_id, orders=orders, clock=clock, message="paid")
     clock.advance(days=40)
     with pytest.raises(ForbiddenError):  # seed bug 7.1-8: expired purchases kept unlocking offers
         place("1-article-month")
@@ -113,7 +113,7 @@ def test_place_order_refuses_unknown_offer_or_currency(place, offer_id, kwargs, 
 
 
 def test_place_order_retired_offer_is_not_found(place, catalog, clock) -> None:  # type: ignore[no-untyped-def]
-    ordering.retire_offer("_20tokens", catalog=catalog, clock=clock)
+    offers.retire_offer("_20tokens", catalog=catalog, clock=clock)
     with pytest.raises(NotFoundError):
         place("_20tokens")
 
@@ -149,8 +149,8 @@ def test_idempotency_keys_are_per_user(place, orders) -> None:  # type: ignore[n
 def test_apply_order_paid_twice_settles_once(place, orders, clock) -> None:  # type: ignore[no-untyped-def]
     # Seed T21 / bug 7.1-2: "already paid" looked at the caller's copy; now the stored status decides.
     order = place("EbEnterpriseY").order
-    first = ordering.apply_order_paid("alice", order.order_id, orders=orders, clock=clock, message="paid")
-    second = ordering.apply_order_paid("alice", order.order_id, orders=orders, clock=clock, message="paid")
+    first = paying.apply_order_paid("alice", order.order_id, orders=orders, clock=clock, message="paid")
+    second = paying.apply_order_paid("alice", order.order_id, orders=orders, clock=clock, message="paid")
     assert first == second
     assert orders.group_states("alice")["EbEnterprise"].paid_orders == 1
     # Seed T22: EbEnterpriseY grants 150 x 12 per unit; its bundle 28 x 300 AiTokens.
@@ -165,23 +165,23 @@ def test_apply_order_paid_survives_offer_retirement(place, orders, catalog, cloc
     # Seed T21 raised "Offer with id ... in order ..." when the offer was gone; the order's copy now suffices.
     order = place("ScaleUpY").order
     for offer_id in ("ScaleUpY", "_700tokens", "1-article-month"):
-        ordering.retire_offer(offer_id, catalog=catalog, clock=clock)
-    paid = ordering.apply_order_paid("alice", order.order_id, orders=orders, clock=clock, message="paid")
+        offers.retire_offer(offer_id, catalog=catalog, clock=clock)
+    paid = paying.apply_order_paid("alice", order.order_id, orders=orders, clock=clock, message="paid")
     assert paid.status is OrderStatus.PAID and len(paid.combined_items) == 2
 
 
 def test_appended_purchases_chain_their_windows(place, orders, clock) -> None:  # type: ignore[no-untyped-def]
     first = place("StartupM").order
-    first = ordering.apply_order_paid("alice", first.order_id, orders=orders, clock=clock, message="paid")
+    first = paying.apply_order_paid("alice", first.order_id, orders=orders, clock=clock, message="paid")
     second = place("StartupY").order
-    second = ordering.apply_order_paid("alice", second.order_id, orders=orders, clock=clock, message="paid")
+    second = paying.apply_order_paid("alice", second.order_id, orders=orders, clock=clock, message="paid")
     assert second.starts == first.expires
     assert orders.group_states("alice")["Startup"].expires == second.expires
 
 
 def test_request_payment_creates_a_fresh_intent_for_a_pending_order(place, orders, payments, clock) -> None:  # type: ignore[no-untyped-def]
     order = place("EnterpriseM").order
-    retried = ordering.request_payment(
+    retried = paying.request_payment(
         order.order_id, Caller(user_id="alice"), idempotency_key=None, orders=orders, payments=payments, clock=clock
     )
     assert retried.order.payment_attempt == 2
@@ -193,25 +193,25 @@ def test_payment_attempts_are_bounded_so_the_order_item_stays_writable(place, or
     alice = Caller(user_id="alice")
 
     def attempt(key: str | None = None) -> ordering.PlacedOrder:
-        return ordering.request_payment(
+        return paying.request_payment(
             order.order_id, alice, idempotency_key=key, orders=orders, payments=payments, clock=clock
         )
 
-    for _ in range(ordering.MAX_PAYMENT_ATTEMPTS - 2):
+    for _ in range(paying.MAX_PAYMENT_ATTEMPTS - 2):
         attempt()
     last = attempt("last")  # the 25th
-    assert last.order.payment_attempt == ordering.MAX_PAYMENT_ATTEMPTS
+    assert last.order.payment_attempt == paying.MAX_PAYMENT_ATTEMPTS
     with pytest.raises(ConflictError, match="25 payment attempts already: place a new order"):
         attempt()
     # A retry of the last attempt still answers it (its key was recorded), and nothing was written by the refusal
     assert attempt("last").payment.payment_intent_id == last.payment.payment_intent_id  # type: ignore[union-attr]
-    assert orders.get_order("alice", order.order_id).payment_attempt == ordering.MAX_PAYMENT_ATTEMPTS  # type: ignore[union-attr]
+    assert orders.get_order("alice", order.order_id).payment_attempt == paying.MAX_PAYMENT_ATTEMPTS  # type: ignore[union-attr]
 
 
 def test_request_payment_on_a_paid_order_is_a_conflict(place, orders, payments, clock) -> None:  # type: ignore[no-untyped-def]
     order = place("Free").order
     with pytest.raises(ConflictError, match="not pending"):  # seed bug 7.1-2: payOrder worked on paid orders
-        ordering.request_payment(
+        paying.request_payment(
             order.order_id, Caller(user_id="alice"), idempotency_key=None, orders=orders, payments=payments, clock=clock
         )
 
@@ -219,10 +219,10 @@ def test_request_payment_on_a_paid_order_is_a_conflict(place, orders, payments, 
 def test_request_payment_replays_with_the_same_key(place, orders, payments, clock) -> None:  # type: ignore[no-untyped-def]
     order = place("EnterpriseM").order
     alice = Caller(user_id="alice")
-    first = ordering.request_payment(
+    first = paying.request_payment(
         order.order_id, alice, idempotency_key="p1", orders=orders, payments=payments, clock=clock
     )
-    again = ordering.request_payment(
+    again = paying.request_payment(
         order.order_id, alice, idempotency_key="p1", orders=orders, payments=payments, clock=clock
     )
     assert again.payment == first.payment and again.order.payment_attempt == 2
@@ -246,12 +246,12 @@ def test_get_subscription_reports_paid_unexpired_orders_only(place, orders, cloc
 
 def test_list_offers_reflects_the_callers_paid_groups(catalog, orders, clock, place) -> None:  # type: ignore[no-untyped-def]
     alice = Caller(user_id="alice")
-    before = ordering.list_offers(
+    before = offers.list_offers(
         alice, currency="usd", tags=[], all_tags=False, catalog=catalog, orders=orders, clock=clock
     )
     scaleup = place("ScaleUpM").order
-    ordering.apply_order_paid("alice", scaleup.order_id, orders=orders, clock=clock, message="paid")
-    after = ordering.list_offers(
+    paying.apply_order_paid("alice", scaleup.order_id, orders=orders, clock=clock, message="paid")
+    after = offers.list_offers(
         alice, currency="usd", tags=[], all_tags=False, catalog=catalog, orders=orders, clock=clock
     )
     assert (len(before), len(after)) == (17, 19)
@@ -259,13 +259,13 @@ def test_list_offers_reflects_the_callers_paid_groups(catalog, orders, clock, pl
 
 def test_upsert_offer_replaces_terms(catalog, clock, wonderai_offers) -> None:  # type: ignore[no-untyped-def]
     changed = wonderai_offers[0].model_copy(update={"tokens": 25})
-    ordering.upsert_offer(changed, catalog=catalog, clock=clock)
-    assert ordering.get_offer(changed.offer_id, catalog=catalog).tokens == 25
+    offers.upsert_offer(changed, catalog=catalog, clock=clock)
+    assert offers.get_offer(changed.offer_id, catalog=catalog).tokens == 25
 
 
 def test_retire_unknown_offer_is_not_found(catalog, clock) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(NotFoundError):
-        ordering.retire_offer("nope", catalog=catalog, clock=clock)
+        offers.retire_offer("nope", catalog=catalog, clock=clock)
 
 
 def test_offer_terms_validation_rejects_duplicate_currencies() -> None:

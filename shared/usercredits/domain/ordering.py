@@ -1,29 +1,28 @@
-"""Ordering use cases: the catalog, orders, payment intents and subscriptions (seeds-spec 2.1-2.6, 2.10)."""
+"""Ordering use cases: placing orders, reading them, and whether a caller holds a subscription (the offers are
+``offers.py``, paying an order ``paying.py``)."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
 from usercredits.domain import catalog as catalog_rules
 from usercredits.domain import limits
-from usercredits.domain.events import payment_failed
 from usercredits.domain.models import (
     MAX_BUNDLE_ITEMS,
     MAX_ORDER_QUANTITY,
     Caller,
     GroupState,
     HistoryEntry,
-    IntentFigures,
     Offer,
-    OfferView,
     Order,
     OrderLine,
     OrderStatus,
     PaymentIntent,
 )
+from usercredits.domain.offers import get_offer
 from usercredits.domain.ports import (
     CatalogRepository,
     IdempotencyRecord,
@@ -33,14 +32,12 @@ from usercredits.domain.ports import (
     PurchaseLimitError,
     StaleWindowError,
 )
-from usercredits.domain.settlement import settle_order
+from usercredits.domain.settlement import settle_order, too_many_items
 from usercredits.errors import (
     ConflictError,
     ForbiddenError,
     InvalidRequestError,
     NotFoundError,
-    PaymentGatewayError,
-    UnavailableError,
 )
 from usercredits.kernel.clock import Clock
 from usercredits.kernel.cycles import MAX_START_AHEAD, MAX_TIME, MAX_WINDOW
@@ -78,52 +75,6 @@ class Subscription:
     expires: datetime | None
 
 
-# --- catalog -------------------------------------------------------------------------------------------------------
-
-
-def list_offers(
-    caller: Caller,
-    *,
-    currency: str,
-    tags: Sequence[str],
-    all_tags: bool,
-    catalog: CatalogRepository,
-    orders: OrderRepository,
-    clock: Clock,
-) -> list[OfferView]:
-    """The offers ``caller`` may buy, in ``currency``: public ones plus those their paid groups unlock."""
-    now = clock.now()
-    paid_groups = [group for group, window in orders.group_states(caller.user_id).items() if window.active_at(now)]
-    return catalog_rules.visible_offers(
-        catalog.list_offers(), paid_groups=paid_groups, currency=currency, tags=tags, all_tags=all_tags
-    )
-
-
-def list_all_offers(*, catalog: CatalogRepository) -> list[Offer]:
-    """Every offer of the catalog, locked and retired ones included, by ``offerId`` (admin)."""
-    return sorted(catalog.list_offers(), key=lambda offer: offer.offer_id)
-
-
-def get_offer(offer_id: str, *, catalog: CatalogRepository) -> Offer:
-    """One offer that is on sale (retired offers are 404: existing orders keep their own copy)."""
-    offer = catalog.get_offer(offer_id)
-    if offer is None or offer.retired:
-        raise NotFoundError(f"offer {offer_id!r} not found")
-    return offer
-
-
-def upsert_offer(offer: Offer, *, catalog: CatalogRepository, clock: Clock) -> Offer:
-    """Create or replace an offer (admin). Orders already placed keep their copy of the old terms."""
-    catalog.put_offer(offer, clock.now())
-    return offer
-
-
-def retire_offer(offer_id: str, *, catalog: CatalogRepository, clock: Clock) -> None:
-    """Take an offer off sale (admin). Orders already placed keep their copy of its terms."""
-    if not catalog.retire_offer(offer_id, clock.now()):
-        raise NotFoundError(f"offer {offer_id!r} not found")
-
-
 # --- orders --------------------------------------------------------------------------------------------------------
 
 
@@ -150,7 +101,7 @@ def place_order(
     offer = get_offer(command.offer_id, catalog=catalog)
     if len(offer.combined_items) > MAX_BUNDLE_ITEMS:
         raise ConflictError(
-            _too_many_items(
+            too_many_items(
                 f"offer {offer.offer_id!r}", len(offer.combined_items), "it cannot be ordered until an admin splits it"
             )
         )
@@ -187,19 +138,6 @@ def place_order(
         return _write_new_order(order, offer, idempotency, orders=orders, payments=payments, clock=clock)
     except IdempotentReplayError as replay:
         return _replay(replay, idempotency, caller, orders=orders, payments=payments)
-
-
-def _too_many_items(what: str, items: int, outcome: str) -> str:
-    return (
-        f"{what} bundles {items} items, more than the {MAX_BUNDLE_ITEMS} one order can grant (its payment, refund "
-        f"or dispute must fit in one storage transaction): {outcome}"
-    )
-
-
-def _grantable(order: Order) -> bool:
-    """An order bundles no more items than one transaction can grant (``MAX_BUNDLE_ITEMS``): always, for orders
-    placed since the limit (bundles do not nest: an item grants its offer's own tokens, not that offer's items)."""
-    return len(order.combined_items) <= MAX_BUNDLE_ITEMS
 
 
 def _new_order(
@@ -371,179 +309,6 @@ def list_orders(
 ) -> Page[Order]:
     """The caller's orders, newest first."""
     return orders.list_orders(caller.user_id, status=status, limit=limit, cursor=cursor)
-
-
-#: Payment intents one order may ask for (``POST /orders/{id}/payment``). Each attempt adds a history entry, an intent
-#: link and what its events report to the order item, which DynamoDB caps at 400 KB: without a bound, a client
-#: retrying forever would make the order unwritable, and a payment already made could never be applied.
-MAX_PAYMENT_ATTEMPTS = 25
-
-
-def request_payment(
-    order_id: str,
-    caller: Caller,
-    *,
-    idempotency_key: str | None,
-    orders: OrderRepository,
-    payments: PaymentGateway,
-    clock: Clock,
-) -> PlacedOrder:
-    """A fresh payment intent for a pending order (for a retry or an abandoned checkout); 409 otherwise."""
-    order = get_order(order_id, caller, orders=orders)
-    attempt = order.payment_attempt + 1
-    idempotency = None
-    if idempotency_key is not None:
-        request: dict[str, object] = {"orderId": order_id, "action": "payment"}
-        idempotency = IdempotencyRecord.of("payment", idempotency_key, request, f"{order_id}:{attempt}")
-    if order.status is not OrderStatus.PENDING or attempt > MAX_PAYMENT_ATTEMPTS:
-        recorded = orders.recorded(caller.user_id, idempotency) if idempotency is not None else None
-        if recorded is None:
-            if order.status is OrderStatus.PENDING:  # each attempt adds to the order item: it must stay bounded
-                raise ConflictError(
-                    f"order {order_id!r} had {MAX_PAYMENT_ATTEMPTS} payment attempts already: place a new order"
-                )
-            raise ConflictError(f"order {order_id!r} is {order.status.value}, not pending")
-        return _payment_replay(recorded, idempotency, order_id, caller, orders=orders, payments=payments)
-    if not _grantable(order):  # placed before the limit: no money is asked for what cannot be granted
-        raise ConflictError(_too_many_items(f"order {order_id!r}", len(order.combined_items), "it cannot be paid"))
-    intent = payments.create_intent(order, attempt=attempt)
-    try:
-        updated = orders.set_payment_intent(
-            order, intent_id=intent.payment_intent_id, attempt=attempt, now=clock.now(), idempotency=idempotency
-        )
-    except IdempotentReplayError as replay:
-        return _payment_replay(replay, idempotency, order_id, caller, orders=orders, payments=payments)
-    if order.payment_intent_id and order.payment_intent_id != intent.payment_intent_id:
-        # Only now that the order points at the new intent: the abandoned one is canceled so it cannot be paid too
-        # (a no-op if it already ended; one that succeeded meanwhile still pays the order through its webhook).
-        # Best effort: the new intent is recorded, so a failure here must not make the client retry the request.
-        try:
-            payments.cancel_intent(order.payment_intent_id)
-        except (PaymentGatewayError, UnavailableError):
-            logger.warning("could not cancel the abandoned intent %s", order.payment_intent_id, exc_info=True)
-    return PlacedOrder(order=updated, payment=intent)
-
-
-def _payment_replay(
-    replay: IdempotentReplayError,
-    idempotency: IdempotencyRecord | None,
-    order_id: str,
-    caller: Caller,
-    *,
-    orders: OrderRepository,
-    payments: PaymentGateway,
-) -> PlacedOrder:
-    """A repeated ``POST /orders/{id}/payment``. The first answer's intent may have been abandoned (and canceled)
-    by a later attempt since, so a retry gets the order's intent as it is now, or none once it is no longer pending:
-    never an intent nobody can pay any more."""
-    if idempotency is None or replay.fingerprint != idempotency.fingerprint:
-        raise ConflictError("Idempotency-Key was already used with a different request") from replay
-    current = get_order(order_id, caller, orders=orders)
-    payment = None
-    if current.status is OrderStatus.PENDING and current.payment_intent_id:
-        payment = payments.create_intent(current, attempt=current.payment_attempt)
-    return PlacedOrder(order=current, payment=payment)
-
-
-#: Statuses an order can still be paid from: a success reported after a failure still pays (webhooks arrive in any
-#: order), but a canceled, inconsistent, refunded or expired order never becomes paid again.
-PAYABLE = frozenset({OrderStatus.PENDING, OrderStatus.REFUSED, OrderStatus.ERROR})
-
-
-def apply_order_paid(
-    user_id: str,
-    order_id: str,
-    *,
-    orders: OrderRepository,
-    clock: Clock,
-    message: str,
-    idempotency: IdempotencyRecord | None = None,
-    read: Order | None = None,
-    intent_id: str | None = None,
-) -> Order:
-    """Settle an order as paid, exactly once: the single entry point payment code calls.
-
-    One transaction moves the order to ``paid`` (conditional on it being as read), writes its lots and child orders
-    and updates the groups. A second call, or one racing the first, finds it paid and writes nothing. ``idempotency``
-    (e.g. the Stripe event id) is recorded in the same transaction. ``read``: the order as the caller just read it
-    (saves a read; a stale copy only costs a retry). ``intent_id``: the intent that paid (when it is not the order's
-    current one, it becomes so, and the current one's figures are kept apart: ``paying_with``).
-
-    An order bundling more than ``MAX_BUNDLE_ITEMS`` items (placed before that limit) cannot be granted in one
-    transaction: it becomes ``inconsistent`` instead (with ``PaymentFailed``), and is returned as such, so the payment
-    code refunds the money like any payment of an order that can no longer be paid.
-    """
-    for _ in range(OPTIMISTIC_ATTEMPTS):
-        order, read = read or orders.get_order(user_id, order_id), None
-        if order is None:
-            raise NotFoundError(f"order {order_id!r} not found")
-        if order.status is OrderStatus.PAID:
-            return order
-        if order.status not in PAYABLE:
-            raise ConflictError(f"order {order_id!r} is {order.status.value}: it cannot be paid")
-        try:
-            paid = _pay_once(order, intent_id, orders=orders, clock=clock, message=message, idempotency=idempotency)
-        except StaleWindowError:
-            continue
-        if paid is not None:
-            return paid
-        if idempotency is not None:  # recorded already (a redelivery) or the order moved: read it and decide again
-            latest = orders.get_order(user_id, order_id)
-            if latest is not None and (latest.status is OrderStatus.PAID or latest.updated_at == order.updated_at):
-                return latest
-    raise ConflictError("the order kept changing; retry")
-
-
-def _pay_once(
-    order: Order,
-    intent_id: str | None,
-    *,
-    orders: OrderRepository,
-    clock: Clock,
-    message: str,
-    idempotency: IdempotencyRecord | None,
-) -> Order | None:
-    """One attempt of ``apply_order_paid`` on ``order`` as read: the order as paid (or, for an order that cannot be
-    granted, as refused); None when nothing was written (it changed meanwhile, or ``idempotency`` was recorded)."""
-    if not _grantable(order):
-        return _refuse_ungrantable(order, orders=orders, clock=clock)
-    paying = paying_with(order, intent_id)
-    settlement = settle_order(paying, dict(orders.group_states(order.user_id)), clock.now(), message)
-    return settlement.order if orders.settle_order(settlement, read=order, idempotency=idempotency) else None
-
-
-def _refuse_ungrantable(order: Order, *, orders: OrderRepository, clock: Clock) -> Order | None:
-    """Move an order that cannot be granted to ``inconsistent`` with ``PaymentFailed`` (as the payment code does for
-    an amount that does not match); the order as it is then, or None when it changed meanwhile (read it again)."""
-    message = _too_many_items(f"order {order.order_id!r}", len(order.combined_items), "its payment goes back")
-    event = payment_failed(order, OrderStatus.INCONSISTENT, message)
-    if not orders.change_status(order, OrderStatus.INCONSISTENT, message, clock.now(), None, [event]):
-        return None
-    return orders.get_order(order.user_id, order.order_id) or order
-
-
-def paying_with(order: Order, intent_id: str | None) -> Order:
-    """The order with ``intent_id`` as the intent that pays it: what was reported about that intent becomes the
-    order's money figures, and the figures of the intent it replaces are kept apart (``Order.other_intents``)."""
-    if intent_id is None or intent_id == order.payment_intent_id:
-        return order
-    others = dict(order.other_intents)
-    if order.payment_intent_id:
-        others[order.payment_intent_id] = IntentFigures(
-            refunded_amount=order.refunded_amount,
-            disputed_amount=order.disputed_amount,
-            dispute_status=order.dispute_status,
-        )
-    mine = others.pop(intent_id, IntentFigures())
-    return order.model_copy(
-        update={
-            "payment_intent_id": intent_id,
-            "refunded_amount": mine.refunded_amount,
-            "disputed_amount": mine.disputed_amount,
-            "dispute_status": mine.dispute_status,
-            "other_intents": others,
-        }
-    )
 
 
 def get_subscription(offer_id: str, caller: Caller, *, orders: OrderRepository, clock: Clock) -> Subscription:

@@ -27,7 +27,8 @@ from usercredits.domain.models import (
     Order,
     OrderStatus,
 )
-from usercredits.domain.ordering import PAYABLE, apply_order_paid, get_order
+from usercredits.domain.ordering import get_order
+from usercredits.domain.paying import PAYABLE, apply_order_paid
 from usercredits.domain.ports import IdempotencyRecord, OrderRepository, PaymentGateway
 from usercredits.domain.refunds import RefundPorts, order_for_intent, settle_returned
 from usercredits.domain.reversal import GRANTED

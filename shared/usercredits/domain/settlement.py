@@ -13,6 +13,7 @@ from datetime import datetime
 from usercredits.domain.events import credits_granted, order_paid
 from usercredits.domain.limits import with_slot
 from usercredits.domain.models import (
+    MAX_BUNDLE_ITEMS,
     GroupState,
     HistoryEntry,
     LedgerKind,
@@ -233,3 +234,16 @@ def _child_order(
         created_at=now,
         updated_at=now,
     )
+
+
+def too_many_items(what: str, items: int, outcome: str) -> str:
+    return (
+        f"{what} bundles {items} items, more than the {MAX_BUNDLE_ITEMS} one order can grant (its payment, refund "
+        f"or dispute must fit in one storage transaction): {outcome}"
+    )
+
+
+def grantable(order: Order) -> bool:
+    """An order bundles no more items than one transaction can grant (``MAX_BUNDLE_ITEMS``): always, for orders
+    placed since the limit (bundles do not nest: an item grants its offer's own tokens, not that offer's items)."""
+    return len(order.combined_items) <= MAX_BUNDLE_ITEMS

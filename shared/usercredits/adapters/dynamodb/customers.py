@@ -8,11 +8,8 @@ version. Coupon redemptions are counted by one transaction that can neither coun
 
 from __future__ import annotations
 
-import random
-import time
 from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime
-from decimal import Decimal
+from datetime import datetime
 from typing import Any
 
 from pynamodb.connection.base import Connection
@@ -32,9 +29,8 @@ from usercredits.adapters.dynamodb.errors import (
     condition_failed,
     translate_errors,
 )
+from usercredits.adapters.dynamodb.keys import PROFILE_SK, customer_pk
 from usercredits.adapters.dynamodb.tables import (
-    CouponItem,
-    CouponRedemptionItem,
     CustomerAddressItem,
     CustomerChildItem,
     CustomerPaymentMethodItem,
@@ -42,46 +38,23 @@ from usercredits.adapters.dynamodb.tables import (
     CustomersItem,
     CustomerSubscriptionItem,
     CustomerTransactionItem,
-    MoneyAttribute,
-    PlanItem,
 )
 from usercredits.adapters.dynamodb.transactions import equals_stored, set_or_remove
 from usercredits.domain.models import MAX_TRANSACTION_ACTIONS
 from usercredits.errors import ConflictError, NotFoundError
-from usercredits.kernel.models import Money
 from usercredits.subscriptions.models import (
     Address,
-    Coupon,
-    CouponKind,
     Customer,
     PaymentMethod,
-    Plan,
     Subscription,
 )
 from usercredits.subscriptions.ports import (
     ChildItem,
     ChildKind,
     CustomerChanges,
-    RedemptionOutcome,
     StaleCustomerError,
-    SubscribeTerms,
 )
 
-PROFILE_SK = "PROFILE"
-PLAN_SK = "PLAN"
-PLANS_PK = "PLANS"  # one item per plan, so listing the plans is one Query (never a Scan)
-COUPON_SK = "COUPON"
-REDEMPTION_PREFIX = "REDEMPTION#"
-CUSTOMER_USE_PREFIX = "USEDBY#"
-#: How often a redemption that lost a race for the coupon item (TransactionConflict) is tried again.
-_REDEEM_ATTEMPTS = 12
-
-_CHILD_PREFIXES: dict[ChildKind, str] = {
-    ChildKind.ADDRESS: "ADDRESS#",
-    ChildKind.PAYMENT_METHOD: "PM#",
-    ChildKind.SUBSCRIPTION: "SUB#",
-    ChildKind.TRANSACTION: "TXN#",
-}
 _CHILD_ITEMS: dict[ChildKind, type[CustomerChildItem]] = {
     ChildKind.ADDRESS: CustomerAddressItem,
     ChildKind.PAYMENT_METHOD: CustomerPaymentMethodItem,
@@ -103,37 +76,23 @@ _CHILD_LISTS: dict[ChildKind, str] = {
 _ChildWrite = tuple[ChildKind, str, ChildItem | None]
 
 
-def customer_pk(user_id: str) -> str:
-    return f"CUSTOMER#{user_id}"
-
-
-def child_sk(kind: ChildKind, local_id: str) -> str:
-    return f"{_CHILD_PREFIXES[kind]}{local_id}"
-
-
-def plan_pk(plan_id: str) -> str:
-    return f"PLAN#{plan_id}"
-
-
-def coupon_pk(code: str) -> str:
-    return f"COUPON#{code}"
-
-
-def redemption_sk(customer_id: str, subscription_id: str) -> str:
-    return f"{REDEMPTION_PREFIX}{customer_id}#{subscription_id}"
-
-
-def customer_use_sk(customer_id: str) -> str:
-    """The coupon's "this customer used it" item: a key known before any read, so a subscribe reads it with the plan
-    and the coupon, and a restricted coupon's once-per-customer rule is a put-if-absent in the redemption."""
-    return f"{CUSTOMER_USE_PREFIX}{customer_id}"
-
-
-def _connection() -> Connection:
+def customers_connection() -> Connection:
     return CustomersItem._get_connection().connection  # the table's one botocore client (see share_connections)
 
 
 # --- customers -----------------------------------------------------------------------------------------------------
+
+
+_CHILD_PREFIXES: dict[ChildKind, str] = {
+    ChildKind.ADDRESS: "ADDRESS#",
+    ChildKind.PAYMENT_METHOD: "PM#",
+    ChildKind.SUBSCRIPTION: "SUB#",
+    ChildKind.TRANSACTION: "TXN#",
+}
+
+
+def child_sk(kind: ChildKind, local_id: str) -> str:
+    return f"{_CHILD_PREFIXES[kind]}{local_id}"
 
 
 def child_kind(item: ChildItem) -> ChildKind:
@@ -281,7 +240,7 @@ class DynamoCustomerRepository:
             if not writes:  # the profile alone: one conditional UpdateItem (half the cost of a transaction)
                 profile.update(actions=actions, condition=condition)
                 return
-            with TransactWrite(connection=_connection()) as transaction:
+            with TransactWrite(connection=customers_connection()) as transaction:
                 transaction.update(profile, actions=actions, condition=condition)
                 _add_child_writes(transaction, customer.user_id, writes)
         except UpdateError as exc:
@@ -295,7 +254,7 @@ class DynamoCustomerRepository:
 
     def _write_ahead(self, user_id: str, expected: int | None, writes: Sequence[_ChildWrite]) -> None:
         try:
-            with TransactWrite(connection=_connection()) as transaction:
+            with TransactWrite(connection=customers_connection()) as transaction:
                 transaction.condition_check(
                     CustomerProfileItem, customer_pk(user_id), PROFILE_SK, condition=_version_condition(expected)
                 )
@@ -360,226 +319,10 @@ def _add_child_writes(transaction: TransactWrite, user_id: str, writes: Sequence
 # --- plans ---------------------------------------------------------------------------------------------------------
 
 
-def plan_to_item(plan: Plan, now: datetime, *, pk: str, sk: str) -> PlanItem:
-    return PlanItem(
-        pk=pk,
-        sk=sk,
-        plan_id=plan.plan_id,
-        name=plan.name,
-        price=MoneyAttribute(amount=plan.price.amount, currency=plan.price.currency),
-        billing_frequency_months=plan.billing_frequency_months,
-        level=plan.level,
-        processor_plan_id=plan.processor_plan_id,
-        updated_at=now,
-    )
-
-
-def item_to_plan(item: PlanItem) -> Plan:
-    return Plan(
-        plan_id=item.plan_id,
-        name=item.name,
-        price=Money(amount=int(item.price.amount), currency=item.price.currency),
-        billing_frequency_months=int(item.billing_frequency_months),
-        level=int(item.level),
-        processor_plan_id=item.processor_plan_id,
-    )
-
-
-class DynamoPlanRepository:
-    """``PlanRepository``: a plan is ``PLAN#<id>`` / ``PLAN``, and a copy under ``PLANS`` / ``PLAN#<id>`` written in
-    the same transaction makes listing them one Query."""
-
-    @translate_errors
-    def get(self, plan_id: str) -> Plan | None:
-        try:
-            item = PlanItem.get(plan_pk(plan_id), PLAN_SK, consistent_read=True)
-        except DoesNotExist:
-            return None
-        return item_to_plan(item)
-
-    @translate_errors
-    def list_plans(self) -> list[Plan]:
-        return [item_to_plan(item) for item in PlanItem.query(PLANS_PK, PlanItem.sk.startswith("PLAN#"))]
-
-    @translate_errors
-    def put(self, plan: Plan, now: datetime) -> Plan:
-        with TransactWrite(connection=_connection()) as transaction:
-            transaction.save(plan_to_item(plan, now, pk=plan_pk(plan.plan_id), sk=PLAN_SK))
-            transaction.save(plan_to_item(plan, now, pk=PLANS_PK, sk=plan_pk(plan.plan_id)))
-        return plan
-
-
 # --- coupons -------------------------------------------------------------------------------------------------------
-
-
-def item_to_coupon(item: CouponItem) -> Coupon:
-    return Coupon(
-        code=item.code,
-        name=item.name or "",
-        description=item.description or "",
-        kind=CouponKind(item.kind),
-        amount=None if item.amount is None else Money(amount=int(item.amount.amount), currency=item.amount.currency),
-        percent=None if item.percent is None else Decimal(item.percent),
-        number_of_billing_cycles=int(item.number_of_billing_cycles),
-        start_at=item.start_at,
-        expire_at=item.expire_at,
-        max_uses=None if item.max_uses is None else int(item.max_uses),
-        used_count=int(item.used_count or 0),
-        restricted=bool(item.restricted),
-        created_at=item.created_at,
-        updated_at=item.updated_at,
-    )
-
-
-class DynamoCouponRepository:
-    """``CouponRepository``: ``COUPON#<code>`` holds the coupon (``COUPON``) and one item per counted redemption."""
-
-    @translate_errors
-    def get(self, code: str) -> Coupon | None:
-        try:
-            item = CouponItem.get(coupon_pk(code), COUPON_SK, consistent_read=True)
-        except DoesNotExist:
-            return None
-        return item_to_coupon(item)
-
-    @translate_errors
-    def put(self, coupon: Coupon, now: datetime) -> Coupon:
-        """One UpdateItem: the terms are replaced, ``usedCount`` and ``createdAt`` are kept (set when new)."""
-        item = CouponItem(pk=coupon_pk(coupon.code), sk=COUPON_SK)
-        amount = None
-        if coupon.amount is not None:
-            amount = MoneyAttribute(amount=coupon.amount.amount, currency=coupon.amount.currency)
-        item.update(
-            actions=[
-                CouponItem.item_type.set(CouponItem),
-                CouponItem.code.set(coupon.code),
-                CouponItem.name.set(coupon.name),
-                CouponItem.description.set(coupon.description),
-                CouponItem.kind.set(coupon.kind.value),
-                set_or_remove(CouponItem.amount, amount),
-                set_or_remove(CouponItem.percent, None if coupon.percent is None else str(coupon.percent)),
-                CouponItem.number_of_billing_cycles.set(coupon.number_of_billing_cycles),
-                set_or_remove(CouponItem.start_at, coupon.start_at),
-                set_or_remove(CouponItem.expire_at, coupon.expire_at),
-                set_or_remove(CouponItem.max_uses, coupon.max_uses),
-                CouponItem.used_count.set(CouponItem.used_count | 0),
-                CouponItem.restricted.set(coupon.restricted),
-                CouponItem.created_at.set(CouponItem.created_at | now),
-                CouponItem.updated_at.set(now),
-            ]
-        )
-        return item_to_coupon(item)  # update() read the item back (ALL_NEW)
-
-    @translate_errors
-    def redeem(
-        self, code: str, customer_id: str, subscription_id: str, max_uses: int | None, *, restricted: bool = False
-    ) -> RedemptionOutcome:
-        """One TransactWriteItems: the redemption record (only if absent), the customer's use of the coupon (only if
-        absent when ``restricted``) and ``ADD usedCount 1`` (only while ``usedCount < max_uses``). The cancellation
-        reasons tell the outcome apart; a transaction that lost a race for the coupon item (``TransactionConflict``)
-        is tried again after a short, jittered pause."""
-        for attempt in range(_REDEEM_ATTEMPTS):
-            codes = self._try_redeem(code, customer_id, subscription_id, max_uses, restricted)
-            if codes is None:
-                return RedemptionOutcome.REDEEMED
-            record, customer_use, coupon = codes
-            if record == CONDITION_FAILED:
-                return RedemptionOutcome.ALREADY_REDEEMED
-            if customer_use == CONDITION_FAILED:
-                return RedemptionOutcome.USED_BY_CUSTOMER
-            if coupon == CONDITION_FAILED:
-                return RedemptionOutcome.LIMIT_REACHED if self.get(code) else RedemptionOutcome.UNKNOWN_COUPON
-            time.sleep(random.uniform(0, 0.01 * 2 ** min(attempt, 6)))  # noqa: S311 - jitter, not security
-        raise ConflictError(f"coupon {code} is being redeemed by many at once; retry shortly")
-
-    @staticmethod
-    def _try_redeem(
-        code: str, customer_id: str, subscription_id: str, max_uses: int | None, restricted: bool
-    ) -> list[str | None] | None:
-        """None when committed; the cancellation codes [record, customer use, coupon] otherwise (raises on anything
-        else).
-
-        PynamoDB sends a transaction's puts (in the order given) before its updates, so the reasons come in that order.
-        """
-        now = datetime.now(UTC)
-        record = CouponRedemptionItem(
-            pk=coupon_pk(code),
-            sk=redemption_sk(customer_id, subscription_id),
-            code=code,
-            customer_id=customer_id,
-            subscription_id=subscription_id,
-            created_at=now,
-        )
-        customer_use = CouponRedemptionItem(
-            pk=coupon_pk(code),
-            sk=customer_use_sk(customer_id),
-            code=code,
-            customer_id=customer_id,
-            subscription_id=subscription_id,
-            created_at=now,
-        )
-        condition = CouponItem.pk.exists()
-        if max_uses is not None:
-            condition &= (CouponItem.used_count < max_uses) | CouponItem.used_count.does_not_exist()
-        try:
-            with TransactWrite(connection=_connection()) as transaction:
-                transaction.save(record, condition=CouponRedemptionItem.pk.does_not_exist())
-                # A restricted coupon: once per customer, whichever subscription; others: the latest use is kept.
-                once = CouponRedemptionItem.pk.does_not_exist() if restricted else None
-                transaction.save(customer_use, condition=once)
-                transaction.update(
-                    CouponItem(pk=coupon_pk(code), sk=COUPON_SK),
-                    actions=[CouponItem.used_count.add(1)],
-                    condition=condition,
-                )
-        except TransactWriteError as exc:
-            codes = cancellation_codes(exc)
-            if len(codes) != 3 or not ({CONDITION_FAILED, TRANSACTION_CONFLICT} & set(codes)):
-                raise
-            return codes
-        return None
-
-    @translate_errors
-    def used_by_customer(self, code: str, customer_id: str) -> bool:
-        """One GetItem (the customer's use of the coupon, written with each redemption)."""
-        try:
-            CouponRedemptionItem.get(coupon_pk(code), customer_use_sk(customer_id), consistent_read=True)
-        except DoesNotExist:
-            return False
-        return True
 
 
 # --- the subscribe route's one read --------------------------------------------------------------------------------
 
 
-class DynamoSubscriptionTermsReader:
-    """A plan, a coupon and the customer's use of it in one BatchGetItem (a GetItem when no coupon is named):
-    ``POST /customer/subscriptions`` then stays at three requests (Query the customer, this read, the save)."""
-
-    @translate_errors
-    def read_terms(self, plan_id: str, coupon_code: str | None, *, customer_id: str | None) -> SubscribeTerms:
-        if coupon_code is None:
-            return SubscribeTerms(DynamoPlanRepository().get(plan_id))
-        plan: Plan | None = None
-        coupon: Coupon | None = None
-        used = False
-        keys = [(plan_pk(plan_id), PLAN_SK), (coupon_pk(coupon_code), COUPON_SK)]
-        if customer_id is not None:
-            keys.append((coupon_pk(coupon_code), customer_use_sk(customer_id)))
-        for item in CustomersItem.batch_get(keys, consistent_read=True):
-            if isinstance(item, PlanItem):
-                plan = item_to_plan(item)
-            elif isinstance(item, CouponItem):
-                coupon = item_to_coupon(item)
-            elif isinstance(item, CouponRedemptionItem):
-                used = True
-        return SubscribeTerms(plan, coupon, used)
-
-
-__all__ = [
-    "DynamoCouponRepository",
-    "DynamoCustomerRepository",
-    "DynamoPlanRepository",
-    "DynamoSubscriptionTermsReader",
-    "StaleCustomerError",
-]
+__all__ = ["DynamoCustomerRepository", "StaleCustomerError"]

@@ -1,4 +1,5 @@
-"""The credits table's keys, in one place (the layout: ``tables.py`` and the README's data model).
+"""The keys of both tables (credits, and customers at the end), in one place (the layout: ``tables.py`` and
+docs/data-model.md).
 
 Every partition and sort key the credits adapters write or read is built here, so a range a Query reads and the
 items written into it cannot drift apart. Group names and ids are made of ``[A-Za-z0-9_.:-]`` (``Identifier``): none
@@ -124,3 +125,40 @@ def _sortable(moment: datetime) -> str:
     """A fixed-width UTC timestamp that sorts as the time does (years 1-9999)."""
     at = moment.astimezone(UTC)
     return f"{at.year:04d}{at.month:02d}{at.day:02d}T{at.hour:02d}{at.minute:02d}{at.second:02d}.{at.microsecond:06d}"
+
+
+# --- the customers table ---------------------------------------------------------------------------------------------
+
+PROFILE_SK = "PROFILE"
+
+PLAN_SK = "PLAN"
+
+PLANS_PK = "PLANS"  # one item per plan, so listing the plans is one Query (never a Scan)
+
+COUPON_SK = "COUPON"
+
+REDEMPTION_PREFIX = "REDEMPTION#"
+
+CUSTOMER_USE_PREFIX = "USEDBY#"
+
+
+def customer_pk(user_id: str) -> str:
+    return f"CUSTOMER#{user_id}"
+
+
+def plan_pk(plan_id: str) -> str:
+    return f"PLAN#{plan_id}"
+
+
+def coupon_pk(code: str) -> str:
+    return f"COUPON#{code}"
+
+
+def redemption_sk(customer_id: str, subscription_id: str) -> str:
+    return f"{REDEMPTION_PREFIX}{customer_id}#{subscription_id}"
+
+
+def customer_use_sk(customer_id: str) -> str:
+    """The coupon's "this customer used it" item: a key known before any read, so a subscribe reads it with the plan
+    and the coupon, and a restricted coupon's once-per-customer rule is a put-if-absent in the redemption."""
+    return f"{CUSTOMER_USE_PREFIX}{customer_id}"
