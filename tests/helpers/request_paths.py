@@ -3,7 +3,8 @@
 ``RequestPath`` records, while a request runs, which project files it calls into (in the order first called) and which
 file calls which. A reader following the request opens the files of ``followed`` in that order; ``back_and_forth``
 lists the pairs of files that call each other (a path that is not one direction). Files of the kit (``KIT``: value
-types, key and item formats, the error and HTTP tables, settings, logging, the transaction helper) are left out of
+types, key and item formats (the mappers of both adapters), the error and HTTP tables, settings, logging, the
+transaction helper) are left out of
 both: a reader need not open them to follow what a request does, and every path uses them.
 """
 
@@ -46,7 +47,8 @@ KIT = frozenset(
 
 def _kit(relative: str) -> bool:
     name = Path(relative).name
-    return relative in KIT or "/kernel/" in relative or name in {"schemas.py", "responses.py", "__init__.py"}
+    formats = name in {"schemas.py", "responses.py", "__init__.py"} or name.endswith("_mapping.py")
+    return relative in KIT or "/kernel/" in relative or formats
 
 
 def _imports(relative: str) -> set[str]:

@@ -243,7 +243,7 @@ def test_request_path_of_a_sync(api: Call) -> None:
         status, _ = api("sync")
     assert status == S.OK
     print(path.report("POST /customer/sync"))
-    # 17 today (the target is 5): a sync saves a customer, its cards, subscriptions and charges, each with its rules
+    # 14 today (the target is 5): a sync saves a customer, its cards, subscriptions and charges, each with its rules
     # and its Stripe resource module; README "Architecture" says why this path stays long.
-    assert len(path.followed) <= 17, path.followed
+    assert len(path.followed) <= 14, path.followed
     assert path.back_and_forth == []
