@@ -21,7 +21,7 @@ pytestmark = pytest.mark.dynamodb_local
 NOW = datetime(2026, 1, 31, 12, 0, tzinfo=UTC)
 
 
-def race[T](count: int, work) -> list[T | Exception]:  # type: ignore[no-untyped-def]
+def race[T](count: int, work) -> list[T | Exception]:
     def guarded(index: int) -> T | Exception:
         try:
             return work(index)  # type: ignore[no-any-return]

@@ -43,7 +43,7 @@ def place(
     )
 
 
-def race[T](count: int, work) -> list[T | Exception]:  # type: ignore[no-untyped-def]
+def race[T](count: int, work) -> list[T | Exception]:
     def guarded(index: int) -> T | Exception:
         try:
             return work(index)  # type: ignore[no-any-return]
@@ -54,7 +54,7 @@ def race[T](count: int, work) -> list[T | Exception]:  # type: ignore[no-untyped
         return list(pool.map(guarded, range(count)))
 
 
-def test_racing_apply_order_paid_settles_exactly_once(catalog, user_id) -> None:  # type: ignore[no-untyped-def]
+def test_racing_apply_order_paid_settles_exactly_once(catalog, user_id) -> None:
     # Given a pending bundle order
     order = place(catalog, user_id, "EnterpriseM").order
     # When 16 callers (webhook retries, confirm) report it paid at the same time
@@ -66,8 +66,8 @@ def test_racing_apply_order_paid_settles_exactly_once(catalog, user_id) -> None:
     )
     # Then all see the same paid order, and the windows and children were written once
     assert all(not isinstance(outcome, Exception) for outcome in outcomes), outcomes
-    assert {outcome.status for outcome in outcomes} == {OrderStatus.PAID}  # type: ignore[union-attr]
-    assert len({outcome.expires for outcome in outcomes}) == 1  # type: ignore[union-attr]
+    assert {outcome.status for outcome in outcomes} == {OrderStatus.PAID}
+    assert len({outcome.expires for outcome in outcomes}) == 1
     windows = DynamoOrderRepository().group_states(user_id)
     assert {group: window.paid_orders for group, window in windows.items()} == {
         "Enterprise": 1,
@@ -85,7 +85,7 @@ def test_racing_apply_order_paid_settles_exactly_once(catalog, user_id) -> None:
     )
 
 
-def test_racing_requests_with_one_idempotency_key_create_one_order(catalog, user_id) -> None:  # type: ignore[no-untyped-def]
+def test_racing_requests_with_one_idempotency_key_create_one_order(catalog, user_id) -> None:
     outcomes = race(THREADS, lambda _: place(catalog, user_id, "Free", key="double-click"))
     orders = {outcome.order.order_id for outcome in outcomes if not isinstance(outcome, Exception)}
     errors = [outcome for outcome in outcomes if isinstance(outcome, Exception)]
@@ -96,7 +96,7 @@ def test_racing_requests_with_one_idempotency_key_create_one_order(catalog, user
     assert DynamoOrderRepository().group_states(user_id)["Free"].paid_orders == 1
 
 
-def test_racing_appended_purchases_chain_windows_without_losing_one(catalog, user_id) -> None:  # type: ignore[no-untyped-def]
+def test_racing_appended_purchases_chain_windows_without_losing_one(catalog, user_id) -> None:
     # Given 4 pending monthly orders of an appendDate group, paid concurrently
     pending = [place(catalog, user_id, "StartupM").order for _ in range(4)]
     outcomes = race(
@@ -109,7 +109,7 @@ def test_racing_appended_purchases_chain_windows_without_losing_one(catalog, use
     conflicts = [outcome for outcome in outcomes if isinstance(outcome, ConflictError)]
     assert len(settled) + len(conflicts) == len(pending)
     # Then the paid windows follow each other with no overlap and no gap, and the group counts each once
-    windows = sorted((o.starts, o.expires) for o in settled)  # type: ignore[union-attr]
+    windows = sorted((o.starts, o.expires) for o in settled)
     for (_, previous_end), (next_start, _) in zip(windows, windows[1:], strict=False):
         assert next_start == previous_end
     for starts, expires in windows:

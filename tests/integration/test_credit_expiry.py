@@ -20,11 +20,11 @@ from usercredits.errors import ConflictError, InsufficientCreditsError
 
 
 @pytest.fixture
-def repos(moto_tables: None):  # type: ignore[no-untyped-def]
+def repos(moto_tables: None):
     return DynamoCatalogRepository(cache_seconds=0), DynamoCreditsRepository(), FixedClock()
 
 
-def test_expired_lot_loses_exactly_its_unused_tokens_once(repos) -> None:  # type: ignore[no-untyped-def]
+def test_expired_lot_loses_exactly_its_unused_tokens_once(repos) -> None:
     catalog, credits, clock = repos
     # Given a lot of 10 expiring in 5 days, another without expiry, and 4 tokens spent (from the soonest lot)
     spending.grant_credits(
@@ -52,7 +52,7 @@ def test_expired_lot_loses_exactly_its_unused_tokens_once(repos) -> None:  # typ
     assert [(e.kind.value, e.tokens) for e in ledger][:1] == [("expire", -6)]
 
 
-def test_fully_used_lot_expires_silently(repos) -> None:  # type: ignore[no-untyped-def]
+def test_fully_used_lot_expires_silently(repos) -> None:
     catalog, credits, clock = repos
     spending.grant_credits(
         "u", "G", 3, expires=clock.now() + timedelta(days=1), reason="a", credits=credits, clock=clock
@@ -76,7 +76,7 @@ def test_fully_used_lot_expires_silently(repos) -> None:  # type: ignore[no-unty
     assert balances.get_credit_group("u", "G", credits=credits, clock=clock, catalog=catalog).lots == []
 
 
-def test_a_lot_past_expiry_cannot_be_spent_even_before_any_scan(repos) -> None:  # type: ignore[no-untyped-def]
+def test_a_lot_past_expiry_cannot_be_spent_even_before_any_scan(repos) -> None:
     catalog, credits, clock = repos
     spending.grant_credits(
         "u", "G", 10, expires=clock.now() + timedelta(days=1), reason="a", credits=credits, clock=clock
@@ -97,7 +97,7 @@ def test_a_lot_past_expiry_cannot_be_spent_even_before_any_scan(repos) -> None: 
     assert balances.get_credit_group("u", "G", credits=credits, clock=clock, catalog=catalog).balance == 0
 
 
-def test_expiry_of_a_paid_order_moves_it_to_expired(repos) -> None:  # type: ignore[no-untyped-def]
+def test_expiry_of_a_paid_order_moves_it_to_expired(repos) -> None:
     catalog, credits, clock = repos
     load_catalog(DEMO_CATALOG)
     orders = DynamoOrderRepository()
@@ -121,7 +121,7 @@ def test_expiry_of_a_paid_order_moves_it_to_expired(repos) -> None:  # type: ign
     assert child is not None and child.status is OrderStatus.EXPIRED
 
 
-def test_a_hold_that_reaches_its_expiry_returns_by_itself(repos) -> None:  # type: ignore[no-untyped-def]
+def test_a_hold_that_reaches_its_expiry_returns_by_itself(repos) -> None:
     catalog, credits, clock = repos
     spending.grant_credits("u", "G", 10, expires=None, reason="a", credits=credits, clock=clock)
     hold = reservations.create_reservation(
@@ -145,7 +145,7 @@ def test_a_hold_that_reaches_its_expiry_returns_by_itself(repos) -> None:  # typ
     assert [(e.kind.value, e.held, e.reason) for e in ledger][0] == ("release", -8, "hold expired")
 
 
-def test_an_expired_hold_frees_its_tokens_for_a_new_hold(repos) -> None:  # type: ignore[no-untyped-def]
+def test_an_expired_hold_frees_its_tokens_for_a_new_hold(repos) -> None:
     catalog, credits, clock = repos
     spending.grant_credits("u", "G", 5, expires=None, reason="a", credits=credits, clock=clock)
     reservations.create_reservation(
@@ -158,13 +158,13 @@ def test_an_expired_hold_frees_its_tokens_for_a_new_hold(repos) -> None:  # type
     assert again.count == 5
 
 
-def grant_expiring(credits, clock, group: str, tokens: int, days: float) -> None:  # type: ignore[no-untyped-def]
+def grant_expiring(credits, clock, group: str, tokens: int, days: float) -> None:
     spending.grant_credits(
         "u", group, tokens, expires=clock.now() + timedelta(days=days), reason="t", credits=credits, clock=clock
     )
 
 
-def test_expiry_check_expires_due_groups_once_and_warns(repos) -> None:  # type: ignore[no-untyped-def]
+def test_expiry_check_expires_due_groups_once_and_warns(repos) -> None:
     # Seed T23/T25: G1 and G2 lapse (one day and one week from now), A1/A2 later; a 4-day warning window
     catalog, credits, clock = repos
     grant_expiring(credits, clock, "G1", 5, 1)
@@ -199,7 +199,7 @@ def test_expiry_check_expires_due_groups_once_and_warns(repos) -> None:  # type:
     assert sorted((e.offer_group, e.tokens) for e in expired) == [("G1", -5), ("G2", -6)]
 
 
-def test_credits_low_is_published_once_per_crossing(repos) -> None:  # type: ignore[no-untyped-def]
+def test_credits_low_is_published_once_per_crossing(repos) -> None:
     catalog, credits, clock = repos
     catalog.put_group_policy(GroupPolicy(offer_group="G", low_threshold=5))
     events = RecordingEventPublisher()
@@ -226,7 +226,7 @@ def test_credits_low_is_published_once_per_crossing(repos) -> None:  # type: ign
     assert len(set(event_ids)) == 2
 
 
-def test_credits_low_on_capture(repos) -> None:  # type: ignore[no-untyped-def]
+def test_credits_low_on_capture(repos) -> None:
     catalog, credits, clock = repos
     catalog.put_group_policy(GroupPolicy(offer_group="G", low_threshold=2))
     events = RecordingEventPublisher()
@@ -240,7 +240,7 @@ def test_credits_low_on_capture(repos) -> None:  # type: ignore[no-untyped-def]
     assert [detail["balance"] for detail in events.details()] == [1]
 
 
-def test_a_failed_publish_does_not_undo_or_fail_the_spend(repos) -> None:  # type: ignore[no-untyped-def]
+def test_a_failed_publish_does_not_undo_or_fail_the_spend(repos) -> None:
     catalog, credits, clock = repos
     catalog.put_group_policy(GroupPolicy(offer_group="G", low_threshold=5))
     spending.grant_credits("u", "G", 6, expires=None, reason="t", credits=credits, clock=clock)
@@ -258,7 +258,7 @@ def test_a_failed_publish_does_not_undo_or_fail_the_spend(repos) -> None:  # typ
     assert result.balance == 4
 
 
-def test_usage_totals_port_seed_t06(repos) -> None:  # type: ignore[no-untyped-def]
+def test_usage_totals_port_seed_t06(repos) -> None:
     """Seed T06 (checkTokens / consumptionInDateRange), per user as section 7 asks; another user's movements at the
     same times must not count (the seed summed every user's)."""
     catalog, credits, clock = repos
@@ -298,7 +298,7 @@ def test_usage_totals_port_seed_t06(repos) -> None:  # type: ignore[no-untyped-d
             "u",
             start=three_months_ago,
             end=end,
-            spent_only=spent_only,  # type: ignore[arg-type]
+            spent_only=spent_only,
             credits=credits,
         )
 
@@ -308,7 +308,7 @@ def test_usage_totals_port_seed_t06(repos) -> None:  # type: ignore[no-untyped-d
     assert totals(three_weeks_ago, False) == {"G1": 94, "G2": 198}
 
 
-def test_a_soonest_expiry_left_behind_by_a_closed_lot_never_blocks_spends(repos) -> None:  # type: ignore[no-untyped-def]
+def test_a_soonest_expiry_left_behind_by_a_closed_lot_never_blocks_spends(repos) -> None:
     # Issue 12: a group remembering the expiry of a lot that closed otherwise (a full refund closes its lots) refused
     # every spend forever ("a lot is past its expiry"); the next spend writes the soonest expiry again and goes on.
     from usercredits.adapters.dynamodb.keys import group_sk, user_pk
@@ -331,10 +331,10 @@ def test_a_soonest_expiry_left_behind_by_a_closed_lot_never_blocks_spends(repos)
         events=RecordingEventPublisher(),
     )
     assert spent.balance == 3
-    assert credits.group_state("u", "G").next_expiry is None  # type: ignore[union-attr]
+    assert credits.group_state("u", "G").next_expiry is None
 
 
-def test_an_expiry_that_takes_held_tokens_cuts_the_holds_first(repos) -> None:  # type: ignore[no-untyped-def]
+def test_an_expiry_that_takes_held_tokens_cuts_the_holds_first(repos) -> None:
     # Issue 12: a hold set aside tokens of a lot that then expired; capturing it afterwards took the balance below 0.
     catalog, credits, clock = repos
     spending.grant_credits(

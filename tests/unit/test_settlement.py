@@ -29,7 +29,7 @@ def pending_order(**changes: object) -> Order:
         "updated_at": NOW,
     }
     fields.update(changes)
-    return Order(**fields)  # type: ignore[arg-type]
+    return Order(**fields)
 
 
 def window(group: str, expires: datetime | None, starts: datetime | None = None, version: int = 3) -> GroupState:
