@@ -122,6 +122,7 @@ def test_16_threads_racing_capture_and_release_settle_each_hold_exactly_once(cat
                 ("release", ReservationStatus.CAPTURED),
             )
         else:
+            assert not isinstance(answer, Exception), answer
             assert answer.model_dump() == final.model_dump()
     # and the credits range holds only the group, its lot and the untouched holds; every raced hold is settled once
     items = _items(user_id)

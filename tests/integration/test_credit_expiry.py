@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 from devtools.catalog import load_catalog
@@ -293,7 +293,7 @@ def test_usage_totals_port_seed_t06(repos) -> None:
     clock.current = now + timedelta(seconds=1)
     three_months_ago, three_weeks_ago = now - timedelta(days=91), now - timedelta(weeks=3)
 
-    def totals(end: object, spent_only: bool) -> dict[str, int]:
+    def totals(end: datetime, spent_only: bool) -> dict[str, int]:
         return balances.usage_totals(
             "u",
             start=three_months_ago,

@@ -36,7 +36,7 @@ from usercredits.subscriptions.models import (
     TransactionStatus,
 )
 from usercredits.subscriptions.money_back import refund_transaction, void_transaction
-from usercredits.subscriptions.ports import SyncPorts
+from usercredits.subscriptions.ports import ProcessorSubscription, SubscriptionTerms, SyncPorts
 from usercredits.subscriptions.saving import save_processor
 from usercredits.subscriptions.subscribing import (
     add_subscription,
@@ -644,14 +644,14 @@ def test_an_edit_made_while_a_subscription_is_sent_stays_pending(world: World) -
     processor = world.ports.processor
     send = processor.update_subscription
 
-    def edited_meanwhile(*args: object, **kwargs: object) -> object:
-        result = send(*args, **kwargs)  # type: ignore[arg-type]
+    def edited_meanwhile(processor_id: str, terms: SubscriptionTerms, *, idempotency_key: str) -> ProcessorSubscription:
+        result = send(processor_id, terms, idempotency_key=idempotency_key)
         stored = world.customer()
         now_canceled, _ = cancel_subscription(stored, sub.subscription_id, world.clock.now())
         world.customers.customers[USER] = now_canceled.model_copy(update={"version": stored.version + 1})
         return result
 
-    processor.update_subscription = edited_meanwhile  # type: ignore[method-assign]
+    processor.update_subscription = edited_meanwhile  # type: ignore[method-assign]  # a processor edited meanwhile
 
     # When the sync records the update's result, Then the cancel is kept and sent by the next sync
     result = save_processor(USER, world.ports)

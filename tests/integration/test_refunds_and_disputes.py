@@ -74,7 +74,7 @@ PAID = {"Enterprise": 150, "AiTokens": 300, "VIP_BACK_LINK": 1}
 def paid_order(webhook, pending_order, consumption_api) -> dict[str, Any]:
     assert webhook(succeeded(pending_order)) == (S.OK, {"received": True})
     assert balances(consumption_api) == PAID
-    return pending_order  # type: ignore[no-any-return]
+    return pending_order
 
 
 def test_full_refund_revokes_what_remains_of_every_lot_and_refunds_the_order(

@@ -82,7 +82,7 @@ def hold(api, count: int, user: str = "alice", **extra: Any) -> dict[str, Any]:
         HOLD, path="/credits/AiTokens/reservations", body={"count": count} | extra, headers=headers, user=user
     )
     assert status == S.CREATED, body
-    return body  # type: ignore[no-any-return]
+    return body
 
 
 def capture(api, rid: str, count: int | None = None, user: str = "alice"):

@@ -86,14 +86,13 @@ def test_zero_decimal_currency_is_sent_as_is(stripe_env) -> None:
     fake, gateway, orders = stripe_env
     catalog = DynamoCatalogRepository(cache_seconds=0)
     offer = catalog.get_offer("_20tokens")
+    assert offer is not None
     catalog.put_offer(
         offer.model_copy(
             update={
                 "prices": [
                     *offer.prices,
-                    offer.prices[0].model_copy(  # type: ignore[union-attr]
-                        update={"amount": 750, "currency": "jpy"}
-                    ),
+                    offer.prices[0].model_copy(update={"amount": 750, "currency": "jpy"}),
                 ]
             }
         ),

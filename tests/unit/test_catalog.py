@@ -1,5 +1,7 @@
 """Offer visibility: the seed's loadOffers scenarios T01-T04 and its section-7 fixes."""
 
+from typing import Any
+
 from usercredits.domain.catalog import matches_tags, visible_offers
 from usercredits.domain.models import Offer
 from usercredits.kernel.models import Money
@@ -64,9 +66,7 @@ def test_visible_offers_leaves_out_offers_without_a_price_in_the_currency(wonder
     assert all(view.price.currency == "eur" for view in views)
 
 
-def offer(
-    offer_id: str, key: str | None, weight: int = 0, unlocked_by: list[str] | None = None, **extra: object
-) -> Offer:
+def offer(offer_id: str, key: str | None, weight: int = 0, unlocked_by: list[str] | None = None, **extra: Any) -> Offer:
     return Offer(
         offer_id=offer_id,
         name=offer_id,
