@@ -22,7 +22,6 @@ from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from functools import partial
 from threading import Barrier
 from typing import Any
 
@@ -202,7 +201,9 @@ class RaceMachine(RuleBasedStateMachine):
             amount = total // part
             report = ChargeReport(payment_intent_id=intent, currency="usd", refunded_amount=amount)
             event = f"evt_refund_{intent}_{amount}"
-            works.append(partial(refunds.apply_charge_report, event, "charge.refunded", report, ports=self.ports))
+            works.append(
+                lambda r=report, e=event: refunds.apply_charge_report(e, "charge.refunded", r, ports=self.ports)
+            )
         if dispute is not None:
             for status in ("open", dispute):
                 report = ChargeReport(
@@ -210,7 +211,7 @@ class RaceMachine(RuleBasedStateMachine):
                 )
                 event = f"evt_dispute_{intent}_{status}"
                 kind = "charge.dispute.created" if status == "open" else "charge.dispute.closed"
-                works.append(partial(refunds.apply_charge_report, event, kind, report, ports=self.ports))
+                works.append(lambda r=report, e=event, k=kind: refunds.apply_charge_report(e, k, r, ports=self.ports))
         for _ in range(spends):
             works.append(
                 lambda: spending.consume_credits(

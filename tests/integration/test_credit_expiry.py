@@ -11,6 +11,7 @@ from tests.conftest import DEMO_CATALOG
 from tests.fakes.clock import FixedClock
 from tests.fakes.events import RecordingEventPublisher
 from tests.fakes.payments import RecordingPaymentGateway
+from tests.helpers.present import present
 from usercredits.adapters.dynamodb.catalog import DynamoCatalogRepository
 from usercredits.adapters.dynamodb.credits import DynamoCreditsRepository
 from usercredits.adapters.dynamodb.orders import DynamoOrderRepository
@@ -111,10 +112,10 @@ def test_expiry_of_a_paid_order_moves_it_to_expired(repos) -> None:
         clock=clock,
     )
     paid = ordering.apply_order_paid("u", placed.order.order_id, orders=orders, clock=clock, message="paid")
-    clock.current = paid.expires + timedelta(seconds=1)  # type: ignore[operator]
+    clock.current = present(paid.expires) + timedelta(seconds=1)
     groups = {g.offer_group: g for g in balances.list_credits("u", credits=credits, clock=clock, catalog=catalog)}
     assert groups["Startup"].balance == 0  # the lazy check on read closed it
-    assert orders.get_order("u", paid.order_id).status is OrderStatus.EXPIRED  # type: ignore[union-attr]
+    assert present(orders.get_order("u", paid.order_id)).status is OrderStatus.EXPIRED
     # The bundle item (no appendDate) shared the root purchase's window (seed T19), so it expired with it
     assert groups["AiTokens"].balance == 0
     child = orders.get_order("u", paid.combined_items[0].child_order_id or "")

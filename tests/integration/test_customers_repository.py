@@ -12,6 +12,7 @@ from typing import Any
 import boto3
 import pytest
 
+from tests.helpers.present import present
 from tests.helpers.subscription_builders import NOW, at, plan, usd, with_state
 from usercredits.adapters.dynamodb.customers import (
     DynamoCouponRepository,
@@ -398,7 +399,7 @@ def test_a_restricted_coupon_is_redeemed_once_per_customer_whichever_subscriptio
         RedemptionOutcome.ALREADY_REDEEMED,
     ]
     assert ten == [RedemptionOutcome.REDEEMED, RedemptionOutcome.REDEEMED]
-    assert [coupons.get(code).used_count for code in ("ONCE", "TEN")] == [1, 2]  # type: ignore[union-attr]
+    assert [present(coupons.get(code)).used_count for code in ("ONCE", "TEN")] == [1, 2]
     # and another customer may still use it
     assert coupons.redeem("ONCE", "cust-2", "sub-9", None, restricted=True) is RedemptionOutcome.REDEEMED
 

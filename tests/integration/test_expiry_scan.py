@@ -233,7 +233,8 @@ class ScriptedEventBridge:
     """A PutEvents client: rejects an entry the number of times ``fail`` says for its lot id."""
 
     def __init__(self, fail: dict[str, int]) -> None:
-        self.fail, self.calls = dict(fail), []  # type: ignore[var-annotated]
+        self.fail = dict(fail)
+        self.calls: list[list[str]] = []
 
     def put_events(self, Entries: list[dict[str, Any]]) -> dict[str, Any]:  # noqa: N803 - boto's name
         self.calls.append([json.loads(entry["Detail"])["lotId"] for entry in Entries])

@@ -9,6 +9,7 @@ from datetime import timedelta
 import pytest
 from pydantic import ValidationError
 
+from tests.helpers.present import present
 from tests.helpers.subscription_builders import amount_discount
 from tests.helpers.subscription_sync import (
     BASIC,
@@ -208,7 +209,7 @@ def test_coupon_over_its_limit_is_dropped_not_sent(world: World) -> None:
 
 def test_a_restricted_coupon_on_two_subscriptions_is_sent_with_one_only(world: World) -> None:
     # Given a restricted coupon the customer put on two subscriptions before either was synced
-    once = world.coupons.get("TEN").model_copy(update={"code": "ONCE", "restricted": True})  # type: ignore[union-attr]
+    once = present(world.coupons.get("TEN")).model_copy(update={"code": "ONCE", "restricted": True})
     world.coupons.coupons["ONCE"] = once
     customer = a_customer(world)
     now = world.clock.now()
@@ -222,7 +223,7 @@ def test_a_restricted_coupon_on_two_subscriptions_is_sent_with_one_only(world: W
     saved = save_processor(USER, world.ports)
     # Then the coupon was counted once, for the first subscription; the other went without it
     assert [len(s.discounts) for s in saved.subscriptions] == [1, 0]
-    assert world.coupons.get("ONCE").used_count == 1  # type: ignore[union-attr]
+    assert present(world.coupons.get("ONCE")).used_count == 1
     assert len(world.fake.coupons) == 1
 
 

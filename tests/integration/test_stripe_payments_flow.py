@@ -8,6 +8,7 @@ import pytest
 from devtools.catalog import load_catalog
 
 from tests.conftest import DEMO_CATALOG
+from tests.helpers.present import present
 from tests.stripe_fake import FakeStripe
 from usercredits.adapters.dynamodb.catalog import DynamoCatalogRepository
 from usercredits.adapters.dynamodb.orders import DynamoOrderRepository
@@ -108,5 +109,5 @@ def test_a_fresh_intent_cancels_the_abandoned_one(stripe_env) -> None:
     again = ordering.request_payment(
         order.order_id, ALICE, idempotency_key=None, orders=orders, payments=gateway, clock=SystemClock()
     )
-    assert again.payment.payment_intent_id != order.payment_intent_id  # type: ignore[union-attr]
+    assert present(again.payment).payment_intent_id != order.payment_intent_id
     assert fake.intents[order.payment_intent_id]["status"] == "canceled"

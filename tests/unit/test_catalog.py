@@ -3,13 +3,13 @@
 from typing import Any
 
 from usercredits.domain.catalog import matches_tags, visible_offers
-from usercredits.domain.models import Offer
+from usercredits.domain.models import Offer, OfferView
 from usercredits.kernel.models import Money
 
 PAID_VIP_UNLOCKERS = ["ScaleUp"]
 
 
-def ids(views: list) -> set[str]:  # type: ignore[type-arg]
+def ids(views: list[OfferView]) -> set[str]:
     return {view.offer_id for view in views}
 
 

@@ -8,6 +8,7 @@ from tests.fakes.catalog import InMemoryCatalogRepository
 from tests.fakes.clock import FixedClock
 from tests.fakes.orders import InMemoryOrderRepository
 from tests.fakes.payments import RecordingPaymentGateway
+from tests.helpers.present import present
 from usercredits.domain import ordering
 from usercredits.domain.models import Caller, Offer, OrderStatus
 from usercredits.errors import ConflictError, ForbiddenError, InvalidRequestError, NotFoundError
@@ -185,7 +186,7 @@ def test_request_payment_creates_a_fresh_intent_for_a_pending_order(place, order
         order.order_id, Caller(user_id="alice"), idempotency_key=None, orders=orders, payments=payments, clock=clock
     )
     assert retried.order.payment_attempt == 2
-    assert retried.payment.payment_intent_id != order.payment_intent_id  # type: ignore[union-attr]
+    assert present(retried.payment).payment_intent_id != order.payment_intent_id
 
 
 def test_payment_attempts_are_bounded_so_the_order_item_stays_writable(place, orders, payments, clock) -> None:
@@ -204,7 +205,7 @@ def test_payment_attempts_are_bounded_so_the_order_item_stays_writable(place, or
     with pytest.raises(ConflictError, match="25 payment attempts already: place a new order"):
         attempt()
     # A retry of the last attempt still answers it (its key was recorded), and nothing was written by the refusal
-    assert attempt("last").payment.payment_intent_id == last.payment.payment_intent_id  # type: ignore[union-attr]
+    assert present(attempt("last").payment).payment_intent_id == present(last.payment).payment_intent_id
     assert orders.get_order("alice", order.order_id).payment_attempt == ordering.MAX_PAYMENT_ATTEMPTS
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from typing import Any
 
 import pytest
 
@@ -10,13 +11,14 @@ from tests.fakes.catalog import InMemoryCatalogRepository
 from tests.fakes.clock import FixedClock
 from tests.fakes.orders import InMemoryOrderRepository
 from tests.fakes.payments import RecordingPaymentGateway
+from tests.helpers.present import present
 from usercredits.adapters.stripe.webhooks import parse_event
 from usercredits.domain import ordering, payments
 from usercredits.domain.models import Caller, OrderStatus
 from usercredits.domain.stripe_events import PaymentIntentEvent
 
 
-def intent_event(event_id: str, kind: str, order, **intent) -> dict:  # type: ignore[type-arg]
+def intent_event(event_id: str, kind: str, order, **intent) -> dict[str, Any]:
     body = {
         "id": order.payment_intent_id,
         "object": "payment_intent",
@@ -28,7 +30,7 @@ def intent_event(event_id: str, kind: str, order, **intent) -> dict:  # type: ig
     return {"id": event_id, "type": kind, "data": {"object": body}}
 
 
-def succeeded(order, event_id: str = "evt_ok", **extra) -> dict:  # type: ignore[type-arg]
+def succeeded(order, event_id: str = "evt_ok", **extra) -> dict[str, Any]:
     return intent_event(
         event_id,
         "payment_intent.succeeded",
@@ -37,7 +39,7 @@ def succeeded(order, event_id: str = "evt_ok", **extra) -> dict:  # type: ignore
     )
 
 
-def failed(order, event_id: str = "evt_ko") -> dict:  # type: ignore[type-arg]
+def failed(order, event_id: str = "evt_ko") -> dict[str, Any]:
     return intent_event(
         event_id,
         "payment_intent.payment_failed",
@@ -50,7 +52,7 @@ def failed(order, event_id: str = "evt_ko") -> dict:  # type: ignore[type-arg]
 GATEWAY = RecordingPaymentGateway()
 
 
-def apply_payment_event(event: dict, *, orders, clock, gateway=GATEWAY) -> str:  # type: ignore[type-arg]
+def apply_payment_event(event: dict[str, Any], *, orders, clock, gateway=GATEWAY) -> str:
     """What the webhook handler does with a verified event."""
     parsed = parse_event(event)
     if not isinstance(parsed, PaymentIntentEvent):
@@ -211,8 +213,8 @@ def test_a_retried_payment_request_never_hands_out_an_intent_a_later_attempt_can
     replay = ordering.request_payment(
         pending.order_id, alice, idempotency_key="k1", orders=orders, payments=gateway, clock=clock
     )
-    assert first.payment.payment_intent_id in gateway.canceled  # type: ignore[union-attr]
-    assert replay.payment.payment_intent_id == later.payment.payment_intent_id  # type: ignore[union-attr]
+    assert present(first.payment).payment_intent_id in gateway.canceled
+    assert present(replay.payment).payment_intent_id == present(later.payment).payment_intent_id
     apply_payment_event(succeeded(later.order, "evt_paid"), orders=orders, clock=clock, gateway=gateway)
     after_paid = ordering.request_payment(
         pending.order_id, alice, idempotency_key="k1", orders=orders, payments=gateway, clock=clock

@@ -2,6 +2,7 @@
 
 from datetime import UTC, datetime, timedelta
 
+from tests.helpers.present import present
 from usercredits.domain.models import GroupState, HistoryEntry, Order, OrderLine, OrderStatus
 from usercredits.domain.settlement import extend_window, settle_order, start_for
 from usercredits.kernel.cycles import add_months
@@ -57,7 +58,7 @@ def test_settle_append_date_extends_existing_window_by_exactly_the_cycle() -> No
     after = settlement.windows_after["Startup"]
     assert after.expires == existing_end + timedelta(days=21)
     assert after.starts == NOW - timedelta(days=30)  # the earliest start of a contiguous window is kept
-    assert settlement.windows_before["Startup"].version == 3  # type: ignore[union-attr]
+    assert present(settlement.windows_before["Startup"]).version == 3
 
 
 def test_settle_without_existing_group_opens_a_new_window() -> None:
