@@ -260,8 +260,8 @@ def test_a_failed_publish_does_not_undo_or_fail_the_spend(repos) -> None:
 
 
 def test_usage_totals_port_seed_t06(repos) -> None:
-    """Seed T06 (checkTokens / consumptionInDateRange), per user as section 7 asks; another user's movements at the
-    same times must not count (the seed summed every user's)."""
+    """Seed T06 (checkTokens / consumptionInDateRange), per user (docs/rules.md#usage-totals); another user's movements
+    at the same times must not count (the seed summed every user's)."""
     catalog, credits, clock = repos
     now = clock.now()
     times = [

@@ -225,7 +225,7 @@ def test_payment_lock_has_one_holder_until_it_expires_or_is_released(customers: 
     until = NOW + timedelta(seconds=30)
     # Given a lock taken at NOW for 30 seconds
     assert customers.acquire_payment_lock(USER, now=NOW, until=until) is True
-    # Then another operation 5 seconds later cannot take it (the seed's M10)
+    # Then another operation 5 seconds later cannot take it (M10; docs/rules.md#payment-lock)
     assert customers.acquire_payment_lock(USER, now=NOW + timedelta(seconds=5), until=until) is False
     # and releasing someone else's lock (another `until`) does nothing
     customers.release_payment_lock(USER, until=NOW)

@@ -1,5 +1,6 @@
 """saveProcessor, loadProcessor, refunds, voids and billing webhooks: the use cases with in-memory repositories and the
-real Stripe adapter against the fake Billing API (the Stripe-facing scenarios of seeds-spec section 6)."""
+real Stripe adapter against the fake Billing API (the Stripe-facing acceptance scenarios of the original library, Mxx
+labels; rules in docs/rules.md#subscriptions-half)."""
 
 from __future__ import annotations
 
@@ -161,7 +162,7 @@ def test_m46_coupon_end_to_end_counts_one_redemption(world: World) -> None:
     assert (discount.kind, discount.amount, discount.current_billing_cycle) == (DiscountKind.COUPON, usd(149), 1)
     assert discount.processor.state is ProcessorState.SAVED and discount.processor.id is not None
     coupon = world.coupons.get("TEN")
-    assert coupon is not None and coupon.used_count == 1  # the seed counted 2 (7.2-2)
+    assert coupon is not None and coupon.used_count == 1  # the seed counted 2 (docs/rules.md#coupon-redemption)
     assert saved.payment_methods[0].token is None
     [sale] = saved.transactions
     assert (sale.amount, sale.status, sale.subscription_id) == (
@@ -337,7 +338,7 @@ def test_m43_load_is_idempotent_and_resolves_local_links(world: World) -> None:
     assert [t.created_at for t in first.transactions] == sorted(
         (t.created_at for t in first.transactions), reverse=True
     )
-    assert len(first.transactions) == 2  # the subscription's charge and a one-off one (7.2-5)
+    assert len(first.transactions) == 2  # the subscription's charge and a one-off one (docs/rules.md#processor-reload)
 
 
 def test_load_marks_items_deleted_at_stripe_and_adds_new_ones(world: World) -> None:

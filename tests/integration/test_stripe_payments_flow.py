@@ -75,7 +75,7 @@ def test_confirm_maps_each_intent_status(stripe_env) -> None:
 
 
 def test_confirm_with_a_mismatching_amount_is_inconsistent(stripe_env) -> None:
-    # Seed T18, corrected (7.1-5): the order becomes inconsistent and nothing is granted
+    # Seed T18, corrected (docs/rules.md#payment-outcomes): the order becomes inconsistent and nothing is granted
     fake, gateway, orders = stripe_env
     order = place(gateway, orders).order
     fake.set_intent(order.payment_intent_id, status="succeeded", amount_received=9901)

@@ -72,7 +72,8 @@ def test_unknown_types_and_unknown_orders_are_acknowledged(webhook) -> None:
 
 def test_seed_t17_explicit_start_paid_in_eur(webhook, ordering_api, consumption_api) -> None:
     # Seed T17: explicit start 2050-12-04, monthly x 4, 501 tokens per unit, 100.00 eur paid -> expires 2051-04-04,
-    # 2004 tokens (the seed used the configured currency for the intent and failed non-default ones: 7.1-4)
+    # 2004 tokens (the seed used the configured currency for the intent and failed non-default ones:
+    # docs/rules.md#multi-currency)
     offer = {
         "name": "T17",
         "offerGroup": "T17",

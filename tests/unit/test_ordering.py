@@ -1,4 +1,4 @@
-"""Ordering use cases against in-memory fakes (seed T07-T13, T21, T22 and the section-7 fixes)."""
+"""Ordering use cases against in-memory fakes (seed T07-T13, T21, T22; rules in docs/rules.md#credits-half)."""
 
 from datetime import timedelta
 
@@ -59,13 +59,14 @@ def test_place_order_quantity_over_limit_is_a_conflict_and_writes_nothing(place,
 
 
 def test_place_order_keeps_unit_and_total_tokens_apart(place) -> None:
-    # Seed T09 / bug 7.1-10: tokenCount changed meaning when paid; now unitTokens and totalTokens are both kept.
+    # Seed T09 / docs/rules.md#bundles: tokenCount changed meaning when paid; now unitTokens and totalTokens are both
+    # kept.
     order = place("_100tokens", 3).order
     assert (order.unit_tokens, order.total_tokens, order.cycle.value) == (100, 300, "yearly")
 
 
 def test_place_order_stores_the_bundle_breakdown(place, orders) -> None:
-    # Seed T10 / bug 7.1-10: the breakdown is persisted, multiplied by the root quantity.
+    # Seed T10 / docs/rules.md#bundles: the breakdown is persisted, multiplied by the root quantity.
     order = place("ScaleUpM", 2).order
     stored = orders.get_order("alice", order.order_id)
     assert [(line.offer_id, line.offer_group, line.quantity, line.total_tokens) for line in stored.combined_items] == [
@@ -87,7 +88,8 @@ def test_place_order_free_offer_is_paid_at_once_with_its_bundle(place, orders, p
 def test_place_order_locked_offer_is_forbidden_until_unlocked(place, orders, catalog, clock) -> None:
     with pytest.raises(ForbiddenError):
         place("1-article-month")
-    # A paid ScaleUp purchase unlocks the VIP articles (seed 7.1-11: the unlock check is enforced on orders).
+    # A paid ScaleUp purchase unlocks the VIP articles (docs/rules.md#offer-visibility: the unlock check is enforced on
+    # orders).
     scaleup = place("ScaleUpM").order
     ordering.apply_order_paid("alice", scaleup.order_id, orders=orders, clock=clock, message="paid")
     assert place("1-article-month").order.status is OrderStatus.PENDING
@@ -97,7 +99,7 @@ def test_place_order_expired_purchase_no_longer_unlocks(place, orders, clock) ->
     scaleup = place("ScaleUpM").order
     ordering.apply_order_paid("alice", scaleup.order_id, orders=orders, clock=clock, message="paid")
     clock.advance(days=40)
-    with pytest.raises(ForbiddenError):  # seed bug 7.1-8: expired purchases kept unlocking offers
+    with pytest.raises(ForbiddenError):  # docs/rules.md#expiry: expired purchases no longer unlock offers
         place("1-article-month")
 
 
@@ -148,7 +150,8 @@ def test_idempotency_keys_are_per_user(place, orders) -> None:
 
 
 def test_apply_order_paid_twice_settles_once(place, orders, clock) -> None:
-    # Seed T21 / bug 7.1-2: "already paid" looked at the caller's copy; now the stored status decides.
+    # Seed T21 / docs/rules.md#payment-outcomes: "already paid" looked at the caller's copy; now the stored status
+    # decides.
     order = place("EbEnterpriseY").order
     first = ordering.apply_order_paid("alice", order.order_id, orders=orders, clock=clock, message="paid")
     second = ordering.apply_order_paid("alice", order.order_id, orders=orders, clock=clock, message="paid")
@@ -211,7 +214,7 @@ def test_payment_attempts_are_bounded_so_the_order_item_stays_writable(place, or
 
 def test_request_payment_on_a_paid_order_is_a_conflict(place, orders, payments, clock) -> None:
     order = place("Free").order
-    with pytest.raises(ConflictError, match="not pending"):  # seed bug 7.1-2: payOrder worked on paid orders
+    with pytest.raises(ConflictError, match="not pending"):  # the seed's payOrder worked on paid orders
         ordering.request_payment(
             order.order_id, Caller(user_id="alice"), idempotency_key=None, orders=orders, payments=payments, clock=clock
         )

@@ -101,8 +101,8 @@ def test_failure_is_refused_with_the_cards_message(pending, orders, clock) -> No
 def test_amount_or_currency_mismatch_is_inconsistent_grants_nothing_and_is_refunded(
     pending, orders, clock, extra
 ) -> None:
-    # Seed T18 / 7.1-5: the status itself becomes inconsistent (not only a history entry), and nothing is granted;
-    # the money that came in is not kept: it is refunded in full, once
+    # Seed T18 / docs/rules.md#payment-outcomes: the status itself becomes inconsistent (not only a history entry), and
+    # nothing is granted; the money that came in is not kept: it is refunded in full, once
     gateway = RecordingPaymentGateway()
     assert apply_payment_event(succeeded(pending, **extra), orders=orders, clock=clock, gateway=gateway) == "refunded"
     order = orders.get_order("alice", pending.order_id)

@@ -1,4 +1,4 @@
-"""Paying an order: windows, appendDate and bundles (seed T13, T16, T17, T19, T22 with section-7 fixes)."""
+"""Paying an order: windows, appendDate and bundles (seed T13, T16, T17, T19, T22; docs/rules.md#paying-an-order)."""
 
 from datetime import UTC, datetime, timedelta
 
@@ -79,7 +79,8 @@ def test_settle_explicit_future_start_is_kept() -> None:
 
 
 def test_settle_non_append_purchase_never_shortens_a_longer_window() -> None:
-    # Seed bug 7.1-7: appendDate=false reset the window to [now, now + cycle] even when it ended later.
+    # docs/rules.md#validity-windows: the seed's appendDate=false reset the window to [now, now + cycle] even when it
+    # ended later.
     long_end = NOW + timedelta(days=300)
     order = pending_order(append_date=False)
     settlement = settle_order(order, {"Startup": window("Startup", long_end)}, NOW, "paid")
@@ -94,7 +95,7 @@ def test_settle_after_a_gap_restarts_the_window() -> None:
 
 
 def test_settle_once_means_no_expiry() -> None:
-    # Seed bug 7.1-8: `once` expired at once (zero-length window); it now never expires.
+    # docs/rules.md#expiry: the seed's `once` expired at once (zero-length window); it now never expires.
     settlement = settle_order(pending_order(cycle=Cycle.ONCE), {}, NOW, "paid")
     assert settlement.order.expires is None
     assert settlement.windows_after["Startup"].perpetual
