@@ -56,8 +56,9 @@ lint: dev ## Ruff lint + format check, and the layer requirements are in sync wi
 	@diff <($(PY) devtools/requirements.py runtime) <(grep -v '^#' layers/dependencies/requirements.txt) \
 	  || { echo "layers/dependencies/requirements.txt is stale: run make deps"; exit 1; }
 
-typecheck: dev ## mypy --strict on the shipped code (functions/ and shared/)
+typecheck: dev ## mypy --strict on the shipped code (functions/ and shared/), then the tests (relaxed: pyproject's tests.*)
 	$(VENV)/bin/mypy shared functions
+	$(VENV)/bin/mypy tests
 
 unit: dev ## Domain unit tests (no sockets, fakes)
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)

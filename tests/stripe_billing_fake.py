@@ -95,7 +95,7 @@ class FakeStripeBilling(FakeStripe):
         self.subscriptions: dict[str, Json] = {}
         self.invoices: dict[str, Json] = {}
         self.charges: dict[str, Json] = {}
-        self.refunds: dict[str, Json] = {}
+        self.charge_refunds: dict[str, Json] = {}
         self._rules: list[_Rule] = []
         #: Customers made less than this many seconds ago are not found by search yet (Stripe's index lags).
         self.search_lag = 0.0
@@ -728,7 +728,7 @@ class FakeStripeBilling(FakeStripe):
     def _render_charge(self, charge: Json, expand: list[str]) -> Json:
         rendered = {**charge}
         if any("refunds" in path for path in expand):
-            refunds = [refund for refund in self.refunds.values() if refund["charge"] == charge["id"]]
+            refunds = [refund for refund in self.charge_refunds.values() if refund["charge"] == charge["id"]]
             rendered["refunds"] = {
                 "object": "list",
                 "url": f"/v1/charges/{charge['id']}/refunds",
@@ -795,7 +795,7 @@ class FakeStripeBilling(FakeStripe):
                 "amount",
             )
         refund_id = f"re_{secrets.token_hex(12)}"
-        self.refunds[refund_id] = {
+        self.charge_refunds[refund_id] = {
             "id": refund_id,
             "object": "refund",
             "amount": amount,
@@ -808,10 +808,10 @@ class FakeStripeBilling(FakeStripe):
         }
         charge["amount_refunded"] += amount
         charge["refunded"] = charge["amount_refunded"] >= charge["amount"]
-        return _ok(self.refunds[refund_id])
+        return _ok(self.charge_refunds[refund_id])
 
     def _list_refunds(self, form: Json) -> _Answer:
-        found = [r for r in self.refunds.values() if form.get("charge") in (None, r["charge"])]
+        found = [r for r in self.charge_refunds.values() if form.get("charge") in (None, r["charge"])]
         return _list("/v1/refunds", found)
 
     def _cancel_intent(self, intent_id: str, form: Json) -> _Answer:

@@ -82,7 +82,7 @@ def split(outcomes: Sequence[object]) -> tuple[list[Consumed], list[Insufficient
 
 
 # ------------------------------------------------------------------------------------------------------------ spends
-def test_200_racing_consumes_of_1_on_100_spend_exactly_100(catalog, credits, user_id, group) -> None:  # type: ignore[no-untyped-def]
+def test_200_racing_consumes_of_1_on_100_spend_exactly_100(catalog, credits, user_id, group) -> None:
     # Given a balance of 100 and no overdraft
     grant(user_id, group, 100, credits)
     # When 200 consumes of 1 race
@@ -104,7 +104,7 @@ def test_200_racing_consumes_of_1_on_100_spend_exactly_100(catalog, credits, use
     assert state.journal_first_seq > 1
 
 
-def test_retried_idempotency_keys_spend_each_key_once(catalog, credits, user_id, group) -> None:  # type: ignore[no-untyped-def]
+def test_retried_idempotency_keys_spend_each_key_once(catalog, credits, user_id, group) -> None:
     # Given a balance of 100
     grant(user_id, group, 100, credits)
     # When 50 keys are each sent 4 times, all 200 requests racing (retries interleaved with first attempts)
@@ -129,7 +129,7 @@ def test_retried_idempotency_keys_spend_each_key_once(catalog, credits, user_id,
     assert {entry.entry_id for entry in consumes} == {entry_id for ((entry_id, _),) in results.values()}
 
 
-def test_retried_keys_past_the_journal_limit_still_answer_the_first_result(catalog, credits, user_id, group) -> None:  # type: ignore[no-untyped-def]
+def test_retried_keys_past_the_journal_limit_still_answer_the_first_result(catalog, credits, user_id, group) -> None:
     # Given 100 keyed spends applied one by one (the journal is compacted on the way: some are only archived now)
     grant(user_id, group, 100, credits)
     first = {f"k{i}": consume(user_id, group, 1, f"k{i}", catalog=catalog, credits=credits) for i in range(70)}
@@ -148,7 +148,7 @@ def test_retried_keys_past_the_journal_limit_still_answer_the_first_result(catal
     assert_ledger_consistent(user_id, credits)
 
 
-def test_limited_overdraft_goes_down_to_its_limit_and_no_further(catalog, credits, user_id, group) -> None:  # type: ignore[no-untyped-def]
+def test_limited_overdraft_goes_down_to_its_limit_and_no_further(catalog, credits, user_id, group) -> None:
     # Given a group that may go 10 below zero, and a balance of 5
     catalog.put_group_policy(GroupPolicy(offer_group=group, overdraft="limited", overdraft_limit=10))
     grant(user_id, group, 5, credits)
@@ -164,7 +164,7 @@ def test_limited_overdraft_goes_down_to_its_limit_and_no_further(catalog, credit
     assert_ledger_consistent(user_id, credits)
 
 
-def test_limited_overdraft_on_a_group_never_bought(catalog, credits, user_id, group) -> None:  # type: ignore[no-untyped-def]
+def test_limited_overdraft_on_a_group_never_bought(catalog, credits, user_id, group) -> None:
     # Given a group with an overdraft limit of 10 that the user never bought (no group item yet)
     catalog.put_group_policy(GroupPolicy(offer_group=group, overdraft="limited", overdraft_limit=10))
     # When 30 consumes of 1 race, the first ones creating the group item
@@ -178,7 +178,7 @@ def test_limited_overdraft_on_a_group_never_bought(catalog, credits, user_id, gr
 
 
 # ------------------------------------------------------------------------------------------------------------ expiry
-def test_a_lot_past_its_expiry_expires_exactly_once_under_racing_checks(catalog, credits, user_id, group) -> None:  # type: ignore[no-untyped-def]
+def test_a_lot_past_its_expiry_expires_exactly_once_under_racing_checks(catalog, credits, user_id, group) -> None:
     # Given a lot of 10 expiring in 1.5 s, a lot of 5 that never expires, and 3 spent (from the expiring lot first)
     expiring = grant(user_id, group, 10, credits, seconds=1.5)
     grant(user_id, group, 5, credits)
@@ -248,7 +248,7 @@ def buy(catalog: DynamoCatalogRepository, user_id: str, offer_id: str) -> None:
     assert paid.status is OrderStatus.PAID
 
 
-def test_paid_bundle_then_racing_consumes_keep_lot_remainders_equal_to_the_balance(offers, credits, user_id) -> None:  # type: ignore[no-untyped-def]
+def test_paid_bundle_then_racing_consumes_keep_lot_remainders_equal_to_the_balance(offers, credits, user_id) -> None:
     # Given a paid Enterprise bundle (150 Enterprise, 300 AiTokens, VIP_BACK_LINK) and a paid pack of 100 AiTokens
     buy(offers, user_id, "EnterpriseM")
     buy(offers, user_id, "_100tokens")
@@ -279,7 +279,7 @@ def test_paid_bundle_then_racing_consumes_keep_lot_remainders_equal_to_the_balan
 
 # ------------------------------------------------------------------------------------------- regressions
 # Each of these failed on the real engine before its fix (found by these tests).
-def test_a_keyed_spend_answers_its_result_when_compacted_before_it_reads_back(  # type: ignore[no-untyped-def]
+def test_a_keyed_spend_answers_its_result_when_compacted_before_it_reads_back(
     catalog, credits, user_id, group, monkeypatch
 ) -> None:
     # Given a balance of 100, and other spends (another client) landing between a keyed spend's transaction and its
@@ -307,7 +307,7 @@ def test_a_keyed_spend_answers_its_result_when_compacted_before_it_reads_back(  
     assert result == retried
 
 
-def test_grants_keep_the_journal_bounded(catalog, credits, user_id, group) -> None:  # type: ignore[no-untyped-def]
+def test_grants_keep_the_journal_bounded(catalog, credits, user_id, group) -> None:
     # 125 grants and no spend: the grant path compacts too (it used to grow the journal past what one compaction
     # transaction can move, and every later spend then failed after being applied)
     for _ in range(125):
@@ -317,7 +317,7 @@ def test_grants_keep_the_journal_bounded(catalog, credits, user_id, group) -> No
     assert_ledger_consistent(user_id, credits)
 
 
-def test_a_spend_answers_its_result_when_the_compaction_after_it_fails(  # type: ignore[no-untyped-def]
+def test_a_spend_answers_its_result_when_the_compaction_after_it_fails(
     catalog, credits, user_id, group, monkeypatch
 ) -> None:
     # Given a long journal and a compaction that fails (e.g. a transaction conflict)
@@ -325,7 +325,7 @@ def test_a_spend_answers_its_result_when_the_compaction_after_it_fails(  # type:
     for _ in range(JOURNAL_MAX - 1):
         consume(user_id, group, catalog=catalog, credits=credits)
 
-    def failing(*args, **kwargs):  # type: ignore[no-untyped-def]
+    def failing(*args, **kwargs):
         raise RuntimeError("TransactionConflict")
 
     monkeypatch.setattr(credits, "compact", failing)
@@ -337,7 +337,7 @@ def test_a_spend_answers_its_result_when_the_compaction_after_it_fails(  # type:
     assert_ledger_consistent(user_id, credits)
 
 
-def test_a_spend_refused_for_a_due_lot_is_retried_when_another_caller_expired_it(  # type: ignore[no-untyped-def]
+def test_a_spend_refused_for_a_due_lot_is_retried_when_another_caller_expired_it(
     catalog, credits, user_id, group, monkeypatch
 ) -> None:
     # Given a lot of 10 past its expiry (nothing spent from it) and a lot of 5 that never expires
@@ -349,7 +349,7 @@ def test_a_spend_refused_for_a_due_lot_is_retried_when_another_caller_expired_it
     # ... and an expiry check (another caller, e.g. GET /credits or the scan) that lands right after the consume's
     # refused write, before it reads the group back
     class ExpiredMeanwhile(DynamoCreditsRepository):
-        def spend(self, user_id: str, offer_group: str, *args, **kwargs) -> GroupState:  # type: ignore[no-untyped-def]
+        def spend(self, user_id: str, offer_group: str, *args, **kwargs) -> GroupState:
             try:
                 return super().spend(user_id, offer_group, *args, **kwargs)
             except SpendRefusedError:
@@ -365,7 +365,7 @@ def test_a_spend_refused_for_a_due_lot_is_retried_when_another_caller_expired_it
     assert result.balance == 4
 
 
-def test_racing_holds_never_overcommit_and_captures_release_exactly(catalog, credits, user_id, group) -> None:  # type: ignore[no-untyped-def]
+def test_racing_holds_never_overcommit_and_captures_release_exactly(catalog, credits, user_id, group) -> None:
     # Given a balance of 50, 40 racing holds of 3 (120 asked)
     grant(user_id, group, 50, credits)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
@@ -22,10 +23,10 @@ pytestmark = pytest.mark.dynamodb_local
 NOW = datetime(2026, 1, 31, 12, 0, tzinfo=UTC)
 
 
-def race[T](count: int, work) -> list[T | Exception]:  # type: ignore[no-untyped-def]
+def race[T](count: int, work: Callable[[int], T]) -> list[T | Exception]:
     def guarded(index: int) -> T | Exception:
         try:
-            return work(index)  # type: ignore[no-any-return]
+            return work(index)
         except Exception as exc:  # noqa: BLE001 - the test counts outcomes
             return exc
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 
@@ -43,10 +44,10 @@ def place(
     )
 
 
-def race[T](count: int, work) -> list[T | Exception]:  # type: ignore[no-untyped-def]
+def race[T](count: int, work: Callable[[int], T]) -> list[T | Exception]:
     def guarded(index: int) -> T | Exception:
         try:
-            return work(index)  # type: ignore[no-any-return]
+            return work(index)
         except Exception as exc:  # noqa: BLE001 - the test counts outcomes
             return exc
 
@@ -54,7 +55,7 @@ def race[T](count: int, work) -> list[T | Exception]:  # type: ignore[no-untyped
         return list(pool.map(guarded, range(count)))
 
 
-def test_racing_apply_order_paid_settles_exactly_once(catalog, user_id) -> None:  # type: ignore[no-untyped-def]
+def test_racing_apply_order_paid_settles_exactly_once(catalog, user_id) -> None:
     # Given a pending bundle order
     order = place(catalog, user_id, "EnterpriseM").order
     # When 16 callers (webhook retries, confirm) report it paid at the same time
@@ -65,9 +66,10 @@ def test_racing_apply_order_paid_settles_exactly_once(catalog, user_id) -> None:
         ),
     )
     # Then all see the same paid order, and the windows and children were written once
-    assert all(not isinstance(outcome, Exception) for outcome in outcomes), outcomes
-    assert {outcome.status for outcome in outcomes} == {OrderStatus.PAID}  # type: ignore[union-attr]
-    assert len({outcome.expires for outcome in outcomes}) == 1  # type: ignore[union-attr]
+    paid = [outcome for outcome in outcomes if not isinstance(outcome, Exception)]
+    assert len(paid) == len(outcomes), outcomes
+    assert {order.status for order in paid} == {OrderStatus.PAID}
+    assert len({order.expires for order in paid}) == 1
     windows = DynamoOrderRepository().group_states(user_id)
     assert {group: window.paid_orders for group, window in windows.items()} == {
         "Enterprise": 1,
@@ -85,7 +87,7 @@ def test_racing_apply_order_paid_settles_exactly_once(catalog, user_id) -> None:
     )
 
 
-def test_racing_requests_with_one_idempotency_key_create_one_order(catalog, user_id) -> None:  # type: ignore[no-untyped-def]
+def test_racing_requests_with_one_idempotency_key_create_one_order(catalog, user_id) -> None:
     outcomes = race(THREADS, lambda _: place(catalog, user_id, "Free", key="double-click"))
     orders = {outcome.order.order_id for outcome in outcomes if not isinstance(outcome, Exception)}
     errors = [outcome for outcome in outcomes if isinstance(outcome, Exception)]
@@ -96,7 +98,7 @@ def test_racing_requests_with_one_idempotency_key_create_one_order(catalog, user
     assert DynamoOrderRepository().group_states(user_id)["Free"].paid_orders == 1
 
 
-def test_racing_appended_purchases_chain_windows_without_losing_one(catalog, user_id) -> None:  # type: ignore[no-untyped-def]
+def test_racing_appended_purchases_chain_windows_without_losing_one(catalog, user_id) -> None:
     # Given 4 pending monthly orders of an appendDate group, paid concurrently
     pending = [place(catalog, user_id, "StartupM").order for _ in range(4)]
     outcomes = race(
@@ -109,7 +111,11 @@ def test_racing_appended_purchases_chain_windows_without_losing_one(catalog, use
     conflicts = [outcome for outcome in outcomes if isinstance(outcome, ConflictError)]
     assert len(settled) + len(conflicts) == len(pending)
     # Then the paid windows follow each other with no overlap and no gap, and the group counts each once
-    windows = sorted((o.starts, o.expires) for o in settled)  # type: ignore[union-attr]
+    windows: list[tuple[datetime, datetime]] = []
+    for order in settled:
+        assert order.starts is not None and order.expires is not None  # a paid order has its window
+        windows.append((order.starts, order.expires))
+    windows.sort()
     for (_, previous_end), (next_start, _) in zip(windows, windows[1:], strict=False):
         assert next_start == previous_end
     for starts, expires in windows:
@@ -117,4 +123,5 @@ def test_racing_appended_purchases_chain_windows_without_losing_one(catalog, use
     group = DynamoOrderRepository().group_states(user_id)["Startup"]
     assert group.paid_orders == len(settled)
     assert group.expires == windows[-1][1]
+    assert group.starts is not None
     assert windows[0][0] - group.starts < timedelta(seconds=5)

@@ -66,7 +66,7 @@ def place(catalog: DynamoCatalogRepository, user_id: str, offer_id: str, key: st
 
 
 @pytest.mark.parametrize(("offer_id", "status"), [("GiftTwice", OrderStatus.PAID), ("ProTwice", OrderStatus.PENDING)])
-def test_racing_orders_of_a_limited_offer_let_exactly_the_limit_through(catalog, user_id, offer_id, status) -> None:  # type: ignore[no-untyped-def]
+def test_racing_orders_of_a_limited_offer_let_exactly_the_limit_through(catalog, user_id, offer_id, status) -> None:
     # When 20 requests (each its own Idempotency-Key) order an offer with perUserLimit 2 for one user at once
     outcomes = race(THREADS, lambda index: place(catalog, user_id, offer_id, key=f"click-{index}"))
     # Then exactly 2 are placed and the 18 others are the limit's 409

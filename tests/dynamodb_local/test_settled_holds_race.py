@@ -59,7 +59,7 @@ def _retrying_503(work: Any) -> Any:
     return work()
 
 
-def test_16_threads_racing_capture_and_release_settle_each_hold_exactly_once(catalog, credits, user_id) -> None:  # type: ignore[no-untyped-def]
+def test_16_threads_racing_capture_and_release_settle_each_hold_exactly_once(catalog, credits, user_id) -> None:
     # Given 100 tokens, 12 holds of 3 to race on and 2 holds (of 4 and 5) nobody touches
     group = "RaceHolds"
     grant(user_id, group, 100, credits)
@@ -122,6 +122,7 @@ def test_16_threads_racing_capture_and_release_settle_each_hold_exactly_once(cat
                 ("release", ReservationStatus.CAPTURED),
             )
         else:
+            assert not isinstance(answer, Exception), answer
             assert answer.model_dump() == final.model_dump()
     # and the credits range holds only the group, its lot and the untouched holds; every raced hold is settled once
     items = _items(user_id)

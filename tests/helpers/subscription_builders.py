@@ -1,4 +1,5 @@
-"""Test data for the subscriptions half: the seed's base customer (seeds-spec section 6) and small builders."""
+"""Test data for the subscriptions half: the base customer of the original library's acceptance scenarios (Mxx labels;
+rules in docs/rules.md#subscriptions-half) and small builders."""
 
 from __future__ import annotations
 

@@ -64,7 +64,7 @@ def test_http_event_is_a_payload_2_request_for_a_template_route(path: Path) -> N
     # with lower-case headers, as HTTP APIs deliver them, and a JSON body when there is one
     assert all(name == name.lower() for name in raw["headers"])
     if raw.get("body") is not None:
-        assert not event.is_base64_encoded
+        assert not event.is_base64_encoded and event.body is not None
         json.loads(event.body)
         assert raw["headers"]["content-type"].startswith("application/json")
 
@@ -113,6 +113,7 @@ def test_stripe_webhook_sample_is_a_function_url_event_with_a_stripe_event_body(
     assert "authorizer" not in raw["requestContext"]
     assert event.headers["stripe-signature"].startswith("t=")
     # and the raw body is a Stripe payment_intent.succeeded event for the sample order
+    assert event.decoded_body is not None
     body = json.loads(event.decoded_body)
     assert body["object"] == "event" and body["type"] == "payment_intent.succeeded"
     intent = body["data"]["object"]

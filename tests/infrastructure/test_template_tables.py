@@ -5,7 +5,7 @@ Also covers devtools.local_tables, which builds the local (moto / DynamoDB Local
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import boto3
@@ -19,15 +19,15 @@ from usercredits.adapters.dynamodb.tables import TABLE_MODELS
 TABLES = sorted(TABLE_MODELS)
 
 
-def _keys(schema: list[dict[str, str]]) -> set[tuple[str, str]]:
+def _keys(schema: Sequence[Mapping[str, Any]]) -> set[tuple[str, str]]:
     return {(key["AttributeName"], key["KeyType"]) for key in schema}
 
 
-def _attributes(definitions: list[dict[str, str]]) -> set[tuple[str, str]]:
+def _attributes(definitions: Sequence[Mapping[str, Any]]) -> set[tuple[str, str]]:
     return {(attr["AttributeName"], attr["AttributeType"]) for attr in definitions}
 
 
-def _indexes(indexes: list[dict[str, Any]] | None, name_key: str) -> dict[str, tuple[set[Any], str]]:
+def _indexes(indexes: Sequence[Mapping[str, Any]] | None, name_key: str) -> dict[str, tuple[set[Any], str]]:
     """Index name -> (key schema, projection type), from CloudFormation (IndexName) or PynamoDB (index_name)."""
     found = {}
     for index in indexes or []:

@@ -75,7 +75,7 @@ def item_kinds(items: list[dict[str, Any]]) -> list[str]:
 
 
 @pytest.fixture
-def webhook(moto_tables: None, lambda_context: Any):  # type: ignore[no-untyped-def]
+def webhook(moto_tables: None, lambda_context: Any):
     from stripe_webhook import handler
 
     handler.dependencies.cache_clear()

@@ -38,12 +38,12 @@ def bundle_body(items: int, *, price: int = 0) -> dict[str, Any]:
     }
 
 
-def test_the_admin_put_takes_the_maximum_bundle(ordering_api) -> None:  # type: ignore[no-untyped-def]
+def test_the_admin_put_takes_the_maximum_bundle(ordering_api) -> None:
     status, saved, _ = ordering_api(PUT_OFFER, path="/admin/offers/big", body=bundle_body(MAX_BUNDLE_ITEMS), admin=True)
     assert (status, len(saved["combinedItems"])) == (S.OK, MAX_BUNDLE_ITEMS)
 
 
-def test_the_admin_put_refuses_one_item_past_the_maximum_naming_combined_items(ordering_api) -> None:  # type: ignore[no-untyped-def]
+def test_the_admin_put_refuses_one_item_past_the_maximum_naming_combined_items(ordering_api) -> None:
     body = bundle_body(MAX_BUNDLE_ITEMS + 1)
     status, response, _ = ordering_api(PUT_OFFER, path="/admin/offers/big", body=body, admin=True)
     assert (status, response["error"]) == (S.UNPROCESSABLE_ENTITY, "validation_error")
@@ -70,7 +70,7 @@ def store_unchecked(offer_id: str, items: int, *, price: int) -> None:
 @pytest.mark.parametrize("price", [0, 900])
 def test_an_order_of_a_stored_offer_past_the_maximum_is_409_with_nothing_written(
     ordering_api, credits_items, price: int
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     store_unchecked("OldBig", MAX_BUNDLE_ITEMS + 1, price=price)
     status, response, _ = ordering_api(CREATE, body={"offerId": "OldBig"}, headers={"idempotency-key": "old"})
     assert (status, response["error"]) == (S.CONFLICT, "conflict")
@@ -82,7 +82,7 @@ def test_an_order_of_a_stored_offer_past_the_maximum_is_409_with_nothing_written
     assert ordering_api(GET_OFFER, path="/offers/OldBig")[0] == S.OK
 
 
-def test_the_maximum_bundle_is_paid_at_once_when_free(ordering_api, credits_items) -> None:  # type: ignore[no-untyped-def]
+def test_the_maximum_bundle_is_paid_at_once_when_free(ordering_api, credits_items) -> None:
     ordering_api(PUT_OFFER, path="/admin/offers/big", body=bundle_body(MAX_BUNDLE_ITEMS), admin=True)
     status, placed, _ = ordering_api(CREATE, body={"offerId": "big"}, headers={"idempotency-key": "big"})
     assert (status, placed["order"]["status"]) == (S.CREATED, "paid")

@@ -20,18 +20,18 @@ ADMIN_CREDITS = "consumption/admin_get_user_credits.json"
 ADMIN_CONSUME = "consumption/admin_consume.json"
 
 
-def consume(api, group: str, count, key: str | None = None, user: str = "alice", **kw):  # type: ignore[no-untyped-def]
+def consume(api, group: str, count, key: str | None = None, user: str = "alice", **kw):
     body = {"count": count} | ({"idempotencyKey": key} if key else {})
     return api(CONSUME, path=f"/credits/{group}/consume", body=body, user=user, **kw)
 
 
-def grant(api, user: str, group: str, tokens: int, **extra):  # type: ignore[no-untyped-def]
+def grant(api, user: str, group: str, tokens: int, **extra):
     body = {"offerGroup": group, "tokens": tokens, "reason": "test"} | extra
     key = {"idempotency-key": f"grant-{uuid.uuid4()}"}  # the sample event's own key would make it one grant
     return api(GRANT, path=f"/admin/users/{user}/grants", body=body, admin=True, headers=key)
 
 
-def test_free_order_grants_its_lots_and_credits_show_them(ordering_api, consumption_api) -> None:  # type: ignore[no-untyped-def]
+def test_free_order_grants_its_lots_and_credits_show_them(ordering_api, consumption_api) -> None:
     # Given a paid (free) bundle order
     order = ordering_api("ordering/create_order.json", body={"offerId": "Free"})[1]["order"]
     # When the user reads their credits
@@ -45,7 +45,7 @@ def test_free_order_grants_its_lots_and_credits_show_them(ordering_api, consumpt
     assert (lot["starts"], lot["expires"]) == (order["starts"], order["expires"])
 
 
-def test_consume_spends_and_reports_the_new_balance(consumption_api) -> None:  # type: ignore[no-untyped-def]
+def test_consume_spends_and_reports_the_new_balance(consumption_api) -> None:
     grant(consumption_api, "alice", "AiTokens", 30)
     status, body, _ = consume(consumption_api, "AiTokens", 12)
     assert status == S.OK
@@ -54,7 +54,7 @@ def test_consume_spends_and_reports_the_new_balance(consumption_api) -> None:  #
     assert (group["balance"], group["available"], group["lots"][0]["remaining"]) == (18, 18, 18)
 
 
-def test_consume_not_covered_is_402_and_changes_nothing(consumption_api) -> None:  # type: ignore[no-untyped-def]
+def test_consume_not_covered_is_402_and_changes_nothing(consumption_api) -> None:
     grant(consumption_api, "alice", "AiTokens", 5)
     status, body, _ = consume(consumption_api, "AiTokens", 6)
     assert (status, body["error"]) == (S.PAYMENT_REQUIRED, "insufficient_credits")
@@ -64,7 +64,7 @@ def test_consume_not_covered_is_402_and_changes_nothing(consumption_api) -> None
     assert [entry["kind"] for entry in ledger["entries"]] == ["grant"]
 
 
-def test_consume_from_a_group_never_bought_follows_the_policy(consumption_api) -> None:  # type: ignore[no-untyped-def]
+def test_consume_from_a_group_never_bought_follows_the_policy(consumption_api) -> None:
     assert consume(consumption_api, "Postpaid", 3)[0] == S.PAYMENT_REQUIRED
     DynamoCatalogRepository().put_group_policy(GroupPolicy(offer_group="Postpaid", overdraft="unlimited"))
     from consumption import handler
@@ -74,14 +74,14 @@ def test_consume_from_a_group_never_bought_follows_the_policy(consumption_api) -
     assert (status, body["balance"]) == (S.OK, -3)
 
 
-def test_limited_overdraft_stops_at_the_limit(consumption_api) -> None:  # type: ignore[no-untyped-def]
+def test_limited_overdraft_stops_at_the_limit(consumption_api) -> None:
     DynamoCatalogRepository().put_group_policy(GroupPolicy(offer_group="Calls", overdraft="limited", overdraft_limit=4))
     grant(consumption_api, "alice", "Calls", 2)
     assert consume(consumption_api, "Calls", 6)[1]["balance"] == -4
     assert consume(consumption_api, "Calls", 1)[0] == S.PAYMENT_REQUIRED
 
 
-def test_consume_idempotency_key_spends_once(consumption_api) -> None:  # type: ignore[no-untyped-def]
+def test_consume_idempotency_key_spends_once(consumption_api) -> None:
     grant(consumption_api, "alice", "AiTokens", 10)
     first = consume(consumption_api, "AiTokens", 4, key="job-1")
     again = consume(consumption_api, "AiTokens", 4, key="job-1")
@@ -94,7 +94,7 @@ def test_consume_idempotency_key_spends_once(consumption_api) -> None:  # type: 
     assert consumption_api(GROUP, path="/credits/AiTokens")[1]["balance"] == 6
 
 
-def test_body_and_header_keys_must_agree(consumption_api) -> None:  # type: ignore[no-untyped-def]
+def test_body_and_header_keys_must_agree(consumption_api) -> None:
     status, _, _ = consumption_api(
         CONSUME,
         path="/credits/AiTokens/consume",
@@ -105,26 +105,26 @@ def test_body_and_header_keys_must_agree(consumption_api) -> None:  # type: igno
 
 
 @pytest.mark.parametrize("count", [0, -1, 1.5, "1", True, None, 10**13])
-def test_consume_count_must_be_a_positive_integer(consumption_api, count) -> None:  # type: ignore[no-untyped-def]
+def test_consume_count_must_be_a_positive_integer(consumption_api, count) -> None:
     status, body, _ = consume(consumption_api, "AiTokens", count)
     assert (status, body["error"]) == (S.UNPROCESSABLE_ENTITY, "validation_error")
 
 
 @pytest.mark.parametrize("path", ["/credits/bad%20group/consume", "/credits/" + "g" * 129 + "/consume"])
-def test_consume_bad_group_is_422(consumption_api, path: str) -> None:  # type: ignore[no-untyped-def]
+def test_consume_bad_group_is_422(consumption_api, path: str) -> None:
     assert consumption_api(CONSUME, path=path, body={"count": 1})[0] in (S.UNPROCESSABLE_ENTITY, S.NOT_FOUND)
 
 
-def test_oversized_idempotency_key_is_422(consumption_api) -> None:  # type: ignore[no-untyped-def]
+def test_oversized_idempotency_key_is_422(consumption_api) -> None:
     assert consume(consumption_api, "AiTokens", 1, key="k" * 256)[0] == S.UNPROCESSABLE_ENTITY
 
 
-def test_group_never_bought_reads_as_zero(consumption_api) -> None:  # type: ignore[no-untyped-def]
+def test_group_never_bought_reads_as_zero(consumption_api) -> None:
     status, body, _ = consumption_api(GROUP, path="/credits/Nothing")
     assert (status, body["balance"], body["available"], body["lots"]) == (S.OK, 0, 0, [])
 
 
-def test_ledger_newest_first_with_balance_after_and_pages(consumption_api) -> None:  # type: ignore[no-untyped-def]
+def test_ledger_newest_first_with_balance_after_and_pages(consumption_api) -> None:
     grant(consumption_api, "alice", "AiTokens", 10)
     grant(consumption_api, "alice", "Calls", 5)
     for count in (1, 2, 3):
@@ -144,14 +144,14 @@ def test_ledger_newest_first_with_balance_after_and_pages(consumption_api) -> No
     assert [e["tokens"] for e in only_calls["entries"]] == [5]
 
 
-def test_users_only_see_their_own_credits(consumption_api) -> None:  # type: ignore[no-untyped-def]
+def test_users_only_see_their_own_credits(consumption_api) -> None:
     grant(consumption_api, "alice", "AiTokens", 10)
     _, mallory, _ = consumption_api(CREDITS, user="mallory")
     assert mallory["groups"] == []
     assert consume(consumption_api, "AiTokens", 1, user="mallory")[0] == S.PAYMENT_REQUIRED
 
 
-def test_admin_routes(consumption_api) -> None:  # type: ignore[no-untyped-def]
+def test_admin_routes(consumption_api) -> None:
     status, entry, _ = grant(consumption_api, "bob", "AiTokens", 50, expires="2099-01-01T00:00:00Z")
     assert (status, entry["kind"], entry["tokens"], entry["balanceAfter"], entry["reason"]) == (
         S.CREATED,
@@ -184,7 +184,7 @@ def test_admin_routes(consumption_api) -> None:  # type: ignore[no-untyped-def]
         {"reason": ""},
     ],
 )
-def test_admin_grant_bad_input_is_422(consumption_api, extra) -> None:  # type: ignore[no-untyped-def]
+def test_admin_grant_bad_input_is_422(consumption_api, extra) -> None:
     body = {"offerGroup": "AiTokens", "tokens": 5, "reason": "test"} | extra
     assert consumption_api(GRANT, path="/admin/users/bob/grants", body=body, admin=True)[0] == S.UNPROCESSABLE_ENTITY
 
@@ -194,12 +194,12 @@ CAPTURE = "consumption/capture_reservation.json"
 RELEASE = "consumption/release_reservation.json"
 
 
-def hold(api, group: str, count, **kw):  # type: ignore[no-untyped-def]
+def hold(api, group: str, count, **kw):
     kw.setdefault("headers", {"idempotency-key": f"hold-{uuid.uuid4()}"})  # the sample event carries a fixed key
     return api(HOLD, path=f"/credits/{group}/reservations", body={"count": count} | kw.pop("extra", {}), **kw)
 
 
-def test_hold_then_partial_capture_returns_the_rest(consumption_api) -> None:  # type: ignore[no-untyped-def]
+def test_hold_then_partial_capture_returns_the_rest(consumption_api) -> None:
     grant(consumption_api, "alice", "AiTokens", 10)
     status, reservation, _ = hold(consumption_api, "AiTokens", 6)
     assert (status, reservation["status"], reservation["count"]) == (S.CREATED, "held", 6)
@@ -216,7 +216,7 @@ def test_hold_then_partial_capture_returns_the_rest(consumption_api) -> None:  #
     assert kinds == [("capture", -4, -6), ("hold", 0, 6), ("grant", 10, 0)]
 
 
-def test_hold_release_gives_everything_back(consumption_api) -> None:  # type: ignore[no-untyped-def]
+def test_hold_release_gives_everything_back(consumption_api) -> None:
     grant(consumption_api, "alice", "AiTokens", 10)
     rid = hold(consumption_api, "AiTokens", 10)[1]["reservationId"]
     assert consume(consumption_api, "AiTokens", 1)[0] == S.PAYMENT_REQUIRED  # all of it is held
@@ -227,14 +227,14 @@ def test_hold_release_gives_everything_back(consumption_api) -> None:  # type: i
     assert consumption_api(GROUP, path="/credits/AiTokens")[1]["available"] == 10
 
 
-def test_holds_never_overcommit(consumption_api) -> None:  # type: ignore[no-untyped-def]
+def test_holds_never_overcommit(consumption_api) -> None:
     grant(consumption_api, "alice", "AiTokens", 10)
     assert hold(consumption_api, "AiTokens", 7)[0] == S.CREATED
     status, body, _ = hold(consumption_api, "AiTokens", 4)
     assert (status, body["error"]) == (S.PAYMENT_REQUIRED, "insufficient_credits"), body
 
 
-def test_capture_default_is_the_whole_hold_and_more_is_422(consumption_api) -> None:  # type: ignore[no-untyped-def]
+def test_capture_default_is_the_whole_hold_and_more_is_422(consumption_api) -> None:
     grant(consumption_api, "alice", "AiTokens", 10)
     rid = hold(consumption_api, "AiTokens", 3)[1]["reservationId"]
     assert consumption_api(CAPTURE, path=f"/reservations/{rid}/capture", body={"count": 4})[0] == 422
@@ -242,14 +242,14 @@ def test_capture_default_is_the_whole_hold_and_more_is_422(consumption_api) -> N
     assert (status, body["captured"]) == (S.OK, 3)
 
 
-def test_reservation_of_another_user_is_404(consumption_api) -> None:  # type: ignore[no-untyped-def]
+def test_reservation_of_another_user_is_404(consumption_api) -> None:
     grant(consumption_api, "alice", "AiTokens", 10)
     rid = hold(consumption_api, "AiTokens", 3)[1]["reservationId"]
     assert consumption_api(RELEASE, path=f"/reservations/{rid}/release", user="mallory")[0] == S.NOT_FOUND
     assert consumption_api(RELEASE, path="/reservations/not-an-id/release")[0] == S.UNPROCESSABLE_ENTITY
 
 
-def test_hold_idempotency_key_holds_once(consumption_api) -> None:  # type: ignore[no-untyped-def]
+def test_hold_idempotency_key_holds_once(consumption_api) -> None:
     grant(consumption_api, "alice", "AiTokens", 10)
     first = hold(consumption_api, "AiTokens", 4, headers={"idempotency-key": "h1"})
     again = hold(consumption_api, "AiTokens", 4, headers={"idempotency-key": "h1"})
@@ -260,12 +260,12 @@ def test_hold_idempotency_key_holds_once(consumption_api) -> None:  # type: igno
 @pytest.mark.parametrize(
     "extra", [{"count": 0}, {"count": "3"}, {"expiresInSeconds": 0}, {"expiresInSeconds": 8 * 86400}]
 )
-def test_hold_bad_input_is_422(consumption_api, extra) -> None:  # type: ignore[no-untyped-def]
+def test_hold_bad_input_is_422(consumption_api, extra) -> None:
     body = {"count": 3} | extra
     assert hold(consumption_api, "AiTokens", body.pop("count"), extra=body)[0] == S.UNPROCESSABLE_ENTITY
 
 
-def test_expiry_check_route(consumption_api) -> None:  # type: ignore[no-untyped-def]
+def test_expiry_check_route(consumption_api) -> None:
     grant(consumption_api, "alice", "AiTokens", 3)
     body = {"warnBeforeSeconds": 60, "low": [{"offerGroup": "AiTokens", "min": 5}]}
     status, report, _ = consumption_api("consumption/expiry_check.json", body=body)
@@ -277,7 +277,7 @@ def test_expiry_check_route(consumption_api) -> None:  # type: ignore[no-untyped
     assert consumption_api("consumption/expiry_check.json", body={"warnBeforeSeconds": -1})[0] == 422
 
 
-def test_usage_route_sums_spends_in_a_window(consumption_api) -> None:  # type: ignore[no-untyped-def]
+def test_usage_route_sums_spends_in_a_window(consumption_api) -> None:
     grant(consumption_api, "alice", "AiTokens", 10)
     consume(consumption_api, "AiTokens", 3)
     consume(consumption_api, "AiTokens", 2)
@@ -291,7 +291,7 @@ def test_usage_route_sums_spends_in_a_window(consumption_api) -> None:  # type: 
     assert consumption_api("consumption/get_usage.json", query={})[0] == S.UNPROCESSABLE_ENTITY
 
 
-def test_request_path_of_a_spend(consumption_api) -> None:  # type: ignore[no-untyped-def]
+def test_request_path_of_a_spend(consumption_api) -> None:
     """The README's measure: a spend is followed through at most 5 project files, one direction."""
     grant(consumption_api, "alice", "AiTokens", 30)
     consume(consumption_api, "AiTokens", 1)  # warm: the composition root and the catalog cache are built

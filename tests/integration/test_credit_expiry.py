@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 from devtools.catalog import load_catalog
@@ -11,6 +11,7 @@ from tests.conftest import DEMO_CATALOG
 from tests.fakes.clock import FixedClock
 from tests.fakes.events import RecordingEventPublisher
 from tests.fakes.payments import RecordingPaymentGateway
+from tests.helpers.present import present
 from usercredits.adapters.dynamodb.catalog import DynamoCatalogRepository
 from usercredits.adapters.dynamodb.credits import DynamoCreditsRepository
 from usercredits.adapters.dynamodb.orders import DynamoOrderRepository
@@ -20,11 +21,11 @@ from usercredits.errors import ConflictError, InsufficientCreditsError
 
 
 @pytest.fixture
-def repos(moto_tables: None):  # type: ignore[no-untyped-def]
+def repos(moto_tables: None):
     return DynamoCatalogRepository(cache_seconds=0), DynamoCreditsRepository(), FixedClock()
 
 
-def test_expired_lot_loses_exactly_its_unused_tokens_once(repos) -> None:  # type: ignore[no-untyped-def]
+def test_expired_lot_loses_exactly_its_unused_tokens_once(repos) -> None:
     catalog, credits, clock = repos
     # Given a lot of 10 expiring in 5 days, another without expiry, and 4 tokens spent (from the soonest lot)
     spending.grant_credits(
@@ -52,7 +53,7 @@ def test_expired_lot_loses_exactly_its_unused_tokens_once(repos) -> None:  # typ
     assert [(e.kind.value, e.tokens) for e in ledger][:1] == [("expire", -6)]
 
 
-def test_fully_used_lot_expires_silently(repos) -> None:  # type: ignore[no-untyped-def]
+def test_fully_used_lot_expires_silently(repos) -> None:
     catalog, credits, clock = repos
     spending.grant_credits(
         "u", "G", 3, expires=clock.now() + timedelta(days=1), reason="a", credits=credits, clock=clock
@@ -76,7 +77,7 @@ def test_fully_used_lot_expires_silently(repos) -> None:  # type: ignore[no-unty
     assert balances.get_credit_group("u", "G", credits=credits, clock=clock, catalog=catalog).lots == []
 
 
-def test_a_lot_past_expiry_cannot_be_spent_even_before_any_scan(repos) -> None:  # type: ignore[no-untyped-def]
+def test_a_lot_past_expiry_cannot_be_spent_even_before_any_scan(repos) -> None:
     catalog, credits, clock = repos
     spending.grant_credits(
         "u", "G", 10, expires=clock.now() + timedelta(days=1), reason="a", credits=credits, clock=clock
@@ -97,7 +98,7 @@ def test_a_lot_past_expiry_cannot_be_spent_even_before_any_scan(repos) -> None: 
     assert balances.get_credit_group("u", "G", credits=credits, clock=clock, catalog=catalog).balance == 0
 
 
-def test_expiry_of_a_paid_order_moves_it_to_expired(repos) -> None:  # type: ignore[no-untyped-def]
+def test_expiry_of_a_paid_order_moves_it_to_expired(repos) -> None:
     catalog, credits, clock = repos
     load_catalog(DEMO_CATALOG)
     orders = DynamoOrderRepository()
@@ -111,17 +112,17 @@ def test_expiry_of_a_paid_order_moves_it_to_expired(repos) -> None:  # type: ign
         clock=clock,
     )
     paid = paying.apply_order_paid("u", placed.order.order_id, orders=orders, clock=clock, message="paid")
-    clock.current = paid.expires + timedelta(seconds=1)  # type: ignore[operator]
+    clock.current = present(paid.expires) + timedelta(seconds=1)
     groups = {g.offer_group: g for g in balances.list_credits("u", credits=credits, clock=clock, catalog=catalog)}
     assert groups["Startup"].balance == 0  # the lazy check on read closed it
-    assert orders.get_order("u", paid.order_id).status is OrderStatus.EXPIRED  # type: ignore[union-attr]
+    assert present(orders.get_order("u", paid.order_id)).status is OrderStatus.EXPIRED
     # The bundle item (no appendDate) shared the root purchase's window (seed T19), so it expired with it
     assert groups["AiTokens"].balance == 0
     child = orders.get_order("u", paid.combined_items[0].child_order_id or "")
     assert child is not None and child.status is OrderStatus.EXPIRED
 
 
-def test_a_hold_that_reaches_its_expiry_returns_by_itself(repos) -> None:  # type: ignore[no-untyped-def]
+def test_a_hold_that_reaches_its_expiry_returns_by_itself(repos) -> None:
     catalog, credits, clock = repos
     spending.grant_credits("u", "G", 10, expires=None, reason="a", credits=credits, clock=clock)
     hold = reservations.create_reservation(
@@ -145,7 +146,7 @@ def test_a_hold_that_reaches_its_expiry_returns_by_itself(repos) -> None:  # typ
     assert [(e.kind.value, e.held, e.reason) for e in ledger][0] == ("release", -8, "hold expired")
 
 
-def test_an_expired_hold_frees_its_tokens_for_a_new_hold(repos) -> None:  # type: ignore[no-untyped-def]
+def test_an_expired_hold_frees_its_tokens_for_a_new_hold(repos) -> None:
     catalog, credits, clock = repos
     spending.grant_credits("u", "G", 5, expires=None, reason="a", credits=credits, clock=clock)
     reservations.create_reservation(
@@ -158,13 +159,13 @@ def test_an_expired_hold_frees_its_tokens_for_a_new_hold(repos) -> None:  # type
     assert again.count == 5
 
 
-def grant_expiring(credits, clock, group: str, tokens: int, days: float) -> None:  # type: ignore[no-untyped-def]
+def grant_expiring(credits, clock, group: str, tokens: int, days: float) -> None:
     spending.grant_credits(
         "u", group, tokens, expires=clock.now() + timedelta(days=days), reason="t", credits=credits, clock=clock
     )
 
 
-def test_expiry_check_expires_due_groups_once_and_warns(repos) -> None:  # type: ignore[no-untyped-def]
+def test_expiry_check_expires_due_groups_once_and_warns(repos) -> None:
     # Seed T23/T25: G1 and G2 lapse (one day and one week from now), A1/A2 later; a 4-day warning window
     catalog, credits, clock = repos
     grant_expiring(credits, clock, "G1", 5, 1)
@@ -199,7 +200,7 @@ def test_expiry_check_expires_due_groups_once_and_warns(repos) -> None:  # type:
     assert sorted((e.offer_group, e.tokens) for e in expired) == [("G1", -5), ("G2", -6)]
 
 
-def test_credits_low_is_published_once_per_crossing(repos) -> None:  # type: ignore[no-untyped-def]
+def test_credits_low_is_published_once_per_crossing(repos) -> None:
     catalog, credits, clock = repos
     catalog.put_group_policy(GroupPolicy(offer_group="G", low_threshold=5))
     events = RecordingEventPublisher()
@@ -226,7 +227,7 @@ def test_credits_low_is_published_once_per_crossing(repos) -> None:  # type: ign
     assert len(set(event_ids)) == 2
 
 
-def test_credits_low_on_capture(repos) -> None:  # type: ignore[no-untyped-def]
+def test_credits_low_on_capture(repos) -> None:
     catalog, credits, clock = repos
     catalog.put_group_policy(GroupPolicy(offer_group="G", low_threshold=2))
     events = RecordingEventPublisher()
@@ -240,7 +241,7 @@ def test_credits_low_on_capture(repos) -> None:  # type: ignore[no-untyped-def]
     assert [detail["balance"] for detail in events.details()] == [1]
 
 
-def test_a_failed_publish_does_not_undo_or_fail_the_spend(repos) -> None:  # type: ignore[no-untyped-def]
+def test_a_failed_publish_does_not_undo_or_fail_the_spend(repos) -> None:
     catalog, credits, clock = repos
     catalog.put_group_policy(GroupPolicy(offer_group="G", low_threshold=5))
     spending.grant_credits("u", "G", 6, expires=None, reason="t", credits=credits, clock=clock)
@@ -258,9 +259,9 @@ def test_a_failed_publish_does_not_undo_or_fail_the_spend(repos) -> None:  # typ
     assert result.balance == 4
 
 
-def test_usage_totals_port_seed_t06(repos) -> None:  # type: ignore[no-untyped-def]
-    """Seed T06 (checkTokens / consumptionInDateRange), per user as section 7 asks; another user's movements at the
-    same times must not count (the seed summed every user's)."""
+def test_usage_totals_port_seed_t06(repos) -> None:
+    """Seed T06 (checkTokens / consumptionInDateRange), per user (docs/rules.md#usage-totals); another user's movements
+    at the same times must not count (the seed summed every user's)."""
     catalog, credits, clock = repos
     now = clock.now()
     times = [
@@ -293,12 +294,12 @@ def test_usage_totals_port_seed_t06(repos) -> None:  # type: ignore[no-untyped-d
     clock.current = now + timedelta(seconds=1)
     three_months_ago, three_weeks_ago = now - timedelta(days=91), now - timedelta(weeks=3)
 
-    def totals(end: object, spent_only: bool) -> dict[str, int]:
+    def totals(end: datetime, spent_only: bool) -> dict[str, int]:
         return balances.usage_totals(
             "u",
             start=three_months_ago,
             end=end,
-            spent_only=spent_only,  # type: ignore[arg-type]
+            spent_only=spent_only,
             credits=credits,
         )
 
@@ -308,7 +309,7 @@ def test_usage_totals_port_seed_t06(repos) -> None:  # type: ignore[no-untyped-d
     assert totals(three_weeks_ago, False) == {"G1": 94, "G2": 198}
 
 
-def test_a_soonest_expiry_left_behind_by_a_closed_lot_never_blocks_spends(repos) -> None:  # type: ignore[no-untyped-def]
+def test_a_soonest_expiry_left_behind_by_a_closed_lot_never_blocks_spends(repos) -> None:
     # Issue 12: a group remembering the expiry of a lot that closed otherwise (a full refund closes its lots) refused
     # every spend forever ("a lot is past its expiry"); the next spend writes the soonest expiry again and goes on.
     from usercredits.adapters.dynamodb.keys import group_sk, user_pk
@@ -331,10 +332,10 @@ def test_a_soonest_expiry_left_behind_by_a_closed_lot_never_blocks_spends(repos)
         events=RecordingEventPublisher(),
     )
     assert spent.balance == 3
-    assert credits.group_state("u", "G").next_expiry is None  # type: ignore[union-attr]
+    assert credits.group_state("u", "G").next_expiry is None
 
 
-def test_an_expiry_that_takes_held_tokens_cuts_the_holds_first(repos) -> None:  # type: ignore[no-untyped-def]
+def test_an_expiry_that_takes_held_tokens_cuts_the_holds_first(repos) -> None:
     # Issue 12: a hold set aside tokens of a lot that then expired; capturing it afterwards took the balance below 0.
     catalog, credits, clock = repos
     spending.grant_credits(

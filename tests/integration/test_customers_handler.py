@@ -1,7 +1,8 @@
 """The customers function end to end: lambda_handler -> use cases -> PynamoDB on moto (no processor involved).
 
-Route-level parts of the seed's scenarios (seeds-spec section 6) that need no Stripe, with the fixes of 7.2, and the
-bad input the contract refuses. Customers that already went through a sync are stored with the repository.
+Route-level parts of the original library's acceptance scenarios (Mxx labels; rules in docs/rules.md#subscriptions-half)
+that need no Stripe, and the bad input the contract refuses. Customers that already went through a sync are stored with
+the repository.
 """
 
 from __future__ import annotations
@@ -298,7 +299,7 @@ def test_subscribe_with_a_coupon_that_cannot_be_used_is_422_with_the_seeds_messa
 
 
 def test_subscribe_with_a_used_up_coupon_is_limit_reached(api: Call) -> None:
-    """M33/7.2-2: the limit is reached at usedCount == maxUses (the seed's `>` allowed one more)."""
+    """M33 (docs/rules.md#coupons): the limit is reached at usedCount == maxUses (the seed's `>` allowed one more)."""
     define_pro_plan(api)
     define_coupon(api, maxUses=2)
     coupons = DynamoCouponRepository()
@@ -338,7 +339,7 @@ def test_same_level_subscription_is_queued_until_the_current_period_ends(api: Ca
 
 
 def test_upgrade_starts_now_with_a_prorated_credit_for_the_lower_subscription(api: Call) -> None:
-    """M24 corrected by 7.2-1: the credit is the unused part of the lower subscription (not its full price)."""
+    """M24 corrected (docs/rules.md#upgrade-credit): the credit is the unused part of the lower subscription."""
     # Given a level-1 monthly subscription at 10.00, created 2017-01-02 (paid through 02-02), at 01-10 12:00
     store(base_customer(user_id="alice", subscriptions=[subscription("one", level=1, created="2017-01-02")]))
     define_pro_plan(api, price={"amount": 3000, "currency": "usd"})

@@ -12,6 +12,7 @@ from typing import Any
 import boto3
 import pytest
 
+from tests.helpers.present import present
 from tests.helpers.subscription_builders import NOW, at, plan, usd, with_state
 from usercredits.adapters.dynamodb.coupons import DynamoCouponRepository
 from usercredits.adapters.dynamodb.customers import DynamoCustomerRepository
@@ -221,7 +222,7 @@ def test_payment_lock_has_one_holder_until_it_expires_or_is_released(customers: 
     until = NOW + timedelta(seconds=30)
     # Given a lock taken at NOW for 30 seconds
     assert customers.acquire_payment_lock(USER, now=NOW, until=until) is True
-    # Then another operation 5 seconds later cannot take it (the seed's M10)
+    # Then another operation 5 seconds later cannot take it (M10; docs/rules.md#payment-lock)
     assert customers.acquire_payment_lock(USER, now=NOW + timedelta(seconds=5), until=until) is False
     # and releasing someone else's lock (another `until`) does nothing
     customers.release_payment_lock(USER, until=NOW)
@@ -395,7 +396,7 @@ def test_a_restricted_coupon_is_redeemed_once_per_customer_whichever_subscriptio
         RedemptionOutcome.ALREADY_REDEEMED,
     ]
     assert ten == [RedemptionOutcome.REDEEMED, RedemptionOutcome.REDEEMED]
-    assert [coupons.get(code).used_count for code in ("ONCE", "TEN")] == [1, 2]  # type: ignore[union-attr]
+    assert [present(coupons.get(code)).used_count for code in ("ONCE", "TEN")] == [1, 2]
     # and another customer may still use it
     assert coupons.redeem("ONCE", "cust-2", "sub-9", None, restricted=True) is RedemptionOutcome.REDEEMED
 

@@ -42,7 +42,8 @@ def test_events_reach_the_bus_with_source_and_detail() -> None:
 
 class FlakyClient:
     def __init__(self, failures: int) -> None:
-        self.failures, self.calls = failures, []  # type: ignore[var-annotated]
+        self.failures = failures
+        self.calls: list[int] = []
 
     def put_events(self, Entries: list[dict[str, Any]]) -> dict[str, Any]:  # noqa: N803 - boto's name
         self.calls.append(len(Entries))

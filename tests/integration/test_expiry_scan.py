@@ -22,6 +22,7 @@ from tests.integration.conftest import outbox_events
 from usercredits.adapters.dynamodb.credits import DynamoCreditsRepository
 from usercredits.adapters.events import EventBridgePublisher
 from usercredits.domain import balances, expiry_check, reservations, spending
+from usercredits.domain.expiry_scan import ScanReport
 from usercredits.domain.models import GroupPolicy, LedgerKind
 from usercredits.kernel.models import DomainEvent
 
@@ -232,7 +233,8 @@ class ScriptedEventBridge:
     """A PutEvents client: rejects an entry the number of times ``fail`` says for its lot id."""
 
     def __init__(self, fail: dict[str, int]) -> None:
-        self.fail, self.calls = dict(fail), []  # type: ignore[var-annotated]
+        self.fail = dict(fail)
+        self.calls: list[list[str]] = []
 
     def put_events(self, Entries: list[dict[str, Any]]) -> dict[str, Any]:  # noqa: N803 - boto's name
         self.calls.append([json.loads(entry["Detail"])["lotId"] for entry in Entries])
@@ -277,7 +279,7 @@ def test_a_run_cut_short_by_its_budget_resumes_and_everything_happens_once(world
     world.scan(windows=(DAY,))  # the cursors start here
     world.clock.advance(days=2, hours=1)
     # When runs with a small budget and small pages follow each other until one catches up
-    reports = []
+    reports: list[ScanReport] = []
     while not (reports and reports[-1].caught_up):
         reports.append(world.scan(windows=(DAY,), budget=CountdownBudget(12), page_size=4))
         assert len(reports) < 50

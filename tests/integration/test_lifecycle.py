@@ -108,7 +108,7 @@ def lifecycle_machine() -> LifecycleMachine:
 def _run(name: str, profile: dict[str, Any]) -> None:
     REACHED.clear()
     run_state_machine_as_test(
-        lifecycle_machine,
+        lifecycle_machine,  # type: ignore[arg-type]  # hypothesis takes any factory; its signature says a class
         settings=settings(
             **profile,
             deadline=None,

@@ -169,7 +169,7 @@ def test_lot_cursors_that_were_not_made_for_this_group_are_refused(world: World)
 # --- through the handler ---------------------------------------------------------------------------------------------
 
 
-def test_the_handler_pages_lots_and_answers_422_to_a_bad_cursor(consumption_api) -> None:  # type: ignore[no-untyped-def]
+def test_the_handler_pages_lots_and_answers_422_to_a_bad_cursor(consumption_api) -> None:
     for _ in range(SHOWN + 3):
         body = {"offerGroup": "AiTokens", "tokens": 2, "reason": "test"}
         key = {"idempotency-key": f"grant-{uuid.uuid4()}"}

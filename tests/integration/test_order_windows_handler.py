@@ -14,7 +14,7 @@ CREATE = "ordering/create_order.json"
 PUT_OFFER = "ordering/put_offer_admin.json"
 
 
-def refused(ordering_api, body: dict[str, object], field: str) -> dict[str, object]:  # type: ignore[no-untyped-def]
+def refused(ordering_api, body: dict[str, object], field: str) -> dict[str, object]:
     status, response, _ = ordering_api(CREATE, body=body, headers={"idempotency-key": "far"})
     assert (status, response["error"]) == (S.UNPROCESSABLE_ENTITY, "validation_error")
     assert [detail["field"] for detail in response["details"]] == [f"body.{field}"]
@@ -22,19 +22,19 @@ def refused(ordering_api, body: dict[str, object], field: str) -> dict[str, obje
 
 
 @pytest.mark.parametrize("offer_id", ["Free", "EnterpriseM"])
-def test_far_future_starts_is_422_naming_starts_and_writes_nothing(ordering_api, credits_items, offer_id) -> None:  # type: ignore[no-untyped-def]
+def test_far_future_starts_is_422_naming_starts_and_writes_nothing(ordering_api, credits_items, offer_id) -> None:
     response = refused(ordering_api, {"offerId": offer_id, "starts": "9999-12-01T00:00:00Z"}, "starts")
     assert str(response["message"]).startswith("starts 9999-12-01T00:00:00+00:00 is too far ahead")
     assert item_kinds(credits_items()) == []
 
 
-def test_yearly_times_10000_is_422_naming_quantity_and_writes_no_order(ordering_api, credits_items) -> None:  # type: ignore[no-untyped-def]
+def test_yearly_times_10000_is_422_naming_quantity_and_writes_no_order(ordering_api, credits_items) -> None:
     response = refused(ordering_api, {"offerId": "_100tokens", "quantity": 10_000}, "quantity")
     assert "within 100 years" in str(response["message"])
     assert item_kinds(credits_items()) == []
 
 
-def test_custom_century_offer_ordered_twice_is_422(ordering_api, credits_items) -> None:  # type: ignore[no-untyped-def]
+def test_custom_century_offer_ordered_twice_is_422(ordering_api, credits_items) -> None:
     offer = {
         "name": "Century",
         "offerGroup": "Century",
@@ -50,7 +50,7 @@ def test_custom_century_offer_ordered_twice_is_422(ordering_api, credits_items) 
     assert (status, body["order"]["status"]) == (S.CREATED, "paid")  # one century fits: paid at once, stored
 
 
-def test_starts_inside_the_bound_is_accepted(ordering_api) -> None:  # type: ignore[no-untyped-def]
+def test_starts_inside_the_bound_is_accepted(ordering_api) -> None:
     starts = (datetime.now(UTC) + timedelta(days=9 * 366)).isoformat()
     status, body, _ = ordering_api(CREATE, body={"offerId": "Free", "starts": starts})
     assert (status, body["order"]["status"]) == (S.CREATED, "paid")
@@ -68,14 +68,14 @@ def test_starts_inside_the_bound_is_accepted(ordering_api) -> None:  # type: ign
         True,
     ],
 )
-def test_starts_naive_or_garbage_is_422(ordering_api, credits_items, starts) -> None:  # type: ignore[no-untyped-def]
+def test_starts_naive_or_garbage_is_422(ordering_api, credits_items, starts) -> None:
     status, response, _ = ordering_api(CREATE, body={"offerId": "Free", "starts": starts})
     assert (status, response["error"]) == (S.UNPROCESSABLE_ENTITY, "validation_error")
     assert any("starts" in detail["field"] for detail in response["details"])
     assert item_kinds(credits_items()) == []
 
 
-def test_starts_past_year_9999_in_utc_is_422_not_500(ordering_api, credits_items) -> None:  # type: ignore[no-untyped-def]
+def test_starts_past_year_9999_in_utc_is_422_not_500(ordering_api, credits_items) -> None:
     # Accepted by the schema (an aware time), in year 10000 once in UTC: the domain refuses it, nothing overflows.
     refused(ordering_api, {"offerId": "Free", "starts": "9999-12-31T23:59:59-01:00"}, "starts")
     assert item_kinds(credits_items()) == []

@@ -24,20 +24,20 @@ DELETE_OFFER = "ordering/delete_offer_admin.json"
 CONFIRM = "ordering/confirm_order.json"
 
 
-def create(call, offer_id: str, quantity: int | None = 1, **kw):  # type: ignore[no-untyped-def]
+def create(call, offer_id: str, quantity: int | None = 1, **kw):
     body = {"offerId": offer_id} if quantity is None else {"offerId": offer_id, "quantity": quantity}
     kw.setdefault("headers", {"idempotency-key": f"k-{offer_id}-{quantity}-{kw.get('user', 'alice')}"})
     return call(CREATE, body=body, **kw)
 
 
-def test_list_offers_returns_the_public_catalog_priced_in_the_default_currency(ordering_api) -> None:  # type: ignore[no-untyped-def]
+def test_list_offers_returns_the_public_catalog_priced_in_the_default_currency(ordering_api) -> None:
     status, body, _ = ordering_api(LIST, query={})
     assert status == S.OK
     assert len(body["offers"]) == 17
     assert all(offer["price"]["currency"] == "usd" for offer in body["offers"])
 
 
-def test_list_offers_filters_by_tags_and_currency(ordering_api) -> None:  # type: ignore[no-untyped-def]
+def test_list_offers_filters_by_tags_and_currency(ordering_api) -> None:
     status, body, _ = ordering_api(LIST, query={"tags": "subscription,monthly", "allTags": "true", "currency": "eur"})
     assert status == S.OK
     assert {o["offerId"] for o in body["offers"]} == {
@@ -53,24 +53,24 @@ def test_list_offers_filters_by_tags_and_currency(ordering_api) -> None:  # type
 
 
 @pytest.mark.parametrize("currency", ["xxx", "USD", "dollars"])
-def test_list_offers_unknown_currency_is_422(ordering_api, currency: str) -> None:  # type: ignore[no-untyped-def]
+def test_list_offers_unknown_currency_is_422(ordering_api, currency: str) -> None:
     status, body, _ = ordering_api(LIST, query={"currency": currency})
     assert (status, body["error"]) == (S.UNPROCESSABLE_ENTITY, "validation_error")
 
 
-def test_get_offer_and_unknown_offer(ordering_api) -> None:  # type: ignore[no-untyped-def]
+def test_get_offer_and_unknown_offer(ordering_api) -> None:
     status, body, _ = ordering_api(GET_OFFER, path="/offers/EnterpriseM")
     assert (status, body["offerId"], body["prices"][0]) == (S.OK, "EnterpriseM", {"amount": 9900, "currency": "usd"})
     status, body, _ = ordering_api(GET_OFFER, path="/offers/nope")
     assert (status, body["error"]) == (S.NOT_FOUND, "not_found")
 
 
-def test_missing_identity_is_401(ordering_api) -> None:  # type: ignore[no-untyped-def]
+def test_missing_identity_is_401(ordering_api) -> None:
     status, body, _ = ordering_api(LIST, user=None)
     assert (status, body["error"]) == (S.UNAUTHORIZED, "unauthorized")
 
 
-def test_create_priced_order_is_pending_with_a_local_payment_intent(ordering_api, credits_items) -> None:  # type: ignore[no-untyped-def]
+def test_create_priced_order_is_pending_with_a_local_payment_intent(ordering_api, credits_items) -> None:
     status, body, _ = create(ordering_api, "EnterpriseM", 3)
     assert status == S.CREATED
     order, payment = body["order"], body["payment"]
@@ -86,7 +86,7 @@ def test_create_priced_order_is_pending_with_a_local_payment_intent(ordering_api
     assert item_kinds(credits_items()) == ["idempotency", "order", "paymentIntentLink"]  # the link finds the order
 
 
-def test_create_free_order_is_paid_at_once_with_its_bundle(ordering_api, credits_items) -> None:  # type: ignore[no-untyped-def]
+def test_create_free_order_is_paid_at_once_with_its_bundle(ordering_api, credits_items) -> None:
     status, body, _ = create(ordering_api, "Free")
     assert status == S.CREATED and body["payment"] is None
     order = body["order"]
@@ -128,7 +128,7 @@ def test_create_free_order_is_paid_at_once_with_its_bundle(ordering_api, credits
         ({"offerId": "EnterpriseM", "price": 0}, "price"),
     ],
 )
-def test_create_order_bad_body_is_422_and_writes_nothing(ordering_api, credits_items, body, field) -> None:  # type: ignore[no-untyped-def]
+def test_create_order_bad_body_is_422_and_writes_nothing(ordering_api, credits_items, body, field) -> None:
     status, response, _ = ordering_api(CREATE, body=body, headers={"idempotency-key": "bad"})
     assert (status, response["error"]) == (S.UNPROCESSABLE_ENTITY, "validation_error")
     assert any(field in detail["field"] for detail in response["details"])
@@ -136,12 +136,12 @@ def test_create_order_bad_body_is_422_and_writes_nothing(ordering_api, credits_i
 
 
 @pytest.mark.parametrize("raw", ["{not json", "[]", "null", '"text"', ""])
-def test_create_order_malformed_json_is_422(ordering_api, raw: str) -> None:  # type: ignore[no-untyped-def]
+def test_create_order_malformed_json_is_422(ordering_api, raw: str) -> None:
     status, response, _ = ordering_api(CREATE, raw_body=raw)
     assert (status, response["error"]) == (S.UNPROCESSABLE_ENTITY, "validation_error")
 
 
-def test_create_order_invalid_utf8_body_is_422(ordering_api) -> None:  # type: ignore[no-untyped-def]
+def test_create_order_invalid_utf8_body_is_422(ordering_api) -> None:
     from tests.conftest import http_event
 
     event = http_event(CREATE)
@@ -166,14 +166,14 @@ def test_create_order_invalid_utf8_body_is_422(ordering_api) -> None:  # type: i
 )
 def test_create_order_refusals_write_nothing(
     ordering_api, credits_items, offer_id, quantity, currency, status, error
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     body = {"offerId": offer_id, "quantity": quantity} | ({"currency": currency} if currency else {})
     got, response, _ = ordering_api(CREATE, body=body)
     assert (got, response["error"]) == (status, error)
     assert item_kinds(credits_items()) == []
 
 
-def test_create_order_idempotency_replay_and_conflict(ordering_api, credits_items) -> None:  # type: ignore[no-untyped-def]
+def test_create_order_idempotency_replay_and_conflict(ordering_api, credits_items) -> None:
     headers = {"idempotency-key": "retry-me"}
     first = ordering_api(CREATE, body={"offerId": "EnterpriseM", "quantity": 2}, headers=headers)
     again = ordering_api(CREATE, body={"offerId": "EnterpriseM", "quantity": 2}, headers=headers)
@@ -183,12 +183,12 @@ def test_create_order_idempotency_replay_and_conflict(ordering_api, credits_item
     assert item_kinds(credits_items()) == ["idempotency", "order", "paymentIntentLink"]
 
 
-def test_idempotency_key_longer_than_255_is_422(ordering_api) -> None:  # type: ignore[no-untyped-def]
+def test_idempotency_key_longer_than_255_is_422(ordering_api) -> None:
     status, _, _ = ordering_api(CREATE, body={"offerId": "EnterpriseM"}, headers={"idempotency-key": "k" * 256})
     assert status == S.UNPROCESSABLE_ENTITY
 
 
-def test_list_orders_newest_first_paginated_and_filtered(ordering_api) -> None:  # type: ignore[no-untyped-def]
+def test_list_orders_newest_first_paginated_and_filtered(ordering_api) -> None:
     ids = [create(ordering_api, offer, 1)[1]["order"]["orderId"] for offer in ("StartupM", "EnterpriseM", "Free")]
     status, page1, _ = ordering_api(LIST_ORDERS, query={"limit": "2"})
     assert status == S.OK
@@ -201,12 +201,12 @@ def test_list_orders_newest_first_paginated_and_filtered(ordering_api) -> None: 
 
 
 @pytest.mark.parametrize("query", [{"limit": "0"}, {"limit": "201"}, {"status": "lost"}, {"cursor": "garbage!"}])
-def test_list_orders_bad_query_is_422(ordering_api, query) -> None:  # type: ignore[no-untyped-def]
+def test_list_orders_bad_query_is_422(ordering_api, query) -> None:
     status, body, _ = ordering_api(LIST_ORDERS, query=query)
     assert (status, body["error"]) == (S.UNPROCESSABLE_ENTITY, "validation_error")
 
 
-def test_orders_of_another_user_are_invisible(ordering_api) -> None:  # type: ignore[no-untyped-def]
+def test_orders_of_another_user_are_invisible(ordering_api) -> None:
     order_id = create(ordering_api, "EnterpriseM", 1)[1]["order"]["orderId"]
     status, body, _ = ordering_api(GET_ORDER, path=f"/orders/{order_id}", user="mallory")
     assert (status, body["error"]) == (S.NOT_FOUND, "not_found")
@@ -216,7 +216,7 @@ def test_orders_of_another_user_are_invisible(ordering_api) -> None:  # type: ig
     assert theirs["orders"] == []
 
 
-def test_request_payment_gives_a_fresh_intent_then_409_once_paid(ordering_api) -> None:  # type: ignore[no-untyped-def]
+def test_request_payment_gives_a_fresh_intent_then_409_once_paid(ordering_api) -> None:
     order = create(ordering_api, "EnterpriseM", 1)[1]["order"]
     status, body, _ = ordering_api(PAY, path=f"/orders/{order['orderId']}/payment")
     assert status == S.OK
@@ -227,7 +227,7 @@ def test_request_payment_gives_a_fresh_intent_then_409_once_paid(ordering_api) -
     assert (status, body["error"]) == (S.CONFLICT, "conflict")
 
 
-def test_subscription_reports_the_paid_order(ordering_api) -> None:  # type: ignore[no-untyped-def]
+def test_subscription_reports_the_paid_order(ordering_api) -> None:
     status, body, _ = ordering_api(SUBSCRIPTION, path="/subscriptions/Free")
     assert (status, body) == (S.OK, {"subscribed": False, "orderId": None, "expires": None})
     order = create(ordering_api, "Free")[1]["order"]
@@ -235,14 +235,14 @@ def test_subscription_reports_the_paid_order(ordering_api) -> None:  # type: ign
     assert body == {"subscribed": True, "orderId": order["orderId"], "expires": order["expires"]}
 
 
-def test_admin_routes_need_the_admin_scope(ordering_api) -> None:  # type: ignore[no-untyped-def]
+def test_admin_routes_need_the_admin_scope(ordering_api) -> None:
     status, body, _ = ordering_api(PUT_OFFER, admin=False)
     assert (status, body["error"]) == (S.FORBIDDEN, "forbidden")
     status, body, _ = ordering_api(DELETE_OFFER, path="/admin/offers/Free", admin=False)
     assert (status, body["error"]) == (S.FORBIDDEN, "forbidden")
 
 
-def test_admin_upsert_then_retire_keeps_existing_orders(ordering_api) -> None:  # type: ignore[no-untyped-def]
+def test_admin_upsert_then_retire_keeps_existing_orders(ordering_api) -> None:
     offer = {
         "name": "Promo",
         "offerGroup": "Promo",
@@ -287,13 +287,13 @@ def test_admin_upsert_then_retire_keeps_existing_orders(ordering_api) -> None:  
         },
     ],
 )
-def test_admin_upsert_invalid_offer_is_422(ordering_api, body) -> None:  # type: ignore[no-untyped-def]
+def test_admin_upsert_invalid_offer_is_422(ordering_api, body) -> None:
     status, response, _ = ordering_api(PUT_OFFER, path="/admin/offers/x", body=body, admin=True)
     assert (status, response["error"]) == (S.UNPROCESSABLE_ENTITY, "validation_error")
 
 
-def test_throttled_storage_is_503_with_retry_after(ordering_api, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    def throttled(*args, **kwargs):  # type: ignore[no-untyped-def]
+def test_throttled_storage_is_503_with_retry_after(ordering_api, monkeypatch) -> None:
+    def throttled(*args, **kwargs):
         error = {"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "slow down"}}
         raise QueryError("throttled", cause=ClientError(error, "Query"))
 
@@ -305,7 +305,7 @@ def test_throttled_storage_is_503_with_retry_after(ordering_api, monkeypatch) ->
     assert (status, body["error"], headers.get("Retry-After")) == (S.SERVICE_UNAVAILABLE, "unavailable", "1")
 
 
-def test_confirm_reconciles_with_the_provider(ordering_api) -> None:  # type: ignore[no-untyped-def]
+def test_confirm_reconciles_with_the_provider(ordering_api) -> None:
     # The local provider keeps no state (outcomes arrive as signed events), so confirm leaves a pending order as it is
     order = create(ordering_api, "EnterpriseM", 1)[1]["order"]
     status, body, _ = ordering_api(CONFIRM, path=f"/orders/{order['orderId']}/confirm")
@@ -317,13 +317,13 @@ def test_confirm_reconciles_with_the_provider(ordering_api) -> None:  # type: ig
 
 
 @pytest.mark.parametrize("content_type", ["text/plain", "multipart/form-data", "application/x-www-form-urlencoded"])
-def test_create_order_non_json_body_is_422(ordering_api, credits_items, content_type: str) -> None:  # type: ignore[no-untyped-def]
+def test_create_order_non_json_body_is_422(ordering_api, credits_items, content_type: str) -> None:
     status, body, _ = ordering_api(CREATE, raw_body='{"offerId": "Free"}', headers={"content-type": content_type})
     assert (status, body["error"]) == (S.UNPROCESSABLE_ENTITY, "validation_error")
     assert item_kinds(credits_items()) == []
 
 
-def test_admin_lists_every_offer_including_locked_and_retired(ordering_api) -> None:  # type: ignore[no-untyped-def]
+def test_admin_lists_every_offer_including_locked_and_retired(ordering_api) -> None:
     assert ordering_api(DELETE_OFFER, path="/admin/offers/_20tokens", admin=True)[0] == S.NO_CONTENT
     status, body, _ = ordering_api("ordering/list_offers_admin.json", admin=True)
     assert status == S.OK and len(body["offers"]) == 19
@@ -331,6 +331,6 @@ def test_admin_lists_every_offer_including_locked_and_retired(ordering_api) -> N
     assert ordering_api("ordering/list_offers_admin.json", admin=False)[0] == S.FORBIDDEN
 
 
-def test_a_path_without_a_route_is_404_not_500(ordering_api) -> None:  # type: ignore[no-untyped-def]
+def test_a_path_without_a_route_is_404_not_500(ordering_api) -> None:
     status, body, _ = ordering_api(LIST, path="/no/such/route")
     assert (status, body["error"]) == (S.NOT_FOUND, "not_found")

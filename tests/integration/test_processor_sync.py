@@ -1,5 +1,6 @@
 """saveProcessor, loadProcessor, refunds, voids and billing webhooks: the use cases with in-memory repositories and the
-real Stripe adapter against the fake Billing API (the Stripe-facing scenarios of seeds-spec section 6)."""
+real Stripe adapter against the fake Billing API (the Stripe-facing acceptance scenarios of the original library, Mxx
+labels; rules in docs/rules.md#subscriptions-half)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from datetime import timedelta
 import pytest
 from pydantic import ValidationError
 
+from tests.helpers.present import present
 from tests.helpers.subscription_builders import amount_discount
 from tests.helpers.subscription_sync import (
     BASIC,
@@ -36,7 +38,7 @@ from usercredits.subscriptions.models import (
     TransactionStatus,
 )
 from usercredits.subscriptions.money_back import refund_transaction, void_transaction
-from usercredits.subscriptions.ports import SyncPorts
+from usercredits.subscriptions.ports import ProcessorSubscription, SubscriptionTerms, SyncPorts
 from usercredits.subscriptions.saving import save_processor
 from usercredits.subscriptions.subscribing import (
     add_subscription,
@@ -160,7 +162,7 @@ def test_m46_coupon_end_to_end_counts_one_redemption(world: World) -> None:
     assert (discount.kind, discount.amount, discount.current_billing_cycle) == (DiscountKind.COUPON, usd(149), 1)
     assert discount.processor.state is ProcessorState.SAVED and discount.processor.id is not None
     coupon = world.coupons.get("TEN")
-    assert coupon is not None and coupon.used_count == 1  # the seed counted 2 (7.2-2)
+    assert coupon is not None and coupon.used_count == 1  # the seed counted 2 (docs/rules.md#coupon-redemption)
     assert saved.payment_methods[0].token is None
     [sale] = saved.transactions
     assert (sale.amount, sale.status, sale.subscription_id) == (
@@ -208,7 +210,7 @@ def test_coupon_over_its_limit_is_dropped_not_sent(world: World) -> None:
 
 def test_a_restricted_coupon_on_two_subscriptions_is_sent_with_one_only(world: World) -> None:
     # Given a restricted coupon the customer put on two subscriptions before either was synced
-    once = world.coupons.get("TEN").model_copy(update={"code": "ONCE", "restricted": True})  # type: ignore[union-attr]
+    once = present(world.coupons.get("TEN")).model_copy(update={"code": "ONCE", "restricted": True})
     world.coupons.coupons["ONCE"] = once
     customer = a_customer(world)
     now = world.clock.now()
@@ -222,7 +224,7 @@ def test_a_restricted_coupon_on_two_subscriptions_is_sent_with_one_only(world: W
     saved = save_processor(USER, world.ports)
     # Then the coupon was counted once, for the first subscription; the other went without it
     assert [len(s.discounts) for s in saved.subscriptions] == [1, 0]
-    assert world.coupons.get("ONCE").used_count == 1  # type: ignore[union-attr]
+    assert present(world.coupons.get("ONCE")).used_count == 1
     assert len(world.fake.coupons) == 1
 
 
@@ -336,7 +338,7 @@ def test_m43_load_is_idempotent_and_resolves_local_links(world: World) -> None:
     assert [t.created_at for t in first.transactions] == sorted(
         (t.created_at for t in first.transactions), reverse=True
     )
-    assert len(first.transactions) == 2  # the subscription's charge and a one-off one (7.2-5)
+    assert len(first.transactions) == 2  # the subscription's charge and a one-off one (docs/rules.md#processor-reload)
 
 
 def test_load_marks_items_deleted_at_stripe_and_adds_new_ones(world: World) -> None:
@@ -644,14 +646,14 @@ def test_an_edit_made_while_a_subscription_is_sent_stays_pending(world: World) -
     processor = world.ports.processor
     send = processor.update_subscription
 
-    def edited_meanwhile(*args: object, **kwargs: object) -> object:
-        result = send(*args, **kwargs)  # type: ignore[arg-type]
+    def edited_meanwhile(processor_id: str, terms: SubscriptionTerms, *, idempotency_key: str) -> ProcessorSubscription:
+        result = send(processor_id, terms, idempotency_key=idempotency_key)
         stored = world.customer()
         now_canceled, _ = cancel_subscription(stored, sub.subscription_id, world.clock.now())
         world.customers.customers[USER] = now_canceled.model_copy(update={"version": stored.version + 1})
         return result
 
-    processor.update_subscription = edited_meanwhile  # type: ignore[method-assign]
+    processor.update_subscription = edited_meanwhile  # type: ignore[method-assign]  # a processor edited meanwhile
 
     # When the sync records the update's result, Then the cancel is kept and sent by the next sync
     result = save_processor(USER, world.ports)

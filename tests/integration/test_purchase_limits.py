@@ -70,7 +70,7 @@ def pro(ordering_api: Call) -> None:
     assert (status, saved["perUserLimit"]) == (S.OK, 1)
 
 
-def test_the_demo_free_offer_once_per_user(ordering_api, credits_items) -> None:  # type: ignore[no-untyped-def]
+def test_the_demo_free_offer_once_per_user(ordering_api, credits_items) -> None:
     # Given alice got the Free offer
     status, body = order(ordering_api, "Free", "free-1", base=CREATE_FREE)
     assert (status, body["order"]["status"], body["order"]["limitSlot"]) == (S.CREATED, "paid", True)
@@ -92,7 +92,7 @@ def test_the_demo_free_offer_once_per_user(ordering_api, credits_items) -> None:
     assert slots(credits_items, "bob", "Free") == 1
 
 
-def test_put_offer_with_a_per_user_limit_round_trips(ordering_api) -> None:  # type: ignore[no-untyped-def]
+def test_put_offer_with_a_per_user_limit_round_trips(ordering_api) -> None:
     status, saved, _ = ordering_api(PUT_OFFER, path="/admin/offers/Pro", body={**PRO, "perUserLimit": 3}, admin=True)
     assert (status, saved["perUserLimit"]) == (S.OK, 3)
     listed = {offer["offerId"]: offer for offer in ordering_api(LIST_ADMIN, admin=True)[1]["offers"]}
@@ -107,13 +107,13 @@ def test_put_offer_with_a_per_user_limit_round_trips(ordering_api) -> None:  # t
 
 
 @pytest.mark.parametrize("value", [0, 10_001, "2", 1.5])
-def test_put_offer_refuses_a_per_user_limit_out_of_range(ordering_api, value) -> None:  # type: ignore[no-untyped-def]
+def test_put_offer_refuses_a_per_user_limit_out_of_range(ordering_api, value) -> None:
     body = {**PRO, "perUserLimit": value}
     status, response, _ = ordering_api(PUT_OFFER, path="/admin/offers/Pro", body=body, admin=True)
     assert (status, response["error"]) == (S.UNPROCESSABLE_ENTITY, "validation_error")
 
 
-def test_a_priced_limited_offer_at_the_limit_makes_no_intent(ordering_api, pro, credits_items) -> None:  # type: ignore[no-untyped-def]
+def test_a_priced_limited_offer_at_the_limit_makes_no_intent(ordering_api, pro, credits_items) -> None:
     status, body = order(ordering_api, "Pro", "pro-1")
     assert (status, body["order"]["status"]) == (S.CREATED, "pending") and body["payment"]["paymentIntentId"]
     before = credits_items()
@@ -125,7 +125,7 @@ def test_a_priced_limited_offer_at_the_limit_makes_no_intent(ordering_api, pro, 
 
 def test_slots_go_back_on_refusal_count_again_on_a_late_success_and_go_back_on_a_full_refund(
     ordering_api, webhook, consumption_api, pro, credits_items
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     # A refused order gives its slot back: alice may order again
     first = order(ordering_api, "Pro", "pro-1")[1]["order"]
     assert webhook(failed(first))[0] == S.OK

@@ -71,15 +71,15 @@ PAID = {"Enterprise": 150, "AiTokens": 300, "VIP_BACK_LINK": 1}
 
 
 @pytest.fixture
-def paid_order(webhook, pending_order, consumption_api) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+def paid_order(webhook, pending_order, consumption_api) -> dict[str, Any]:
     assert webhook(succeeded(pending_order)) == (S.OK, {"received": True})
     assert balances(consumption_api) == PAID
-    return pending_order  # type: ignore[no-any-return]
+    return pending_order
 
 
 def test_full_refund_revokes_what_remains_of_every_lot_and_refunds_the_order(
     webhook, paid_order, ordering_api, consumption_api, credits_items
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     assert webhook(refunded(paid_order, 9900)) == (S.OK, {"received": True})
     assert balances(consumption_api) == {"Enterprise": 0, "AiTokens": 0, "VIP_BACK_LINK": 0}
     order = get_order(ordering_api, paid_order)
@@ -99,7 +99,7 @@ def test_full_refund_revokes_what_remains_of_every_lot_and_refunds_the_order(
 
 def test_partial_refunds_revoke_the_proportional_share_rounded_up_and_cumulatively(
     webhook, paid_order, ordering_api, consumption_api
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     # 1000 of 9900: AiTokens owes ceil(300 * 1000 / 9900) = ceil(30.3) = 31, Enterprise ceil(15.2) = 16, the 1-token
     # lot ceil(0.101) = 1.
     assert webhook(refunded(paid_order, 1000))[0] == S.OK
@@ -114,7 +114,7 @@ def test_partial_refunds_revoke_the_proportional_share_rounded_up_and_cumulative
 
 def test_spent_tokens_are_revoked_in_full_as_a_debt_the_next_grant_repays(
     webhook, paid_order, ordering_api, consumption_api, credits_items
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     # Defect 5 (issue 12): the 280 spent used to be a "shortfall" never collected: the buyer kept value twice.
     assert consumption_api(CONSUME, path="/credits/AiTokens/consume", body={"count": 280})[0] == S.OK
     assert webhook(refunded(paid_order, 9900))[0] == S.OK
@@ -139,7 +139,7 @@ def test_spent_tokens_are_revoked_in_full_as_a_debt_the_next_grant_repays(
 
 def test_a_limited_overdraft_lets_a_revocation_take_the_balance_negative_down_to_its_limit(
     webhook, paid_order, consumption_api
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     # VIP_BACK_LINK allows -1 (demo catalog): its only token spent, a full refund takes the balance to -1.
     assert consumption_api(CONSUME, path="/credits/VIP_BACK_LINK/consume", body={"count": 1})[0] == S.OK
     assert webhook(refunded(paid_order, 9900))[0] == S.OK
@@ -147,7 +147,7 @@ def test_a_limited_overdraft_lets_a_revocation_take_the_balance_negative_down_to
     assert ledger(consumption_api, "VIP_BACK_LINK")[0]["tokens"] == -1
 
 
-def test_a_refund_delivered_five_times_revokes_once(webhook, paid_order, consumption_api) -> None:  # type: ignore[no-untyped-def]
+def test_a_refund_delivered_five_times_revokes_once(webhook, paid_order, consumption_api) -> None:
     for _ in range(5):
         assert webhook(refunded(paid_order, 4950, event_id="evt_same")) == (S.OK, {"received": True})
     assert balances(consumption_api)["AiTokens"] == 150
@@ -156,7 +156,7 @@ def test_a_refund_delivered_five_times_revokes_once(webhook, paid_order, consump
     assert [e["kind"] for e in ledger(consumption_api, "AiTokens")] == ["revoke", "grant"]
 
 
-def test_an_older_smaller_refund_arriving_late_changes_nothing(webhook, paid_order, consumption_api) -> None:  # type: ignore[no-untyped-def]
+def test_an_older_smaller_refund_arriving_late_changes_nothing(webhook, paid_order, consumption_api) -> None:
     assert webhook(refunded(paid_order, 9900))[0] == S.OK
     assert webhook(refunded(paid_order, 1000))[0] == S.OK
     assert balances(consumption_api)["AiTokens"] == 0
@@ -166,7 +166,7 @@ def test_an_older_smaller_refund_arriving_late_changes_nothing(webhook, paid_ord
 @pytest.mark.parametrize("steps", list(itertools.permutations(["succeeded", "refund-1000", "refund-9900"])))
 def test_success_and_refunds_in_every_order_end_the_same(
     steps, webhook, pending_order, ordering_api, consumption_api
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     events = {
         "succeeded": succeeded(pending_order),
         "refund-1000": refunded(pending_order, 1000),
@@ -183,7 +183,7 @@ def test_success_and_refunds_in_every_order_end_the_same(
 
 def test_a_refund_before_the_success_is_recorded_then_settled_by_the_payment(
     webhook, pending_order, ordering_api, consumption_api
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     assert webhook(refunded(pending_order, 4950))[0] == S.OK
     order = get_order(ordering_api, pending_order)
     assert (order["status"], order["refundedAmount"], order["revokedForAmount"]) == ("pending", 4950, 0)
@@ -194,7 +194,7 @@ def test_a_refund_before_the_success_is_recorded_then_settled_by_the_payment(
     assert balances(consumption_api)["AiTokens"] == 150
 
 
-def test_a_lost_dispute_keeps_the_credits_revoked(webhook, paid_order, ordering_api, consumption_api) -> None:  # type: ignore[no-untyped-def]
+def test_a_lost_dispute_keeps_the_credits_revoked(webhook, paid_order, ordering_api, consumption_api) -> None:
     assert webhook(dispute(paid_order, "charge.dispute.created", "needs_response"))[0] == S.OK
     assert balances(consumption_api) == {"Enterprise": 0, "AiTokens": 0, "VIP_BACK_LINK": 0}
     assert get_order(ordering_api, paid_order)["disputeStatus"] == "open"
@@ -206,7 +206,7 @@ def test_a_lost_dispute_keeps_the_credits_revoked(webhook, paid_order, ordering_
 
 def test_a_won_dispute_gives_the_credits_back(
     webhook, paid_order, ordering_api, consumption_api, credits_items
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     assert consumption_api(CONSUME, path="/credits/AiTokens/consume", body={"count": 100})[0] == S.OK
     assert webhook(dispute(paid_order, "charge.dispute.created", "needs_response"))[0] == S.OK
     assert balances(consumption_api)["AiTokens"] == -100  # all 300 revoked: the 100 spent are a debt
@@ -221,7 +221,7 @@ def test_a_won_dispute_gives_the_credits_back(
 
 def test_a_dispute_closed_before_its_creation_is_delivered_stays_closed(
     webhook, paid_order, ordering_api, consumption_api
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     assert webhook(dispute(paid_order, "charge.dispute.closed", "won"))[0] == S.OK
     assert webhook(dispute(paid_order, "charge.dispute.created", "needs_response"))[0] == S.OK
     assert balances(consumption_api) == PAID
@@ -230,7 +230,7 @@ def test_a_dispute_closed_before_its_creation_is_delivered_stays_closed(
 
 def test_refunds_of_unknown_payments_and_inquiries_are_acknowledged_and_ignored(
     webhook, paid_order, consumption_api
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     stranger = paid_order | {"paymentIntentId": "pi_unknown", "orderId": "nope"}
     assert webhook(refunded(stranger, 9900)) == (S.OK, {"received": True})
     assert webhook(dispute(paid_order, "charge.dispute.created", "warning_needs_response")) == (
@@ -243,7 +243,7 @@ def test_refunds_of_unknown_payments_and_inquiries_are_acknowledged_and_ignored(
     assert balances(consumption_api) == PAID
 
 
-def test_payment_failures_are_published_through_the_outbox(webhook, pending_order, credits_items) -> None:  # type: ignore[no-untyped-def]
+def test_payment_failures_are_published_through_the_outbox(webhook, pending_order, credits_items) -> None:
     from tests.integration.conftest import intent_event
 
     failed = intent_event(

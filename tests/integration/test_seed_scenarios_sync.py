@@ -1,6 +1,7 @@
-"""Seed scenarios of seeds-spec section 6 that need the processor path and were not pinned down elsewhere: M13 (what
-stands in for the seed's Null/AbstractProcessor), M41 (an update's paid-through date), M43 (instrument fields of
-loaded transactions) and M46 (the end-to-end coupon scenario, with the later discount that has not been billed yet).
+"""Acceptance scenarios of the original library (Mxx labels; rules in docs/rules.md#subscriptions-half) that need the
+processor path and were not pinned down elsewhere: M13 (what stands in for the seed's Null/AbstractProcessor), M41 (an
+update's paid-through date), M43 (instrument fields of loaded transactions) and M46 (the end-to-end coupon scenario,
+with the later discount that has not been billed yet).
 
 Built like test_processor_sync.py: in-memory repositories, the real Stripe adapter against the fake Billing API
 (tests/stripe_billing_fake.py, on a free local port), and the customers function on moto for the route-level M13.
@@ -176,14 +177,15 @@ def test_m46_coupon_subscription_end_to_end(world: World) -> None:
     [sub] = saved.subscriptions
     assert [item.processor.state for item in (saved, address, method, sub)] == [ProcessorState.SAVED] * 4
     assert method.token is None
-    # And the discount is 1.49, at the processor (a Stripe discount id instead of the seed's type name, 7.2-3),
-    # applied to the first cycle
+    # And the discount is 1.49, at the processor (a Stripe discount id instead of the seed's type name:
+    # docs/rules.md#discounts), applied to the first cycle
     [discount] = sub.discounts
     assert (discount.kind, discount.amount, discount.number_of_billing_cycles) == (DiscountKind.COUPON, usd(149), 2)
     assert discount.processor.state is ProcessorState.SAVED
     assert (discount.processor.id or "").startswith("di_")
     assert discount.current_billing_cycle == 1
-    # And the coupon's use is counted once (the seed counted 2 after a single redemption: fixed, 7.2-2)
+    # And the coupon's use is counted once (the seed counted 2 after a single redemption:
+    # docs/rules.md#coupon-redemption)
     coupon = world.coupons.get("TEN")
     assert coupon is not None and coupon.used_count == 1
     # And the first transaction is 13.41 (14.90 - 1.49) for this subscription, with the discount and the billing and

@@ -70,27 +70,27 @@ def indexed(user: str) -> list[dict[str, Any]]:
     return [item for item in _query(user, None) if "expiryBucket" in item]
 
 
-def grant(api, user: str, tokens: int) -> None:  # type: ignore[no-untyped-def]
+def grant(api, user: str, tokens: int) -> None:
     body = {"offerGroup": "AiTokens", "tokens": tokens, "reason": "test"}
     key = {"idempotency-key": f"grant-{uuid.uuid4()}"}  # the sample event's own key would make it one grant
     assert api(GRANT, path=f"/admin/users/{user}/grants", body=body, admin=True, headers=key)[0] == S.CREATED
 
 
-def hold(api, count: int, user: str = "alice", **extra: Any) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+def hold(api, count: int, user: str = "alice", **extra: Any) -> dict[str, Any]:
     headers = {"idempotency-key": extra.pop("key", f"hold-{uuid.uuid4()}")}
     status, body, _ = api(
         HOLD, path="/credits/AiTokens/reservations", body={"count": count} | extra, headers=headers, user=user
     )
     assert status == S.CREATED, body
-    return body  # type: ignore[no-any-return]
+    return body
 
 
-def capture(api, rid: str, count: int | None = None, user: str = "alice"):  # type: ignore[no-untyped-def]
+def capture(api, rid: str, count: int | None = None, user: str = "alice"):
     body = {} if count is None else {"count": count}
     return api(CAPTURE, path=f"/reservations/{rid}/capture", body=body, user=user)[:2]
 
 
-def release(api, rid: str, user: str = "alice"):  # type: ignore[no-untyped-def]
+def release(api, rid: str, user: str = "alice"):
     return api(RELEASE, path=f"/reservations/{rid}/release", user=user)[:2]
 
 
@@ -106,7 +106,7 @@ def assert_settled_copy(item: dict[str, Any], status: str, captured: int) -> Non
 # --- through the handler ---------------------------------------------------------------------------------------------
 
 
-def test_the_credits_query_reads_only_groups_lots_and_open_holds_after_many_settled_holds(consumption_api) -> None:  # type: ignore[no-untyped-def]
+def test_the_credits_query_reads_only_groups_lots_and_open_holds_after_many_settled_holds(consumption_api) -> None:
     # Given 100 tokens, 6 holds released, 6 captured (1 token each) and one hold still open
     grant(consumption_api, "alice", 100)
     for _ in range(6):
@@ -129,7 +129,7 @@ def test_the_credits_query_reads_only_groups_lots_and_open_holds_after_many_sett
     assert [item["reservationId"]["S"] for item in indexed("alice")] == [still_open]
 
 
-def test_repeated_captures_and_releases_of_settled_holds_answer_as_before(consumption_api) -> None:  # type: ignore[no-untyped-def]
+def test_repeated_captures_and_releases_of_settled_holds_answer_as_before(consumption_api) -> None:
     grant(consumption_api, "alice", 20)
     captured_id = hold(consumption_api, 6)["reservationId"]
     released_id = hold(consumption_api, 5)["reservationId"]
@@ -155,7 +155,7 @@ def test_repeated_captures_and_releases_of_settled_holds_answer_as_before(consum
     assert release(consumption_api, released_id, user="mallory")[0] == S.NOT_FOUND
 
 
-def test_a_replayed_hold_key_answers_the_reservation_after_it_settled(consumption_api) -> None:  # type: ignore[no-untyped-def]
+def test_a_replayed_hold_key_answers_the_reservation_after_it_settled(consumption_api) -> None:
     grant(consumption_api, "alice", 10)
     first = hold(consumption_api, 4, key="h-settled")
     assert release(consumption_api, first["reservationId"])[0] == S.OK

@@ -610,7 +610,7 @@ def test_void_a_captured_charge_refunds_it_in_full_and_lists_it_voided(
     voided = processor.void(charge, idempotency_key="void:t1")
 
     assert voided.status is TS.VOIDED
-    [refund] = fake.refunds.values()
+    [refund] = fake.charge_refunds.values()
     assert (refund["amount"], refund["metadata"]) == (1000, {"void": "true"})
     assert [(t.processor.id, t.status) for t in processor.list_transactions(customer_id)] == [(charge, TS.VOIDED)]
 

@@ -368,10 +368,10 @@ def test_fake_rejects_an_idempotency_key_reused_with_other_parameters(fake: Fake
 
 @pytest.fixture
 def secrets_manager() -> Iterator[object]:
-    parameters.clear_caches()  # type: ignore[no-untyped-call]
+    parameters.clear_caches()
     with mock_aws():
         yield boto3.client("secretsmanager")
-    parameters.clear_caches()  # type: ignore[no-untyped-call]
+    parameters.clear_caches()
 
 
 def test_from_secret_reads_the_key_from_secrets_manager(secrets_manager: object, fake: FakeStripe) -> None:
@@ -396,7 +396,7 @@ def test_secret_is_cached_per_container(secrets_manager: object) -> None:
     client.put_secret_value(SecretId="stripe", SecretString=json.dumps({"secretKey": "sk_test_new"}))
 
     assert load_stripe_keys("stripe").secret_key == "sk_test_old"  # within max_age: no second read
-    parameters.clear_caches()  # type: ignore[no-untyped-call]  # a new container
+    parameters.clear_caches()  # a new container
     assert load_stripe_keys("stripe").secret_key == "sk_test_new"
 
 

@@ -8,6 +8,7 @@ import pytest
 from devtools.catalog import load_catalog
 
 from tests.conftest import DEMO_CATALOG
+from tests.helpers.present import present
 from tests.stripe_fake import FakeStripe
 from usercredits.adapters.dynamodb.catalog import DynamoCatalogRepository
 from usercredits.adapters.dynamodb.orders import DynamoOrderRepository
@@ -26,7 +27,7 @@ def stripe_env(moto_tables: None) -> Iterator[tuple[FakeStripe, StripeGateway, D
         yield fake, StripeGateway("sk_test_flow", api_base=fake.url, max_network_retries=0), DynamoOrderRepository()
 
 
-def place(gateway: StripeGateway, orders: DynamoOrderRepository, offer_id: str = "EnterpriseM", **kw):  # type: ignore[no-untyped-def]
+def place(gateway: StripeGateway, orders: DynamoOrderRepository, offer_id: str = "EnterpriseM", **kw):
     return ordering.place_order(
         ordering.PlaceOrder(offer_id, **kw),
         ALICE,
@@ -38,11 +39,11 @@ def place(gateway: StripeGateway, orders: DynamoOrderRepository, offer_id: str =
     )
 
 
-def confirm(order_id: str, gateway: StripeGateway, orders: DynamoOrderRepository):  # type: ignore[no-untyped-def]
+def confirm(order_id: str, gateway: StripeGateway, orders: DynamoOrderRepository):
     return payments.confirm_order(order_id, ALICE, orders=orders, payments=gateway, clock=SystemClock())
 
 
-def test_priced_order_creates_the_intent_stripe_expects(stripe_env) -> None:  # type: ignore[no-untyped-def]
+def test_priced_order_creates_the_intent_stripe_expects(stripe_env) -> None:
     # Seed T12: EnterpriseM -> amount 9900 (integer minor units; the seed sent total x 100 unrounded)
     fake, gateway, orders = stripe_env
     placed = place(gateway, orders)
@@ -50,10 +51,10 @@ def test_priced_order_creates_the_intent_stripe_expects(stripe_env) -> None:  # 
     assert (form["amount"], form["currency"]) == ("9900", "usd")
     assert form["metadata"] == {"orderId": placed.order.order_id, "userId": "alice"}
     assert fake.posts()[-1].idempotency_key == f"order-{placed.order.order_id}-attempt-1"
-    assert placed.payment.provider == "stripe" and placed.payment.client_secret  # type: ignore[union-attr]
+    assert placed.payment.provider == "stripe" and placed.payment.client_secret
 
 
-def test_confirm_maps_each_intent_status(stripe_env) -> None:  # type: ignore[no-untyped-def]
+def test_confirm_maps_each_intent_status(stripe_env) -> None:
     # Seed T26: succeeded -> paid; requires_payment_method -> refused; requires_action -> error
     fake, gateway, orders = stripe_env
     refused = place(gateway, orders).order
@@ -73,8 +74,8 @@ def test_confirm_maps_each_intent_status(stripe_env) -> None:  # type: ignore[no
     assert orders.group_states("alice")["Enterprise"].paid_orders == 1
 
 
-def test_confirm_with_a_mismatching_amount_is_inconsistent(stripe_env) -> None:  # type: ignore[no-untyped-def]
-    # Seed T18, corrected (7.1-5): the order becomes inconsistent and nothing is granted
+def test_confirm_with_a_mismatching_amount_is_inconsistent(stripe_env) -> None:
+    # Seed T18, corrected (docs/rules.md#payment-outcomes): the order becomes inconsistent and nothing is granted
     fake, gateway, orders = stripe_env
     order = place(gateway, orders).order
     fake.set_intent(order.payment_intent_id, status="succeeded", amount_received=9901)
@@ -82,18 +83,17 @@ def test_confirm_with_a_mismatching_amount_is_inconsistent(stripe_env) -> None: 
     assert "Enterprise" not in orders.group_states("alice")
 
 
-def test_zero_decimal_currency_is_sent_as_is(stripe_env) -> None:  # type: ignore[no-untyped-def]
+def test_zero_decimal_currency_is_sent_as_is(stripe_env) -> None:
     fake, gateway, orders = stripe_env
     catalog = DynamoCatalogRepository(cache_seconds=0)
     offer = catalog.get_offer("_20tokens")
+    assert offer is not None
     catalog.put_offer(
         offer.model_copy(
             update={
                 "prices": [
                     *offer.prices,
-                    offer.prices[0].model_copy(  # type: ignore[union-attr]
-                        update={"amount": 750, "currency": "jpy"}
-                    ),
+                    offer.prices[0].model_copy(update={"amount": 750, "currency": "jpy"}),
                 ]
             }
         ),
@@ -103,11 +103,11 @@ def test_zero_decimal_currency_is_sent_as_is(stripe_env) -> None:  # type: ignor
     assert (fake.posts()[-1].form["amount"], fake.posts()[-1].form["currency"]) == ("1500", "jpy")
 
 
-def test_a_fresh_intent_cancels_the_abandoned_one(stripe_env) -> None:  # type: ignore[no-untyped-def]
+def test_a_fresh_intent_cancels_the_abandoned_one(stripe_env) -> None:
     fake, gateway, orders = stripe_env
     order = place(gateway, orders).order
     again = paying.request_payment(
         order.order_id, ALICE, idempotency_key=None, orders=orders, payments=gateway, clock=SystemClock()
     )
-    assert again.payment.payment_intent_id != order.payment_intent_id  # type: ignore[union-attr]
-    assert fake.intents[order.payment_intent_id]["status"] == "canceled"  # type: ignore[index]
+    assert present(again.payment).payment_intent_id != order.payment_intent_id
+    assert fake.intents[order.payment_intent_id]["status"] == "canceled"

@@ -14,7 +14,7 @@ from usercredits.adapters.stripe.webhooks import sign_payload
 
 def test_signed_success_pays_the_order_and_grants_its_lots(
     webhook, pending_order, ordering_api, consumption_api
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     assert webhook(succeeded(pending_order)) == (S.OK, {"received": True})
     order = ordering_api("ordering/get_order.json", path=f"/orders/{pending_order['orderId']}")[1]
     assert order["status"] == "paid"
@@ -22,14 +22,14 @@ def test_signed_success_pays_the_order_and_grants_its_lots(
     assert groups == {"Enterprise": 150, "AiTokens": 300, "VIP_BACK_LINK": 1}
 
 
-def test_the_same_event_five_times_grants_once(webhook, pending_order, consumption_api) -> None:  # type: ignore[no-untyped-def]
+def test_the_same_event_five_times_grants_once(webhook, pending_order, consumption_api) -> None:
     for _ in range(5):
         assert webhook(succeeded(pending_order))[0] == S.OK
     ledger = consumption_api("consumption/get_ledger.json", query={"offerGroup": "Enterprise"})[1]["entries"]
     assert [entry["kind"] for entry in ledger] == ["grant"]
 
 
-def test_failure_then_success_still_pays(webhook, pending_order, ordering_api) -> None:  # type: ignore[no-untyped-def]
+def test_failure_then_success_still_pays(webhook, pending_order, ordering_api) -> None:
     failed = intent_event(
         "evt_ko",
         "payment_intent.payment_failed",
@@ -43,7 +43,7 @@ def test_failure_then_success_still_pays(webhook, pending_order, ordering_api) -
     assert ordering_api("ordering/get_order.json", path=f"/orders/{pending_order['orderId']}")[1]["status"] == "paid"
 
 
-def test_base64_bodies_are_verified_on_their_raw_bytes(webhook, pending_order) -> None:  # type: ignore[no-untyped-def]
+def test_base64_bodies_are_verified_on_their_raw_bytes(webhook, pending_order) -> None:
     assert webhook(succeeded(pending_order), base64_body=True) == (S.OK, {"received": True})
 
 
@@ -58,21 +58,22 @@ def test_base64_bodies_are_verified_on_their_raw_bytes(webhook, pending_order) -
         sign_payload(b"x", SECRET, timestamp=int(time.time()) - 3600),
     ],
 )
-def test_bad_signatures_are_400_and_write_nothing(webhook, pending_order, ordering_api, signature) -> None:  # type: ignore[no-untyped-def]
+def test_bad_signatures_are_400_and_write_nothing(webhook, pending_order, ordering_api, signature) -> None:
     status, body = webhook(succeeded(pending_order), signature=signature)
     assert (status, body["error"]) == (S.BAD_REQUEST, "invalid_signature")
     assert ordering_api("ordering/get_order.json", path=f"/orders/{pending_order['orderId']}")[1]["status"] == "pending"
 
 
-def test_unknown_types_and_unknown_orders_are_acknowledged(webhook) -> None:  # type: ignore[no-untyped-def]
+def test_unknown_types_and_unknown_orders_are_acknowledged(webhook) -> None:
     assert webhook({"id": "evt_x", "type": "customer.created", "data": {"object": {}}}) == (S.OK, {"received": True})
     stranger = {"id": "evt_y", "type": "payment_intent.succeeded", "data": {"object": {"id": "pi_nobody"}}}
     assert webhook(stranger) == (S.OK, {"received": True})
 
 
-def test_seed_t17_explicit_start_paid_in_eur(webhook, ordering_api, consumption_api) -> None:  # type: ignore[no-untyped-def]
+def test_seed_t17_explicit_start_paid_in_eur(webhook, ordering_api, consumption_api) -> None:
     # Seed T17: explicit start 2050-12-04, monthly x 4, 501 tokens per unit, 100.00 eur paid -> expires 2051-04-04,
-    # 2004 tokens (the seed used the configured currency for the intent and failed non-default ones: 7.1-4)
+    # 2004 tokens (the seed used the configured currency for the intent and failed non-default ones:
+    # docs/rules.md#multi-currency)
     offer = {
         "name": "T17",
         "offerGroup": "T17",
@@ -96,7 +97,7 @@ def test_seed_t17_explicit_start_paid_in_eur(webhook, ordering_api, consumption_
     assert (group["balance"], group["lots"][0]["expires"]) == (2004, "2051-04-04T00:00:00Z")
 
 
-def test_seed_t22_early_bird_enterprise_yearly_grants_its_bundle(webhook, ordering_api, consumption_api) -> None:  # type: ignore[no-untyped-def]
+def test_seed_t22_early_bird_enterprise_yearly_grants_its_bundle(webhook, ordering_api, consumption_api) -> None:
     order = ordering_api(
         "ordering/create_order.json", body={"offerId": "EbEnterpriseY"}, headers={"idempotency-key": "t22"}
     )[1]["order"]
@@ -105,7 +106,7 @@ def test_seed_t22_early_bird_enterprise_yearly_grants_its_bundle(webhook, orderi
     assert groups == {"EbEnterprise": 1800, "AiTokens": 8400, "VIP_BACK_LINK": 24}
 
 
-def test_request_path_of_a_payment_webhook(webhook, ordering_api) -> None:  # type: ignore[no-untyped-def]
+def test_request_path_of_a_payment_webhook(webhook, ordering_api) -> None:
     """The README's measure: the first ``payment_intent.succeeded`` of an order (it pays the order and grants its
     lots), followed through the project's files, one direction. 12 files today (the target is 5): README
     "Architecture" says which and why."""

@@ -1,5 +1,5 @@
-"""Review of the Stripe billing adapter and the processor use cases: each test proves a suspected defect (it FAILS on
-the current code) unless its name starts with ``test_ok_`` (a behaviour checked and found correct).
+"""Review of the Stripe billing adapter and the processor use cases: each test pins down a defect the review found
+(fixed since) unless its name starts with ``test_ok_`` (a behaviour checked and found correct).
 
 Uses the sync world of tests/helpers/subscription_sync.py; the fake is only patched per instance here.
 """

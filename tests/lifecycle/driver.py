@@ -97,7 +97,7 @@ class System:
 
         dependencies.__wrapped__ = real  # type: ignore[attr-defined]
         dependencies.cache_clear = real.cache_clear  # type: ignore[attr-defined]
-        module.dependencies = dependencies
+        module.dependencies = dependencies  # type: ignore[attr-defined]  # a ModuleType has no declared attributes
         return module
 
     def _swap(self, root: Any) -> Any:

@@ -37,11 +37,11 @@ SECONDS = st.sampled_from([1, 30, 61, 301, 3600, 86400, 3 * 86400, 8 * 86400, 32
 PICK = st.integers(min_value=0, max_value=10_000)
 
 
-def _has_orders(*statuses: str):  # type: ignore[no-untyped-def]
+def _has_orders(*statuses: str):
     return lambda self: bool(self._orders(*statuses))
 
 
-def _has_intents(*statuses: str):  # type: ignore[no-untyped-def]
+def _has_intents(*statuses: str):
     return lambda self: bool(self._intents(*statuses))
 
 

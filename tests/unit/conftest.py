@@ -7,7 +7,7 @@ from tests.helpers.credits_world import CreditsWorld
 
 
 @pytest.fixture(autouse=True)
-def _no_network():  # type: ignore[no-untyped-def]
+def _no_network():
     disable_socket()
     yield
     enable_socket()

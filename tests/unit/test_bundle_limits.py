@@ -78,7 +78,7 @@ def shop() -> tuple[InMemoryCatalogRepository, InMemoryOrderRepository, Recordin
 
 
 @pytest.mark.parametrize("offer_id", ["OldFree", "OldPriced"])
-def test_an_order_of_a_stored_offer_past_the_maximum_is_refused_before_any_payment(shop, offer_id: str) -> None:  # type: ignore[no-untyped-def]
+def test_an_order_of_a_stored_offer_past_the_maximum_is_refused_before_any_payment(shop, offer_id: str) -> None:
     catalog, orders, gateway, clock = shop
     with pytest.raises(ConflictError, match=f"bundles .* items, more than the {MAX_BUNDLE_ITEMS}"):
         ordering.place_order(
@@ -93,13 +93,13 @@ def test_an_order_of_a_stored_offer_past_the_maximum_is_refused_before_any_payme
     assert (gateway.requests, len(orders), orders.outbox) == ([], 0, [])
 
 
-def test_a_stored_offer_past_the_maximum_still_lists(shop) -> None:  # type: ignore[no-untyped-def]
+def test_a_stored_offer_past_the_maximum_still_lists(shop) -> None:
     catalog = shop[0]
     views = catalog_rules.visible_offers(catalog.list_offers(), paid_groups=[], currency="usd")
     assert {view.offer_id: len(view.combined_items) for view in views} == {"Item": 0, "OldFree": 40, "OldPriced": 21}
 
 
-def legacy_pending_order(shop):  # type: ignore[no-untyped-def]
+def legacy_pending_order(shop):
     """A priced order of a 21-item bundle placed before the limit (pending, with an intent)."""
     catalog, orders, gateway, clock = shop
     catalog.put_offer(bundle("OldPriced", MAX_BUNDLE_ITEMS, price=500), clock.now())  # as it was orderable then
@@ -118,7 +118,7 @@ def legacy_pending_order(shop):  # type: ignore[no-untyped-def]
     return legacy
 
 
-def test_no_fresh_payment_is_asked_for_an_order_past_the_maximum(shop) -> None:  # type: ignore[no-untyped-def]
+def test_no_fresh_payment_is_asked_for_an_order_past_the_maximum(shop) -> None:
     catalog, orders, gateway, clock = shop
     legacy = legacy_pending_order(shop)
     asked = len(gateway.requests)
@@ -129,7 +129,7 @@ def test_no_fresh_payment_is_asked_for_an_order_past_the_maximum(shop) -> None: 
     assert len(gateway.requests) == asked
 
 
-def test_a_payment_of_an_order_past_the_maximum_is_refunded_not_granted(shop) -> None:  # type: ignore[no-untyped-def]
+def test_a_payment_of_an_order_past_the_maximum_is_refunded_not_granted(shop) -> None:
     catalog, orders, gateway, clock = shop
     legacy = legacy_pending_order(shop)
     intent = {

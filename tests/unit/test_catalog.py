@@ -1,13 +1,15 @@
-"""Offer visibility: the seed's loadOffers scenarios T01-T04 and its section-7 fixes."""
+"""Offer visibility: the seed's loadOffers scenarios T01-T04; rules in docs/rules.md#offer-visibility."""
+
+from typing import Any
 
 from usercredits.domain.catalog import matches_tags, visible_offers
-from usercredits.domain.models import Offer
+from usercredits.domain.models import Offer, OfferView
 from usercredits.kernel.models import Money
 
 PAID_VIP_UNLOCKERS = ["ScaleUp"]
 
 
-def ids(views: list) -> set[str]:  # type: ignore[type-arg]
+def ids(views: list[OfferView]) -> set[str]:
     return {view.offer_id for view in views}
 
 
@@ -55,7 +57,7 @@ def test_visible_offers_any_vip_or_earlybird_gives_eight_once_unlocked(wonderai_
     )
     locked = visible_offers(wonderai_offers, paid_groups=[], currency="usd", tags=["vip", "EarlyBird"])
     assert len(unlocked) == 8  # T03
-    assert len(locked) == 6  # fix 7.1-11: tag filters never reveal locked offers
+    assert len(locked) == 6  # docs/rules.md#offer-visibility: tag filters never reveal locked offers
 
 
 def test_visible_offers_leaves_out_offers_without_a_price_in_the_currency(wonderai_offers: list[Offer]) -> None:
@@ -64,9 +66,7 @@ def test_visible_offers_leaves_out_offers_without_a_price_in_the_currency(wonder
     assert all(view.price.currency == "eur" for view in views)
 
 
-def offer(
-    offer_id: str, key: str | None, weight: int = 0, unlocked_by: list[str] | None = None, **extra: object
-) -> Offer:
+def offer(offer_id: str, key: str | None, weight: int = 0, unlocked_by: list[str] | None = None, **extra: Any) -> Offer:
     return Offer(
         offer_id=offer_id,
         name=offer_id,
@@ -102,7 +102,8 @@ def test_visible_offers_strictly_heavier_weight_wins_and_ties_are_deterministic(
 
 
 def test_visible_offers_keyless_offers_never_collide() -> None:
-    # Seed bug 7.1-11: keyless offers all collided under one "undefined" key and removed every keyless public offer.
+    # docs/rules.md#offer-visibility: the seed's keyless offers all collided under one "undefined" key and removed every
+    # keyless public offer.
     offers = [offer("public", None), offer("u1", None, unlocked_by=["G"]), offer("u2", None, unlocked_by=["G"])]
     assert ids(visible_offers(offers, paid_groups=["G"], currency="usd")) == {"public", "u1", "u2"}
 

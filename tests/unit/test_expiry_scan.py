@@ -112,7 +112,8 @@ class Client:
     """PutEvents stand-in: ``script`` lists, per call, the positions to reject (or an exception to raise)."""
 
     def __init__(self, *script: Any) -> None:
-        self.script, self.calls = list(script), []  # type: ignore[var-annotated]
+        self.script = list(script)
+        self.calls: list[list[Any]] = []
 
     def put_events(self, Entries: list[dict[str, Any]]) -> dict[str, Any]:  # noqa: N803 - boto's name
         self.calls.append([json.loads(entry["Detail"])["n"] for entry in Entries])

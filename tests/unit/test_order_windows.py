@@ -48,7 +48,7 @@ class CountingOrders(InMemoryOrderRepository):
         super().__init__()
         self.window_reads = 0
 
-    def group_states(self, user_id: str):  # type: ignore[no-untyped-def]
+    def group_states(self, user_id: str):
         self.window_reads += 1
         return super().group_states(user_id)
 
@@ -59,7 +59,7 @@ def orders() -> CountingOrders:
 
 
 @pytest.fixture
-def place(catalog: InMemoryCatalogRepository, orders: CountingOrders, payments: RecordingPaymentGateway, clock):  # type: ignore[no-untyped-def]
+def place(catalog: InMemoryCatalogRepository, orders: CountingOrders, payments: RecordingPaymentGateway, clock):
     keys = itertools.count(1)
 
     def _place(offer_id: str, quantity: int = 1, **kwargs: object) -> ordering.PlacedOrder:
@@ -78,7 +78,7 @@ def place(catalog: InMemoryCatalogRepository, orders: CountingOrders, payments: 
     return _place
 
 
-def refused(place, field: str, offer_id: str, quantity: int = 1, **kwargs: object) -> InvalidRequestError:  # type: ignore[no-untyped-def]
+def refused(place, field: str, offer_id: str, quantity: int = 1, **kwargs: object) -> InvalidRequestError:
     with pytest.raises(InvalidRequestError) as caught:
         place(offer_id, quantity, **kwargs)
     assert caught.value.message.startswith(f"{field} ")
@@ -95,27 +95,27 @@ def assert_nothing_happened(orders: CountingOrders, payments: RecordingPaymentGa
 
 
 @pytest.mark.parametrize("offer_id", ["EnterpriseM", "Free"])
-def test_far_future_starts_is_422_naming_starts_writing_nothing(place, orders, payments, offer_id) -> None:  # type: ignore[no-untyped-def]
+def test_far_future_starts_is_422_naming_starts_writing_nothing(place, orders, payments, offer_id) -> None:
     error = refused(place, "starts", offer_id, starts=datetime(9999, 12, 1, tzinfo=UTC))
     assert "9999-12-01" in error.message and "too far ahead" in error.message
     assert_nothing_happened(orders, payments)
 
 
-def test_starts_past_year_9999_in_utc_is_422_not_an_overflow(place, orders, payments) -> None:  # type: ignore[no-untyped-def]
+def test_starts_past_year_9999_in_utc_is_422_not_an_overflow(place, orders, payments) -> None:
     # 9999-12-31T23:59:59-01:00 is in year 10000 in UTC: comparing it must not overflow.
     starts = datetime(9999, 12, 31, 23, 59, 59, tzinfo=timezone(-timedelta(hours=1)))
     refused(place, "starts", "EnterpriseM", starts=starts)
     assert_nothing_happened(orders, payments)
 
 
-def test_starts_just_inside_the_bound_is_accepted(place, clock, payments) -> None:  # type: ignore[no-untyped-def]
+def test_starts_just_inside_the_bound_is_accepted(place, clock, payments) -> None:
     placed = place("EnterpriseM", starts=clock.now() + MAX_START_AHEAD)
     assert placed.order.status is OrderStatus.PENDING and len(payments.requests) == 1
     with pytest.raises(InvalidRequestError, match="^starts "):
         place("StartupM", starts=clock.now() + MAX_START_AHEAD + timedelta(seconds=1))
 
 
-def test_free_order_starting_at_the_bound_is_settled(place, clock) -> None:  # type: ignore[no-untyped-def]
+def test_free_order_starting_at_the_bound_is_settled(place, clock) -> None:
     starts = clock.now() + MAX_START_AHEAD
     order = place("Free", starts=starts).order
     assert (order.status, order.starts, order.expires) == (OrderStatus.PAID, starts, add_months(starts, 1))
@@ -124,14 +124,14 @@ def test_free_order_starting_at_the_bound_is_settled(place, clock) -> None:  # t
 # --- quantity ------------------------------------------------------------------------------------------------------
 
 
-def test_yearly_times_10000_is_422_naming_quantity_with_nothing_written_and_no_intent(place, orders, payments) -> None:  # type: ignore[no-untyped-def]
+def test_yearly_times_10000_is_422_naming_quantity_with_nothing_written_and_no_intent(place, orders, payments) -> None:
     error = refused(place, "quantity", "_100tokens", 10_000)
     assert error.message.startswith("quantity 10000 of offer '_100tokens' makes a window")
     assert "within 100 years" in error.message
     assert_nothing_happened(orders, payments)
 
 
-def test_yearly_at_the_bound_is_accepted_and_one_more_year_is_not(catalog, place, orders, payments, clock) -> None:  # type: ignore[no-untyped-def]
+def test_yearly_at_the_bound_is_accepted_and_one_more_year_is_not(catalog, place, orders, payments, clock) -> None:
     catalog.put_offer(offer("FreeYearly", Cycle.YEARLY, amount=0), clock.now())
     order = place("FreeYearly", 100).order  # 100 years: inside MAX_WINDOW (100 x 366 days)
     assert (order.status, order.expires) == (OrderStatus.PAID, add_months(clock.now(), 1200))
@@ -142,7 +142,7 @@ def test_yearly_at_the_bound_is_accepted_and_one_more_year_is_not(catalog, place
 
 
 @pytest.mark.parametrize("amount", [0, 500])
-def test_custom_cycle_of_a_century_fits_once_and_not_twice(catalog, place, orders, payments, clock, amount) -> None:  # type: ignore[no-untyped-def]
+def test_custom_cycle_of_a_century_fits_once_and_not_twice(catalog, place, orders, payments, clock, amount) -> None:
     catalog.put_offer(offer("Century", Cycle.CUSTOM, amount, custom_cycle_seconds=CENTURY_SECONDS), clock.now())
     refused(place, "quantity", "Century", 2)
     refused(place, "quantity", "Century", 10_000)
@@ -162,7 +162,7 @@ def paid_window(orders: InMemoryOrderRepository, group: str, expires: datetime) 
     )
 
 
-def test_append_date_order_after_a_window_99_years_ahead_is_422(place, orders, payments, clock) -> None:  # type: ignore[no-untyped-def]
+def test_append_date_order_after_a_window_99_years_ahead_is_422(place, orders, payments, clock) -> None:
     paid_window(orders, "Startup", add_months(clock.now(), 99 * 12))
     error = refused(place, "quantity", "StartupY", 2)  # yearly, appendDate: it would end 101 years from now
     assert f"starting {add_months(clock.now(), 99 * 12):%Y-%m-%d}" in error.message
@@ -171,7 +171,7 @@ def test_append_date_order_after_a_window_99_years_ahead_is_422(place, orders, p
     assert place("StartupY", 1).order.status is OrderStatus.PENDING  # ends 100 years from now: inside
 
 
-def test_windows_are_read_once_and_only_when_needed(place, orders) -> None:  # type: ignore[no-untyped-def]
+def test_windows_are_read_once_and_only_when_needed(place, orders) -> None:
     place("_100tokens")  # priced, no appendDate anywhere, not locked: no Query
     assert orders.window_reads == 0
     place("StartupY")  # priced with appendDate: one Query, for the check
@@ -180,7 +180,7 @@ def test_windows_are_read_once_and_only_when_needed(place, orders) -> None:  # t
     assert orders.window_reads == 2
 
 
-def test_explicit_starts_ignores_append_date_like_settlement(place, orders, clock) -> None:  # type: ignore[no-untyped-def]
+def test_explicit_starts_ignores_append_date_like_settlement(place, orders, clock) -> None:
     # settle_order starts an order with an explicit start there, not after the group's window: so does the check.
     paid_window(orders, "Startup", add_months(clock.now(), 99 * 12))
     assert place("StartupY", 2, starts=clock.now() + timedelta(days=1)).order.status is OrderStatus.PENDING
@@ -194,7 +194,7 @@ def bundle(catalog: InMemoryCatalogRepository, clock: FixedClock) -> InMemoryCat
     return catalog
 
 
-def test_bundle_line_whose_window_is_too_long_is_422(bundle, place, orders, payments) -> None:  # type: ignore[no-untyped-def]
+def test_bundle_line_whose_window_is_too_long_is_422(bundle, place, orders, payments) -> None:
     # The root is 2 months; its appendDate line is 60 x 2 = 120 years of Pack.
     error = refused(place, "quantity", "Bundle", 2)
     assert error.message.startswith("quantity 2 of 'Pack' in offer 'Bundle' makes a window")
@@ -202,13 +202,13 @@ def test_bundle_line_whose_window_is_too_long_is_422(bundle, place, orders, paym
     assert place("Bundle", 1).order.status is OrderStatus.PENDING  # 60 years: fine
 
 
-def test_bundle_line_appended_after_a_far_window_is_422(bundle, place, orders, payments, clock) -> None:  # type: ignore[no-untyped-def]
+def test_bundle_line_appended_after_a_far_window_is_422(bundle, place, orders, payments, clock) -> None:
     paid_window(orders, "Packs", add_months(clock.now(), 50 * 12))
     refused(place, "quantity", "Bundle", 1)  # 50 + 60 years
     assert (len(orders), payments.requests) == (0, [])
 
 
-def test_bundle_line_without_append_date_shares_the_roots_window(catalog, place, clock) -> None:  # type: ignore[no-untyped-def]
+def test_bundle_line_without_append_date_shares_the_roots_window(catalog, place, clock) -> None:
     # EnterpriseY bundles 14 x _300tokens (yearly, no appendDate): the line lasts as long as the root, not 14 years.
     order = place("EnterpriseY", 7).order
     assert order.status is OrderStatus.PENDING and order.combined_items[0].quantity == 98
@@ -217,7 +217,7 @@ def test_bundle_line_without_append_date_shares_the_roots_window(catalog, place,
 # --- a payment can always be applied -------------------------------------------------------------------------------
 
 
-def test_payment_after_the_window_moved_near_year_9999_grants_with_a_saturated_expiry(place, orders, clock) -> None:  # type: ignore[no-untyped-def]
+def test_payment_after_the_window_moved_near_year_9999_grants_with_a_saturated_expiry(place, orders, clock) -> None:
     pending = place("StartupY", 3).order
     paid_window(orders, "Startup", datetime(9999, 6, 1, tzinfo=UTC))  # other orders stacked meanwhile
     paid = paying.apply_order_paid("alice", pending.order_id, orders=orders, clock=clock, message="paid")
@@ -227,7 +227,7 @@ def test_payment_after_the_window_moved_near_year_9999_grants_with_a_saturated_e
     assert granted[0]["expires"] == MAX_TIME.isoformat()
 
 
-def test_settlement_from_a_saturated_window_does_not_overflow(clock) -> None:  # type: ignore[no-untyped-def]
+def test_settlement_from_a_saturated_window_does_not_overflow(clock) -> None:
     now = clock.now()
     saturated = GroupState(offer_group="G", starts=now, expires=MAX_TIME, paid_orders=1, version=1)
     assert start_for(True, saturated, now) == MAX_TIME
@@ -235,7 +235,7 @@ def test_settlement_from_a_saturated_window_does_not_overflow(clock) -> None:  #
     assert (extended.starts, extended.expires) == (now, MAX_TIME)
 
 
-def test_saturated_times_survive_the_dynamodb_items(place, orders, clock) -> None:  # type: ignore[no-untyped-def]
+def test_saturated_times_survive_the_dynamodb_items(place, orders, clock) -> None:
     attribute = UTCDateTimeAttribute()
     assert attribute.deserialize(attribute.serialize(MAX_TIME)) == MAX_TIME
     pending = place("StartupY").order

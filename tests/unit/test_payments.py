@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from typing import Any
 
 import pytest
 
@@ -10,13 +11,14 @@ from tests.fakes.catalog import InMemoryCatalogRepository
 from tests.fakes.clock import FixedClock
 from tests.fakes.orders import InMemoryOrderRepository
 from tests.fakes.payments import RecordingPaymentGateway
+from tests.helpers.present import present
 from usercredits.adapters.stripe.webhooks import parse_event
 from usercredits.domain import ordering, paying, payments
 from usercredits.domain.models import Caller, OrderStatus
 from usercredits.domain.stripe_events import PaymentIntentEvent
 
 
-def intent_event(event_id: str, kind: str, order, **intent) -> dict:  # type: ignore[no-untyped-def,type-arg]
+def intent_event(event_id: str, kind: str, order, **intent) -> dict[str, Any]:
     body = {
         "id": order.payment_intent_id,
         "object": "payment_intent",
@@ -28,7 +30,7 @@ def intent_event(event_id: str, kind: str, order, **intent) -> dict:  # type: ig
     return {"id": event_id, "type": kind, "data": {"object": body}}
 
 
-def succeeded(order, event_id: str = "evt_ok", **extra) -> dict:  # type: ignore[no-untyped-def,type-arg]
+def succeeded(order, event_id: str = "evt_ok", **extra) -> dict[str, Any]:
     return intent_event(
         event_id,
         "payment_intent.succeeded",
@@ -37,7 +39,7 @@ def succeeded(order, event_id: str = "evt_ok", **extra) -> dict:  # type: ignore
     )
 
 
-def failed(order, event_id: str = "evt_ko") -> dict:  # type: ignore[no-untyped-def,type-arg]
+def failed(order, event_id: str = "evt_ko") -> dict[str, Any]:
     return intent_event(
         event_id,
         "payment_intent.payment_failed",
@@ -50,7 +52,7 @@ def failed(order, event_id: str = "evt_ko") -> dict:  # type: ignore[no-untyped-
 GATEWAY = RecordingPaymentGateway()
 
 
-def apply_payment_event(event: dict, *, orders, clock, gateway=GATEWAY) -> str:  # type: ignore[no-untyped-def,type-arg]
+def apply_payment_event(event: dict[str, Any], *, orders, clock, gateway=GATEWAY) -> str:
     """What the webhook handler does with a verified event."""
     parsed = parse_event(event)
     if not isinstance(parsed, PaymentIntentEvent):
@@ -61,7 +63,7 @@ def apply_payment_event(event: dict, *, orders, clock, gateway=GATEWAY) -> str: 
 
 
 @pytest.fixture
-def pending(catalog: InMemoryCatalogRepository, orders: InMemoryOrderRepository, clock: FixedClock):  # type: ignore[no-untyped-def]
+def pending(catalog: InMemoryCatalogRepository, orders: InMemoryOrderRepository, clock: FixedClock):
     return ordering.place_order(
         ordering.PlaceOrder("EnterpriseM"),
         Caller(user_id="alice"),
@@ -73,7 +75,7 @@ def pending(catalog: InMemoryCatalogRepository, orders: InMemoryOrderRepository,
     ).order
 
 
-def test_succeeded_pays_and_grants_once_even_delivered_five_times(pending, orders, clock) -> None:  # type: ignore[no-untyped-def]
+def test_succeeded_pays_and_grants_once_even_delivered_five_times(pending, orders, clock) -> None:
     outcomes = [apply_payment_event(succeeded(pending), orders=orders, clock=clock) for _ in range(5)]
     assert outcomes[0] == "paid" and set(outcomes[1:]) == {"unchanged"}
     assert orders.get_order("alice", pending.order_id).status is OrderStatus.PAID
@@ -81,7 +83,7 @@ def test_succeeded_pays_and_grants_once_even_delivered_five_times(pending, order
 
 
 @pytest.mark.parametrize("sequence", list(itertools.permutations(["ok", "ko"])))
-def test_success_and_failure_in_any_order_end_paid(pending, orders, clock, sequence) -> None:  # type: ignore[no-untyped-def]
+def test_success_and_failure_in_any_order_end_paid(pending, orders, clock, sequence) -> None:
     for step in sequence:
         apply_payment_event(succeeded(pending) if step == "ok" else failed(pending), orders=orders, clock=clock)
     order = orders.get_order("alice", pending.order_id)
@@ -89,7 +91,7 @@ def test_success_and_failure_in_any_order_end_paid(pending, orders, clock, seque
     assert orders.group_states("alice")["Enterprise"].paid_orders == 1
 
 
-def test_failure_is_refused_with_the_cards_message(pending, orders, clock) -> None:  # type: ignore[no-untyped-def]
+def test_failure_is_refused_with_the_cards_message(pending, orders, clock) -> None:
     assert apply_payment_event(failed(pending), orders=orders, clock=clock) == "refused"
     order = orders.get_order("alice", pending.order_id)
     assert order.history[-1].message == "Your card was declined. - card_error: card_declined"
@@ -98,9 +100,9 @@ def test_failure_is_refused_with_the_cards_message(pending, orders, clock) -> No
 @pytest.mark.parametrize("extra", [{"amount_received": 1}, {"currency": "eur"}])
 def test_amount_or_currency_mismatch_is_inconsistent_grants_nothing_and_is_refunded(
     pending, orders, clock, extra
-) -> None:  # type: ignore[no-untyped-def]
-    # Seed T18 / 7.1-5: the status itself becomes inconsistent (not only a history entry), and nothing is granted;
-    # the money that came in is not kept: it is refunded in full, once
+) -> None:
+    # Seed T18 / docs/rules.md#payment-outcomes: the status itself becomes inconsistent (not only a history entry), and
+    # nothing is granted; the money that came in is not kept: it is refunded in full, once
     gateway = RecordingPaymentGateway()
     assert apply_payment_event(succeeded(pending, **extra), orders=orders, clock=clock, gateway=gateway) == "refunded"
     order = orders.get_order("alice", pending.order_id)
@@ -113,7 +115,7 @@ def test_amount_or_currency_mismatch_is_inconsistent_grants_nothing_and_is_refun
     assert len(gateway.refunds) == 1
 
 
-def test_requires_action_is_error_and_canceled_after_paid_changes_nothing(pending, orders, clock) -> None:  # type: ignore[no-untyped-def]
+def test_requires_action_is_error_and_canceled_after_paid_changes_nothing(pending, orders, clock) -> None:
     action = intent_event(
         "evt_a",
         "payment_intent.requires_action",
@@ -128,7 +130,7 @@ def test_requires_action_is_error_and_canceled_after_paid_changes_nothing(pendin
     assert orders.get_order("alice", pending.order_id).status is OrderStatus.PAID
 
 
-def test_unknown_types_and_orders_are_acknowledged(pending, orders, clock) -> None:  # type: ignore[no-untyped-def]
+def test_unknown_types_and_orders_are_acknowledged(pending, orders, clock) -> None:
     assert (
         apply_payment_event({"id": "e", "type": "customer.created", "data": {"object": {}}}, orders=orders, clock=clock)
         == "ignored"
@@ -137,7 +139,7 @@ def test_unknown_types_and_orders_are_acknowledged(pending, orders, clock) -> No
     assert apply_payment_event(stranger, orders=orders, clock=clock) == "unknown-order"
 
 
-def test_order_is_found_by_intent_id_without_metadata(pending, orders, clock) -> None:  # type: ignore[no-untyped-def]
+def test_order_is_found_by_intent_id_without_metadata(pending, orders, clock) -> None:
     event = succeeded(pending, metadata={})
     assert apply_payment_event(event, orders=orders, clock=clock) == "paid"
 
@@ -146,7 +148,7 @@ def test_order_is_found_by_intent_id_without_metadata(pending, orders, clock) ->
 
 
 @pytest.fixture
-def abandoned(pending, orders, clock):  # type: ignore[no-untyped-def]
+def abandoned(pending, orders, clock):
     """The order after ``POST /orders/{id}/payment``: its first intent abandoned (returned), a fresh one current."""
     gateway = RecordingPaymentGateway()
     again = paying.request_payment(
@@ -157,7 +159,7 @@ def abandoned(pending, orders, clock):  # type: ignore[no-untyped-def]
 
 
 @pytest.mark.parametrize("kind", ["canceled", "failed", "requires_action"])
-def test_a_failure_of_an_abandoned_intent_leaves_the_order_pending(abandoned, orders, clock, kind) -> None:  # type: ignore[no-untyped-def]
+def test_a_failure_of_an_abandoned_intent_leaves_the_order_pending(abandoned, orders, clock, kind) -> None:
     old, current = abandoned
     event = {
         "canceled": intent_event("evt_c", "payment_intent.canceled", old, status="canceled"),
@@ -174,7 +176,7 @@ def test_a_failure_of_an_abandoned_intent_leaves_the_order_pending(abandoned, or
 
 def test_a_success_of_an_abandoned_intent_pays_the_pending_order_and_cancels_the_new_one(
     abandoned, orders, clock
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     old, current = abandoned
     gateway = RecordingPaymentGateway()
     assert apply_payment_event(succeeded(old), orders=orders, clock=clock, gateway=gateway) == "paid"
@@ -190,7 +192,7 @@ def test_a_success_of_an_abandoned_intent_pays_the_pending_order_and_cancels_the
     assert [event.kind for event in orders.outbox].count("PaymentRefunded") == 1
 
 
-def test_a_success_of_an_abandoned_intent_after_the_order_was_paid_is_refunded(abandoned, orders, clock) -> None:  # type: ignore[no-untyped-def]
+def test_a_success_of_an_abandoned_intent_after_the_order_was_paid_is_refunded(abandoned, orders, clock) -> None:
     old, current = abandoned
     gateway = RecordingPaymentGateway()
     assert apply_payment_event(succeeded(current, "evt_new"), orders=orders, clock=clock, gateway=gateway) == "paid"
@@ -200,7 +202,7 @@ def test_a_success_of_an_abandoned_intent_after_the_order_was_paid_is_refunded(a
     assert list(gateway.refunds.values()) == [old.payment_intent_id]
 
 
-def test_a_retried_payment_request_never_hands_out_an_intent_a_later_attempt_canceled(pending, orders, clock) -> None:  # type: ignore[no-untyped-def]
+def test_a_retried_payment_request_never_hands_out_an_intent_a_later_attempt_canceled(pending, orders, clock) -> None:
     gateway, alice = RecordingPaymentGateway(), Caller(user_id="alice")
     first = paying.request_payment(
         pending.order_id, alice, idempotency_key="k1", orders=orders, payments=gateway, clock=clock
@@ -211,8 +213,8 @@ def test_a_retried_payment_request_never_hands_out_an_intent_a_later_attempt_can
     replay = paying.request_payment(
         pending.order_id, alice, idempotency_key="k1", orders=orders, payments=gateway, clock=clock
     )
-    assert first.payment.payment_intent_id in gateway.canceled  # type: ignore[union-attr]
-    assert replay.payment.payment_intent_id == later.payment.payment_intent_id  # type: ignore[union-attr]
+    assert present(first.payment).payment_intent_id in gateway.canceled
+    assert present(replay.payment).payment_intent_id == present(later.payment).payment_intent_id
     apply_payment_event(succeeded(later.order, "evt_paid"), orders=orders, clock=clock, gateway=gateway)
     after_paid = paying.request_payment(
         pending.order_id, alice, idempotency_key="k1", orders=orders, payments=gateway, clock=clock

@@ -36,7 +36,7 @@ def catalog(wonderai_offers: list[Offer]) -> InMemoryCatalogRepository:
 
 
 @pytest.fixture
-def place(catalog, orders, payments, clock):  # type: ignore[no-untyped-def]
+def place(catalog, orders, payments, clock):
     def _place(offer_id: str, user: str = "alice", key: str | None = None) -> ordering.PlacedOrder:
         return ordering.place_order(
             ordering.PlaceOrder(offer_id, idempotency_key=key),
@@ -94,7 +94,7 @@ def test_per_user_limit_is_a_strict_integer_from_1_to_the_largest_quantity(value
         Offer.model_validate({**PRO.model_dump(by_alias=True), "perUserLimit": value})
 
 
-def test_the_demo_free_offer_is_limited_to_one_per_user(catalog) -> None:  # type: ignore[no-untyped-def]
+def test_the_demo_free_offer_is_limited_to_one_per_user(catalog) -> None:
     assert catalog.get_offer("Free").per_user_limit == 1
 
 
@@ -111,7 +111,7 @@ def test_the_demo_free_offer_is_limited_to_one_per_user(catalog) -> None:  # typ
         (OrderStatus.REFUNDED, False),
     ],
 )
-def test_a_limited_order_holds_a_slot_while_pending_paid_or_expired(place, status, holds) -> None:  # type: ignore[no-untyped-def]
+def test_a_limited_order_holds_a_slot_while_pending_paid_or_expired(place, status, holds) -> None:
     order = place("Pro").order
     assert (order.limited, order.limit_slot) == (True, True)
     moved = order.model_copy(update={"status": status})
@@ -122,14 +122,14 @@ def test_a_limited_order_holds_a_slot_while_pending_paid_or_expired(place, statu
     assert limits.slot_change(released, moved) == (1 if holds else 0)
 
 
-def test_orders_of_offers_without_a_limit_never_hold_a_slot(place, orders) -> None:  # type: ignore[no-untyped-def]
+def test_orders_of_offers_without_a_limit_never_hold_a_slot(place, orders) -> None:
     order = place("EnterpriseM").order
     assert (order.limited, order.limit_slot) == (False, False)
     assert limits.slot_change(order, order.model_copy(update={"status": OrderStatus.REFUSED})) == 0
     assert orders.slots == {}
 
 
-def test_only_orders_of_limited_offers_read_the_counter(place, orders) -> None:  # type: ignore[no-untyped-def]
+def test_only_orders_of_limited_offers_read_the_counter(place, orders) -> None:
     place("EnterpriseM")
     place("_100tokens")
     assert orders.slot_reads == []  # orders of offers without a limit cost no extra request
@@ -140,7 +140,7 @@ def test_only_orders_of_limited_offers_read_the_counter(place, orders) -> None: 
 # --- the limit -------------------------------------------------------------------------------------------------------
 
 
-def test_at_the_limit_an_order_is_409_and_no_intent_is_created(place, orders, payments) -> None:  # type: ignore[no-untyped-def]
+def test_at_the_limit_an_order_is_409_and_no_intent_is_created(place, orders, payments) -> None:
     # Given alice holds a pending order of Pro (perUserLimit 1)
     first = place("Pro").order
     assert orders.limit_slots("alice", "Pro") == 1 and len(payments.requests) == 1
@@ -155,7 +155,7 @@ def test_at_the_limit_an_order_is_409_and_no_intent_is_created(place, orders, pa
     assert orders.limit_slots("bob", "Pro") == 1
 
 
-def test_the_free_offer_twice_is_409_the_second_time(place, orders) -> None:  # type: ignore[no-untyped-def]
+def test_the_free_offer_twice_is_409_the_second_time(place, orders) -> None:
     assert place("Free").order.status is OrderStatus.PAID
     with pytest.raises(ConflictError, match="purchase limit reached"):
         place("Free")
@@ -163,7 +163,7 @@ def test_the_free_offer_twice_is_409_the_second_time(place, orders) -> None:  # 
     assert orders.group_states("alice")["Free"].paid_orders == 1
 
 
-def test_a_retry_with_the_same_idempotency_key_at_the_limit_is_answered_as_the_first_time(place, orders) -> None:  # type: ignore[no-untyped-def]
+def test_a_retry_with_the_same_idempotency_key_at_the_limit_is_answered_as_the_first_time(place, orders) -> None:
     first = place("Free", key="k1").order
     assert place("Free", key="k1").order == first  # the replay, not a 409
     with pytest.raises(ConflictError, match="purchase limit reached"):
@@ -172,15 +172,15 @@ def test_a_retry_with_the_same_idempotency_key_at_the_limit_is_answered_as_the_f
         place("Pro", key="k1")  # Pro is not at its limit: the key's own check answers
 
 
-def test_the_write_enforces_the_limit_when_a_racing_order_took_the_last_slot(place, orders, payments) -> None:  # type: ignore[no-untyped-def]
+def test_the_write_enforces_the_limit_when_a_racing_order_took_the_last_slot(place, orders, payments) -> None:
     # Given the check read 0 slots, but a racing order takes the last one before the write
     real = orders.limit_slots
-    orders.limit_slots = lambda user_id, offer_id: 0  # type: ignore[method-assign]
+    orders.limit_slots = lambda user_id, offer_id: 0
     place("Pro")
     # When the second order is written
     with pytest.raises(ConflictError, match="purchase limit reached: at most 1 orders"):
         place("Pro")
-    orders.limit_slots = real  # type: ignore[method-assign]
+    orders.limit_slots = real
     # Then only the first one exists and holds the one slot
     assert len(orders) == 1 and orders.limit_slots("alice", "Pro") == 1
 
@@ -188,7 +188,7 @@ def test_the_write_enforces_the_limit_when_a_racing_order_took_the_last_slot(pla
 # --- slots given back ------------------------------------------------------------------------------------------------
 
 
-def test_a_refused_order_gives_its_slot_back(place, orders, deliver) -> None:  # type: ignore[no-untyped-def]
+def test_a_refused_order_gives_its_slot_back(place, orders, deliver) -> None:
     first = place("Pro").order
     assert refuse(deliver, first) == "refused"
     stored = orders.get_order("alice", first.order_id)
@@ -208,7 +208,7 @@ def test_a_refused_order_gives_its_slot_back(place, orders, deliver) -> None:  #
         ),
     ],
 )
-def test_a_canceled_or_failed_order_gives_its_slot_back(place, orders, deliver, kind, intent, status) -> None:  # type: ignore[no-untyped-def]
+def test_a_canceled_or_failed_order_gives_its_slot_back(place, orders, deliver, kind, intent, status) -> None:
     first = place("Pro").order
     assert deliver(first, kind, "evt_1", **intent) == status.value
     assert orders.limit_slots("alice", "Pro") == 0
@@ -218,7 +218,7 @@ def test_a_canceled_or_failed_order_gives_its_slot_back(place, orders, deliver, 
     assert orders.limit_slots("alice", "Pro") == 0
 
 
-def test_a_success_after_a_refusal_counts_again_even_beyond_the_limit(place, orders, deliver) -> None:  # type: ignore[no-untyped-def]
+def test_a_success_after_a_refusal_counts_again_even_beyond_the_limit(place, orders, deliver) -> None:
     # Given a refused order (its slot went back) and a new order holding the one slot
     first = place("Pro").order
     refuse(deliver, first)
@@ -237,7 +237,7 @@ def test_a_success_after_a_refusal_counts_again_even_beyond_the_limit(place, ord
     assert orders.get_order("alice", second.order_id).limit_slot
 
 
-def test_a_full_refund_gives_the_slot_back_a_partial_one_does_not(place, orders, clock, deliver) -> None:  # type: ignore[no-untyped-def]
+def test_a_full_refund_gives_the_slot_back_a_partial_one_does_not(place, orders, clock, deliver) -> None:
     order = place("Pro").order
     assert succeed(deliver, order) == "paid"
 

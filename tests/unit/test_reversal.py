@@ -85,7 +85,7 @@ def report(**fields: object) -> ChargeReport:
     return ChargeReport(payment_intent_id=str(fields.pop("intent", "pi_1")), currency="usd", **fields)  # type: ignore[arg-type]
 
 
-def plan(read: Order, merged: Order, *, balance: int, lots: list[Lot], held: int = 0, drawn: int = 0, **kw: object):  # type: ignore[no-untyped-def]
+def plan(read: Order, merged: Order, *, balance: int, lots: list[Lot], held: int = 0, drawn: int = 0, **kw: object):
     return plan_reversal(
         merged,
         read,

@@ -1,7 +1,8 @@
-"""Paying an order: windows, appendDate and bundles (seed T13, T16, T17, T19, T22 with section-7 fixes)."""
+"""Paying an order: windows, appendDate and bundles (seed T13, T16, T17, T19, T22; docs/rules.md#paying-an-order)."""
 
 from datetime import UTC, datetime, timedelta
 
+from tests.helpers.present import present
 from usercredits.domain.models import GroupState, HistoryEntry, Order, OrderLine, OrderStatus
 from usercredits.domain.settlement import extend_window, settle_order, start_for
 from usercredits.kernel.cycles import add_months
@@ -29,7 +30,7 @@ def pending_order(**changes: object) -> Order:
         "updated_at": NOW,
     }
     fields.update(changes)
-    return Order(**fields)  # type: ignore[arg-type]
+    return Order(**fields)
 
 
 def window(group: str, expires: datetime | None, starts: datetime | None = None, version: int = 3) -> GroupState:
@@ -57,7 +58,7 @@ def test_settle_append_date_extends_existing_window_by_exactly_the_cycle() -> No
     after = settlement.windows_after["Startup"]
     assert after.expires == existing_end + timedelta(days=21)
     assert after.starts == NOW - timedelta(days=30)  # the earliest start of a contiguous window is kept
-    assert settlement.windows_before["Startup"].version == 3  # type: ignore[union-attr]
+    assert present(settlement.windows_before["Startup"]).version == 3
 
 
 def test_settle_without_existing_group_opens_a_new_window() -> None:
@@ -78,7 +79,8 @@ def test_settle_explicit_future_start_is_kept() -> None:
 
 
 def test_settle_non_append_purchase_never_shortens_a_longer_window() -> None:
-    # Seed bug 7.1-7: appendDate=false reset the window to [now, now + cycle] even when it ended later.
+    # docs/rules.md#validity-windows: the seed's appendDate=false reset the window to [now, now + cycle] even when it
+    # ended later.
     long_end = NOW + timedelta(days=300)
     order = pending_order(append_date=False)
     settlement = settle_order(order, {"Startup": window("Startup", long_end)}, NOW, "paid")
@@ -93,7 +95,7 @@ def test_settle_after_a_gap_restarts_the_window() -> None:
 
 
 def test_settle_once_means_no_expiry() -> None:
-    # Seed bug 7.1-8: `once` expired at once (zero-length window); it now never expires.
+    # docs/rules.md#expiry: the seed's `once` expired at once (zero-length window); it now never expires.
     settlement = settle_order(pending_order(cycle=Cycle.ONCE), {}, NOW, "paid")
     assert settlement.order.expires is None
     assert settlement.windows_after["Startup"].perpetual

@@ -1,8 +1,8 @@
 """addSubscription, queue or upgrade: scenarios M22-M27.
 
 As in the seed's tests the existing subscriptions cost 10.00 a month and the new plan 5.00, checked at 2017-01-10.
-Where the seed credited the previous full price (7.2-1) the corrected credit is asserted: the unused part of the
-previous period, pro rata, capped at the new price.
+Where the seed credited the previous full price the corrected credit (docs/rules.md#upgrade-credit) is asserted: the
+unused part of the previous period, pro rata, capped at the new price.
 """
 
 from __future__ import annotations
@@ -89,7 +89,8 @@ def test_m24_no_credit_for_a_local_subscription() -> None:
 
 def test_m24_no_credit_for_an_unconverted_processor_trial_or_a_past_due_period() -> None:
     trial = subscription("one", level=1, is_trial=True, first_billing="2017-01-20", created="2017-01-05")
-    assert credit_of(subscribe([trial], level=2)) is None  # fix 7.2-1: the seed credited a trial never charged
+    # docs/rules.md#upgrade-credit: the seed credited a trial never charged
+    assert credit_of(subscribe([trial], level=2)) is None
     past_due = subscription("one", level=1, status=PAST_DUE, created="2017-01-02")
     assert credit_of(subscribe([past_due], level=2)) is None
 

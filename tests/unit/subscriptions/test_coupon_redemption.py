@@ -1,8 +1,9 @@
 """Coupon redemption counted once per (coupon, customer, subscription): M36 and the domain half of M46.
 
-The seed counted a redemption twice (M46 expects usedCount 2 after one use) and allowed maxUses + 1 uses (7.2-2);
-the corrected expectations are asserted. Races between concurrent redemptions are left for the DynamoDB Local tests
-of the repository (the fake below is atomic by construction, so racing it proves nothing).
+The seed counted a redemption twice (M46 expects usedCount 2 after one use) and allowed maxUses + 1 uses
+(docs/rules.md#coupon-redemption); the corrected expectations are asserted. Races between concurrent redemptions are
+left for the DynamoDB Local tests of the repository (the fake below is atomic by construction, so racing it proves
+nothing).
 """
 
 from __future__ import annotations
@@ -130,7 +131,8 @@ def test_m46_coupon_discount_end_to_end_in_the_domain() -> None:
     assert redeem_due(customer, coupons) == [RedemptionOutcome.REDEEMED]
     customer = synced(customer, sub.subscription_id, cycle=1)
     stored = coupons.get("TENPCT")
-    assert stored is not None and stored.used_count == 1  # seed: 2 after a single redemption (7.2-2)
+    # docs/rules.md#coupon-redemption: the seed counted 2 after a single redemption
+    assert stored is not None and stored.used_count == 1
     sub = customer.subscriptions[-1]
     assert sub.processor.state is ProcessorState.SAVED
     assert [(d.processor.id, d.processor.state, d.current_billing_cycle) for d in sub.discounts] == [

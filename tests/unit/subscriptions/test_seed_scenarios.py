@@ -1,4 +1,5 @@
-"""Seed scenarios of seeds-spec section 6 (mongoose-subscriptions) whose sub-cases no other unit test pins down.
+"""Acceptance scenarios of the original mongoose-subscriptions library (Mxx labels; docs/rules.md#subscriptions-half)
+whose sub-cases no other unit test pins down.
 
 Pure domain, with the in-memory fakes of ``tests/fakes``: M09 (the processor wrappers delegate to the processor, here a
 recording one), M12 (a changed payment method on reset), M16 and M19 (entitlement edge cases isolated from the
@@ -229,7 +230,7 @@ def test_m12_reset_processor_keeps_saved_and_changed_payment_methods_and_drops_i
         ("pm-1", SAVED),
         ("pm-2", SAVED),
     ]
-    # (fix 7.2-4: the unsent new token is reverted, not kept as if it had been sent)
+    # (docs/rules.md#processor-states: the unsent new token is reverted, not kept as if it had been sent)
     assert reset.payment_methods[1].token is None
     assert reset.default_payment_method_id == "pm-2"
 

@@ -79,7 +79,8 @@ def test_m41_initial_is_created_and_the_result_saves_it() -> None:
 
     assert (recorded.processor.id, recorded.processor.state) == ("sub_new", SAVED)
     assert (recorded.payment_method_id, recorded.paid_through_date) == ("three", at("2017-08-16"))
-    assert (recorded.is_trial, recorded.failure_count) == (False, 0)  # falsy values are written back (7.2-8)
+    # falsy values are written back (docs/rules.md#processor-sync)
+    assert (recorded.is_trial, recorded.failure_count) == (False, 0)
     assert subscription_sync_action(recorded) is SyncAction.NONE
 
 

@@ -1,4 +1,4 @@
-"""Change tracking and processor items: seed scenarios M01, M02, M12 (fixed per 7.2-4) and M39."""
+"""Change tracking and processor items: seed scenarios M01, M02, M12 (docs/rules.md#processor-states) and M39."""
 
 from __future__ import annotations
 
@@ -110,7 +110,8 @@ def test_m12_reset_processor_drops_unsynced_items_and_reverts_edits() -> None:
     assert [item.address_id for item in reset.addresses] == ["a-1", "a-2"]
     s3 = reset.subscriptions[1]
     assert s3.processor.state is SAVED
-    assert s3.status is SubscriptionStatus.ACTIVE  # fix 7.2-4: the unsynced cancel is reverted, not kept
+    # docs/rules.md#processor-states: the unsynced cancel is reverted, not kept
+    assert s3.status is SubscriptionStatus.ACTIVE
     assert reset.addresses[1].name == "Old"
     assert reset.addresses[1].processor.state is SAVED
     assert reset.subscriptions[0].processor.state is LOCAL  # local subscriptions stay as they are
