@@ -39,7 +39,8 @@ class EventBusSettings(_EnvModel):
 
 
 class PaymentSettings(_EnvModel):
-    # "local" is the simulated provider of api-contract.md (make run, tests); "stripe" is production.
+    # "local" is the simulated provider (docs/api.md#local-simulation-dev-server-only; make run, tests); "stripe" is
+    # production.
     PAYMENT_PROVIDER: Literal["local", "stripe"] = "stripe"
     # Name of the Secrets Manager secret holding the Stripe keys; never the key itself.
     STRIPE_SECRET_NAME: str = ""

@@ -1,4 +1,7 @@
-"""Ordering use cases: the catalog, orders, payment intents and subscriptions (seeds-spec 2.1-2.6, 2.10)."""
+"""Ordering use cases: the catalog, orders, payment intents and subscriptions.
+
+Rules: docs/rules.md#offer-visibility, #placing-an-order, #payment-intents, #paying-an-order.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The credits table's keys, in one place (the layout: ``tables.py`` and the README's data model).
+"""The credits table's keys, in one place (the layout: ``tables.py`` and docs/data-model.md).
 
 Every partition and sort key the credits adapters write or read is built here, so a range a Query reads and the
 items written into it cannot drift apart. Group names and ids are made of ``[A-Za-z0-9_.:-]`` (``Identifier``): none
