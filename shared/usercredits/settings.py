@@ -1,7 +1,8 @@
 """Per-function settings, read from the environment once per container.
 
 Plain pydantic models validated from ``os.environ`` instead of pydantic-settings: the latter adds ~90 ms to every cold
-start (measured, see README "Cold start"), which alone would break the ordering function's import budget.
+start (measured, see README "Observability and cold start"), which alone would break the ordering function's import
+budget.
 """
 
 from __future__ import annotations
