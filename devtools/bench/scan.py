@@ -21,7 +21,7 @@ Rows (metric ``items_read``, ``writes_per_expired_lot``, ``read_units``, ``dynam
 - read units per expired lot (``ConsumedCapacity``, requested on every call of the run): what the reads cost;
 - every request of the run, and of an idle run (nothing due: constant, whatever the table's size);
 - a spend's write units now, and if the scan planned expiries from the index alone (``measure_spend_units``): the
-  price of not reading the group (README "Expiry scan: why each expiring group is read").
+  price of not reading the group (README "Behaviour (expiry scan)", "Why each expiring group is read").
 """
 
 from __future__ import annotations

@@ -28,7 +28,7 @@ How requests reach the handlers (the same events AWS would send, built by ``devt
   JWT security scheme, and ``/docs`` is Swagger UI served from the assets bundled with Powertools (no CDN)
   (``openapi_ui``);
 - ``POST /_local/payments/{paymentIntentId}/succeed|fail|require-action|refund`` plays the payment provider of
-  ``PAYMENT_PROVIDER=local`` (api-contract.md "Local payment simulation", ``local_provider``): it finds the order of
+  ``PAYMENT_PROVIDER=local`` (docs/api.md#local-simulation-dev-server-only, ``local_provider``): it finds the order of
   the intent (GSI ``ByPaymentIntent``), builds the Stripe event Stripe would send (``payment_intent.succeeded``,
   ``payment_intent.payment_failed``, ``payment_intent.requires_action``, ``charge.refunded``), signs it with
   ``LOCAL_WEBHOOK_SECRET`` and delivers it to the webhook function, so the same code path runs as with Stripe;

@@ -1,4 +1,4 @@
-"""The payment provider of ``PAYMENT_PROVIDER=local`` (api-contract.md "Local payment simulation"): the Stripe event a
+"""The payment provider of ``PAYMENT_PROVIDER=local`` (docs/api.md#local-simulation-dev-server-only): the Stripe event a
 payment intent's outcome would send, signed and delivered to the webhook function."""
 
 from __future__ import annotations

@@ -1,4 +1,7 @@
-"""Consumption function: credit balances, spending, the ledger and grants (HTTP API routes of api-contract.md)."""
+"""Consumption function: credit balances, spending, the ledger and grants.
+
+Routes: docs/api.md#credits-consumptionfunction.
+"""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Customers function: the caller's customer, addresses, payment methods, subscriptions, coupons, and the plans and
-coupons admins define (api-contract.md "Customers, plans, subscriptions and coupons")."""
+coupons admins define (docs/api.md#customers-plans-subscriptions-and-coupons-customersfunction)."""
 
 from __future__ import annotations
 

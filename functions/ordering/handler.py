@@ -1,4 +1,7 @@
-"""Ordering function: the offer catalog, orders and payment intents (HTTP API routes of api-contract.md)."""
+"""Ordering function: the offer catalog, orders and payment intents.
+
+Routes: docs/api.md#offers-and-orders-orderingfunction.
+"""
 
 from __future__ import annotations
 

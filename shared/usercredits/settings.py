@@ -1,7 +1,8 @@
 """Per-function settings, read from the environment once per container.
 
 Plain pydantic models validated from ``os.environ`` instead of pydantic-settings: the latter adds ~90 ms to every cold
-start (measured, see README "Cold start"), which alone would break the ordering function's import budget.
+start (measured, see README "Observability and cold start"), which alone would break the ordering function's import
+budget.
 """
 
 from __future__ import annotations
@@ -39,7 +40,8 @@ class EventBusSettings(_EnvModel):
 
 
 class PaymentSettings(_EnvModel):
-    # "local" is the simulated provider of api-contract.md (make run, tests); "stripe" is production.
+    # "local" is the simulated provider (docs/api.md#local-simulation-dev-server-only; make run, tests); "stripe" is
+    # production.
     PAYMENT_PROVIDER: Literal["local", "stripe"] = "stripe"
     # Name of the Secrets Manager secret holding the Stripe keys; never the key itself.
     STRIPE_SECRET_NAME: str = ""

@@ -2,9 +2,9 @@
 
 ``build_clock(settings)`` returns :class:`~usercredits.domain.ports.SystemClock` unless ``LOCAL_CLOCK_FILE`` is set,
 in which case every function reads the same :class:`LocalClock`: a small JSON file the dev server writes when
-``POST /_local/clock`` moves time (api-contract.md "Local payment simulation"), so expiry, warnings and hold lapses can
-be shown without waiting. The settings refuse ``LOCAL_CLOCK_FILE`` inside AWS Lambda: a deployed stack always runs on
-the real clock.
+``POST /_local/clock`` moves time (docs/api.md#local-simulation-dev-server-only), so expiry, warnings and hold lapses
+can be shown without waiting. The settings refuse ``LOCAL_CLOCK_FILE`` inside AWS Lambda: a deployed stack always runs
+on the real clock.
 
 The file holds ``{"offsetSeconds": <number>}`` (the real time plus an offset: it keeps flowing) or
 ``{"frozenAt": "<ISO-8601>"}`` (a clock that stands still, for deterministic tests); a missing or empty file is offset

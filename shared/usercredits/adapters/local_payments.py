@@ -1,4 +1,4 @@
-"""The local payment provider (api-contract.md "Local payment simulation"): Stripe-shaped intents, no network.
+"""The local payment provider (docs/api.md#local-simulation-dev-server-only): Stripe-shaped intents, no network.
 
 Intent ids are derived from (order, attempt) exactly like the Stripe adapter's idempotency keys, so asking twice for
 the same attempt returns the same intent, as Stripe does for a repeated idempotency key.

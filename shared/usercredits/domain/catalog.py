@@ -1,4 +1,4 @@
-"""Which offers a caller sees: the seed's loadOffers with its crashes and key collisions fixed (seeds-spec 2.1)."""
+"""Which offers a caller sees: the rules of docs/rules.md#offer-visibility."""
 
 from __future__ import annotations
 

@@ -32,8 +32,8 @@ class LotView(DomainModel):
 
 
 class CreditGroup(DomainModel):
-    """A group as the API shows it (api-contract ``CreditGroup``); ``debt``: tokens the group owes (a negative
-    balance), repaid first by its next grants."""
+    """A group as the API shows it (``CreditGroup`` in docs/api.md#credits-consumptionfunction); ``debt``: tokens
+    the group owes (a negative balance), repaid first by its next grants."""
 
     offer_group: str
     balance: int

@@ -1,8 +1,8 @@
 """The credits half's domain events, built in one place: each function returns one event with its whole ``detail``.
 
 Use cases decide when an event is owed; these functions only say what it carries. The outbox (written in the same
-transaction as the change it reports) and the event bus publish them as built here; the README's events table lists
-them for consumers.
+transaction as the change it reports) and the event bus publish them as built here; docs/api.md#events-published
+lists them for consumers.
 """
 
 from __future__ import annotations

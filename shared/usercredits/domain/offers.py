@@ -1,5 +1,5 @@
 """Offer use cases: the catalog as a caller sees it (``catalog.py`` holds the visibility rules) and as an admin edits
-it."""
+it. Rules: docs/rules.md#offer-visibility."""
 
 from __future__ import annotations
 

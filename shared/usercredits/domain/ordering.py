@@ -1,5 +1,8 @@
 """Ordering use cases: placing orders, reading them, and whether a caller holds a subscription (the offers are
-``offers.py``, paying an order ``paying.py``)."""
+``offers.py``, paying an order ``paying.py``).
+
+Rules: docs/rules.md#placing-an-order.
+"""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
 """Paying an order: asking the provider for a payment intent (``request_payment``) and settling the order once its
-payment succeeded (``apply_order_paid``, the single entry point every payment path calls)."""
+payment succeeded (``apply_order_paid``, the single entry point every payment path calls). Rules:
+docs/rules.md#payment-intents, #paying-an-order."""
 
 from __future__ import annotations
 

@@ -185,7 +185,7 @@ def _matches(order: Order, intent: IntentState) -> bool:
 
 
 def _mismatch(order: Order, intent: IntentState) -> str:
-    # Seed 2.11 / 7.1-5: never credit a payment that does not match; the order's status now says so.
+    # docs/rules.md#payment-outcomes: never credit a payment that does not match; the order's status now says so.
     return (
         f"Payment amount or currency not corresponding: received {intent.amount_received} {intent.currency}, "
         f"expected {order.total.amount} {order.total.currency}"

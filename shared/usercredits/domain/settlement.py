@@ -1,8 +1,8 @@
 """What paying an order changes: its validity window, the bundle's child orders and the user's paid windows.
 
-Pure computation (seeds-spec 2.4.2, 2.5-2.7) with the seed's bugs fixed: a new window never shortens an existing one,
-the earliest start of a contiguous window is kept, ``once`` means no expiry, and bundle terms come from the copy kept
-on the order (so a retired offer cannot break a payment).
+Pure computation (docs/rules.md#paying-an-order, #validity-windows, #bundles): a new window never shortens an existing
+one, the earliest start of a contiguous window is kept, ``once`` means no expiry, and bundle terms come from the copy
+kept on the order (so a retired offer cannot break a payment).
 """
 
 from __future__ import annotations

@@ -18,9 +18,10 @@ _MIN_TIME = datetime(1, 1, 1, tzinfo=UTC)
 #: otherwise reach ``MAX_TIME``, and no one is charged for credits that could only be granted saturated. It equals
 #: the longest ``customCycleSeconds`` an offer may have (100 x 366 days), so one such cycle bought now still fits.
 MAX_WINDOW = timedelta(days=100 * 366)
-#: How far ahead an explicit ``starts`` may pin an order. Real pre-orders are months ahead, but the seed's own
-#: scenario T17 starts in 2050 (~25 years): 50 years keeps it valid for decades, still leaves half of ``MAX_WINDOW``
-#: to the purchase itself, and refuses a typo or a probe (year 9999) with a message about ``starts``, not ``quantity``.
+#: How far ahead an explicit ``starts`` may pin an order. Real pre-orders are months ahead, but the original
+#: library's own test scenario starts in 2050 (~25 years): 50 years keeps it valid for decades, still leaves half of
+#: ``MAX_WINDOW`` to the purchase itself, and refuses a typo or a probe (year 9999) with a message about ``starts``,
+#: not ``quantity``.
 MAX_START_AHEAD = timedelta(days=50 * 366)
 
 _DAYS = {Cycle.DAILY: 1, Cycle.WEEKLY: 7, Cycle.BI_WEEKLY: 14}

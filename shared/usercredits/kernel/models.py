@@ -57,7 +57,7 @@ class Cycle(StrEnum):
 
 @dataclass(frozen=True)
 class DomainEvent:
-    """A fact for the event bus (api-contract "Events published"): ``kind`` is the detail-type."""
+    """A fact for the event bus (docs/api.md#events-published): ``kind`` is the detail-type."""
 
     kind: str
     detail: dict[str, object]

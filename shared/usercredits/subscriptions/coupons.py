@@ -1,4 +1,4 @@
-"""Coupon validation (seed 5.8) and coupon discounts (5.7), with the use limit fixed (7.2-2).
+"""Coupon validation and coupon discounts (docs/rules.md#coupons, #discounts).
 
 Validation returns the seed's messages, first failure first: "Invalid promocode", "Promocode expired", "Promocode not
 yet active", "Promocode limit reached". Counting uses is the repository's job (``ports.CouponRepository.redeem``),
@@ -32,7 +32,7 @@ def is_pending(coupon: Coupon, at: datetime) -> bool:
 
 
 def is_use_limit_reached(coupon: Coupon) -> bool:
-    """True when ``used_count`` has reached ``max_uses`` (the seed's ``>`` allowed one use too many: 7.2-2)."""
+    """True when ``used_count`` has reached ``max_uses`` (reached at equality: docs/rules.md#coupons)."""
     return coupon.max_uses is not None and coupon.used_count >= coupon.max_uses
 
 
@@ -107,8 +107,8 @@ def coupon_discount(
 
     None when the coupon fails validation, gives nothing off the subscription's price, or is restricted and already
     used by this customer. A restricted coupon needs ``customer_id``. The discount lasts the coupon's
-    ``number_of_billing_cycles``; its amount is taken off the subscription's price (the seed used the plan price for
-    coupons and the subscription price elsewhere: 7.2-3).
+    ``number_of_billing_cycles``; its amount is taken off the subscription's price, not the plan's
+    (docs/rules.md#coupons).
     """
     check = check_coupon(coupon, subscription.price, at, used_by_customer=used_by_customer)
     if not check.valid or coupon is None or check.amount is None:

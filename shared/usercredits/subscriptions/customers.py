@@ -1,4 +1,5 @@
-"""Customer methods of the seed (5.3): profile, addresses and payment methods, with their reuse rules.
+"""Customer methods: profile, addresses and payment methods, with their reuse rules (docs/rules.md#customers,
+#payment-methods).
 
 Every function returns a new customer (and the item it made or changed); edits to synced items mark them changed as
 they happen (``tracking.track``), so there is no separate markChanged step to forget.
@@ -132,7 +133,7 @@ def add_payment_method(
 def set_default_payment_method(
     customer: Customer, method: NewPaymentMethod, now: datetime, address: AddressFields | None = None
 ) -> tuple[Customer, PaymentMethod]:
-    """Make ``method`` the default payment method with the seed's reuse rules (5.3).
+    """Make ``method`` the default payment method with the reuse rules of docs/rules.md#payment-methods.
 
     The current default is updated in place (same local id: it becomes ``changed`` once synced) when it has the same
     kind and is not PayPal. Otherwise a new payment method is added, inheriting the current default's billing
@@ -165,7 +166,7 @@ def set_default_payment_method(
 def set_default_payment_method_address(
     customer: Customer, data: AddressFields, now: datetime
 ) -> tuple[Customer, Address]:
-    """Write ``data`` into the default payment method's billing address (seed 5.3).
+    """Write ``data`` into the default payment method's billing address (docs/rules.md#payment-methods).
 
     The target is the default's billing address, else the first unused address, else a new address (initial). The
     default payment method, if any, then points at the target: a synced one becomes ``changed`` when that moves it,

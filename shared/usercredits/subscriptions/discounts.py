@@ -1,4 +1,5 @@
-"""Discount builders and the single-largest-discount rule (seed 5.7), and the upgrade credit (5.5, fixed per 7.2-1).
+"""Discount builders and the single-largest-discount rule (docs/rules.md#discounts), and the upgrade credit
+(docs/rules.md#upgrade-credit).
 
 Builders return None instead of a zero discount, as the seed's do. Amounts are integer minor units in the
 subscription's currency; percents are exact decimals rounded half up to the minor unit.
@@ -32,8 +33,8 @@ def previous_subscription_credit(
 ) -> Discount | None:
     """Credit for the unused part of ``previous`` when ``subscription`` replaces it (an upgrade), or None.
 
-    Fix of 7.2-1: the seed credited the previous full price whatever had been used, uncapped, even for a trial never
-    charged. Here the credit is the previous price times the share of its current period that ``subscription``'s
+    docs/rules.md#upgrade-credit: never the previous full price, never more than the new price, nothing for a trial
+    never charged. The credit is the previous price times the share of its current period that ``subscription``'s
     start leaves unused (rounded half up), capped at the new price; nothing for a trial not yet converted, a past-due
     (unpaid) period, a free or foreign-currency subscription, or a new start outside the previous period.
     The credit is preserved by ``add_discounts`` and lasts one cycle.

@@ -1,7 +1,8 @@
-"""Which subscriptions entitle the customer at a given time (seed 5.4), free cycles (4.6) and local dates (5.6).
+"""Which subscriptions entitle the customer at a given time, free cycles and local dates (docs/rules.md#entitlement,
+#local-dates).
 
 All day arithmetic is UTC. The rules are the seed's, made deterministic: ties in the precedence order keep the
-customer's order instead of the seed's unstable sort (7.2-9), and the grace period is a parameter.
+customer's order instead of an unstable sort (docs/rules.md#entitlement), and the grace period is a parameter.
 """
 
 from __future__ import annotations
@@ -82,7 +83,7 @@ def by_precedence(subscriptions: Iterable[Subscription]) -> list[Subscription]:
 
 
 def valid_subscriptions(customer: Customer, at: datetime, grace: timedelta = GRACE_PERIOD) -> list[Subscription]:
-    """The subscriptions that entitle at ``at``, by precedence (seed 5.4).
+    """The subscriptions that entitle at ``at``, by precedence (docs/rules.md#entitlement).
 
     Not deleted, in their billing period, and known to the processor or local (never ``initial``). Status is
     ignored on purpose: canceled and past-due subscriptions stay valid until their paid period (plus grace) ends.
@@ -106,7 +107,8 @@ def current_subscription(customer: Customer, at: datetime, grace: timedelta = GR
 
 
 def initialize_local_dates(subscription: Subscription) -> Subscription:
-    """Fill the unset billing dates of a ``local`` subscription (seed 5.6); others are returned as they are.
+    """Fill the unset billing dates of a ``local`` subscription (docs/rules.md#local-dates); others are returned as
+    they are.
 
     A trial bills first after its trial (from ``created_at``); otherwise the first cycle starts at the first billing
     date (default ``created_at``) and is paid through one billing frequency later, the next billing a day after.

@@ -1,6 +1,6 @@
 """Payment instruments and their display fields: cards, wallets (PayPal, Apple Pay, Android Pay, Venmo) and other types.
 
-The seed models them as discriminators of PaymentMethod and Transaction (seeds-spec 4.4, 4.8); here they are one
+The original library models them as discriminators of PaymentMethod and Transaction; here they are one
 tagged union used by both.
 """
 

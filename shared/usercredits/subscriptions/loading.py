@@ -28,8 +28,9 @@ def load_processor(user_id: str, ports: SyncPorts) -> Customer:
 
     Profile, payment methods (with their billing addresses), subscriptions and transactions (charges and refunds,
     one-off ones included) are read; items the processor no longer has are marked ``deleted`` instead of being kept
-    as if alive (fix 7.2-5), transactions are never dropped. Items never sent stay as they are, synced ones take the
-    processor's values. A customer never sent is returned as is (the seed does not call the processor then).
+    as if alive (docs/rules.md#processor-reload), transactions are never dropped. Items never sent stay as they are,
+    synced ones take the processor's values. A customer never sent is returned as is (the seed does not call the
+    processor then).
     Loading twice changes nothing the second time.
     """
     customer = load_customer(user_id, ports)

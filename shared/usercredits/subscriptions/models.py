@@ -1,4 +1,6 @@
-"""Customers, addresses, payment methods, plans, subscriptions, discounts, coupons and transactions (seeds-spec 4).
+"""Customers, addresses, payment methods, plans, subscriptions, discounts, coupons and transactions.
+
+Their fields as the API shows them: docs/api.md#customers-plans-subscriptions-and-coupons-customersfunction.
 
 Every item that mirrors a processor object carries ``processor: {id, state, syncedFields}``. Items link to each other
 by local ids (ULIDs), never by processor ids, so relations exist before anything reaches the processor. Money is
@@ -51,7 +53,8 @@ class ProcessorItem(DomainModel):
     """The processor side of an item.
 
     ``synced_fields`` holds the tracked fields as they were at the last sync (JSON form): comparing with it tells
-    an edit from a no-op (seed 5.1), and restoring it reverts edits that never reached the processor (fix 7.2-4).
+    an edit from a no-op, and restoring it reverts edits that never reached the processor
+    (docs/rules.md#processor-states).
     """
 
     id: str | None = None
@@ -76,7 +79,7 @@ class SyncableModel(DomainModel):
 
 
 class AddressFields(DomainModel):
-    """What a customer may say about an address (all of it is stored: fix 7.2-6)."""
+    """What a customer may say about an address (all of it is stored: docs/rules.md#payment-methods)."""
 
     name: str | None = Field(default=None, max_length=200)
     company: str | None = Field(default=None, max_length=200)
@@ -116,7 +119,7 @@ class PaymentMethod(SyncableModel):
     token: str | None = Field(default=None, max_length=255)
     billing_address_id: str | None = None
     details: InstrumentDetails | None = None
-    deleted: bool = False  # removed at the processor (a tombstone: fix 7.2-5)
+    deleted: bool = False  # removed at the processor (a tombstone: docs/rules.md#processor-reload)
     created_at: UtcDateTime
     updated_at: UtcDateTime | None = None
 
@@ -150,7 +153,7 @@ _COUPON_KINDS = frozenset({DiscountKind.COUPON, DiscountKind.COUPON_RESTRICTED})
 class Discount(DomainModel):
     """An amount off a subscription's price for ``number_of_billing_cycles`` cycles.
 
-    Unlike the seed (whose processor discount id is the type name, 7.2-3) each discount has its own id.
+    Each discount has its own id, also at the processor (docs/rules.md#discounts).
     """
 
     discount_id: Identifier
@@ -187,7 +190,7 @@ class Discount(DomainModel):
 
 
 class Descriptor(DomainModel):
-    """The card-statement descriptor (seed 4.10)."""
+    """The card-statement descriptor (docs/rules.md#statement-descriptor)."""
 
     name: str | None = Field(default=None, max_length=22)
     phone: str | None = Field(default=None, pattern=r"^[0-9.\-]{10,14}$")
@@ -284,8 +287,8 @@ class CouponKind(StrEnum):
 
 
 class Coupon(DomainModel):
-    """A promotion code (seed 4.9). ``max_uses`` None means unlimited; ``used_count`` only ever grows through the
-    repository's atomic ``redeem``. A ``restricted`` coupon can be used once per customer."""
+    """A promotion code (docs/rules.md#coupons). ``max_uses`` None means unlimited; ``used_count`` only ever grows
+    through the repository's atomic ``redeem``. A ``restricted`` coupon can be used once per customer."""
 
     code: Identifier
     name: str = Field(default="", max_length=200)
@@ -319,7 +322,7 @@ class TransactionKind(StrEnum):
 
 
 class TransactionStatus(StrEnum):
-    """The seed's transaction statuses (Braintree's; seeds-spec 5.13 maps Stripe's onto them)."""
+    """The seed's transaction statuses (Braintree's; docs/rules.md#status-mapping maps Stripe's onto them)."""
 
     AUTHORIZATION_EXPIRED = "authorization_expired"
     AUTHORIZED = "authorized"
@@ -421,7 +424,8 @@ class Customer(SyncableModel):
     """The customer of one user: profile, addresses, payment methods, subscriptions and transactions.
 
     Stored as one partition per customer with an item per child (see ``ports.CustomerRepository``), never as one
-    ever-growing item. ``version`` guards concurrent saves; ``payment_lock_until`` is the soft lock of seed 5.2.
+    ever-growing item. ``version`` guards concurrent saves; ``payment_lock_until`` is the soft lock of
+    docs/rules.md#payment-lock.
     """
 
     tracked_fields: ClassVar[tuple[str, ...]] = (

@@ -83,7 +83,7 @@ class CustomerRepository(Protocol):
 
     def acquire_payment_lock(self, user_id: str, *, now: datetime, until: datetime) -> bool:
         """Take the customer's soft payment lock until ``until`` with one conditional write (no lock, or one that
-        expired before ``now``); False when another operation holds it (seed 5.2 done atomically: fix 7.2-7)."""
+        expired before ``now``); False when another operation holds it (docs/rules.md#payment-lock)."""
         ...
 
     def release_payment_lock(self, user_id: str, *, until: datetime) -> None:
@@ -137,8 +137,7 @@ class CouponRepository(Protocol):
         another subscription), and add 1 to ``usedCount`` only if ``usedCount < max_uses`` (no condition when
         ``max_uses`` is None). So a use is counted exactly once per (coupon, customer, subscription) however often a
         sync is retried, a restricted coupon once per customer even when two subscriptions race, and concurrent
-        redemptions never take ``usedCount`` past ``max_uses`` (fix of the seed's double count and off-by-one,
-        7.2-2).
+        redemptions never take ``usedCount`` past ``max_uses`` (docs/rules.md#coupon-redemption).
         """
         ...
 
@@ -229,7 +228,7 @@ class ProcessorDiscount:
 
 @dataclass(frozen=True)
 class ProcessorSubscription:
-    """A subscription as the processor has it, mapped to local statuses and dates (seeds-spec 5.13)."""
+    """A subscription as the processor has it, mapped to local statuses and dates (docs/rules.md#status-mapping)."""
 
     id: str
     status: SubscriptionStatus

@@ -29,7 +29,8 @@ def load_customer(user_id: str, ports: SyncPorts) -> Customer:
 
 @contextmanager
 def payment_lock(user_id: str, ports: SyncPorts) -> Iterator[None]:
-    """Hold the customer's payment lock (seed 5.2, one conditional write) for the block; released in any case."""
+    """Hold the customer's payment lock (docs/rules.md#payment-lock: one conditional write) for the block; released
+    in any case."""
     now = ports.clock.now()
     until = now + PAYMENT_LOCK_TIMEOUT
     if not ports.customers.acquire_payment_lock(user_id, now=now, until=until):

@@ -1,6 +1,6 @@
-"""Recording what the processor answered (seed 5.12 "mapped back"): after a create, update or cancel, on a webhook,
+"""Recording what the processor answered (docs/rules.md#processor-sync): after a create, update or cancel, on a webhook,
 and when loading. The processor is authoritative for what it returns; every value is written back, falsy ones
-included (the seed dropped ``isTrial=false`` and ``failureCount=0``: 7.2-8).
+included (``isTrial=false`` and ``failureCount=0`` too).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""saveProcessor: send the user's customer to the payment processor (seed 5.11, 5.12), made crash-safe.
+"""saveProcessor: send the user's customer to the payment processor (docs/rules.md#processor-sync), made crash-safe.
 
 Under the customer's payment lock it sends the customer, then its payment methods, then its subscriptions, and
 **saves the local state after each processor call**. Every call carries an idempotency key derived from local ids

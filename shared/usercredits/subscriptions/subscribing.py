@@ -1,4 +1,7 @@
-"""Subscribing, coupons on subscriptions, and cancelling (seed 5.5, 5.9), all local until the next sync."""
+"""Subscribing, coupons on subscriptions, and cancelling, all local until the next sync.
+
+Rules: docs/rules.md#plan-levels, #coupons, #cancelling.
+"""
 
 from __future__ import annotations
 
@@ -34,7 +37,8 @@ def add_subscription(
     payment_method_id: str | None = None,
     descriptor: Descriptor | None = None,
 ) -> tuple[Customer, Subscription]:
-    """Subscribe to ``plan`` at ``now``: queue behind an equal or better plan, or upgrade with a credit (seed 5.5).
+    """Subscribe to ``plan`` at ``now``: queue behind an equal or better plan, or upgrade with a credit
+    (docs/rules.md#plan-levels).
 
     When a valid subscription of the same or a higher level (and not past due) exists, the new one starts when the
     latest-ending of them ends (a trial: at its first billing date), with no credit. Otherwise it starts now, with
@@ -102,8 +106,8 @@ def find_subscription(customer: Customer, subscription_id: str) -> Subscription:
 
 
 def cancel_subscriptions(customer: Customer, now: datetime) -> Customer:
-    """Every pending, past-due or active subscription marked canceled, locally (seed 5.9): the next sync cancels
-    them at the processor. Others are left as they are."""
+    """Every pending, past-due or active subscription marked canceled, locally (docs/rules.md#cancelling): the next
+    sync cancels them at the processor. Others are left as they are."""
     subscriptions = [
         track(sub.model_copy(update={"status": SubscriptionStatus.CANCELED, "updated_at": now}))
         if sub.status in CANCELABLE

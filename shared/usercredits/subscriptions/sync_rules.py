@@ -1,5 +1,5 @@
-"""Pure rules of saveProcessor (seed 5.2, 5.10-5.12): what to send, under which idempotency key, and how to forget
-what never reached the processor.
+"""Pure rules of saveProcessor (docs/rules.md#processor-sync, #payment-lock): what to send, under which idempotency
+key, and how to forget what never reached the processor.
 
 The ``saving`` use case walks the customer in the seed's order (customer, payment methods, subscriptions), asks these
 functions what each item needs, calls the processor with ``idempotency_key``, and records each result
@@ -164,7 +164,7 @@ def drop_discount(customer: Customer, subscription_id: str, discount_id: str, no
 
 
 def reset_processor(customer: Customer) -> Customer:
-    """Forget what never reached the processor (seed 5.10, fixed per 7.2-4).
+    """Forget what never reached the processor (docs/rules.md#processor-states).
 
     Addresses, payment methods and subscriptions never synced are dropped, and edits of synced items (the customer
     included) are reverted to their synced values, state ``saved``; local subscriptions and transactions stay.

@@ -1,8 +1,8 @@
-"""Change tracking against the last sync (seed 5.1 "originals" and the ProcessorItem helpers of 4.1).
+"""Change tracking against the last sync (docs/rules.md#processor-states).
 
 Instead of the seed's in-memory ``_original`` snapshot, each synced item stores its tracked fields as last synced in
 ``processor.syncedFields``. That survives a round trip through storage, tells an edit from a no-op, and lets
-``revert`` undo edits that never reached the processor (the seed's resetProcessor kept them: 7.2-4).
+``revert`` undo edits that never reached the processor (the original library's resetProcessor kept them).
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""The transaction list: refunds, voids and loading (seed 5.12), and the checks an admin refund or void must pass.
+"""The transaction list: refunds, voids and loading, and the checks an admin refund or void must pass
+(docs/rules.md#transaction-refunds).
 
 The list is kept newest first. A refund is a new transaction put at the front; a void replaces the voided
 transaction where it stands; loading merges by processor id so loading twice changes nothing.

@@ -34,7 +34,7 @@ from usercredits.errors import PersistenceError
 logger = logging.getLogger(__name__)
 
 
-#: How long an Idempotency-Key is remembered (api-contract: at least 30 days for money movements).
+#: How long an Idempotency-Key is remembered (docs/rules.md#idempotency: 30 days).
 IDEMPOTENCY_TTL = timedelta(days=30)
 
 

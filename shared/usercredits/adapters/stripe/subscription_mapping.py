@@ -26,7 +26,7 @@ from usercredits.subscriptions.ports import (
     SubscriptionTerms,
 )
 
-#: Stripe subscription statuses → local ones (seeds-spec 5.13); ``trialing`` is Active with ``is_trial``.
+#: Stripe subscription statuses → local ones (docs/rules.md#status-mapping); ``trialing`` is Active with ``is_trial``.
 SUBSCRIPTION_STATUSES: Mapping[str, SubscriptionStatus] = {
     "active": SubscriptionStatus.ACTIVE,
     "trialing": SubscriptionStatus.ACTIVE,
