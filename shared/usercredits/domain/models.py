@@ -1,4 +1,8 @@
-"""Domain entities and value objects (frozen pydantic models, serialised in camelCase as the HTTP contract says)."""
+"""Domain entities and value objects (frozen pydantic models, serialised in camelCase as the HTTP contract says).
+
+Longer than ~400 lines as one concept: the credits half's entities and value objects (the shared ones are in
+``usercredits.kernel.models``).
+"""
 
 from __future__ import annotations
 

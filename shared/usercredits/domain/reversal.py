@@ -27,11 +27,16 @@ unlocking, no subscription, an appendDate purchase starts from what still counts
 
 Everything one report changes (the order, its bundle children, the lots, the holds, the groups' balances, journals and
 windows, the outbox, the Stripe event id) is one transaction, conditional on what was read. It is the largest
-transaction of a bundle: 3 actions per purchase (order or child, lot, group), 3 per order (event id, outbox, per-user
-limit counter) and 2 per hold cut (open item deleted, settled copy put). Bundles are limited to ``MAX_BUNDLE_ITEMS``
-so that the revocation always fits DynamoDB's 100 actions with room for 16 hold cuts (``models``: the arithmetic).
+transaction of a bundle: ``ACTIONS_PER_PURCHASE`` actions per purchase (order or child, group, and the lot: closed by a
+full refund, its open item deleted and its closed copy put), ``ACTIONS_PER_ORDER`` per order (event id, outbox,
+per-user limit counter) and 2 per hold cut (open item deleted, settled copy put). Bundles are limited to
+``MAX_BUNDLE_ITEMS`` so that the revocation always fits DynamoDB's 100 actions with ``HOLD_CUTS_IN_PLACE`` hold cuts
+(``models``: the arithmetic).
 Holds beyond what fits are cut by the group's next step (``_fitted``): the group stays due until then, so none of
 them can be captured in between.
+
+Longer than ~400 lines as one concept: the plan of one reversal, whose parts (lots, debts, holds, windows, the
+transaction's size) must be read together.
 """
 
 from __future__ import annotations

@@ -5,6 +5,8 @@ Their fields as the API shows them: docs/api.md#customers-plans-subscriptions-an
 Every item that mirrors a processor object carries ``processor: {id, state, syncedFields}``. Items link to each other
 by local ids (ULIDs), never by processor ids, so relations exist before anything reaches the processor. Money is
 ``Money`` (integer minor units); percents are ``Decimal``; every datetime is timezone-aware UTC.
+
+Longer than ~400 lines as one concept: the subscriptions half's entities, which reference one another.
 """
 
 from __future__ import annotations

@@ -1,5 +1,8 @@
 """Domain models <-> PynamoDB items of the credits table, field by field (renaming a domain field never changes what
-is stored silently)."""
+is stored silently).
+
+Longer than ~400 lines as one concept: one mapping function each way per item type of the credits table.
+"""
 
 from __future__ import annotations
 

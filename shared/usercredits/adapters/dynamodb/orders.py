@@ -1,5 +1,8 @@
 """DynamoDB order repository: orders, their payment intents and purchase-limit slots, settled with their lots and
-windows in one conditional transaction each."""
+windows in one conditional transaction each.
+
+Longer than ~400 lines as one concept: the ``OrderRepository`` port's operations.
+"""
 
 from __future__ import annotations
 

@@ -24,6 +24,8 @@ GSIs: ``ByPaymentIntent`` (``paymentIntentId``; sparse, orders with an intent) a
 ``expiresAt``; sparse, filled by the expiry scan's items). LSI: ``ByGroupLedger`` (``pk`` + ``groupEntry`` =
 ``<offerGroup>#<entryId>``; sparse, the archived ledger items), so a page of one group's ledger reads that group's
 entries only.
+
+Longer than ~400 lines as one concept: the schema of both tables, one PynamoDB model per item type.
 """
 
 from __future__ import annotations
