@@ -19,6 +19,7 @@ from usercredits.adapters.stripe.client import (
     LIST_LIMIT,
     call,
     call_or_missing,
+    create_or_find,
     every_item,
     first_wanted,
     raise_translated,
@@ -49,7 +50,6 @@ class StripeCustomers:
         ``idempotency_error``: the customer the first call made is then found by its ``metadata.customerId`` and
         brought up to date, or, when that call made none, created under a key that covers the parameters.
         """
-        import stripe
 
         params: Any = {
             "name": customer.name,
@@ -57,22 +57,16 @@ class StripeCustomers:
             "phone": customer.phone or "",
             "metadata": customer_metadata(customer),
         }
-        try:
-            return processor_customer(
-                self._client.v1.customers.create(params=params, options={"idempotency_key": idempotency_key})
-            )
-        except stripe.IdempotencyError:
-            pass
-        except stripe.StripeError as exc:
-            raise_translated(exc, "create the customer")
-        found = self._find_customer(customer)
-        if found is None:
-            retry_key = step_key(idempotency_key, "retry", params)
-            created = call(
-                "create the customer",
-                lambda: self._client.v1.customers.create(params=params, options={"idempotency_key": retry_key}),
-            )
+        created, found = create_or_find(
+            "create the customer",
+            lambda key: self._client.v1.customers.create(params=params, options={"idempotency_key": key}),
+            key=idempotency_key,
+            params=params,
+            find=lambda: self._find_customer(customer),
+        )
+        if created is not None:
             return processor_customer(created)
+        assert found is not None  # one of the two, always
         updated = call(
             "update the customer",
             lambda: self._client.v1.customers.update(

@@ -13,6 +13,7 @@ from usercredits.adapters.stripe.client import (
     LIST_LIMIT,
     call,
     call_or_missing,
+    create_or_find,
     every_item,
     first_wanted,
     raise_translated,
@@ -48,7 +49,6 @@ class StripeSubscriptions:
         updated to these terms (never its start date); when it made none, one is created under a key covering
         the parameters.
         """
-        import stripe
 
         coupons = [self._coupon_for(discount, terms.billing_frequency_months) for discount in terms.discounts]
         params: Any = {
@@ -66,22 +66,17 @@ class StripeSubscriptions:
             assert terms.first_billing_date is not None
             params["trial_end"] = int(terms.first_billing_date.timestamp())
             params["metadata"]["queued"] = "true"
-        try:
-            created = self._client.v1.subscriptions.create(params=params, options={"idempotency_key": idempotency_key})
-            return processor_subscription(created.to_dict())
-        except stripe.IdempotencyError:
-            pass
-        except stripe.StripeError as exc:
-            raise_translated(exc, "create the subscription")
-        # The key was first used with other parameters (terms edited after a lost answer): adopt what that call made.
-        found = self._find_subscription(terms)
-        if found is None:
-            retry_key = step_key(idempotency_key, "retry", params)
-            created = call(
-                "create the subscription",
-                lambda: self._client.v1.subscriptions.create(params=params, options={"idempotency_key": retry_key}),
-            )
-            return processor_subscription(created.to_dict())
+        # A key first used with other parameters (terms edited after a lost answer): adopt what that call made.
+        created, found = create_or_find(
+            "create the subscription",
+            lambda key: self._client.v1.subscriptions.create(params=params, options={"idempotency_key": key}).to_dict(),
+            key=idempotency_key,
+            params=params,
+            find=lambda: self._find_subscription(terms),
+        )
+        if created is not None:
+            return processor_subscription(created)
+        assert found is not None  # one of the two, always
         if found.get("status") in {"canceled", "incomplete_expired"}:
             return processor_subscription(found)
         adopt_key = step_key(idempotency_key, "adopt", dataclasses.asdict(terms))

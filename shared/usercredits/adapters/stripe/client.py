@@ -197,6 +197,33 @@ def every_item(page: stripe.ListObject[Any], doing: str) -> list[Json]:
         raise_translated(exc, doing)
 
 
+def create_or_find[C, F](
+    doing: str,
+    create: Callable[[str], C],
+    *,
+    key: str,
+    params: Mapping[str, Any],
+    find: Callable[[], F | None],
+) -> tuple[C | None, F | None]:
+    """Create with the port call's ``key``: ``(created, None)``. A retry whose key was first used with other
+    parameters (the local data changed after a lost answer) gets Stripe's idempotency error: what that first call made
+    is then looked for (``find``) and returned as ``(None, found)`` for the caller to adopt; when it made nothing, the
+    object is created under a key that covers the parameters."""
+    import stripe
+
+    try:
+        return create(key), None
+    except stripe.IdempotencyError:
+        pass
+    except stripe.StripeError as exc:
+        raise_translated(exc, doing)
+    found = find()
+    if found is not None:
+        return None, found
+    retry_key = step_key(key, "retry", params)
+    return call(doing, lambda: create(retry_key)), None
+
+
 def step_key(key: str, step: str, params: Mapping[str, Any]) -> str:
     """The idempotency key of one call made for a port call: the port's key, the step, and a digest of what it sends."""
     digest = hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode()).hexdigest()[:16]
