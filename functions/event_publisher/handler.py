@@ -21,13 +21,12 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from usercredits.adapters.dynamodb.outbox import is_outbox_item, outbox_events
 from usercredits.adapters.events import EventBridgePublisher
-from usercredits.domain.ports import EventPublisher
 from usercredits.observability import logger, metrics
 from usercredits.settings import get_event_publisher_settings
 
 
 @lru_cache
-def publisher() -> EventPublisher:
+def publisher() -> EventBridgePublisher:
     """Composition root (built on first use)."""
     return EventBridgePublisher(get_event_publisher_settings().EVENT_BUS_NAME)
 

@@ -56,7 +56,6 @@ from usercredits.adapters.dynamodb.mappers import (
     reservation_to_item,
     settled_hold_item,
 )
-from usercredits.adapters.dynamodb.outbox import add_outbox
 from usercredits.adapters.dynamodb.tables import (
     CreditGroupItem,
     CreditsItem,
@@ -69,6 +68,7 @@ from usercredits.adapters.dynamodb.tables import (
 from usercredits.adapters.dynamodb.transactions import (
     ConditionFailedError,
     IdempotentTransaction,
+    add_outbox,
     equals_stored,
     set_or_remove,
 )

@@ -39,7 +39,6 @@ from usercredits.adapters.dynamodb.mappers import (
     other_intents_json,
     purchases_to_attribute,
 )
-from usercredits.adapters.dynamodb.outbox import add_outbox
 from usercredits.adapters.dynamodb.tables import (
     CreditGroupItem,
     CreditsItem,
@@ -52,6 +51,7 @@ from usercredits.adapters.dynamodb.tables import (
 from usercredits.adapters.dynamodb.transactions import (
     ConditionFailedError,
     IdempotentTransaction,
+    add_outbox,
     credits_connection,
     equals_stored,
     set_or_remove,

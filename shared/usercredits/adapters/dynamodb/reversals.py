@@ -14,12 +14,12 @@ from usercredits.adapters.dynamodb.orders import (
     slot_flag_actions,
     with_slot_condition,
 )
-from usercredits.adapters.dynamodb.outbox import add_outbox
 from usercredits.adapters.dynamodb.tables import CreditGroupItem, LotItem, OrderItem
 from usercredits.adapters.dynamodb.transactions import (
     ConditionFailedError,
     IdempotentTransaction,
     TransactionTooLargeError,
+    add_outbox,
     equals_stored,
     set_or_remove,
 )

@@ -1,10 +1,12 @@
 """DynamoDB transactions of the credits table: one ``TransactWriteItems`` that records an ``Idempotency-Key`` with
-the result it produced and says which condition failed, never sends more than DynamoDB takes, and the condition and
-action helpers the writes share."""
+the result it produced (and the outbox item of the events it owes: ``add_outbox``), says which condition failed and
+never sends more than DynamoDB takes; and the condition and action helpers the writes share."""
 
 from __future__ import annotations
 
+import json
 import logging
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -19,17 +21,22 @@ from usercredits.adapters.dynamodb.errors import (
 )
 from usercredits.adapters.dynamodb.keys import (
     idempotency_sk,
+    outbox_sk,
     user_pk,
 )
 from usercredits.adapters.dynamodb.tables import (
     CreditsItem,
     IdempotencyItem,
+    OutboxEventAttribute,
+    OutboxItem,
 )
 from usercredits.domain.models import (
     MAX_TRANSACTION_ACTIONS,
 )
 from usercredits.domain.ports import IdempotencyRecord, IdempotentReplayError
 from usercredits.errors import PersistenceError
+from usercredits.kernel.ids import new_ulid
+from usercredits.kernel.models import DomainEvent
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +57,28 @@ def equals_stored(attribute: Any, value: int) -> Any:
 
 def set_or_remove(attribute: Any, value: Any) -> Any:
     return attribute.set(value) if value is not None else attribute.remove()
+
+
+#: Outbox items outlive the stream's 24 h retention, then DynamoDB's TTL deletes them (deletes are not published).
+OUTBOX_TTL = timedelta(days=2)
+
+
+def add_outbox(transaction: TransactWrite, user_id: str, events: Sequence[DomainEvent], now: datetime) -> None:
+    """Write ``events`` to the outbox in ``transaction``: they exist exactly when the fact they tell commits, and the
+    table's stream hands them to the event publisher function (see ``OutboxItem``)."""
+    if not events:
+        return
+    item = OutboxItem(
+        pk=user_pk(user_id),
+        sk=outbox_sk(new_ulid(now)),
+        events=[
+            OutboxEventAttribute(kind=event.kind, detail=json.dumps(event.detail, sort_keys=True, default=str))
+            for event in events
+        ],
+        created_at=now,
+        ttl=now + OUTBOX_TTL,
+    )
+    transaction.save(item, condition=OutboxItem.pk.does_not_exist())
 
 
 class ConditionFailedError(Exception):
