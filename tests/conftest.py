@@ -16,7 +16,8 @@ from tests.fakes.catalog import InMemoryCatalogRepository
 from tests.fakes.clock import FixedClock
 from tests.fakes.orders import InMemoryOrderRepository
 from tests.fakes.payments import RecordingPaymentGateway
-from usercredits.domain.models import Caller, Offer
+from usercredits.domain.models import Offer
+from usercredits.kernel.models import Caller
 
 ROOT = Path(__file__).resolve().parent.parent
 EVENTS = ROOT / "events"

@@ -123,8 +123,8 @@ class ConsumptionBench(HandlerBench):
     def _compaction(self, user: str) -> None:
         """The consume that takes the journal past its limit also moves its oldest movements to ledger items."""
         from usercredits.adapters.dynamodb.credits import JOURNAL_MAX
+        from usercredits.adapters.dynamodb.credits_table import CreditGroupItem
         from usercredits.adapters.dynamodb.keys import group_sk, user_pk
-        from usercredits.adapters.dynamodb.tables import CreditGroupItem
 
         item = CreditGroupItem.get(user_pk(user), group_sk(self.GROUP), consistent_read=True)
         for _ in range(JOURNAL_MAX - len(item.journal or [])):

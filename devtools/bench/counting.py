@@ -160,14 +160,14 @@ def calibrate(counter: DynamoDBRequestCounter) -> int:
     from pynamodb.exceptions import DoesNotExist
     from pynamodb.transactions import TransactWrite
 
-    from usercredits.adapters.dynamodb.tables import (
+    from usercredits.adapters.dynamodb.credits_table import (
         CreditGroupItem,
         CreditsItem,
-        CustomersItem,
         IdempotencyItem,
         OfferItem,
         OrderItem,
     )
+    from usercredits.adapters.dynamodb.customers_table import CustomersItem
 
     def get(model: type[Model]) -> None:
         with contextlib.suppress(DoesNotExist):

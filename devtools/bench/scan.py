@@ -127,9 +127,9 @@ class ItemCounter(DynamoDBRequestCounter):
 
 def seed(users: int = USERS, due: int = DUE) -> list[str]:
     """One group and one lot per user, written with BatchWriteItem; returns the users whose lot is due."""
+    from usercredits.adapters.dynamodb.credits_table import CreditGroupItem, CreditsItem
     from usercredits.adapters.dynamodb.keys import group_sk, user_pk
     from usercredits.adapters.dynamodb.mappers import lot_to_item, movement_to_attribute
-    from usercredits.adapters.dynamodb.tables import CreditGroupItem, CreditsItem
     from usercredits.domain.models import LedgerKind, Lot, Movement
     from usercredits.kernel.ids import new_ulid
 
@@ -231,8 +231,8 @@ def measure_spend_units(endpoint_url: str) -> tuple[float, float, float]:
 
     from usercredits.adapters.dynamodb.catalog import DynamoCatalogRepository
     from usercredits.adapters.dynamodb.credits import DynamoCreditsRepository
+    from usercredits.adapters.dynamodb.credits_table import CreditGroupItem, CreditsItem
     from usercredits.adapters.dynamodb.keys import group_sk, user_pk
-    from usercredits.adapters.dynamodb.tables import CreditGroupItem, CreditsItem
     from usercredits.domain import spending
 
     user, clock = "bench-spend", Clock(START)
@@ -304,8 +304,8 @@ def measure_spend_units(endpoint_url: str) -> tuple[float, float, float]:
 
 
 def expired_in_outbox(users: list[str]) -> int:
+    from usercredits.adapters.dynamodb.credits_table import OutboxItem
     from usercredits.adapters.dynamodb.keys import user_pk
-    from usercredits.adapters.dynamodb.tables import OutboxItem
 
     return sum(
         1

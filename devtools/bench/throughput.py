@@ -44,9 +44,9 @@ def naive_credits_repository() -> Any:
     from pynamodb.expressions.update import Action
 
     from usercredits.adapters.dynamodb.credits import JOURNAL_MAX, DynamoCreditsRepository
+    from usercredits.adapters.dynamodb.credits_table import CreditGroupItem
     from usercredits.adapters.dynamodb.keys import group_sk, user_pk
     from usercredits.adapters.dynamodb.mappers import item_to_group_state, movement_to_attribute
-    from usercredits.adapters.dynamodb.tables import CreditGroupItem
     from usercredits.domain.ports import SpendRefusedError
     from usercredits.errors import UnavailableError
 

@@ -30,11 +30,10 @@ from usercredits.adapters.clock import build_clock
 from usercredits.adapters.dynamodb.catalog import DynamoCatalogRepository
 from usercredits.adapters.dynamodb.orders import DynamoOrderRepository
 from usercredits.adapters.payments import build_payment_gateway
-from usercredits.domain import offers, ordering, paying
+from usercredits.domain import offers, order_reads, ordering, paying
 from usercredits.domain import payments as payment_outcomes
 from usercredits.domain.models import GroupPolicy, Offer, OfferView, Order, OrderStatus
-from usercredits.domain.ports import CatalogRepository, OrderRepository, PaymentGateway
-from usercredits.domain.refunds import RefundPorts
+from usercredits.domain.ports import CatalogRepository, OrderRepository, PaymentGateway, RefundPorts
 from usercredits.errors import InvalidRequestError
 from usercredits.http import (
     IdempotencyKeyHeader,
@@ -161,7 +160,7 @@ def handle_list_orders(
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[str | None, Query(min_length=1, max_length=1024)] = None,
 ) -> OrdersResponse:
-    page = ordering.list_orders(
+    page = order_reads.list_orders(
         current_caller(app), status=status, limit=limit, cursor=cursor, orders=dependencies().orders
     )
     return OrdersResponse(orders=page.items, next_cursor=page.next_cursor)
@@ -169,7 +168,7 @@ def handle_list_orders(
 
 @app.get("/orders/<orderId>", responses=api_responses(S.OK, S.NOT_FOUND))
 def handle_get_order(orderId: IdentifierPath) -> Order:  # noqa: N803
-    return ordering.get_order(orderId, current_caller(app), orders=dependencies().orders)
+    return order_reads.get_order(orderId, current_caller(app), orders=dependencies().orders)
 
 
 @app.post(
@@ -208,7 +207,7 @@ def handle_confirm_order(orderId: IdentifierPath) -> Order:  # noqa: N803
 @app.get("/subscriptions/<offerId>", responses=api_responses(S.OK))
 def handle_get_subscription(offerId: IdentifierPath) -> SubscriptionResponse:  # noqa: N803
     deps = dependencies()
-    found = ordering.get_subscription(offerId, current_caller(app), orders=deps.orders, clock=deps.clock)
+    found = order_reads.get_subscription(offerId, current_caller(app), orders=deps.orders, clock=deps.clock)
     return SubscriptionResponse(subscribed=found.subscribed, order_id=found.order_id, expires=found.expires)
 
 

@@ -27,8 +27,7 @@ from usercredits.adapters.dynamodb.reversals import DynamoReversalRepository
 from usercredits.adapters.payments import LazyPaymentGateway, build_payment_gateway
 from usercredits.adapters.stripe.client import load_webhook_secret
 from usercredits.adapters.stripe.webhooks import parse_event, verify_webhook
-from usercredits.domain import refunds
-from usercredits.domain.ports import PaymentGateway
+from usercredits.domain.ports import PaymentGateway, RefundPorts
 from usercredits.domain.stripe_events import StripeEventPorts, apply_stripe_event
 from usercredits.http import register_error_handlers
 from usercredits.observability import logger, metrics
@@ -44,7 +43,7 @@ register_error_handlers(app)  # type: ignore[arg-type]
 @dataclass(frozen=True)
 class Dependencies:
     settings: StripeWebhookSettings
-    ports: refunds.RefundPorts
+    ports: RefundPorts
     # Built on first use: only a payment that pays nothing (refunded at once) needs Stripe's API here.
     payments: PaymentGateway
 
@@ -53,7 +52,7 @@ class Dependencies:
 def dependencies() -> Dependencies:
     """Composition root: real adapters built on first use (none at import time)."""
     settings = get_stripe_webhook_settings()
-    ports = refunds.RefundPorts(
+    ports = RefundPorts(
         orders=DynamoOrderRepository(),
         credits=DynamoCreditsRepository(),
         catalog=DynamoCatalogRepository(cache_seconds=settings.CATALOG_CACHE_SECONDS),

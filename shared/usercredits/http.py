@@ -13,7 +13,7 @@ from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 from pydantic import BaseModel, Field
 
 from usercredits import errors
-from usercredits.domain.models import Caller
+from usercredits.kernel.models import Caller
 from usercredits.observability import logger
 
 ADMIN_SCOPE = "credits/admin"

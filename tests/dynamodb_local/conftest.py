@@ -16,7 +16,7 @@ from usercredits.adapters.dynamodb.catalog import DynamoCatalogRepository
 from usercredits.adapters.dynamodb.credits import DynamoCreditsRepository
 from usercredits.adapters.dynamodb.orders import DynamoOrderRepository
 from usercredits.adapters.dynamodb.reversals import DynamoReversalRepository
-from usercredits.domain import refunds
+from usercredits.domain.ports import RefundPorts
 from usercredits.kernel.clock import SystemClock
 
 
@@ -42,9 +42,9 @@ def user_id(dynamodb_local: str) -> str:
     return f"user-{uuid.uuid4().hex[:12]}"
 
 
-def refund_ports() -> refunds.RefundPorts:
+def refund_ports() -> RefundPorts:
     """The refund use cases' ports on the real engine."""
-    return refunds.RefundPorts(
+    return RefundPorts(
         orders=DynamoOrderRepository(),
         credits=DynamoCreditsRepository(),
         catalog=DynamoCatalogRepository(cache_seconds=0),

@@ -25,11 +25,11 @@ from tests.fakes.events import RecordingEventPublisher
 from tests.helpers.present import present
 from usercredits.adapters.dynamodb.catalog import DynamoCatalogRepository
 from usercredits.adapters.dynamodb.credits import DynamoCreditsRepository
+from usercredits.adapters.dynamodb.credits_table import OfferItem
 from usercredits.adapters.dynamodb.keys import CATALOG_PK
 from usercredits.adapters.dynamodb.orders import DynamoOrderRepository
-from usercredits.adapters.dynamodb.tables import OfferItem
 from usercredits.adapters.local_payments import LocalPaymentGateway
-from usercredits.adapters.stripe.payments import intent_state
+from usercredits.adapters.stripe.payment_mapping import intent_state
 from usercredits.domain import ordering, payments, refunds, reservations
 from usercredits.domain.models import (
     ACTIONS_PER_ORDER,
@@ -37,8 +37,6 @@ from usercredits.domain.models import (
     HOLD_CUT_ACTIONS,
     HOLD_CUTS_IN_PLACE,
     MAX_BUNDLE_ITEMS,
-    MAX_TRANSACTION_ACTIONS,
-    Caller,
     CombinedOffer,
     DisputeStatus,
     Offer,
@@ -47,7 +45,8 @@ from usercredits.domain.models import (
 )
 from usercredits.domain.reversal import ChargeReport, owed_lots
 from usercredits.kernel.clock import SystemClock
-from usercredits.kernel.models import Cycle, Money
+from usercredits.kernel.models import Caller, Cycle, Money
+from usercredits.kernel.writes import MAX_TRANSACTION_ACTIONS
 
 pytestmark = pytest.mark.dynamodb_local
 

@@ -22,11 +22,12 @@ from usercredits.adapters.dynamodb.catalog import DynamoCatalogRepository
 from usercredits.adapters.dynamodb.credits import JOURNAL_MAX, DynamoCreditsRepository
 from usercredits.adapters.dynamodb.orders import DynamoOrderRepository
 from usercredits.domain import balances, lapses, ordering, paying, reservations, spending
-from usercredits.domain.models import Caller, GroupPolicy, GroupState, LedgerKind, Offer, OrderStatus
+from usercredits.domain.models import GroupPolicy, GroupState, LedgerKind, Offer, OrderStatus
 from usercredits.domain.ports import SpendRefusedError
 from usercredits.domain.spending import Consumed
 from usercredits.errors import InsufficientCreditsError
 from usercredits.kernel.clock import SystemClock
+from usercredits.kernel.models import Caller
 
 pytestmark = pytest.mark.dynamodb_local
 

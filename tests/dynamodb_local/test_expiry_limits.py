@@ -21,7 +21,7 @@ from tests.fakes.events import RecordingEventPublisher
 from tests.helpers.ledger import assert_ledger_consistent
 from tests.helpers.scan_setup import ScanSetup
 from usercredits.adapters.dynamodb.credits import DynamoCreditsRepository
-from usercredits.adapters.dynamodb.tables import CreditsItem
+from usercredits.adapters.dynamodb.credits_table import CreditsItem
 from usercredits.domain import balances, reservations, spending
 from usercredits.domain.lot_expiry import MAX_WRITES
 from usercredits.domain.models import GroupPolicy, LedgerKind

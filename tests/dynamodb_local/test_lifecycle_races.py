@@ -37,12 +37,14 @@ from usercredits.adapters.dynamodb.catalog import DynamoCatalogRepository
 from usercredits.adapters.dynamodb.credits import DynamoCreditsRepository
 from usercredits.adapters.dynamodb.orders import DynamoOrderRepository
 from usercredits.adapters.dynamodb.reversals import DynamoReversalRepository
-from usercredits.adapters.stripe.payments import StripeGateway, intent_state
+from usercredits.adapters.stripe.payment_mapping import intent_state
+from usercredits.adapters.stripe.payments import StripeGateway
 from usercredits.domain import balances, ordering, paying, payments, refunds, reservations, spending
 from usercredits.domain.credits import lot_remaining
-from usercredits.domain.models import Caller, DisputeStatus, GroupPolicy, Offer, OrderStatus
+from usercredits.domain.models import DisputeStatus, GroupPolicy, Offer, OrderStatus
 from usercredits.domain.reversal import ChargeReport, owed_lots, owed_share
 from usercredits.errors import ConflictError, InsufficientCreditsError, InvalidRequestError, NotFoundError
+from usercredits.kernel.models import Caller
 
 pytestmark = pytest.mark.dynamodb_local
 

@@ -16,13 +16,13 @@ from usercredits.adapters.dynamodb.catalog import DynamoCatalogRepository
 from usercredits.adapters.dynamodb.credits import DynamoCreditsRepository
 from usercredits.adapters.dynamodb.orders import DynamoOrderRepository
 from usercredits.adapters.local_payments import LocalPaymentGateway
-from usercredits.adapters.stripe.payments import intent_state
+from usercredits.adapters.stripe.payment_mapping import intent_state
 from usercredits.domain import balances, ordering, payments, refunds, spending
-from usercredits.domain.models import Caller, Offer, OrderStatus
+from usercredits.domain.models import Offer, OrderStatus
 from usercredits.domain.reversal import ChargeReport
 from usercredits.errors import InsufficientCreditsError
 from usercredits.kernel.clock import SystemClock
-from usercredits.kernel.models import DomainEvent
+from usercredits.kernel.models import Caller, DomainEvent
 
 pytestmark = pytest.mark.dynamodb_local
 

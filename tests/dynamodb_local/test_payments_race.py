@@ -10,10 +10,12 @@ from tests.stripe_fake import FakeStripe
 from usercredits.adapters.dynamodb.catalog import DynamoCatalogRepository
 from usercredits.adapters.dynamodb.credits import DynamoCreditsRepository
 from usercredits.adapters.dynamodb.orders import DynamoOrderRepository
-from usercredits.adapters.stripe.payments import StripeGateway, intent_state
+from usercredits.adapters.stripe.payment_mapping import intent_state
+from usercredits.adapters.stripe.payments import StripeGateway
 from usercredits.domain import balances, ordering, payments
-from usercredits.domain.models import Caller, Offer, OrderStatus
+from usercredits.domain.models import Offer, OrderStatus
 from usercredits.kernel.clock import SystemClock
+from usercredits.kernel.models import Caller
 
 pytestmark = pytest.mark.dynamodb_local
 

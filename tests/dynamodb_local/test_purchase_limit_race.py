@@ -12,10 +12,10 @@ from tests.fakes.payments import RecordingPaymentGateway
 from usercredits.adapters.dynamodb.catalog import DynamoCatalogRepository
 from usercredits.adapters.dynamodb.orders import DynamoOrderRepository
 from usercredits.domain import ordering
-from usercredits.domain.models import Caller, Offer, OrderStatus
+from usercredits.domain.models import Offer, OrderStatus
 from usercredits.errors import ConflictError
 from usercredits.kernel.clock import SystemClock
-from usercredits.kernel.models import Cycle, Money
+from usercredits.kernel.models import Caller, Cycle, Money
 
 pytestmark = pytest.mark.dynamodb_local
 THREADS = 20

@@ -12,9 +12,9 @@ from typing import Any
 
 from usercredits.domain.credits import burn_order
 from usercredits.domain.models import GroupState, LedgerEntry, Lot, Movement, Reservation
-from usercredits.domain.ports import IdempotencyRecord
 from usercredits.errors import InvalidRequestError
 from usercredits.kernel.models import DomainModel
+from usercredits.kernel.writes import IdempotencyRecord
 
 type Position = tuple[bool, datetime, datetime, str]
 

@@ -26,15 +26,10 @@ from tests.fakes.credit_items import (
 )
 from usercredits.domain.credits import HoldCut, burn_order, journal_entries
 from usercredits.domain.models import GroupState, LedgerEntry, LedgerKind, Lot, Movement, Reservation, ReservationStatus
-from usercredits.domain.ports import (
-    CreditSnapshot,
-    IdempotencyRecord,
-    IdempotentReplayError,
-    SpendRefusedError,
-    StaleWindowError,
-)
+from usercredits.domain.ports import CreditSnapshot, SpendRefusedError, StaleWindowError
 from usercredits.errors import InvalidRequestError, PersistenceError
 from usercredits.kernel.models import DomainEvent, Page
+from usercredits.kernel.writes import IdempotencyRecord, IdempotentReplayError
 
 #: The real adapter's limits (``adapters/dynamodb/credits.py``); each is a constructor argument so tests can force
 #: paging and compaction with a few movements.

@@ -8,11 +8,12 @@ from datetime import datetime
 
 from usercredits.domain import limits
 from usercredits.domain.models import GroupState, HistoryEntry, Order, OrderStatus
-from usercredits.domain.ports import IdempotencyRecord, IdempotentReplayError, PurchaseLimitError, StaleWindowError
+from usercredits.domain.ports import PurchaseLimitError, StaleWindowError
 from usercredits.domain.reversal import Reversal
 from usercredits.domain.settlement import Settlement
 from usercredits.errors import ConflictError
 from usercredits.kernel.models import DomainEvent, Page
+from usercredits.kernel.writes import IdempotencyRecord, IdempotentReplayError
 
 
 class InMemoryOrderRepository:

@@ -11,9 +11,9 @@ from typing import Any
 from tests.fakes.clock import FixedClock
 from usercredits.adapters.dynamodb.catalog import DynamoCatalogRepository
 from usercredits.adapters.dynamodb.credits import DynamoCreditsRepository
+from usercredits.adapters.dynamodb.credits_table import LotItem, OutboxItem
 from usercredits.adapters.dynamodb.expiry import DynamoExpiryIndex
 from usercredits.adapters.dynamodb.keys import user_pk
-from usercredits.adapters.dynamodb.tables import LotItem, OutboxItem
 from usercredits.domain import spending
 from usercredits.domain.expiry_scan import ScanReport, Unlimited, scan_expiry
 from usercredits.kernel.models import DomainEvent

@@ -14,12 +14,13 @@ from botocore.exceptions import ClientError
 
 from tests.integration.conftest import item_kinds
 from usercredits.adapters.dynamodb.catalog import DynamoCatalogRepository
+from usercredits.adapters.dynamodb.credits_table import OutboxItem
 from usercredits.adapters.dynamodb.keys import user_pk
-from usercredits.adapters.dynamodb.tables import OutboxItem
 from usercredits.adapters.dynamodb.transactions import IdempotentTransaction, TransactionTooLargeError
-from usercredits.domain.models import MAX_BUNDLE_ITEMS, MAX_TRANSACTION_ACTIONS, CombinedOffer, Offer
+from usercredits.domain.models import MAX_BUNDLE_ITEMS, CombinedOffer, Offer
 from usercredits.kernel.clock import SystemClock
 from usercredits.kernel.models import Cycle, Money
+from usercredits.kernel.writes import MAX_TRANSACTION_ACTIONS
 
 PUT_OFFER = "ordering/put_offer_admin.json"
 CREATE = "ordering/create_order.json"

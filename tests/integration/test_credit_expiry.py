@@ -16,8 +16,9 @@ from usercredits.adapters.dynamodb.catalog import DynamoCatalogRepository
 from usercredits.adapters.dynamodb.credits import DynamoCreditsRepository
 from usercredits.adapters.dynamodb.orders import DynamoOrderRepository
 from usercredits.domain import balances, expiry_check, lapses, ordering, paying, reservations, spending
-from usercredits.domain.models import Caller, GroupPolicy, OrderStatus
+from usercredits.domain.models import GroupPolicy, OrderStatus
 from usercredits.errors import ConflictError, InsufficientCreditsError
+from usercredits.kernel.models import Caller
 
 
 @pytest.fixture
@@ -312,8 +313,8 @@ def test_usage_totals_port_seed_t06(repos) -> None:
 def test_a_soonest_expiry_left_behind_by_a_closed_lot_never_blocks_spends(repos) -> None:
     # Issue 12: a group remembering the expiry of a lot that closed otherwise (a full refund closes its lots) refused
     # every spend forever ("a lot is past its expiry"); the next spend writes the soonest expiry again and goes on.
+    from usercredits.adapters.dynamodb.credits_table import CreditGroupItem
     from usercredits.adapters.dynamodb.keys import group_sk, user_pk
-    from usercredits.adapters.dynamodb.tables import CreditGroupItem
 
     catalog, credits, clock = repos
     spending.grant_credits("u", "G", 5, expires=None, reason="a", credits=credits, clock=clock)

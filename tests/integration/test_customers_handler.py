@@ -42,7 +42,7 @@ def clock() -> FixedClock:
 @pytest.fixture
 def requests(moto_tables: None) -> Iterator[list[str]]:
     """DynamoDB operations sent during the test (after the setup that cleared it)."""
-    from usercredits.adapters.dynamodb.tables import CustomersItem
+    from usercredits.adapters.dynamodb.customers_table import CustomersItem
 
     seen: list[str] = []
     client = CustomersItem._get_connection().connection.client

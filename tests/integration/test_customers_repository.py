@@ -61,7 +61,7 @@ def table_items(moto_tables: None) -> Callable[[], list[dict[str, Any]]]:
 @pytest.fixture
 def requests() -> Iterator[list[str]]:
     """The DynamoDB operations sent while the test runs (a botocore event hook on PynamoDB's client)."""
-    from usercredits.adapters.dynamodb.tables import CustomersItem
+    from usercredits.adapters.dynamodb.customers_table import CustomersItem
 
     seen: list[str] = []
     client = CustomersItem._get_connection().connection.client

@@ -10,7 +10,7 @@ from botocore.exceptions import ClientError
 from pynamodb.exceptions import QueryError
 
 from tests.integration.conftest import item_kinds, outbox_events
-from usercredits.adapters.dynamodb.tables import CreditsItem
+from usercredits.adapters.dynamodb.credits_table import CreditsItem
 
 LIST = "ordering/list_offers.json"
 GET_OFFER = "ordering/get_offer.json"

@@ -14,8 +14,9 @@ from usercredits.adapters.dynamodb.catalog import DynamoCatalogRepository
 from usercredits.adapters.dynamodb.orders import DynamoOrderRepository
 from usercredits.adapters.stripe.payments import StripeGateway
 from usercredits.domain import ordering, paying, payments
-from usercredits.domain.models import Caller, OrderStatus
+from usercredits.domain.models import OrderStatus
 from usercredits.kernel.clock import SystemClock
+from usercredits.kernel.models import Caller
 
 ALICE = Caller(user_id="alice")
 

@@ -9,14 +9,14 @@ from datetime import timedelta
 import pytest
 
 from tests.fakes.clock import FixedClock
+from usercredits.adapters.dynamodb.credits_table import CreditGroupItem, HoldItem, OrderItem
 from usercredits.adapters.dynamodb.keys import hold_sk, user_pk
 from usercredits.adapters.dynamodb.mappers import order_to_item, reservation_to_item
 from usercredits.adapters.dynamodb.orders import DynamoOrderRepository
-from usercredits.adapters.dynamodb.tables import CreditGroupItem, HoldItem, OrderItem
 from usercredits.adapters.dynamodb.transactions import ConditionFailedError, IdempotentTransaction
 from usercredits.domain.models import Order, OrderStatus, Reservation, ReservationStatus
-from usercredits.domain.ports import IdempotencyRecord, IdempotentReplayError
 from usercredits.kernel.models import Cycle, DomainEvent, Money
+from usercredits.kernel.writes import IdempotencyRecord, IdempotentReplayError
 
 CLOCK = FixedClock()
 

@@ -33,7 +33,7 @@ from devtools.build_inspection import (
 from devtools.lambda_context import LambdaContext
 
 from tests.conftest import load_event
-from usercredits.adapters.stripe.payments import intent_state
+from usercredits.adapters.stripe.payment_mapping import intent_state
 from usercredits.adapters.stripe.webhooks import charge_report, verify_webhook
 from usercredits.domain.models import DisputeStatus
 

@@ -11,7 +11,7 @@ from tests.fakes.catalog import InMemoryCatalogRepository
 from tests.fakes.clock import FixedClock
 from tests.fakes.orders import InMemoryOrderRepository
 from tests.fakes.payments import RecordingPaymentGateway
-from usercredits.adapters.stripe.payments import intent_state
+from usercredits.adapters.stripe.payment_mapping import intent_state
 from usercredits.domain import catalog as catalog_rules
 from usercredits.domain import ordering, paying, payments
 from usercredits.domain.models import (
@@ -20,14 +20,13 @@ from usercredits.domain.models import (
     HOLD_CUT_ACTIONS,
     HOLD_CUTS_IN_PLACE,
     MAX_BUNDLE_ITEMS,
-    MAX_TRANSACTION_ACTIONS,
-    Caller,
     CombinedOffer,
     Offer,
     OrderStatus,
 )
 from usercredits.errors import ConflictError
-from usercredits.kernel.models import Cycle, Money
+from usercredits.kernel.models import Caller, Cycle, Money
+from usercredits.kernel.writes import MAX_TRANSACTION_ACTIONS
 
 
 def largest_transaction(items: int) -> int:

@@ -17,14 +17,14 @@ from tests.fakes.catalog import InMemoryCatalogRepository
 from tests.fakes.clock import FixedClock
 from tests.fakes.orders import InMemoryOrderRepository
 from tests.fakes.payments import RecordingPaymentGateway
+from usercredits.adapters.dynamodb.credits_table import LotItem, OrderItem
 from usercredits.adapters.dynamodb.mappers import item_to_lot, item_to_order, lot_to_item, order_to_item
-from usercredits.adapters.dynamodb.tables import LotItem, OrderItem
 from usercredits.domain import ordering, paying
-from usercredits.domain.models import Caller, CombinedOffer, GroupState, Offer, OrderStatus
+from usercredits.domain.models import CombinedOffer, GroupState, Offer, OrderStatus
 from usercredits.domain.settlement import extend_window, settle_order, start_for
 from usercredits.errors import InvalidRequestError
 from usercredits.kernel.cycles import MAX_START_AHEAD, MAX_TIME, MAX_WINDOW, add_months, cycle_end
-from usercredits.kernel.models import Cycle, Money
+from usercredits.kernel.models import Caller, Cycle, Money
 
 CENTURY_SECONDS = 100 * 366 * 86400  # the longest customCycleSeconds an offer may have
 

@@ -9,10 +9,10 @@ from tests.fakes.clock import FixedClock
 from tests.fakes.orders import InMemoryOrderRepository
 from tests.fakes.payments import RecordingPaymentGateway
 from tests.helpers.present import present
-from usercredits.domain import offers, ordering, paying
-from usercredits.domain.models import Caller, Offer, OrderStatus
+from usercredits.domain import offers, order_reads, ordering, paying
+from usercredits.domain.models import Offer, OrderStatus
 from usercredits.errors import ConflictError, ForbiddenError, InvalidRequestError, NotFoundError
-from usercredits.kernel.models import Money
+from usercredits.kernel.models import Caller, Money
 
 
 @pytest.fixture
@@ -235,17 +235,17 @@ def test_request_payment_replays_with_the_same_key(place, orders, payments, cloc
 def test_orders_of_another_user_are_not_found(place, orders) -> None:
     order = place("EnterpriseM").order
     with pytest.raises(NotFoundError):
-        ordering.get_order(order.order_id, Caller(user_id="mallory"), orders=orders)
+        order_reads.get_order(order.order_id, Caller(user_id="mallory"), orders=orders)
 
 
 def test_get_subscription_reports_paid_unexpired_orders_only(place, orders, clock) -> None:
     alice = Caller(user_id="alice")
-    assert not ordering.get_subscription("Free", alice, orders=orders, clock=clock).subscribed
+    assert not order_reads.get_subscription("Free", alice, orders=orders, clock=clock).subscribed
     order = place("Free").order
-    found = ordering.get_subscription("Free", alice, orders=orders, clock=clock)
+    found = order_reads.get_subscription("Free", alice, orders=orders, clock=clock)
     assert (found.subscribed, found.order_id, found.expires) == (True, order.order_id, order.expires)
     clock.advance(days=40)
-    assert not ordering.get_subscription("Free", alice, orders=orders, clock=clock).subscribed
+    assert not order_reads.get_subscription("Free", alice, orders=orders, clock=clock).subscribed
 
 
 def test_list_offers_reflects_the_callers_paid_groups(catalog, orders, clock, place) -> None:

@@ -14,8 +14,9 @@ from tests.fakes.payments import RecordingPaymentGateway
 from tests.helpers.present import present
 from usercredits.adapters.stripe.webhooks import parse_event
 from usercredits.domain import ordering, paying, payments
-from usercredits.domain.models import Caller, OrderStatus
+from usercredits.domain.models import OrderStatus
 from usercredits.domain.stripe_events import PaymentIntentEvent
+from usercredits.kernel.models import Caller
 
 
 def intent_event(event_id: str, kind: str, order, **intent) -> dict[str, Any]:

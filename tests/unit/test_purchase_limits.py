@@ -12,12 +12,12 @@ from tests.fakes.catalog import InMemoryCatalogRepository
 from tests.fakes.clock import FixedClock
 from tests.fakes.orders import InMemoryOrderRepository
 from tests.fakes.payments import RecordingPaymentGateway
-from usercredits.adapters.stripe.payments import intent_state
+from usercredits.adapters.stripe.payment_mapping import intent_state
 from usercredits.domain import limits, ordering, payments
-from usercredits.domain.models import MAX_ORDER_QUANTITY, Caller, Offer, Order, OrderStatus
+from usercredits.domain.models import MAX_ORDER_QUANTITY, Offer, Order, OrderStatus
 from usercredits.domain.reversal import ChargeReport, merge_report, plan_reversal
 from usercredits.errors import ConflictError
-from usercredits.kernel.models import Cycle, Money
+from usercredits.kernel.models import Caller, Cycle, Money
 
 PRO = Offer(
     offer_id="Pro",

@@ -16,17 +16,10 @@ from datetime import datetime
 
 from usercredits.domain.credits import HoldCut, burn_order, cut_holds, cut_movement, lot_remaining
 from usercredits.domain.events import credits_expired, crossed_low
-from usercredits.domain.models import (
-    MAX_TRANSACTION_ACTIONS,
-    GroupPolicy,
-    GroupState,
-    LedgerKind,
-    Lot,
-    Movement,
-    Reservation,
-)
+from usercredits.domain.models import GroupPolicy, GroupState, LedgerKind, Lot, Movement, Reservation
 from usercredits.kernel.ids import new_ulid
 from usercredits.kernel.models import DomainEvent
+from usercredits.kernel.writes import MAX_TRANSACTION_ACTIONS
 
 #: The most items one atomic change of the store may write (DynamoDB's TransactWriteItems takes 100 actions).
 MAX_WRITES = MAX_TRANSACTION_ACTIONS

@@ -14,6 +14,7 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator, model_validator
 
 from usercredits.kernel.models import Cycle, DomainModel, Identifier, Money
+from usercredits.kernel.writes import MAX_TRANSACTION_ACTIONS
 
 #: Largest quantity one order may ask for when the offer sets no quantityLimit (guards against absurd totals).
 MAX_ORDER_QUANTITY = 10_000
@@ -28,6 +29,10 @@ class OrderStatus(StrEnum):
     EXPIRED = "expired"
     REFUNDED = "refunded"
     CANCELED = "canceled"
+
+
+#: Orders whose credits were granted: money going back takes credits back from them.
+GRANTED = frozenset({OrderStatus.PAID, OrderStatus.EXPIRED, OrderStatus.REFUNDED})
 
 
 class DisputeStatus(StrEnum):
@@ -54,8 +59,6 @@ class DisputeStatus(StrEnum):
 # (IdempotentTransaction in adapters/dynamodb/transactions.py never sends more; tests/dynamodb_local/
 # test_bundle_limits.py measures each transaction of the largest bundle.)
 
-#: DynamoDB's limit on the actions of one TransactWriteItems.
-MAX_TRANSACTION_ACTIONS = 100
 #: Per purchase an order grants: its order item (root or child), its lot (a full refund closes it: its open item
 #: deleted and its closed copy put), its group.
 ACTIONS_PER_PURCHASE = 4
@@ -409,8 +412,9 @@ class IntentState:
     next_action: str | None = None
 
 
-class Caller(DomainModel):
-    """The authenticated caller: ``user_id`` from the JWT ``sub``, admin from the ``credits/admin`` scope."""
+@dataclass(frozen=True)
+class PlacedOrder:
+    """An order with the payment intent that pays it (None: nothing to pay, or paid already)."""
 
-    user_id: str
-    is_admin: bool = False
+    order: Order
+    payment: PaymentIntent | None

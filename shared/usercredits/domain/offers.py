@@ -6,11 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from usercredits.domain import catalog as catalog_rules
-from usercredits.domain.models import (
-    Caller,
-    Offer,
-    OfferView,
-)
+from usercredits.domain.models import Offer, OfferView
 from usercredits.domain.ports import (
     CatalogRepository,
     OrderRepository,
@@ -19,6 +15,7 @@ from usercredits.errors import (
     NotFoundError,
 )
 from usercredits.kernel.clock import Clock
+from usercredits.kernel.models import Caller
 
 
 def list_offers(

@@ -16,20 +16,17 @@ from usercredits.domain import limits
 from usercredits.domain.models import (
     MAX_BUNDLE_ITEMS,
     MAX_ORDER_QUANTITY,
-    Caller,
     GroupState,
     HistoryEntry,
     Offer,
     Order,
     OrderLine,
     OrderStatus,
-    PaymentIntent,
+    PlacedOrder,
 )
 from usercredits.domain.offers import get_offer
 from usercredits.domain.ports import (
     CatalogRepository,
-    IdempotencyRecord,
-    IdempotentReplayError,
     OrderRepository,
     PaymentGateway,
     PurchaseLimitError,
@@ -40,13 +37,13 @@ from usercredits.errors import (
     ConflictError,
     ForbiddenError,
     InvalidRequestError,
-    NotFoundError,
 )
 from usercredits.kernel.clock import Clock
 from usercredits.kernel.cycles import MAX_START_AHEAD, MAX_TIME, MAX_WINDOW
 from usercredits.kernel.ids import new_ulid
-from usercredits.kernel.models import Money, Page
+from usercredits.kernel.models import Caller, Money
 from usercredits.kernel.retries import OPTIMISTIC_ATTEMPTS
+from usercredits.kernel.writes import IdempotencyRecord, IdempotentReplayError
 
 logger = logging.getLogger(__name__)
 
@@ -63,19 +60,6 @@ class PlaceOrder:
     currency: str | None = None
     starts: datetime | None = None
     idempotency_key: str | None = None
-
-
-@dataclass(frozen=True)
-class PlacedOrder:
-    order: Order
-    payment: PaymentIntent | None
-
-
-@dataclass(frozen=True)
-class Subscription:
-    subscribed: bool
-    order_id: str | None
-    expires: datetime | None
 
 
 # --- orders --------------------------------------------------------------------------------------------------------
@@ -299,34 +283,4 @@ def _replay(
     return PlacedOrder(order=order, payment=payment)
 
 
-def get_order(order_id: str, caller: Caller, *, orders: OrderRepository) -> Order:
-    """One of the caller's orders; another user's order id is 404."""
-    order = orders.get_order(caller.user_id, order_id)
-    if order is None:
-        raise NotFoundError(f"order {order_id!r} not found")
-    return order
-
-
-def list_orders(
-    caller: Caller, *, status: OrderStatus | None, limit: int, cursor: str | None, orders: OrderRepository
-) -> Page[Order]:
-    """The caller's orders, newest first."""
-    return orders.list_orders(caller.user_id, status=status, limit=limit, cursor=cursor)
-
-
-def get_subscription(offer_id: str, caller: Caller, *, orders: OrderRepository, clock: Clock) -> Subscription:
-    """Whether the caller holds a paid, unexpired order of ``offer_id`` whose money did not go back in full (the
-    longest-lasting one is reported)."""
-    now = clock.now()
-    active = [
-        order
-        for order in orders.find_orders(caller.user_id, offer_id=offer_id, status=OrderStatus.PAID)
-        if (order.expires is None or order.expires > now) and not order.withdrawn
-    ]
-    if not active:
-        return Subscription(subscribed=False, order_id=None, expires=None)
-    best = max(active, key=lambda order: (order.expires is None, order.expires or now))
-    return Subscription(subscribed=True, order_id=best.order_id, expires=best.expires)
-
-
-__all__ = ["MAX_ORDER_QUANTITY", "PlaceOrder", "PlacedOrder", "Subscription"]
+__all__ = ["MAX_ORDER_QUANTITY", "PlaceOrder", "PlacedOrder"]

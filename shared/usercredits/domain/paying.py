@@ -7,20 +7,9 @@ from __future__ import annotations
 import logging
 
 from usercredits.domain.events import payment_failed
-from usercredits.domain.models import (
-    Caller,
-    IntentFigures,
-    Order,
-    OrderStatus,
-)
-from usercredits.domain.ordering import PlacedOrder, get_order
-from usercredits.domain.ports import (
-    IdempotencyRecord,
-    IdempotentReplayError,
-    OrderRepository,
-    PaymentGateway,
-    StaleWindowError,
-)
+from usercredits.domain.models import IntentFigures, Order, OrderStatus, PlacedOrder
+from usercredits.domain.order_reads import get_order
+from usercredits.domain.ports import OrderRepository, PaymentGateway, StaleWindowError
 from usercredits.domain.settlement import grantable, settle_order, too_many_items
 from usercredits.errors import (
     ConflictError,
@@ -29,7 +18,9 @@ from usercredits.errors import (
     UnavailableError,
 )
 from usercredits.kernel.clock import Clock
+from usercredits.kernel.models import Caller
 from usercredits.kernel.retries import OPTIMISTIC_ATTEMPTS
+from usercredits.kernel.writes import IdempotencyRecord, IdempotentReplayError
 
 logger = logging.getLogger(__name__)
 

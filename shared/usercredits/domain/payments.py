@@ -19,22 +19,15 @@ import logging
 from dataclasses import dataclass
 
 from usercredits.domain.events import payment_failed, payment_refunded
-from usercredits.domain.models import (
-    Caller,
-    HistoryEntry,
-    IntentFigures,
-    IntentState,
-    Order,
-    OrderStatus,
-)
-from usercredits.domain.ordering import get_order
+from usercredits.domain.models import GRANTED, HistoryEntry, IntentFigures, IntentState, Order, OrderStatus
+from usercredits.domain.order_reads import get_order
 from usercredits.domain.paying import PAYABLE, apply_order_paid
-from usercredits.domain.ports import IdempotencyRecord, OrderRepository, PaymentGateway
-from usercredits.domain.refunds import RefundPorts, order_for_intent, settle_returned
-from usercredits.domain.reversal import GRANTED
+from usercredits.domain.ports import OrderRepository, PaymentGateway, RefundPorts, order_for_intent
 from usercredits.errors import ConflictError, PaymentGatewayError, UnavailableError
 from usercredits.kernel.clock import Clock
+from usercredits.kernel.models import Caller
 from usercredits.kernel.retries import OPTIMISTIC_ATTEMPTS
+from usercredits.kernel.writes import IdempotencyRecord
 
 logger = logging.getLogger(__name__)
 
@@ -177,6 +170,10 @@ def _settle_early_returns(order: Order, refunds: RefundPorts | None) -> None:
     between the grant and this step, as Stripe redelivers the success until we answer 200. ``order``: as just paid
     (or read): its figures are the ones the grant was conditional on, so no read is needed to decide."""
     if refunds is not None and order.returned_amount != order.revoked_for_amount:
+        # Imported here: the ordering function settles returns only on a rare confirm (its cold start skips the
+        # refund rules); the webhook function has loaded them already.
+        from usercredits.domain.refunds import settle_returned
+
         settle_returned(order.user_id, order.order_id, ports=refunds)
 
 

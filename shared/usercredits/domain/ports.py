@@ -2,56 +2,33 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from usercredits.domain.credits import HoldCut
-from usercredits.domain.expiry_index import IndexedLot, IndexPage, LowMark, ScanState
-from usercredits.domain.models import (
-    GroupPolicy,
-    GroupState,
-    IntentState,
-    LedgerEntry,
-    Lot,
-    Movement,
-    Offer,
-    Order,
-    OrderStatus,
-    PaymentIntent,
-    Reservation,
-)
-from usercredits.domain.reversal import Reversal
-from usercredits.domain.settlement import Settlement
 from usercredits.kernel.models import DomainEvent, Page
 
-
-@dataclass(frozen=True)
-class IdempotencyRecord:
-    """An ``Idempotency-Key`` to record in the same write as the result it produced."""
-
-    scope: str
-    key: str
-    fingerprint: str
-    result_id: str
-
-    @classmethod
-    def of(cls, scope: str, key: str, request: dict[str, object], result_id: str) -> IdempotencyRecord:
-        """The record for ``request``: its fingerprint tells a retry from another request reusing the key."""
-        digest = hashlib.sha256(json.dumps(request, sort_keys=True, default=str).encode()).hexdigest()
-        return cls(scope, key, digest, result_id)
-
-
-class IdempotentReplayError(Exception):
-    """Raised by a repository when the idempotency key was already recorded; carries what it recorded."""
-
-    def __init__(self, result_id: str, fingerprint: str) -> None:
-        super().__init__(result_id)
-        self.result_id = result_id
-        self.fingerprint = fingerprint
+if TYPE_CHECKING:  # annotations only: loading a port must not load the rules behind it
+    from usercredits.domain.credits import HoldCut
+    from usercredits.domain.expiry_index import IndexedLot, IndexPage, LowMark, ScanState
+    from usercredits.domain.models import (
+        GroupPolicy,
+        GroupState,
+        IntentState,
+        LedgerEntry,
+        Lot,
+        Movement,
+        Offer,
+        Order,
+        OrderStatus,
+        PaymentIntent,
+        Reservation,
+    )
+    from usercredits.domain.reversal import Reversal
+    from usercredits.domain.settlement import Settlement
+    from usercredits.kernel.clock import Clock
+    from usercredits.kernel.writes import IdempotencyRecord, IdempotentReplayError
 
 
 class StaleWindowError(Exception):
@@ -308,6 +285,27 @@ class ReversalRepository(Protocol):
         when something changed meanwhile (read again). Raises ``IdempotentReplayError`` when ``idempotency`` was
         recorded already."""
         ...
+
+
+@dataclass(frozen=True)
+class RefundPorts:
+    """What settling returned money reads and writes."""
+
+    orders: OrderRepository
+    credits: CreditsRepository
+    catalog: CatalogRepository
+    reversals: ReversalRepository
+    clock: Clock
+
+
+def order_for_intent(
+    payment_intent_id: str, metadata: dict[str, str], orders: OrderRepository
+) -> tuple[str, str] | None:
+    """(userId, orderId) of a payment: from the ``orderId``/``userId`` metadata we set on the intent, else through
+    the intent id index."""
+    if metadata.get("orderId") and metadata.get("userId"):
+        return str(metadata["userId"]), str(metadata["orderId"])
+    return orders.find_by_payment_intent(payment_intent_id) if payment_intent_id else None
 
 
 class EventPublisher(Protocol):

@@ -9,44 +9,16 @@ payment's success is not lost.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from usercredits.domain.lapses import catch_up
-from usercredits.domain.models import Order
-from usercredits.domain.ports import (
-    CatalogRepository,
-    CreditSnapshot,
-    CreditsRepository,
-    IdempotencyRecord,
-    IdempotentReplayError,
-    OrderRepository,
-    ReversalRepository,
-)
-from usercredits.domain.reversal import GRANTED, ChargeReport, merge_report, owed_lots, plan_reversal, touched_groups
+from usercredits.domain.models import GRANTED, Order
+from usercredits.domain.ports import CreditSnapshot, RefundPorts, order_for_intent
+from usercredits.domain.reversal import ChargeReport, merge_report, owed_lots, plan_reversal, touched_groups
 from usercredits.errors import ConflictError
-from usercredits.kernel.clock import Clock
 from usercredits.kernel.retries import OPTIMISTIC_ATTEMPTS
+from usercredits.kernel.writes import IdempotencyRecord, IdempotentReplayError
 
-
-@dataclass(frozen=True)
-class RefundPorts:
-    """What settling returned money reads and writes."""
-
-    orders: OrderRepository
-    credits: CreditsRepository
-    catalog: CatalogRepository
-    reversals: ReversalRepository
-    clock: Clock
-
-
-def order_for_intent(
-    payment_intent_id: str, metadata: dict[str, str], orders: OrderRepository
-) -> tuple[str, str] | None:
-    """(userId, orderId) of a payment: from the ``orderId``/``userId`` metadata we set on the intent, else through
-    the intent id index."""
-    if metadata.get("orderId") and metadata.get("userId"):
-        return str(metadata["userId"]), str(metadata["orderId"])
-    return orders.find_by_payment_intent(payment_intent_id) if payment_intent_id else None
+#: RefundPorts is part of this use case's interface (the lifecycle harness builds it as ``refunds.RefundPorts``).
+__all__ = ["RefundPorts", "apply_charge_report", "settle_returned"]
 
 
 def apply_charge_report(event_id: str, kind: str, report: ChargeReport, *, ports: RefundPorts) -> str:

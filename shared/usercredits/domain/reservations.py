@@ -7,19 +7,13 @@ from datetime import timedelta
 from usercredits.domain.credits import journal_entries
 from usercredits.domain.lapses import catch_up, expire_group, release_hold
 from usercredits.domain.models import LedgerKind, Movement, Reservation, ReservationStatus
-from usercredits.domain.ports import (
-    CatalogRepository,
-    CreditsRepository,
-    EventPublisher,
-    IdempotencyRecord,
-    IdempotentReplayError,
-    SpendRefusedError,
-)
+from usercredits.domain.ports import CatalogRepository, CreditsRepository, EventPublisher, SpendRefusedError
 from usercredits.domain.spending import publish_if_crossed
 from usercredits.errors import ConflictError, InsufficientCreditsError, InvalidRequestError, NotFoundError
 from usercredits.kernel.clock import Clock
 from usercredits.kernel.ids import new_ulid
 from usercredits.kernel.retries import CATCH_UP_ATTEMPTS, OPTIMISTIC_ATTEMPTS
+from usercredits.kernel.writes import IdempotencyRecord, IdempotentReplayError
 
 #: How long a hold lasts when the request does not say, and the longest allowed.
 DEFAULT_HOLD_SECONDS = 300

@@ -48,7 +48,7 @@ from usercredits.domain.credits import HoldCut, cut_holds, cut_movement
 from usercredits.domain.events import credits_restored, credits_revoked, with_detail
 from usercredits.domain.limits import with_slot
 from usercredits.domain.models import (
-    MAX_TRANSACTION_ACTIONS,
+    GRANTED,
     DisputeStatus,
     GroupPolicy,
     GroupState,
@@ -64,9 +64,8 @@ from usercredits.domain.models import (
 from usercredits.domain.settlement import add_purchase, withdraw_purchase
 from usercredits.kernel.ids import new_ulid
 from usercredits.kernel.models import DomainEvent
+from usercredits.kernel.writes import MAX_TRANSACTION_ACTIONS
 
-#: Orders whose credits were granted: money going back takes credits back from them.
-GRANTED = frozenset({OrderStatus.PAID, OrderStatus.EXPIRED, OrderStatus.REFUNDED})
 _DISPUTE_ORDER = {None: 0, DisputeStatus.OPEN: 1, DisputeStatus.WON: 2, DisputeStatus.LOST: 2}
 
 

@@ -15,8 +15,6 @@ from usercredits.domain.ports import (
     CatalogRepository,
     CreditsRepository,
     EventPublisher,
-    IdempotencyRecord,
-    IdempotentReplayError,
     SpendRefusedError,
     StaleWindowError,
 )
@@ -25,6 +23,7 @@ from usercredits.kernel.clock import Clock
 from usercredits.kernel.ids import new_ulid
 from usercredits.kernel.models import DomainEvent
 from usercredits.kernel.retries import CATCH_UP_ATTEMPTS, OPTIMISTIC_ATTEMPTS
+from usercredits.kernel.writes import IdempotencyRecord, IdempotentReplayError
 
 logger = logging.getLogger(__name__)
 

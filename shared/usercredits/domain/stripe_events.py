@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from usercredits.domain import payments, refunds
 from usercredits.domain.models import IntentState
-from usercredits.domain.ports import PaymentGateway
+from usercredits.domain.ports import PaymentGateway, RefundPorts
 from usercredits.domain.reversal import ChargeReport
 
 if TYPE_CHECKING:
@@ -56,7 +56,7 @@ class StripeEventPorts:
     """What applying an event needs. ``billing`` builds the subscriptions half's ports on the first billing event;
     None when the deployment has no billing (the local provider sends no billing events: they are ignored)."""
 
-    refunds: refunds.RefundPorts
+    refunds: RefundPorts
     payments: PaymentGateway
     billing: Callable[[], SyncPorts | None]
 

@@ -68,3 +68,10 @@ class Page[T](DomainModel):
 
     items: list[T]
     next_cursor: str | None = None
+
+
+class Caller(DomainModel):
+    """The authenticated caller: ``user_id`` from the JWT ``sub``, admin from the ``credits/admin`` scope."""
+
+    user_id: str
+    is_admin: bool = False

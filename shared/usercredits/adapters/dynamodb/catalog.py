@@ -8,6 +8,7 @@ from datetime import datetime
 
 from pynamodb.exceptions import UpdateError
 
+from usercredits.adapters.dynamodb.credits_table import CreditsItem, GroupPolicyItem, OfferItem
 from usercredits.adapters.dynamodb.errors import (
     condition_failed,
     translate_errors,
@@ -17,11 +18,6 @@ from usercredits.adapters.dynamodb.keys import (
     offer_sk,
 )
 from usercredits.adapters.dynamodb.mappers import item_to_offer, item_to_policy, offer_to_item, policy_to_item
-from usercredits.adapters.dynamodb.tables import (
-    CreditsItem,
-    GroupPolicyItem,
-    OfferItem,
-)
 from usercredits.domain.models import (
     GroupPolicy,
     Offer,

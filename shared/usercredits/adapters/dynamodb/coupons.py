@@ -12,6 +12,7 @@ from pynamodb.exceptions import DoesNotExist, TransactWriteError
 from pynamodb.transactions import TransactWrite
 
 from usercredits.adapters.dynamodb.customers import customers_connection
+from usercredits.adapters.dynamodb.customers_table import CouponItem, CouponRedemptionItem
 from usercredits.adapters.dynamodb.errors import (
     CONDITION_FAILED,
     TRANSACTION_CONFLICT,
@@ -19,11 +20,7 @@ from usercredits.adapters.dynamodb.errors import (
     translate_errors,
 )
 from usercredits.adapters.dynamodb.keys import COUPON_SK, coupon_pk, customer_use_sk, redemption_sk
-from usercredits.adapters.dynamodb.tables import (
-    CouponItem,
-    CouponRedemptionItem,
-    MoneyAttribute,
-)
+from usercredits.adapters.dynamodb.model_base import MoneyAttribute
 from usercredits.adapters.dynamodb.transactions import set_or_remove
 from usercredits.errors import ConflictError
 from usercredits.kernel.models import Money

@@ -8,6 +8,7 @@ from typing import Any
 
 from pynamodb.exceptions import DoesNotExist
 
+from usercredits.adapters.dynamodb.credits_table import CreditGroupItem, CreditsItem, HoldItem, LotItem
 from usercredits.adapters.dynamodb.cursors import decode_lots_cursor, lots_cursor
 from usercredits.adapters.dynamodb.keys import (
     CREDITS_FIRST,
@@ -22,12 +23,6 @@ from usercredits.adapters.dynamodb.mappers import (
     item_to_group_state,
     item_to_lot,
     item_to_reservation,
-)
-from usercredits.adapters.dynamodb.tables import (
-    CreditGroupItem,
-    CreditsItem,
-    HoldItem,
-    LotItem,
 )
 from usercredits.domain.models import (
     GroupState,

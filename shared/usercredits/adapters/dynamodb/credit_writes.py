@@ -9,6 +9,7 @@ from datetime import datetime
 from pynamodb.expressions.condition import Condition
 from pynamodb.transactions import TransactWrite
 
+from usercredits.adapters.dynamodb.credits_table import HoldItem, LotItem
 from usercredits.adapters.dynamodb.keys import (
     hold_sk,
     lot_sk,
@@ -17,10 +18,6 @@ from usercredits.adapters.dynamodb.keys import (
 from usercredits.adapters.dynamodb.mappers import (
     lot_to_item,
     settled_hold_item,
-)
-from usercredits.adapters.dynamodb.tables import (
-    HoldItem,
-    LotItem,
 )
 from usercredits.domain.credits import HoldCut
 from usercredits.domain.models import (

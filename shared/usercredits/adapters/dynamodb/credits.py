@@ -27,6 +27,15 @@ from usercredits.adapters.dynamodb.credit_reads import (
     read_range,
 )
 from usercredits.adapters.dynamodb.credit_writes import add_hold_cuts, move_closed_lot
+from usercredits.adapters.dynamodb.credits_table import (
+    CreditGroupItem,
+    CreditsItem,
+    HoldItem,
+    LedgerItem,
+    LotItem,
+    OrderItem,
+    SettledHoldItem,
+)
 from usercredits.adapters.dynamodb.cursors import decode_cursor, encode_cursor
 from usercredits.adapters.dynamodb.errors import condition_failed, translate_errors
 from usercredits.adapters.dynamodb.keys import (
@@ -56,15 +65,6 @@ from usercredits.adapters.dynamodb.mappers import (
     reservation_to_item,
     settled_hold_item,
 )
-from usercredits.adapters.dynamodb.tables import (
-    CreditGroupItem,
-    CreditsItem,
-    HoldItem,
-    LedgerItem,
-    LotItem,
-    OrderItem,
-    SettledHoldItem,
-)
 from usercredits.adapters.dynamodb.transactions import (
     ConditionFailedError,
     IdempotentTransaction,
@@ -83,8 +83,9 @@ from usercredits.domain.models import (
     Reservation,
     ReservationStatus,
 )
-from usercredits.domain.ports import CreditSnapshot, IdempotencyRecord, SpendRefusedError, StaleWindowError
+from usercredits.domain.ports import CreditSnapshot, SpendRefusedError, StaleWindowError
 from usercredits.kernel.models import DomainEvent, Page
+from usercredits.kernel.writes import IdempotencyRecord
 
 logger = logging.getLogger(__name__)
 

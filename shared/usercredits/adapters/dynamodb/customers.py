@@ -22,15 +22,7 @@ from usercredits.adapters.dynamodb.customer_mapping import (
     processor_data,
     processor_from_data,
 )
-from usercredits.adapters.dynamodb.errors import (
-    CONDITION_FAILED,
-    TRANSACTION_CONFLICT,
-    cancellation_codes,
-    condition_failed,
-    translate_errors,
-)
-from usercredits.adapters.dynamodb.keys import PROFILE_SK, customer_pk
-from usercredits.adapters.dynamodb.tables import (
+from usercredits.adapters.dynamodb.customers_table import (
     CustomerAddressItem,
     CustomerChildItem,
     CustomerPaymentMethodItem,
@@ -39,9 +31,17 @@ from usercredits.adapters.dynamodb.tables import (
     CustomerSubscriptionItem,
     CustomerTransactionItem,
 )
+from usercredits.adapters.dynamodb.errors import (
+    CONDITION_FAILED,
+    TRANSACTION_CONFLICT,
+    cancellation_codes,
+    condition_failed,
+    translate_errors,
+)
+from usercredits.adapters.dynamodb.keys import PROFILE_SK, customer_pk
 from usercredits.adapters.dynamodb.transactions import equals_stored, set_or_remove
-from usercredits.domain.models import MAX_TRANSACTION_ACTIONS
 from usercredits.errors import ConflictError, NotFoundError
+from usercredits.kernel.writes import MAX_TRANSACTION_ACTIONS
 from usercredits.subscriptions.models import (
     Address,
     Customer,

@@ -16,10 +16,7 @@ from typing import Any
 
 from pynamodb.exceptions import TransactWriteError, UpdateError
 
-from usercredits.adapters.dynamodb.errors import condition_failed, translate_errors
-from usercredits.adapters.dynamodb.keys import bucket_hour, expiry_bucket, group_sk, lot_sk, user_pk
-from usercredits.adapters.dynamodb.mappers import item_to_lot, item_to_reservation
-from usercredits.adapters.dynamodb.tables import (
+from usercredits.adapters.dynamodb.credits_table import (
     ByExpiryIndex,
     CreditGroupItem,
     CreditsItem,
@@ -27,6 +24,9 @@ from usercredits.adapters.dynamodb.tables import (
     LotItem,
     ScanStateItem,
 )
+from usercredits.adapters.dynamodb.errors import condition_failed, translate_errors
+from usercredits.adapters.dynamodb.keys import bucket_hour, expiry_bucket, group_sk, lot_sk, user_pk
+from usercredits.adapters.dynamodb.mappers import item_to_lot, item_to_reservation
 from usercredits.adapters.dynamodb.transactions import ConditionFailedError, IdempotentTransaction
 from usercredits.domain.expiry_index import (
     IndexedHold,
@@ -39,7 +39,7 @@ from usercredits.domain.expiry_index import (
     bound_key,
     hour_of,
 )
-from usercredits.domain.models import MAX_TRANSACTION_ACTIONS
+from usercredits.kernel.writes import MAX_TRANSACTION_ACTIONS
 
 STATE_SK = "STATE"
 

@@ -9,8 +9,10 @@ holds ``#``, ``$`` or ``~``, and all sort after ``#`` and ``$``, which the range
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
-from usercredits.domain.models import Lot
+if TYPE_CHECKING:
+    from usercredits.domain.models import Lot
 
 CATALOG_PK = "CATALOG"
 OUTBOX_PREFIX = "OUTBOX#"

@@ -10,6 +10,23 @@ import json
 from datetime import datetime
 from typing import Any
 
+from usercredits.adapters.dynamodb.credits_table import (
+    CombinedOfferAttribute,
+    CreditGroupItem,
+    CreditsItem,
+    GroupPolicyItem,
+    HistoryEntryAttribute,
+    HoldItem,
+    LedgerItem,
+    LotItem,
+    MovementAttribute,
+    OfferItem,
+    OrderItem,
+    OrderLineAttribute,
+    PurchaseWindowAttribute,
+    ReservationItem,
+    SettledHoldItem,
+)
 from usercredits.adapters.dynamodb.keys import (
     CATALOG_PK,
     expiry_bucket,
@@ -22,24 +39,7 @@ from usercredits.adapters.dynamodb.keys import (
     settled_hold_sk,
     user_pk,
 )
-from usercredits.adapters.dynamodb.tables import (
-    CombinedOfferAttribute,
-    CreditGroupItem,
-    CreditsItem,
-    GroupPolicyItem,
-    HistoryEntryAttribute,
-    HoldItem,
-    LedgerItem,
-    LotItem,
-    MoneyAttribute,
-    MovementAttribute,
-    OfferItem,
-    OrderItem,
-    OrderLineAttribute,
-    PurchaseWindowAttribute,
-    ReservationItem,
-    SettledHoldItem,
-)
+from usercredits.adapters.dynamodb.model_base import MoneyAttribute
 from usercredits.adapters.dynamodb.transactions import (
     IDEMPOTENCY_TTL,
 )

@@ -15,6 +15,15 @@ from pynamodb.exceptions import DoesNotExist
 from pynamodb.transactions import TransactWrite
 
 from usercredits.adapters.dynamodb.credit_reads import group_states
+from usercredits.adapters.dynamodb.credits_table import (
+    CreditGroupItem,
+    CreditsItem,
+    IdempotencyItem,
+    LotItem,
+    OrderItem,
+    PaymentIntentLinkItem,
+    PurchaseLimitItem,
+)
 from usercredits.adapters.dynamodb.cursors import decode_cursor, encode_cursor
 from usercredits.adapters.dynamodb.errors import (
     translate_errors,
@@ -39,15 +48,6 @@ from usercredits.adapters.dynamodb.mappers import (
     other_intents_json,
     purchases_to_attribute,
 )
-from usercredits.adapters.dynamodb.tables import (
-    CreditGroupItem,
-    CreditsItem,
-    IdempotencyItem,
-    LotItem,
-    OrderItem,
-    PaymentIntentLinkItem,
-    PurchaseLimitItem,
-)
 from usercredits.adapters.dynamodb.transactions import (
     ConditionFailedError,
     IdempotentTransaction,
@@ -58,10 +58,11 @@ from usercredits.adapters.dynamodb.transactions import (
 )
 from usercredits.domain import limits
 from usercredits.domain.models import GroupState, HistoryEntry, Order, OrderStatus
-from usercredits.domain.ports import IdempotencyRecord, IdempotentReplayError, PurchaseLimitError, StaleWindowError
+from usercredits.domain.ports import PurchaseLimitError, StaleWindowError
 from usercredits.domain.settlement import Settlement
 from usercredits.errors import ConflictError
 from usercredits.kernel.models import DomainEvent, Page
+from usercredits.kernel.writes import IdempotencyRecord, IdempotentReplayError
 
 
 class DynamoOrderRepository:

@@ -10,17 +10,12 @@ from pynamodb.transactions import TransactWrite
 
 from usercredits.adapters.dynamodb.coupons import item_to_coupon
 from usercredits.adapters.dynamodb.customers import customers_connection
+from usercredits.adapters.dynamodb.customers_table import CouponItem, CouponRedemptionItem, CustomersItem, PlanItem
 from usercredits.adapters.dynamodb.errors import (
     translate_errors,
 )
 from usercredits.adapters.dynamodb.keys import COUPON_SK, PLAN_SK, PLANS_PK, coupon_pk, customer_use_sk, plan_pk
-from usercredits.adapters.dynamodb.tables import (
-    CouponItem,
-    CouponRedemptionItem,
-    CustomersItem,
-    MoneyAttribute,
-    PlanItem,
-)
+from usercredits.adapters.dynamodb.model_base import MoneyAttribute
 from usercredits.kernel.models import Money
 from usercredits.subscriptions.models import (
     Coupon,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from usercredits.adapters.dynamodb.credit_writes import add_hold_cuts, move_closed_lot
+from usercredits.adapters.dynamodb.credits_table import CreditGroupItem, LotItem, OrderItem
 from usercredits.adapters.dynamodb.errors import translate_errors
 from usercredits.adapters.dynamodb.keys import group_sk, lot_sk, order_sk, user_pk
 from usercredits.adapters.dynamodb.mappers import history_to_attribute, movement_to_attribute, purchases_to_attribute
@@ -14,7 +15,6 @@ from usercredits.adapters.dynamodb.orders import (
     slot_flag_actions,
     with_slot_condition,
 )
-from usercredits.adapters.dynamodb.tables import CreditGroupItem, LotItem, OrderItem
 from usercredits.adapters.dynamodb.transactions import (
     ConditionFailedError,
     IdempotentTransaction,
@@ -25,9 +25,9 @@ from usercredits.adapters.dynamodb.transactions import (
 )
 from usercredits.domain import limits
 from usercredits.domain.models import GroupState
-from usercredits.domain.ports import IdempotencyRecord
 from usercredits.domain.reversal import GroupChange, Reversal
 from usercredits.errors import UnavailableError
+from usercredits.kernel.writes import IdempotencyRecord
 
 
 class DynamoReversalRepository:

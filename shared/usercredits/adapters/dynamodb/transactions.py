@@ -15,6 +15,7 @@ from pynamodb.constants import ALL_OLD
 from pynamodb.exceptions import CancellationReason, DoesNotExist, TransactWriteError
 from pynamodb.transactions import TransactWrite
 
+from usercredits.adapters.dynamodb.credits_table import CreditsItem, IdempotencyItem, OutboxEventAttribute, OutboxItem
 from usercredits.adapters.dynamodb.errors import (
     CONDITION_FAILED,
     cancellation_codes,
@@ -24,19 +25,10 @@ from usercredits.adapters.dynamodb.keys import (
     outbox_sk,
     user_pk,
 )
-from usercredits.adapters.dynamodb.tables import (
-    CreditsItem,
-    IdempotencyItem,
-    OutboxEventAttribute,
-    OutboxItem,
-)
-from usercredits.domain.models import (
-    MAX_TRANSACTION_ACTIONS,
-)
-from usercredits.domain.ports import IdempotencyRecord, IdempotentReplayError
 from usercredits.errors import PersistenceError
 from usercredits.kernel.ids import new_ulid
 from usercredits.kernel.models import DomainEvent
+from usercredits.kernel.writes import MAX_TRANSACTION_ACTIONS, IdempotencyRecord, IdempotentReplayError
 
 logger = logging.getLogger(__name__)
 

@@ -6,10 +6,10 @@ Only the ordering and webhook functions import this module; ``stripe`` is import
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from usercredits.adapters.stripe.client import load_stripe_keys, new_client, raise_translated
+from usercredits.adapters.stripe.payment_mapping import intent_state
 from usercredits.domain.models import IntentState, Order, PaymentIntent
 from usercredits.errors import PaymentGatewayError
 
@@ -135,28 +135,6 @@ class StripeGateway:
         except stripe.StripeError as exc:
             raise_translated(exc, "refund the payment")
         return str(refund.id)
-
-
-def intent_state(intent: Mapping[str, Any]) -> IntentState:
-    """The essentials of a PaymentIntent in Stripe's API shape (also the ``data.object`` of ``payment_intent.*``)."""
-    error = intent.get("last_payment_error") or None
-    next_action = intent.get("next_action") or None
-    return IntentState(
-        payment_intent_id=str(intent["id"]),
-        status=str(intent.get("status") or ""),
-        amount=int(intent.get("amount") or 0),
-        amount_received=int(intent.get("amount_received") or 0),
-        currency=str(intent.get("currency") or ""),
-        metadata={str(key): str(value) for key, value in (intent.get("metadata") or {}).items()},
-        last_error=_format_payment_error(error) if isinstance(error, dict) else None,
-        next_action=str(next_action.get("type") or "unknown") if isinstance(next_action, dict) else None,
-    )
-
-
-def _format_payment_error(error: Mapping[str, Any]) -> str:
-    # The seed's history message: "<last_payment_error.message> - <type>: <code>" (no payment method details).
-    text = f"{error.get('message') or 'Payment failed'} - {error.get('type') or 'unknown'}"
-    return f"{text}: {error['code']}" if error.get("code") else text
 
 
 def _refused_intent_status(exc: stripe.InvalidRequestError) -> str | None:

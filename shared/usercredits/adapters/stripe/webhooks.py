@@ -15,7 +15,7 @@ from enum import StrEnum
 from types import MappingProxyType
 from typing import Any
 
-from usercredits.adapters.stripe.payments import intent_state
+from usercredits.adapters.stripe.payment_mapping import intent_state
 from usercredits.domain.models import DisputeStatus
 from usercredits.domain.reversal import ChargeReport
 from usercredits.domain.stripe_events import BillingEvent, ChargeEvent, PaymentIntentEvent, StripeEvent
