@@ -4,8 +4,10 @@
 ``usercredits.domain.stripe_events.apply_stripe_event`` applies: payment outcomes and refunds to the orders, billing
 events (subscriptions, invoices) to the customers table (a Stripe endpoint may send all of them to this one URL).
 
-Every correctly signed event is answered ``200 {"received": true}`` (handled, ignored or a redelivery); a bad
-signature is ``400 invalid_signature`` with nothing written. A storage failure answers 503, so Stripe retries.
+Every correctly signed event is answered ``200 {"received": true}`` (handled, ignored, a redelivery, or unreadable:
+a handled type whose payload is not in Stripe's shape, logged as an error with the ``StripeEventsUnreadable`` metric);
+a bad signature, or a timestamp more than 5 minutes old or ahead, is ``400 invalid_signature`` with nothing written.
+A storage failure answers 503, so Stripe retries.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from usercredits.adapters.dynamodb.orders import DynamoOrderRepository
 from usercredits.adapters.dynamodb.reversals import DynamoReversalRepository
 from usercredits.adapters.payments import LazyPaymentGateway, build_payment_gateway
 from usercredits.adapters.stripe.client import load_webhook_secret
-from usercredits.adapters.stripe.webhooks import parse_event, verify_webhook
+from usercredits.adapters.stripe.webhooks import UnreadableEventError, parse_event, verify_webhook
 from usercredits.domain.ports import PaymentGateway, RefundPorts
 from usercredits.domain.stripe_events import StripeEventPorts, apply_stripe_event
 from usercredits.http import register_error_handlers
@@ -101,7 +103,15 @@ def handle_stripe_event() -> dict[str, Any]:
     deps = dependencies()
     signature = app.current_event.headers.get("stripe-signature")
     event = verify_webhook(_raw_body(), signature, _webhook_secret(deps.settings))
-    parsed, kind = parse_event(event), str(event["type"])
+    kind = str(event["type"])
+    try:
+        parsed = parse_event(event)
+    except UnreadableEventError as exc:
+        # Acknowledged (Stripe would redeliver the same bytes for days), logged as an error and counted for the
+        # alarm; the order or customer is reconciled from Stripe's API (confirm / sync).
+        logger.error("stripe event unreadable", extra={"event_id": event["id"], "type": kind, "reason": str(exc)})
+        metrics.add_metric(name="StripeEventsUnreadable", unit=MetricUnit.Count, value=1)
+        return {"received": True}
     ports = StripeEventPorts(refunds=deps.ports, payments=deps.payments, billing=billing_ports)
     outcome = "ignored" if parsed is None else apply_stripe_event(parsed, ports)
     logger.info("stripe event applied", extra={"event_id": event["id"], "type": kind, "outcome": outcome})

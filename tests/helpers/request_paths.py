@@ -39,6 +39,7 @@ KIT = frozenset(
         "shared/usercredits/adapters/dynamodb/customer_records.py",
         "shared/usercredits/adapters/dynamodb/customer_mapping.py",
         "shared/usercredits/adapters/stripe/client.py",
+        "shared/usercredits/adapters/stripe/json_fields.py",
         "shared/usercredits/domain/models.py",
         "shared/usercredits/domain/ports.py",
         "shared/usercredits/domain/events.py",

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import time
 from http import HTTPStatus as S
+from typing import Any
 
 import pytest
 
@@ -120,3 +122,72 @@ def test_request_path_of_a_payment_webhook(webhook, ordering_api) -> None:
     print(path.report("Stripe payment_intent.succeeded"))
     assert len(path.followed) <= 9, path.followed
     assert path.back_and_forth == []
+
+
+def _reshaped(order: dict[str, Any], path: str, value: Any, kind: str = "payment_intent.succeeded") -> dict[str, Any]:
+    """A signed success of ``order`` with one field replaced by ``value`` (``path``: dotted, from the event)."""
+    event = succeeded(order, f"evt_shape_{abs(hash((path, repr(value))))}")
+    event["type"] = kind
+    *parents, leaf = path.split(".")
+    target = event
+    for key in parents:
+        target = target[key]
+    target[leaf] = value
+    return event
+
+
+@pytest.mark.parametrize(
+    ("path", "value"),
+    [
+        ("data", ["not", "an", "object"]),
+        ("data.object", ["a", "list"]),
+        ("data.object", "pi_text"),
+        ("data.object.amount_received", "9900"),
+        ("data.object.amount_received", 9900.5),
+        ("data.object.amount_received", True),
+        ("data.object.amount", {"value": 9900}),
+        ("data.object.metadata", ["orderId", "userId"]),
+        ("data.object.metadata", "orderId=1"),
+    ],
+)
+def test_a_signed_event_of_an_unexpected_shape_is_acknowledged_and_changes_nothing(
+    webhook, pending_order, ordering_api, path, value
+) -> None:
+    """Stripe retries a 5xx for three days: a correctly signed event we cannot read is answered 200, logged as an
+    error, and writes nothing (a fraction is never rounded into an amount)."""
+    assert webhook(_reshaped(pending_order, path, value)) == (S.OK, {"received": True})
+    assert ordering_api("ordering/get_order.json", path=f"/orders/{pending_order['orderId']}")[1]["status"] == "pending"
+
+
+@pytest.mark.parametrize(
+    ("kind", "object_"),
+    [
+        ("charge.refunded", {"id": "ch_1", "payment_intent": "pi_1", "amount_refunded": "100"}),
+        ("charge.refunded", {"id": "ch_1", "payment_intent": "pi_1", "amount_refunded": 1.5, "currency": "usd"}),
+        ("charge.refunded", {"id": "ch_1", "payment_intent": "pi_1", "metadata": [1, 2]}),
+        ("charge.dispute.created", {"id": "dp_1", "payment_intent": "pi_1", "amount": [100], "status": "open"}),
+        ("customer.subscription.updated", {"id": "sub_1", "status": "no-such-status"}),
+        ("customer.subscription.updated", {"id": "sub_1", "status": "active", "items": "none"}),
+        ("invoice.payment_failed", {"id": "in_1", "attempt_count": "3"}),
+        ("invoice.paid", {"id": "in_1", "parent": ["subscription_details"]}),
+    ],
+)
+def test_every_handled_family_acknowledges_an_unreadable_payload(webhook, kind, object_) -> None:
+    event = {"id": f"evt_{kind}", "object": "event", "type": kind, "created": 1, "data": {"object": object_}}
+    assert webhook(event) == (S.OK, {"received": True})
+
+
+def test_a_signed_event_with_a_text_creation_time_is_acknowledged(webhook) -> None:
+    event = {"id": "evt_t", "type": "invoice.paid", "created": "yesterday", "data": {"object": {"id": "in_1"}}}
+    assert webhook(event) == (S.OK, {"received": True})
+
+
+def test_a_signature_from_the_future_is_refused_like_a_stale_one(webhook, pending_order, ordering_api) -> None:
+    event = succeeded(pending_order, "evt_future")
+    payload = json.dumps(event).encode()
+    ahead = sign_payload(payload, SECRET, timestamp=int(time.time()) + 3600)
+    status, body = webhook(raw=payload, signature=ahead)
+    assert (status, body["error"]) == (S.BAD_REQUEST, "invalid_signature")
+    assert ordering_api("ordering/get_order.json", path=f"/orders/{pending_order['orderId']}")[1]["status"] == "pending"
+    within = sign_payload(payload, SECRET, timestamp=int(time.time()) + 60)  # clocks drift a little: accepted
+    assert webhook(raw=payload, signature=within) == (S.OK, {"received": True})

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from usercredits.adapters.stripe.json_fields import metadata_of, minor_units
 from usercredits.domain.models import IntentState
 
 
@@ -16,10 +17,10 @@ def intent_state(intent: Mapping[str, Any]) -> IntentState:
     return IntentState(
         payment_intent_id=str(intent["id"]),
         status=str(intent.get("status") or ""),
-        amount=int(intent.get("amount") or 0),
-        amount_received=int(intent.get("amount_received") or 0),
+        amount=minor_units(intent, "amount"),
+        amount_received=minor_units(intent, "amount_received"),
         currency=str(intent.get("currency") or ""),
-        metadata={str(key): str(value) for key, value in (intent.get("metadata") or {}).items()},
+        metadata=metadata_of(intent),
         last_error=_format_payment_error(error) if isinstance(error, dict) else None,
         next_action=str(next_action.get("type") or "unknown") if isinstance(next_action, dict) else None,
     )

@@ -13,6 +13,7 @@ from decimal import Decimal
 from typing import Any
 
 from usercredits.adapters.stripe.billing_mapping import Json, id_of, list_data, time_of
+from usercredits.adapters.stripe.json_fields import minor_units
 from usercredits.errors import PaymentGatewayError
 from usercredits.kernel.models import Money
 from usercredits.subscriptions.discounts import percent_of
@@ -238,7 +239,7 @@ def invoice_report(kind: str, payload: Mapping[str, Any], created: int) -> Invoi
         user_id=_text(metadata.get("userId")),
         subscription_processor_id=id_of(details.get("subscription")) or id_of(payload.get("subscription")),
         subscription_id=_text(metadata.get("subscriptionId")),
-        failure_count=int(payload.get("attempt_count") or 1) if kind == "invoice.payment_failed" else 0,
+        failure_count=(minor_units(payload, "attempt_count") or 1) if kind == "invoice.payment_failed" else 0,
         created=created,
     )
 

@@ -15,14 +15,26 @@ from enum import StrEnum
 from types import MappingProxyType
 from typing import Any
 
+from usercredits.adapters.stripe.json_fields import metadata_of, minor_units
 from usercredits.adapters.stripe.payment_mapping import intent_state
 from usercredits.domain.models import DisputeStatus
 from usercredits.domain.reversal import ChargeReport
 from usercredits.domain.stripe_events import BillingEvent, ChargeEvent, PaymentIntentEvent, StripeEvent
-from usercredits.errors import InvalidSignatureError
+from usercredits.errors import InvalidSignatureError, PaymentGatewayError
 
-#: Oldest webhook timestamp accepted, in seconds (Stripe's own default; guards against replayed deliveries).
+#: Oldest webhook timestamp accepted, in seconds (Stripe's own default; guards against replayed deliveries), and how
+#: far ahead of our clock one may be (a timestamp from the future is refused like a stale one).
 WEBHOOK_TOLERANCE_SECONDS = 300
+
+#: What reading a signed event of a shape we do not expect raises (a list where an object was expected, a text or a
+#: fraction where an amount in minor units was expected, a subscription status we do not know...).
+_SHAPE_ERRORS = (TypeError, ValueError, KeyError, AttributeError, ArithmeticError, PaymentGatewayError)
+
+
+class UnreadableEventError(Exception):
+    """A correctly signed event of a handled type whose payload is not in the shape we read: acknowledged (Stripe
+    would redeliver it for days, unchanged) and logged as an error; the order or customer it concerns can be
+    reconciled from Stripe's API (``POST /orders/{orderId}/confirm``, ``POST /customer/sync``)."""
 
 
 class EventFamily(StrEnum):
@@ -55,20 +67,33 @@ HANDLED_EVENTS: Mapping[str, EventFamily] = MappingProxyType(
 
 def parse_event(event: Mapping[str, Any]) -> StripeEvent | None:
     """The verified ``event`` (as ``verify_webhook`` returns it) as the typed value the domain applies; None when
-    there is nothing to apply (a type we do not handle, an object without an id, a charge of no payment intent)."""
+    there is nothing to apply (a type we do not handle, an object without an id, a charge of no payment intent).
+    Raises ``UnreadableEventError`` when a handled event's payload is not in Stripe's shape."""
     event_id, kind = str(event["id"]), str(event["type"])
     family = HANDLED_EVENTS.get(kind)
-    payload: Mapping[str, Any] = (event.get("data") or {}).get("object") or {}
+    if family is None:
+        return None
+    try:
+        return _parse(event_id, kind, family, event)
+    except _SHAPE_ERRORS as exc:
+        raise UnreadableEventError(f"{kind} {event_id}: {type(exc).__name__}: {exc}") from exc
+
+
+def _parse(event_id: str, kind: str, family: EventFamily, event: Mapping[str, Any]) -> StripeEvent | None:
+    data = event.get("data") or {}
+    payload = data.get("object") or {}
+    if not isinstance(payload, Mapping):
+        raise TypeError("data.object is not an object")
     if family is EventFamily.CHARGE:
         report = charge_report(kind, payload)
         return None if report is None else ChargeEvent(event_id, kind, report)
-    if family is None or not payload.get("id"):
+    if not payload.get("id"):
         return None
     if family is EventFamily.PAYMENT_INTENT:
         return PaymentIntentEvent(event_id, kind, intent_state(payload))
     from usercredits.adapters.stripe import subscription_mapping  # the subscriptions half, on billing events only
 
-    created = int(event.get("created") or 0)
+    created = minor_units(event, "created")  # epoch seconds: an integer like an amount
     if family is EventFamily.SUBSCRIPTION:
         return BillingEvent(event_id, kind, subscription_mapping.subscription_report(payload, created))
     return BillingEvent(event_id, kind, subscription_mapping.invoice_report(kind, payload, created))
@@ -88,10 +113,10 @@ def charge_report(kind: str, payload: Mapping[str, Any]) -> ChargeReport | None:
     common: dict[str, Any] = {
         "payment_intent_id": str(intent_id),
         "currency": str(payload.get("currency") or "").lower(),
-        "metadata": {str(key): str(value) for key, value in (payload.get("metadata") or {}).items()},
+        "metadata": metadata_of(payload),
     }
     if kind == "charge.refunded":
-        return ChargeReport(**common, refunded_amount=int(payload.get("amount_refunded") or 0))
+        return ChargeReport(**common, refunded_amount=minor_units(payload, "amount_refunded"))
     status = str(payload.get("status") or "")
     if kind == "charge.dispute.closed":
         outcome = DisputeStatus.WON if status in _DISPUTE_WON else DisputeStatus.LOST
@@ -101,7 +126,7 @@ def charge_report(kind: str, payload: Mapping[str, Any]) -> ChargeReport | None:
         outcome = (
             DisputeStatus.WON if status == "won" else DisputeStatus.LOST if status == "lost" else DisputeStatus.OPEN
         )
-    return ChargeReport(**common, dispute_amount=int(payload.get("amount") or 0), dispute_status=outcome)
+    return ChargeReport(**common, dispute_amount=minor_units(payload, "amount"), dispute_status=outcome)
 
 
 def verify_webhook(payload: bytes, signature_header: str | None, secret: str) -> dict[str, Any]:
@@ -122,10 +147,18 @@ def verify_webhook(payload: bytes, signature_header: str | None, secret: str) ->
         raise InvalidSignatureError("Stripe signature verification failed") from exc
     except (ValueError, TypeError, AttributeError) as exc:  # not UTF-8, not JSON, not a JSON object, a thin event
         raise InvalidSignatureError("webhook payload is not a Stripe event") from exc
+    if _timestamp(signature_header) > time.time() + WEBHOOK_TOLERANCE_SECONDS:
+        raise InvalidSignatureError("Stripe signature timestamp is in the future")
     values: dict[str, Any] = event.to_dict()  # construct_event is untyped
     if not isinstance(values.get("id"), str) or not isinstance(values.get("type"), str):
         raise InvalidSignatureError("webhook payload is not a Stripe event")
     return values
+
+
+def _timestamp(signature_header: str) -> int:
+    """The ``t=`` of a header ``construct_event`` accepted (so it has one, and it is an integer)."""
+    stamps = [item.partition("=")[2] for item in signature_header.split(",") if item.strip().startswith("t=")]
+    return int(stamps[0])
 
 
 def sign_payload(payload: bytes, secret: str, timestamp: int | None = None) -> str:
