@@ -26,7 +26,7 @@ from usercredits.adapters.dynamodb.catalog import DynamoCatalogRepository
 from usercredits.adapters.dynamodb.credits import DynamoCreditsRepository
 from usercredits.adapters.dynamodb.orders import DynamoOrderRepository
 from usercredits.adapters.dynamodb.reversals import DynamoReversalRepository
-from usercredits.adapters.payments import LazyPaymentGateway, build_payment_gateway
+from usercredits.adapters.payments import build_payment_gateway
 from usercredits.adapters.stripe.client import load_webhook_secret
 from usercredits.adapters.stripe.webhooks import UnreadableEventError, parse_event, verify_webhook
 from usercredits.domain.ports import PaymentGateway, RefundPorts
@@ -46,7 +46,7 @@ register_error_handlers(app)  # type: ignore[arg-type]
 class Dependencies:
     settings: StripeWebhookSettings
     ports: RefundPorts
-    # Built on first use: only a payment that pays nothing (refunded at once) needs Stripe's API here.
+    # Its key is read on the first call to Stripe: only a payment that pays nothing (refunded at once) makes one here.
     payments: PaymentGateway
 
 
@@ -61,7 +61,7 @@ def dependencies() -> Dependencies:
         reversals=DynamoReversalRepository(),
         clock=build_clock(settings),
     )
-    payments = LazyPaymentGateway(lambda: build_payment_gateway(settings), settings.PAYMENT_PROVIDER)
+    payments = build_payment_gateway(settings)
     return Dependencies(settings=settings, ports=ports, payments=payments)
 
 

@@ -13,7 +13,13 @@ from aws_lambda_powertools.utilities import parameters
 from moto import mock_aws
 
 from tests.stripe_fake import FakeStripe, parse_form
-from usercredits.adapters.stripe.client import StripeKeys, load_stripe_keys
+from usercredits.adapters.stripe import payments as payments_module
+from usercredits.adapters.stripe.client import (
+    FAILURE_MEMORY_SECONDS,
+    SECRET_MAX_AGE_SECONDS,
+    StripeKeys,
+    load_stripe_keys,
+)
 from usercredits.adapters.stripe.payments import StripeGateway
 from usercredits.domain.models import IntentState, Order, OrderStatus
 from usercredits.errors import PaymentGatewayError, UnavailableError
@@ -416,8 +422,10 @@ def test_secret_without_webhook_secret_still_gives_the_api_key(secrets_manager: 
 def test_secret_without_a_usable_key_is_refused(secrets_manager: object, secret_string: str) -> None:
     boto3.client("secretsmanager").create_secret(Name="stripe", SecretString=secret_string)
 
+    gateway = StripeGateway.from_secret("stripe")  # the secret is read on the first call to Stripe
+
     with pytest.raises(PaymentGatewayError) as caught:
-        StripeGateway.from_secret("stripe")
+        gateway.create_intent(an_order(), attempt=1)
 
     assert "not configured" in caught.value.message
 
@@ -426,19 +434,59 @@ def test_secret_that_is_not_json_is_refused(secrets_manager: object) -> None:
     boto3.client("secretsmanager").create_secret(Name="stripe", SecretString="sk_test_plain")
 
     with pytest.raises(PaymentGatewayError) as caught:
-        StripeGateway.from_secret("stripe")
+        StripeGateway.from_secret("stripe").retrieve_intent("pi_1")
 
     assert "sk_test_plain" not in caught.value.message
 
 
 def test_missing_secret_is_refused(secrets_manager: object) -> None:
     with pytest.raises(PaymentGatewayError):
-        StripeGateway.from_secret("does-not-exist")
+        StripeGateway.from_secret("does-not-exist").cancel_intent("pi_1")
 
 
 def test_empty_secret_name_is_refused() -> None:
     with pytest.raises(PaymentGatewayError, match="STRIPE_SECRET_NAME"):
-        StripeGateway.from_secret("")
+        StripeGateway.from_secret("").create_intent(an_order(), attempt=1)
+
+
+def test_a_rotated_key_is_used_once_the_cached_secret_expires(secrets_manager: object, fake: FakeStripe) -> None:
+    client = boto3.client("secretsmanager")
+    client.create_secret(Name="stripe", SecretString=json.dumps({"secretKey": "sk_test_old"}))
+    clock = [0.0]
+    gateway = StripeGateway.from_secret("stripe", api_base=fake.url, max_network_retries=0, monotonic=lambda: clock[0])
+    fake.api_key = "sk_test_old"
+    gateway.create_intent(an_order("01A"), attempt=1)
+
+    client.put_secret_value(SecretId="stripe", SecretString=json.dumps({"secretKey": "sk_test_new"}))
+    fake.api_key = "sk_test_new"  # Stripe now refuses the old key
+    with pytest.raises(PaymentGatewayError):
+        gateway.create_intent(an_order("01B"), attempt=1)  # within 5 minutes: the container still has the old key
+
+    clock[0] += SECRET_MAX_AGE_SECONDS
+    parameters.clear_caches()  # Powertools' cache of the secret expires at the same age
+    assert gateway.create_intent(an_order("01C"), attempt=1).payment_intent_id in fake.intents
+
+
+def test_a_missing_secret_is_read_again_only_after_a_pause(
+    secrets_manager: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reads: list[str] = []
+
+    def counting(name: str, **kwargs: object) -> StripeKeys:
+        reads.append(name)
+        return load_stripe_keys(name, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(payments_module, "load_stripe_keys", counting)
+    clock = [0.0]
+    gateway = StripeGateway.from_secret("does-not-exist", monotonic=lambda: clock[0])
+    for _ in range(3):
+        with pytest.raises(PaymentGatewayError):
+            gateway.create_intent(an_order(), attempt=1)
+    assert reads == ["does-not-exist"]  # not once a request
+    clock[0] += FAILURE_MEMORY_SECONDS
+    with pytest.raises(PaymentGatewayError):
+        gateway.create_intent(an_order(), attempt=1)
+    assert len(reads) == 2
 
 
 @pytest.mark.parametrize(

@@ -28,9 +28,11 @@ Choices worth knowing:
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from usercredits.adapters.stripe.billing_charges import StripeCharges
 from usercredits.adapters.stripe.billing_subscriptions import StripeSubscriptions
-from usercredits.adapters.stripe.client import load_stripe_keys, new_client
+from usercredits.adapters.stripe.client import client_source, load_stripe_keys
 
 
 class StripeSubscriptionProcessor(StripeCharges, StripeSubscriptions):
@@ -43,13 +45,13 @@ class StripeSubscriptionProcessor(StripeCharges, StripeSubscriptions):
 
     def __init__(
         self,
-        api_key: str,
+        api_key: str | Callable[[], str],
         *,
         api_base: str | None = None,
         max_network_retries: int = 2,
         timeout_seconds: float = 4.0,
     ) -> None:
-        self._client = new_client(
+        self._clients = client_source(
             api_key,
             api_base=api_base,
             max_network_retries=max_network_retries,
@@ -58,8 +60,9 @@ class StripeSubscriptionProcessor(StripeCharges, StripeSubscriptions):
 
     @classmethod
     def from_secret(cls, secret_name: str, *, api_base: str | None = None) -> StripeSubscriptionProcessor:
-        """A processor using the ``secretKey`` of the Secrets Manager JSON secret ``secret_name``."""
-        return cls(load_stripe_keys(secret_name).require_secret_key(), api_base=api_base)
+        """A processor using the ``secretKey`` of the Secrets Manager JSON secret ``secret_name``, read on the first
+        call to Stripe (``client_source``)."""
+        return cls(lambda: load_stripe_keys(secret_name).require_secret_key(), api_base=api_base)
 
     def __repr__(self) -> str:
         return "StripeSubscriptionProcessor()"

@@ -17,6 +17,7 @@ from usercredits.adapters.stripe.billing_mapping import (
 )
 from usercredits.adapters.stripe.client import (
     LIST_LIMIT,
+    StripeResource,
     call,
     call_or_missing,
     create_or_find,
@@ -30,16 +31,14 @@ from usercredits.subscriptions.ports import ProcessorCustomer, ProcessorPaymentM
 from usercredits.subscriptions.tracking import processor_id_for, synced_value
 
 if TYPE_CHECKING:
-    import stripe
+    pass
 
 #: How far back a lost create is looked for by creation time (Customer search may lag behind by about a minute).
 _RECENT_CUSTOMERS = timedelta(hours=1)
 
 
-class StripeCustomers:
+class StripeCustomers(StripeResource):
     """The customers and payment methods half of the ``SubscriptionProcessor`` port."""
-
-    _client: stripe.StripeClient
 
     # ---- customers -------------------------------------------------------------------------------------------------
 

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from usercredits.adapters.stripe.billing_mapping import Json, id_of
 from usercredits.adapters.stripe.client import (
     LIST_LIMIT,
+    StripeResource,
     call,
     call_or_missing,
     create_or_find,
@@ -31,15 +32,13 @@ from usercredits.adapters.stripe.subscription_mapping import (
 from usercredits.subscriptions.ports import DiscountTerms, ProcessorSubscription, SubscriptionTerms
 
 if TYPE_CHECKING:
-    import stripe
+    pass
 
 _SUBSCRIPTION_EXPAND = ["discounts.source.coupon", "items.data.price"]
 
 
-class StripeSubscriptions:
+class StripeSubscriptions(StripeResource):
     """The subscriptions half of the ``SubscriptionProcessor`` port (discounts sent as coupons)."""
-
-    _client: stripe.StripeClient
 
     def create_subscription(self, terms: SubscriptionTerms, *, idempotency_key: str) -> ProcessorSubscription:
         """Create the subscription on the plan's price; discounts become coupons first; a future first billing date

@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from usercredits.errors import PaymentGatewayError, UnavailableError
+from usercredits.errors import DomainError, PaymentGatewayError, UnavailableError
 
 if TYPE_CHECKING:
     import stripe
@@ -57,6 +59,82 @@ class StripeKeys:
         if not self.webhook_secret:
             raise PaymentGatewayError("Stripe is not configured: the secret has no webhookSecret")
         return self.webhook_secret
+
+
+#: How long a failed build (a missing or broken Stripe secret, Secrets Manager unavailable) is answered from memory.
+FAILURE_MEMORY_SECONDS = 10.0
+
+
+class Refreshing[T]:
+    """A value built on first use and rebuilt every ``refresh_seconds``; a failed build is remembered for
+    ``failure_seconds`` and raised again without trying again on every request (see ``client_source``)."""
+
+    def __init__(
+        self,
+        build: Callable[[], T],
+        *,
+        refresh_seconds: float = SECRET_MAX_AGE_SECONDS,
+        failure_seconds: float = FAILURE_MEMORY_SECONDS,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._build = build
+        self._refresh_seconds = refresh_seconds
+        self._failure_seconds = failure_seconds
+        self._monotonic = monotonic
+        self._value: T | None = None
+        self._built_at = 0.0
+        self._failure: DomainError | None = None
+        self._failed_at = 0.0
+
+    def get(self) -> T:
+        """The value, built or rebuilt if due; the remembered failure while it is fresh."""
+        now = self._monotonic()
+        if self._value is not None and now - self._built_at < self._refresh_seconds:
+            return self._value
+        if self._failure is not None and now - self._failed_at < self._failure_seconds:
+            raise self._failure
+        try:
+            value = self._build()
+        except DomainError as exc:  # PaymentGatewayError (not configured), UnavailableError (Secrets Manager down)
+            self._failure, self._failed_at = exc, now
+            raise
+        self._value, self._built_at, self._failure = value, now, None
+        return value
+
+
+def client_source(
+    secret_key: str | Callable[[], str],
+    *,
+    api_base: str | None = None,
+    max_network_retries: int,
+    timeout_seconds: float,
+    monotonic: Callable[[], float] = time.monotonic,
+) -> Refreshing[stripe.StripeClient]:
+    """Where an adapter gets its ``stripe.StripeClient``: one client for a given key (built now: an empty key fails
+    here), or, for a key read from the secret (``secret_key`` a callable), a client built on the first call to Stripe
+    and rebuilt every 5 minutes as the cached secret expires, so a rotated key is picked up without recycling the
+    container, and a missing or broken secret neither fails the routes that never call Stripe nor is read again on
+    every request that does. ``monotonic``: the container's clock (tests move it)."""
+
+    def build(key: str) -> stripe.StripeClient:
+        return new_client(
+            key, api_base=api_base, max_network_retries=max_network_retries, timeout_seconds=timeout_seconds
+        )
+
+    if isinstance(secret_key, str):
+        client = build(secret_key)
+        return Refreshing(lambda: client, refresh_seconds=math.inf)
+    return Refreshing(lambda: build(secret_key()), monotonic=monotonic)
+
+
+class StripeResource:
+    """Base of the Stripe adapters: ``_client`` is the current client of their ``client_source``."""
+
+    _clients: Refreshing[stripe.StripeClient]
+
+    @property
+    def _client(self) -> stripe.StripeClient:
+        return self._clients.get()
 
 
 def load_stripe_keys(secret_name: str, *, max_age: int = SECRET_MAX_AGE_SECONDS) -> StripeKeys:

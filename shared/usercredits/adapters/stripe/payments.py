@@ -6,9 +6,11 @@ Only the ordering and webhook functions import this module; ``stripe`` is import
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from usercredits.adapters.stripe.client import load_stripe_keys, new_client, raise_translated
+from usercredits.adapters.stripe.client import StripeResource, client_source, load_stripe_keys, raise_translated
 from usercredits.adapters.stripe.payment_mapping import intent_state
 from usercredits.domain.models import IntentState, Order, PaymentIntent
 from usercredits.errors import PaymentGatewayError
@@ -20,7 +22,7 @@ if TYPE_CHECKING:
 _FINAL_STATUSES = frozenset({"canceled", "succeeded"})
 
 
-class StripeGateway:
+class StripeGateway(StripeResource):
     """PaymentGateway over ``stripe.StripeClient``.
 
     ``api_base`` points the client at another API host (the tests' fake server). ``timeout_seconds`` bounds each HTTP
@@ -31,17 +33,19 @@ class StripeGateway:
 
     def __init__(
         self,
-        secret_key: str,
+        secret_key: str | Callable[[], str],
         *,
         api_base: str | None = None,
         max_network_retries: int = 2,
         timeout_seconds: float = 4.0,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._client = new_client(
+        self._clients = client_source(
             secret_key,
             api_base=api_base,
             max_network_retries=max_network_retries,
             timeout_seconds=timeout_seconds,
+            monotonic=monotonic,
         )
 
     def __repr__(self) -> str:
@@ -55,13 +59,16 @@ class StripeGateway:
         api_base: str | None = None,
         max_network_retries: int = 2,
         timeout_seconds: float = 4.0,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> StripeGateway:
-        """A gateway using the ``secretKey`` of the Secrets Manager JSON secret ``secret_name``."""
+        """A gateway using the ``secretKey`` of the Secrets Manager JSON secret ``secret_name``, read on the first call
+        to Stripe (``client_source``)."""
         return cls(
-            load_stripe_keys(secret_name).require_secret_key(),
+            lambda: load_stripe_keys(secret_name).require_secret_key(),
             api_base=api_base,
             max_network_retries=max_network_retries,
             timeout_seconds=timeout_seconds,
+            monotonic=monotonic,
         )
 
     def create_intent(self, order: Order, attempt: int) -> PaymentIntent:
