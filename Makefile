@@ -77,7 +77,7 @@ build-native: tools ## sam build with host-native wheels in .aws-sam/build-nativ
 	LAYER_PLATFORM=native PATH="$$(dirname $(PYTHON)):$$PATH" $(TOOLS_VENV)/bin/sam build --template-file template.yaml \
 	  --build-dir .aws-sam/build-native
 
-infra: template-check build build-native ## Template checks, sam build, and the template <-> code tests
+infra: template-check build build-native dynamodb-local ## Template checks, sam build, the template <-> code tests, each built function under the Lambda runtime client
 	$(PY) -m pytest tests/infrastructure $(PYTEST_ARGS)
 
 dynamodb-tests: dev dynamodb-local ## Concurrency / atomicity / transaction tests on DynamoDB Local

@@ -6,12 +6,21 @@ values winning, lists (``Layers``) are appended, scalars are overridden. ``effec
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-from devtools.build_inspection import function_variables, resolve_variables
+from devtools.build_inspection import (
+    BUILD_DIR,
+    NATIVE_BUILD_DIR,
+    build_native_dependencies,
+    function_variables,
+    layer_missing_pins,
+    layer_python,
+    resolve_variables,
+)
 from devtools.cfn import load_template, resources_of_type
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -69,3 +78,22 @@ def fake_environment(config: FunctionConfig, template: dict[str, Any]) -> dict[s
     """The function's environment as Lambda would set it: parameters resolve to their defaults, resources to a
     stand-in physical name (``user-credits-<logical id>-fake``); any other intrinsic is an error."""
     return resolve_variables(config.env, template, stand_in="fake")
+
+
+@pytest.fixture(scope="session")
+def build() -> Path:
+    if not (BUILD_DIR / "template.yaml").is_file():
+        pytest.skip(".aws-sam/build is missing: run `make build` first (`make infra` does)")
+    return BUILD_DIR
+
+
+@pytest.fixture(scope="session")
+def native_dependencies(build: Path) -> Path:
+    """``python/`` of a host-native DependenciesLayer built by layers/dependencies/Makefile (reused while current)."""
+    target = NATIVE_BUILD_DIR / "DependenciesLayer"
+    python_dir = layer_python("DependenciesLayer", NATIVE_BUILD_DIR)
+    if layer_missing_pins(python_dir):
+        result = build_native_dependencies(sys.executable, target)
+        assert result.returncode == 0, f"native DependenciesLayer build failed:\n{result.stdout}\n{result.stderr}"
+    assert layer_missing_pins(python_dir) == {}
+    return python_dir

@@ -25,10 +25,7 @@ from typing import Any
 
 import pytest
 from devtools.build_inspection import (
-    BUILD_DIR,
     EM_AARCH64,
-    NATIVE_BUILD_DIR,
-    build_native_dependencies,
     elf_machines,
     layer_missing_pins,
     layer_python,
@@ -55,25 +52,6 @@ print(json.dumps({"callable": callable(entry), "stdlib": stdlib, "files": files}
 """
 
 
-@pytest.fixture(scope="module")
-def build() -> Path:
-    if not (BUILD_DIR / "template.yaml").is_file():
-        pytest.skip(".aws-sam/build is missing: run `make build` first (`make infra` does)")
-    return BUILD_DIR
-
-
-@pytest.fixture(scope="module")
-def native_dependencies(build: Path) -> Path:
-    """``python/`` of a host-native DependenciesLayer built by layers/dependencies/Makefile (reused while current)."""
-    target = NATIVE_BUILD_DIR / "DependenciesLayer"
-    python_dir = layer_python("DependenciesLayer", NATIVE_BUILD_DIR)
-    if layer_missing_pins(python_dir):
-        result = build_native_dependencies(sys.executable, target)
-        assert result.returncode == 0, f"native DependenciesLayer build failed:\n{result.stdout}\n{result.stderr}"
-    assert layer_missing_pins(python_dir) == {}
-    return python_dir
-
-
 def test_build_is_current(build: Path, functions: dict[str, FunctionConfig]) -> None:
     # Given the sources and the build output
     # Then the build holds today's code (else: run `make build`)
@@ -86,7 +64,9 @@ def test_build_is_current(build: Path, functions: dict[str, FunctionConfig]) -> 
     assert missing == {}, f"DependenciesLayer is stale ({missing}): run `make build`"
 
 
-@pytest.mark.parametrize("folder", ["ordering", "consumption", "stripe_webhook", "expiry_scan"])
+@pytest.mark.parametrize(
+    "folder", ["ordering", "consumption", "stripe_webhook", "expiry_scan", "event_publisher", "customers"]
+)
 def test_handler_imports_from_the_build_with_only_the_layers(
     folder: str,
     build: Path,
