@@ -13,6 +13,7 @@ from devtools.bench.hot_item import measure_hot_item
 from devtools.bench.imports import DEFAULT_RUNS, measure_imports
 from devtools.bench.rows import Report, write_results
 from devtools.bench.scan import measure_scan
+from devtools.bench.snapstart import measure_snapstart
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -21,7 +22,9 @@ def main(argv: list[str] | None = None) -> int:
         description="Performance budgets: DynamoDB requests per route, and cold-start import cost per function.",
     )
     parser.add_argument(
-        "--only", choices=["dynamodb", "imports", "scan", "hot-item", "growth"], help="run one part only"
+        "--only",
+        choices=["dynamodb", "imports", "scan", "hot-item", "growth", "snapstart"],
+        help="run one part only",
     )
     parser.add_argument("--runs", type=int, default=DEFAULT_RUNS, help="import runs per measurement (median)")
     parser.add_argument("--output", type=Path, default=RESULTS_PATH, help="results file (JSON)")
@@ -42,6 +45,8 @@ def main(argv: list[str] | None = None) -> int:
         report.run("hot item", measure_hot_item)
     if args.only in (None, "growth"):
         report.run("growth", measure_growth)
+    if args.only in (None, "snapstart"):
+        report.run("snapstart", measure_snapstart)
     write_results(report.rows, args.output)
     report.print(args.output, time.monotonic() - started)
     return report.exit_code

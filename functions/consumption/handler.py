@@ -33,6 +33,7 @@ from consumption.schemas import (
 from usercredits.adapters.clock import build_clock
 from usercredits.adapters.dynamodb.catalog import DynamoCatalogRepository
 from usercredits.adapters.dynamodb.credits import DynamoCreditsRepository
+from usercredits.adapters.dynamodb.credits_table import CreditsItem
 from usercredits.adapters.events import EventBridgePublisher
 from usercredits.domain import balances, expiry_check, reservations, spending
 from usercredits.domain.credits import CreditGroup
@@ -51,6 +52,7 @@ from usercredits.http import (
 from usercredits.kernel.clock import Clock
 from usercredits.observability import logger, metrics
 from usercredits.settings import get_consumption_settings
+from usercredits.snapstart import prime_before_snapshot
 
 app = APIGatewayHttpResolver(enable_validation=True)
 register_error_handlers(app)
@@ -278,6 +280,10 @@ def handle_expiry_check(body: Annotated[ExpiryCheckRequest | None, Body()] = Non
     )
     metrics.add_metric(name="ExpiryChecks", unit=MetricUnit.Count, value=1)
     return ExpiryCheckResponse(expired=report.expired, warnings=report.warnings)
+
+
+# SnapStart: built before the snapshot, not on a restored environment's first request (usercredits.snapstart).
+prime_before_snapshot(dependencies, tables=[CreditsItem], openapi=app.get_openapi_schema)
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)

@@ -48,6 +48,7 @@ from customers.schemas import (
 from usercredits.adapters.clock import build_clock
 from usercredits.adapters.dynamodb.coupons import DynamoCouponRepository
 from usercredits.adapters.dynamodb.customers import DynamoCustomerRepository
+from usercredits.adapters.dynamodb.customers_table import CustomersItem
 from usercredits.adapters.dynamodb.plans import DynamoPlanRepository, DynamoSubscriptionTermsReader
 from usercredits.adapters.local_payment_methods import LocalPaymentMethodLookup
 from usercredits.adapters.stripe.billing import StripeSubscriptionProcessor
@@ -62,6 +63,7 @@ from usercredits.http import (
 )
 from usercredits.observability import logger, metrics
 from usercredits.settings import CustomersSettings, get_customers_settings
+from usercredits.snapstart import prime_before_snapshot
 from usercredits.subscriptions import loading, money_back, saving, service
 from usercredits.subscriptions.models import Plan, ProfileFields
 from usercredits.subscriptions.ports import (
@@ -287,6 +289,10 @@ def handle_void(userId: UserPath, transactionId: IdentifierPath) -> TransactionR
 def handle_admin_get_customer(userId: UserPath) -> CustomerResponse:  # noqa: N803
     require_admin(app)
     return customer_response(service.get_customer_for_admin(userId, ports=dependencies().ports))
+
+
+# SnapStart: built before the snapshot, not on a restored environment's first request (usercredits.snapstart).
+prime_before_snapshot(dependencies, tables=[CustomersItem], modules=["stripe"], openapi=app.get_openapi_schema)
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)

@@ -28,6 +28,7 @@ from ordering.schemas import (
 )
 from usercredits.adapters.clock import build_clock
 from usercredits.adapters.dynamodb.catalog import DynamoCatalogRepository
+from usercredits.adapters.dynamodb.credits_table import CreditsItem
 from usercredits.adapters.dynamodb.orders import DynamoOrderRepository
 from usercredits.adapters.payments import build_payment_gateway
 from usercredits.domain import offers, order_reads, ordering, paying
@@ -48,6 +49,7 @@ from usercredits.kernel.clock import Clock
 from usercredits.kernel.currencies import is_known_currency
 from usercredits.observability import logger, metrics
 from usercredits.settings import OrderingSettings, get_ordering_settings
+from usercredits.snapstart import prime_before_snapshot
 
 app = APIGatewayHttpResolver(enable_validation=True)
 register_error_handlers(app)
@@ -253,6 +255,10 @@ def handle_retire_offer(offerId: IdentifierPath) -> Response[None]:  # noqa: N80
     offers.retire_offer(offerId, catalog=deps.catalog, clock=deps.clock)
     metrics.add_metric(name="OffersRetired", unit=MetricUnit.Count, value=1)
     return Response(status_code=S.NO_CONTENT, body=None)
+
+
+# SnapStart: built before the snapshot, not on a restored environment's first request (usercredits.snapstart).
+prime_before_snapshot(dependencies, tables=[CreditsItem], modules=["stripe"], openapi=app.get_openapi_schema)
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)

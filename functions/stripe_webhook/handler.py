@@ -24,6 +24,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from usercredits.adapters.clock import build_clock
 from usercredits.adapters.dynamodb.catalog import DynamoCatalogRepository
 from usercredits.adapters.dynamodb.credits import DynamoCreditsRepository
+from usercredits.adapters.dynamodb.credits_table import CreditsItem
 from usercredits.adapters.dynamodb.orders import DynamoOrderRepository
 from usercredits.adapters.dynamodb.reversals import DynamoReversalRepository
 from usercredits.adapters.payments import build_payment_gateway
@@ -34,6 +35,7 @@ from usercredits.domain.stripe_events import StripeEventPorts, apply_stripe_even
 from usercredits.http import register_error_handlers
 from usercredits.observability import logger, metrics
 from usercredits.settings import StripeWebhookSettings, get_stripe_webhook_settings
+from usercredits.snapstart import prime_before_snapshot
 
 if TYPE_CHECKING:
     from usercredits.subscriptions.ports import SyncPorts
@@ -117,6 +119,10 @@ def handle_stripe_event() -> dict[str, Any]:
     logger.info("stripe event applied", extra={"event_id": event["id"], "type": kind, "outcome": outcome})
     metrics.add_metric(name="StripeEventsApplied", unit=MetricUnit.Count, value=1)
     return {"received": True}
+
+
+# SnapStart: built before the snapshot, not on a restored environment's first request (usercredits.snapstart).
+prime_before_snapshot(dependencies, tables=[CreditsItem], modules=["stripe"])
 
 
 @logger.inject_lambda_context

@@ -9,11 +9,8 @@ Skipped only when ``.aws-sam/build`` is missing (`make infra` builds it first).
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
-import subprocess
-import sys
 import threading
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -26,7 +23,7 @@ from devtools.build_inspection import layer_python
 from devtools.dynamodb_local import running_dynamodb_local
 from devtools.lambda_events import sign_webhook_event
 from devtools.local_tables import create_tables
-from devtools.runtime_api import Outcome, RuntimeApi
+from devtools.runtime_api import Outcome, run_function, runtime_folder
 
 from tests.conftest import http_event, load_event
 from tests.infrastructure.conftest import FunctionConfig, fake_environment
@@ -107,51 +104,25 @@ def event_bus() -> Iterator[EventBusStandIn]:
 @pytest.fixture(scope="module")
 def runtime_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """What Lambda's ``/var/runtime`` holds for us: the runtime client and its two dependencies, nothing else."""
-    folder = tmp_path_factory.mktemp("var-runtime")
-    origins = {name: importlib.util.find_spec(name) for name in ("awslambdaric", "simplejson", "snapshot_restore_py")}
-    paths = {name: Path(spec.origin) for name, spec in origins.items() if spec is not None and spec.origin}
-    sources = [paths["awslambdaric"].parent, paths["simplejson"].parent, paths["snapshot_restore_py"]]
-    sources += list(paths["awslambdaric"].parent.parent.glob("runtime_client*.so"))
-    for source in sources:
-        (folder / source.name).symlink_to(source)
-    return folder
+    return runtime_folder(tmp_path_factory.mktemp("var-runtime"))
 
 
 def _serve_one(
     config: FunctionConfig, env: dict[str, str], python_path: list[Path], cwd: Path, event: dict[str, Any]
 ) -> tuple[Outcome, str]:
-    with RuntimeApi() as api:
-        runtime = subprocess.Popen(
-            [sys.executable, "-S", "-B", "-m", "awslambdaric", config.handler],
-            cwd=cwd,
-            env={**env, "AWS_LAMBDA_RUNTIME_API": api.address, "PYTHONPATH": os.pathsep.join(map(str, python_path))},
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        try:
-            outcome = api.invoke(event, timeout=90)
-        finally:
-            runtime.kill()
-            output = runtime.communicate(timeout=30)[0]
-    return outcome, output
+    run = run_function(config.handler, task_root=cwd, python_path=python_path, env=env, events=[event])
+    return run.outcomes[0], run.output
 
 
-@pytest.mark.parametrize("folder", sorted(REQUESTS))
-def test_the_built_function_answers_under_the_runtime_interface_client(
-    folder: str,
-    build: Path,
-    native_dependencies: Path,
-    functions: dict[str, FunctionConfig],
+def _environment(
+    config: FunctionConfig,
     template: dict[str, Any],
+    task_root: Path,
     dynamodb_endpoint: str,
     event_bus: EventBusStandIn,
-    runtime_path: Path,
-) -> None:
-    # Given the built function, its layers, the runtime client and the template's environment on DynamoDB Local
-    config = functions[folder]
-    task_root = build / config.logical_id
-    env = {
+) -> dict[str, str]:
+    """The template's environment of ``config``, on DynamoDB Local and the bus stand-in, as Lambda sets it."""
+    return {
         **fake_environment(config, template),
         "CREDITS_TABLE_NAME": os.environ["CREDITS_TABLE_NAME"],
         "CUSTOMERS_TABLE_NAME": os.environ["CUSTOMERS_TABLE_NAME"],
@@ -169,6 +140,23 @@ def test_the_built_function_answers_under_the_runtime_interface_client(
         "LAMBDA_TASK_ROOT": str(task_root),
         "PATH": os.environ.get("PATH", ""),
     }
+
+
+@pytest.mark.parametrize("folder", sorted(REQUESTS))
+def test_the_built_function_answers_under_the_runtime_interface_client(
+    folder: str,
+    build: Path,
+    native_dependencies: Path,
+    functions: dict[str, FunctionConfig],
+    template: dict[str, Any],
+    dynamodb_endpoint: str,
+    event_bus: EventBusStandIn,
+    runtime_path: Path,
+) -> None:
+    # Given the built function, its layers, the runtime client and the template's environment on DynamoDB Local
+    config = functions[folder]
+    task_root = build / config.logical_id
+    env = _environment(config, template, task_root, dynamodb_endpoint, event_bus)
     python_path = [task_root, layer_python("DomainLayer", build), native_dependencies, runtime_path]
     build_event, accepted = REQUESTS[folder]
     # When the runtime client loads the handler and polls for one event
@@ -178,3 +166,29 @@ def test_the_built_function_answers_under_the_runtime_interface_client(
     assert accepted(outcome.body), f"{folder} answered {outcome.body}\n{output[-3000:]}"
     if folder == "event_publisher":  # and what it published reached the bus
         assert [entry["DetailType"] for entry in event_bus.entries] == ["OrderPaid", "CreditsGranted"]
+
+
+@pytest.mark.parametrize("folder", ["consumption", "customers", "ordering", "stripe_webhook"])
+def test_an_api_function_primes_before_its_snapshot_and_answers_once_restored(
+    folder: str,
+    build: Path,
+    native_dependencies: Path,
+    functions: dict[str, FunctionConfig],
+    template: dict[str, Any],
+    dynamodb_endpoint: str,
+    event_bus: EventBusStandIn,
+    runtime_path: Path,
+) -> None:
+    # Given a SnapStart init (the runtime runs the hooks the handler registered around the snapshot)
+    config = functions[folder]
+    task_root = build / config.logical_id
+    env = _environment(config, template, task_root, dynamodb_endpoint, event_bus)
+    env["AWS_LAMBDA_INITIALIZATION_TYPE"] = "snap-start"
+    python_path = [task_root, layer_python("DomainLayer", build), native_dependencies, runtime_path]
+    build_event, accepted = REQUESTS[folder]
+    # When it is snapshotted, restored and invoked
+    outcome, output = _serve_one(config, env, python_path, task_root, build_event())
+    # Then it primed before the snapshot, restored without error, and answered
+    assert outcome.kind == "response", f"{folder}: {outcome}\n{output[-3000:]}"
+    assert accepted(outcome.body), f"{folder} answered {outcome.body}\n{output[-3000:]}"
+    assert "primed before the snapshot" in output

@@ -27,3 +27,11 @@ def new_ulid(now: datetime) -> str:
         value, index = divmod(value, 32)
         chars.append(_ALPHABET[index])
     return "".join(reversed(chars))
+
+
+def forget_last() -> None:
+    """Start the monotonic sequence afresh (after a SnapStart restore, environments restored from one snapshot would
+    otherwise continue the same sequence)."""
+    global _last  # noqa: PLW0603 - see new_ulid
+    with _lock:
+        _last = 0

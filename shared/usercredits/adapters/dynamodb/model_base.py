@@ -32,3 +32,8 @@ def share_connection(base: type[Model]) -> None:
 class MoneyAttribute(MapAttribute[str, Any]):
     amount = NumberAttribute()
     currency = UnicodeAttribute()
+
+
+def open_client(base: type[Model]) -> None:
+    """Create the botocore client of ``base``'s table now (no request is sent): what a first request would do."""
+    _ = base._get_connection().connection.client
