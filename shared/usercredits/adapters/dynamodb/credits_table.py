@@ -48,7 +48,14 @@ from pynamodb.attributes import (
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, KeysOnlyProjection, LocalSecondaryIndex
 from pynamodb.models import Model
 
-from usercredits.adapters.dynamodb.model_base import REGION, MoneyAttribute, share_connection
+from usercredits.adapters.dynamodb.model_base import (
+    CONNECT_TIMEOUT_SECONDS,
+    MAX_RETRY_ATTEMPTS,
+    READ_TIMEOUT_SECONDS,
+    REGION,
+    MoneyAttribute,
+    share_connection,
+)
 
 
 class ByPaymentIntentIndex(GlobalSecondaryIndex["CreditsItem"]):
@@ -90,6 +97,9 @@ class CreditsItem(Model):
         table_name = os.environ.get("CREDITS_TABLE_NAME", "user-credits-credits")
         region = REGION
         billing_mode = "PAY_PER_REQUEST"
+        connect_timeout_seconds = CONNECT_TIMEOUT_SECONDS
+        read_timeout_seconds = READ_TIMEOUT_SECONDS
+        max_retry_attempts = MAX_RETRY_ATTEMPTS
 
     pk = UnicodeAttribute(hash_key=True)
     sk = UnicodeAttribute(range_key=True)
