@@ -90,11 +90,29 @@ def test_table_is_on_demand_recoverable_encrypted_and_retained(
     assert properties["BillingMode"] == "PAY_PER_REQUEST"
     assert TABLE_MODELS[logical_id].Meta.billing_mode == "PAY_PER_REQUEST"
     assert properties["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
-    assert properties["SSESpecification"]["SSEEnabled"] is True
+    # encrypted with the AWS-owned key (free; SSEEnabled false) unless a customer-managed key's ARN is given
+    assert properties["SSESpecification"] == {
+        "Fn::If": [
+            "HasTableKmsKey",
+            {"SSEEnabled": True, "SSEType": "KMS", "KMSMasterKeyId": {"Ref": "TableKmsKeyArn"}},
+            {"SSEEnabled": False},
+        ]
+    }
+    assert properties["DeletionProtectionEnabled"] == {"Ref": "TableDeletionProtection"}
     assert resource["DeletionPolicy"] == "Retain"
     assert resource["UpdateReplacePolicy"] == "Retain"
     # CloudFormation names the tables (the functions get the names through the env), so a stack can be replaced.
     assert "TableName" not in properties
+
+
+def test_table_protection_and_key_parameters(template: dict[str, Any]) -> None:
+    # Given the parameters the tables use
+    parameters, conditions = template["Parameters"], template["Conditions"]
+    # Then deletion protection is on unless turned off, and the key is the AWS-owned one unless an ARN is given
+    assert parameters["TableDeletionProtection"]["Default"] == "true"
+    assert parameters["TableDeletionProtection"]["AllowedValues"] == ["true", "false"]
+    assert parameters["TableKmsKeyArn"]["Default"] == ""
+    assert conditions["HasTableKmsKey"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "TableKmsKeyArn"}, ""]}]}
 
 
 # ----------------------------------------------------------------------------------- devtools.local_tables on moto
