@@ -14,6 +14,7 @@ from devtools.cfn import resources_of_type
 from devtools.local_tables import LocalTableError, create_tables
 from moto import mock_aws
 
+from usercredits.adapters.dynamodb.credits_table import EXPIRY_INDEX_ATTRIBUTES, HoldItem, LotItem
 from usercredits.adapters.dynamodb.tables import TABLE_MODELS
 
 TABLES = sorted(TABLE_MODELS)
@@ -27,12 +28,19 @@ def _attributes(definitions: Sequence[Mapping[str, Any]]) -> set[tuple[str, str]
     return {(attr["AttributeName"], attr["AttributeType"]) for attr in definitions}
 
 
-def _indexes(indexes: Sequence[Mapping[str, Any]] | None, name_key: str) -> dict[str, tuple[set[Any], str]]:
-    """Index name -> (key schema, projection type), from CloudFormation (IndexName) or PynamoDB (index_name)."""
+def _indexes(
+    indexes: Sequence[Mapping[str, Any]] | None, name_key: str
+) -> dict[str, tuple[set[Any], str, frozenset[str]]]:
+    """Index name -> (key schema, projection type, projected attributes), from CloudFormation (IndexName) or
+    PynamoDB (index_name)."""
     found = {}
     for index in indexes or []:
         projection = index.get("Projection") or index.get("projection") or {}
-        found[index[name_key]] = (_keys(index.get("KeySchema") or index["key_schema"]), projection["ProjectionType"])
+        found[index[name_key]] = (
+            _keys(index.get("KeySchema") or index["key_schema"]),
+            projection["ProjectionType"],
+            frozenset(projection.get("NonKeyAttributes") or ()),
+        )
     return found
 
 
@@ -103,6 +111,17 @@ def test_table_is_on_demand_recoverable_encrypted_and_retained(
     assert resource["UpdateReplacePolicy"] == "Retain"
     # CloudFormation names the tables (the functions get the names through the env), so a stack can be replaced.
     assert "TableName" not in properties
+
+
+def test_the_expiry_index_projects_all_the_scan_reads() -> None:
+    # Given every attribute of the items the expiry scan reads whole from ByExpiry (lots and holds)
+    not_projected = {"pk", "sk", "expiryBucket", "expiresAt", "ttl", "paymentIntentId", "groupEntry"}
+    for model in (LotItem, HoldItem):
+        names = {attribute.attr_name for attribute in model.get_attributes().values()} - not_projected
+        # Then the index projects each of them (a lot or hold read from it is whole), and a group's name and balance
+        assert names <= set(EXPIRY_INDEX_ATTRIBUTES), model.__name__
+    assert {"userId", "offerGroup", "balance"} <= set(EXPIRY_INDEX_ATTRIBUTES)
+    assert not {"journal", "purchases"} & set(EXPIRY_INDEX_ATTRIBUTES)
 
 
 def test_table_protection_and_key_parameters(template: dict[str, Any]) -> None:

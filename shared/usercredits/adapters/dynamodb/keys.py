@@ -134,7 +134,7 @@ OUTBOX_REPLAY_PK = "OUTBOX-REPLAY"
 
 
 def outbox_replay_sk(outbox_pk: str, outbox_sk: str) -> str:
-    """The replay marker of the outbox item ``outbox_pk``/``outbox_sk`` (one per item: its events' ids share its key)."""
+    """The replay marker of the outbox item ``outbox_pk``/``outbox_sk`` (its events' ids all share its key)."""
     return f"{outbox_pk}|{outbox_sk}"
 
 
