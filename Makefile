@@ -23,11 +23,12 @@ UV_VERSION := 0.13.8
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
 
-$(VENV)/.installed: pyproject.toml devtools/requirements.py
+$(VENV)/.installed: pyproject.toml devtools/requirements.py layers/dependencies/requirements.txt
 	@[ "$$($(PYTHON) -c 'import platform; print(platform.python_version())')" = "$(PYTHON_VERSION)" ] || \
 	  { echo "need Python $(PYTHON_VERSION) (see .python-version), got $(PYTHON)"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --disable-pip-version-check $$($(PYTHON) devtools/requirements.py dev)
+	$(PY) -m pip install -q --disable-pip-version-check $$($(PYTHON) devtools/requirements.py dev) \
+	  -c <($(PYTHON) devtools/requirements.py locked)
 	touch $@
 
 $(TOOLS_VENV)/.installed:

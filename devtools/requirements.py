@@ -1,5 +1,6 @@
 """Print the pinned requirements of pyproject.toml: ``runtime`` (the layer's) or ``dev`` (runtime plus the dev group);
-``check``: the layer's lock file (layers/dependencies/requirements.txt) pins pyproject's runtime requirements.
+``locked``: the layer's lock file's pins (layers/dependencies/requirements.txt) without hashes, the dev venv's
+constraints, so the tests run the versions the layer ships; ``check``: the lock holds pyproject's runtime pins.
 
 The lock is written by ``make deps`` (``uv pip compile --generate-hashes`` of the runtime list for Lambda's arm64
 Python): every transitive dependency pinned with the hashes of its files, so the layer is rebuilt byte for byte and
@@ -36,6 +37,11 @@ def lock_mismatches(lock_text: str) -> list[str]:
 
 def main() -> None:
     which = sys.argv[1] if len(sys.argv) > 1 else "runtime"
+    if which == "locked":  # the lock's pins without their hashes: constraints for the dev venv (pip -c)
+        from devtools.build_inspection import parse_pins
+
+        print("\n".join(f"{name}=={version}" for name, version in parse_pins(LOCK.read_text(encoding="utf-8")).items()))
+        return
     if which == "check":
         stale = lock_mismatches(LOCK.read_text(encoding="utf-8"))
         if stale:
