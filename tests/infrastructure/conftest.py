@@ -97,3 +97,42 @@ def native_dependencies(build: Path) -> Path:
         assert result.returncode == 0, f"native DependenciesLayer build failed:\n{result.stdout}\n{result.stderr}"
     assert layer_missing_pins(python_dir) == {}
     return python_dir
+
+
+def policy_statements(config: FunctionConfig) -> list[dict[str, Any]]:
+    """The inline statements of the function's Policies (those under a condition's ``Fn::If`` included)."""
+    statements: list[dict[str, Any]] = []
+    for entry in config.prop("Policies") or []:
+        policy = entry["Fn::If"][1] if isinstance(entry, dict) and "Fn::If" in entry else entry
+        if isinstance(policy, dict):
+            statements.extend(policy.get("Statement") or [])
+    return statements
+
+
+def _resource_table(resource: Any) -> tuple[str, str] | None:
+    """(table logical id, "table" | "index") of a ``!GetAtt T.Arn`` or ``!Sub "${T.Arn}/index/*"`` resource."""
+    if isinstance(resource, dict) and "Fn::GetAtt" in resource and resource["Fn::GetAtt"][1] == "Arn":
+        return resource["Fn::GetAtt"][0], "table"
+    if isinstance(resource, dict) and isinstance(resource.get("Fn::Sub"), str):
+        text = resource["Fn::Sub"]
+        if text.startswith("${") and text.endswith(".Arn}/index/*"):
+            return text[2 : -len(".Arn}/index/*")], "index"
+    return None
+
+
+def dynamodb_grants(config: FunctionConfig) -> dict[str, dict[str, set[str]]]:
+    """Table logical id -> {"table" | "index": the DynamoDB actions the function's inline statements allow there}."""
+    grants: dict[str, dict[str, set[str]]] = {}
+    for statement in policy_statements(config):
+        actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+        dynamodb = {action for action in actions if action.startswith("dynamodb:")}
+        if not dynamodb:
+            continue
+        assert statement["Effect"] == "Allow"
+        resources = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+        for resource in resources:
+            target = _resource_table(resource)
+            assert target is not None, f"{config.logical_id}: DynamoDB access to {resource} (not a table of the stack)"
+            table, kind = target
+            grants.setdefault(table, {}).setdefault(kind, set()).update(dynamodb)
+    return grants

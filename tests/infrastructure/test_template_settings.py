@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.infrastructure.conftest import FunctionConfig, fake_environment
+from tests.infrastructure.conftest import FunctionConfig, dynamodb_grants, fake_environment
 from usercredits.settings import SETTINGS_BY_FUNCTION
 
 FOLDERS = sorted(SETTINGS_BY_FUNCTION)
@@ -98,8 +98,10 @@ def test_table_env_vars_reference_tables_with_matching_dynamodb_policies(
             assert resources[value["Ref"]]["Type"] == "AWS::DynamoDB::Table", f"{name} must name a table"
             tables_in_env.add(value["Ref"])
     # When the DynamoDB policy templates of the function are read
-    granted = _policy_targets(config, "DynamoDBCrudPolicy", "TableName") | _policy_targets(
-        config, "DynamoDBReadPolicy", "TableName"
+    granted = (
+        _policy_targets(config, "DynamoDBCrudPolicy", "TableName")
+        | _policy_targets(config, "DynamoDBReadPolicy", "TableName")
+        | set(dynamodb_grants(config))
     )
     # (a function fed by a table's stream uses that table through its event source mapping, not through the API)
     events = template["Resources"][config.logical_id]["Properties"].get("Events") or {}

@@ -14,6 +14,7 @@ from devtools.cfn import resources_of_type
 from devtools.local_tables import LocalTableError, create_tables
 from moto import mock_aws
 
+from usercredits.adapters.dynamodb.credits_table import EXPIRY_INDEX_ATTRIBUTES, HoldItem, LotItem
 from usercredits.adapters.dynamodb.tables import TABLE_MODELS
 
 TABLES = sorted(TABLE_MODELS)
@@ -27,12 +28,19 @@ def _attributes(definitions: Sequence[Mapping[str, Any]]) -> set[tuple[str, str]
     return {(attr["AttributeName"], attr["AttributeType"]) for attr in definitions}
 
 
-def _indexes(indexes: Sequence[Mapping[str, Any]] | None, name_key: str) -> dict[str, tuple[set[Any], str]]:
-    """Index name -> (key schema, projection type), from CloudFormation (IndexName) or PynamoDB (index_name)."""
+def _indexes(
+    indexes: Sequence[Mapping[str, Any]] | None, name_key: str
+) -> dict[str, tuple[set[Any], str, frozenset[str]]]:
+    """Index name -> (key schema, projection type, projected attributes), from CloudFormation (IndexName) or
+    PynamoDB (index_name)."""
     found = {}
     for index in indexes or []:
         projection = index.get("Projection") or index.get("projection") or {}
-        found[index[name_key]] = (_keys(index.get("KeySchema") or index["key_schema"]), projection["ProjectionType"])
+        found[index[name_key]] = (
+            _keys(index.get("KeySchema") or index["key_schema"]),
+            projection["ProjectionType"],
+            frozenset(projection.get("NonKeyAttributes") or ()),
+        )
     return found
 
 
@@ -90,11 +98,40 @@ def test_table_is_on_demand_recoverable_encrypted_and_retained(
     assert properties["BillingMode"] == "PAY_PER_REQUEST"
     assert TABLE_MODELS[logical_id].Meta.billing_mode == "PAY_PER_REQUEST"
     assert properties["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
-    assert properties["SSESpecification"]["SSEEnabled"] is True
+    # encrypted with the AWS-owned key (free; SSEEnabled false) unless a customer-managed key's ARN is given
+    assert properties["SSESpecification"] == {
+        "Fn::If": [
+            "HasTableKmsKey",
+            {"SSEEnabled": True, "SSEType": "KMS", "KMSMasterKeyId": {"Ref": "TableKmsKeyArn"}},
+            {"SSEEnabled": False},
+        ]
+    }
+    assert properties["DeletionProtectionEnabled"] == {"Ref": "TableDeletionProtection"}
     assert resource["DeletionPolicy"] == "Retain"
     assert resource["UpdateReplacePolicy"] == "Retain"
     # CloudFormation names the tables (the functions get the names through the env), so a stack can be replaced.
     assert "TableName" not in properties
+
+
+def test_the_expiry_index_projects_all_the_scan_reads() -> None:
+    # Given every attribute of the items the expiry scan reads whole from ByExpiry (lots and holds)
+    not_projected = {"pk", "sk", "expiryBucket", "expiresAt", "ttl", "paymentIntentId", "groupEntry"}
+    for model in (LotItem, HoldItem):
+        names = {attribute.attr_name for attribute in model.get_attributes().values()} - not_projected
+        # Then the index projects each of them (a lot or hold read from it is whole), and a group's name and balance
+        assert names <= set(EXPIRY_INDEX_ATTRIBUTES), model.__name__
+    assert {"userId", "offerGroup", "balance"} <= set(EXPIRY_INDEX_ATTRIBUTES)
+    assert not {"journal", "purchases"} & set(EXPIRY_INDEX_ATTRIBUTES)
+
+
+def test_table_protection_and_key_parameters(template: dict[str, Any]) -> None:
+    # Given the parameters the tables use
+    parameters, conditions = template["Parameters"], template["Conditions"]
+    # Then deletion protection is on unless turned off, and the key is the AWS-owned one unless an ARN is given
+    assert parameters["TableDeletionProtection"]["Default"] == "true"
+    assert parameters["TableDeletionProtection"]["AllowedValues"] == ["true", "false"]
+    assert parameters["TableKmsKeyArn"]["Default"] == ""
+    assert conditions["HasTableKmsKey"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "TableKmsKeyArn"}, ""]}]}
 
 
 # ----------------------------------------------------------------------------------- devtools.local_tables on moto

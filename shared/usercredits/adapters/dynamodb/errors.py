@@ -32,8 +32,11 @@ _RETRYABLE = frozenset(
 
 
 def cause_code(exc: PynamoDBException) -> str | None:
-    """The DynamoDB error code behind a PynamoDB exception."""
-    return exc.cause_response_code
+    """The DynamoDB error code behind a PynamoDB exception; None when no answer came (a timeout or a refused
+    connection: botocore's error then has ``response = None``, which PynamoDB's ``cause_response_code`` trips on)."""
+    response = getattr(exc.cause, "response", None) or {}
+    code = response.get("Error", {}).get("Code")
+    return str(code) if code is not None else None
 
 
 def condition_failed(exc: PynamoDBException, *, or_conflict: bool = False) -> bool:
@@ -42,7 +45,7 @@ def condition_failed(exc: PynamoDBException, *, or_conflict: bool = False) -> bo
     codes = (
         {CONDITION_FAILED_EXCEPTION, TRANSACTION_CONFLICT_EXCEPTION} if or_conflict else {CONDITION_FAILED_EXCEPTION}
     )
-    return exc.cause_response_code in codes
+    return cause_code(exc) in codes
 
 
 def translate_errors[**P, R](func: Callable[P, R]) -> Callable[P, R]:

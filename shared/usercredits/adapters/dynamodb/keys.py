@@ -129,6 +129,15 @@ def _sortable(moment: datetime) -> str:
     return f"{at.year:04d}{at.month:02d}{at.day:02d}T{at.hour:02d}{at.minute:02d}{at.second:02d}.{at.microsecond:06d}"
 
 
+#: The outbox replay's markers (``devtools.replay_outbox``), in a partition of their own: no user's reads meet them.
+OUTBOX_REPLAY_PK = "OUTBOX-REPLAY"
+
+
+def outbox_replay_sk(outbox_pk: str, outbox_sk: str) -> str:
+    """The replay marker of the outbox item ``outbox_pk``/``outbox_sk`` (its events' ids all share its key)."""
+    return f"{outbox_pk}|{outbox_sk}"
+
+
 # --- the customers table ---------------------------------------------------------------------------------------------
 
 PROFILE_SK = "PROFILE"

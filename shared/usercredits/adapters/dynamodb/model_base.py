@@ -1,5 +1,5 @@
-"""What every table's PynamoDB models share: the region, the money attribute, and one connection (one botocore
-client) per table."""
+"""What every table's PynamoDB models share: the region, the client's timeouts and retries, the money attribute, and
+one connection (one botocore client) per table."""
 
 from __future__ import annotations
 
@@ -10,6 +10,22 @@ from pynamodb.attributes import MapAttribute, NumberAttribute, UnicodeAttribute
 from pynamodb.models import Model
 
 REGION = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+
+# The DynamoDB client's limits, so that a stuck call ends as the contract's 503 (a timeout is an UnavailableError,
+# see errors.py) well inside the functions' 15 s timeout (template.yaml) instead of as a Lambda timeout. PynamoDB's
+# defaults (15 s connect, 30 s read, 3 retries) could wait minutes. In-region DynamoDB answers in milliseconds; the
+# worst case is ``call_budget_seconds()``: 3 attempts x (1 s + 2 s) + the standard retry mode's backoff (<= 1 s, 2 s).
+CONNECT_TIMEOUT_SECONDS = 1
+READ_TIMEOUT_SECONDS = 2
+MAX_RETRY_ATTEMPTS = 2
+
+
+def call_budget_seconds() -> float:
+    """The longest one DynamoDB call can take before it fails: every attempt timing out, with the longest backoffs
+    of botocore's standard retry mode (a random wait of at most 2^n seconds before retry n + 1)."""
+    attempts = MAX_RETRY_ATTEMPTS + 1
+    backoffs = sum(1 << retry for retry in range(MAX_RETRY_ATTEMPTS))
+    return attempts * (CONNECT_TIMEOUT_SECONDS + READ_TIMEOUT_SECONDS) + backoffs
 
 
 def share_connection(base: type[Model]) -> None:
