@@ -7,6 +7,8 @@ import urllib.parse
 from dataclasses import dataclass
 from typing import Any
 
+from devtools.lambda_events import route_pattern
+
 
 @dataclass(frozen=True)
 class Route:
@@ -26,19 +28,10 @@ class Route:
 
 def compile_route(method: str, path: str, function: str, authorized: bool = True) -> Route:
     """``/orders/{orderId}`` -> a regex with named groups; ``{proxy+}`` matches the rest of the path."""
-    parts, rank = [], []
+    rank = []
     for segment in path.strip("/").split("/"):
-        if greedy := re.fullmatch(r"\{(\w+)\+\}", segment):
-            parts.append(f"(?P<{greedy.group(1)}>.+)")
-            rank.append(2)
-        elif param := re.fullmatch(r"\{(\w+)\}", segment):
-            parts.append(f"(?P<{param.group(1)}>[^/]+)")
-            rank.append(1)
-        else:
-            parts.append(re.escape(segment))
-            rank.append(0)
-    regex = "^/" + "/".join(parts) + "$" if path.strip("/") else "^/$"
-    return Route(method.upper(), path, function, authorized, re.compile(regex), tuple(rank))
+        rank.append(2 if segment.endswith("+}") else 1 if segment.startswith("{") else 0)
+    return Route(method.upper(), path, function, authorized, route_pattern(path), tuple(rank))
 
 
 def _route_is_authorized(event_properties: dict[str, Any]) -> bool:
@@ -65,10 +58,14 @@ def template_routes(template: dict[str, Any] | None = None) -> list[Route]:
 
 
 def match_route(routes: list[Route], method: str, path: str) -> tuple[Route, dict[str, str]] | None:
-    """The most specific route for ``method path`` (``ANY`` matches every method), with decoded path parameters."""
+    """The most specific route for ``method path`` (``ANY`` matches every method), with its path parameters.
+
+    As API Gateway HTTP APIs do, the path is decoded once, then routed: ``/admin/users/auth0%7Cabc/grants`` is user
+    ``auth0|abc``, and an encoded ``/`` (``%2F``) splits the segment (no route)."""
+    decoded = urllib.parse.unquote(path)
     for route in routes:
         if route.method not in (method, "ANY"):
             continue
-        if found := route.pattern.match(path):
-            return route, {name: urllib.parse.unquote(value) for name, value in found.groupdict().items()}
+        if found := route.pattern.match(decoded):
+            return route, found.groupdict()
     return None
