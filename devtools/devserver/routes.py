@@ -20,18 +20,21 @@ class Route:
     authorized: bool
     pattern: re.Pattern[str]
     specificity: tuple[int, ...]
+    scopes: tuple[str, ...] = ()  # the event's Auth.AuthorizationScopes: the token needs one of them
 
     @property
     def route_key(self) -> str:
         return f"{self.method} {self.path}"
 
 
-def compile_route(method: str, path: str, function: str, authorized: bool = True) -> Route:
+def compile_route(
+    method: str, path: str, function: str, authorized: bool = True, scopes: tuple[str, ...] = ()
+) -> Route:
     """``/orders/{orderId}`` -> a regex with named groups; ``{proxy+}`` matches the rest of the path."""
     rank = []
     for segment in path.strip("/").split("/"):
         rank.append(2 if segment.endswith("+}") else 1 if segment.startswith("{") else 0)
-    return Route(method.upper(), path, function, authorized, route_pattern(path), tuple(rank))
+    return Route(method.upper(), path, function, authorized, route_pattern(path), tuple(rank), scopes)
 
 
 def _route_is_authorized(event_properties: dict[str, Any]) -> bool:
@@ -44,14 +47,20 @@ def template_routes(template: dict[str, Any] | None = None) -> list[Route]:
     from devtools.cfn import http_routes, load_template, resources_of_type
 
     template = template or load_template()
-    unauthorized = set()
+    unauthorized, scopes = set(), {}
     for resource in resources_of_type("AWS::Serverless::Function", template).values():
         for event in ((resource.get("Properties") or {}).get("Events") or {}).values():
             props = event.get("Properties") or {}
-            if event.get("Type") == "HttpApi" and not _route_is_authorized(props):
-                unauthorized.add((str(props.get("Method", "")).upper(), props.get("Path")))
+            if event.get("Type") != "HttpApi":
+                continue
+            key = (str(props.get("Method", "")).upper(), props.get("Path"))
+            if not _route_is_authorized(props):
+                unauthorized.add(key)
+            scopes[key] = tuple((props.get("Auth") or {}).get("AuthorizationScopes") or ())
     routes = [
-        compile_route(r.method, r.path, r.function, (r.method, r.path) not in unauthorized)
+        compile_route(
+            r.method, r.path, r.function, (r.method, r.path) not in unauthorized, scopes.get((r.method, r.path), ())
+        )
         for r in http_routes(template)
     ]
     return sorted(routes, key=lambda route: (route.specificity, route.path, route.method))
