@@ -40,6 +40,10 @@ class DevServer(ThreadingHTTPServer):
 
     daemon_threads = True
     allow_reuse_address = True
+    # The listen backlog: the stdlib's 5 made bursts of concurrent clients see refused or reset connections (API
+    # Gateway never refuses a connection). Each connection gets its own thread; each function still runs one
+    # request at a time, as one Lambda container does (``HandlerRegistry.invoke``).
+    request_queue_size = 256
 
     def __init__(
         self, address: tuple[str, int], registry: HandlerRegistry, routes: list[Route], cors: CorsConfig | None = None
