@@ -50,7 +50,9 @@ ERROR_TABLE: dict[type[errors.DomainError], tuple[HTTPStatus, str]] = {
     errors.InvalidSignatureError: (HTTPStatus.BAD_REQUEST, "invalid_signature"),
     errors.UnavailableError: (HTTPStatus.SERVICE_UNAVAILABLE, "unavailable"),
     errors.PaymentGatewayError: (HTTPStatus.BAD_GATEWAY, "payment_gateway_error"),
-    errors.PersistenceError: (HTTPStatus.SERVICE_UNAVAILABLE, "unavailable"),
+    # A storage failure that is not throttling or a timeout (DynamoDB refusing a request): retrying cannot help, so it
+    # is no 503; the edge's limits keep every request DynamoDB would refuse from reaching it.
+    errors.PersistenceError: (HTTPStatus.INTERNAL_SERVER_ERROR, "internal_error"),
 }
 
 

@@ -299,6 +299,28 @@ def test_an_idempotency_key_at_the_byte_limit_works_and_repeats(ordering_api: Ca
     assert in_body[0] == S.OK, in_body
 
 
+def test_only_throttling_and_timeouts_are_a_503_a_storage_refusal_is_not(
+    consumption_api: Call, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from consumption import handler
+    from usercredits.errors import PersistenceError, UnavailableError
+
+    def refused(*_: Any, **__: Any) -> None:
+        raise PersistenceError("storage error: ValidationException")
+
+    def throttled(*_: Any, **__: Any) -> None:
+        raise UnavailableError("storage is busy (ThrottlingException); retry shortly", retry_after=1)
+
+    # A refusal that no retry can cure is a 500 (logged, alarmed on), never a 503 a client would retry forever
+    monkeypatch.setattr(handler.balances, "list_credits", refused)
+    status, body, headers = consumption_api("consumption/get_credits.json")
+    assert (status, body["error"], "Retry-After" in headers) == (S.INTERNAL_SERVER_ERROR, "internal_error", False)
+    # while throttling is the 503 with Retry-After
+    monkeypatch.setattr(handler.balances, "list_credits", throttled)
+    status, body, headers = consumption_api("consumption/get_credits.json")
+    assert (status, body["error"], headers.get("Retry-After")) == (S.SERVICE_UNAVAILABLE, "unavailable", "1")
+
+
 # ---------------------------------------------------------------------------- 6. admin routes authorize first
 def test_every_admin_route_refuses_a_user_token_whatever_the_body(moto_tables: None, lambda_context: Any) -> None:
     import importlib
