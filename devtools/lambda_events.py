@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import copy
 import json
+import re
 import secrets
 import time
 import urllib.parse
@@ -57,6 +58,27 @@ def authorizer_context(claims: Mapping[str, Any]) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------------------------------- the request
+def route_pattern(route_path: str) -> re.Pattern[str]:
+    """``/orders/{orderId}`` -> a regex with a named group a parameter; ``{proxy+}`` matches the rest of the path."""
+    parts = []
+    for segment in route_path.strip("/").split("/"):
+        if greedy := re.fullmatch(r"\{(\w+)\+\}", segment):
+            parts.append(f"(?P<{greedy.group(1)}>.+)")
+        elif param := re.fullmatch(r"\{(\w+)\}", segment):
+            parts.append(f"(?P<{param.group(1)}>[^/]+)")
+        else:
+            parts.append(re.escape(segment))
+    return re.compile("^/" + "/".join(parts) + "$" if route_path.strip("/") else "^/$")
+
+
+def route_parameters(route_key: str, path: str) -> dict[str, str]:
+    """API Gateway's ``pathParameters`` of a request on ``path`` (already decoded) that ``route_key`` (``GET
+    /orders/{orderId}``) routed; empty when the route has none or does not match."""
+    route_path = route_key.partition(" ")[2]
+    found = route_pattern(route_path).match(path) if "{" in route_path else None
+    return found.groupdict() if found else {}
+
+
 def query_parameters(raw_query: str) -> dict[str, str]:
     """API Gateway's ``queryStringParameters``: decoded, repeated names comma-joined."""
     params: dict[str, str] = {}
@@ -143,6 +165,15 @@ def _set_body(event: dict[str, Any], body: bytes | str) -> None:
         event["body"] = text
 
 
+def _set_path(event: dict[str, Any], path: str | None, path_parameters: Mapping[str, str] | None) -> None:
+    if path is not None:
+        # API Gateway HTTP APIs decode the path once, route on it and hand both over decoded.
+        event["rawPath"] = event["requestContext"]["http"]["path"] = urllib.parse.unquote(path)
+        if path_parameters is None:
+            path_parameters = route_parameters(str(event.get("routeKey") or ""), event["rawPath"])
+    _set_or_drop(event, "pathParameters", dict(path_parameters or {}))
+
+
 def http_api_event(
     base: Mapping[str, Any],
     *,
@@ -160,6 +191,8 @@ def http_api_event(
     """A copy of ``base`` (a sample of ``events/`` or :func:`new_event`) as the request given; ``None`` keeps the
     base's.
 
+    ``path``: the path as the client sent it (percent-encoded or not); the event holds it decoded, with the
+    ``pathParameters`` its route key gives it unless ``path_parameters`` are given (as API Gateway does).
     ``query``: a raw query string (kept as sent, parsed like API Gateway) or a mapping (its parameters as they are);
     empty drops the parameters. ``headers`` are added lower-cased. ``body``: ``bytes`` are the raw body (see
     :func:`encode_body`; empty: no body), a ``str`` is the event's body as is; either drops the base's
@@ -170,12 +203,10 @@ def http_api_event(
     http = context.setdefault("http", {})
     if method is not None:
         http["method"] = method
-    if path is not None:
-        event["rawPath"] = http["path"] = path
     if route_key is not None:
         event["routeKey"] = context["routeKey"] = route_key
-    if path_parameters is not None:
-        _set_or_drop(event, "pathParameters", dict(path_parameters))
+    if path is not None or path_parameters is not None:
+        _set_path(event, path, path_parameters)
     if query is not None:
         _set_query(event, query)
     event_headers = dict(event.get("headers") or {})

@@ -37,3 +37,16 @@ def verify_bearer(authorization: str | None, secret: str | None = None) -> dict[
     if not isinstance(claims["sub"], str) or not claims["sub"]:
         raise UnauthorizedRequestError("invalid token: sub must be a non-empty string")
     return claims
+
+
+def token_scopes(claims: dict[str, Any]) -> set[str]:
+    """The scopes of a token, as API Gateway's JWT authorizer reads them: the ``scope`` or ``scp`` claim (a
+    space-separated string or a list)."""
+    found: set[str] = set()
+    for name in ("scope", "scp"):
+        value = claims.get(name)
+        if isinstance(value, str):
+            found |= set(value.split())
+        elif isinstance(value, list):
+            found |= {str(scope) for scope in value}
+    return found

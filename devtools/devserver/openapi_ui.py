@@ -4,11 +4,12 @@ from the assets bundled with Powertools, no CDN)."""
 from __future__ import annotations
 
 import contextlib
+import importlib
 import urllib.parse
 from collections.abc import Callable
 from pathlib import Path
 
-from devtools.devserver.environment import FUNCTIONS_DIR, ROOT
+from devtools.devserver.environment import ROOT
 from devtools.devserver.replies import Reply
 
 SECURITY_SCHEME = "bearerAuth"
@@ -17,8 +18,7 @@ SECURITY_SCHEME = "bearerAuth"
 def merged_openapi(base_url: str, folders: list[str]) -> str:
     """One OpenAPI document for the HTTP functions in ``folders`` (their ``app`` resolvers), with bearer JWT auth.
 
-    The handlers are already imported as ``<folder>.handler``, and ``project_root=functions/`` makes Powertools reuse
-    those modules instead of executing the files a second time.
+    The handlers are already imported as ``<folder>.handler``: their resolvers' documents are merged.
     """
     from aws_lambda_powertools.event_handler.openapi.merge import OpenAPIMerge
 
@@ -34,14 +34,10 @@ def merged_openapi(base_url: str, folders: list[str]) -> str:
         security=[{SECURITY_SCHEME: []}],
         on_conflict="first",
     )
-    others = sorted(p.parent.name for p in FUNCTIONS_DIR.glob("*/handler.py") if p.parent.name not in folders)
-    merge.discover(
-        path=FUNCTIONS_DIR,
-        pattern="*/handler.py",
-        exclude=[f"{name}/*" for name in others] + ["**/__pycache__/**"],
-        resolver_name="app",
-        project_root=FUNCTIONS_DIR,
-    )
+    # The imported apps' own documents, not discovered files: discovery finds resolvers by the name of the class
+    # called, and ``app = HttpApiResolver()`` (our subclass of Powertools' resolver) is not a name it knows.
+    for folder in folders:
+        merge.add_schema(importlib.import_module(f"{folder}.handler").app.get_openapi_schema())
     return merge.get_openapi_json_schema()  # serialised through Powertools' OpenAPI model (enums as values)
 
 

@@ -11,7 +11,7 @@ import traceback
 from http.server import ThreadingHTTPServer
 from typing import Any
 
-from devtools.devserver.auth import UnauthorizedRequestError, verify_bearer
+from devtools.devserver.auth import UnauthorizedRequestError, token_scopes, verify_bearer
 from devtools.devserver.cors import CorsConfig
 from devtools.devserver.environment import (
     DEFAULT_PORT,
@@ -40,6 +40,10 @@ class DevServer(ThreadingHTTPServer):
 
     daemon_threads = True
     allow_reuse_address = True
+    # The listen backlog: the stdlib's 5 made bursts of concurrent clients see refused or reset connections (API
+    # Gateway never refuses a connection). Each connection gets its own thread; each function still runs one
+    # request at a time, as one Lambda container does (``HandlerRegistry.invoke``).
+    request_queue_size = 256
 
     def __init__(
         self, address: tuple[str, int], registry: HandlerRegistry, routes: list[Route], cors: CorsConfig | None = None
@@ -89,6 +93,9 @@ class DevServer(ThreadingHTTPServer):
                 claims = verify_bearer(request.header("authorization"))
             except UnauthorizedRequestError as exc:
                 return error_reply(401, "unauthorized", str(exc)), route.function
+            if route.scopes and not set(route.scopes) & token_scopes(claims):
+                # API Gateway's JWT authorizer: a token without one of the route's AuthorizationScopes is a 403.
+                return error_reply(403, "forbidden", f"this route needs the {' or '.join(route.scopes)} scope"), "-"
         return self._invoke(route.function, http_api_request_event(request, route, params, claims)), route.function
 
     def _local_tools(self, request: IncomingRequest) -> tuple[Reply, str] | None:

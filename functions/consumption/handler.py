@@ -10,7 +10,6 @@ from functools import lru_cache
 from http import HTTPStatus
 from typing import Annotated, Any
 
-from aws_lambda_powertools.event_handler import APIGatewayHttpResolver
 from aws_lambda_powertools.event_handler.openapi.params import Body, Path, Query
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
@@ -41,8 +40,10 @@ from usercredits.domain.models import LedgerEntry, Reservation
 from usercredits.domain.ports import CatalogRepository, CreditsRepository, EventPublisher
 from usercredits.errors import InvalidRequestError
 from usercredits.http import (
+    HttpApiResolver,
     IdempotencyKeyHeader,
     IdentifierPath,
+    UserPath,
     api_responses,
     current_caller,
     register_error_handlers,
@@ -54,11 +55,10 @@ from usercredits.observability import logger, metrics
 from usercredits.settings import get_consumption_settings
 from usercredits.snapstart import prime_before_snapshot
 
-app = APIGatewayHttpResolver(enable_validation=True)
+app = HttpApiResolver()
 register_error_handlers(app)
 
 S = HTTPStatus
-UserPath = Annotated[str, Path(min_length=1, max_length=256)]
 ReservationPath = Annotated[str, Path(min_length=26, max_length=26, pattern=r"^[0-9A-HJKMNP-TV-Z]{26}$")]
 
 

@@ -7,12 +7,13 @@ from pydantic import AwareDatetime, Field
 from usercredits.domain.credits import CreditGroup
 from usercredits.domain.expiry_check import Warning
 from usercredits.domain.models import LedgerEntry
+from usercredits.http_input import IdempotencyKey
 from usercredits.kernel.models import DomainModel, Identifier
 
 
 class ConsumeRequest(DomainModel):
     count: int = Field(ge=1, le=10**12, strict=True)
-    idempotency_key: str | None = Field(default=None, min_length=1, max_length=255)
+    idempotency_key: IdempotencyKey | None = None
 
 
 class ConsumeResponse(DomainModel):

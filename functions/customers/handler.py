@@ -8,8 +8,7 @@ from functools import lru_cache
 from http import HTTPStatus
 from typing import Annotated, Any
 
-from aws_lambda_powertools.event_handler import APIGatewayHttpResolver
-from aws_lambda_powertools.event_handler.openapi.params import Body, Path, Query
+from aws_lambda_powertools.event_handler.openapi.params import Body, Query
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -54,7 +53,9 @@ from usercredits.adapters.local_payment_methods import LocalPaymentMethodLookup
 from usercredits.adapters.stripe.billing import StripeSubscriptionProcessor
 from usercredits.errors import ConflictError, InvalidRequestError
 from usercredits.http import (
+    HttpApiResolver,
     IdentifierPath,
+    UserPath,
     api_responses,
     current_caller,
     register_error_handlers,
@@ -74,11 +75,10 @@ from usercredits.subscriptions.ports import (
     SyncPorts,
 )
 
-app = APIGatewayHttpResolver(enable_validation=True)
+app = HttpApiResolver()
 register_error_handlers(app)
 
 S = HTTPStatus
-UserPath = Annotated[str, Path(min_length=1, max_length=256)]
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from functools import lru_cache
 from http import HTTPStatus
 from typing import Annotated, Any
 
-from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
+from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Body, Query
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
@@ -37,6 +37,7 @@ from usercredits.domain.models import GroupPolicy, Offer, OfferView, Order, Orde
 from usercredits.domain.ports import CatalogRepository, OrderRepository, PaymentGateway, RefundPorts
 from usercredits.errors import InvalidRequestError
 from usercredits.http import (
+    HttpApiResolver,
     IdempotencyKeyHeader,
     IdentifierPath,
     api_responses,
@@ -51,7 +52,7 @@ from usercredits.observability import logger, metrics
 from usercredits.settings import OrderingSettings, get_ordering_settings
 from usercredits.snapstart import prime_before_snapshot
 
-app = APIGatewayHttpResolver(enable_validation=True)
+app = HttpApiResolver()
 register_error_handlers(app)
 
 S = HTTPStatus

@@ -8,20 +8,27 @@ from typing import Annotated, Any
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
 from aws_lambda_powertools.event_handler.exceptions import ServiceError
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
-from aws_lambda_powertools.event_handler.openapi.params import Header, Path
+from aws_lambda_powertools.event_handler.openapi.params import Path
 from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 from pydantic import BaseModel, Field
 
 from usercredits import errors
+from usercredits.http_input import (
+    HttpApiResolver,
+    IdempotencyKeyHeader,
+    UserPath,
+    check_user_id,
+    is_json_media_type,
+    routable_path,
+)
 from usercredits.kernel.models import Caller
 from usercredits.observability import logger
 
 ADMIN_SCOPE = "credits/admin"
+ADMIN_PATH_PREFIX = "/admin/"
 
 #: A path segment naming an offer, offer group or order (the domain's ``Identifier``).
 IdentifierPath = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:\-]+$")]
-#: The contract's ``Idempotency-Key`` header (any string up to 255 characters).
-IdempotencyKeyHeader = Annotated[str | None, Header(alias="idempotency-key", min_length=1, max_length=255)]
 
 
 class ErrorResponse(BaseModel):
@@ -43,7 +50,9 @@ ERROR_TABLE: dict[type[errors.DomainError], tuple[HTTPStatus, str]] = {
     errors.InvalidSignatureError: (HTTPStatus.BAD_REQUEST, "invalid_signature"),
     errors.UnavailableError: (HTTPStatus.SERVICE_UNAVAILABLE, "unavailable"),
     errors.PaymentGatewayError: (HTTPStatus.BAD_GATEWAY, "payment_gateway_error"),
-    errors.PersistenceError: (HTTPStatus.SERVICE_UNAVAILABLE, "unavailable"),
+    # A storage failure that is not throttling or a timeout (DynamoDB refusing a request): retrying cannot help, so it
+    # is no 503; the edge's limits keep every request DynamoDB would refuse from reaching it.
+    errors.PersistenceError: (HTTPStatus.INTERNAL_SERVER_ERROR, "internal_error"),
 }
 
 
@@ -66,19 +75,22 @@ def _validation_details(exc: RequestValidationError) -> list[dict[str, Any]]:
     return details
 
 
+def domain_error_response(exc: errors.DomainError) -> Response[str]:
+    """The contract's answer to a domain error (``ERROR_TABLE``; ``Retry-After`` on ``unavailable``)."""
+    status, code = next(
+        (value for cls, value in ERROR_TABLE.items() if isinstance(exc, cls)),
+        (HTTPStatus.INTERNAL_SERVER_ERROR, "internal_error"),
+    )
+    headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, errors.UnavailableError) else None
+    if status >= HTTPStatus.INTERNAL_SERVER_ERROR:
+        logger.warning("request failed", extra={"error": code, "reason": exc.message})
+    return error_response(status, code, exc.message, exc.details, headers)
+
+
 def register_error_handlers(app: APIGatewayHttpResolver) -> None:
     """Install the error table on ``app``: domain errors, request validation, and a last-resort 500."""
 
-    @app.exception_handler(errors.DomainError)
-    def _domain_error(exc: errors.DomainError) -> Response[str]:
-        status, code = next(
-            (value for cls, value in ERROR_TABLE.items() if isinstance(exc, cls)),
-            (HTTPStatus.INTERNAL_SERVER_ERROR, "internal_error"),
-        )
-        headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, errors.UnavailableError) else None
-        if status >= HTTPStatus.INTERNAL_SERVER_ERROR:
-            logger.warning("request failed", extra={"error": code, "reason": exc.message})
-        return error_response(status, code, exc.message, exc.details, headers)
+    app.exception_handler(errors.DomainError)(domain_error_response)
 
     @app.exception_handler(RequestValidationError)
     def _invalid_request(exc: RequestValidationError) -> Response[str]:
@@ -104,33 +116,65 @@ def register_error_handlers(app: APIGatewayHttpResolver) -> None:
 
 
 def resolve(app: APIGatewayHttpResolver, event: dict[str, Any], context: Any) -> dict[str, Any]:
-    """``app.resolve``, except that a body which is not JSON is refused up front with 422.
+    """``app.resolve`` after the checks of the edge, each answered with the contract's error body before any route
+    code or request validation runs:
 
-    The API speaks JSON only; Powertools would otherwise try form and multipart parsing and fail with a 500 on a
-    multipart body without a boundary.
+    - the caller's subject fits the keys it reaches (``http_input.check_user_id``);
+    - ``/admin/...`` needs the admin scope: 403 whatever the body (a user never learns how to shape an admin request);
+    - a body is JSON (``application/json`` or ``+json``, any case, parameters allowed), refused with 422 otherwise
+      (Powertools would try form and multipart parsing, and read only the lower-case ``application/json`` as JSON).
+
+    The path is routed percent-encoded (``http_input.routable_path``) and its parameters decoded exactly once.
     """
-    headers = event.get("headers") or {}
-    content_type = next((str(v) for k, v in headers.items() if k.lower() == "content-type"), "").strip().lower()
-    if event.get("body") and content_type and not content_type.startswith("application/json"):
-        body = ErrorResponse(error="validation_error", message="Content-Type must be application/json")
+    try:
+        event = _checked(event)
+    except errors.DomainError as exc:
+        response = domain_error_response(exc)
         return {
-            "statusCode": HTTPStatus.UNPROCESSABLE_ENTITY,
-            "headers": {"Content-Type": "application/json"},
-            "body": body.model_dump_json(exclude_none=True),
+            "statusCode": int(response.status_code),
+            "headers": {"Content-Type": content_types.APPLICATION_JSON, **(response.headers or {})},
+            "body": response.body,
             "isBase64Encoded": False,
         }
     return app.resolve(event, context)
 
 
-def current_caller(app: APIGatewayHttpResolver) -> Caller:
-    """The caller from the JWT authorizer's claims (``sub``, and ``scope`` containing ``credits/admin``)."""
-    authorizer = app.current_event.request_context.authorizer
-    claims: dict[str, Any] = (authorizer.jwt_claim if authorizer else None) or {}
+def _checked(event: dict[str, Any]) -> dict[str, Any]:
+    """A copy of ``event`` ready to route (JSON media type named in lower case, path encoded); raises the edge's
+    refusals."""
+    path = routable_path(str(event.get("rawPath") or "/"))
+    authorizer = (event.get("requestContext") or {}).get("authorizer")
+    if authorizer or path.startswith(ADMIN_PATH_PREFIX):
+        caller = caller_of(authorizer)
+        if path.startswith(ADMIN_PATH_PREFIX) and not caller.is_admin:
+            raise errors.ForbiddenError(f"this route needs the {ADMIN_SCOPE} scope")
+    headers = {str(k).lower(): v for k, v in (event.get("headers") or {}).items()}
+    content_type = str(headers.get("content-type") or "").strip()
+    if content_type and event.get("body"):
+        if not is_json_media_type(content_type):
+            raise errors.InvalidRequestError(
+                f"Content-Type must be application/json (got {content_type[:100]!r})",
+                details=[{"field": "content-type", "message": "not a JSON media type", "type": "media_type"}],
+            )
+        headers["content-type"] = content_types.APPLICATION_JSON
+    return {**event, "rawPath": path, "headers": headers}
+
+
+def caller_of(authorizer: dict[str, Any] | None) -> Caller:
+    """The caller from the JWT authorizer's context (``requestContext.authorizer``): ``sub``, and the admin scope in
+    the ``scope`` claim or the authorizer's ``scopes``."""
+    jwt = (authorizer or {}).get("jwt") or {}
+    claims: dict[str, Any] = jwt.get("claims") or {}
     user_id = claims.get("sub")
     if not isinstance(user_id, str) or not user_id:
         raise errors.UnauthorizedError("missing or invalid token")
-    scopes = _scopes(claims.get("scope")) | set(authorizer.jwt_scopes or []) if authorizer else set()
-    return Caller(user_id=user_id, is_admin=ADMIN_SCOPE in scopes)
+    scopes = _scopes(claims.get("scope")) | set(jwt.get("scopes") or [])
+    return Caller(user_id=check_user_id(user_id), is_admin=ADMIN_SCOPE in scopes)
+
+
+def current_caller(app: APIGatewayHttpResolver) -> Caller:
+    """The caller of the request being resolved (see :func:`caller_of`)."""
+    return caller_of((app.current_event.get("requestContext") or {}).get("authorizer"))
 
 
 def _scopes(raw: Any) -> set[str]:
@@ -163,3 +207,22 @@ def api_responses(success: HTTPStatus, *errors: HTTPStatus) -> dict[int, OpenAPI
             "content": {"application/json": {"model": ErrorResponse}},
         }
     return responses
+
+
+__all__ = [
+    "ADMIN_SCOPE",
+    "ERROR_TABLE",
+    "ErrorResponse",
+    "HttpApiResolver",
+    "IdempotencyKeyHeader",
+    "IdentifierPath",
+    "UserPath",
+    "api_responses",
+    "caller_of",
+    "current_caller",
+    "domain_error_response",
+    "error_response",
+    "register_error_handlers",
+    "require_admin",
+    "resolve",
+]

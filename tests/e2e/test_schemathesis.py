@@ -16,10 +16,13 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 TIME_LIMIT_SECONDS = 180
 # ~50 s for the ordering routes on 2 cores; E2E_SCHEMATHESIS_EXAMPLES=200 for a deeper run.
 MAX_EXAMPLES = int(os.environ.get("E2E_SCHEMATHESIS_EXAMPLES", "50"))
+#: Media types in other cases, non-JSON media types, bodies too deep or with too long integers (issue 14 A2, A3).
+HOOKS = Path(__file__).with_name("schemathesis_hooks.py")
 
 
 def test_schemathesis_finds_no_server_error_and_no_schema_mismatch(stack: Stack, tmp_path: Path) -> None:
-    # Given the running stack and an admin token (so the admin routes are fuzzed past the 403 too)
+    # Given the running stack and an admin token (so the admin routes are fuzzed past the 403 too), and the hooks that
+    # send JSON bodies with other media types and bodies no parser can hold safely
     cli = Path(sys.executable).with_name("schemathesis")
     if not cli.exists():
         pytest.skip("schemathesis is not installed in this venv")
@@ -40,12 +43,20 @@ def test_schemathesis_finds_no_server_error_and_no_schema_mismatch(stack: Stack,
         "20",
         "--generation-database",
         "none",
+        "--mode",
+        "all",  # negative data too: invalid types, lengths, missing fields
         "--no-color",
     ]
     # When schemathesis runs, bounded in time
     try:
         run = subprocess.run(  # noqa: S603 - fixed command
-            command, cwd=tmp_path, capture_output=True, text=True, timeout=TIME_LIMIT_SECONDS, check=False
+            command,
+            cwd=tmp_path,
+            env={**os.environ, "SCHEMATHESIS_HOOKS": str(HOOKS)},
+            capture_output=True,
+            text=True,
+            timeout=TIME_LIMIT_SECONDS,
+            check=False,
         )
     except subprocess.TimeoutExpired as exc:
         output = (exc.stdout or b"").decode() if isinstance(exc.stdout, bytes) else (exc.stdout or "")

@@ -24,6 +24,7 @@ KIT = frozenset(
     {
         "shared/usercredits/errors.py",
         "shared/usercredits/http.py",
+        "shared/usercredits/http_input.py",
         "shared/usercredits/settings.py",
         "shared/usercredits/observability.py",
         "shared/usercredits/adapters/clock.py",

@@ -111,4 +111,31 @@ def test_http_routes_are_unique_and_use_payload_2(template: dict[str, Any]) -> N
                 # and each is a payload 2.0 route of the one HttpApi, behind its default (JWT) authorizer
                 assert properties.get("PayloadFormatVersion") == "2.0", f"{logical_id}.{name}"
                 assert properties.get("ApiId") == {"Ref": "HttpApi"}, f"{logical_id}.{name}"
-                assert "Auth" not in properties, f"{logical_id}.{name} overrides the JWT authorizer"
+                # (an event may add AuthorizationScopes to it, never name another authorizer)
+                auth = properties.get("Auth") or {}
+                assert set(auth) <= {"AuthorizationScopes"}, f"{logical_id}.{name} overrides the JWT authorizer"
+
+
+def test_admin_routes_need_the_admin_scope_at_the_authorizer_and_only_they_do(template: dict[str, Any]) -> None:
+    from usercredits.http import ADMIN_PATH_PREFIX, ADMIN_SCOPE
+
+    # Given every HttpApi event of every function
+    checked = 0
+    for logical_id, resource in template["Resources"].items():
+        for name, event in (resource.get("Properties", {}).get("Events") or {}).items():
+            if event["Type"] != "HttpApi":
+                continue
+            properties = event["Properties"]
+            scopes = (properties.get("Auth") or {}).get("AuthorizationScopes")
+            # Then an admin route asks API Gateway for the admin scope (a user token never reaches the function)
+            if properties["Path"].startswith(ADMIN_PATH_PREFIX):
+                assert scopes == [ADMIN_SCOPE], f"{logical_id}.{name} ({properties['Path']}) lacks {ADMIN_SCOPE}"
+                checked += 1
+            # and no other route does (users must reach them)
+            else:
+                assert not scopes, f"{logical_id}.{name} ({properties['Path']}) asks for scopes {scopes}"
+    assert checked >= 12
+    # And the local tokens name the same scope as the handlers and the template
+    from devtools.jwt_tokens import ADMIN_SCOPE as LOCAL_ADMIN_SCOPE
+
+    assert LOCAL_ADMIN_SCOPE == ADMIN_SCOPE
