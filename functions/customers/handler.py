@@ -144,7 +144,7 @@ def handle_update_customer(body: Annotated[UpdateCustomerRequest, Body()]) -> Cu
     return customer_response(service.update_profile(_user(), fields, ports=dependencies().ports))
 
 
-@app.post("/customer/addresses", status_code=S.CREATED, responses=api_responses(S.CREATED))
+@app.post("/customer/addresses", status_code=S.CREATED, responses=api_responses(S.CREATED, S.CONFLICT))
 def handle_add_address(
     body: Annotated[AddAddressRequest, Body()], idempotency_key: IdempotencyKeyHeader = None
 ) -> AddressResponse:
@@ -177,7 +177,7 @@ def handle_set_default_payment_method(body: Annotated[DefaultPaymentMethodReques
     return customer_response(customer)
 
 
-@app.post("/customer/subscriptions", status_code=S.CREATED, responses=api_responses(S.CREATED, S.NOT_FOUND))
+@app.post("/customer/subscriptions", status_code=S.CREATED, responses=api_responses(S.CREATED, S.NOT_FOUND, S.CONFLICT))
 def handle_subscribe(
     body: Annotated[SubscribeRequest, Body()], idempotency_key: IdempotencyKeyHeader = None
 ) -> CustomerSubscriptionResponse:
@@ -193,7 +193,7 @@ def handle_subscribe(
     return subscription_response(subscription)
 
 
-@app.post("/customer/subscriptions/<subscriptionId>/cancel", responses=api_responses(S.OK, S.NOT_FOUND))
+@app.post("/customer/subscriptions/<subscriptionId>/cancel", responses=api_responses(S.OK, S.NOT_FOUND, S.CONFLICT))
 def handle_cancel_subscription(
     subscriptionId: IdentifierPath,  # noqa: N803 - the contract's path parameter name
     body: Annotated[CancelSubscriptionRequest | None, Body()] = None,
@@ -272,7 +272,7 @@ def handle_reload(idempotency_key: IdempotencyKeyHeader = None) -> CustomerRespo
 
 @app.post(
     "/admin/customers/<userId>/transactions/<transactionId>/refund",
-    responses=api_responses(S.OK, S.FORBIDDEN, S.NOT_FOUND),
+    responses=api_responses(S.OK, S.FORBIDDEN, S.NOT_FOUND, S.CONFLICT),
 )
 def handle_refund(
     userId: UserPath,  # noqa: N803 - the contract's path parameter names
@@ -289,7 +289,7 @@ def handle_refund(
 
 @app.post(
     "/admin/customers/<userId>/transactions/<transactionId>/void",
-    responses=api_responses(S.OK, S.FORBIDDEN, S.NOT_FOUND),
+    responses=api_responses(S.OK, S.FORBIDDEN, S.NOT_FOUND, S.CONFLICT),
 )
 def handle_void(
     userId: UserPath,  # noqa: N803 - the contract's path parameter names
