@@ -148,7 +148,7 @@ def handle_update_customer(body: Annotated[UpdateCustomerRequest, Body()]) -> Cu
 def handle_add_address(
     body: Annotated[AddAddressRequest, Body()], idempotency_key: IdempotencyKeyHeader = None
 ) -> AddressResponse:
-    address = service.add_address(_user(), body, ports=dependencies().ports, idempotency_key=idempotency_key)
+    address = service.add_address(_user(), body, ports=dependencies().ports, request_key=idempotency_key)
     metrics.add_metric(name="AddressesAdded", unit=MetricUnit.Count, value=1)
     return address_response(address)
 
@@ -165,7 +165,7 @@ def handle_add_payment_method(
         billing_address_id=body.billing_address_id,
         make_default=body.make_default,
         ports=dependencies().ports,
-        idempotency_key=idempotency_key,
+        request_key=idempotency_key,
     )
     metrics.add_metric(name="PaymentMethodsAdded", unit=MetricUnit.Count, value=1)
     return payment_method_response(method)
@@ -187,7 +187,7 @@ def handle_subscribe(
         payment_method_id=body.payment_method_id,
         coupon_code=body.coupon_code,
         ports=dependencies().ports,
-        idempotency_key=idempotency_key,
+        request_key=idempotency_key,
     )
     metrics.add_metric(name="SubscriptionsCreated", unit=MetricUnit.Count, value=1)
     return subscription_response(subscription)
@@ -205,7 +205,7 @@ def handle_cancel_subscription(
         subscriptionId,
         at_period_end=at_period_end,
         ports=dependencies().ports,
-        idempotency_key=idempotency_key,
+        request_key=idempotency_key,
     )
     metrics.add_metric(name="SubscriptionsCanceled", unit=MetricUnit.Count, value=1)
     return subscription_response(canceled)

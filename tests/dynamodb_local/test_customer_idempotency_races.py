@@ -72,7 +72,7 @@ def test_racing_copies_of_a_keyed_address_add_it_once(dynamodb_local: str) -> No
     )
     service.get_customer(user_id, ports=ports)
     fields = AddressFields(name="Pesho Peshev", country="BG", postal_code="1000")
-    outcomes = race(COPIES, lambda _: service.add_address(user_id, fields, ports=ports, idempotency_key="address-1"))
+    outcomes = race(COPIES, lambda _: service.add_address(user_id, fields, ports=ports, request_key="address-1"))
     # Then all of them answer the same address, and the customer has one (or a copy gave up after its save attempts,
     # writing nothing)
     addresses = [outcome for outcome in outcomes if not isinstance(outcome, Exception)]

@@ -138,7 +138,7 @@ class RequestKey:
         return f"{action}:request:{digest}"
 
 
-def request_key(scope: str, key: str | None, request: Mapping[str, object]) -> RequestKey | None:
+def keyed_request(scope: str, key: str | None, request: Mapping[str, object]) -> RequestKey | None:
     """The request's key (None without an ``Idempotency-Key``: the request behaves as before)."""
     return None if key is None else RequestKey(scope, key, request)
 

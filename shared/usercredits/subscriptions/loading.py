@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from usercredits.kernel.ids import new_ulid
-from usercredits.subscriptions.changes import RequestKey, request_key, run_once
+from usercredits.subscriptions.changes import RequestKey, keyed_request, run_once
 from usercredits.subscriptions.models import Address, AddressFields, Customer, PaymentMethod, ProcessorItem, Transaction
 from usercredits.subscriptions.ports import ProcessorCustomer, ProcessorPaymentMethod, ProcessorSubscription, SyncPorts
 from usercredits.subscriptions.processor_session import (
@@ -31,7 +31,7 @@ from usercredits.subscriptions.transactions import merge_transactions
 _OWN_METADATA = frozenset({"userId", "customerId", "ipAddress"})
 
 
-def load_processor(user_id: str, ports: SyncPorts, idempotency_key: str | None = None) -> Customer:
+def load_processor(user_id: str, ports: SyncPorts, request_key: str | None = None) -> Customer:
     """Reload the customer from the processor (the source of truth) and merge by processor id.
 
     Profile, payment methods (with their billing addresses), subscriptions and transactions (charges and refunds,
@@ -42,7 +42,7 @@ def load_processor(user_id: str, ports: SyncPorts, idempotency_key: str | None =
     Loading twice changes nothing the second time. With an ``Idempotency-Key`` the key is recorded in the save, and
     a repeat answers the customer as it stands without calling the processor.
     """
-    key = request_key("reload", idempotency_key, {})
+    key = keyed_request("reload", request_key, {})
     return run_once(key, ports.customers, user_id, lambda: _load_processor(user_id, key, ports), answer_customer)
 
 

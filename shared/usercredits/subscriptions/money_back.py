@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from usercredits.errors import ConflictError
 from usercredits.kernel.models import Money
-from usercredits.subscriptions.changes import RequestKey, recorded_result, request_key, run_once
+from usercredits.subscriptions.changes import RequestKey, keyed_request, recorded_result, run_once
 from usercredits.subscriptions.models import Customer, Transaction, TransactionKind
 from usercredits.subscriptions.ports import SyncPorts
 from usercredits.subscriptions.processor_session import load_customer, payment_lock, persist
@@ -27,7 +27,7 @@ def refund_transaction(
     transaction_id: str,
     amount: Money | None,
     ports: SyncPorts,
-    idempotency_key: str | None = None,
+    request_key: str | None = None,
 ) -> Transaction:
     """Refund all (``amount`` None) or part of a sale; the refund goes first in the transaction list.
 
@@ -38,7 +38,7 @@ def refund_transaction(
     the processor's refund and the save gets that refund back instead of a second one.
     """
     request = {"transactionId": transaction_id, "amount": amount.model_dump() if amount else None}
-    key = request_key("refund", idempotency_key, request)
+    key = keyed_request("refund", request_key, request)
     return run_once(
         key, ports.customers, user_id, lambda: _refund(user_id, transaction_id, amount, key, ports), find_transaction
     )
@@ -78,14 +78,14 @@ def _refund(
 
 
 def void_transaction(
-    user_id: str, transaction_id: str, ports: SyncPorts, idempotency_key: str | None = None
+    user_id: str, transaction_id: str, ports: SyncPorts, request_key: str | None = None
 ) -> Transaction:
     """Void a sale not settled yet (an uncaptured payment is released); it is replaced in place, status voided.
 
     ``NotFoundError`` for an unknown transaction, ``ConflictError`` when it cannot be voided (settled already: refund
     it instead) or is not at the processor. With an ``Idempotency-Key`` a repeat answers the voided transaction.
     """
-    key = request_key("void", idempotency_key, {"transactionId": transaction_id})
+    key = keyed_request("void", request_key, {"transactionId": transaction_id})
     return run_once(key, ports.customers, user_id, lambda: _void(user_id, transaction_id, key, ports), find_transaction)
 
 

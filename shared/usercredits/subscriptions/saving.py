@@ -20,7 +20,7 @@ from functools import partial
 from typing import Any
 
 from usercredits.errors import ConflictError
-from usercredits.subscriptions.changes import RequestKey, request_key, run_once
+from usercredits.subscriptions.changes import RequestKey, keyed_request, run_once
 from usercredits.subscriptions.customers import find_payment_method
 from usercredits.subscriptions.models import (
     AddressFields,
@@ -77,7 +77,7 @@ from usercredits.subscriptions.transactions import merge_transactions
 _PENDING_ADDRESS = frozenset({ProcessorState.INITIAL, ProcessorState.CHANGED})
 
 
-def save_processor(user_id: str, ports: SyncPorts, idempotency_key: str | None = None) -> Customer:
+def save_processor(user_id: str, ports: SyncPorts, request_key: str | None = None) -> Customer:
     """Send the user's customer to the processor: profile, then payment methods, then subscriptions.
 
     Raises ``NotFoundError`` without a customer, ``PaymentInProgressError`` while another payment operation holds
@@ -86,7 +86,7 @@ def save_processor(user_id: str, ports: SyncPorts, idempotency_key: str | None =
     it again completes the sync without duplicating anything at the processor. With an ``Idempotency-Key`` the key
     is recorded in the last save, and a repeat answers the customer as it stands without calling the processor.
     """
-    key = request_key("sync", idempotency_key, {})
+    key = keyed_request("sync", request_key, {})
     return run_once(key, ports.customers, user_id, lambda: _save_processor(user_id, key, ports), answer_customer)
 
 

@@ -20,7 +20,7 @@ from usercredits.kernel.writes import IdempotencyRecord
 from usercredits.subscriptions import coupons as coupon_rules
 from usercredits.subscriptions import customers as customer_rules
 from usercredits.subscriptions import entitlement, subscribing
-from usercredits.subscriptions.changes import RequestKey, customer_changes, request_key, run_once, save_change
+from usercredits.subscriptions.changes import RequestKey, customer_changes, keyed_request, run_once, save_change
 from usercredits.subscriptions.models import (
     Address,
     AddressFields,
@@ -117,11 +117,9 @@ def update_profile(user_id: str, fields: ProfileFields, *, ports: CustomerPorts)
     return saved
 
 
-def add_address(
-    user_id: str, data: AddressFields, *, ports: CustomerPorts, idempotency_key: str | None = None
-) -> Address:
+def add_address(user_id: str, data: AddressFields, *, ports: CustomerPorts, request_key: str | None = None) -> Address:
     """Append an address (state initial; sent with the next sync)."""
-    key = request_key("address", idempotency_key, data.model_dump(mode="json"))
+    key = keyed_request("address", request_key, data.model_dump(mode="json"))
     return run_once(
         key,
         ports.customers,
@@ -140,7 +138,7 @@ def add_payment_method(
     billing_address_id: str | None,
     make_default: bool,
     ports: CustomerPorts,
-    idempotency_key: str | None = None,
+    request_key: str | None = None,
 ) -> PaymentMethod:
     """Add the payment method behind a processor token (a Stripe ``pm_...``), by default as the new default.
 
@@ -149,7 +147,7 @@ def add_payment_method(
     repeated with its ``Idempotency-Key``: that answers the method added).
     """
     request = {"token": token, "billingAddressId": billing_address_id, "makeDefault": make_default}
-    key = request_key("payment-method", idempotency_key, request)
+    key = keyed_request("payment-method", request_key, request)
 
     def add() -> PaymentMethod:
         stored = ports.customers.load(user_id)
@@ -190,7 +188,7 @@ def subscribe(
     payment_method_id: str | None,
     coupon_code: str | None,
     ports: CustomerPorts,
-    idempotency_key: str | None = None,
+    request_key: str | None = None,
 ) -> Subscription:
     """Subscribe to a plan: queued behind an equal or better valid subscription, or an upgrade now with a credit for
     the unused part of the lower one (``subscribing.add_subscription``), with the coupon's discount if one is named.
@@ -218,7 +216,7 @@ def subscribe(
         return updated, subscription
 
     request = {"planId": plan_id, "paymentMethodId": payment_method_id, "couponCode": coupon_code}
-    key = request_key("subscribe", idempotency_key, request)
+    key = keyed_request("subscribe", request_key, request)
     return run_once(
         key,
         ports.customers,
@@ -234,11 +232,11 @@ def cancel_subscription(
     *,
     at_period_end: bool,
     ports: CustomerPorts,
-    idempotency_key: str | None = None,
+    request_key: str | None = None,
 ) -> Subscription:
     """Cancel now, or at the end of the paid period (a subscription never synced is withdrawn); 404 when unknown."""
     request = {"subscriptionId": subscription_id, "atPeriodEnd": at_period_end}
-    key = request_key("cancel", idempotency_key, request)
+    key = keyed_request("cancel", request_key, request)
 
     def step(customer: Customer, now: datetime) -> tuple[Customer, Subscription]:
         return subscribing.cancel_subscription(customer, subscription_id, now, at_period_end=at_period_end)
