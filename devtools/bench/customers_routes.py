@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from devtools.bench import checks
+from devtools.bench.customer_refunds import keyed_refunds
 from devtools.bench.handlers import HandlerBench
 
 
 class CustomersBench(HandlerBench):
-    """The customers routes: reading the caller's customer (created on first use) and subscribing to a plan."""
+    """The customers routes: reading the caller's customer (created on first use), subscribing to a plan, and an
+    admin's keyed refund and its replay."""
 
     MODULE = "customers.handler"
     FUNCTION = "CustomersFunction"
@@ -24,6 +26,7 @@ class CustomersBench(HandlerBench):
         self._define_plan_and_coupon()
         self._customer()
         self._subscriptions()
+        keyed_refunds(self)
 
     def _define_plan_and_coupon(self) -> None:
         plan = {"name": "Pro", "price": {"amount": 1490, "currency": "usd"}, "billingFrequencyMonths": 1, "level": 2}

@@ -54,6 +54,7 @@ from usercredits.adapters.stripe.billing import StripeSubscriptionProcessor
 from usercredits.errors import ConflictError, InvalidRequestError
 from usercredits.http import (
     HttpApiResolver,
+    IdempotencyKeyHeader,
     IdentifierPath,
     UserPath,
     api_responses,
@@ -145,9 +146,11 @@ def handle_update_customer(body: Annotated[UpdateCustomerRequest, Body()]) -> Cu
     return customer_response(service.update_profile(_user(), fields, ports=dependencies().ports))
 
 
-@app.post("/customer/addresses", status_code=S.CREATED, responses=api_responses(S.CREATED))
-def handle_add_address(body: Annotated[AddAddressRequest, Body()]) -> AddressResponse:
-    address = service.add_address(_user(), body, ports=dependencies().ports)
+@app.post("/customer/addresses", status_code=S.CREATED, responses=api_responses(S.CREATED, S.CONFLICT))
+def handle_add_address(
+    body: Annotated[AddAddressRequest, Body()], idempotency_key: IdempotencyKeyHeader = None
+) -> AddressResponse:
+    address = service.add_address(_user(), body, ports=dependencies().ports, request_key=idempotency_key)
     metrics.add_metric(name="AddressesAdded", unit=MetricUnit.Count, value=1)
     return address_response(address)
 
@@ -155,13 +158,16 @@ def handle_add_address(body: Annotated[AddAddressRequest, Body()]) -> AddressRes
 @app.post(
     "/customer/payment-methods", status_code=S.CREATED, responses=api_responses(S.CREATED, S.NOT_FOUND, S.CONFLICT)
 )
-def handle_add_payment_method(body: Annotated[AddPaymentMethodRequest, Body()]) -> PaymentMethodResponse:
+def handle_add_payment_method(
+    body: Annotated[AddPaymentMethodRequest, Body()], idempotency_key: IdempotencyKeyHeader = None
+) -> PaymentMethodResponse:
     method = service.add_payment_method(
         _user(),
         body.token,
         billing_address_id=body.billing_address_id,
         make_default=body.make_default,
         ports=dependencies().ports,
+        request_key=idempotency_key,
     )
     metrics.add_metric(name="PaymentMethodsAdded", unit=MetricUnit.Count, value=1)
     return payment_method_response(method)
@@ -173,27 +179,35 @@ def handle_set_default_payment_method(body: Annotated[DefaultPaymentMethodReques
     return customer_response(customer)
 
 
-@app.post("/customer/subscriptions", status_code=S.CREATED, responses=api_responses(S.CREATED, S.NOT_FOUND))
-def handle_subscribe(body: Annotated[SubscribeRequest, Body()]) -> CustomerSubscriptionResponse:
+@app.post("/customer/subscriptions", status_code=S.CREATED, responses=api_responses(S.CREATED, S.NOT_FOUND, S.CONFLICT))
+def handle_subscribe(
+    body: Annotated[SubscribeRequest, Body()], idempotency_key: IdempotencyKeyHeader = None
+) -> CustomerSubscriptionResponse:
     subscription = service.subscribe(
         _user(),
         body.plan_id,
         payment_method_id=body.payment_method_id,
         coupon_code=body.coupon_code,
         ports=dependencies().ports,
+        request_key=idempotency_key,
     )
     metrics.add_metric(name="SubscriptionsCreated", unit=MetricUnit.Count, value=1)
     return subscription_response(subscription)
 
 
-@app.post("/customer/subscriptions/<subscriptionId>/cancel", responses=api_responses(S.OK, S.NOT_FOUND))
+@app.post("/customer/subscriptions/<subscriptionId>/cancel", responses=api_responses(S.OK, S.NOT_FOUND, S.CONFLICT))
 def handle_cancel_subscription(
     subscriptionId: IdentifierPath,  # noqa: N803 - the contract's path parameter name
     body: Annotated[CancelSubscriptionRequest | None, Body()] = None,
+    idempotency_key: IdempotencyKeyHeader = None,
 ) -> CustomerSubscriptionResponse:
     at_period_end = body.at_period_end if body is not None else False
     canceled = service.cancel_subscription(
-        _user(), subscriptionId, at_period_end=at_period_end, ports=dependencies().ports
+        _user(),
+        subscriptionId,
+        at_period_end=at_period_end,
+        ports=dependencies().ports,
+        request_key=idempotency_key,
     )
     metrics.add_metric(name="SubscriptionsCanceled", unit=MetricUnit.Count, value=1)
     return subscription_response(canceled)
@@ -245,42 +259,47 @@ def handle_put_coupon(code: IdentifierPath, body: Annotated[PutCouponRequest, Bo
 
 
 @app.post("/customer/sync", responses=api_responses(S.OK, S.CONFLICT))
-def handle_sync() -> CustomerResponse:
+def handle_sync(idempotency_key: IdempotencyKeyHeader = None) -> CustomerResponse:
     """saveProcessor: push local changes to the processor (customer, payment methods, subscriptions)."""
-    customer = saving.save_processor(_user(), sync_ports())
+    customer = saving.save_processor(_user(), sync_ports(), idempotency_key)
     metrics.add_metric(name="CustomersSynced", unit=MetricUnit.Count, value=1)
     return customer_response(customer)
 
 
 @app.post("/customer/reload", responses=api_responses(S.OK, S.CONFLICT))
-def handle_reload() -> CustomerResponse:
+def handle_reload(idempotency_key: IdempotencyKeyHeader = None) -> CustomerResponse:
     """loadProcessor: pull the processor's state and merge it by processor id."""
-    return customer_response(loading.load_processor(_user(), sync_ports()))
+    return customer_response(loading.load_processor(_user(), sync_ports(), idempotency_key))
 
 
 @app.post(
     "/admin/customers/<userId>/transactions/<transactionId>/refund",
-    responses=api_responses(S.OK, S.FORBIDDEN, S.NOT_FOUND),
+    responses=api_responses(S.OK, S.FORBIDDEN, S.NOT_FOUND, S.CONFLICT),
 )
 def handle_refund(
     userId: UserPath,  # noqa: N803 - the contract's path parameter names
     transactionId: IdentifierPath,  # noqa: N803
     body: Annotated[RefundRequest | None, Body()] = None,
+    idempotency_key: IdempotencyKeyHeader = None,
 ) -> TransactionResponse:
     require_admin(app)
     amount = body.amount if body is not None else None
-    refund = money_back.refund_transaction(userId, transactionId, amount, sync_ports())
+    refund = money_back.refund_transaction(userId, transactionId, amount, sync_ports(), idempotency_key)
     metrics.add_metric(name="TransactionsRefunded", unit=MetricUnit.Count, value=1)
     return transaction_response(refund)
 
 
 @app.post(
     "/admin/customers/<userId>/transactions/<transactionId>/void",
-    responses=api_responses(S.OK, S.FORBIDDEN, S.NOT_FOUND),
+    responses=api_responses(S.OK, S.FORBIDDEN, S.NOT_FOUND, S.CONFLICT),
 )
-def handle_void(userId: UserPath, transactionId: IdentifierPath) -> TransactionResponse:  # noqa: N803
+def handle_void(
+    userId: UserPath,  # noqa: N803 - the contract's path parameter names
+    transactionId: IdentifierPath,  # noqa: N803
+    idempotency_key: IdempotencyKeyHeader = None,
+) -> TransactionResponse:
     require_admin(app)
-    voided = money_back.void_transaction(userId, transactionId, sync_ports())
+    voided = money_back.void_transaction(userId, transactionId, sync_ports(), idempotency_key)
     metrics.add_metric(name="TransactionsVoided", unit=MetricUnit.Count, value=1)
     return transaction_response(voided)
 

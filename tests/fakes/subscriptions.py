@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from datetime import datetime
 
+from usercredits.kernel.writes import IdempotentReplayError
 from usercredits.subscriptions.models import Coupon, Customer
 from usercredits.subscriptions.ports import CustomerChanges, RedemptionOutcome, StaleCustomerError
 
@@ -60,6 +61,7 @@ class InMemoryCustomerRepository:
 
     def __init__(self, customers: list[Customer] | None = None) -> None:
         self.customers = {customer.user_id: customer for customer in customers or []}
+        self.records: dict[tuple[str, str, str], IdempotentReplayError] = {}
         self.saves = 0
         self.fail_next_saves = 0
         self._lock = threading.Lock()
@@ -75,7 +77,14 @@ class InMemoryCustomerRepository:
 
     def save(self, changes: CustomerChanges) -> Customer:
         with self._lock:
-            stored = self.customers.get(changes.customer.user_id)
+            user_id = changes.customer.user_id
+            stored = self.customers.get(user_id)
+            record = changes.idempotency
+            if record is not None and (replay := self.records.get((user_id, record.scope, record.key))):
+                raise replay
+            if not changes.changes_customer:
+                self._record(user_id, changes)
+                return changes.customer
             if self.fail_next_saves:
                 self.fail_next_saves -= 1
                 raise StaleCustomerError()
@@ -87,8 +96,18 @@ class InMemoryCustomerRepository:
             lock = stored.payment_lock_until if stored is not None else None
             saved = changes.customer.model_copy(update={"version": version, "payment_lock_until": lock})
             self.customers[saved.user_id] = saved
+            self._record(user_id, changes)
             self.saves += 1
             return saved
+
+    def _record(self, user_id: str, changes: CustomerChanges) -> None:
+        """The request key is written with the change (in the same step, as the real save's transaction does)."""
+        if (record := changes.idempotency) is not None:
+            recorded = IdempotentReplayError(record.result_id, record.fingerprint)
+            self.records[user_id, record.scope, record.key] = recorded
+
+    def recorded(self, user_id: str, scope: str, key: str) -> IdempotentReplayError | None:
+        return self.records.get((user_id, scope, key))
 
     def acquire_payment_lock(self, user_id: str, *, now: datetime, until: datetime) -> bool:
         with self._lock:

@@ -3,6 +3,7 @@ plans and coupons (the races themselves run on DynamoDB Local: tests/dynamodb_lo
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable, Iterator
 from datetime import timedelta
@@ -18,6 +19,7 @@ from usercredits.adapters.dynamodb.coupons import DynamoCouponRepository
 from usercredits.adapters.dynamodb.customers import DynamoCustomerRepository
 from usercredits.adapters.dynamodb.plans import DynamoPlanRepository, DynamoSubscriptionTermsReader
 from usercredits.errors import ConflictError, NotFoundError
+from usercredits.kernel.writes import IdempotencyRecord, IdempotentReplayError
 from usercredits.subscriptions import customers as customer_rules
 from usercredits.subscriptions import subscribing
 from usercredits.subscriptions.changes import customer_changes
@@ -202,6 +204,49 @@ def test_save_without_changes_writes_nothing(customers: DynamoCustomerRepository
     requests.clear()
     assert customers.save(customer_changes(loaded, loaded)) == loaded
     assert requests == []
+
+
+def test_a_keyed_save_records_its_key_in_the_same_transaction_once(
+    customers: DynamoCustomerRepository, requests: list[str]
+) -> None:
+    # Given a stored customer, and a change saved with a request's key
+    customers.save(customer_changes(None, full_customer()))
+    loaded = customers.load(USER)
+    assert loaded is not None
+    record = IdempotencyRecord.of("address", "k-1", {"name": "One"}, "addr-1")
+    changed = loaded.model_copy(update={"name": "Keyed"})
+    requests.clear()
+    saved = customers.save(dataclasses.replace(customer_changes(loaded, changed), idempotency=record))
+    # Then the change and the key went in one transaction, and the key reads back
+    assert requests == ["TransactWriteItems"]
+    replay = customers.recorded(USER, "address", "k-1")
+    assert replay is not None and (replay.result_id, replay.fingerprint) == ("addr-1", record.fingerprint)
+    assert customers.recorded(USER, "address", "k-2") is None
+    assert customers.recorded(USER, "payment-method", "k-1") is None
+    # And saving again with that key (a twin request) is a replay that writes nothing
+    with pytest.raises(IdempotentReplayError) as raised:
+        again = saved.model_copy(update={"name": "Twin"})
+        customers.save(dataclasses.replace(customer_changes(saved, again), idempotency=record))
+    assert raised.value.result_id == "addr-1"
+    assert customers.load(USER) == saved
+    # even when the twin also lost to another save (its version is stale): the key is what it learns
+    with pytest.raises(IdempotentReplayError):
+        customers.save(dataclasses.replace(customer_changes(loaded, changed), idempotency=record))
+
+
+def test_a_keyed_request_that_changes_nothing_records_its_key_alone(
+    customers: DynamoCustomerRepository, requests: list[str]
+) -> None:
+    customers.save(customer_changes(None, full_customer()))
+    loaded = customers.load(USER)
+    assert loaded is not None
+    record = IdempotencyRecord.of("reload", "k-1", {}, loaded.customer_id)
+    requests.clear()
+    assert customers.save(dataclasses.replace(customer_changes(loaded, loaded), idempotency=record)) == loaded
+    assert requests == ["PutItem"]
+    assert customers.load(USER) == loaded
+    with pytest.raises(IdempotentReplayError):
+        customers.save(dataclasses.replace(customer_changes(loaded, loaded), idempotency=record))
 
 
 def test_a_save_never_undoes_the_payment_lock(customers: DynamoCustomerRepository) -> None:

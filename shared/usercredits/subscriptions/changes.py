@@ -4,14 +4,23 @@
 The repository stores a profile item and one item per child (``ports.CustomerRepository``); writing only what
 changed keeps a save to one small transaction however long the customer's history is. A save that finds the customer
 changed meanwhile (``StaleCustomerError``) is redone on a fresh load, up to ``SAVE_ATTEMPTS`` times.
+
+A request's ``Idempotency-Key`` (``RequestKey``, docs/rules.md#idempotency) is recorded in the save that writes the
+request's result (``CustomerChanges.idempotency``), so a result never exists without its key nor a key without its
+result; ``run_once`` answers a repeat with the recorded result as the customer holds it now, and changes nothing; the
+same key with another request is ``409``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import dataclasses
+import hashlib
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 
-from usercredits.errors import ConflictError
+from usercredits.errors import ConflictError, NotFoundError
 from usercredits.kernel.retries import OPTIMISTIC_ATTEMPTS
+from usercredits.kernel.writes import IdempotencyRecord, IdempotentReplayError
 from usercredits.subscriptions.models import Customer
 from usercredits.subscriptions.ports import (
     ChildItem,
@@ -39,17 +48,22 @@ def save_change[R](
     step: Callable[[Customer | None], tuple[Customer, R]],
     *,
     loaded: Customer | None = None,
+    idempotency: Callable[[R], IdempotencyRecord] | None = None,
 ) -> tuple[Customer, R]:
     """Apply ``step`` to the customer as stored (None: not stored yet) and save what changed, in one conditional
     transaction; when another save came first, redo it on a fresh load (``ConflictError`` after ``SAVE_ATTEMPTS``).
 
     ``loaded``: the customer as the caller just loaded it, used for the first attempt instead of loading again. A
-    stored customer that ``step`` leaves as it was is returned as is, and nothing is written.
+    stored customer that ``step`` leaves as it was is returned as is, and nothing is written. ``idempotency``: the
+    request key's record of the result, written with it (alone when nothing changed; ``IdempotentReplayError`` when
+    recorded already).
     """
     for attempt in range(SAVE_ATTEMPTS):
         before = loaded if attempt == 0 and loaded is not None else customers.load(user_id)
         after, result = step(before)
         changes = customer_changes(before, after)
+        if idempotency is not None:
+            changes = dataclasses.replace(changes, idempotency=idempotency(result))
         if before is not None and changes.is_empty:
             return before, result
         try:
@@ -91,3 +105,76 @@ def _children(customer: Customer, kind: ChildKind) -> Sequence[ChildItem]:
 
 def _profile(customer: Customer) -> dict[str, object]:
     return customer.model_dump(exclude=set(_CHILD_LISTS.values()))
+
+
+# --- the Idempotency-Key of a change ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RequestKey:
+    """A request's ``Idempotency-Key``: ``scope`` names the kind of request (keys are per user and per kind),
+    ``request`` is what the request asked (the path's ids and the body), whose fingerprint tells a retry from
+    another request reusing the key."""
+
+    scope: str
+    key: str
+    request: Mapping[str, object] = field(default_factory=dict)
+
+    def record(self, result_id: str) -> IdempotencyRecord:
+        return IdempotencyRecord.of(self.scope, self.key, dict(self.request), result_id)
+
+    def result_of(self, replay: IdempotentReplayError) -> str:
+        """The id of the result the key recorded; ``ConflictError`` when it was recorded for another request."""
+        if replay.fingerprint != self.record(replay.result_id).fingerprint:
+            raise ConflictError("Idempotency-Key was already used with a different request")
+        return replay.result_id
+
+    def processor_key(self, action: str) -> str:
+        """The processor's idempotency key of ``action`` done for this request: a retry after a crash between the
+        processor call and the save sends the same key, and the processor answers what it did the first time
+        instead of doing it again. A digest keeps it within the processor's 255 characters."""
+        request = self.record("").fingerprint
+        digest = hashlib.sha256(f"{self.scope}\0{self.key}\0{request}".encode()).hexdigest()[:32]
+        return f"{action}:request:{digest}"
+
+
+def keyed_request(scope: str, key: str | None, request: Mapping[str, object]) -> RequestKey | None:
+    """The request's key (None without an ``Idempotency-Key``: the request behaves as before)."""
+    return None if key is None else RequestKey(scope, key, request)
+
+
+def recorded_result(customers: CustomerRepository, user_id: str, key: RequestKey | None) -> str | None:
+    """The id of the result ``key`` recorded (one consistent read), or None (no key, or not used yet)."""
+    if key is None:
+        return None
+    replay = customers.recorded(user_id, key.scope, key.key)
+    return None if replay is None else key.result_of(replay)
+
+
+def run_once[R](
+    key: RequestKey | None,
+    customers: CustomerRepository,
+    user_id: str,
+    run: Callable[[], R],
+    find: Callable[[Customer, str], R],
+) -> R:
+    """``run()`` unless ``key`` recorded a result already: then that result (``find`` in the customer as stored).
+
+    ``run`` records the key in its save; when a twin request recorded it first meanwhile, that save raises
+    ``IdempotentReplayError`` (nothing written) and the twin's result is answered instead.
+    """
+    if key is None:
+        return run()
+    if (done := recorded_result(customers, user_id, key)) is not None:
+        return find(_stored(customers, user_id), done)
+    try:
+        return run()
+    except IdempotentReplayError as replay:
+        return find(_stored(customers, user_id), key.result_of(replay))
+
+
+def _stored(customers: CustomerRepository, user_id: str) -> Customer:
+    customer = customers.load(user_id)
+    if customer is None:  # pragma: no cover - a recorded result is saved with its customer
+        raise NotFoundError("customer not found")
+    return customer

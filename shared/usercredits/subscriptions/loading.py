@@ -5,9 +5,17 @@ from __future__ import annotations
 from datetime import datetime
 
 from usercredits.kernel.ids import new_ulid
+from usercredits.subscriptions.changes import RequestKey, keyed_request, run_once
 from usercredits.subscriptions.models import Address, AddressFields, Customer, PaymentMethod, ProcessorItem, Transaction
 from usercredits.subscriptions.ports import ProcessorCustomer, ProcessorPaymentMethod, ProcessorSubscription, SyncPorts
-from usercredits.subscriptions.processor_session import epoch, load_customer, payment_lock, persist, unlocked
+from usercredits.subscriptions.processor_session import (
+    answer_customer,
+    epoch,
+    load_customer,
+    payment_lock,
+    persist,
+    unlocked,
+)
 from usercredits.subscriptions.results import (
     local_subscription,
     replace_payment_method,
@@ -23,7 +31,7 @@ from usercredits.subscriptions.transactions import merge_transactions
 _OWN_METADATA = frozenset({"userId", "customerId", "ipAddress"})
 
 
-def load_processor(user_id: str, ports: SyncPorts) -> Customer:
+def load_processor(user_id: str, ports: SyncPorts, request_key: str | None = None) -> Customer:
     """Reload the customer from the processor (the source of truth) and merge by processor id.
 
     Profile, payment methods (with their billing addresses), subscriptions and transactions (charges and refunds,
@@ -31,17 +39,24 @@ def load_processor(user_id: str, ports: SyncPorts) -> Customer:
     as if alive (docs/rules.md#processor-reload), transactions are never dropped. Items never sent stay as they are,
     synced ones take the processor's values. A customer never sent is returned as is (the seed does not call the
     processor then).
-    Loading twice changes nothing the second time.
+    Loading twice changes nothing the second time. With an ``Idempotency-Key`` the key is recorded in the save, and
+    a repeat answers the customer as it stands without calling the processor.
     """
+    key = keyed_request("reload", request_key, {})
+    return run_once(key, ports.customers, user_id, lambda: _load_processor(user_id, key, ports), answer_customer)
+
+
+def _load_processor(user_id: str, key: RequestKey | None, ports: SyncPorts) -> Customer:
     customer = load_customer(user_id, ports)
+    record = None if key is None else key.record(customer.customer_id)
     processor_id = customer.processor.id
     if processor_id is None:
-        return customer
+        return customer if record is None else persist(customer, ports, lambda c: c, record)
     with payment_lock(user_id, ports):
         remote = ports.processor.retrieve_customer(processor_id)
         if remote is None:
             now = ports.clock.now()
-            customer = persist(customer, ports, lambda c: _customer_gone(c, now))
+            customer = persist(customer, ports, lambda c: _customer_gone(c, now), record)
         else:
             as_of = epoch(ports.clock.now())  # before the reads: an event created since may be newer
             methods = ports.processor.list_payment_methods(processor_id)
@@ -49,7 +64,10 @@ def load_processor(user_id: str, ports: SyncPorts) -> Customer:
             transactions = ports.processor.list_transactions(processor_id)
             now = ports.clock.now()
             customer = persist(
-                customer, ports, lambda c: _merge_loaded(c, remote, methods, subscriptions, transactions, now, as_of)
+                customer,
+                ports,
+                lambda c: _merge_loaded(c, remote, methods, subscriptions, transactions, now, as_of),
+                record,
             )
     return unlocked(customer)
 

@@ -12,6 +12,7 @@ from typing import Protocol
 
 from usercredits.kernel.clock import Clock
 from usercredits.kernel.models import Money
+from usercredits.kernel.writes import IdempotencyRecord, IdempotentReplayError
 from usercredits.subscriptions.instruments import InstrumentDetails, PaymentMethodKind
 from usercredits.subscriptions.models import (
     Address,
@@ -48,6 +49,7 @@ class CustomerChanges:
     ``customer`` is the whole new state; its profile (every field but the child lists) is written with the version
     moved from ``expected_version`` to ``expected_version + 1``; ``expected_version`` None means the customer is new
     and must not exist yet. ``upserts`` are the new or changed children; ``deletions`` the children to remove.
+    ``idempotency``: the request's ``Idempotency-Key``, recorded in the same write (put only if absent).
     """
 
     customer: Customer
@@ -55,11 +57,17 @@ class CustomerChanges:
     profile_changed: bool
     upserts: tuple[ChildItem, ...] = ()
     deletions: tuple[tuple[ChildKind, str], ...] = ()
+    idempotency: IdempotencyRecord | None = None
+
+    @property
+    def changes_customer(self) -> bool:
+        """True when the customer's own items need writing (the profile, a child)."""
+        return self.profile_changed or bool(self.upserts or self.deletions)
 
     @property
     def is_empty(self) -> bool:
         """True when nothing needs writing."""
-        return not (self.profile_changed or self.upserts or self.deletions)
+        return not self.changes_customer and self.idempotency is None
 
 
 class StaleCustomerError(Exception):
@@ -77,8 +85,13 @@ class CustomerRepository(Protocol):
 
     def save(self, changes: CustomerChanges) -> Customer:
         """Write the changes in one transaction, conditional on the profile's version; returns the customer with its
-        new version. Raises ``StaleCustomerError`` when the version moved. ``paymentLockUntil`` is left out of the
+        new version. Raises ``StaleCustomerError`` when the version moved, ``IdempotentReplayError`` (nothing
+        written) when ``changes.idempotency``'s key was recorded already. ``paymentLockUntil`` is left out of the
         profile write: only the lock methods below touch it, so a save never undoes a lock taken meanwhile."""
+        ...
+
+    def recorded(self, user_id: str, scope: str, key: str) -> IdempotentReplayError | None:
+        """What the user's ``Idempotency-Key`` ``key`` of ``scope`` recorded (as the error a replay raises), or None."""
         ...
 
     def acquire_payment_lock(self, user_id: str, *, now: datetime, until: datetime) -> bool:

@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from datetime import datetime
 
 from usercredits.errors import NotFoundError
+from usercredits.kernel.writes import IdempotencyRecord
 from usercredits.subscriptions.changes import save_change
 from usercredits.subscriptions.errors import PaymentInProgressError
 from usercredits.subscriptions.models import Customer
@@ -46,17 +47,29 @@ def unlocked(customer: Customer) -> Customer:
     return customer.model_copy(update={"payment_lock_until": None})
 
 
-def persist(customer: Customer, ports: SyncPorts, change: Callable[[Customer], Customer]) -> Customer:
+def persist(
+    customer: Customer,
+    ports: SyncPorts,
+    change: Callable[[Customer], Customer],
+    idempotency: IdempotencyRecord | None = None,
+) -> Customer:
     """Apply ``change`` to ``customer`` and save the difference; on a concurrent save, apply it again to a fresh load
-    (``NotFoundError`` if the customer is gone). Nothing to save: ``customer`` itself is returned."""
+    (``NotFoundError`` if the customer is gone). Nothing to save: ``customer`` itself is returned. ``idempotency``:
+    the request's key, recorded in the same save (``IdempotentReplayError`` when it was recorded already)."""
 
     def step(current: Customer | None) -> tuple[Customer, None]:
         if current is None:
             raise NotFoundError("customer not found")
         return change(current), None
 
-    saved, _ = save_change(ports.customers, customer.user_id, step, loaded=customer)
+    record = None if idempotency is None else (lambda _: idempotency)
+    saved, _ = save_change(ports.customers, customer.user_id, step, loaded=customer, idempotency=record)
     return saved
+
+
+def answer_customer(customer: Customer, customer_id: str) -> Customer:
+    """What a repeated keyed sync or reload answers: the customer (``customer_id``, recorded) as it stands now."""
+    return customer
 
 
 def epoch(moment: datetime) -> int:

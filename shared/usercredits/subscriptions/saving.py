@@ -20,6 +20,7 @@ from functools import partial
 from typing import Any
 
 from usercredits.errors import ConflictError
+from usercredits.subscriptions.changes import RequestKey, keyed_request, run_once
 from usercredits.subscriptions.customers import find_payment_method
 from usercredits.subscriptions.models import (
     AddressFields,
@@ -37,7 +38,14 @@ from usercredits.subscriptions.ports import (
     RedemptionOutcome,
     SyncPorts,
 )
-from usercredits.subscriptions.processor_session import epoch, load_customer, payment_lock, persist, unlocked
+from usercredits.subscriptions.processor_session import (
+    answer_customer,
+    epoch,
+    load_customer,
+    payment_lock,
+    persist,
+    unlocked,
+)
 from usercredits.subscriptions.results import (
     record_payment_method_result,
     record_subscription_result,
@@ -69,21 +77,28 @@ from usercredits.subscriptions.transactions import merge_transactions
 _PENDING_ADDRESS = frozenset({ProcessorState.INITIAL, ProcessorState.CHANGED})
 
 
-def save_processor(user_id: str, ports: SyncPorts) -> Customer:
+def save_processor(user_id: str, ports: SyncPorts, request_key: str | None = None) -> Customer:
     """Send the user's customer to the processor: profile, then payment methods, then subscriptions.
 
     Raises ``NotFoundError`` without a customer, ``PaymentInProgressError`` while another payment operation holds
     the lock, ``ConflictError`` when a subscription cannot be sent yet (no processor price, for instance), and the
     processor's ``PaymentGatewayError``/``UnavailableError``; in each case what was done so far is saved, and calling
-    it again completes the sync without duplicating anything at the processor.
+    it again completes the sync without duplicating anything at the processor. With an ``Idempotency-Key`` the key
+    is recorded in the last save, and a repeat answers the customer as it stands without calling the processor.
     """
+    key = keyed_request("sync", request_key, {})
+    return run_once(key, ports.customers, user_id, lambda: _save_processor(user_id, key, ports), answer_customer)
+
+
+def _save_processor(user_id: str, key: RequestKey | None, ports: SyncPorts) -> Customer:
     customer = load_customer(user_id, ports)
     with payment_lock(user_id, ports):
         customer = _sync_profile(customer, ports)
         customer = _sync_payment_methods(customer, ports)
         customer = _sync_subscriptions(customer, ports)
         now = ports.clock.now()
-        customer = persist(customer, ports, lambda c: c.model_copy(update={"last_processor_save": now}))
+        record = None if key is None else key.record(customer.customer_id)
+        customer = persist(customer, ports, lambda c: c.model_copy(update={"last_processor_save": now}), record)
     return unlocked(customer)
 
 

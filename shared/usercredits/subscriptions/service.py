@@ -16,10 +16,11 @@ from pydantic import ValidationError
 
 from usercredits.errors import ConflictError, InvalidRequestError, NotFoundError
 from usercredits.kernel.models import DomainModel
+from usercredits.kernel.writes import IdempotencyRecord
 from usercredits.subscriptions import coupons as coupon_rules
 from usercredits.subscriptions import customers as customer_rules
 from usercredits.subscriptions import entitlement, subscribing
-from usercredits.subscriptions.changes import customer_changes, save_change
+from usercredits.subscriptions.changes import RequestKey, customer_changes, keyed_request, run_once, save_change
 from usercredits.subscriptions.models import (
     Address,
     AddressFields,
@@ -30,7 +31,7 @@ from usercredits.subscriptions.models import (
     ProfileFields,
     Subscription,
 )
-from usercredits.subscriptions.ports import CustomerPorts, StaleCustomerError
+from usercredits.subscriptions.ports import ChildItem, CustomerPorts, StaleCustomerError
 
 # --- reads ---------------------------------------------------------------------------------------------------------
 
@@ -116,10 +117,18 @@ def update_profile(user_id: str, fields: ProfileFields, *, ports: CustomerPorts)
     return saved
 
 
-def add_address(user_id: str, data: AddressFields, *, ports: CustomerPorts) -> Address:
+def add_address(user_id: str, data: AddressFields, *, ports: CustomerPorts, request_key: str | None = None) -> Address:
     """Append an address (state initial; sent with the next sync)."""
-    _, address = _change(user_id, ports, lambda customer, now: customer_rules.add_address(customer, data, now))
-    return address
+    key = keyed_request("address", request_key, data.model_dump(mode="json"))
+    return run_once(
+        key,
+        ports.customers,
+        user_id,
+        lambda: _change_child(
+            user_id, ports, lambda customer, now: customer_rules.add_address(customer, data, now), key=key
+        ),
+        customer_rules.find_address,
+    )
 
 
 def add_payment_method(
@@ -129,28 +138,37 @@ def add_payment_method(
     billing_address_id: str | None,
     make_default: bool,
     ports: CustomerPorts,
+    request_key: str | None = None,
 ) -> PaymentMethod:
     """Add the payment method behind a processor token (a Stripe ``pm_...``), by default as the new default.
 
     The token is looked up first: one the processor does not know, or one attached to another processor customer,
-    is refused (422) and nothing is written. Adding the same token twice is 409.
+    is refused (422) and nothing is written. Adding the same token twice is 409 (unless it is the same request
+    repeated with its ``Idempotency-Key``: that answers the method added).
     """
-    stored = ports.customers.load(user_id)
-    processor_id = stored.processor.id if stored is not None else None
-    found = ports.payment_methods.retrieve_payment_method(token)
-    if found is None:
-        raise InvalidRequestError(f"unknown payment method {token!r}")
-    if found.customer_id is not None and found.customer_id != processor_id:
-        raise InvalidRequestError(f"payment method {token!r} belongs to another customer (a foreign payment method)")
-    method = customer_rules.NewPaymentMethod(token=token, kind=found.kind, details=found.details)
+    request = {"token": token, "billingAddressId": billing_address_id, "makeDefault": make_default}
+    key = keyed_request("payment-method", request_key, request)
 
-    def step(current: Customer, now: datetime) -> tuple[Customer, PaymentMethod]:
-        return customer_rules.add_payment_method(
-            current, method, now, billing_address_id=billing_address_id, make_default=make_default
-        )
+    def add() -> PaymentMethod:
+        stored = ports.customers.load(user_id)
+        processor_id = stored.processor.id if stored is not None else None
+        found = ports.payment_methods.retrieve_payment_method(token)
+        if found is None:
+            raise InvalidRequestError(f"unknown payment method {token!r}")
+        if found.customer_id is not None and found.customer_id != processor_id:
+            raise InvalidRequestError(
+                f"payment method {token!r} belongs to another customer (a foreign payment method)"
+            )
+        method = customer_rules.NewPaymentMethod(token=token, kind=found.kind, details=found.details)
 
-    _, added = _change(user_id, ports, step, loaded=stored)
-    return added
+        def step(current: Customer, now: datetime) -> tuple[Customer, PaymentMethod]:
+            return customer_rules.add_payment_method(
+                current, method, now, billing_address_id=billing_address_id, make_default=make_default
+            )
+
+        return _change_child(user_id, ports, step, key=key, loaded=stored)
+
+    return run_once(key, ports.customers, user_id, add, customer_rules.find_payment_method)
 
 
 def set_default_payment_method(user_id: str, payment_method_id: str, *, ports: CustomerPorts) -> Customer:
@@ -170,6 +188,7 @@ def subscribe(
     payment_method_id: str | None,
     coupon_code: str | None,
     ports: CustomerPorts,
+    request_key: str | None = None,
 ) -> Subscription:
     """Subscribe to a plan: queued behind an equal or better valid subscription, or an upgrade now with a credit for
     the unused part of the lower one (``subscribing.add_subscription``), with the coupon's discount if one is named.
@@ -196,22 +215,39 @@ def subscribe(
             )
         return updated, subscription
 
-    _, subscription = _change(user_id, ports, step)
-    return subscription
+    request = {"planId": plan_id, "paymentMethodId": payment_method_id, "couponCode": coupon_code}
+    key = keyed_request("subscribe", request_key, request)
+    return run_once(
+        key,
+        ports.customers,
+        user_id,
+        lambda: _change_child(user_id, ports, step, key=key),
+        subscribing.find_subscription,
+    )
 
 
 def cancel_subscription(
-    user_id: str, subscription_id: str, *, at_period_end: bool, ports: CustomerPorts
+    user_id: str,
+    subscription_id: str,
+    *,
+    at_period_end: bool,
+    ports: CustomerPorts,
+    request_key: str | None = None,
 ) -> Subscription:
     """Cancel now, or at the end of the paid period (a subscription never synced is withdrawn); 404 when unknown."""
-    _, subscription = _change(
+    request = {"subscriptionId": subscription_id, "atPeriodEnd": at_period_end}
+    key = keyed_request("cancel", request_key, request)
+
+    def step(customer: Customer, now: datetime) -> tuple[Customer, Subscription]:
+        return subscribing.cancel_subscription(customer, subscription_id, now, at_period_end=at_period_end)
+
+    return run_once(
+        key,
+        ports.customers,
         user_id,
-        ports,
-        lambda customer, now: subscribing.cancel_subscription(
-            customer, subscription_id, now, at_period_end=at_period_end
-        ),
+        lambda: _change_child(user_id, ports, step, key=key),
+        subscribing.find_subscription,
     )
-    return subscription
 
 
 # --- admin ---------------------------------------------------------------------------------------------------------
@@ -242,9 +278,11 @@ def _change[R](
     step: Callable[[Customer, datetime], tuple[Customer, R]],
     *,
     loaded: Customer | None = None,
+    idempotency: Callable[[R], IdempotencyRecord] | None = None,
 ) -> tuple[Customer, R]:
     """Load, apply ``step``, save what changed (``changes.save_change``). ``loaded``: the customer as the caller just
-    loaded it (a stored one), used for the first attempt instead of loading again."""
+    loaded it (a stored one), used for the first attempt instead of loading again; ``idempotency``: the request
+    key's record of the result, saved with it."""
 
     def decide(before: Customer | None) -> tuple[Customer, R]:
         now = ports.clock.now()
@@ -253,7 +291,25 @@ def _change[R](
             return before, result  # a no-op (values set to what they were) writes nothing, not even updatedAt
         return after, result
 
-    return save_change(ports.customers, user_id, decide, loaded=loaded)
+    return save_change(ports.customers, user_id, decide, loaded=loaded, idempotency=idempotency)
+
+
+def _change_child[C: ChildItem](
+    user_id: str,
+    ports: CustomerPorts,
+    step: Callable[[Customer, datetime], tuple[Customer, C]],
+    *,
+    key: RequestKey | None,
+    loaded: Customer | None = None,
+) -> C:
+    """``_change`` of a step that makes or changes one child, the request's key (if any) recorded with it."""
+
+    def record(child: C) -> IdempotencyRecord:
+        assert key is not None
+        return key.record(child.local_id)
+
+    _, child = _change(user_id, ports, step, loaded=loaded, idempotency=None if key is None else record)
+    return child
 
 
 def _untouched(customer: Customer) -> Customer:

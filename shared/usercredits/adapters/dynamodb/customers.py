@@ -9,11 +9,11 @@ version. Coupon redemptions are counted by one transaction that can neither coun
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from pynamodb.connection.base import Connection
-from pynamodb.exceptions import DoesNotExist, TransactWriteError, UpdateError
+from pynamodb.exceptions import DoesNotExist, PutError, TransactWriteError, UpdateError
 from pynamodb.transactions import TransactWrite
 
 from usercredits.adapters.dynamodb.customer_mapping import (
@@ -25,6 +25,7 @@ from usercredits.adapters.dynamodb.customer_mapping import (
 from usercredits.adapters.dynamodb.customers_table import (
     CustomerAddressItem,
     CustomerChildItem,
+    CustomerIdempotencyItem,
     CustomerPaymentMethodItem,
     CustomerProfileItem,
     CustomersItem,
@@ -38,10 +39,15 @@ from usercredits.adapters.dynamodb.errors import (
     condition_failed,
     translate_errors,
 )
-from usercredits.adapters.dynamodb.keys import PROFILE_SK, customer_pk
-from usercredits.adapters.dynamodb.transactions import equals_stored, set_or_remove
+from usercredits.adapters.dynamodb.keys import (
+    PROFILE_SK,
+    customer_idempotency_pk,
+    customer_idempotency_sk,
+    customer_pk,
+)
+from usercredits.adapters.dynamodb.transactions import IDEMPOTENCY_TTL, equals_stored, set_or_remove
 from usercredits.errors import ConflictError, NotFoundError
-from usercredits.kernel.writes import MAX_TRANSACTION_ACTIONS
+from usercredits.kernel.writes import MAX_TRANSACTION_ACTIONS, IdempotencyRecord, IdempotentReplayError
 from usercredits.subscriptions.models import (
     Address,
     Customer,
@@ -143,6 +149,17 @@ def _profile_actions(customer: Customer, version: int) -> list[Any]:
     ]
 
 
+def _idempotency_item(user_id: str, record: IdempotencyRecord) -> CustomerIdempotencyItem:
+    return CustomerIdempotencyItem(
+        pk=customer_idempotency_pk(user_id),
+        sk=customer_idempotency_sk(record.scope, record.key),
+        fingerprint=record.fingerprint,
+        result_id=record.result_id,
+        created_at=datetime.now(UTC),
+        ttl=IDEMPOTENCY_TTL,
+    )
+
+
 def _version_condition(expected: int | None) -> Any:
     if expected is None:
         return CustomerProfileItem.pk.does_not_exist()
@@ -189,7 +206,8 @@ class DynamoCustomerRepository:
     transactions, each with a condition check on the profile's expected version, so nothing is written if someone
     saved meanwhile; the profile and every other child are always written together in the last transaction. A save
     whose profile and non-transaction children alone pass the limit is refused with ``ConflictError`` (nothing
-    written): no request of the API comes near it.
+    written): no request of the API comes near it. A request's ``Idempotency-Key`` is put (only if absent) in the
+    last transaction, or alone when the request changed nothing.
     """
 
     @translate_errors
@@ -208,23 +226,26 @@ class DynamoCustomerRepository:
         if changes.is_empty:
             return changes.customer
         customer = changes.customer
+        if not changes.changes_customer:  # a keyed request that changed nothing: its record alone
+            assert changes.idempotency is not None
+            self._record_alone(customer.user_id, changes.idempotency)
+            return customer
         version = (changes.expected_version or 0) + 1
         ahead: list[_ChildWrite] = []
         last: list[_ChildWrite] = [(kind, local_id, None) for kind, local_id in changes.deletions]
         for child in changes.upserts:
             kind = child_kind(child)
             (ahead if kind is ChildKind.TRANSACTION else last).append((kind, child.local_id, child))
-        if len(last) + 1 > MAX_TRANSACTION_ACTIONS:
-            raise ConflictError(
-                f"too many changes in one save ({len(last) + 1} writes; at most {MAX_TRANSACTION_ACTIONS})"
-            )
-        room = MAX_TRANSACTION_ACTIONS - 1 - len(last)
+        fixed = len(last) + 1 + (changes.idempotency is not None)  # with the profile and the record
+        if fixed > MAX_TRANSACTION_ACTIONS:
+            raise ConflictError(f"too many changes in one save ({fixed} writes; at most {MAX_TRANSACTION_ACTIONS})")
+        room = MAX_TRANSACTION_ACTIONS - fixed
         if len(ahead) > room:  # the transaction mirrors that do not fit go first, in chunks
             early, ahead = ahead[: len(ahead) - room], ahead[len(ahead) - room :]
             chunk = MAX_TRANSACTION_ACTIONS - 1  # and the condition check on the profile
             for start in range(0, len(early), chunk):
                 self._write_ahead(customer.user_id, changes.expected_version, early[start : start + chunk])
-        self._write(customer, changes.expected_version, version, [*last, *ahead])
+        self._write(customer, changes.expected_version, version, [*last, *ahead], changes.idempotency)
         return customer.model_copy(update={"version": version})
 
     def _write(
@@ -233,24 +254,54 @@ class DynamoCustomerRepository:
         expected: int | None,
         version: int,
         writes: Sequence[_ChildWrite],
+        idempotency: IdempotencyRecord | None,
     ) -> None:
         profile = CustomerProfileItem(pk=customer_pk(customer.user_id), sk=PROFILE_SK)
         actions, condition = _profile_actions(customer, version), _version_condition(expected)
         try:
-            if not writes:  # the profile alone: one conditional UpdateItem (half the cost of a transaction)
+            if not writes and idempotency is None:  # the profile alone: one conditional UpdateItem (half the cost)
                 profile.update(actions=actions, condition=condition)
                 return
             with TransactWrite(connection=customers_connection()) as transaction:
                 transaction.update(profile, actions=actions, condition=condition)
                 _add_child_writes(transaction, customer.user_id, writes)
+                if idempotency is not None:
+                    record = _idempotency_item(customer.user_id, idempotency)
+                    transaction.save(record, condition=CustomerIdempotencyItem.pk.does_not_exist())
         except UpdateError as exc:
             if condition_failed(exc, or_conflict=True):
                 raise StaleCustomerError(customer.user_id) from exc
             raise
         except TransactWriteError as exc:
+            # The record's condition or the version's failed: a recorded key is a replay (whatever else moved).
+            replay = (
+                self.recorded(customer.user_id, idempotency.scope, idempotency.key)
+                if idempotency is not None and CONDITION_FAILED in cancellation_codes(exc)
+                else None
+            )
+            if replay is not None:
+                raise replay from exc
             if _lost_to_another_save(exc):
                 raise StaleCustomerError(customer.user_id) from exc
             raise
+
+    def _record_alone(self, user_id: str, idempotency: IdempotencyRecord) -> None:
+        try:
+            _idempotency_item(user_id, idempotency).save(condition=CustomerIdempotencyItem.pk.does_not_exist())
+        except PutError as exc:
+            if condition_failed(exc) and (replay := self.recorded(user_id, idempotency.scope, idempotency.key)):
+                raise replay from exc
+            raise
+
+    @translate_errors
+    def recorded(self, user_id: str, scope: str, key: str) -> IdempotentReplayError | None:
+        try:
+            item = CustomerIdempotencyItem.get(
+                customer_idempotency_pk(user_id), customer_idempotency_sk(scope, key), consistent_read=True
+            )
+        except DoesNotExist:
+            return None
+        return IdempotentReplayError(item.result_id, item.fingerprint)
 
     def _write_ahead(self, user_id: str, expected: int | None, writes: Sequence[_ChildWrite]) -> None:
         try:

@@ -69,6 +69,7 @@ class CustomersItem(Model):
 # address / payment      ``CUSTOMER#<userId>``          ``ADDRESS#<id>``, ``PM#<id>``, ``SUB#<id>``, ``TXN#<id>``
 # method / subscription                                 (one item per child: no item grows with the history)
 # / transaction
+# idempotency record     ``IDEMPOTENCY#<userId>``       ``<scope>#<Idempotency-Key>`` (in the result's save; TTL)
 # plan                   ``PLAN#<planId>``              ``PLAN``; a copy under ``PLANS`` / ``PLAN#<planId>`` lists them
 # coupon                 ``COUPON#<code>``              ``COUPON`` (terms and ``usedCount``)
 # coupon redemption      ``COUPON#<code>``              ``REDEMPTION#<customerId>#<subscriptionId>``
@@ -120,6 +121,16 @@ class CustomerSubscriptionItem(CustomerChildItem, discriminator="subscription"):
 
 class CustomerTransactionItem(CustomerChildItem, discriminator="transaction"):
     """A charge or refund mirrored from the processor (sk ``TXN#<transactionId>``)."""
+
+
+class CustomerIdempotencyItem(CustomersItem, discriminator="idempotency"):
+    """An ``Idempotency-Key`` of a customers route (pk ``IDEMPOTENCY#<userId>``, sk ``<scope>#<key>``): the request's
+    fingerprint and the id of the result it produced, put only if absent in the save that writes that result;
+    DynamoDB's TTL deletes it after 30 days."""
+
+    fingerprint = UnicodeAttribute()
+    result_id = UnicodeAttribute(attr_name="resultId")
+    created_at = UTCDateTimeAttribute(attr_name="createdAt")
 
 
 class PlanItem(CustomersItem, discriminator="plan"):

@@ -157,6 +157,16 @@ def customer_pk(user_id: str) -> str:
     return f"CUSTOMER#{user_id}"
 
 
+def customer_idempotency_pk(user_id: str) -> str:
+    """The partition of a customer's ``Idempotency-Key`` records: apart from ``CUSTOMER#<userId>``, so loading the
+    customer (one Query of its partition) never reads them; no other partition starts with ``IDEMPOTENCY#``."""
+    return f"IDEMPOTENCY#{user_id}"
+
+
+def customer_idempotency_sk(scope: str, key: str) -> str:
+    return f"{scope}#{key}"
+
+
 def plan_pk(plan_id: str) -> str:
     return f"PLAN#{plan_id}"
 
