@@ -54,14 +54,7 @@ from pynamodb.indexes import (
 )
 from pynamodb.models import Model
 
-from usercredits.adapters.dynamodb.model_base import (
-    CONNECT_TIMEOUT_SECONDS,
-    MAX_RETRY_ATTEMPTS,
-    READ_TIMEOUT_SECONDS,
-    REGION,
-    MoneyAttribute,
-    share_connection,
-)
+from usercredits.adapters.dynamodb.model_base import MoneyAttribute, TableMeta, share_connection
 
 
 class ByPaymentIntentIndex(GlobalSecondaryIndex["CreditsItem"]):
@@ -130,13 +123,8 @@ class ByGroupLedgerIndex(LocalSecondaryIndex["CreditsItem"]):
 class CreditsItem(Model):
     """Base of every item in the credits table; ``itemType`` picks the subclass on read."""
 
-    class Meta:
+    class Meta(TableMeta):
         table_name = os.environ.get("CREDITS_TABLE_NAME", "user-credits-credits")
-        region = REGION
-        billing_mode = "PAY_PER_REQUEST"
-        connect_timeout_seconds = CONNECT_TIMEOUT_SECONDS
-        read_timeout_seconds = READ_TIMEOUT_SECONDS
-        max_retry_attempts = MAX_RETRY_ATTEMPTS
 
     pk = UnicodeAttribute(hash_key=True)
     sk = UnicodeAttribute(range_key=True)

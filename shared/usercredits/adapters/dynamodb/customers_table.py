@@ -20,14 +20,7 @@ from pynamodb.attributes import (
 from pynamodb.indexes import GlobalSecondaryIndex, KeysOnlyProjection
 from pynamodb.models import Model
 
-from usercredits.adapters.dynamodb.model_base import (
-    CONNECT_TIMEOUT_SECONDS,
-    MAX_RETRY_ATTEMPTS,
-    READ_TIMEOUT_SECONDS,
-    REGION,
-    MoneyAttribute,
-    share_connection,
-)
+from usercredits.adapters.dynamodb.model_base import MoneyAttribute, TableMeta, share_connection
 
 
 class ByProcessorIdIndex(GlobalSecondaryIndex["CustomersItem"]):
@@ -43,13 +36,8 @@ class ByProcessorIdIndex(GlobalSecondaryIndex["CustomersItem"]):
 class CustomersItem(Model):
     """Base of every item in the customers table (customers, plans, coupons: the subscriptions half, issue 6)."""
 
-    class Meta:
+    class Meta(TableMeta):
         table_name = os.environ.get("CUSTOMERS_TABLE_NAME", "user-credits-customers")
-        region = REGION
-        billing_mode = "PAY_PER_REQUEST"
-        connect_timeout_seconds = CONNECT_TIMEOUT_SECONDS
-        read_timeout_seconds = READ_TIMEOUT_SECONDS
-        max_retry_attempts = MAX_RETRY_ATTEMPTS
 
     pk = UnicodeAttribute(hash_key=True)
     sk = UnicodeAttribute(range_key=True)

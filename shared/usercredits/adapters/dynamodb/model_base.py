@@ -20,6 +20,16 @@ READ_TIMEOUT_SECONDS = 2
 MAX_RETRY_ATTEMPTS = 2
 
 
+class TableMeta:
+    """What every table model's ``Meta`` sets besides its table name: region, billing and the client's limits."""
+
+    region = REGION
+    billing_mode = "PAY_PER_REQUEST"
+    connect_timeout_seconds = CONNECT_TIMEOUT_SECONDS
+    read_timeout_seconds = READ_TIMEOUT_SECONDS
+    max_retry_attempts = MAX_RETRY_ATTEMPTS
+
+
 def call_budget_seconds() -> float:
     """The longest one DynamoDB call can take before it fails: every attempt timing out, with the longest backoffs
     of botocore's standard retry mode (a random wait of at most 2^n seconds before retry n + 1)."""
