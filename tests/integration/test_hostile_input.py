@@ -313,7 +313,7 @@ def test_an_idempotency_key_at_the_byte_limit_works_and_repeats(ordering_api: Ca
 def test_only_throttling_and_timeouts_are_a_503_a_storage_refusal_is_not(
     consumption_api: Call, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from consumption import handler
+    from usercredits.domain import balances
     from usercredits.errors import PersistenceError, UnavailableError
 
     def refused(*_: Any, **__: Any) -> None:
@@ -323,11 +323,11 @@ def test_only_throttling_and_timeouts_are_a_503_a_storage_refusal_is_not(
         raise UnavailableError("storage is busy (ThrottlingException); retry shortly", retry_after=1)
 
     # A refusal that no retry can cure is a 500 (logged, alarmed on), never a 503 a client would retry forever
-    monkeypatch.setattr(handler.balances, "list_credits", refused)
+    monkeypatch.setattr(balances, "list_credits", refused)
     status, body, headers = consumption_api("consumption/get_credits.json")
     assert (status, body["error"], "Retry-After" in headers) == (S.INTERNAL_SERVER_ERROR, "internal_error", False)
     # while throttling is the 503 with Retry-After
-    monkeypatch.setattr(handler.balances, "list_credits", throttled)
+    monkeypatch.setattr(balances, "list_credits", throttled)
     status, body, headers = consumption_api("consumption/get_credits.json")
     assert (status, body["error"], headers.get("Retry-After")) == (S.SERVICE_UNAVAILABLE, "unavailable", "1")
 
