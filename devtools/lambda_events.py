@@ -5,7 +5,8 @@ The dev server (from the HTTP requests it receives), the bench and the tests (fr
 
 - :func:`new_event`: a request received now, with what API Gateway fills in itself (request id, time, source IP...);
 - :func:`http_api_event`: a copy of a base event (a sample, or :func:`new_event`) as the request given: route key,
-  path, query, headers (lower-cased), cookies, body (base64 when it is not UTF-8) and the JWT authorizer's claims
+  path (decoded, with the path parameters its route key gives, as API Gateway HTTP APIs hand them over), query,
+  headers (lower-cased), cookies, body (base64 when it is not UTF-8) and the JWT authorizer's claims
   (strings, as API Gateway passes them); what is not given is kept from the base;
 - :func:`function_url_event`: the Function URL event of a ``POST /`` (no route, no authorizer), as Stripe's webhook
   deliveries arrive;

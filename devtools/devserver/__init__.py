@@ -16,9 +16,12 @@ How requests reach the handlers (the same events AWS would send, built by ``devt
 
 - every ``HttpApi`` route of ``template.yaml`` becomes an API Gateway **HTTP API payload 2.0** event for its function;
   the most specific route wins (``/credits/ledger`` before ``/credits/{offerGroup}``), as in API Gateway (``routes``);
+  as API Gateway HTTP APIs do, the path is percent-decoded once, then routed, and the event carries it decoded with
+  its ``pathParameters`` (``/admin/users/auth0%7Cabc/grants`` is user ``auth0|abc``; an encoded ``/`` is no route);
 - the server plays the **JWT authorizer** (``auth``): ``Authorization: Bearer <HS256 JWT>`` signed with
   ``LOCAL_JWT_SECRET`` (default ``local-dev-secret``; ``exp``/``nbf`` checked, ``aud``/``iss`` checked when present).
-  Without a valid token it answers ``401 {"error": "unauthorized"}`` and never calls the handler. The claims go to
+  Without a valid token it answers ``401 {"error": "unauthorized"}`` and never calls the handler; a token without one
+  of the route's ``AuthorizationScopes`` (the admin routes') gets ``403 {"error": "forbidden"}``. The claims go to
   ``requestContext.authorizer.jwt.claims`` as strings, like API Gateway passes them;
 - a path no route matches **and** a known path with another method both answer ``404 not_found``: API Gateway HTTP
   APIs have no 405, they answer 404 for any method/path pair without a route;

@@ -108,7 +108,18 @@ def test_ordering_path_ids_are_decoded(ordering_api: Call) -> None:
     assert status == S.OK, body
 
 
-@pytest.mark.parametrize("subject", ["auth0|5f7c8ec7c33c6c004bbafe82", "jane.doe+credits@example.com", "李小龍"])
+@pytest.mark.parametrize("subject", SUBJECTS)
+def test_ordering_serves_every_subject_shape(ordering_api: Call, subject: str) -> None:
+    status, placed, _ = ordering_api("ordering/create_order.json", body={"offerId": "EnterpriseM"}, user=subject)
+    assert (status, placed["order"]["userId"]) == (S.CREATED, subject), placed
+    order_id = placed["order"]["orderId"]
+    _, listed, _ = ordering_api("ordering/list_orders.json", query={}, user=subject)
+    assert [o["orderId"] for o in listed["orders"]] == [order_id]
+    status, order, _ = ordering_api("ordering/get_order.json", path=f"/orders/{order_id}", user=subject)
+    assert (status, order["userId"]) == (S.OK, subject)
+
+
+@pytest.mark.parametrize("subject", SUBJECTS)
 def test_customers_admin_route_finds_the_decoded_user(customers_api: Any, subject: str) -> None:
     # Given the user's own customer
     status, mine = customers_api("get_customer", user=subject)

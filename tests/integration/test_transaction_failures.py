@@ -86,3 +86,36 @@ def test_failed_conditions_carry_the_keys_of_the_actions_that_failed(moto_tables
             condition=CreditGroupItem.pk.exists(),
         )
     assert failed.value.sort_keys == ("CREDIT#G",)
+
+
+@pytest.mark.parametrize(
+    ("reasons", "retryable"),
+    [
+        (["TransactionConflict", None], True),
+        (["None", "ThrottlingError"], True),
+        (["ConditionalCheckFailed", "TransactionConflict"], False),
+        (["ValidationError"], False),
+    ],
+)
+def test_a_transaction_cancelled_only_by_conflicts_or_throttling_is_retryable(
+    reasons: list[str | None], retryable: bool
+) -> None:
+    # (a retryable failure is the contract's 503 with Retry-After; any other refusal a 500, never retried for ever)
+    from pynamodb.exceptions import CancellationReason, TransactWriteError, VerboseClientError
+
+    from usercredits.adapters.dynamodb.errors import translate_errors
+    from usercredits.errors import PersistenceError, UnavailableError
+
+    cause = VerboseClientError(
+        {"Error": {"Code": "TransactionCanceledException", "Message": "cancelled"}},
+        "TransactWriteItems",
+        cancellation_reasons=[None if r is None else CancellationReason(code=r) for r in reasons],
+    )
+
+    @translate_errors
+    def write() -> None:
+        raise TransactWriteError("cancelled", cause=cause)
+
+    with pytest.raises(UnavailableError if retryable else PersistenceError) as raised:
+        write()
+    assert isinstance(raised.value, UnavailableError) is retryable

@@ -61,11 +61,24 @@ def translate_errors[**P, R](func: Callable[P, R]) -> Callable[P, R]:
     return wrapper
 
 
+#: Why a transaction's action was cancelled, when a retry can succeed (another transaction, throttling).
+_TRANSIENT_REASONS = frozenset({TRANSACTION_CONFLICT, "ThrottlingError", "ProvisionedThroughputExceeded"})
+
+
 def _translate(exc: PynamoDBException) -> Exception:
     code = cause_code(exc)
-    if code in _RETRYABLE or code is None:  # None: the connection itself failed (timeout, endpoint down)
+    if code in _RETRYABLE or code is None or _transient_cancellation(exc):
+        # None: the connection itself failed (timeout, endpoint down)
         return UnavailableError(f"storage is busy ({code or 'unreachable'}); retry shortly", retry_after=1)
     return PersistenceError(f"storage error: {code}")
+
+
+def _transient_cancellation(exc: PynamoDBException) -> bool:
+    """A cancelled transaction whose only reasons are conflicts or throttling (nothing was written; retry)."""
+    if cause_code(exc) != "TransactionCanceledException":
+        return False
+    reasons = {code for code in cancellation_codes(exc) if code not in (None, "None")}
+    return bool(reasons) and reasons <= _TRANSIENT_REASONS
 
 
 def cancellation_codes(exc: Any) -> list[str | None]:
