@@ -159,6 +159,11 @@ class FakeStripe:
             intent.update(fields)
             return dict(intent)
 
+    def forget_idempotency_keys(self) -> None:
+        """Forget every ``Idempotency-Key`` answered so far, as Stripe does after 24 hours."""
+        with self._lock:
+            self._idempotent.clear()
+
     def remember_answer(self, key: str, path: str, form: dict[str, Any], status: int, body: dict[str, Any]) -> None:
         """Keep ``status``/``body`` as the answer to ``key``, as Stripe keeps a request's result (errors included)
         under its ``Idempotency-Key``: a POST with that key and the same parameters is answered the same again."""

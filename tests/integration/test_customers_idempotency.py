@@ -230,6 +230,31 @@ def test_a_refund_retried_after_a_crash_before_its_save_refunds_once(
     assert [t["transactionId"] for t in customer["transactions"] if t["kind"] == "refund"] == [answer["transactionId"]]
 
 
+def test_a_refund_retried_days_after_a_crash_when_stripe_forgot_its_key_refunds_once(
+    api: Call, fake: FakeStripeBilling, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a keyed refund that Stripe made but whose save failed, and no reload since
+    path = sale_path(synced(api), "refund")
+    real_save = DynamoCustomerRepository.save
+
+    def failing_save(self: DynamoCustomerRepository, changes: CustomerChanges) -> Any:
+        if changes.idempotency is not None:
+            raise UnavailableError("DynamoDB timed out")
+        return real_save(self, changes)
+
+    monkeypatch.setattr(DynamoCustomerRepository, "save", failing_save)
+    assert refund(api, path, 490, "refund-1")[0] == S.SERVICE_UNAVAILABLE
+    monkeypatch.setattr(DynamoCustomerRepository, "save", real_save)
+    # When the admin retries it after Stripe forgot the idempotency key (24 hours)
+    fake.forget_idempotency_keys()
+    status, answer = refund(api, path, 490, "refund-1")
+    # Then the refund made then is found by its metadata and recorded, not made again
+    assert status == S.OK, answer
+    assert len(fake.charge_refunds) == 1
+    _, customer = api("get_customer")
+    assert [t["transactionId"] for t in customer["transactions"] if t["kind"] == "refund"] == [answer["transactionId"]]
+
+
 def test_a_retried_void_answers_the_voided_transaction(api: Call, fake: FakeStripeBilling) -> None:
     customer = synced(api)
     fake.add_charge(customer["processor"]["id"], 700, captured=False, created=1)

@@ -416,7 +416,10 @@ def test_refund_full_and_partial(fake: FakeStripeBilling, processor: StripeSubsc
 
     assert (partial.kind, partial.amount, partial.refunded_transaction_id) == (TransactionKind.REFUND, usd(300), charge)
     assert rest.amount == usd(700)
-    assert [r.form for r in fake.posts("/v1/refunds")] == [{"charge": charge, "amount": "300"}, {"charge": charge}]
+    assert [r.form for r in fake.posts("/v1/refunds")] == [
+        {"charge": charge, "amount": "300", "metadata": {"refundKey": "refund:a"}},
+        {"charge": charge, "metadata": {"refundKey": "refund:b"}},
+    ]
     assert [r.idempotency_key for r in fake.posts("/v1/refunds")] == ["refund:a", "refund:b"]
 
 

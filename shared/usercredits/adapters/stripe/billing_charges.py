@@ -23,6 +23,9 @@ from usercredits.errors import ConflictError, InvalidRequestError
 from usercredits.kernel.models import Money
 from usercredits.subscriptions.models import Transaction, TransactionStatus, TransactionStatusEvent
 
+#: The refund metadata that names the idempotency key a refund was made under (found again after Stripe forgets it).
+REFUND_KEY = "refundKey"
+
 
 class StripeCharges(StripeCustomers):
     """The transactions half of the ``SubscriptionProcessor`` port (it reads the customer a charge names)."""
@@ -87,10 +90,17 @@ class StripeCharges(StripeCustomers):
 
         Asking more than Stripe has left to refund (refunds made elsewhere meanwhile) is the caller's mistake, not a
         gateway failure: ``InvalidRequestError``; a charge refunded in full already is a ``ConflictError``.
+
+        Stripe answers a repeated ``idempotency_key`` with the first refund for 24 hours only; the key is also written
+        in the refund's metadata and looked for among the charge's refunds first, so a retry days after a crash
+        between Stripe and our save still finds the refund instead of making a second one.
         """
         import stripe
 
-        params: Any = {"charge": transaction_processor_id}
+        made = self._refund_made_with(transaction_processor_id, idempotency_key)
+        if made is not None:
+            return refund_transaction(made)
+        params: Any = {"charge": transaction_processor_id, "metadata": {REFUND_KEY: idempotency_key}}
         if amount is not None:
             params["amount"] = amount.amount
         try:
@@ -106,6 +116,17 @@ class StripeCharges(StripeCustomers):
         except stripe.StripeError as exc:
             raise_translated(exc, "refund the charge")
         return refund_transaction(created.to_dict())
+
+    def _refund_made_with(self, charge_id: str, idempotency_key: str) -> Json | None:
+        """The charge's refund made under ``idempotency_key`` (its metadata says so), if there is one."""
+        page = call(
+            "list the refunds",
+            lambda: self._client.v1.refunds.list(params={"charge": charge_id, "limit": LIST_LIMIT}),
+        )
+        for refund in every_item(page, "list the refunds"):
+            if (refund.get("metadata") or {}).get(REFUND_KEY) == idempotency_key:
+                return refund
+        return None
 
     def void(self, transaction_processor_id: str, *, idempotency_key: str) -> Transaction:
         """Cancel the payment intent of an uncaptured charge; refund a captured one in full (``metadata.void``).
