@@ -202,11 +202,8 @@ def test_a_retried_refund_refunds_once(api: Call, fake: FakeStripeBilling) -> No
     assert len(fake.charge_refunds) == 2
 
 
-def test_a_refund_retried_after_a_crash_before_its_save_refunds_once(
-    api: Call, fake: FakeStripeBilling, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # Given a keyed refund that Stripe made but whose save failed (the function timed out in between)
-    path = sale_path(synced(api), "refund")
+def _fail_keyed_saves(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """Make every keyed customer save time out (Stripe acted, our save did not land); returns the real save."""
     real_save = DynamoCustomerRepository.save
 
     def failing_save(self: DynamoCustomerRepository, changes: CustomerChanges) -> Any:
@@ -215,6 +212,15 @@ def test_a_refund_retried_after_a_crash_before_its_save_refunds_once(
         return real_save(self, changes)
 
     monkeypatch.setattr(DynamoCustomerRepository, "save", failing_save)
+    return real_save
+
+
+def test_a_refund_retried_after_a_crash_before_its_save_refunds_once(
+    api: Call, fake: FakeStripeBilling, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a keyed refund that Stripe made but whose save failed (the function timed out in between)
+    path = sale_path(synced(api), "refund")
+    real_save = _fail_keyed_saves(monkeypatch)
     status, body = refund(api, path, 490, "refund-1")
     assert status == S.SERVICE_UNAVAILABLE, body
     monkeypatch.setattr(DynamoCustomerRepository, "save", real_save)
@@ -235,14 +241,7 @@ def test_a_refund_retried_days_after_a_crash_when_stripe_forgot_its_key_refunds_
 ) -> None:
     # Given a keyed refund that Stripe made but whose save failed, and no reload since
     path = sale_path(synced(api), "refund")
-    real_save = DynamoCustomerRepository.save
-
-    def failing_save(self: DynamoCustomerRepository, changes: CustomerChanges) -> Any:
-        if changes.idempotency is not None:
-            raise UnavailableError("DynamoDB timed out")
-        return real_save(self, changes)
-
-    monkeypatch.setattr(DynamoCustomerRepository, "save", failing_save)
+    real_save = _fail_keyed_saves(monkeypatch)
     assert refund(api, path, 490, "refund-1")[0] == S.SERVICE_UNAVAILABLE
     monkeypatch.setattr(DynamoCustomerRepository, "save", real_save)
     # When the admin retries it after Stripe forgot the idempotency key (24 hours)
