@@ -26,13 +26,13 @@ from threading import Barrier
 from typing import Any
 
 import pytest
+from devtools.stripe_sim.payment_intents import FakeStripe
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule, run_state_machine_as_test
 
 from tests.fakes.clock import FixedClock
 from tests.fakes.events import RecordingEventPublisher
-from tests.stripe_fake import FakeStripe
 from usercredits.adapters.dynamodb.catalog import DynamoCatalogRepository
 from usercredits.adapters.dynamodb.credits import DynamoCreditsRepository
 from usercredits.adapters.dynamodb.orders import DynamoOrderRepository

@@ -10,10 +10,11 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+from devtools.stripe_sim.billing import FakeStripeBilling
+
 from tests.fakes.clock import FixedClock
 from tests.fakes.subscriptions import InMemoryCouponRepository, InMemoryCustomerRepository
 from tests.helpers.subscription_builders import usd
-from tests.stripe_billing_fake import FakeStripeBilling
 from usercredits.adapters.stripe.billing import StripeSubscriptionProcessor
 from usercredits.adapters.stripe.webhooks import parse_event
 from usercredits.domain.stripe_events import BillingEvent

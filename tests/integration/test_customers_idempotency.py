@@ -15,9 +15,9 @@ from typing import Any
 import boto3
 import pytest
 from devtools.lambda_context import LambdaContext
+from devtools.stripe_sim.billing import FakeStripeBilling
 
 from tests.conftest import http_event
-from tests.stripe_billing_fake import FakeStripeBilling
 from usercredits.adapters.dynamodb.customers import DynamoCustomerRepository
 from usercredits.adapters.stripe.billing import StripeSubscriptionProcessor
 from usercredits.errors import UnavailableError

@@ -11,11 +11,11 @@ from typing import Any
 
 import pytest
 from devtools.lambda_context import LambdaContext
+from devtools.stripe_sim.billing import FakeStripeBilling
 
 from tests.conftest import http_event
 from tests.helpers import customer_shapes as shapes
 from tests.helpers.request_paths import RequestPath
-from tests.stripe_billing_fake import FakeStripeBilling
 from usercredits.adapters.stripe.billing import StripeSubscriptionProcessor
 from usercredits.settings import get_customers_settings, get_stripe_webhook_settings
 

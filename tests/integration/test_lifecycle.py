@@ -12,12 +12,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from devtools.stripe_sim.payment_intents import FakeStripe
 from hypothesis import HealthCheck, settings
 from hypothesis.stateful import run_state_machine_as_test
 
 from tests.lifecycle.driver import API_KEY
 from tests.lifecycle.machine import REACHED, LifecycleMachine
-from tests.stripe_fake import FakeStripe
 from usercredits.adapters.dynamodb import credits as credits_adapter
 from usercredits.domain import lapses, lot_expiry, reversal
 

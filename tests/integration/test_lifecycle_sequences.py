@@ -11,10 +11,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from devtools.stripe_sim.payment_intents import FakeStripe
 
 from tests.lifecycle.driver import API_KEY
 from tests.lifecycle.machine import LifecycleMachine
-from tests.stripe_fake import FakeStripe
 
 DAY = 86400
 

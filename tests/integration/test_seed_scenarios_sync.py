@@ -4,7 +4,7 @@ update's paid-through date), M43 (instrument fields of loaded transactions) and 
 with the later discount that has not been billed yet).
 
 Built like test_processor_sync.py: in-memory repositories, the real Stripe adapter against the fake Billing API
-(tests/stripe_billing_fake.py, on a free local port), and the customers function on moto for the route-level M13.
+(devtools/stripe_sim, on a free local port), and the customers function on moto for the route-level M13.
 """
 
 from __future__ import annotations

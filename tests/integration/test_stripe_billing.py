@@ -1,4 +1,4 @@
-"""The Stripe billing adapter through the real ``stripe`` SDK against the fake Billing API (stripe_billing_fake.py)."""
+"""The Stripe billing adapter through the real ``stripe`` SDK against the fake Billing API (devtools/stripe_sim)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import stripe
+from devtools.stripe_sim.billing import FakeStripeBilling
 
-from tests.stripe_billing_fake import FakeStripeBilling
 from usercredits.adapters.stripe.billing import StripeSubscriptionProcessor
 from usercredits.adapters.stripe.subscription_mapping import processor_subscription
 from usercredits.errors import ConflictError, InvalidRequestError, PaymentGatewayError, UnavailableError

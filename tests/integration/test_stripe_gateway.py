@@ -1,4 +1,4 @@
-"""The Stripe adapter with the real ``stripe`` SDK against the fake Stripe API server (tests/stripe_fake.py)."""
+"""The Stripe adapter with the real ``stripe`` SDK against the fake Stripe API server (devtools/stripe_sim)."""
 
 from __future__ import annotations
 
@@ -10,9 +10,10 @@ import boto3
 import pytest
 import stripe
 from aws_lambda_powertools.utilities import parameters
+from devtools.stripe_sim.payment_intents import FakeStripe
+from devtools.stripe_sim.wire import parse_form
 from moto import mock_aws
 
-from tests.stripe_fake import FakeStripe, parse_form
 from usercredits.adapters.stripe import payments as payments_module
 from usercredits.adapters.stripe.client import (
     FAILURE_MEMORY_SECONDS,

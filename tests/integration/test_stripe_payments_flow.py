@@ -6,10 +6,10 @@ from collections.abc import Iterator
 
 import pytest
 from devtools.catalog import load_catalog
+from devtools.stripe_sim.payment_intents import FakeStripe
 
 from tests.conftest import DEMO_CATALOG
 from tests.helpers.present import present
-from tests.stripe_fake import FakeStripe
 from usercredits.adapters.dynamodb.catalog import DynamoCatalogRepository
 from usercredits.adapters.dynamodb.orders import DynamoOrderRepository
 from usercredits.adapters.stripe.payments import StripeGateway

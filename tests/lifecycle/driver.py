@@ -22,10 +22,10 @@ from typing import Any
 import boto3
 from devtools.lambda_context import LambdaContext
 from devtools.lambda_events import function_url_event, sign_webhook_event
+from devtools.stripe_sim.payment_intents import FakeStripe
 
 from tests.conftest import http_event, load_event
 from tests.fakes.clock import FixedClock
-from tests.stripe_fake import FakeStripe
 from usercredits.adapters.stripe.payments import StripeGateway
 
 WEBHOOK_SECRET = os.environ.get("LOCAL_WEBHOOK_SECRET", "whsec_local")

@@ -21,6 +21,7 @@ from collections import Counter
 from datetime import timedelta
 from typing import Any
 
+from devtools.stripe_sim.payment_intents import FakeStripe
 from hypothesis import event as tally
 from hypothesis import strategies as st
 from hypothesis.errors import InvalidArgument
@@ -28,7 +29,6 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 
 from tests.lifecycle.driver import Answer, System, stripe_event
 from tests.lifecycle.model import MIntent, Model, MOrder
-from tests.stripe_fake import FakeStripe
 
 USERS = ("u1", "u2")
 GROUPS = ("Tok", "Club", "Gift", "Vip", "Never")

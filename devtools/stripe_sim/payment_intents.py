@@ -1,4 +1,4 @@
-"""A small fake of the Stripe API on 127.0.0.1, for the real ``stripe`` SDK (no stripe-mock exists offline).
+"""A small simulation of the Stripe API on 127.0.0.1, for the real ``stripe`` SDK (no stripe-mock exists offline).
 
 It understands what ``usercredits.adapters.stripe.payments`` calls:
 
@@ -23,71 +23,31 @@ Usage::
 
 from __future__ import annotations
 
-import json
 import re
 import secrets
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Callable
 from typing import Any, Self
-from urllib.parse import parse_qsl, urlsplit
+
+from devtools.stripe_sim.wire import (
+    Answer,
+    ApiRequestHandler,
+    ApiServer,
+    Failure,
+    RecordedRequest,
+    stripe_error,
+)
 
 INTENT_PATH = re.compile(r"^/v1/payment_intents/(?P<id>[A-Za-z0-9_]+)$")
 CANCEL_PATH = re.compile(r"^/v1/payment_intents/(?P<id>[A-Za-z0-9_]+)/cancel$")
 REFUNDS_PATH = "/v1/refunds"
-_KEY = re.compile(r"^(?P<head>[^\[\]]+)(?P<rest>(\[[^\[\]]*\])*)$")
 CANCELABLE = frozenset(
     {"requires_payment_method", "requires_capture", "requires_confirmation", "requires_action", "processing"}
 )
 # Stripe lets a "processing" intent be canceled only in rare cases; the fake refuses it, like most real ones.
 CANCELABLE_HERE = CANCELABLE - {"processing"}
-
-
-def parse_form(body: str) -> dict[str, Any]:
-    """Stripe's form encoding back to nested values: ``metadata[orderId]=o1`` → ``{"metadata": {"orderId": "o1"}}``,
-    ``a[0][b]=c`` → ``{"a": [{"b": "c"}]}``. Leaves stay strings, as on the wire (``"true"``, ``"1999"``)."""
-    root: dict[str, Any] = {}
-    for key, value in parse_qsl(body, keep_blank_values=True):
-        match = _KEY.match(key)
-        if match is None:
-            raise ValueError(f"bad form key {key!r}")
-        path = [match["head"], *re.findall(r"\[([^\[\]]*)\]", match["rest"])]
-        node = root
-        for part in path[:-1]:
-            node = node.setdefault(part, {})
-        node[path[-1]] = value
-    parsed: dict[str, Any] = _lists(root)
-    return parsed
-
-
-def _lists(node: Any) -> Any:
-    if not isinstance(node, dict):
-        return node
-    values = {key: _lists(value) for key, value in node.items()}
-    if values and all(key.isdigit() for key in values):
-        return [values[key] for key in sorted(values, key=int)]
-    return values
-
-
-@dataclass(frozen=True)
-class RecordedRequest:
-    method: str
-    path: str
-    form: dict[str, Any]
-    headers: dict[str, str]
-
-    @property
-    def idempotency_key(self) -> str | None:
-        return self.headers.get("idempotency-key")
-
-
-@dataclass
-class _Failure:
-    status: int
-    error: dict[str, Any]
-    headers: dict[str, str] = field(default_factory=dict)
 
 
 class FakeStripe:
@@ -100,19 +60,21 @@ class FakeStripe:
         self.intents: dict[str, dict[str, Any]] = {}
         #: Refunds made (through the API or ``refund``), in order; each intent's refunded total is ``refunded(id)``.
         self.refunds: list[dict[str, Any]] = []
-        self._path_failures: list[tuple[re.Pattern[str], _Failure]] = []
+        self._path_failures: list[tuple[re.Pattern[str], Failure]] = []
         self._idempotent: dict[str, tuple[str, dict[str, Any], int, dict[str, Any]]] = {}
-        self._failures: deque[_Failure] = deque()
+        self._failures: deque[Failure] = deque()
         self._delays: deque[float] = deque()
         self._lock = threading.Lock()
-        self._server: _Server | None = None
+        #: Where times (``created``, periods) come from: the real clock, or the dev server's test clock.
+        self.clock: Callable[[], float] = time.time
+        self._server: ApiServer | None = None
         self._thread: threading.Thread | None = None
 
     # ---- lifecycle -------------------------------------------------------------------------------------------------
 
     def start(self) -> Self:
-        self._server = _Server(("127.0.0.1", 0), _Handler)
-        self._server.fake = self
+        self._server = ApiServer(("127.0.0.1", 0), ApiRequestHandler)
+        self._server.api = self
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="fake-stripe", daemon=True
         )
@@ -149,6 +111,10 @@ class FakeStripe:
             self._failures.clear()
             self._path_failures.clear()
             self._delays.clear()
+
+    def now(self) -> int:
+        """Epoch seconds on the simulation's clock (``clock``)."""
+        return int(self.clock())
 
     # ---- test controls ---------------------------------------------------------------------------------------------
 
@@ -187,7 +153,7 @@ class FakeStripe:
         )
         error = {"type": kind, "message": message, **({"code": code} if code else {}), **extra}
         with self._lock:
-            self._failures.extend(_Failure(status, error, dict(headers or {})) for _ in range(times))
+            self._failures.extend(Failure(status, error, dict(headers or {})) for _ in range(times))
 
     def fail_next_with_card_error(
         self,
@@ -219,7 +185,7 @@ class FakeStripe:
             **({"code": code} if code else {}),
         }
         with self._lock:
-            self._path_failures.append((re.compile(pattern), _Failure(status, error)))
+            self._path_failures.append((re.compile(pattern), Failure(status, error)))
 
     def refund(self, intent_id: str, amount: int | None = None, **metadata: str) -> dict[str, Any]:
         """Refund ``amount`` (default: what is left) of a succeeded intent, as the dashboard would."""
@@ -244,7 +210,7 @@ class FakeStripe:
 
     # ---- API -------------------------------------------------------------------------------------------------------
 
-    def handle(self, method: str, path: str, form: dict[str, Any], headers: dict[str, str]) -> _Answer:
+    def handle(self, method: str, path: str, form: dict[str, Any], headers: dict[str, str]) -> Answer:
         with self._lock:
             self.requests.append(RecordedRequest(method, path, form, headers))
             delay = self._delays.popleft() if self._delays else 0.0
@@ -252,9 +218,9 @@ class FakeStripe:
         if delay:
             time.sleep(delay)
         if failure is not None:
-            return _Answer(failure.status, {"error": failure.error}, failure.headers)
+            return Answer(failure.status, {"error": failure.error}, failure.headers)
         if self.api_key is not None and headers.get("authorization") != f"Bearer {self.api_key}":
-            return _error(401, "invalid_request_error", "Invalid API Key provided: sk_****", None)
+            return stripe_error(401, "invalid_request_error", "Invalid API Key provided: sk_****", None)
         key = headers.get("idempotency-key") if method == "POST" else None
         if key is None:
             return self._route(method, path, form)
@@ -262,27 +228,27 @@ class FakeStripe:
             seen = self._idempotent.get(key)
         if seen is not None:
             if (seen[0], seen[1]) != (path, form):
-                return _error(
+                return stripe_error(
                     400,
                     "idempotency_error",
                     "Keys for idempotent requests can only be used with the same parameters they were first used with.",
                     None,
                 )
-            return _Answer(seen[2], seen[3], {"Idempotent-Replayed": "true"})
+            return Answer(seen[2], seen[3], {"Idempotent-Replayed": "true"})
         answer = self._route(method, path, form)
         if answer.status < 500:
             with self._lock:
                 self._idempotent.setdefault(key, (path, form, answer.status, answer.body))
         return answer
 
-    def _path_failure(self, path: str) -> _Failure | None:
+    def _path_failure(self, path: str) -> Failure | None:
         for index, (pattern, armed) in enumerate(self._path_failures):
             if pattern.search(path):
                 del self._path_failures[index]
                 return armed
         return None
 
-    def _route(self, method: str, path: str, form: dict[str, Any]) -> _Answer:
+    def _route(self, method: str, path: str, form: dict[str, Any]) -> Answer:
         if method == "POST" and path == "/v1/payment_intents":
             return self._create(form)
         if method == "GET" and (match := INTENT_PATH.match(path)):
@@ -291,16 +257,18 @@ class FakeStripe:
             return self._cancel(match["id"], form)
         if method == "POST" and path == REFUNDS_PATH:
             return self._refund(form)
-        return _error(404, "invalid_request_error", f"Unrecognized request URL ({method}: {path}).", None)
+        return stripe_error(404, "invalid_request_error", f"Unrecognized request URL ({method}: {path}).", None)
 
-    def _create(self, form: dict[str, Any]) -> _Answer:
+    def _create(self, form: dict[str, Any]) -> Answer:
         amount, currency = form.get("amount", ""), form.get("currency", "")
         if not amount.isdigit() or int(amount) < 1:
-            return _error(
+            return stripe_error(
                 400, "invalid_request_error", "Invalid positive integer", "parameter_invalid_integer", "amount"
             )
         if not re.fullmatch(r"[a-z]{3}", currency):
-            return _error(400, "invalid_request_error", "Invalid currency", "parameter_invalid_string", "currency")
+            return stripe_error(
+                400, "invalid_request_error", "Invalid currency", "parameter_invalid_string", "currency"
+            )
         intent_id = f"pi_{secrets.token_hex(12)}"
         automatic = form.get("automatic_payment_methods") or {}
         intent: dict[str, Any] = {
@@ -317,7 +285,7 @@ class FakeStripe:
             "capture_method": "automatic",
             "client_secret": f"{intent_id}_secret_{secrets.token_hex(12)}",
             "confirmation_method": "automatic",
-            "created": int(time.time()),
+            "created": self.now(),
             "currency": currency,
             "customer": form.get("customer"),
             "description": form.get("description"),
@@ -332,16 +300,16 @@ class FakeStripe:
         }
         with self._lock:
             self.intents[intent_id] = intent
-            return _Answer(200, dict(intent))
+            return Answer(200, dict(intent))
 
-    def _read(self, intent_id: str) -> _Answer:
+    def _read(self, intent_id: str) -> Answer:
         with self._lock:
             intent = self.intents.get(intent_id)
             if intent is None:
                 return _missing(intent_id)
-            return _Answer(200, dict(intent))
+            return Answer(200, dict(intent))
 
-    def _cancel(self, intent_id: str, form: dict[str, Any]) -> _Answer:
+    def _cancel(self, intent_id: str, form: dict[str, Any]) -> Answer:
         with self._lock:
             intent = self.intents.get(intent_id)
             if intent is None:
@@ -352,24 +320,24 @@ class FakeStripe:
                     f"You cannot cancel this PaymentIntent because it has a status of {intent['status']}. Only a "
                     f"PaymentIntent with one of the following statuses may be canceled: {allowed}."
                 )
-                answer = _error(400, "invalid_request_error", message, "payment_intent_unexpected_state")
+                answer = stripe_error(400, "invalid_request_error", message, "payment_intent_unexpected_state")
                 answer.body["error"]["payment_intent"] = dict(intent)
                 return answer
             intent.update(
                 status="canceled",
-                canceled_at=int(time.time()),
+                canceled_at=self.now(),
                 cancellation_reason=form.get("cancellation_reason"),
             )
-            return _Answer(200, dict(intent))
+            return Answer(200, dict(intent))
 
-    def _refund(self, form: dict[str, Any]) -> _Answer:
+    def _refund(self, form: dict[str, Any]) -> Answer:
         intent_id = str(form.get("payment_intent") or "")
         with self._lock:
             intent = self.intents.get(intent_id)
             if intent is None:
                 return _missing(intent_id)
             if intent["status"] != "succeeded":
-                return _error(
+                return stripe_error(
                     400,
                     "invalid_request_error",
                     f"This PaymentIntent ({intent_id}) does not have a successful charge to refund.",
@@ -380,11 +348,11 @@ class FakeStripe:
             )
             amount = int(form["amount"]) if str(form.get("amount") or "").isdigit() else left
             if left <= 0:
-                return _error(
+                return stripe_error(
                     400, "invalid_request_error", "Charge has already been refunded.", "charge_already_refunded"
                 )
             if amount < 1 or amount > left:
-                return _error(
+                return stripe_error(
                     400, "invalid_request_error", "Refund amount is greater than unrefunded amount.", "amount_too_large"
                 )
             refund = {
@@ -396,69 +364,13 @@ class FakeStripe:
                 "reason": form.get("reason"),
                 "metadata": dict(form.get("metadata") or {}),
                 "status": "succeeded",
-                "created": int(time.time()),
+                "created": self.now(),
             }
             self.refunds.append(refund)
-            return _Answer(200, dict(refund))
+            return Answer(200, dict(refund))
 
 
-@dataclass
-class _Answer:
-    status: int
-    body: dict[str, Any]
-    headers: dict[str, str] = field(default_factory=dict)
-
-
-def _error(status: int, kind: str, message: str, code: str | None, param: str | None = None) -> _Answer:
-    error: dict[str, Any] = {"type": kind, "message": message}
-    if code:
-        error["code"] = code
-    if param:
-        error["param"] = param
-    return _Answer(status, {"error": error})
-
-
-def _missing(intent_id: str) -> _Answer:
-    return _error(404, "invalid_request_error", f"No such payment_intent: '{intent_id}'", "resource_missing", "intent")
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    fake: FakeStripe
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server: _Server
-
-    def do_GET(self) -> None:
-        self._serve("GET")
-
-    def do_POST(self) -> None:
-        self._serve("POST")
-
-    def _serve(self, method: str) -> None:
-        url = urlsplit(self.path)
-        length = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(length).decode() if length else ""
-        form = parse_form(raw if method == "POST" else url.query)
-        headers = {name.lower(): value for name, value in self.headers.items()}
-        answer = self.server.fake.handle(method, url.path, form, headers)
-        payload = json.dumps(answer.body).encode()
-        try:
-            self.send_response(answer.status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(payload)))
-            self.send_header("Request-Id", f"req_{secrets.token_hex(7)}")
-            if version := headers.get("stripe-version"):
-                self.send_header("Stripe-Version", version)
-            if key := headers.get("idempotency-key"):
-                self.send_header("Idempotency-Key", key)
-            for name, value in answer.headers.items():
-                self.send_header(name, value)
-            self.end_headers()
-            self.wfile.write(payload)
-        except (BrokenPipeError, ConnectionResetError):  # the client timed out and left
-            pass
-
-    def log_message(self, format: str, *args: Any) -> None:  # quiet test output
-        pass
+def _missing(intent_id: str) -> Answer:
+    return stripe_error(
+        404, "invalid_request_error", f"No such payment_intent: '{intent_id}'", "resource_missing", "intent"
+    )
