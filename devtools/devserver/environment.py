@@ -21,10 +21,13 @@ DEFAULT_PORT = 3000
 DEFAULT_DYNAMODB_PORT = 8000
 
 
-def local_environment(events_endpoint: str | None = None, clock_file: str | None = None) -> dict[str, str]:
+def local_environment(
+    events_endpoint: str | None = None, clock_file: str | None = None, stripe_api_base: str | None = None
+) -> dict[str, str]:
     """The variables the functions need locally; ``configure_environment`` applies them without overriding yours.
 
-    ``clock_file``: the test clock's state file (``LOCAL_CLOCK_FILE``), when the caller serves one (the dev server).
+    ``clock_file``: the test clock's state file (``LOCAL_CLOCK_FILE``), when the caller serves one (the dev server);
+    ``stripe_api_base``: the Stripe simulation's URL (``LOCAL_STRIPE_API_BASE``), when the caller runs one.
     """
     env = {
         "AWS_ACCESS_KEY_ID": "local",
@@ -49,11 +52,16 @@ def local_environment(events_endpoint: str | None = None, clock_file: str | None
         env["AWS_ENDPOINT_URL_EVENTBRIDGE"] = events_endpoint  # botocore: AWS_ENDPOINT_URL_<service id "EventBridge">
     if clock_file:
         env["LOCAL_CLOCK_FILE"] = clock_file
+    if stripe_api_base:
+        env["LOCAL_STRIPE_API_BASE"] = stripe_api_base
     return env
 
 
 def configure_environment(
-    dynamodb_endpoint: str, events_endpoint: str | None = None, clock_file: str | None = None
+    dynamodb_endpoint: str,
+    events_endpoint: str | None = None,
+    clock_file: str | None = None,
+    stripe_api_base: str | None = None,
 ) -> None:
     """Point boto3/PynamoDB at ``dynamodb_endpoint`` and set every other variable that is not set yet.
 
@@ -63,9 +71,11 @@ def configure_environment(
     os.environ["AWS_ENDPOINT_URL_DYNAMODB"] = dynamodb_endpoint
     for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN"):
         os.environ.pop(name, None)
-    env = local_environment(events_endpoint, clock_file)
-    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
-        os.environ[name] = env.pop(name)
+    env = local_environment(events_endpoint, clock_file, stripe_api_base)
+    # The simulation this process runs, never another one named in the shell.
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "LOCAL_STRIPE_API_BASE"):
+        if name in env:
+            os.environ[name] = env.pop(name)
     for name, value in env.items():
         os.environ.setdefault(name, value)
     for path in (str(SHARED_DIR), str(FUNCTIONS_DIR)):

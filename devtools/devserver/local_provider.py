@@ -3,10 +3,8 @@ payment intent's outcome would send, signed and delivered to the webhook functio
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import secrets
 import time
 from collections.abc import Callable
 from typing import Any
@@ -16,6 +14,7 @@ from devtools.devserver.log import log
 from devtools.devserver.paths import WEBHOOK_PATH
 from devtools.devserver.replies import Reply, error_reply, json_reply
 from devtools.lambda_events import sign_webhook_event
+from devtools.stripe_sim.events import stripe_event
 
 STRIPE_EVENT_TYPES = {
     "succeed": "payment_intent.succeeded",
@@ -46,7 +45,7 @@ def find_order_by_intent(payment_intent_id: str) -> dict[str, Any] | None:
     return None
 
 
-def stripe_event(
+def payment_event(
     action: str, payment_intent_id: str, order: dict[str, Any], refund_amount: int | None = None
 ) -> dict[str, Any]:
     """The Stripe ``Event`` (API shape) the provider would send for ``action`` on the order's payment intent."""
@@ -104,25 +103,7 @@ def stripe_event(
             "livemode": False,
             "created": now,
         }
-    return {
-        "id": f"evt_local_{secrets.token_hex(12)}",
-        "object": "event",
-        "api_version": _stripe_api_version(),
-        "created": now,
-        "livemode": False,
-        "pending_webhooks": 1,
-        "type": STRIPE_EVENT_TYPES[action],
-        "request": {"id": None, "idempotency_key": None},
-        "data": {"object": data},
-    }
-
-
-def _stripe_api_version() -> str:
-    with contextlib.suppress(Exception):
-        import stripe
-
-        return str(stripe.api_version)
-    return "2025-01-01"
+    return stripe_event(STRIPE_EVENT_TYPES[action], data, now)
 
 
 def refund_amount(body: bytes) -> int | None:
@@ -134,6 +115,29 @@ def refund_amount(body: bytes) -> int | None:
     if amount is not None and (not isinstance(amount, int) or isinstance(amount, bool) or amount <= 0):
         raise ValueError("amount must be a positive integer (minor units)")
     return amount
+
+
+def deliver_event(
+    event: dict[str, Any], request: IncomingRequest, invoke: Callable[[str, dict[str, Any]], Reply]
+) -> Reply:
+    """Deliver a Stripe ``Event`` to the webhook function (through ``invoke``) as Stripe would: a POST to its Function
+    URL signed with ``LOCAL_WEBHOOK_SECRET``; answer what the webhook answered. ``request`` is the one that caused it
+    (its host and source address)."""
+    delivery = IncomingRequest(
+        "POST",
+        WEBHOOK_PATH,
+        "",
+        [
+            ("Host", request.host),
+            ("Content-Type", "application/json; charset=utf-8"),
+            ("User-Agent", "Stripe/1.0 (+https://stripe.com/docs/webhooks)"),
+        ],
+        json.dumps(event, separators=(",", ":")).encode(),
+        request.source_ip,
+        request.host,
+    )
+    secret = os.environ.get("LOCAL_WEBHOOK_SECRET") or "whsec_local"
+    return invoke("stripe_webhook", sign_webhook_event(function_url_request_event(delivery), secret))
 
 
 def simulate_payment(
@@ -151,34 +155,22 @@ def simulate_payment(
     order = find_order_by_intent(payment_intent_id)
     if order is None:
         return error_reply(404, "not_found", f"no order has the payment intent {payment_intent_id}")
-    event = stripe_event(action, payment_intent_id, order, refund)
-    delivery = IncomingRequest(
-        "POST",
-        WEBHOOK_PATH,
-        "",
-        [
-            ("Host", request.host),
-            ("Content-Type", "application/json; charset=utf-8"),
-            ("User-Agent", "Stripe/1.0 (+https://stripe.com/docs/webhooks)"),
-        ],
-        json.dumps(event, separators=(",", ":")).encode(),
-        request.source_ip,
-        request.host,
-    )
-    secret = os.environ.get("LOCAL_WEBHOOK_SECRET") or "whsec_local"
-    reply = invoke("stripe_webhook", sign_webhook_event(function_url_request_event(delivery), secret))
+    event = payment_event(action, payment_intent_id, order, refund)
+    reply = deliver_event(event, request, invoke)
     log(f"local payment: {event['type']} {event['id']} for order {order.get('orderId')} -> webhook {reply.status}")
+    status = 200 if 200 <= reply.status < 300 else 502
+    return json_reply(
+        status, {"paymentIntentId": payment_intent_id, "orderId": order.get("orderId"), **delivery_report(event, reply)}
+    )
+
+
+def delivery_report(event: dict[str, Any], reply: Reply) -> dict[str, Any]:
+    """``{"event": {"id", "type"}, "webhook": {"status", "body"}}``: what was delivered and what the webhook said."""
     try:
         webhook_body: Any = json.loads(reply.body) if reply.body else None
     except ValueError:
         webhook_body = reply.body.decode("utf-8", "replace")
-    status = 200 if 200 <= reply.status < 300 else 502
-    return json_reply(
-        status,
-        {
-            "paymentIntentId": payment_intent_id,
-            "orderId": order.get("orderId"),
-            "event": {"id": event["id"], "type": event["type"]},
-            "webhook": {"status": reply.status, "body": webhook_body},
-        },
-    )
+    return {
+        "event": {"id": event["id"], "type": event["type"]},
+        "webhook": {"status": reply.status, "body": webhook_body},
+    }

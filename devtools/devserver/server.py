@@ -26,6 +26,7 @@ from devtools.devserver.functions import HandlerRegistry, function_configs
 from devtools.devserver.http_handler import DevRequestHandler
 from devtools.devserver.local_clock import clock_reply, local_clock_file, scheduled_scan_event
 from devtools.devserver.local_provider import simulate_payment
+from devtools.devserver.local_stripe import LocalStripe, put_demo_plans
 from devtools.devserver.log import log
 from devtools.devserver.openapi_ui import docs_reply, merged_openapi
 from devtools.devserver.paths import CLOCK_PATH, EVENTS_PATH, EXPIRY_SCAN_PATH, LOCAL_PAYMENTS_PATH, WEBHOOK_PATH
@@ -44,6 +45,7 @@ class DevServer(ThreadingHTTPServer):
     # Gateway never refuses a connection). Each connection gets its own thread; each function still runs one
     # request at a time, as one Lambda container does (``HandlerRegistry.invoke``).
     request_queue_size = 256
+    stripe: LocalStripe | None = None  # the Stripe simulation (set by ``serve``)
 
     def __init__(
         self, address: tuple[str, int], registry: HandlerRegistry, routes: list[Route], cors: CorsConfig | None = None
@@ -74,6 +76,8 @@ class DevServer(ThreadingHTTPServer):
     def dispatch(self, request: IncomingRequest) -> tuple[Reply, str]:
         """Answer ``request``; also return what served it (for the request log)."""
         reply, served_by = self._dispatch(request)
+        if self.stripe is not None:  # what the request changed at Stripe reaches the webhook before the answer
+            self.stripe.deliver_pending(request, self._invoke)
         if self.cors and served_by not in ("docs", "events", "cors"):
             reply.headers.extend(self.cors.origin_header(request.header("origin")))
         return reply, served_by
@@ -111,11 +115,23 @@ class DevServer(ThreadingHTTPServer):
             return simulate_payment(simulated["intent"], simulated["action"], request, self._invoke), "local-payments"
         if method == "POST" and path == EXPIRY_SCAN_PATH:
             return self._scan_now(), "expiry_scan"
-        if path == CLOCK_PATH:
-            return clock_reply(self.clock_file, method, request.body), "clock"
+        if simulated_time := self._clock_and_stripe(request):
+            return simulated_time
         if method in ("GET", "HEAD"):
             reply = docs_reply(path, request.raw_query, self.openapi_json)
         return (reply, "docs") if reply else None
+
+    def _clock_and_stripe(self, request: IncomingRequest) -> tuple[Reply, str] | None:
+        """The test clock (moving it renews the Stripe simulation's subscriptions whose period ended, as Stripe's
+        test clocks do) and the simulation's ``/_local/stripe/...`` controls."""
+        if request.raw_path == CLOCK_PATH:
+            reply = clock_reply(self.clock_file, request.method, request.body)
+            if request.method == "POST" and reply.status == 200 and self.stripe is not None:
+                self.stripe.renew_due(request, self._invoke)
+            return reply, "clock"
+        if self.stripe is not None and (reply := self.stripe.reply(request, self._invoke)):
+            return reply, "local-stripe"
+        return None
 
     def _scan_now(self) -> Reply:
         """Run the expiry scan as its schedule would; answer its report (what it expired, released and sent)."""
@@ -146,7 +162,7 @@ def _raise_keyboard_interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
 
-def _banner(server: DevServer, endpoint: str, started_engine: bool, offers: int) -> str:
+def _banner(server: DevServer, endpoint: str, started_engine: bool, offers: int, plans: int) -> str:
     url = server.base_url
     engine = "DynamoDB Local (in memory, stopped on exit)" if started_engine else "existing endpoint"
     routes = "\n".join(
@@ -161,10 +177,16 @@ user-credits dev server
   Payments     POST {url}/_local/payments/<paymentIntentId>/succeed|fail|require-action|refund
   Events       {url}{EVENTS_PATH}   (EventBridge PutEvents are logged here; GET lists them)
   Expiry scan  POST {url}{EXPIRY_SCAN_PATH}   (runs the scheduled expiry scan now)
+  Stripe       {os.environ.get("LOCAL_STRIPE_API_BASE", "-")}   (the simulated Stripe API the functions call)
+               POST {url}/_local/stripe/subscriptions/<sub_id>/renew|fail-next-invoice
+               POST {url}/_local/stripe/charges/<ch_id>/refund|dispute
+               POST {url}/_local/stripe/disputes/<dp_id>/win|lose
+               GET  {url}/_local/stripe/v1/...   GET {url}/_local/stripe/deliveries   (objects; webhook deliveries)
   Clock        GET|POST {url}{CLOCK_PATH}   (test clock: {{"advanceSeconds": n}} or {{"set": "<ISO time>"}})
                LOCAL_CLOCK_FILE={server.clock_file}   (every function reads it; make invoke too, if exported)
   DynamoDB     {endpoint}   {engine}
-  Tables       {os.environ["CREDITS_TABLE_NAME"]}, {os.environ["CUSTOMERS_TABLE_NAME"]}; demo catalog: {offers} offers
+  Tables       {os.environ["CREDITS_TABLE_NAME"]}, {os.environ["CUSTOMERS_TABLE_NAME"]}
+  Demo data    {offers} offers (devtools/demo/wonderai.yaml), {plans} plans (devtools/demo/plans.yaml)
   JWT secret   LOCAL_JWT_SECRET={jwt_secret()}   (HS256)
   Token        make token USER=alice   (ADMIN=1 for the admin scope)
                curl -H "Authorization: Bearer $(make -s token USER=alice)" {url}/offers
@@ -189,9 +211,12 @@ def serve(port: int, host: str = "127.0.0.1") -> int:
         return 1
     try:
         with dynamodb_endpoint() as (endpoint, started_engine), local_clock_file() as clock_file:
-            configure_environment(endpoint, f"{server.base_url}{EVENTS_PATH}", clock_file)
+            server.stripe = LocalStripe(clock_file)
+            stripe_api_base = server.stripe.start()
+            configure_environment(endpoint, f"{server.base_url}{EVENTS_PATH}", clock_file, stripe_api_base)
             server.clock_file = clock_file
             offers = prepare_tables_and_catalog()
+            plans = put_demo_plans()
             for folder in sorted({route.function for route in server.routes} | {"stripe_webhook", "event_publisher"}):
                 registry.load(folder)
             pump = StreamPump(endpoint, lambda batch: registry.invoke("event_publisher", batch)).start()
@@ -199,11 +224,12 @@ def serve(port: int, host: str = "127.0.0.1") -> int:
                 server.openapi_json()  # fail early in the log, not on the first /docs
             except Exception as exc:  # noqa: BLE001 - the API still works without its document
                 log(f"cannot build /openapi.json: {type(exc).__name__}: {exc}")
-            print(_banner(server, endpoint, started_engine, offers), flush=True)
+            print(_banner(server, endpoint, started_engine, offers, plans), flush=True)
             try:
                 server.serve_forever(poll_interval=0.2)
             finally:
                 pump.stop()
+                server.stripe.stop()
                 log("dev server stopped" + ("; stopping DynamoDB Local" if started_engine else ""))
     except KeyboardInterrupt:
         return 0

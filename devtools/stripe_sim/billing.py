@@ -33,8 +33,10 @@ from typing import Any, Self
 
 from devtools.stripe_sim.billing_charges import ChargesApi
 from devtools.stripe_sim.billing_customers import CustomersApi
+from devtools.stripe_sim.billing_cycle import BillingCycle
 from devtools.stripe_sim.billing_shapes import Json, page
 from devtools.stripe_sim.billing_subscriptions import SubscriptionsApi
+from devtools.stripe_sim.events import stripe_event
 from devtools.stripe_sim.payment_intents import CANCEL_PATH, INTENT_PATH, FakeStripe
 from devtools.stripe_sim.wire import Answer, ApiRequestHandler, ApiServer, Failure, RecordedRequest, stripe_error
 
@@ -84,7 +86,7 @@ class _Rule:
         return (self.method is None or self.method == method) and (self.path is None or bool(self.path.search(path)))
 
 
-class FakeStripeBilling(ChargesApi, SubscriptionsApi, CustomersApi, FakeStripe):
+class FakeStripeBilling(BillingCycle, ChargesApi, SubscriptionsApi, CustomersApi, FakeStripe):
     """The fake API server with Billing objects; a context manager like ``FakeStripe``."""
 
     def __init__(self, *, api_key: str | None = None) -> None:
@@ -97,12 +99,17 @@ class FakeStripeBilling(ChargesApi, SubscriptionsApi, CustomersApi, FakeStripe):
         self.invoices: dict[str, Json] = {}
         self.charges: dict[str, Json] = {}
         self.charge_refunds: dict[str, Json] = {}
+        self.disputes: dict[str, Json] = {}
+        #: Subscriptions whose next invoice is declined (``fail_next_invoice``).
+        self.failing_invoices: set[str] = set()
         self._rules: list[_Rule] = []
         #: Customers made less than this many seconds ago are not found by search yet (Stripe's index lags).
         self.search_lag = 0.0
         #: When set, top-level lists answer pages of this many objects (``starting_after`` moves on, ``has_more``
         #: says there is another), as Stripe pages lists longer than its limit.
         self.list_page_size: int | None = None
+        #: Every Stripe ``Event`` the changes made so far would have sent, oldest first (``take_events`` drains it).
+        self.events: list[Json] = []
         self._state = threading.RLock()
         for pm_id, brand, last4 in [
             ("pm_card_visa", "visa", "4242"),
@@ -169,6 +176,23 @@ class FakeStripeBilling(ChargesApi, SubscriptionsApi, CustomersApi, FakeStripe):
         """The subscription as a webhook's ``data.object`` carries it (discounts expanded)."""
         with self._state:
             return self._render_subscription(self.subscriptions[subscription_id], ["discounts.source.coupon"])
+
+    @property
+    def lock(self) -> threading.RLock:
+        """The state's lock: hold it to change several objects as one step (the controls of ``billing_cycle``)."""
+        return self._state
+
+    def take_events(self) -> list[Json]:
+        """The events made since the last call, oldest first (what a webhook endpoint would receive now)."""
+        with self._state:
+            taken, self.events = self.events, []
+            return taken
+
+    def _emit(self, kind: str, data: Json) -> None:
+        self.events.append(stripe_event(kind, data, self.now()))
+
+    def _emit_subscription(self, kind: str, subscription: Json) -> None:
+        self._emit(kind, self._render_subscription(subscription, ["discounts.source.coupon"]))
 
     # ---- dispatch --------------------------------------------------------------------------------------------------
 

@@ -23,6 +23,7 @@ class ChargesApi:
     intents: dict[str, Json]
 
     now: Callable[[], int]
+    _emit: Callable[[str, Json], None]
 
     def add_charge(
         self, customer: str, amount: int, *, captured: bool = True, currency: str = "usd", created: int | None = None
@@ -40,12 +41,15 @@ class ChargesApi:
         }
         return str(self._charge(customer, amount, currency, intent_id, captured=captured, created=created)["id"])
 
-    def _bill(self, subscription: Json) -> None:
-        """The first invoice of a subscription, paid at once by a charge on its default payment method."""
+    def _bill(self, subscription: Json, *, paid: bool = True, reason: str = "subscription_create") -> Json:
+        """An invoice for the subscription's current period (its price less its discounts), paid at once by a charge
+        on the default payment method, or (``paid=False``) left open after a declined attempt; returns it."""
         price = subscription["items"]["data"][0]["price"]
+        period_start = subscription["items"]["data"][0]["current_period_start"]
         discounts = [
             (d["id"], min(self.coupons[d["source"]["coupon"]]["amount_off"] or 0, price["unit_amount"]))
             for d in subscription["discounts"]
+            if d.get("end") is None or d["end"] > period_start
         ]
         total = max(0, price["unit_amount"] - sum(amount for _, amount in discounts))
         invoice_id = f"in_{secrets.token_hex(7)}"
@@ -56,19 +60,23 @@ class ChargesApi:
             "amount": total,
             "currency": price["currency"],
             "customer": subscription["customer"],
-            "status": "succeeded",
+            "status": "succeeded" if paid else "requires_payment_method",
             "metadata": {},
         }
-        charge = self._charge(subscription["customer"], total, price["currency"], intent_id, captured=True)
+        payments = []
+        if paid:
+            charge = self._charge(subscription["customer"], total, price["currency"], intent_id, captured=True)
+            payments = [{"payment": {"type": "payment_intent", "payment_intent": intent_id, "charge": charge["id"]}}]
         self.invoices[invoice_id] = {
             "id": invoice_id,
             "object": "invoice",
             "customer": subscription["customer"],
             "created": self.now(),
-            "status": "paid",
+            "billing_reason": reason,
+            "status": "paid" if paid else "open",
             "currency": price["currency"],
             "amount_due": total,
-            "amount_paid": total,
+            "amount_paid": total if paid else 0,
             "subtotal": price["unit_amount"],
             "total": total,
             "attempt_count": 1,
@@ -92,13 +100,10 @@ class ChargesApi:
                 ],
                 "has_more": False,
             },
-            "payments": {
-                "object": "list",
-                "data": [{"payment": {"type": "payment_intent", "payment_intent": intent_id, "charge": charge["id"]}}],
-                "has_more": False,
-            },
+            "payments": {"object": "list", "data": payments, "has_more": False},
         }
         subscription["latest_invoice"] = invoice_id
+        return self.invoices[invoice_id]
 
     # ---- invoices, charges, refunds --------------------------------------------------------------------------------
 
@@ -214,6 +219,7 @@ class ChargesApi:
         }
         charge["amount_refunded"] += amount
         charge["refunded"] = charge["amount_refunded"] >= charge["amount"]
+        self._emit("charge.refunded", charge)
         return ok(self.charge_refunds[refund_id])
 
     def _list_refunds(self, form: Json) -> Answer:

@@ -10,7 +10,8 @@ from typing import Any
 from devtools.stripe_sim.billing_shapes import Json, listing, missing, ok, strip_data
 from devtools.stripe_sim.wire import Answer, stripe_error
 
-_MONTH = 30 * 86400
+#: Stripe bills by calendar month; the simulation by 30 days (enough for the periods the tests check).
+MONTH = 30 * 86400
 
 
 class SubscriptionsApi:
@@ -25,7 +26,9 @@ class SubscriptionsApi:
 
     now: Callable[[], int]
 
-    _bill: Callable[[Json], None]
+    _bill: Callable[..., Json]
+    _emit: Callable[[str, Json], None]
+    _emit_subscription: Callable[[str, Json], None]
 
     def add_price(self, price_id: str, amount: int, currency: str = "usd", months: int = 1) -> None:
         self.prices[price_id] = {
@@ -41,8 +44,12 @@ class SubscriptionsApi:
 
     # ---- prices and coupons ----------------------------------------------------------------------------------------
 
+    def price(self, price_id: str) -> Json | None:
+        """The price ``price_id``, or None (the simulator may find prices it was not given: ``StripeSimulator``)."""
+        return self.prices.get(price_id)
+
     def _get_price(self, form: Json, price_id: str) -> Answer:
-        price = self.prices.get(price_id)
+        price = self.price(price_id)
         return ok(price) if price is not None else missing("price", price_id)
 
     def _create_coupon(self, form: Json) -> Answer:
@@ -86,7 +93,7 @@ class SubscriptionsApi:
         if customer is None or customer.get("deleted"):
             return missing("customer", customer_id)
         items = form.get("items") or []
-        price = self.prices.get((items[0] if items else {}).get("price") or "")
+        price = self.price((items[0] if items else {}).get("price") or "")
         if price is None:
             return stripe_error(400, "invalid_request_error", "No such price", "resource_missing", "items[0][price]")
         method_id = form.get("default_payment_method")
@@ -114,7 +121,7 @@ class SubscriptionsApi:
             "items": {"object": "list", "data": [], "has_more": False},
             "latest_invoice": None,
         }
-        period_end = trial_end or now + _MONTH * int(price["recurring"]["interval_count"])
+        period_end = trial_end or now + MONTH * int(price["recurring"]["interval_count"])
         subscription["items"]["data"] = [
             {
                 "id": f"si_{secrets.token_hex(7)}",
@@ -129,8 +136,10 @@ class SubscriptionsApi:
         if answer is not None:
             return answer
         self.subscriptions[subscription_id] = subscription
-        if not trial_end:
-            self._bill(subscription)
+        invoice = None if trial_end else self._bill(subscription)
+        self._emit_subscription("customer.subscription.created", subscription)
+        if invoice is not None:
+            self._emit("invoice.paid", invoice)
         return ok(self._render_subscription(subscription, form.get("expand") or []))
 
     def _get_subscription(self, form: Json, subscription_id: str) -> Answer:
@@ -152,7 +161,7 @@ class SubscriptionsApi:
             )
         self._update_fields(subscription, form)
         for item in form.get("items") or []:
-            price = self.prices.get(item.get("price") or "")
+            price = self.price(item.get("price") or "")
             if price is None:
                 return stripe_error(400, "invalid_request_error", "No such price", "resource_missing", "items")
             subscription["items"]["data"][0]["price"] = price
@@ -160,6 +169,7 @@ class SubscriptionsApi:
             answer = self._set_discounts(subscription, form["discounts"] or [])
             if answer is not None:
                 return answer
+        self._emit_subscription("customer.subscription.updated", subscription)
         return ok(self._render_subscription(subscription, form.get("expand") or []))
 
     @staticmethod
@@ -182,6 +192,7 @@ class SubscriptionsApi:
             return missing("subscription", subscription_id)
         now = self.now()
         subscription.update(status="canceled", canceled_at=now, ended_at=now)
+        self._emit_subscription("customer.subscription.deleted", subscription)
         return ok(self._render_subscription(subscription, form.get("expand") or []))
 
     def _list_subscriptions(self, form: Json) -> Answer:
@@ -216,7 +227,7 @@ class SubscriptionsApi:
                     "customer": subscription["customer"],
                     "subscription": subscription["id"],
                     "start": start,
-                    "end": start + months * _MONTH if months else None,
+                    "end": start + months * MONTH if months else None,
                     "source": {"type": "coupon", "coupon": coupon["id"]},
                 }
             )

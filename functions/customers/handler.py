@@ -116,13 +116,16 @@ def dependencies() -> Dependencies:
 @lru_cache
 def processor() -> SubscriptionProcessor:
     """Stripe's subscriptions API, with the key from Secrets Manager; built on the first route that needs it (so
-    the other routes never read the secret). The local provider has no subscriptions: those routes answer 409."""
+    the other routes never read the secret). The local provider's is the dev server's Stripe simulation
+    (``LOCAL_STRIPE_API_BASE``, through the same adapter); without one, those routes answer 409."""
     settings = dependencies().settings
     if settings.PAYMENT_PROVIDER == "local":
-        raise ConflictError(
-            "the local payment provider has no subscription processor: sync, reload, refunds and voids need Stripe "
-            "(PAYMENT_PROVIDER=stripe and STRIPE_SECRET_NAME)"
-        )
+        if not settings.LOCAL_STRIPE_API_BASE:
+            raise ConflictError(
+                "the local payment provider has no subscription processor here: sync, reload, refunds and voids "
+                "need the dev server's Stripe simulation (make run) or Stripe (PAYMENT_PROVIDER=stripe)"
+            )
+        return StripeSubscriptionProcessor("sk_test_local", api_base=settings.LOCAL_STRIPE_API_BASE)
     return StripeSubscriptionProcessor.from_secret(settings.STRIPE_SECRET_NAME)
 
 

@@ -70,9 +70,10 @@ def dependencies() -> Dependencies:
 @lru_cache
 def billing_ports() -> SyncPorts | None:
     """The subscriptions half's ports, built on the first billing event: the payment events' cold start does not
-    load it (only some invocations need it). None with the local provider, which sends no billing events."""
+    load it (only some invocations need it). With the local provider, the dev server's Stripe simulation
+    (``LOCAL_STRIPE_API_BASE``); None without one (no billing events come then)."""
     settings = dependencies().settings
-    if settings.PAYMENT_PROVIDER == "local":
+    if settings.PAYMENT_PROVIDER == "local" and not settings.LOCAL_STRIPE_API_BASE:
         return None
     from usercredits.adapters.dynamodb.coupons import DynamoCouponRepository
     from usercredits.adapters.dynamodb.customers import DynamoCustomerRepository
@@ -82,7 +83,11 @@ def billing_ports() -> SyncPorts | None:
     return SyncPorts(
         customers=DynamoCustomerRepository(),
         coupons=DynamoCouponRepository(),
-        processor=StripeSubscriptionProcessor.from_secret(settings.STRIPE_SECRET_NAME),
+        processor=(
+            StripeSubscriptionProcessor("sk_test_local", api_base=settings.LOCAL_STRIPE_API_BASE)
+            if settings.PAYMENT_PROVIDER == "local"
+            else StripeSubscriptionProcessor.from_secret(settings.STRIPE_SECRET_NAME)
+        ),
         clock=build_clock(settings),
     )
 

@@ -46,6 +46,10 @@ class PaymentSettings(_EnvModel):
     # Name of the Secrets Manager secret holding the Stripe keys; never the key itself.
     STRIPE_SECRET_NAME: str = ""
     LOCAL_WEBHOOK_SECRET: str = "whsec_local"
+    # The local provider's subscription processor: the dev server's Stripe simulation (devtools/stripe_sim), which
+    # the real Stripe adapter calls. Empty: the local provider has none (sync, reload, refund and void answer 409).
+    # Only a loopback URL, so no deployed function can be pointed at another Stripe.
+    LOCAL_STRIPE_API_BASE: str = Field(default="", pattern=r"^(http://(127\.0\.0\.1|localhost)(:[0-9]{1,5})?)?$")
 
 
 class CatalogSettings(_EnvModel):
