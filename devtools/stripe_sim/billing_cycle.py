@@ -21,7 +21,7 @@ RENEWING = frozenset({"active", "trialing", "past_due"})
 MAX_RENEWALS = 240
 
 
-class SimulationError(ValueError):
+class SimulationError(Exception):
     """A control asked for something Stripe could not do (an unknown object, a canceled subscription...)."""
 
 
