@@ -123,8 +123,8 @@ class LocalStripe:
     def _control(self, action: str, object_id: str, body: bytes) -> dict[str, Any]:
         simulator = self.simulator
         with simulator.lock:
-            if action == "renew":
-                return simulator.renew(object_id)
+            if action == "renew":  # now: the clock shows a period in progress, as for a renewal that just happened
+                return simulator.renew(object_id, start=simulator.now())
             if action == "fail-next-invoice":
                 return simulator.fail_next_invoice(object_id)
             if action == "refund":

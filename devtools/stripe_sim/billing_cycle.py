@@ -44,12 +44,13 @@ class BillingCycle:
         self.failing_invoices.add(subscription_id)
         return subscription
 
-    def renew(self, subscription_id: str) -> Json:
-        """End the subscription's current period now: the next period and its invoice (paid, or declined when
-        armed by ``fail_next_invoice``), or the end of a subscription canceled at period end."""
+    def renew(self, subscription_id: str, start: int | None = None) -> Json:
+        """End the subscription's current period: the next period and its invoice (paid, or declined when armed by
+        ``fail_next_invoice``), or the end of a subscription canceled at period end. The next period starts at
+        ``start`` (as Stripe's ``billing_cycle_anchor=now`` resets a cycle), by default where the current one ends."""
         subscription = self._renewing(subscription_id)
         item = subscription["items"]["data"][0]
-        ended = int(item["current_period_end"])
+        ended = int(item["current_period_end"]) if start is None else start
         if subscription["cancel_at_period_end"]:
             subscription.update(status="canceled", canceled_at=ended, ended_at=ended)
             self._emit_subscription("customer.subscription.deleted", subscription)
