@@ -11,6 +11,7 @@ from decimal import Decimal
 from typing import Any
 
 from devtools.stripe_sim.billing import FakeStripeBilling
+from devtools.stripe_sim.simulator import StripeSimulator
 
 from tests.fakes.clock import FixedClock
 from tests.fakes.subscriptions import InMemoryCouponRepository, InMemoryCustomerRepository
@@ -26,7 +27,17 @@ from usercredits.subscriptions.models import AddressFields, Coupon, CouponKind, 
 from usercredits.subscriptions.ports import SyncPorts
 from usercredits.subscriptions.subscribing import add_subscription, apply_coupon
 
-__all__ = ["BASIC", "PRO", "SECRET_KEY", "USER", "SyncWorld", "a_customer", "open_sync_world", "usd"]
+__all__ = [
+    "BASIC",
+    "PRO",
+    "SECRET_KEY",
+    "STRIPE_BACKENDS",
+    "USER",
+    "SyncWorld",
+    "a_customer",
+    "open_sync_world",
+    "usd",
+]
 
 SECRET_KEY = "sk_test_51FakeBillingKey0123456789"
 USER = "pesho"
@@ -57,13 +68,24 @@ class SyncWorld:
         )
 
 
+#: The Stripe APIs the seed's processor scenarios run against: the tests' fake, and the Stripe simulation that is the
+#: local provider's subscription processor under ``make run`` (on the world's clock, test tokens attached as copies).
+STRIPE_BACKENDS = ("stripe_fake", "local_simulation")
+
+
 @contextmanager
-def open_sync_world() -> Iterator[SyncWorld]:
-    """A fresh world: the fake Billing API serving (with the Pro and Basic prices) until the block ends."""
-    with FakeStripeBilling(api_key=SECRET_KEY) as fake:
+def open_sync_world(backend: str = "stripe_fake") -> Iterator[SyncWorld]:
+    """A fresh world: the fake Billing API (or the local simulation: ``STRIPE_BACKENDS``) serving, with the Pro and
+    Basic prices, until the block ends."""
+    clock = FixedClock(datetime.now(UTC).replace(microsecond=0))
+    server = (
+        StripeSimulator(lambda: clock.now().timestamp())
+        if backend == "local_simulation"
+        else FakeStripeBilling(api_key=SECRET_KEY)
+    )
+    with server as fake:
         fake.add_price("price_pro", 1490)
         fake.add_price("price_basic", 990)
-        clock = FixedClock(datetime.now(UTC).replace(microsecond=0))
         customers = InMemoryCustomerRepository()
         coupons = InMemoryCouponRepository(
             [

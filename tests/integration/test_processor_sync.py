@@ -16,6 +16,7 @@ from tests.helpers.subscription_sync import (
     BASIC,
     PRO,
     SECRET_KEY,
+    STRIPE_BACKENDS,
     USER,
     a_customer,
     apply_billing_event,
@@ -49,9 +50,14 @@ from usercredits.subscriptions.subscribing import (
 
 
 @pytest.fixture
-def world() -> Iterator[World]:
-    with open_sync_world() as opened:
+def world(request: pytest.FixtureRequest) -> Iterator[World]:
+    """The fake Billing API; the seed's M44 scenarios also run against the local simulation (``indirect``)."""
+    with open_sync_world(getattr(request, "param", "stripe_fake")) as opened:
         yield opened
+
+
+#: The seed's processor scenarios (M44) run against the tests' fake and the local provider's Stripe simulation.
+both_stripe_backends = pytest.mark.parametrize("world", STRIPE_BACKENDS, indirect=True)
 
 
 # ---- saveProcessor ---------------------------------------------------------------------------------------------------
@@ -393,6 +399,7 @@ def synced_with_sale(world: World) -> tuple[Customer, str]:
     return saved, saved.transactions[0].transaction_id
 
 
+@both_stripe_backends
 def test_m44_full_refund_goes_first(world: World) -> None:
     _, sale_id = synced_with_sale(world)
 
@@ -405,6 +412,7 @@ def test_m44_full_refund_goes_first(world: World) -> None:
     assert (form["charge"], "amount" in form) == (after.transactions[1].processor.id, False)  # in full
 
 
+@both_stripe_backends
 def test_m44_partial_refunds_then_above_what_is_left_is_refused_before_any_call(world: World) -> None:
     _, sale_id = synced_with_sale(world)
 
@@ -430,6 +438,7 @@ def test_negative_refund_amount_cannot_even_be_expressed() -> None:
         Money(amount=-1, currency="usd")
 
 
+@both_stripe_backends
 def test_m44_refund_failure_records_nothing(world: World) -> None:
     _, sale_id = synced_with_sale(world)
     world.fake.fail_next(400, method="POST", path="^/v1/refunds$", code="charge_disputed")
@@ -448,6 +457,7 @@ def test_refund_unknown_transaction_is_not_found(world: World) -> None:
         refund_transaction(USER, "nope", None, world.ports)
 
 
+@both_stripe_backends
 def test_m44_void_replaces_the_transaction_in_place(world: World) -> None:
     saved, _ = synced_with_sale(world)
     world.fake.add_charge(saved.processor.id or "", 700, captured=False, created=1)

@@ -4,7 +4,8 @@ update's paid-through date), M43 (instrument fields of loaded transactions) and 
 with the later discount that has not been billed yet).
 
 Built like test_processor_sync.py: in-memory repositories, the real Stripe adapter against the fake Billing API
-(devtools/stripe_sim, on a free local port), and the customers function on moto for the route-level M13.
+(devtools/stripe_sim, on a free local port) and again against the local provider's Stripe simulation (what `make run`
+uses), and the customers function on moto for the route-level M13.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from devtools.lambda_context import LambdaContext
 
 from tests.conftest import http_event
 from tests.helpers.subscription_builders import amount_discount
-from tests.helpers.subscription_sync import USER, a_customer, open_sync_world, usd
+from tests.helpers.subscription_sync import STRIPE_BACKENDS, USER, a_customer, open_sync_world, usd
 from tests.helpers.subscription_sync import SyncWorld as World
 from usercredits.settings import get_customers_settings
 from usercredits.subscriptions.discounts import add_discounts
@@ -42,10 +43,11 @@ from usercredits.subscriptions.tracking import track
 DAY = 86400
 
 
-@pytest.fixture
-def world() -> Iterator[World]:
-    """The fake Billing API and in-memory repositories (``tests/helpers/subscription_sync.py``)."""
-    with open_sync_world() as opened:
+@pytest.fixture(params=STRIPE_BACKENDS)
+def world(request: pytest.FixtureRequest) -> Iterator[World]:
+    """The fake Billing API, then the local provider's Stripe simulation, and in-memory repositories
+    (``tests/helpers/subscription_sync.py``): each scenario runs against both."""
+    with open_sync_world(request.param) as opened:
         yield opened
 
 
