@@ -7,7 +7,7 @@ What it starts, in order (``server.serve``):
 2. the environment the functions read (table names, fake AWS credentials, ``PAYMENT_PROVIDER=local``...), set
    **before** any handler or PynamoDB model is imported, because PynamoDB reads table names at class definition
    (``environment``);
-3. the template's tables (``devtools.local_tables``) and the demo catalog (``devtools/demo/wonderai.yaml``);
+3. the template's tables (``devtools.local_tables``), the demo catalog (``devtools/demo/wonderai.yaml``) and plans;
 4. a threading HTTP server on ``127.0.0.1:PORT`` (default 3000), HTTP/1.1 with keep-alive: every response goes out in
    one write on a ``TCP_NODELAY`` socket, so a client that keeps its connection open does not wait for Nagle and
    delayed ACKs (~40 ms a request) between the headers and the body (``http_handler``).
@@ -35,6 +35,12 @@ How requests reach the handlers (the same events AWS would send, built by ``devt
   the intent (GSI ``ByPaymentIntent``), builds the Stripe event Stripe would send (``payment_intent.succeeded``,
   ``payment_intent.payment_failed``, ``payment_intent.requires_action``, ``charge.refunded``), signs it with
   ``LOCAL_WEBHOOK_SECRET`` and delivers it to the webhook function, so the same code path runs as with Stripe;
+- the subscriptions half's processor is the **Stripe simulation** (``devtools.stripe_sim``) served on a port of its
+  own, named to the functions by ``LOCAL_STRIPE_API_BASE`` (they call it through the real Stripe adapter); the events
+  it makes are signed and delivered to the webhook function after the triggering function returned, before the
+  server answers; ``/_local/stripe/...`` renews a subscription, declines its next invoice, refunds or disputes a
+  charge, and reads its objects; moving the clock renews what is due; the demo plans of ``devtools/demo/plans.yaml``
+  are put at start (``local_stripe``);
 - CORS preflights (``OPTIONS`` with ``Access-Control-Request-Method``) are answered from the HttpApi's
   ``CorsConfiguration``, without the authorizer, as API Gateway does (``cors``);
 - ``/_local/events`` is a tiny EventBridge ``PutEvents`` endpoint (``AWS_ENDPOINT_URL_EVENTBRIDGE`` points there), so
