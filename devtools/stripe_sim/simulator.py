@@ -73,8 +73,5 @@ class StripeSimulator(FakeStripeBilling):
             self.add_payment_method(pm_id, kind="paypal", email=details.email)
         elif isinstance(details, CardDetails):
             self.add_payment_method(pm_id, brand=details.brand or "visa", last4=details.last4 or "0000")
-        if found.customer_id:  # pm_foreign_...: attached to another customer already
-            self.customers.setdefault(
-                found.customer_id, {"id": found.customer_id, "object": "customer", "deleted": True}
-            )
+        if found.customer_id:  # pm_foreign_...: attached to another customer already (attaching it is refused)
             self.payment_methods[pm_id]["customer"] = found.customer_id

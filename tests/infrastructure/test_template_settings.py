@@ -162,3 +162,10 @@ def test_no_function_sets_the_local_test_clock(functions: dict[str, FunctionConf
     for config in functions.values():
         assert "LOCAL_CLOCK_FILE" not in config.env, f"{config.logical_id} sets the local test clock"
         assert "AWS_EXECUTION_ENV" not in config.env, f"{config.logical_id}: AWS_EXECUTION_ENV is the runtime's"
+
+
+def test_no_function_is_pointed_at_the_local_stripe_simulation(functions: dict[str, FunctionConfig]) -> None:
+    # Given every function's env (merged with Globals)
+    # Then none names the dev server's Stripe simulation: a deployed function's processor is Stripe
+    for config in functions.values():
+        assert "LOCAL_STRIPE_API_BASE" not in config.env, f"{config.logical_id} names the local Stripe simulation"
