@@ -121,17 +121,23 @@ class LocalStripe:
         return json_reply(answer.status, answer.body)
 
     def _control(self, action: str, object_id: str, body: bytes) -> dict[str, Any]:
+        """Carry out the control; the object it changed, as it is now (a copy: other requests may change it)."""
+        with self.simulator.lock:
+            changed = self._change(action, object_id, body)
+            copied: dict[str, Any] = json.loads(json.dumps(changed))
+            return copied
+
+    def _change(self, action: str, object_id: str, body: bytes) -> dict[str, Any]:
         simulator = self.simulator
-        with simulator.lock:
-            if action == "renew":  # now: the clock shows a period in progress, as for a renewal that just happened
-                return simulator.renew(object_id, start=simulator.now())
-            if action == "fail-next-invoice":
-                return simulator.fail_next_invoice(object_id)
-            if action == "refund":
-                return simulator.refund_charge(object_id, refund_amount(body))
-            if action == "dispute":
-                return simulator.open_dispute(object_id, _reason(body))
-            return simulator.close_dispute(object_id, won=action == "win")
+        if action == "renew":  # now: the clock shows a period in progress, as for a renewal that just happened
+            return simulator.renew(object_id, start=simulator.now())
+        if action == "fail-next-invoice":
+            return simulator.fail_next_invoice(object_id)
+        if action == "refund":
+            return simulator.refund_charge(object_id, refund_amount(body))
+        if action == "dispute":
+            return simulator.open_dispute(object_id, _reason(body))
+        return simulator.close_dispute(object_id, won=action == "win")
 
 
 def _reason(body: bytes) -> str:
