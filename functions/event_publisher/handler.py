@@ -2,8 +2,8 @@
 
 A fact and its events are written in one transaction (an ``OUTBOX#`` item: the credits half's through
 ``usercredits.adapters.dynamodb.transactions.add_outbox``, the subscriptions half's through ``customer_outbox``, one
-item per fact, in the same shape); each table's stream delivers each new item here once, in order per item. Records are published
-in order; at the first one that cannot be published the rest of the batch is reported as failed
+item per fact, in the same shape); each table's stream delivers each new item here once, in order per item.
+Records are published in order; at the first one that cannot be published the rest of the batch is reported as failed
 (``batchItemFailures``), so Lambda retries from there and nothing is lost or sent out of order. The event source
 mapping's filter only lets outbox inserts through.
 
