@@ -1,6 +1,7 @@
-"""Plays the DynamoDB stream -> Lambda event source mapping for ``make run``: new outbox items of the credits table
-(DynamoDB Local keeps a real stream) are handed to the event publisher function, like the template's ``Outbox``
-event with its filter, and the records it reports as failed are handed to it again on the next poll, in order."""
+"""Plays the DynamoDB stream -> Lambda event source mapping for ``make run``: new outbox items of a table (DynamoDB
+Local keeps a real stream) are handed to the event publisher function, like the template's ``Outbox`` (credits
+table) and ``CustomersOutbox`` (customers table) events with their filter, and the records it reports as failed are
+handed to it again on the next poll, in order. The dev server runs one pump per table."""
 
 from __future__ import annotations
 
@@ -22,22 +23,27 @@ def wanted(record: dict[str, Any]) -> bool:
 
 
 class StreamPump:
-    """Polls every shard of the table's stream from its latest position and invokes ``deliver`` with batches."""
+    """Polls every shard of the table's stream from its latest position and invokes ``deliver`` with batches.
+    ``table``: the table's name (the credits table, ``CREDITS_TABLE_NAME``, when not given)."""
 
     def __init__(
-        self, endpoint: str, deliver: Callable[[dict[str, Any]], dict[str, Any]], interval: float = 0.5
+        self,
+        endpoint: str,
+        deliver: Callable[[dict[str, Any]], dict[str, Any]],
+        interval: float = 0.5,
+        table: str | None = None,
     ) -> None:
         self._deliver = deliver
         self._interval = interval
         self._stop = threading.Event()
-        table = os.environ["CREDITS_TABLE_NAME"]
+        table = table or os.environ["CREDITS_TABLE_NAME"]
         self._arn = boto3.client("dynamodb", endpoint_url=endpoint).describe_table(TableName=table)["Table"][
             "LatestStreamArn"
         ]
         self._streams = boto3.client("dynamodbstreams", endpoint_url=endpoint)
         self._iterators: dict[str, str] = {}
         self._pending: list[dict[str, Any]] = []
-        self._thread = threading.Thread(target=self._run, name="stream-pump", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=f"stream-pump-{table}", daemon=True)
 
     def start(self) -> StreamPump:
         self._discover("LATEST")
