@@ -22,8 +22,15 @@ from usercredits.adapters.dynamodb.customer_mapping import (
     processor_data,
     processor_from_data,
 )
-from usercredits.adapters.dynamodb.customer_outbox import add_fact, already_recorded
-from usercredits.adapters.dynamodb.customer_writes import Write, child_kind, chunks, without, write_units
+from usercredits.adapters.dynamodb.customer_transactions import (
+    Write,
+    add_fact,
+    already_recorded,
+    child_kind,
+    chunks,
+    without,
+    write_units,
+)
 from usercredits.adapters.dynamodb.customers_table import (
     CustomerAddressItem,
     CustomerChildItem,
