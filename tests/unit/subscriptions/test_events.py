@@ -189,3 +189,15 @@ def test_a_save_retried_after_a_conflict_records_its_facts_once() -> None:
 
     save_change(repository, "pesho", activate)
     assert [event.kind for event in repository.events] == ["SubscriptionActivated"]
+
+
+def test_every_event_kind_is_documented_in_the_readme_and_the_api_page() -> None:
+    from pathlib import Path
+
+    from usercredits.subscriptions import events
+
+    root = Path(__file__).resolve().parents[3]
+    readme, api = (root / "README.md").read_text(), (root / "docs" / "api.md").read_text()
+    kinds = [value for name, value in vars(events).items() if name.startswith(("SUBSCRIPTION_", "TRANSACTION_"))]
+    assert len(kinds) == 9
+    assert all(f"| `{kind}` |" in readme and f"| `{kind}` |" in api for kind in kinds)
