@@ -124,3 +124,42 @@ def test_the_customers_stream_reaches_the_publisher_and_a_failed_batch_replays_o
     assert main(["--file", str(path)], publisher=second) == 0
     assert [(e.kind, e.detail) for e in first.published] == [(e.kind, e.detail) for e in mine]
     assert second.published == []
+
+
+def test_the_pump_reads_a_table_whose_shard_was_empty_when_it_started(dynamodb_local: str, user_id: str) -> None:
+    """DynamoDB Local refuses an iterator taken on an empty shard once other tables wrote meanwhile (the customers
+    table under `make run`: empty at start, while the catalog fills the credits table); the pump reads on anyway."""
+    from devtools.stream_pump import StreamPump
+
+    client = boto3.client("dynamodb", endpoint_url=dynamodb_local)
+    name = f"empty-at-start-{user_id}"
+    client.create_table(
+        TableName=name,
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+        AttributeDefinitions=[
+            {"AttributeName": "pk", "AttributeType": "S"},
+            {"AttributeName": "sk", "AttributeType": "S"},
+        ],
+        BillingMode="PAY_PER_REQUEST",
+        StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_IMAGE"},
+    )
+    try:
+        delivered: list[str] = []
+
+        def deliver(batch: dict[str, Any]) -> dict[str, Any]:
+            delivered.extend(r["dynamodb"]["Keys"]["sk"]["S"] for r in batch["Records"])
+            return {"batchItemFailures": []}
+
+        # Given a pump started on the table while it was empty, and another table written meanwhile
+        pump = StreamPump(dynamodb_local, deliver, table=name)
+        pump._discover("LATEST")
+        assert pump.poll_once() == 0
+        DynamoCustomerRepository().save(customer_changes(None, _customer(user_id)))
+        # When an outbox item and another item are written to the table
+        for sk in ("OUTBOX#a", "PROFILE"):
+            client.put_item(TableName=name, Item={"pk": {"S": "p"}, "sk": {"S": sk}, "itemType": {"S": "outbox"}})
+        # Then the outbox item is delivered, once
+        assert pump.poll_once() == 1 and pump.poll_once() == 0
+        assert delivered == ["OUTBOX#a"]
+    finally:
+        client.delete_table(TableName=name)
