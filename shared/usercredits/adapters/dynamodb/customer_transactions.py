@@ -46,8 +46,9 @@ def child_kind(item: ChildItem) -> ChildKind:
 
 def write_units(changes: CustomerChanges) -> tuple[list[Write], list[list[Write]]]:
     """The writes of a save: those that must go in its last transaction (deletions, every child but transaction
-    mirrors, the subscriptions' facts), and each transaction mirror with the outbox items of its facts, oldest
-    first: a mirror and its facts always go in the same transaction, so a fact is recorded exactly when its mirror."""
+    mirrors, the subscriptions' facts), and each transaction mirror with the outbox items of its facts, in the order
+    of ``changes.upserts``: a mirror and its facts always go in the same transaction, so a fact is recorded exactly
+    when its mirror is."""
     by_transaction: dict[str, list[CustomerFact]] = {}
     for fact in changes.facts:
         by_transaction.setdefault(fact.transaction_id or "", []).append(fact)

@@ -228,7 +228,7 @@ class DynamoCustomerRepository:
         if fixed > MAX_TRANSACTION_ACTIONS:
             raise ConflictError(f"too many changes in one save ({fixed} writes; at most {MAX_TRANSACTION_ACTIONS})")
         room = MAX_TRANSACTION_ACTIONS - fixed
-        while mirrors and len(mirrors[-1]) <= room:  # the newest mirrors ride in the last transaction
+        while mirrors and len(mirrors[-1]) <= room:  # as many mirrors as fit ride in the last transaction
             room -= len(mirrors[-1])
             last.extend(mirrors.pop())
         # The transaction mirrors that do not fit go first, in chunks (each with its facts' outbox items and the
