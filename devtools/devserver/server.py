@@ -219,7 +219,10 @@ def serve(port: int, host: str = "127.0.0.1") -> int:
             plans = put_demo_plans()
             for folder in sorted({route.function for route in server.routes} | {"stripe_webhook", "event_publisher"}):
                 registry.load(folder)
-            pump = StreamPump(endpoint, lambda batch: registry.invoke("event_publisher", batch)).start()
+            pumps = [  # both tables' outbox streams, as the publisher's two mappings (README "Events")
+                StreamPump(endpoint, lambda batch: registry.invoke("event_publisher", batch), table=table).start()
+                for table in (os.environ["CREDITS_TABLE_NAME"], os.environ["CUSTOMERS_TABLE_NAME"])
+            ]
             try:
                 server.openapi_json()  # fail early in the log, not on the first /docs
             except Exception as exc:  # noqa: BLE001 - the API still works without its document
@@ -228,7 +231,8 @@ def serve(port: int, host: str = "127.0.0.1") -> int:
             try:
                 server.serve_forever(poll_interval=0.2)
             finally:
-                pump.stop()
+                for pump in pumps:
+                    pump.stop()
                 server.stripe.stop()
                 log("dev server stopped" + ("; stopping DynamoDB Local" if started_engine else ""))
     except KeyboardInterrupt:

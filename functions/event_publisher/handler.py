@@ -1,10 +1,11 @@
-"""Event publisher function (the credits table's DynamoDB stream): puts the outbox's events on the EventBridge bus.
+"""Event publisher function (both tables' DynamoDB streams): puts the outbox's events on the EventBridge bus.
 
-A fact and its events are written in one transaction (an ``OUTBOX#`` item, see ``usercredits.adapters.dynamodb
-.outbox.add_outbox``); the stream delivers each new item here once, in order per user. Records are published
-in order; at the first one that cannot be published the rest of the batch is reported as failed
-(``batchItemFailures``), so Lambda retries from there and nothing is lost or sent out of order. The event source
-mapping's filter only lets outbox inserts through.
+A fact and its events are written in one transaction (an ``OUTBOX#`` item: the credits half's through
+``usercredits.adapters.dynamodb.transactions.add_outbox``, the subscriptions half's through
+``customer_transactions.add_fact``, one item per fact, in the same shape); each table's stream delivers each new item
+here once, in order per item. Records are published in order; at the first one that cannot be published the rest of
+the batch is reported as failed (``batchItemFailures``), so Lambda retries from there and nothing is lost or sent out
+of order. The event source mappings' filter only lets outbox inserts through.
 
 Not Powertools' BatchProcessor: it processes every record even after a failure, and a stream retry then re-sends the
 ones after it; stopping at the first failure keeps duplicates to the failed record alone.

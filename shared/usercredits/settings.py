@@ -113,8 +113,8 @@ class CustomersSettings(
     the sync, Stripe)."""
 
 
-class EventPublisherSettings(ObservabilitySettings, CreditsTableSettings, EventBusSettings):
-    """The credits table is the one whose stream feeds the function (it reads no item through the API)."""
+class EventPublisherSettings(ObservabilitySettings, CreditsTableSettings, CustomersTableSettings, EventBusSettings):
+    """Both tables' streams feed the function (it reads no item through the API)."""
 
 
 #: The longest warning window (seconds): a window's first run reads one index bucket per hour of it.

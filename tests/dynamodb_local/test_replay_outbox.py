@@ -18,26 +18,13 @@ import pytest
 from devtools.lambda_context import LambdaContext
 from devtools.replay_outbox import ReplayMarkers, main, outbox_images, replay, stream_records
 
-from tests.helpers.streams import mine
+from tests.helpers.streams import RecordingPublisher, failure_object, mine
 from tests.helpers.streams import stream_records as read_stream
 from usercredits.adapters.dynamodb.keys import user_pk
 from usercredits.adapters.dynamodb.transactions import IdempotentTransaction, add_outbox
 from usercredits.kernel.models import DomainEvent
 
 pytestmark = pytest.mark.dynamodb_local
-
-
-class RecordingPublisher:
-    def __init__(self, fail_on_call: int | None = None) -> None:
-        self.published: list[DomainEvent] = []
-        self.calls = 0
-        self.fail_on_call = fail_on_call
-
-    def publish(self, events: list[DomainEvent]) -> None:
-        self.calls += 1
-        if self.calls == self.fail_on_call:
-            raise RuntimeError("bus unavailable")
-        self.published.extend(events)
 
 
 def ids(events: list[DomainEvent]) -> list[str]:
@@ -57,32 +44,6 @@ def committed_facts(user_id: str, facts: int = 3) -> None:
         TableName=os.environ["CREDITS_TABLE_NAME"],
         Item={"pk": {"S": user_pk(user_id)}, "sk": {"S": "LIMIT#x"}, "itemType": {"S": "limit"}},
     )
-
-
-def failure_object(records: list[dict[str, Any]], *, payload_as_text: bool = True) -> dict[str, Any]:
-    """What Lambda writes to the S3 on-failure destination for a stream batch it gave up on."""
-    payload: Any = {"Records": records}
-    return {
-        "requestContext": {
-            "requestId": "c9b8fa9f-5a7f-4c3d-9e0a-1b2c3d4e5f60",
-            "functionArn": "arn:aws:lambda:us-east-1:123456789012:function:stack-EventPublisherFunction",
-            "condition": "RetryAttemptsExhausted",
-            "approximateInvokeCount": 21,
-        },
-        "responseContext": {"statusCode": 200, "executedVersion": "$LATEST", "functionError": "Unhandled"},
-        "version": "1.0",
-        "timestamp": "2026-12-06T10:00:00.000Z",
-        "DDBStreamBatchInfo": {
-            "shardId": "shardId-00000001",
-            "startSequenceNumber": records[0]["dynamodb"]["SequenceNumber"],
-            "endSequenceNumber": records[-1]["dynamodb"]["SequenceNumber"],
-            "batchSize": len(records),
-            "streamArn": records[0]["eventSourceARN"],
-        },
-        "payload": json.dumps(payload, default=str)
-        if payload_as_text
-        else json.loads(json.dumps(payload, default=str)),
-    }
 
 
 @pytest.fixture

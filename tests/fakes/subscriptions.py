@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from datetime import datetime
 
+from usercredits.kernel.models import DomainEvent
 from usercredits.kernel.writes import IdempotentReplayError
 from usercredits.subscriptions.models import Coupon, Customer
 from usercredits.subscriptions.ports import CustomerChanges, RedemptionOutcome, StaleCustomerError
@@ -57,13 +58,15 @@ class InMemoryCouponRepository:
 class InMemoryCustomerRepository:
     """Customers by user id, with the port's semantics: versioned saves (``StaleCustomerError``), a payment lock taken
     by one conditional step, and ``save`` leaving the lock as it is. ``saves`` counts the writes;
-    ``fail_next_saves`` makes the next saves raise ``StaleCustomerError`` as a concurrent writer would."""
+    ``fail_next_saves`` makes the next saves raise ``StaleCustomerError`` as a concurrent writer would. ``events``
+    holds the events the saves recorded, each fact once (the outbox's put only if absent, by fact id)."""
 
     def __init__(self, customers: list[Customer] | None = None) -> None:
         self.customers = {customer.user_id: customer for customer in customers or []}
         self.records: dict[tuple[str, str, str], IdempotentReplayError] = {}
         self.saves = 0
         self.fail_next_saves = 0
+        self.facts: dict[str, DomainEvent] = {}
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
@@ -97,6 +100,8 @@ class InMemoryCustomerRepository:
             saved = changes.customer.model_copy(update={"version": version, "payment_lock_until": lock})
             self.customers[saved.user_id] = saved
             self._record(user_id, changes)
+            for fact in changes.facts:
+                self.facts.setdefault(fact.fact_id, fact.event)
             self.saves += 1
             return saved
 
@@ -108,6 +113,10 @@ class InMemoryCustomerRepository:
 
     def recorded(self, user_id: str, scope: str, key: str) -> IdempotentReplayError | None:
         return self.records.get((user_id, scope, key))
+
+    @property
+    def events(self) -> list[DomainEvent]:
+        return list(self.facts.values())
 
     def acquire_payment_lock(self, user_id: str, *, now: datetime, until: datetime) -> bool:
         with self._lock:

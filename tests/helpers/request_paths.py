@@ -37,6 +37,7 @@ KIT = frozenset(
         "shared/usercredits/adapters/dynamodb/errors.py",
         "shared/usercredits/adapters/dynamodb/cursors.py",
         "shared/usercredits/adapters/dynamodb/transactions.py",
+        "shared/usercredits/adapters/dynamodb/customer_transactions.py",
         "shared/usercredits/adapters/dynamodb/customer_records.py",
         "shared/usercredits/adapters/dynamodb/customer_mapping.py",
         "shared/usercredits/adapters/stripe/client.py",
@@ -46,6 +47,7 @@ KIT = frozenset(
         "shared/usercredits/domain/events.py",
         "shared/usercredits/subscriptions/models.py",
         "shared/usercredits/subscriptions/ports.py",
+        "shared/usercredits/subscriptions/events.py",
     }
 )
 

@@ -84,12 +84,17 @@ def test_the_publishers_iterator_age_alarm(template: dict[str, Any]) -> None:
 
 @pytest.mark.parametrize("metric", ["OnFailureDestinationDeliveredEventCount", "DroppedEventCount"])
 def test_the_outbox_failure_destination_alarms(metric: str, template: dict[str, Any]) -> None:
-    # Given the alarm on the stream mapping's records sent to the failure bucket (or dropped)
-    (alarm,) = _metric_alarms(template, "AWS/Lambda", metric)
-    # Then it watches the publisher's mapping (SAM names it <function><event>; its Ref is the mapping's UUID)
-    assert alarm["EventSourceMappingUUID"] == {"Ref": "EventPublisherFunctionOutbox"}
-    assert "Outbox" in template["Resources"]["EventPublisherFunction"]["Properties"]["Events"]
-    assert alarm["_alarm"]["Threshold"] == 1
+    # Given the alarm on the stream mappings' records sent to the failure bucket (or dropped)
+    alarms = _metric_alarms(template, "AWS/Lambda", metric)
+    # Then it watches both of the publisher's mappings, the credits table's and the customers table's (SAM names a
+    # mapping <function><event>; its Ref is the mapping's UUID), in one alarm
+    watched = sorted(alarm["EventSourceMappingUUID"]["Ref"] for alarm in alarms)
+    assert watched == ["EventPublisherFunctionCustomersOutbox", "EventPublisherFunctionOutbox"]
+    events = template["Resources"]["EventPublisherFunction"]["Properties"]["Events"]
+    assert {"Outbox", "CustomersOutbox"} <= set(events)
+    assert all(alarm["_alarm"] is alarms[0]["_alarm"] and alarm["_alarm"]["Threshold"] == 1 for alarm in alarms)
+    expression = next(m["Expression"] for m in alarms[0]["_alarm"]["Metrics"] if "Expression" in m)
+    assert all(m["Id"] in expression for m in alarms[0]["_alarm"]["Metrics"] if "MetricStat" in m)
 
 
 def test_a_failing_expiry_scan_alarms(template: dict[str, Any]) -> None:
@@ -213,3 +218,18 @@ def test_the_outbox_failure_destination_keeps_whole_records(
     assert template["Outputs"]["OutboxFailureBucketName"]["Value"] == {"Ref": "OutboxFailureBucket"}
     policy = template["Resources"]["OutboxFailureBucketPolicy"]["Properties"]["PolicyDocument"]["Statement"]
     assert any(s["Effect"] == "Deny" and "aws:SecureTransport" in json.dumps(s) for s in policy)
+
+
+def test_the_customers_table_streams_its_outbox_to_the_publisher_like_the_credits_table(
+    functions: dict[str, FunctionConfig], template: dict[str, Any]
+) -> None:
+    # Given the publisher's two stream mappings
+    events = functions["event_publisher"].events
+    credits, customers = events["Outbox"]["Properties"], events["CustomersOutbox"]["Properties"]
+    # Then the customers table's reads its table's stream (new images) with the very same filter, order, isolation,
+    # limits and failure bucket as the credits table's (so the one replay command serves both)
+    assert customers["Stream"] == {"Fn::GetAtt": ["CustomersTable", "StreamArn"]}
+    stream = template["Resources"]["CustomersTable"]["Properties"]["StreamSpecification"]
+    assert stream == {"StreamViewType": "NEW_IMAGE"}
+    assert {k: v for k, v in customers.items() if k != "Stream"} == {k: v for k, v in credits.items() if k != "Stream"}
+    assert '"prefix": "OUTBOX#"' in customers["FilterCriteria"]["Filters"][0]["Pattern"]

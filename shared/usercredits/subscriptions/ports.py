@@ -13,6 +13,7 @@ from typing import Protocol
 from usercredits.kernel.clock import Clock
 from usercredits.kernel.models import Money
 from usercredits.kernel.writes import IdempotencyRecord, IdempotentReplayError
+from usercredits.subscriptions.events import CustomerFact
 from usercredits.subscriptions.instruments import InstrumentDetails, PaymentMethodKind
 from usercredits.subscriptions.models import (
     Address,
@@ -50,6 +51,7 @@ class CustomerChanges:
     moved from ``expected_version`` to ``expected_version + 1``; ``expected_version`` None means the customer is new
     and must not exist yet. ``upserts`` are the new or changed children; ``deletions`` the children to remove.
     ``idempotency``: the request's ``Idempotency-Key``, recorded in the same write (put only if absent).
+    ``facts``: the events the change records (``events.customer_facts``), written to the outbox in the same write.
     """
 
     customer: Customer
@@ -58,6 +60,7 @@ class CustomerChanges:
     upserts: tuple[ChildItem, ...] = ()
     deletions: tuple[tuple[ChildKind, str], ...] = ()
     idempotency: IdempotencyRecord | None = None
+    facts: tuple[CustomerFact, ...] = ()
 
     @property
     def changes_customer(self) -> bool:

@@ -22,6 +22,15 @@ from usercredits.adapters.dynamodb.customer_mapping import (
     processor_data,
     processor_from_data,
 )
+from usercredits.adapters.dynamodb.customer_transactions import (
+    Write,
+    add_fact,
+    already_recorded,
+    child_kind,
+    chunks,
+    without,
+    write_units,
+)
 from usercredits.adapters.dynamodb.customers_table import (
     CustomerAddressItem,
     CustomerChildItem,
@@ -48,11 +57,9 @@ from usercredits.adapters.dynamodb.keys import (
 from usercredits.adapters.dynamodb.transactions import IDEMPOTENCY_TTL, equals_stored, set_or_remove
 from usercredits.errors import ConflictError, NotFoundError
 from usercredits.kernel.writes import MAX_TRANSACTION_ACTIONS, IdempotencyRecord, IdempotentReplayError
+from usercredits.subscriptions.events import CustomerFact
 from usercredits.subscriptions.models import (
-    Address,
     Customer,
-    PaymentMethod,
-    Subscription,
 )
 from usercredits.subscriptions.ports import (
     ChildItem,
@@ -78,10 +85,6 @@ _CHILD_LISTS: dict[ChildKind, str] = {
 }
 
 
-#: One child write of a save: (kind, local id, the child to put, or None to delete it).
-_ChildWrite = tuple[ChildKind, str, ChildItem | None]
-
-
 def customers_connection() -> Connection:
     return CustomersItem._get_connection().connection  # the table's one botocore client (see share_connections)
 
@@ -99,17 +102,6 @@ _CHILD_PREFIXES: dict[ChildKind, str] = {
 
 def child_sk(kind: ChildKind, local_id: str) -> str:
     return f"{_CHILD_PREFIXES[kind]}{local_id}"
-
-
-def child_kind(item: ChildItem) -> ChildKind:
-    """The kind of a child model (what its sort key prefix and item class are)."""
-    if isinstance(item, Address):
-        return ChildKind.ADDRESS
-    if isinstance(item, PaymentMethod):
-        return ChildKind.PAYMENT_METHOD
-    if isinstance(item, Subscription):
-        return ChildKind.SUBSCRIPTION
-    return ChildKind.TRANSACTION
 
 
 def child_to_item(user_id: str, child: ChildItem) -> CustomerChildItem:
@@ -231,21 +223,19 @@ class DynamoCustomerRepository:
             self._record_alone(customer.user_id, changes.idempotency)
             return customer
         version = (changes.expected_version or 0) + 1
-        ahead: list[_ChildWrite] = []
-        last: list[_ChildWrite] = [(kind, local_id, None) for kind, local_id in changes.deletions]
-        for child in changes.upserts:
-            kind = child_kind(child)
-            (ahead if kind is ChildKind.TRANSACTION else last).append((kind, child.local_id, child))
+        last, mirrors = write_units(changes)
         fixed = len(last) + 1 + (changes.idempotency is not None)  # with the profile and the record
         if fixed > MAX_TRANSACTION_ACTIONS:
             raise ConflictError(f"too many changes in one save ({fixed} writes; at most {MAX_TRANSACTION_ACTIONS})")
         room = MAX_TRANSACTION_ACTIONS - fixed
-        if len(ahead) > room:  # the transaction mirrors that do not fit go first, in chunks
-            early, ahead = ahead[: len(ahead) - room], ahead[len(ahead) - room :]
-            chunk = MAX_TRANSACTION_ACTIONS - 1  # and the condition check on the profile
-            for start in range(0, len(early), chunk):
-                self._write_ahead(customer.user_id, changes.expected_version, early[start : start + chunk])
-        self._write(customer, changes.expected_version, version, [*last, *ahead], changes.idempotency)
+        while mirrors and len(mirrors[-1]) <= room:  # as many mirrors as fit ride in the last transaction
+            room -= len(mirrors[-1])
+            last.extend(mirrors.pop())
+        # The transaction mirrors that do not fit go first, in chunks (each with its facts' outbox items and the
+        # condition check on the profile).
+        for chunk in chunks(mirrors, MAX_TRANSACTION_ACTIONS - 1):
+            self._write_ahead(customer.user_id, changes.expected_version, chunk)
+        self._write(customer, changes.expected_version, version, last, changes.idempotency)
         return customer.model_copy(update={"version": version})
 
     def _write(
@@ -253,7 +243,7 @@ class DynamoCustomerRepository:
         customer: Customer,
         expected: int | None,
         version: int,
-        writes: Sequence[_ChildWrite],
+        writes: Sequence[Write],
         idempotency: IdempotencyRecord | None,
     ) -> None:
         profile = CustomerProfileItem(pk=customer_pk(customer.user_id), sk=PROFILE_SK)
@@ -264,7 +254,7 @@ class DynamoCustomerRepository:
                 return
             with TransactWrite(connection=customers_connection()) as transaction:
                 transaction.update(profile, actions=actions, condition=condition)
-                _add_child_writes(transaction, customer.user_id, writes)
+                _add_writes(transaction, customer.user_id, writes)
                 if idempotency is not None:
                     record = _idempotency_item(customer.user_id, idempotency)
                     transaction.save(record, condition=CustomerIdempotencyItem.pk.does_not_exist())
@@ -273,6 +263,9 @@ class DynamoCustomerRepository:
                 raise StaleCustomerError(customer.user_id) from exc
             raise
         except TransactWriteError as exc:
+            if recorded := already_recorded(transaction, exc):  # those facts were published: the rest goes alone
+                self._write(customer, expected, version, without(writes, recorded), idempotency)
+                return
             # The record's condition or the version's failed: a recorded key is a replay (whatever else moved).
             replay = (
                 self.recorded(customer.user_id, idempotency.scope, idempotency.key)
@@ -303,14 +296,17 @@ class DynamoCustomerRepository:
             return None
         return IdempotentReplayError(item.result_id, item.fingerprint)
 
-    def _write_ahead(self, user_id: str, expected: int | None, writes: Sequence[_ChildWrite]) -> None:
+    def _write_ahead(self, user_id: str, expected: int | None, writes: Sequence[Write]) -> None:
         try:
             with TransactWrite(connection=customers_connection()) as transaction:
                 transaction.condition_check(
                     CustomerProfileItem, customer_pk(user_id), PROFILE_SK, condition=_version_condition(expected)
                 )
-                _add_child_writes(transaction, user_id, writes)
+                _add_writes(transaction, user_id, writes)
         except TransactWriteError as exc:
+            if recorded := already_recorded(transaction, exc):
+                self._write_ahead(user_id, expected, without(writes, recorded))
+                return
             if _lost_to_another_save(exc):
                 raise StaleCustomerError(user_id) from exc
             raise
@@ -359,8 +355,12 @@ def _lost_to_another_save(exc: TransactWriteError) -> bool:
     return CONDITION_FAILED in codes or TRANSACTION_CONFLICT in codes
 
 
-def _add_child_writes(transaction: TransactWrite, user_id: str, writes: Sequence[_ChildWrite]) -> None:
-    for kind, local_id, child in writes:
+def _add_writes(transaction: TransactWrite, user_id: str, writes: Sequence[Write]) -> None:
+    for write in writes:
+        if isinstance(write, CustomerFact):
+            add_fact(transaction, user_id, write)
+            continue
+        kind, local_id, child = write
         if child is None:
             transaction.delete(_CHILD_ITEMS[kind](pk=customer_pk(user_id), sk=child_sk(kind, local_id)))
         else:

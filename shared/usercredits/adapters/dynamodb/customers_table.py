@@ -11,6 +11,7 @@ from typing import Any
 from pynamodb.attributes import (
     BooleanAttribute,
     DiscriminatorAttribute,
+    ListAttribute,
     MapAttribute,
     NumberAttribute,
     TTLAttribute,
@@ -58,6 +59,7 @@ class CustomersItem(Model):
 # method / subscription                                 (one item per child: no item grows with the history)
 # / transaction
 # idempotency record     ``IDEMPOTENCY#<userId>``       ``<scope>#<Idempotency-Key>`` (in the result's save; TTL)
+# outbox item            ``CUSTOMER-OUTBOX#<userId>``   ``OUTBOX#<fact id>`` (one event, in the fact's save; TTL)
 # plan                   ``PLAN#<planId>``              ``PLAN``; a copy under ``PLANS`` / ``PLAN#<planId>`` lists them
 # coupon                 ``COUPON#<code>``              ``COUPON`` (terms and ``usedCount``)
 # coupon redemption      ``COUPON#<code>``              ``REDEMPTION#<customerId>#<subscriptionId>``
@@ -118,6 +120,22 @@ class CustomerIdempotencyItem(CustomersItem, discriminator="idempotency"):
 
     fingerprint = UnicodeAttribute()
     result_id = UnicodeAttribute(attr_name="resultId")
+    created_at = UTCDateTimeAttribute(attr_name="createdAt")
+
+
+class CustomerOutboxEventAttribute(MapAttribute[str, Any]):
+    """The event of an outbox item: its detail-type and its detail as JSON text (the credits table's outbox shape,
+    so the one publisher and ``devtools.replay_outbox`` read both tables' items alike)."""
+
+    kind = UnicodeAttribute()
+    detail = UnicodeAttribute()
+
+
+class CustomerOutboxItem(CustomersItem, discriminator="outbox"):
+    """The event of one fact of a customer save (``subscriptions.events``), put only if absent in the save's own
+    transaction under the fact's id: the table's stream hands it to the event publisher once; TTL deletes it later."""
+
+    events = ListAttribute(of=CustomerOutboxEventAttribute)
     created_at = UTCDateTimeAttribute(attr_name="createdAt")
 
 

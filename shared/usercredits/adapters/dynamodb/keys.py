@@ -167,6 +167,12 @@ def customer_idempotency_sk(scope: str, key: str) -> str:
     return f"{scope}#{key}"
 
 
+def customer_outbox_pk(user_id: str) -> str:
+    """The partition of a customer's outbox items (sk ``outbox_sk(<fact id>)``): apart from ``CUSTOMER#<userId>``, so
+    loading the customer never reads them; no other partition starts with ``CUSTOMER-OUTBOX#``."""
+    return f"CUSTOMER-OUTBOX#{user_id}"
+
+
 def plan_pk(plan_id: str) -> str:
     return f"PLAN#{plan_id}"
 
