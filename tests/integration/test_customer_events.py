@@ -17,10 +17,10 @@ import boto3
 import pytest
 from boto3.dynamodb.types import TypeDeserializer
 from devtools.lambda_context import LambdaContext
+from devtools.stripe_sim.billing import FakeStripeBilling
 
 from tests.conftest import http_event
 from tests.helpers.subscription_builders import at, base_customer, usd
-from tests.stripe_billing_fake import FakeStripeBilling
 from usercredits.adapters.dynamodb.keys import customer_outbox_pk
 from usercredits.adapters.dynamodb.outbox import is_outbox_item, outbox_events
 from usercredits.adapters.stripe.billing import StripeSubscriptionProcessor
