@@ -175,7 +175,14 @@ def handle_add_payment_method(
 
 @app.put("/customer/default-payment-method", responses=api_responses(S.OK, S.NOT_FOUND))
 def handle_set_default_payment_method(body: Annotated[DefaultPaymentMethodRequest, Body()]) -> CustomerResponse:
-    customer = service.set_default_payment_method(_user(), body.payment_method_id, ports=dependencies().ports)
+    ports = dependencies().ports
+    if body.token is not None:
+        customer = service.replace_default_payment_method(_user(), body.token, address=body.address, ports=ports)
+    else:
+        assert body.payment_method_id is not None  # the request checks one of the two is given
+        customer = service.set_default_payment_method(
+            _user(), body.payment_method_id, address=body.address, ports=ports
+        )
     return customer_response(customer)
 
 

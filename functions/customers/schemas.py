@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from pydantic import AwareDatetime, Field
+from pydantic import AwareDatetime, Field, model_validator
 
 from usercredits.kernel.models import DomainModel, Identifier, Money
 from usercredits.subscriptions.models import AddressFields, CouponKind, CustomerName, Email, ProfileFields
@@ -30,7 +30,20 @@ class AddPaymentMethodRequest(DomainModel):
 
 
 class DefaultPaymentMethodRequest(DomainModel):
-    payment_method_id: Identifier
+    """One of ``paymentMethodId`` (an existing payment method) or ``token`` (a processor payment method, with the
+    seed's reuse rules); ``address``, optional, goes to the default's billing address."""
+
+    payment_method_id: Identifier | None = None
+    token: str | None = Field(
+        default=None, min_length=1, max_length=255, description="A Stripe pm_... id (or a local-provider token)"
+    )
+    address: AddressFields | None = None
+
+    @model_validator(mode="after")
+    def _one_way(self) -> DefaultPaymentMethodRequest:
+        if (self.payment_method_id is None) == (self.token is None):
+            raise ValueError("give exactly one of paymentMethodId and token")
+        return self
 
 
 class SubscribeRequest(DomainModel):

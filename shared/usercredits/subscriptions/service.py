@@ -151,15 +151,7 @@ def add_payment_method(
 
     def add() -> PaymentMethod:
         stored = ports.customers.load(user_id)
-        processor_id = stored.processor.id if stored is not None else None
-        found = ports.payment_methods.retrieve_payment_method(token)
-        if found is None:
-            raise InvalidRequestError(f"unknown payment method {token!r}")
-        if found.customer_id is not None and found.customer_id != processor_id:
-            raise InvalidRequestError(
-                f"payment method {token!r} belongs to another customer (a foreign payment method)"
-            )
-        method = customer_rules.NewPaymentMethod(token=token, kind=found.kind, details=found.details)
+        method = _looked_up(token, stored, ports)
 
         def step(current: Customer, now: datetime) -> tuple[Customer, PaymentMethod]:
             return customer_rules.add_payment_method(
@@ -171,13 +163,38 @@ def add_payment_method(
     return run_once(key, ports.customers, user_id, add, customer_rules.find_payment_method)
 
 
-def set_default_payment_method(user_id: str, payment_method_id: str, *, ports: CustomerPorts) -> Customer:
-    """Make one of the customer's payment methods the default (404 for an unknown id)."""
+def set_default_payment_method(
+    user_id: str, payment_method_id: str, *, address: AddressFields | None = None, ports: CustomerPorts
+) -> Customer:
+    """Make one of the customer's payment methods the default (404 for an unknown id); with ``address``, write it
+    into the default's billing address (the seed's setDefaultPaymentMethodAddress)."""
+
     saved, _ = _change(
-        user_id,
-        ports,
-        lambda customer, now: (customer_rules.choose_default_payment_method(customer, payment_method_id, now), None),
+        user_id, ports, lambda customer, now: (_chosen_default(customer, payment_method_id, address, now), None)
     )
+    return saved
+
+
+def replace_default_payment_method(
+    user_id: str, token: str, *, address: AddressFields | None = None, ports: CustomerPorts
+) -> Customer:
+    """The seed's setDefaultPaymentMethod: the processor token becomes the default payment method with the reuse
+    rules of docs/rules.md#payment-methods (a same-kind, non-PayPal default is updated in place; a new one inherits
+    its billing address), and ``address`` goes to the default's billing address. The token is looked up as
+    ``add_payment_method`` does (unknown or foreign: 422, nothing written)."""
+    stored = ports.customers.load(user_id)
+    method = _looked_up(token, stored, ports)
+
+    def step(customer: Customer, now: datetime) -> tuple[Customer, None]:
+        methods = customer.payment_methods
+        known = next((item for item in methods if token in (item.token, item.processor.id) and not item.deleted), None)
+        if known is None:
+            updated, _ = customer_rules.set_default_payment_method(customer, method, now, address)
+            return updated, None
+        # A token the customer already has: it becomes the default as it is (never a duplicate).
+        return _chosen_default(customer, known.payment_method_id, address, now), None
+
+    saved, _ = _change(user_id, ports, step, loaded=stored)
     return saved
 
 
@@ -314,6 +331,27 @@ def _change_child[C: ChildItem](
 
 def _untouched(customer: Customer) -> Customer:
     return customer.model_copy(update={"updated_at": None})
+
+
+def _chosen_default(
+    customer: Customer, payment_method_id: str, address: AddressFields | None, now: datetime
+) -> Customer:
+    updated = customer_rules.choose_default_payment_method(customer, payment_method_id, now)
+    if address is not None:
+        updated, _ = customer_rules.set_default_payment_method_address(updated, address, now)
+    return updated
+
+
+def _looked_up(token: str, stored: Customer | None, ports: CustomerPorts) -> customer_rules.NewPaymentMethod:
+    """The payment method behind ``token`` as the processor knows it; 422 when it is unknown or attached to another
+    processor customer (a foreign payment method)."""
+    processor_id = stored.processor.id if stored is not None else None
+    found = ports.payment_methods.retrieve_payment_method(token)
+    if found is None:
+        raise InvalidRequestError(f"unknown payment method {token!r}")
+    if found.customer_id is not None and found.customer_id != processor_id:
+        raise InvalidRequestError(f"payment method {token!r} belongs to another customer (a foreign payment method)")
+    return customer_rules.NewPaymentMethod(token=token, kind=found.kind, details=found.details)
 
 
 def _used_by_caller(coupon: Coupon, user_id: str, ports: CustomerPorts) -> bool:
