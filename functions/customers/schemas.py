@@ -7,7 +7,15 @@ from decimal import Decimal
 from pydantic import AwareDatetime, Field, model_validator
 
 from usercredits.kernel.models import DomainModel, Identifier, Money
-from usercredits.subscriptions.models import AddressFields, CouponKind, CustomerName, Email, ProfileFields
+from usercredits.subscriptions.models import (
+    AddressFields,
+    CouponKind,
+    CustomerName,
+    Descriptor,
+    Email,
+    ProfileFields,
+    TrialUnit,
+)
 
 
 class UpdateCustomerRequest(ProfileFields):
@@ -50,6 +58,8 @@ class SubscribeRequest(DomainModel):
     plan_id: Identifier
     payment_method_id: Identifier | None = None
     coupon_code: Identifier | None = None
+    trial: bool = Field(default=True, description="Take the plan's trial when it has one (first subscription to it)")
+    descriptor: Descriptor | None = Field(default=None, description="The card-statement descriptor (name, phone, url)")
 
 
 class CancelSubscriptionRequest(DomainModel):
@@ -63,6 +73,15 @@ class PutPlanRequest(DomainModel):
     billing_frequency_months: int = Field(default=1, ge=1, le=120, strict=True)
     level: int = Field(default=1, ge=0, le=1000, strict=True)
     processor_plan_id: str | None = Field(default=None, min_length=1, max_length=255)
+    grace_period_days: int | None = Field(default=None, ge=0, le=365, strict=True)
+    trial_duration: int | None = Field(default=None, ge=1, le=730, strict=True)
+    trial_duration_unit: TrialUnit | None = None
+
+    @model_validator(mode="after")
+    def _trial_terms_together(self) -> PutPlanRequest:
+        if (self.trial_duration is None) != (self.trial_duration_unit is None):
+            raise ValueError("trialDuration and trialDurationUnit go together")
+        return self
 
 
 class PutCouponRequest(DomainModel):

@@ -6,16 +6,19 @@ Handler-level: the real lambda_handler with API Gateway events, on moto, the fix
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from http import HTTPStatus
 from typing import Any
 
 import boto3
 import pytest
 
-from tests.helpers.subscription_builders import address, base_customer, card
+from tests.helpers.subscription_builders import address, base_customer, card, subscription
 from usercredits.adapters.dynamodb.customers import DynamoCustomerRepository
+from usercredits.settings import get_customers_settings
 from usercredits.subscriptions.changes import customer_changes
 from usercredits.subscriptions.models import Customer, ProcessorState
 
@@ -165,3 +168,123 @@ def test_the_synced_state_of_the_default_method_is_kept(api: Call) -> None:
     assert customer is not None
     five = customer.payment_methods[0]
     assert five.processor.state is ProcessorState.CHANGED and five.processor.id == "id-pm-five"
+
+
+# --- trials ----------------------------------------------------------------------------------------------------------
+
+TRIAL_PLAN = {
+    "name": "Pro",
+    "price": {"amount": 1490, "currency": "usd"},
+    "level": 2,
+    "processorPlanId": "price_pro",
+    "trialDuration": 14,
+    "trialDurationUnit": "day",
+}
+
+
+def define_plan(api: Call, plan_id: str = "pro", **terms: Any) -> dict[str, Any]:
+    status, plan = api("put_plan_admin", path=f"/admin/plans/{plan_id}", body={**TRIAL_PLAN, **terms}, admin=True)
+    assert status == S.OK, plan
+    return dict(plan)
+
+
+def test_a_plans_trial_terms_round_trip_and_go_together(api: Call) -> None:
+    plan = define_plan(api, gracePeriodDays=3)
+    assert (plan["trialDuration"], plan["trialDurationUnit"], plan["gracePeriodDays"]) == (14, "day", 3)
+    half = {**TRIAL_PLAN, "trialDurationUnit": None}
+    status, error = api("put_plan_admin", path="/admin/plans/pro", body=half, admin=True)
+    assert status == S.UNPROCESSABLE_ENTITY and "go together" in json.dumps(error)
+    week = {**TRIAL_PLAN, "trialDurationUnit": "week"}
+    assert api("put_plan_admin", path="/admin/plans/pro", body=week, admin=True)[0] == S.UNPROCESSABLE_ENTITY
+
+
+def test_subscribing_to_a_plan_with_a_trial_starts_a_trial(api: Call) -> None:
+    """5.6 (M28): the first billing date is the trial's end; the trial entitles once it is at the processor."""
+    define_plan(api)
+    before = datetime.now(UTC)
+    status, sub = api("subscribe", body={"planId": "pro"})
+    assert status == S.CREATED, sub
+    assert sub["isTrial"] is True and (sub["trialDuration"], sub["trialDurationUnit"]) == (14, "day")
+    first = datetime.fromisoformat(sub["firstBillingDate"])
+    assert before + timedelta(days=14) <= first <= datetime.now(UTC) + timedelta(days=14)
+    assert sub["paidThroughDate"] is None and sub["discounts"] == []
+
+
+def test_a_trial_can_be_declined_and_is_given_once_per_plan(api: Call) -> None:
+    define_plan(api)
+    _, declined = api("subscribe", body={"planId": "pro", "trial": False})
+    assert declined["isTrial"] is False and declined["firstBillingDate"] is None
+    # A subscription withdrawn before it reached the processor does not use the trial up
+    api("cancel_subscription", path=f"/customer/subscriptions/{declined['subscriptionId']}/cancel", body={})
+    _, trial = api("subscribe", body={"planId": "pro"})
+    assert trial["isTrial"] is True
+    # But one that reached the processor does
+    customer = stored()
+    assert customer is not None
+    synced = subscription("old", level=2).model_copy(update={"plan": customer.subscriptions[-1].plan})
+    DynamoCustomerRepository().save(customer_changes(customer, customer.model_copy(update={"subscriptions": [synced]})))
+    status, again = api("subscribe", body={"planId": "pro"})
+    assert status == S.CREATED and again["isTrial"] is False
+
+
+def test_a_trialing_subscription_shows_the_trialing_status() -> None:
+    from customers.responses import subscription_response
+
+    trial = subscription("one", is_trial=True, first_billing="2017-02-01")
+    assert subscription_response(trial).status == "trialing"
+    ended = trial.model_copy(update={"is_trial": False})
+    assert subscription_response(ended).status == "active"
+
+
+# --- the statement descriptor ---------------------------------------------------------------------------------------
+
+
+def test_subscribe_with_a_descriptor_keeps_it(api: Call) -> None:
+    define_plan(api)
+    descriptor = {"name": "IBM*Pro Plan", "phone": "0888123456", "url": "example.com"}
+    status, sub = api("subscribe", body={"planId": "pro", "descriptor": descriptor})
+    assert status == S.CREATED and sub["descriptor"] == descriptor
+
+
+@pytest.mark.parametrize(
+    "descriptor",
+    [{"name": "IB*Pro Plan"}, {"name": "A" * 23}, {"phone": "12"}, {"url": "a-very-long-url.example.com"}],
+)
+def test_a_descriptor_breaking_the_seeds_rules_is_422(api: Call, descriptor: dict[str, str]) -> None:
+    define_plan(api)
+    status, error = api("subscribe", body={"planId": "pro", "descriptor": descriptor})
+    assert status == S.UNPROCESSABLE_ENTITY and error["error"] == "validation_error"
+    customer = stored()
+    assert customer is None or customer.subscriptions == []
+
+
+# --- the grace period ----------------------------------------------------------------------------------------------
+
+
+def entitled_on(api: Call, day: str) -> bool:
+    status, body = api("current_subscription", query={"at": f"{day}T12:00:00Z"})
+    assert status == S.OK, body
+    return body["subscription"] is not None
+
+
+def test_the_grace_period_is_a_setting(api: Call, monkeypatch: pytest.MonkeyPatch) -> None:
+    from customers import handler
+
+    store(base_customer(user_id="alice", subscriptions=[subscription("one", first_billing="2017-01-01")]))
+    # Given the default (one day): paid through 02-01, the 2nd entitles, the 3rd does not
+    assert entitled_on(api, "2017-02-02") and not entitled_on(api, "2017-02-03")
+    # When the setting says 3 days
+    monkeypatch.setenv("SUBSCRIPTION_GRACE_DAYS", "3")
+    get_customers_settings.cache_clear()
+    handler.dependencies.cache_clear()
+    # Then the 4th still entitles and the 5th does not, in every entitlement query
+    assert entitled_on(api, "2017-02-04") and not entitled_on(api, "2017-02-05")
+    status, valid = api("list_subscriptions", query={"at": "2017-02-04T12:00:00Z", "valid": "true"})
+    assert status == S.OK and [s["subscriptionId"] for s in valid["subscriptions"]] == ["one"]
+
+
+def test_a_plans_grace_beats_the_setting(api: Call) -> None:
+    sub = subscription("one", first_billing="2017-01-01")
+    sub = sub.model_copy(update={"plan": sub.plan.model_copy(update={"grace_period_days": 0})})
+    store(base_customer(user_id="alice", subscriptions=[sub]))
+    assert entitled_on(api, "2017-02-01") and not entitled_on(api, "2017-02-02")

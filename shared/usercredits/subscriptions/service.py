@@ -9,7 +9,7 @@ Nothing here talks to the payment processor except ``PaymentMethodLookup``, whic
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import ValidationError
@@ -26,6 +26,7 @@ from usercredits.subscriptions.models import (
     AddressFields,
     Coupon,
     Customer,
+    Descriptor,
     PaymentMethod,
     Plan,
     ProfileFields,
@@ -65,23 +66,32 @@ def get_customer_for_admin(user_id: str, *, ports: CustomerPorts) -> Customer:
 
 
 def list_subscriptions(
-    user_id: str, *, at: datetime | None, valid: bool, active: bool, ports: CustomerPorts
+    user_id: str,
+    *,
+    at: datetime | None,
+    valid: bool,
+    active: bool,
+    ports: CustomerPorts,
+    grace: timedelta = entitlement.GRACE_PERIOD,
 ) -> list[Subscription]:
     """The seed's activeSubscriptions (``active``) or validSubscriptions (``valid``) at ``at`` (default now), by
-    precedence; with neither, every subscription of the customer as stored. One Query, no write."""
+    precedence; with neither, every subscription of the customer as stored. One Query, no write. ``grace``: the
+    default grace period (the setting), for plans that set none."""
     customer = _load_or_fresh(user_id, ports)
     when = at or ports.clock.now()
     if active:
-        return entitlement.active_subscriptions(customer, when)
+        return entitlement.active_subscriptions(customer, when, grace)
     if valid:
-        return entitlement.valid_subscriptions(customer, when)
+        return entitlement.valid_subscriptions(customer, when, grace)
     return list(customer.subscriptions)
 
 
-def current_subscription(user_id: str, *, at: datetime | None, ports: CustomerPorts) -> Subscription | None:
+def current_subscription(
+    user_id: str, *, at: datetime | None, ports: CustomerPorts, grace: timedelta = entitlement.GRACE_PERIOD
+) -> Subscription | None:
     """The customer's entitlement at ``at`` (default now): the highest valid subscription, or None."""
     customer = _load_or_fresh(user_id, ports)
-    return entitlement.current_subscription(customer, at or ports.clock.now())
+    return entitlement.current_subscription(customer, at or ports.clock.now(), grace)
 
 
 def check_coupon(user_id: str, code: str, *, plan_id: str | None, ports: CustomerPorts) -> coupon_rules.CouponCheck:
@@ -206,9 +216,13 @@ def subscribe(
     coupon_code: str | None,
     ports: CustomerPorts,
     request_key: str | None = None,
+    trial: bool = True,
+    descriptor: Descriptor | None = None,
+    grace: timedelta = entitlement.GRACE_PERIOD,
 ) -> Subscription:
     """Subscribe to a plan: queued behind an equal or better valid subscription, or an upgrade now with a credit for
-    the unused part of the lower one (``subscribing.add_subscription``), with the coupon's discount if one is named.
+    the unused part of the lower one (``subscribing.add_subscription``), with the coupon's discount if one is named,
+    the plan's trial unless ``trial`` is False, and the statement ``descriptor`` if given.
 
     Three requests, with or without a coupon: Query the customer, read the plan, the coupon and the customer's use of
     it together, save. Unknown plan: 404 (nothing written); a coupon that cannot be used: 422 with the seed's message
@@ -223,7 +237,13 @@ def subscribe(
         if terms.plan is None:
             raise NotFoundError(f"plan {plan_id} not found")
         updated, subscription = subscribing.add_subscription(
-            customer, terms.plan, now, payment_method_id=payment_method_id
+            customer,
+            terms.plan,
+            now,
+            payment_method_id=payment_method_id,
+            descriptor=descriptor,
+            trial=trial,
+            grace=grace,
         )
         if coupon_code is not None:
             used = terms.coupon is not None and terms.coupon.restricted and terms.used_by_customer
@@ -232,7 +252,12 @@ def subscribe(
             )
         return updated, subscription
 
-    request = {"planId": plan_id, "paymentMethodId": payment_method_id, "couponCode": coupon_code}
+    request: dict[str, object] = {"planId": plan_id, "paymentMethodId": payment_method_id, "couponCode": coupon_code}
+    # Only when not the default, so the keys of requests made before these fields existed still match.
+    if not trial:
+        request["trial"] = False
+    if descriptor is not None:
+        request["descriptor"] = descriptor.model_dump(mode="json")
     key = keyed_request("subscribe", request_key, request)
     return run_once(
         key,
