@@ -235,6 +235,49 @@ class FakeStripeBilling(FakeStripe):
         with self._state:
             return self._render_subscription(self.subscriptions[subscription_id], ["discounts.source.coupon"])
 
+    def renew(self, subscription_id: str) -> str:
+        """Bill a subscription's next period now, as Stripe does at each renewal: its item moves one period on and a
+        paid invoice (its line's ``period`` that period) and a succeeded charge are made. Returns the charge's id."""
+        with self._state:
+            subscription = self.subscriptions[subscription_id]
+            item = subscription["items"]["data"][0]
+            length = _MONTH * int(item["price"]["recurring"]["interval_count"])
+            start = item["current_period_end"]
+            item.update(current_period_start=start, current_period_end=start + length)
+            if subscription["status"] == "trialing":  # the trial (or queued start) converts
+                subscription["status"] = "active"
+            return self._bill(subscription)
+
+    def invoice_charge(self, subscription_id: str) -> str:
+        """The charge that paid the subscription's latest invoice."""
+        with self._state:
+            invoice = self.invoices[self.subscriptions[subscription_id]["latest_invoice"]]
+            return str(invoice["payments"]["data"][0]["payment"]["charge"])
+
+    def render_charge(self, charge_id: str) -> Json:
+        """The charge as a ``charge.refunded`` event's ``data.object`` carries it."""
+        with self._state:
+            return self._render_charge(self.charges[charge_id], [])
+
+    def dispute(self, charge_id: str, status: str = "needs_response") -> Json:
+        """A Dispute on the charge, as a ``charge.dispute.*`` event's ``data.object`` carries it (Stripe makes them
+        when a cardholder disputes; tests only need the object)."""
+        with self._state:
+            charge = self.charges[charge_id]
+            charge["disputed"] = True
+            return {
+                "id": f"dp_{charge_id.removeprefix('ch_')}",
+                "object": "dispute",
+                "amount": charge["amount"],
+                "currency": charge["currency"],
+                "charge": charge_id,
+                "payment_intent": charge["payment_intent"],
+                "status": status,
+                "reason": "fraudulent",
+                "metadata": {},
+                "created": int(time.time()),
+            }
+
     # ---- dispatch --------------------------------------------------------------------------------------------------
 
     def handle(self, method: str, path: str, form: dict[str, Any], headers: dict[str, str]) -> _Answer:
@@ -634,9 +677,11 @@ class FakeStripeBilling(FakeStripe):
             rendered["discounts"] = [d["id"] for d in subscription["discounts"]]
         return rendered
 
-    def _bill(self, subscription: Json) -> None:
-        """The first invoice of a subscription, paid at once by a charge on its default payment method."""
-        price = subscription["items"]["data"][0]["price"]
+    def _bill(self, subscription: Json) -> str:
+        """An invoice of the subscription's current period, paid at once by a charge on its default payment method
+        (its first at creation; ``renew`` makes the next ones). Returns the charge's id."""
+        item = subscription["items"]["data"][0]
+        price = item["price"]
         discounts = [
             (d["id"], min(self.coupons[d["source"]["coupon"]]["amount_off"] or 0, price["unit_amount"]))
             for d in subscription["discounts"]
@@ -682,6 +727,7 @@ class FakeStripeBilling(FakeStripe):
                         "id": f"il_{secrets.token_hex(7)}",
                         "amount": price["unit_amount"],
                         "pricing": {"type": "price_details", "price_details": {"price": price["id"]}},
+                        "period": {"start": item["current_period_start"], "end": item["current_period_end"]},
                     }
                 ],
                 "has_more": False,
@@ -693,6 +739,7 @@ class FakeStripeBilling(FakeStripe):
             },
         }
         subscription["latest_invoice"] = invoice_id
+        return str(charge["id"])
 
     # ---- invoices, charges, refunds --------------------------------------------------------------------------------
 
