@@ -111,6 +111,25 @@ def test_the_address_goes_to_an_unused_address_else_a_new_one(api: Call) -> None
     assert again["addresses"][0]["name"] == "Other"
 
 
+def test_a_token_and_its_address_for_an_existing_customer_is_two_requests(api: Call) -> None:
+    """The bench row's budget: the customer's Query and one save (the token is read at the processor)."""
+    from usercredits.adapters.dynamodb.customers_table import CustomersItem
+
+    api("get_customer")
+    seen: list[str] = []
+    client = CustomersItem._get_connection().connection.client
+
+    def record(model: Any, params: Any, **_: Any) -> None:
+        seen.append(model.name)
+
+    client.meta.events.register("before-call.dynamodb", record)
+    try:
+        status, _ = set_default(api, token="pm_card_visa", address=HOME)
+    finally:
+        client.meta.events.unregister("before-call.dynamodb", record)
+    assert status == S.OK and seen == ["Query", "TransactWriteItems"]
+
+
 def test_an_address_for_a_new_customer_is_a_new_address(api: Call) -> None:
     status, customer = set_default(api, token="pm_card_visa", address=HOME)
     assert status == S.OK
