@@ -1,4 +1,5 @@
-"""Refunds and disputes of subscription payments, and trials, through the real handlers (issue 15 items 4 and 5):
+"""Refunds and disputes of subscription payments, trials and the default payment method's reuse rules, through the
+real handlers (issue 15 items 4 and 5):
 the customers function in Stripe mode and the webhook function with real HMAC signatures, both against the fake
 Billing API (tests/stripe_billing_fake.py) and PynamoDB on moto.
 
@@ -299,3 +300,26 @@ def _usd(amount: int) -> Any:
     from usercredits.kernel.models import Money
 
     return Money(amount=amount, currency="usd")
+
+
+def test_a_default_updated_in_place_is_re_attached_at_stripe_with_its_address(
+    api: Call, fake: FakeStripeBilling
+) -> None:
+    """M04 at the processor: the same local card, a new token; the sync attaches it as the default, billing details
+    from the address given."""
+    _, first = api("add_payment_method", body={"token": "pm_card_visa"})
+    status, customer = api("sync")
+    assert status == S.OK, customer
+    address = {"name": "Pesho", "country": "BG", "postalCode": "1000", "locality": "Sofia"}
+    status, customer = api("set_default_payment_method", body={"token": "pm_card_mastercard", "address": address})
+    assert status == S.OK, customer
+    [method] = customer["paymentMethods"]
+    assert method["paymentMethodId"] == first["paymentMethodId"] and method["processor"]["state"] == "changed"
+    status, customer = api("sync")
+    assert status == S.OK, customer
+    [method] = customer["paymentMethods"]
+    assert method["processor"] == {"id": "pm_card_mastercard", "state": "saved"}
+    stripe_customer = fake.customers[customer["processor"]["id"]]
+    assert stripe_customer["invoice_settings"]["default_payment_method"] == "pm_card_mastercard"
+    billing = fake.payment_methods["pm_card_mastercard"]["billing_details"]
+    assert billing["name"] == "Pesho" and billing["address"]["city"] == "Sofia"
