@@ -155,3 +155,41 @@ def test_recording_the_same_refund_twice_counts_it_once() -> None:
     once = record_refund(customer(sale()), refund(600), at("2017-01-20"))
     twice = record_refund(once, refund(600), at("2017-01-21"))
     assert entitled(twice, "2017-01-22")  # 600 of 1000 given back, not 1200
+
+
+# --- sequences with an upgrade credit ------------------------------------------------------------------------------
+
+
+def upgraded(*transactions: Transaction) -> tuple[Customer, Subscription]:
+    """``one`` (level 2) with its January sale, then an upgrade to level 3 on 01-16 (a credit for ``one``'s unused
+    half; the upgrade is not synced yet, so only ``one`` can entitle)."""
+    from tests.helpers.subscription_builders import plan
+    from usercredits.subscriptions.subscribing import add_subscription
+
+    return add_subscription(customer(*transactions, sale()), plan(level=3, price=2000), at("2017-01-16"))
+
+
+def test_a_refunded_lower_period_gives_no_upgrade_credit() -> None:
+    _, upgrade = upgraded(refund(1000))
+    assert upgrade.discounts == []
+
+
+def test_a_dispute_won_after_an_upgrade_credit_changes_nothing() -> None:
+    # Given an upgrade that took a credit for the lower subscription's unused part
+    after, upgrade = upgraded()
+    [credit] = upgrade.discounts
+    assert credit.subscription_id == "one" and credit.amount.amount > 0
+    # When the lower subscription's sale is disputed, then the dispute is won
+    opened = record_dispute(after, "ch_jan", DisputeState.OPEN, at("2017-01-20"))
+    won = record_dispute(opened, "ch_jan", DisputeState.WON, at("2017-02-20"))
+    # Then the lower period entitles as before and the credit is untouched
+    assert [sub.subscription_id for sub in valid_subscriptions(won, at("2017-01-25"))] == ["one"]
+    assert won.subscriptions[-1].discounts == [credit]
+
+
+def test_a_dispute_lost_after_an_upgrade_credit_revokes_the_lower_period_only() -> None:
+    """The credit already given stays (docs/rules.md#subscription-refunds-and-disputes: not taken back)."""
+    after, upgrade = upgraded()
+    lost = record_dispute(after, "ch_jan", DisputeState.LOST, at("2017-01-20"))
+    assert valid_subscriptions(lost, at("2017-01-25")) == []
+    assert lost.subscriptions[-1].discounts == upgrade.discounts
