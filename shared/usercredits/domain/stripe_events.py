@@ -1,6 +1,7 @@
 """One entry point for a verified Stripe event: the webhook parses it into one of the values below (the domain never
 reads Stripe's JSON) and ``apply_stripe_event`` sends it to its use case: payment outcomes to ``payments``, refunds
-and disputes to ``refunds``, billing events (subscriptions, invoices) to the subscriptions half's billing sync.
+and disputes to ``refunds`` (or, for a charge no order paid with, to the subscriptions half), billing events
+(subscriptions, invoices) to the subscriptions half's billing sync.
 
 The subscriptions half is imported only when a billing event arrives, and its ports are built then: the payment
 events' cold start loads neither.
