@@ -26,6 +26,18 @@ def same_customer(customer_id: Any) -> Callable[[Any], str | None]:
     return check
 
 
+def default_method(token: str) -> Callable[[Any], str | None]:
+    def check(body: Any) -> str | None:
+        body = body or {}
+        methods = {method.get("paymentMethodId"): method for method in body.get("paymentMethods", [])}
+        chosen = methods.get(body.get("defaultPaymentMethodId")) or {}
+        if chosen.get("token") == token and chosen.get("billingAddressId"):
+            return None
+        return f"expected the default to be {token} with a billing address: {json.dumps(body)[:300]}"
+
+    return check
+
+
 def subscribed(plan_id: str, coupon: str | None) -> Callable[[Any], str | None]:
     def check(body: Any) -> str | None:
         body, expected = body or {}, [coupon] if coupon else []

@@ -26,6 +26,7 @@ class CustomersBench(HandlerBench):
         self._define_plan_and_coupon()
         self._customer()
         self._subscriptions()
+        self._default_payment_method()
         keyed_refunds(self)
 
     def _define_plan_and_coupon(self) -> None:
@@ -72,3 +73,18 @@ class CustomersBench(HandlerBench):
                 body=body,
                 check=checks.subscribed(self.PLAN, coupon),
             )
+
+    def _default_payment_method(self) -> None:
+        """The seed's setDefaultPaymentMethod with its address: the token is read at the processor (no table request),
+        then one save."""
+        user = "bench-default-method"
+        self.setup_call("GET /customer", status=200, user=user)
+        address = {"name": "Bench", "country": "BG", "postalCode": "1000"}
+        self.measure(
+            "PUT /customer/default-payment-method",
+            "a card token and its address",
+            budget=2,
+            user=user,
+            body={"token": "pm_card_visa", "address": address},
+            check=checks.default_method("pm_card_visa"),
+        )

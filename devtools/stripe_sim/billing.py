@@ -177,6 +177,36 @@ class FakeStripeBilling(BillingCycle, ChargesApi, SubscriptionsApi, CustomersApi
         with self._state:
             return self._render_subscription(self.subscriptions[subscription_id], ["discounts.source.coupon"])
 
+    def invoice_charge(self, subscription_id: str) -> str:
+        """The charge that paid the subscription's latest invoice."""
+        with self._state:
+            invoice = self.invoices[self.subscriptions[subscription_id]["latest_invoice"]]
+            return str(invoice["payments"]["data"][0]["payment"]["charge"])
+
+    def render_charge(self, charge_id: str) -> Json:
+        """The charge as a ``charge.refunded`` event's ``data.object`` carries it."""
+        with self._state:
+            return self._render_charge(self.charges[charge_id], [])
+
+    def dispute(self, charge_id: str, status: str = "needs_response") -> Json:
+        """A Dispute on the charge, as a ``charge.dispute.*`` event's ``data.object`` carries it, for tests that
+        build their own events (``open_dispute``/``close_dispute`` play a whole dispute with its events)."""
+        with self._state:
+            charge = self.charges[charge_id]
+            charge["disputed"] = True
+            return {
+                "id": f"dp_{charge_id.removeprefix('ch_')}",
+                "object": "dispute",
+                "amount": charge["amount"],
+                "currency": charge["currency"],
+                "charge": charge_id,
+                "payment_intent": charge["payment_intent"],
+                "status": status,
+                "reason": "fraudulent",
+                "metadata": {},
+                "created": self.now(),
+            }
+
     @property
     def lock(self) -> threading.RLock:
         """The state's lock: hold it to change several objects as one step (the controls of ``billing_cycle``)."""

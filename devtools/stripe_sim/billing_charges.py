@@ -96,6 +96,10 @@ class ChargesApi:
                         "id": f"il_{secrets.token_hex(7)}",
                         "amount": price["unit_amount"],
                         "pricing": {"type": "price_details", "price_details": {"price": price["id"]}},
+                        "period": {
+                            "start": period_start,
+                            "end": subscription["items"]["data"][0]["current_period_end"],
+                        },
                     }
                 ],
                 "has_more": False,

@@ -4,6 +4,7 @@ coupons admins define (docs/api.md#customers-plans-subscriptions-and-coupons-cus
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 from functools import lru_cache
 from http import HTTPStatus
 from typing import Annotated, Any
@@ -138,6 +139,11 @@ def _user() -> str:
     return current_caller(app).user_id
 
 
+def _default_grace() -> timedelta:
+    """The grace period of plans that set none (the ``SUBSCRIPTION_GRACE_DAYS`` setting)."""
+    return timedelta(days=dependencies().settings.SUBSCRIPTION_GRACE_DAYS)
+
+
 @app.get("/customer", responses=api_responses(S.OK))
 def handle_get_customer() -> CustomerResponse:
     return customer_response(service.get_customer(_user(), ports=dependencies().ports))
@@ -178,7 +184,14 @@ def handle_add_payment_method(
 
 @app.put("/customer/default-payment-method", responses=api_responses(S.OK, S.NOT_FOUND))
 def handle_set_default_payment_method(body: Annotated[DefaultPaymentMethodRequest, Body()]) -> CustomerResponse:
-    customer = service.set_default_payment_method(_user(), body.payment_method_id, ports=dependencies().ports)
+    ports = dependencies().ports
+    if body.token is not None:
+        customer = service.replace_default_payment_method(_user(), body.token, address=body.address, ports=ports)
+    else:
+        assert body.payment_method_id is not None  # the request checks one of the two is given
+        customer = service.set_default_payment_method(
+            _user(), body.payment_method_id, address=body.address, ports=ports
+        )
     return customer_response(customer)
 
 
@@ -193,6 +206,9 @@ def handle_subscribe(
         coupon_code=body.coupon_code,
         ports=dependencies().ports,
         request_key=idempotency_key,
+        trial=body.trial,
+        descriptor=body.descriptor,
+        grace=_default_grace(),
     )
     metrics.add_metric(name="SubscriptionsCreated", unit=MetricUnit.Count, value=1)
     return subscription_response(subscription)
@@ -222,13 +238,15 @@ def handle_list_subscriptions(
     valid: Annotated[bool, Query()] = False,
     active: Annotated[bool, Query()] = False,
 ) -> SubscriptionsResponse:
-    found = service.list_subscriptions(_user(), at=at, valid=valid, active=active, ports=dependencies().ports)
+    found = service.list_subscriptions(
+        _user(), at=at, valid=valid, active=active, ports=dependencies().ports, grace=_default_grace()
+    )
     return SubscriptionsResponse(subscriptions=[subscription_response(subscription) for subscription in found])
 
 
 @app.get("/customer/subscription", responses=api_responses(S.OK))
 def handle_current_subscription(at: Annotated[AwareDatetime | None, Query()] = None) -> CurrentSubscriptionResponse:
-    found = service.current_subscription(_user(), at=at, ports=dependencies().ports)
+    found = service.current_subscription(_user(), at=at, ports=dependencies().ports, grace=_default_grace())
     return CurrentSubscriptionResponse(subscription=None if found is None else subscription_response(found))
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, Literal
 
 from usercredits.kernel.models import DomainModel, Money
 from usercredits.subscriptions.instruments import InstrumentDetails, PaymentMethodKind
@@ -23,6 +23,7 @@ from usercredits.subscriptions.models import (
     Descriptor,
     Discount,
     DiscountKind,
+    DisputeState,
     PaymentMethod,
     Plan,
     ProcessorItem,
@@ -86,6 +87,9 @@ class PlanResponse(DomainModel):
     billing_frequency_months: int
     level: int
     processor_plan_id: str | None
+    grace_period_days: int | None
+    trial_duration: int | None
+    trial_duration_unit: TrialUnit | None
 
 
 class DiscountResponse(DomainModel):
@@ -119,7 +123,8 @@ class CustomerSubscriptionResponse(DomainModel):
     price: Money
     discounts: list[DiscountResponse]
     payment_method_id: str | None
-    status: SubscriptionStatus | None
+    # ``trialing``: an active subscription in its trial (isTrial), as Stripe says it; the domain keeps active + isTrial.
+    status: SubscriptionStatus | Literal["trialing"] | None
     status_history: list[SubscriptionStatusChange]
     first_billing_date: datetime | None
     next_billing_date: datetime | None
@@ -167,6 +172,9 @@ class TransactionResponse(DomainModel):
     subscription_id: str | None
     plan_processor_id: str | None
     refunded_transaction_id: str | None
+    period_start: datetime | None
+    period_end: datetime | None
+    dispute: DisputeState | None
     billing: AddressDetails | None
     customer: TransactionCustomerDetails | None
     discounts: list[TransactionDiscountResponse]
@@ -280,6 +288,9 @@ def plan_response(plan: Plan) -> PlanResponse:
         billing_frequency_months=plan.billing_frequency_months,
         level=plan.level,
         processor_plan_id=plan.processor_plan_id,
+        grace_period_days=plan.grace_period_days,
+        trial_duration=plan.trial_duration,
+        trial_duration_unit=plan.trial_duration_unit,
     )
 
 
@@ -309,7 +320,7 @@ def subscription_response(subscription: Subscription) -> CustomerSubscriptionRes
         price=subscription.price,
         discounts=[discount_response(discount) for discount in subscription.discounts],
         payment_method_id=subscription.payment_method_id,
-        status=subscription.status,
+        status=_shown_status(subscription),
         status_history=[
             SubscriptionStatusChange(status=event.status, timestamp=event.timestamp)
             for event in subscription.status_history
@@ -335,6 +346,12 @@ def subscription_response(subscription: Subscription) -> CustomerSubscriptionRes
     )
 
 
+def _shown_status(subscription: Subscription) -> SubscriptionStatus | Literal["trialing"] | None:
+    if subscription.is_trial and subscription.status is SubscriptionStatus.ACTIVE:
+        return "trialing"
+    return subscription.status
+
+
 def _transaction_customer(customer: TransactionCustomer) -> TransactionCustomerDetails:
     return TransactionCustomerDetails(
         name=customer.name, email=customer.email, phone=customer.phone, company=customer.company
@@ -355,6 +372,9 @@ def transaction_response(transaction: Transaction) -> TransactionResponse:
         subscription_id=transaction.subscription_id,
         plan_processor_id=transaction.plan_processor_id,
         refunded_transaction_id=transaction.refunded_transaction_id,
+        period_start=transaction.period_start,
+        period_end=transaction.period_end,
+        dispute=transaction.dispute,
         billing=None if billing is None else AddressDetails.model_validate(_address_values(billing)),
         customer=None if customer is None else _transaction_customer(customer),
         discounts=[

@@ -4,10 +4,18 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from pydantic import AwareDatetime, Field
+from pydantic import AwareDatetime, Field, model_validator
 
 from usercredits.kernel.models import DomainModel, Identifier, Money
-from usercredits.subscriptions.models import AddressFields, CouponKind, CustomerName, Email, ProfileFields
+from usercredits.subscriptions.models import (
+    AddressFields,
+    CouponKind,
+    CustomerName,
+    Descriptor,
+    Email,
+    ProfileFields,
+    TrialUnit,
+)
 
 
 class UpdateCustomerRequest(ProfileFields):
@@ -30,13 +38,28 @@ class AddPaymentMethodRequest(DomainModel):
 
 
 class DefaultPaymentMethodRequest(DomainModel):
-    payment_method_id: Identifier
+    """One of ``paymentMethodId`` (an existing payment method) or ``token`` (a processor payment method, with the
+    seed's reuse rules); ``address``, optional, goes to the default's billing address."""
+
+    payment_method_id: Identifier | None = None
+    token: str | None = Field(
+        default=None, min_length=1, max_length=255, description="A Stripe pm_... id (or a local-provider token)"
+    )
+    address: AddressFields | None = None
+
+    @model_validator(mode="after")
+    def _one_way(self) -> DefaultPaymentMethodRequest:
+        if (self.payment_method_id is None) == (self.token is None):
+            raise ValueError("give exactly one of paymentMethodId and token")
+        return self
 
 
 class SubscribeRequest(DomainModel):
     plan_id: Identifier
     payment_method_id: Identifier | None = None
     coupon_code: Identifier | None = None
+    trial: bool = Field(default=True, description="Take the plan's trial when it has one (first subscription to it)")
+    descriptor: Descriptor | None = Field(default=None, description="The card-statement descriptor (name, phone, url)")
 
 
 class CancelSubscriptionRequest(DomainModel):
@@ -50,6 +73,15 @@ class PutPlanRequest(DomainModel):
     billing_frequency_months: int = Field(default=1, ge=1, le=120, strict=True)
     level: int = Field(default=1, ge=0, le=1000, strict=True)
     processor_plan_id: str | None = Field(default=None, min_length=1, max_length=255)
+    grace_period_days: int | None = Field(default=None, ge=0, le=365, strict=True)
+    trial_duration: int | None = Field(default=None, ge=1, le=730, strict=True)
+    trial_duration_unit: TrialUnit | None = None
+
+    @model_validator(mode="after")
+    def _trial_terms_together(self) -> PutPlanRequest:
+        if (self.trial_duration is None) != (self.trial_duration_unit is None):
+            raise ValueError("trialDuration and trialDurationUnit go together")
+        return self
 
 
 class PutCouponRequest(DomainModel):

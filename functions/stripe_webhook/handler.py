@@ -2,7 +2,8 @@
 
 ``usercredits.adapters.stripe.webhooks`` verifies and parses (its registry says which event types are handled);
 ``usercredits.domain.stripe_events.apply_stripe_event`` applies: payment outcomes and refunds to the orders, billing
-events (subscriptions, invoices) to the customers table (a Stripe endpoint may send all of them to this one URL).
+events (subscriptions, invoices) to the customers table, and refunds or disputes of a charge no order paid with (a
+subscription's) to the customers table too (a Stripe endpoint may send all of them to this one URL).
 
 Every correctly signed event is answered ``200 {"received": true}`` (handled, ignored, a redelivery, or unreadable:
 a handled type whose payload is not in Stripe's shape, logged as an error with the ``StripeEventsUnreadable`` metric);

@@ -105,8 +105,19 @@ class StripeWebhookSettings(
     pass
 
 
+class SubscriptionSettings(_EnvModel):
+    # Days a subscription still entitles after its paid-through date when its plan sets no gracePeriodDays (the
+    # seed's one day; docs/rules.md#entitlement).
+    SUBSCRIPTION_GRACE_DAYS: int = Field(default=1, ge=0, le=365)
+
+
 class CustomersSettings(
-    ObservabilitySettings, CustomersTableSettings, EventBusSettings, PaymentSettings, LocalClockSettings
+    ObservabilitySettings,
+    CustomersTableSettings,
+    EventBusSettings,
+    PaymentSettings,
+    LocalClockSettings,
+    SubscriptionSettings,
 ):
     """The customers API: the customers table only (no access to the credits table); ``EVENT_BUS_NAME`` comes with
     the template's Globals; the payment settings choose the processor that reads payment method tokens (and, with

@@ -46,7 +46,17 @@ PAYMENT_METHOD = {
     "createdAt",
     "updatedAt",
 }
-PLAN = {"planId", "name", "price", "billingFrequencyMonths", "level", "processorPlanId"}
+PLAN = {
+    "planId",
+    "name",
+    "price",
+    "billingFrequencyMonths",
+    "level",
+    "processorPlanId",
+    "gracePeriodDays",
+    "trialDuration",
+    "trialDurationUnit",
+}
 DISCOUNT = {
     "discountId",
     "kind",
@@ -100,6 +110,9 @@ TRANSACTION = {
     "subscriptionId",
     "planProcessorId",
     "refundedTransactionId",
+    "periodStart",
+    "periodEnd",
+    "dispute",
     "billing",
     "customer",
     "discounts",

@@ -507,7 +507,8 @@ def test_admin_put_plan_round_trips_and_checks_the_id(api: Call) -> None:
     status, plan = api(
         "put_plan_admin", path="/admin/plans/pro", body={**PRO, "processorPlanId": "price_1"}, admin=True
     )
-    assert status == S.OK and plan == {**PRO, "planId": "pro", "processorPlanId": "price_1"}
+    no_terms = {"gracePeriodDays": None, "trialDuration": None, "trialDurationUnit": None}
+    assert status == S.OK and plan == {**PRO, "planId": "pro", "processorPlanId": "price_1", **no_terms}
     mismatch = api("put_plan_admin", path="/admin/plans/pro", body={**PRO, "planId": "other"}, admin=True)
     assert mismatch[0] == S.UNPROCESSABLE_ENTITY
     bad_price = api("put_plan_admin", path="/admin/plans/pro", body={**PRO, "price": {"amount": 9.99}}, admin=True)

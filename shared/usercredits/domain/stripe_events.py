@@ -1,6 +1,7 @@
 """One entry point for a verified Stripe event: the webhook parses it into one of the values below (the domain never
 reads Stripe's JSON) and ``apply_stripe_event`` sends it to its use case: payment outcomes to ``payments``, refunds
-and disputes to ``refunds``, billing events (subscriptions, invoices) to the subscriptions half's billing sync.
+and disputes to ``refunds`` (or, for a charge no order paid with, to the subscriptions half), billing events
+(subscriptions, invoices) to the subscriptions half's billing sync.
 
 The subscriptions half is imported only when a billing event arrives, and its ports are built then: the payment
 events' cold start loads neither.
@@ -18,7 +19,7 @@ from usercredits.domain.ports import PaymentGateway, RefundPorts
 from usercredits.domain.reversal import ChargeReport
 
 if TYPE_CHECKING:
-    from usercredits.subscriptions.ports import InvoiceReport, SubscriptionReport, SyncPorts
+    from usercredits.subscriptions.ports import ChargeBackReport, InvoiceReport, SubscriptionReport, SyncPorts
 
 
 @dataclass(frozen=True)
@@ -32,11 +33,13 @@ class PaymentIntentEvent:
 
 @dataclass(frozen=True)
 class ChargeEvent:
-    """Money going back on a charge: a refund or a dispute."""
+    """Money going back on a charge: a refund or a dispute. ``report`` is what the credits half reads; ``billing``
+    what the subscriptions half reads, used only when no credits order paid with the charge."""
 
     event_id: str
     kind: str
     report: ChargeReport
+    billing: ChargeBackReport | None = None
 
 
 @dataclass(frozen=True)
@@ -75,10 +78,23 @@ def apply_stripe_event(event: StripeEvent, ports: StripeEventPorts) -> str:
             refunds=ports.refunds,
         )
     if isinstance(event, ChargeEvent):
-        return refunds.apply_charge_report(event.event_id, event.kind, event.report, ports=ports.refunds)
+        outcome = refunds.apply_charge_report(event.event_id, event.kind, event.report, ports=ports.refunds)
+        if outcome != "unknown-order" or event.billing is None:
+            return outcome
+        # Not a credits order's payment (nothing was written there): a subscription's charge, if its customer is ours.
+        return _apply_charge_back(event.billing, ports)
     billing = ports.billing()
     if billing is None:
         return "ignored"
     from usercredits.subscriptions.billing_events import apply_billing_event
 
     return apply_billing_event(event.report, billing)
+
+
+def _apply_charge_back(report: ChargeBackReport, ports: StripeEventPorts) -> str:
+    billing = ports.billing()
+    if billing is None:
+        return "unknown-order"
+    from usercredits.subscriptions.billing_events import apply_charge_back
+
+    return apply_charge_back(report, billing)

@@ -1,5 +1,6 @@
 """Billing webhooks: what a verified ``customer.subscription.*`` or ``invoice.*`` event reports (parsed by the Stripe
-adapter into a ``SubscriptionReport`` or an ``InvoiceReport``) recorded on the local customer.
+adapter into a ``SubscriptionReport`` or an ``InvoiceReport``) recorded on the local customer, and the money going
+back on a subscription's charge (``charge.refunded``, ``charge.dispute.*``: a ``ChargeBackReport``).
 """
 
 from __future__ import annotations
@@ -7,11 +8,11 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from usercredits.subscriptions.models import Customer, ProcessorState
-from usercredits.subscriptions.ports import InvoiceReport, SubscriptionReport, SyncPorts
+from usercredits.subscriptions.ports import ChargeBackReport, InvoiceReport, SubscriptionReport, SyncPorts
 from usercredits.subscriptions.processor_session import persist
 from usercredits.subscriptions.results import local_subscription, replace_subscription, upsert_subscription
 from usercredits.subscriptions.tracking import keep_edits
-from usercredits.subscriptions.transactions import merge_transactions
+from usercredits.subscriptions.transactions import merge_transactions, record_dispute
 
 
 def apply_billing_event(report: SubscriptionReport | InvoiceReport, ports: SyncPorts) -> str:
@@ -74,6 +75,30 @@ def _apply_invoice_event(report: InvoiceReport, ports: SyncPorts) -> str:
             update={"failure_count": report.failure_count, "last_invoice_event_created": created}
         )
         return replace_subscription(updated, stamped)
+
+    return _apply(customer, apply, ports)
+
+
+def apply_charge_back(report: ChargeBackReport, ports: SyncPorts) -> str:
+    """Mirror a refund or a dispute of one of a customer's charges (docs/rules.md#subscription-refunds-and-disputes).
+
+    The customer's transactions are read from the processor again (the refund, and the sale itself when no sync has
+    mirrored it yet), then a dispute's state is set on the sale (a decided dispute stays decided). A fully refunded
+    or lost-disputed period then stops entitling. ``"ignored"`` for a charge of no customer we know; a redelivered
+    or older event changes nothing (``"unchanged"``).
+    """
+    customer_processor_id = report.customer_processor_id or ports.processor.charge_customer(report.charge_processor_id)
+    customer = _event_customer(customer_processor_id, None, ports)
+    if customer is None or customer.processor.id is None:
+        return "ignored"
+    loaded = ports.processor.list_transactions(customer.processor.id)
+
+    def apply(current: Customer) -> Customer:
+        now = ports.clock.now()
+        updated = merge_transactions(current, loaded, now)
+        if report.dispute is None:
+            return updated
+        return record_dispute(updated, report.charge_processor_id, report.dispute, now)
 
     return _apply(customer, apply, ports)
 

@@ -19,9 +19,17 @@ from usercredits.subscriptions.models import (
     SubscriptionStatus,
     TrialUnit,
 )
+from usercredits.subscriptions.transactions import PaidPeriods, paid_periods
 
-#: How long after its paid-through date a subscription still entitles (the seed's one day).
+#: How long after its paid-through date a subscription still entitles when its plan says nothing (the seed's one
+#: day); the customers function's ``SUBSCRIPTION_GRACE_DAYS`` setting replaces it, a plan's ``gracePeriodDays`` wins.
 GRACE_PERIOD = timedelta(days=1)
+
+
+def grace_of(subscription: Subscription, default: timedelta = GRACE_PERIOD) -> timedelta:
+    """The subscription's grace: its plan's ``grace_period_days``, else ``default``."""
+    days = subscription.plan.grace_period_days
+    return default if days is None else timedelta(days=days)
 
 
 def start_of_day(at: datetime) -> datetime:
@@ -57,11 +65,15 @@ def with_free_months(subscription: Subscription, date: datetime | None) -> datet
     return None if date is None else add_months(date, free_months(subscription))
 
 
-def in_billing_period(subscription: Subscription, at: datetime, grace: timedelta = GRACE_PERIOD) -> bool:
+def in_billing_period(
+    subscription: Subscription, at: datetime, grace: timedelta = GRACE_PERIOD, periods: PaidPeriods = PaidPeriods()
+) -> bool:
     """True when the subscription entitles on ``at``'s (UTC) day.
 
     A trial entitles until its first billing day. Otherwise the subscription must have started by the end of the
-    day and be paid through (plus free cycles) no earlier than ``grace`` before the day began.
+    day and be paid through (plus free cycles) no earlier than its grace (the plan's, else ``grace``) before the day
+    began, and the day must not fall in a revoked period (its sale given back in full or lost in a dispute: the period
+    and its grace) that no kept period covers.
     """
     day = start_of_day(at)
     if subscription.is_trial and subscription.first_billing_date is not None and day <= subscription.first_billing_date:
@@ -69,7 +81,19 @@ def in_billing_period(subscription: Subscription, at: datetime, grace: timedelta
     paid_through = with_free_months(subscription, subscription.paid_through_date)
     if paid_through is None:
         return False
-    return subscription.created_at <= day + timedelta(days=1) and day <= paid_through + grace
+    own_grace = grace_of(subscription, grace)
+    if _revoked(day, own_grace, periods):
+        return False
+    return subscription.created_at <= day + timedelta(days=1) and day <= paid_through + own_grace
+
+
+def _revoked(day: datetime, grace: timedelta, periods: PaidPeriods) -> bool:
+    def within(period: tuple[datetime, datetime], extra: timedelta) -> bool:
+        return start_of_day(period[0]) <= day <= period[1] + extra
+
+    return any(within(period, grace) for period in periods.revoked) and not any(
+        within(period, timedelta(0)) for period in periods.kept
+    )
 
 
 def by_precedence(subscriptions: Iterable[Subscription]) -> list[Subscription]:
@@ -85,13 +109,16 @@ def by_precedence(subscriptions: Iterable[Subscription]) -> list[Subscription]:
 def valid_subscriptions(customer: Customer, at: datetime, grace: timedelta = GRACE_PERIOD) -> list[Subscription]:
     """The subscriptions that entitle at ``at``, by precedence (docs/rules.md#entitlement).
 
-    Not deleted, in their billing period, and known to the processor or local (never ``initial``). Status is
-    ignored on purpose: canceled and past-due subscriptions stay valid until their paid period (plus grace) ends.
+    Not deleted, in their billing period (less the periods given back: ``transactions.paid_periods``), and known to
+    the processor or local (never ``initial``). Status is ignored on purpose: canceled and past-due subscriptions stay
+    valid until their paid period (plus grace) ends. ``grace``: the default for plans that set none.
     """
     return by_precedence(
         sub
         for sub in customer.subscriptions
-        if not sub.deleted and sub.processor.state in ACTIVE_STATES and in_billing_period(sub, at, grace)
+        if not sub.deleted
+        and sub.processor.state in ACTIVE_STATES
+        and in_billing_period(sub, at, grace, paid_periods(customer, sub.subscription_id))
     )
 
 
@@ -117,7 +144,7 @@ def initialize_local_dates(subscription: Subscription) -> Subscription:
         return subscription
     sub = subscription
     if sub.is_trial:
-        first = sub.first_billing_date or _after_trial(sub)
+        first = sub.first_billing_date or after_trial(sub)
         next_billing = sub.next_billing_date or first
         return sub.model_copy(
             update={
@@ -141,7 +168,8 @@ def initialize_local_dates(subscription: Subscription) -> Subscription:
     )
 
 
-def _after_trial(subscription: Subscription) -> datetime:
+def after_trial(subscription: Subscription) -> datetime:
+    """When a trial made at ``created_at`` ends: its first billing date."""
     duration = subscription.trial_duration or 0
     if subscription.trial_duration_unit is TrialUnit.DAY:
         return subscription.created_at + timedelta(days=duration)

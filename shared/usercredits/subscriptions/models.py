@@ -23,6 +23,10 @@ from usercredits.kernel.models import DomainModel, Identifier, Money
 from usercredits.subscriptions.instruments import InstrumentDetails, PaymentMethodKind
 
 
+def _unset(value: object) -> bool:
+    return value is None
+
+
 def _as_utc(value: datetime) -> datetime:
     return value.astimezone(UTC)
 
@@ -130,8 +134,18 @@ class PaymentMethod(SyncableModel):
         return self.payment_method_id
 
 
+class TrialUnit(StrEnum):
+    DAY = "day"
+    MONTH = "month"
+
+
 class Plan(DomainModel):
-    """A plan defined by an admin; each subscription keeps a copy of the plan it was made from."""
+    """A plan defined by an admin; each subscription keeps a copy of the plan it was made from.
+
+    ``grace_period_days``: how long after its paid-through date a subscription still entitles (None: the global
+    setting, docs/rules.md#entitlement). ``trial_duration`` and ``trial_duration_unit`` (both or neither): the free
+    trial a first subscription to the plan gets (docs/rules.md#trials).
+    """
 
     plan_id: Identifier
     name: str = Field(min_length=1, max_length=200)
@@ -139,6 +153,17 @@ class Plan(DomainModel):
     billing_frequency_months: int = Field(default=1, ge=1, le=120, strict=True)
     level: int = Field(default=1, ge=0, le=1000, strict=True)  # precedence: a higher level is a better plan
     processor_plan_id: str | None = Field(default=None, max_length=255)  # the Stripe price id
+    # Left out of the JSON form while unset: a synced subscription's snapshot of its plan (``syncedFields``) made
+    # before they existed still equals the plan, so it does not look edited.
+    grace_period_days: int | None = Field(default=None, ge=0, le=365, strict=True, exclude_if=_unset)
+    trial_duration: int | None = Field(default=None, ge=1, le=730, strict=True, exclude_if=_unset)
+    trial_duration_unit: TrialUnit | None = Field(default=None, exclude_if=_unset)
+
+    @model_validator(mode="after")
+    def _trial_terms_together(self) -> Plan:
+        if (self.trial_duration is None) != (self.trial_duration_unit is None):
+            raise ValueError("trialDuration and trialDurationUnit go together")
+        return self
 
 
 class DiscountKind(StrEnum):
@@ -215,11 +240,6 @@ class SubscriptionStatus(StrEnum):
     EXPIRED = "expired"
     PAST_DUE = "past_due"
     PENDING = "pending"
-
-
-class TrialUnit(StrEnum):
-    DAY = "day"
-    MONTH = "month"
 
 
 class SubscriptionStatusEvent(DomainModel):
@@ -341,6 +361,14 @@ class TransactionStatus(StrEnum):
     VOIDED = "voided"
 
 
+class DisputeState(StrEnum):
+    """A chargeback on a sale: open (funds withdrawn), then won (given back) or lost (final)."""
+
+    OPEN = "open"
+    WON = "won"
+    LOST = "lost"
+
+
 class TransactionStatusEvent(DomainModel):
     status: TransactionStatus
     timestamp: UtcDateTime
@@ -370,6 +398,11 @@ class Transaction(DomainModel):
     subscription_id: str | None = None
     plan_processor_id: str | None = None
     refunded_transaction_id: str | None = None  # on a refund: the local id of the refunded sale
+    # On a subscription's sale: the billing period it paid (the invoice line's), so a refund or a lost dispute can
+    # take that period's entitlement back (docs/rules.md#subscription-refunds-and-disputes).
+    period_start: UtcDateTime | None = None
+    period_end: UtcDateTime | None = None
+    dispute: DisputeState | None = None
     billing: AddressFields | None = None
     customer: TransactionCustomer | None = None
     discounts: list[TransactionDiscount] = Field(default_factory=list)

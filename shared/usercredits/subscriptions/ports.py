@@ -21,6 +21,7 @@ from usercredits.subscriptions.models import (
     Coupon,
     Customer,
     Descriptor,
+    DisputeState,
     PaymentMethod,
     Plan,
     Subscription,
@@ -227,6 +228,7 @@ class SubscriptionTerms:
     cancel_at_period_end: bool
     user_id: str | None = None  # sent as metadata too, so a webhook finds the customer without a lookup
     billing_frequency_months: int = 1  # to turn discount cycles into processor months
+    is_trial: bool = False  # a trial until first_billing_date (not a queued start)
 
 
 @dataclass(frozen=True)
@@ -288,6 +290,17 @@ class InvoiceReport:
     subscription_id: str | None  # the local id from the subscription's metadata
     failure_count: int
     created: int
+
+
+@dataclass(frozen=True)
+class ChargeBackReport:
+    """What a ``charge.refunded`` or ``charge.dispute.*`` event says about a charge, for the subscriptions half (when
+    no credits order paid with it): the charge, its customer when the event names one (a dispute does not), and for
+    a dispute its state."""
+
+    charge_processor_id: str
+    customer_processor_id: str | None
+    dispute: DisputeState | None = None
 
 
 class SubscriptionProcessor(Protocol):
@@ -357,6 +370,11 @@ class SubscriptionProcessor(Protocol):
 
     def void(self, transaction_processor_id: str, *, idempotency_key: str) -> Transaction:
         """Cancel an uncaptured payment or refund an unsettled charge in full; returns the voided transaction."""
+        ...
+
+    def charge_customer(self, transaction_processor_id: str) -> str | None:
+        """The processor customer a charge belongs to (None for an unknown charge or one of no customer): how a
+        dispute event, which names only the charge, finds its customer."""
         ...
 
 

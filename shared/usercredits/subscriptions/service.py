@@ -9,7 +9,7 @@ Nothing here talks to the payment processor except ``PaymentMethodLookup``, whic
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import ValidationError
@@ -26,6 +26,7 @@ from usercredits.subscriptions.models import (
     AddressFields,
     Coupon,
     Customer,
+    Descriptor,
     PaymentMethod,
     Plan,
     ProfileFields,
@@ -65,23 +66,32 @@ def get_customer_for_admin(user_id: str, *, ports: CustomerPorts) -> Customer:
 
 
 def list_subscriptions(
-    user_id: str, *, at: datetime | None, valid: bool, active: bool, ports: CustomerPorts
+    user_id: str,
+    *,
+    at: datetime | None,
+    valid: bool,
+    active: bool,
+    ports: CustomerPorts,
+    grace: timedelta = entitlement.GRACE_PERIOD,
 ) -> list[Subscription]:
     """The seed's activeSubscriptions (``active``) or validSubscriptions (``valid``) at ``at`` (default now), by
-    precedence; with neither, every subscription of the customer as stored. One Query, no write."""
+    precedence; with neither, every subscription of the customer as stored. One Query, no write. ``grace``: the
+    default grace period (the setting), for plans that set none."""
     customer = _load_or_fresh(user_id, ports)
     when = at or ports.clock.now()
     if active:
-        return entitlement.active_subscriptions(customer, when)
+        return entitlement.active_subscriptions(customer, when, grace)
     if valid:
-        return entitlement.valid_subscriptions(customer, when)
+        return entitlement.valid_subscriptions(customer, when, grace)
     return list(customer.subscriptions)
 
 
-def current_subscription(user_id: str, *, at: datetime | None, ports: CustomerPorts) -> Subscription | None:
+def current_subscription(
+    user_id: str, *, at: datetime | None, ports: CustomerPorts, grace: timedelta = entitlement.GRACE_PERIOD
+) -> Subscription | None:
     """The customer's entitlement at ``at`` (default now): the highest valid subscription, or None."""
     customer = _load_or_fresh(user_id, ports)
-    return entitlement.current_subscription(customer, at or ports.clock.now())
+    return entitlement.current_subscription(customer, at or ports.clock.now(), grace)
 
 
 def check_coupon(user_id: str, code: str, *, plan_id: str | None, ports: CustomerPorts) -> coupon_rules.CouponCheck:
@@ -151,15 +161,7 @@ def add_payment_method(
 
     def add() -> PaymentMethod:
         stored = ports.customers.load(user_id)
-        processor_id = stored.processor.id if stored is not None else None
-        found = ports.payment_methods.retrieve_payment_method(token)
-        if found is None:
-            raise InvalidRequestError(f"unknown payment method {token!r}")
-        if found.customer_id is not None and found.customer_id != processor_id:
-            raise InvalidRequestError(
-                f"payment method {token!r} belongs to another customer (a foreign payment method)"
-            )
-        method = customer_rules.NewPaymentMethod(token=token, kind=found.kind, details=found.details)
+        method = _looked_up(token, stored, ports)
 
         def step(current: Customer, now: datetime) -> tuple[Customer, PaymentMethod]:
             return customer_rules.add_payment_method(
@@ -171,13 +173,38 @@ def add_payment_method(
     return run_once(key, ports.customers, user_id, add, customer_rules.find_payment_method)
 
 
-def set_default_payment_method(user_id: str, payment_method_id: str, *, ports: CustomerPorts) -> Customer:
-    """Make one of the customer's payment methods the default (404 for an unknown id)."""
+def set_default_payment_method(
+    user_id: str, payment_method_id: str, *, address: AddressFields | None = None, ports: CustomerPorts
+) -> Customer:
+    """Make one of the customer's payment methods the default (404 for an unknown id); with ``address``, write it
+    into the default's billing address (the seed's setDefaultPaymentMethodAddress)."""
+
     saved, _ = _change(
-        user_id,
-        ports,
-        lambda customer, now: (customer_rules.choose_default_payment_method(customer, payment_method_id, now), None),
+        user_id, ports, lambda customer, now: (_chosen_default(customer, payment_method_id, address, now), None)
     )
+    return saved
+
+
+def replace_default_payment_method(
+    user_id: str, token: str, *, address: AddressFields | None = None, ports: CustomerPorts
+) -> Customer:
+    """The seed's setDefaultPaymentMethod: the processor token becomes the default payment method with the reuse
+    rules of docs/rules.md#payment-methods (a same-kind, non-PayPal default is updated in place; a new one inherits
+    its billing address), and ``address`` goes to the default's billing address. The token is looked up as
+    ``add_payment_method`` does (unknown or foreign: 422, nothing written)."""
+    stored = ports.customers.load(user_id)
+    method = _looked_up(token, stored, ports)
+
+    def step(customer: Customer, now: datetime) -> tuple[Customer, None]:
+        methods = customer.payment_methods
+        known = next((item for item in methods if token in (item.token, item.processor.id) and not item.deleted), None)
+        if known is None:
+            updated, _ = customer_rules.set_default_payment_method(customer, method, now, address)
+            return updated, None
+        # A token the customer already has: it becomes the default as it is (never a duplicate).
+        return _chosen_default(customer, known.payment_method_id, address, now), None
+
+    saved, _ = _change(user_id, ports, step, loaded=stored)
     return saved
 
 
@@ -189,9 +216,13 @@ def subscribe(
     coupon_code: str | None,
     ports: CustomerPorts,
     request_key: str | None = None,
+    trial: bool = True,
+    descriptor: Descriptor | None = None,
+    grace: timedelta = entitlement.GRACE_PERIOD,
 ) -> Subscription:
     """Subscribe to a plan: queued behind an equal or better valid subscription, or an upgrade now with a credit for
-    the unused part of the lower one (``subscribing.add_subscription``), with the coupon's discount if one is named.
+    the unused part of the lower one (``subscribing.add_subscription``), with the coupon's discount if one is named,
+    the plan's trial unless ``trial`` is False, and the statement ``descriptor`` if given.
 
     Three requests, with or without a coupon: Query the customer, read the plan, the coupon and the customer's use of
     it together, save. Unknown plan: 404 (nothing written); a coupon that cannot be used: 422 with the seed's message
@@ -206,7 +237,13 @@ def subscribe(
         if terms.plan is None:
             raise NotFoundError(f"plan {plan_id} not found")
         updated, subscription = subscribing.add_subscription(
-            customer, terms.plan, now, payment_method_id=payment_method_id
+            customer,
+            terms.plan,
+            now,
+            payment_method_id=payment_method_id,
+            descriptor=descriptor,
+            trial=trial,
+            grace=grace,
         )
         if coupon_code is not None:
             used = terms.coupon is not None and terms.coupon.restricted and terms.used_by_customer
@@ -215,7 +252,12 @@ def subscribe(
             )
         return updated, subscription
 
-    request = {"planId": plan_id, "paymentMethodId": payment_method_id, "couponCode": coupon_code}
+    request: dict[str, object] = {"planId": plan_id, "paymentMethodId": payment_method_id, "couponCode": coupon_code}
+    # Only when not the default, so the keys of requests made before these fields existed still match.
+    if not trial:
+        request["trial"] = False
+    if descriptor is not None:
+        request["descriptor"] = descriptor.model_dump(mode="json")
     key = keyed_request("subscribe", request_key, request)
     return run_once(
         key,
@@ -314,6 +356,27 @@ def _change_child[C: ChildItem](
 
 def _untouched(customer: Customer) -> Customer:
     return customer.model_copy(update={"updated_at": None})
+
+
+def _chosen_default(
+    customer: Customer, payment_method_id: str, address: AddressFields | None, now: datetime
+) -> Customer:
+    updated = customer_rules.choose_default_payment_method(customer, payment_method_id, now)
+    if address is not None:
+        updated, _ = customer_rules.set_default_payment_method_address(updated, address, now)
+    return updated
+
+
+def _looked_up(token: str, stored: Customer | None, ports: CustomerPorts) -> customer_rules.NewPaymentMethod:
+    """The payment method behind ``token`` as the processor knows it; 422 when it is unknown or attached to another
+    processor customer (a foreign payment method)."""
+    processor_id = stored.processor.id if stored is not None else None
+    found = ports.payment_methods.retrieve_payment_method(token)
+    if found is None:
+        raise InvalidRequestError(f"unknown payment method {token!r}")
+    if found.customer_id is not None and found.customer_id != processor_id:
+        raise InvalidRequestError(f"payment method {token!r} belongs to another customer (a foreign payment method)")
+    return customer_rules.NewPaymentMethod(token=token, kind=found.kind, details=found.details)
 
 
 def _used_by_caller(coupon: Coupon, user_id: str, ports: CustomerPorts) -> bool:

@@ -5,14 +5,14 @@ Rules: docs/rules.md#plan-levels, #coupons, #cancelling.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from usercredits.errors import InvalidRequestError, NotFoundError
 from usercredits.kernel.ids import new_ulid
 from usercredits.subscriptions.coupons import INVALID, LIMIT_REACHED, coupon_discount, ensure_valid_coupon
 from usercredits.subscriptions.customers import find_payment_method
 from usercredits.subscriptions.discounts import add_discounts, previous_subscription_credit
-from usercredits.subscriptions.entitlement import valid_subscriptions
+from usercredits.subscriptions.entitlement import GRACE_PERIOD, after_trial, valid_subscriptions
 from usercredits.subscriptions.errors import CouponError
 from usercredits.subscriptions.models import (
     Coupon,
@@ -36,6 +36,8 @@ def add_subscription(
     *,
     payment_method_id: str | None = None,
     descriptor: Descriptor | None = None,
+    trial: bool = False,
+    grace: timedelta = GRACE_PERIOD,
 ) -> tuple[Customer, Subscription]:
     """Subscribe to ``plan`` at ``now``: queue behind an equal or better plan, or upgrade with a credit
     (docs/rules.md#plan-levels).
@@ -44,11 +46,12 @@ def add_subscription(
     latest-ending of them ends (a trial: at its first billing date), with no credit. Otherwise it starts now, with
     a credit for the unused part of the best lower-level, processor-side subscription
     (``discounts.previous_subscription_credit``). The new subscription is ``initial``: nothing is sent before the
-    next sync.
+    next sync. With ``trial``, a plan with trial terms gives a trial (docs/rules.md#trials): only to a subscription
+    that starts now, and once per customer and plan.
     """
     if payment_method_id is not None and find_payment_method(customer, payment_method_id).deleted:
         raise InvalidRequestError(f"payment method {payment_method_id} was removed at the payment processor")
-    valid = valid_subscriptions(customer, now)
+    valid = valid_subscriptions(customer, now, grace)
     wait_for = sorted(
         (sub for sub in valid if sub.plan.level >= plan.level and sub.status is not SubscriptionStatus.PAST_DUE),
         key=lambda sub: (_period_end(sub) is not None, _period_end(sub) or now),
@@ -69,6 +72,8 @@ def add_subscription(
         ]
         credit = previous_subscription_credit(subscription, refundable[0] if refundable else None, now)
         subscription = add_discounts(subscription, [credit])
+        if trial and plan.trial_duration is not None and not _had_plan(customer, plan):
+            subscription = _with_trial(subscription, plan)
     updated = customer.model_copy(update={"subscriptions": [*customer.subscriptions, subscription], "updated_at": now})
     return updated, subscription
 
@@ -147,6 +152,25 @@ def set_subscription_payment_method(
     subscription = find_subscription(customer, subscription_id)
     updated = track(subscription.model_copy(update={"payment_method_id": payment_method_id, "updated_at": now}))
     return _replace_subscription(customer, updated, now)
+
+
+def _had_plan(customer: Customer, plan: Plan) -> bool:
+    """Has the customer subscribed to ``plan`` before (a withdrawn subscription that never left does not count)?"""
+    return any(
+        sub.plan.plan_id == plan.plan_id and not (sub.deleted and sub.processor.state is ProcessorState.INITIAL)
+        for sub in customer.subscriptions
+    )
+
+
+def _with_trial(subscription: Subscription, plan: Plan) -> Subscription:
+    trial = subscription.model_copy(
+        update={
+            "is_trial": True,
+            "trial_duration": plan.trial_duration,
+            "trial_duration_unit": plan.trial_duration_unit,
+        }
+    )
+    return trial.model_copy(update={"first_billing_date": after_trial(trial)})
 
 
 def _period_end(subscription: Subscription) -> datetime | None:

@@ -108,6 +108,7 @@ def subscription_terms(customer: Customer, subscription: Subscription) -> Subscr
         cancel_at_period_end=subscription.cancel_at_period_end,
         user_id=customer.user_id,
         billing_frequency_months=subscription.plan.billing_frequency_months,
+        is_trial=subscription.is_trial,
     )
 
 

@@ -8,11 +8,18 @@ transaction where it stands; loading merges by processor id so loading twice cha
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime
 
 from usercredits.errors import ConflictError, InvalidRequestError, NotFoundError
 from usercredits.kernel.models import Money
-from usercredits.subscriptions.models import Customer, Transaction, TransactionKind, TransactionStatus
+from usercredits.subscriptions.models import (
+    Customer,
+    DisputeState,
+    Transaction,
+    TransactionKind,
+    TransactionStatus,
+)
 from usercredits.subscriptions.tracking import local_id_for
 
 #: A sale in these states has been captured and can be refunded (fully or in part).
@@ -38,6 +45,45 @@ _FAILED = frozenset(
         TransactionStatus.VOIDED,
     }
 )
+
+
+@dataclass(frozen=True)
+class PaidPeriods:
+    """The billing periods a subscription's sales paid for (docs/rules.md#subscription-refunds-and-disputes):
+    ``revoked`` ones were given back in full (refunded, voided) or lost in a dispute; ``kept`` ones were not."""
+
+    revoked: tuple[tuple[datetime, datetime], ...] = ()
+    kept: tuple[tuple[datetime, datetime], ...] = ()
+
+
+def paid_periods(customer: Customer, subscription_id: str) -> PaidPeriods:
+    """The periods of the subscription's captured or given-back sales that know their period.
+
+    A sale is revoked when its money went back in full: refunds that did not fail reach its amount, it was voided, or
+    a dispute on it was lost. A partial refund, an open or a won dispute keep the period.
+    """
+    revoked: list[tuple[datetime, datetime]] = []
+    kept: list[tuple[datetime, datetime]] = []
+    for sale in customer.transactions:
+        if (
+            sale.kind is not TransactionKind.SALE
+            or sale.subscription_id != subscription_id
+            or sale.period_start is None
+            or sale.period_end is None
+        ):
+            continue
+        period = (sale.period_start, sale.period_end)
+        if _given_back(customer, sale):
+            revoked.append(period)
+        elif sale.status in REFUNDABLE:
+            kept.append(period)
+    return PaidPeriods(revoked=tuple(revoked), kept=tuple(kept))
+
+
+def _given_back(customer: Customer, sale: Transaction) -> bool:
+    if sale.dispute is DisputeState.LOST or sale.status is TransactionStatus.VOIDED:
+        return True
+    return sale.amount.amount > 0 and refunded_so_far(customer, sale.transaction_id) >= sale.amount.amount
 
 
 def find_transaction(customer: Customer, transaction_id: str) -> Transaction:
@@ -123,9 +169,34 @@ def merge_transactions(customer: Customer, loaded: Iterable[Transaction], now: d
         if index is None:
             merged.append(incoming)
         else:
-            merged[index] = incoming.model_copy(update={"transaction_id": merged[index].transaction_id})
+            merged[index] = _kept_local_facts(merged[index], incoming)
     linked = [_link_refund(txn, merged) for txn in merged]
     return customer.model_copy(update={"transactions": newest_first(linked), "updated_at": now})
+
+
+def record_dispute(customer: Customer, charge_processor_id: str, state: DisputeState, now: datetime) -> Customer:
+    """The customer with the dispute on the sale ``charge_processor_id`` in ``state``; unchanged (the same object)
+    when the sale is not mirrored, or already in that state, or already decided (won or lost is final: a late
+    ``created`` never reopens it)."""
+    sale = next((txn for txn in customer.transactions if txn.processor.id == charge_processor_id), None)
+    if sale is None or sale.dispute is state or sale.dispute in (DisputeState.WON, DisputeState.LOST):
+        return customer
+    disputed = sale.model_copy(update={"dispute": state, "updated_at": now})
+    transactions = [disputed if txn is sale else txn for txn in customer.transactions]
+    return customer.model_copy(update={"transactions": transactions, "updated_at": now})
+
+
+def _kept_local_facts(stored: Transaction, incoming: Transaction) -> Transaction:
+    """``incoming`` under ``stored``'s local id, keeping what only events told us (the processor's listing does not
+    carry a dispute's state) and a period the listing could not read."""
+    return incoming.model_copy(
+        update={
+            "transaction_id": stored.transaction_id,
+            "dispute": incoming.dispute or stored.dispute,
+            "period_start": incoming.period_start or stored.period_start,
+            "period_end": incoming.period_end or stored.period_end,
+        }
+    )
 
 
 def _link_refund(txn: Transaction, transactions: list[Transaction]) -> Transaction:

@@ -172,6 +172,9 @@ def _stored_plan(plan: Plan) -> StoredPlan:
         billing_frequency_months=plan.billing_frequency_months,
         level=plan.level,
         processor_plan_id=plan.processor_plan_id,
+        grace_period_days=plan.grace_period_days,
+        trial_duration=plan.trial_duration,
+        trial_duration_unit=plan.trial_duration_unit,
     )
 
 
@@ -183,6 +186,9 @@ def _plan_from(stored: StoredPlan) -> Plan:
         billing_frequency_months=stored.billing_frequency_months,
         level=stored.level,
         processor_plan_id=stored.processor_plan_id,
+        grace_period_days=stored.grace_period_days,
+        trial_duration=stored.trial_duration,
+        trial_duration_unit=stored.trial_duration_unit,
     )
 
 
@@ -330,6 +336,9 @@ def stored_transaction(transaction: Transaction) -> StoredTransaction:
         instrument=transaction.instrument,
         created_at=transaction.created_at,
         updated_at=transaction.updated_at,
+        period_start=transaction.period_start,
+        period_end=transaction.period_end,
+        dispute=transaction.dispute,
     )
 
 
@@ -354,6 +363,9 @@ def transaction_from(stored: StoredTransaction) -> Transaction:
         instrument=stored.instrument,
         created_at=stored.created_at,
         updated_at=stored.updated_at,
+        period_start=stored.period_start,
+        period_end=stored.period_end,
+        dispute=stored.dispute,
     )
 
 

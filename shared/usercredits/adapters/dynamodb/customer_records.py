@@ -21,6 +21,7 @@ from usercredits.kernel.models import Money
 from usercredits.subscriptions.instruments import InstrumentDetails, PaymentMethodKind
 from usercredits.subscriptions.models import (
     DiscountKind,
+    DisputeState,
     ProcessorState,
     SubscriptionStatus,
     TransactionKind,
@@ -87,6 +88,10 @@ class StoredPlan(StoredModel):
     billing_frequency_months: int = 1
     level: int = 1
     processor_plan_id: str | None = None
+    # Written only while set (copies stored before they existed have no such keys).
+    grace_period_days: int | None = Field(default=None, exclude_if=lambda value: value is None)
+    trial_duration: int | None = Field(default=None, exclude_if=lambda value: value is None)
+    trial_duration_unit: TrialUnit | None = Field(default=None, exclude_if=lambda value: value is None)
 
 
 class StoredDiscount(StoredModel):
@@ -182,6 +187,10 @@ class StoredTransaction(StoredModel):
     instrument: InstrumentDetails | None = None
     created_at: AwareDatetime
     updated_at: AwareDatetime | None = None
+    # Written only while set (transactions stored before they existed have no such keys).
+    period_start: AwareDatetime | None = Field(default=None, exclude_if=lambda value: value is None)
+    period_end: AwareDatetime | None = Field(default=None, exclude_if=lambda value: value is None)
+    dispute: DisputeState | None = Field(default=None, exclude_if=lambda value: value is None)
 
 
 #: The stored form of each kind of child item.

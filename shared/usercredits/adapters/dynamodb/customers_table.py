@@ -148,6 +148,9 @@ class PlanItem(CustomersItem, discriminator="plan"):
     billing_frequency_months = NumberAttribute(attr_name="billingFrequencyMonths")
     level = NumberAttribute()
     processor_plan_id = UnicodeAttribute(null=True, attr_name="processorPlanId")
+    grace_period_days = NumberAttribute(null=True, attr_name="gracePeriodDays")
+    trial_duration = NumberAttribute(null=True, attr_name="trialDuration")
+    trial_duration_unit = UnicodeAttribute(null=True, attr_name="trialDurationUnit")
     updated_at = UTCDateTimeAttribute(attr_name="updatedAt")
 
 

@@ -20,6 +20,7 @@ from usercredits.kernel.models import Money
 from usercredits.subscriptions.models import (
     Coupon,
     Plan,
+    TrialUnit,
 )
 from usercredits.subscriptions.ports import (
     SubscribeTerms,
@@ -36,6 +37,9 @@ def plan_to_item(plan: Plan, now: datetime, *, pk: str, sk: str) -> PlanItem:
         billing_frequency_months=plan.billing_frequency_months,
         level=plan.level,
         processor_plan_id=plan.processor_plan_id,
+        grace_period_days=plan.grace_period_days,
+        trial_duration=plan.trial_duration,
+        trial_duration_unit=plan.trial_duration_unit,
         updated_at=now,
     )
 
@@ -48,6 +52,9 @@ def item_to_plan(item: PlanItem) -> Plan:
         billing_frequency_months=int(item.billing_frequency_months),
         level=int(item.level),
         processor_plan_id=item.processor_plan_id,
+        grace_period_days=None if item.grace_period_days is None else int(item.grace_period_days),
+        trial_duration=None if item.trial_duration is None else int(item.trial_duration),
+        trial_duration_unit=None if item.trial_duration_unit is None else TrialUnit(item.trial_duration_unit),
     )
 
 

@@ -156,6 +156,11 @@ class StripeCharges(StripeCustomers):
             update={"status": TransactionStatus.VOIDED, "status_history": [*history, *voided.status_history]}
         )
 
+    def charge_customer(self, transaction_processor_id: str) -> str | None:
+        """The customer of a charge (None when Stripe knows no such charge, or it has no customer)."""
+        found = call_or_missing("read the charge", lambda: self._client.v1.charges.retrieve(transaction_processor_id))
+        return id_of(found.get("customer")) if found else None
+
     def _coupon_names(self, invoices: Iterable[Json]) -> dict[str, str]:
         names: dict[str, str] = {}
         for invoice in invoices:

@@ -166,6 +166,7 @@ def charge_transaction(
     parent = (invoice or {}).get("parent") or {}
     subscription_details = parent.get("subscription_details") or {}
     names = coupon_names or {}
+    period_start, period_end = _invoice_period(invoice) if invoice else (None, None)
     return Transaction(
         transaction_id=str(charge["id"]),
         processor=ProcessorItem(id=str(charge["id"]), state=ProcessorState.SAVED),
@@ -175,6 +176,8 @@ def charge_transaction(
         status_history=[TransactionStatusEvent(status=status, timestamp=created)],
         subscription_id=(subscription_details.get("metadata") or {}).get("subscriptionId"),
         plan_processor_id=_invoice_price(invoice) if invoice else None,
+        period_start=period_start,
+        period_end=period_end,
         billing=billing_fields(charge.get("billing_details")),
         customer=TransactionCustomer(name=customer.name or None, email=customer.email, phone=customer.phone)
         if customer
@@ -249,6 +252,16 @@ def _invoice_price(invoice: Mapping[str, Any]) -> str | None:
         if price:
             return price
     return None
+
+
+def _invoice_period(invoice: Mapping[str, Any]) -> tuple[datetime | None, datetime | None]:
+    """The billing period a subscription invoice paid: the first of its lines with a ``period`` of positive length."""
+    for line in list_data(invoice.get("lines")):
+        period = line.get("period") or {}
+        start, end = time_of(period.get("start")), time_of(period.get("end"))
+        if start is not None and end is not None and end > start:
+            return start, end
+    return None, None
 
 
 def customer_metadata(customer: Customer) -> dict[str, str]:

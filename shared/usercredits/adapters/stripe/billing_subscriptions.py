@@ -42,7 +42,7 @@ class StripeSubscriptions(StripeResource):
 
     def create_subscription(self, terms: SubscriptionTerms, *, idempotency_key: str) -> ProcessorSubscription:
         """Create the subscription on the plan's price; discounts become coupons first; a future first billing date
-        is a queued start (``trial_end``).
+        is sent as ``trial_end``: a trial's end, or a queued start (``metadata.queued``).
 
         On ``idempotency_error`` (the key's first use had other terms) the subscription that first call made is
         updated to these terms (never its start date); when it made none, one is created under a key covering
@@ -61,10 +61,11 @@ class StripeSubscriptions(StripeResource):
             params["default_payment_method"] = terms.payment_method_processor_id
         if coupons:
             params["discounts"] = [{"coupon": coupon} for coupon in coupons]
-        if _queued(terms):
+        if _starts_later(terms):
             assert terms.first_billing_date is not None
             params["trial_end"] = int(terms.first_billing_date.timestamp())
-            params["metadata"]["queued"] = "true"
+            if not terms.is_trial:  # a queued start, read back as pending; a trial is read back as a trial
+                params["metadata"]["queued"] = "true"
         # A key first used with other parameters (terms edited after a lost answer): adopt what that call made.
         created, found = create_or_find(
             "create the subscription",
@@ -241,5 +242,5 @@ class StripeSubscriptions(StripeResource):
         return coupon_id
 
 
-def _queued(terms: SubscriptionTerms) -> bool:
+def _starts_later(terms: SubscriptionTerms) -> bool:
     return terms.first_billing_date is not None and terms.first_billing_date > datetime.now(UTC)

@@ -17,8 +17,9 @@ from usercredits.adapters.stripe.json_fields import minor_units
 from usercredits.errors import PaymentGatewayError
 from usercredits.kernel.models import Money
 from usercredits.subscriptions.discounts import percent_of
-from usercredits.subscriptions.models import SubscriptionStatus, SubscriptionStatusEvent
+from usercredits.subscriptions.models import DisputeState, SubscriptionStatus, SubscriptionStatusEvent
 from usercredits.subscriptions.ports import (
+    ChargeBackReport,
     DiscountTerms,
     InvoiceReport,
     ProcessorDiscount,
@@ -196,8 +197,15 @@ def subscription_metadata(terms: SubscriptionTerms) -> Json:
     metadata: Json = {"subscriptionId": terms.subscription_id}
     if terms.user_id:
         metadata["userId"] = terms.user_id
-    if terms.descriptor is not None and terms.descriptor.name:
-        metadata["descriptor"] = terms.descriptor.name  # Stripe has no per-subscription statement descriptor
+    # Stripe has no per-subscription statement descriptor (docs/rules.md#statement-descriptor): kept in metadata.
+    if terms.descriptor is not None:
+        for key, value in (
+            ("descriptor", terms.descriptor.name),
+            ("descriptorPhone", terms.descriptor.phone),
+            ("descriptorUrl", terms.descriptor.url),
+        ):
+            if value:
+                metadata[key] = value
     return metadata
 
 
@@ -241,6 +249,22 @@ def invoice_report(kind: str, payload: Mapping[str, Any], created: int) -> Invoi
         subscription_id=_text(metadata.get("subscriptionId")),
         failure_count=(minor_units(payload, "attempt_count") or 1) if kind == "invoice.payment_failed" else 0,
         created=created,
+    )
+
+
+def charge_back_report(kind: str, payload: Mapping[str, Any], dispute: str | None) -> ChargeBackReport | None:
+    """A ``charge.refunded`` event's Charge (it names its customer) or a ``charge.dispute.*`` event's Dispute (it names
+    only its charge) for the subscriptions half; ``dispute``: the state the credits half read (open, won, lost)."""
+    if kind == "charge.refunded":
+        charge_id, customer_id = id_of(payload.get("id")), id_of(payload.get("customer"))
+    else:
+        charge_id, customer_id = id_of(payload.get("charge")), None
+    if charge_id is None:
+        return None
+    return ChargeBackReport(
+        charge_processor_id=charge_id,
+        customer_processor_id=customer_id,
+        dispute=None if dispute is None else DisputeState(dispute),
     )
 
 

@@ -86,7 +86,13 @@ def _parse(event_id: str, kind: str, family: EventFamily, event: Mapping[str, An
         raise TypeError("data.object is not an object")
     if family is EventFamily.CHARGE:
         report = charge_report(kind, payload)
-        return None if report is None else ChargeEvent(event_id, kind, report)
+        if report is None:
+            return None
+        from usercredits.adapters.stripe import subscription_mapping  # only when money goes back: rare
+
+        dispute = None if report.dispute_status is None else str(report.dispute_status)
+        billing = subscription_mapping.charge_back_report(kind, payload, dispute)
+        return ChargeEvent(event_id, kind, report, billing)
     if not payload.get("id"):
         return None
     if family is EventFamily.PAYMENT_INTENT:
