@@ -432,17 +432,22 @@ def test_cancel_an_unsynced_subscription_withdraws_it(api: Call) -> None:
 
 
 def test_cancel_at_period_end_marks_a_synced_subscription_changed(api: Call) -> None:
+    """The cancel is saved before the processor is called: without a processor (the local provider) it answers 409
+    and the subscription shows the cancel pending at the processor (state changed) for a sync to complete."""
     store(base_customer(user_id="alice"))
-    status, sub = api("cancel_subscription", path="/customer/subscriptions/four/cancel", body={"atPeriodEnd": True})
-    assert status == S.OK
+    status, body = api("cancel_subscription", path="/customer/subscriptions/four/cancel", body={"atPeriodEnd": True})
+    assert status == S.CONFLICT and "local payment provider" in body["message"]
+    [sub] = api("get_customer")[1]["subscriptions"]
     assert sub["cancelAtPeriodEnd"] is True and sub["status"] == "active" and sub["processor"]["state"] == "changed"
 
 
 def test_cancel_now_without_a_body(api: Call) -> None:
-    """M11 for one subscription: Active -> Canceled, sent at the next sync (state changed)."""
+    """M11 for one subscription: Active -> Canceled locally first (state changed, pending at the processor)."""
     store(base_customer(user_id="alice"))
-    status, sub = api("cancel_subscription", path="/customer/subscriptions/four/cancel", raw_body="")
-    assert status == S.OK and sub["status"] == "canceled" and sub["processor"]["state"] == "changed"
+    status, _ = api("cancel_subscription", path="/customer/subscriptions/four/cancel", raw_body="")
+    assert status == S.CONFLICT  # the local provider has no subscription processor (yet)
+    [sub] = api("get_customer")[1]["subscriptions"]
+    assert sub["status"] == "canceled" and sub["processor"]["state"] == "changed"
     assert stored().subscriptions[0].status is SubscriptionStatus.CANCELED
 
 

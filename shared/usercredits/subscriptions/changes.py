@@ -48,7 +48,7 @@ def save_change[R](
     step: Callable[[Customer | None], tuple[Customer, R]],
     *,
     loaded: Customer | None = None,
-    idempotency: Callable[[R], IdempotencyRecord] | None = None,
+    idempotency: Callable[[R], IdempotencyRecord | None] | None = None,
 ) -> tuple[Customer, R]:
     """Apply ``step`` to the customer as stored (None: not stored yet) and save what changed, in one conditional
     transaction; when another save came first, redo it on a fresh load (``ConflictError`` after ``SAVE_ATTEMPTS``).
@@ -56,7 +56,7 @@ def save_change[R](
     ``loaded``: the customer as the caller just loaded it, used for the first attempt instead of loading again. A
     stored customer that ``step`` leaves as it was is returned as is, and nothing is written. ``idempotency``: the
     request key's record of the result, written with it (alone when nothing changed; ``IdempotentReplayError`` when
-    recorded already).
+    recorded already; None: not recorded by this save).
     """
     for attempt in range(SAVE_ATTEMPTS):
         before = loaded if attempt == 0 and loaded is not None else customers.load(user_id)

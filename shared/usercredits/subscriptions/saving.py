@@ -20,6 +20,7 @@ from functools import partial
 from typing import Any
 
 from usercredits.errors import ConflictError
+from usercredits.kernel.writes import IdempotencyRecord
 from usercredits.subscriptions.changes import RequestKey, keyed_request, run_once
 from usercredits.subscriptions.customers import find_payment_method
 from usercredits.subscriptions.models import (
@@ -185,24 +186,7 @@ def _send_payment_method(
 
 def _sync_subscriptions(customer: Customer, ports: SyncPorts) -> Customer:
     for subscription_id in [sub.subscription_id for sub in customer.subscriptions]:
-        action = subscription_sync_action(find_subscription(customer, subscription_id))
-        if action is SyncAction.NONE:
-            continue
-        if action is not SyncAction.CANCEL:
-            customer = _redeem_coupons(customer, subscription_id, ports)
-        subscription = find_subscription(customer, subscription_id)
-        as_of = epoch(ports.clock.now())  # taken before the call: an event created since may be newer
-        result = _send_subscription(customer, subscription, action, ports)
-        record = partial(
-            _record_sent,
-            subscription_id=subscription_id,
-            result=result,
-            sent=tracked_snapshot(subscription),
-            now=ports.clock.now(),
-            as_of=as_of,
-            billed=action is not SyncAction.CANCEL,
-        )
-        customer = persist(customer, ports, record)
+        customer = sync_subscription(customer, subscription_id, ports)
     if customer.processor.id is not None and any(sub.transactions_pending for sub in customer.subscriptions):
         # Creating or changing a subscription may have charged the customer: mirror the new transactions. The flag
         # is saved with the result, so a listing that fails is done by the next sync even with nothing to send.
@@ -210,6 +194,32 @@ def _sync_subscriptions(customer: Customer, ports: SyncPorts) -> Customer:
         now = ports.clock.now()
         customer = persist(customer, ports, lambda c: transactions_mirrored(merge_transactions(c, loaded, now)))
     return customer
+
+
+def sync_subscription(
+    customer: Customer, subscription_id: str, ports: SyncPorts, idempotency: IdempotencyRecord | None = None
+) -> Customer:
+    """Send one subscription's pending change (create, update or cancel) and save the answer, as a sync does; the
+    caller holds the payment lock. Nothing pending: nothing is called (only ``idempotency`` is saved, if given).
+    Used by the sync for each subscription and by the cancel routes for the ones they cancel."""
+    action = subscription_sync_action(find_subscription(customer, subscription_id))
+    if action is SyncAction.NONE:
+        return customer if idempotency is None else persist(customer, ports, lambda c: c, idempotency)
+    if action is not SyncAction.CANCEL:
+        customer = _redeem_coupons(customer, subscription_id, ports)
+    subscription = find_subscription(customer, subscription_id)
+    as_of = epoch(ports.clock.now())  # taken before the call: an event created since may be newer
+    result = _send_subscription(customer, subscription, action, ports)
+    record = partial(
+        _record_sent,
+        subscription_id=subscription_id,
+        result=result,
+        sent=tracked_snapshot(subscription),
+        now=ports.clock.now(),
+        as_of=as_of,
+        billed=action is not SyncAction.CANCEL,
+    )
+    return persist(customer, ports, record, idempotency)
 
 
 def _send_subscription(

@@ -138,6 +138,15 @@ def cancel_subscription(
     return _replace_subscription(customer, canceled, now)
 
 
+def cancel_all(customer: Customer, now: datetime, *, at_period_end: bool = False) -> Customer:
+    """``cancel_subscription`` of every subscription still running or queued (the cancelSubscriptions route): synced
+    ones canceled (now or at period end), never-synced ones withdrawn; canceled, expired and deleted ones stay."""
+    for subscription in customer.subscriptions:
+        if not subscription.deleted:
+            customer, _ = cancel_subscription(customer, subscription.subscription_id, now, at_period_end=at_period_end)
+    return customer
+
+
 def set_subscription_payment_method(
     customer: Customer, subscription_id: str, payment_method_id: str, now: datetime
 ) -> tuple[Customer, Subscription]:

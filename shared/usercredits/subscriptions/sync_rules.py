@@ -57,6 +57,17 @@ def subscription_sync_action(subscription: Subscription) -> SyncAction:
     return SyncAction.NONE
 
 
+def cancel_pending(subscription: Subscription) -> bool:
+    """True when a cancel (now or at period end) is saved locally but not at the processor yet: what the cancel
+    routes complete in the request, and a sync otherwise."""
+    action = subscription_sync_action(subscription)
+    if subscription.processor.state is not ProcessorState.CHANGED or action is SyncAction.NONE:
+        return False
+    return action is SyncAction.CANCEL or (
+        subscription.cancel_at_period_end and synced_value(subscription, "cancel_at_period_end") is not True
+    )
+
+
 def payment_method_needs_update(customer: Customer, method: PaymentMethod) -> bool:
     """True when a synced payment method must be sent again (the seed's isPaymentMethodChanged).
 
