@@ -87,6 +87,7 @@ SUBSCRIPTION = {
     "descriptor",
     "cancelAtPeriodEnd",
     "deleted",
+    "replaces",
     "processor",
     "createdAt",
     "updatedAt",

@@ -60,8 +60,10 @@ from usercredits.subscriptions.sync_rules import (
     SyncAction,
     coupon_redemptions_due,
     drop_discount,
+    end_replaced,
     idempotency_key,
     payment_method_needs_update,
+    replaced_to_end,
     subscription_sync_action,
     subscription_terms,
 )
@@ -187,6 +189,7 @@ def _send_payment_method(
 def _sync_subscriptions(customer: Customer, ports: SyncPorts) -> Customer:
     for subscription_id in [sub.subscription_id for sub in customer.subscriptions]:
         customer = sync_subscription(customer, subscription_id, ports)
+        customer = _end_replaced(customer, subscription_id, ports)
     if customer.processor.id is not None and any(sub.transactions_pending for sub in customer.subscriptions):
         # Creating or changing a subscription may have charged the customer: mirror the new transactions. The flag
         # is saved with the result, so a listing that fails is done by the next sync even with nothing to send.
@@ -220,6 +223,19 @@ def sync_subscription(
         billed=action is not SyncAction.CANCEL,
     )
     return persist(customer, ports, record, idempotency)
+
+
+def _end_replaced(customer: Customer, subscription_id: str, ports: SyncPorts) -> Customer:
+    """Once a subscription is at the processor, end the ones it replaces there too, in the same sync (after it: a
+    declined upgrade leaves the customer their running plan). Saved as pending first (``sync_rules.end_replaced``),
+    so a sync that fails in between is completed by the next one, under the same cancel keys."""
+    ending = replaced_to_end(customer, subscription_id)
+    if not ending:
+        return customer
+    customer = persist(customer, ports, partial(end_replaced, subscription_id=subscription_id, now=ports.clock.now()))
+    for replaced_id in ending:
+        customer = sync_subscription(customer, replaced_id, ports)
+    return customer
 
 
 def _send_subscription(
