@@ -257,7 +257,8 @@ def test_first_subscription_starts_now_and_stays_local_until_synced(api: Call, r
 
 
 def test_subscribe_with_a_coupon_is_three_requests_and_takes_its_discount(api: Call, requests: list[str]) -> None:
-    """M46 (local part): 10% of 14.90 is 1.49, for the coupon's 2 cycles; the use is counted at sync, not here."""
+    """M46 (local part): 10% of 14.90 is 1.49, for the coupon's 2 cycles; the use is counted here, in the save's
+    own transaction (docs/rules.md#coupon-redemption), still three requests."""
     define_pro_plan(api)
     define_coupon(api)
     api("get_customer")
@@ -269,7 +270,7 @@ def test_subscribe_with_a_coupon_is_three_requests_and_takes_its_discount(api: C
     assert discount["kind"] == "coupon" and discount["couponCode"] == "TEN"
     assert discount["amount"] == {"amount": 149, "currency": "usd"} and discount["numberOfBillingCycles"] == 2
     coupon = DynamoCouponRepository().get("TEN")
-    assert coupon is not None and coupon.used_count == 0
+    assert coupon is not None and coupon.used_count == 1
 
 
 def test_subscribe_to_an_unknown_plan_is_404(api: Call, items: Callable[[], list[dict[str, Any]]]) -> None:

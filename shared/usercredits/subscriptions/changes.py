@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from usercredits.errors import ConflictError, NotFoundError
 from usercredits.kernel.retries import OPTIMISTIC_ATTEMPTS
 from usercredits.kernel.writes import IdempotencyRecord, IdempotentReplayError
+from usercredits.subscriptions.coupons import coupon_uses
 from usercredits.subscriptions.models import Customer
 from usercredits.subscriptions.ports import (
     ChildItem,
@@ -78,10 +79,14 @@ def customer_changes(before: Customer | None, after: Customer) -> CustomerChange
 
     Children are matched by local id: new or different ones are upserted, missing ones deleted. The profile is every
     field but the child lists; the save moves its version from ``before.version`` whenever anything is written.
+    Coupon uses a subscribe counts, or a withdraw gives back, go with them (``coupons.coupon_uses``).
     """
+    uses = coupon_uses(before, after)
     if before is None:
         upserts = tuple(item for kind in _CHILD_LISTS for item in _children(after, kind))
-        return CustomerChanges(customer=after, expected_version=None, profile_changed=True, upserts=upserts)
+        return CustomerChanges(
+            customer=after, expected_version=None, profile_changed=True, upserts=upserts, coupon_uses=uses
+        )
     upserts_list: list[ChildItem] = []
     deletions: list[tuple[ChildKind, str]] = []
     for kind in _CHILD_LISTS:
@@ -95,6 +100,7 @@ def customer_changes(before: Customer | None, after: Customer) -> CustomerChange
         profile_changed=_profile(before) != _profile(after),
         upserts=tuple(upserts_list),
         deletions=tuple(deletions),
+        coupon_uses=uses,
     )
 
 

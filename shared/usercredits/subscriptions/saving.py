@@ -7,8 +7,9 @@ sync that fails halfway is completed by the next one: what reached the processor
 again, and a call whose answer was lost gets the object it made the first time. Nothing is rolled back on failure
 (the seed's rollback dropped the user's unsent items); the lock is released whatever happens.
 
-Coupon uses are counted (``CouponRepository.redeem``, once per coupon, customer and subscription) before the
-discount is sent; a refused one is dropped from the subscription instead of being sent.
+Coupon uses are counted at subscribe, in the subscribe's own save; a subscription stored before that still has its
+use counted here (``CouponRepository.redeem``, once per coupon, customer and subscription) before the discount is
+sent, and a refused one stops the sync with 409 instead of being dropped silently.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Any
 from usercredits.errors import ConflictError
 from usercredits.kernel.writes import IdempotencyRecord
 from usercredits.subscriptions.changes import RequestKey, keyed_request, run_once
+from usercredits.subscriptions.coupons import INVALID, LIMIT_REACHED
 from usercredits.subscriptions.customers import find_payment_method
 from usercredits.subscriptions.models import (
     AddressFields,
@@ -59,7 +61,6 @@ from usercredits.subscriptions.subscribing import find_subscription
 from usercredits.subscriptions.sync_rules import (
     SyncAction,
     coupon_redemptions_due,
-    drop_discount,
     end_replaced,
     idempotency_key,
     payment_method_needs_update,
@@ -78,6 +79,12 @@ from usercredits.subscriptions.tracking import (
 from usercredits.subscriptions.transactions import merge_transactions
 
 _PENDING_ADDRESS = frozenset({ProcessorState.INITIAL, ProcessorState.CHANGED})
+#: Redemptions a sync refuses, with the seed's message for each.
+_REFUSED = {
+    RedemptionOutcome.LIMIT_REACHED: LIMIT_REACHED,
+    RedemptionOutcome.USED_BY_CUSTOMER: LIMIT_REACHED,
+    RedemptionOutcome.UNKNOWN_COUPON: INVALID,
+}
 
 
 def save_processor(user_id: str, ports: SyncPorts, request_key: str | None = None) -> Customer:
@@ -259,7 +266,12 @@ def _send_subscription(
 
 
 def _redeem_coupons(customer: Customer, subscription_id: str, ports: SyncPorts) -> Customer:
-    """Count each coupon discount of the subscription about to be sent; drop the ones whose use is refused."""
+    """Count each coupon discount of the subscription about to be sent, for subscriptions stored before uses were
+    counted at subscribe (for the others the use is there already: ``ALREADY_REDEEMED``, nothing counted twice).
+
+    A use refused now is never dropped silently: the sync stops with 409 naming the coupon and the subscription,
+    which stays unsent with its discount shown (withdraw it and subscribe again; docs/rules.md#coupon-redemption).
+    """
     for redemption in coupon_redemptions_due(customer):
         if redemption.subscription_id != subscription_id:
             continue
@@ -271,18 +283,11 @@ def _redeem_coupons(customer: Customer, subscription_id: str, ports: SyncPorts) 
             coupon.max_uses if coupon is not None else None,
             restricted=redemption.restricted,
         )
-        if outcome in (
-            RedemptionOutcome.LIMIT_REACHED,
-            RedemptionOutcome.UNKNOWN_COUPON,
-            RedemptionOutcome.USED_BY_CUSTOMER,
-        ):
-            drop = partial(
-                drop_discount,
-                subscription_id=subscription_id,
-                discount_id=redemption.discount_id,
-                now=ports.clock.now(),
+        if outcome in _REFUSED:
+            raise ConflictError(
+                f"coupon {redemption.coupon_code} of subscription {subscription_id} can no longer be used "
+                f"({_REFUSED[outcome]}): withdraw the subscription and subscribe again"
             )
-            customer = persist(customer, ports, drop)
     return customer
 
 

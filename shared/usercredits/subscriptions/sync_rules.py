@@ -177,8 +177,8 @@ def idempotency_key(
 
 
 def coupon_redemptions_due(customer: Customer) -> list[Redemption]:
-    """Coupon discounts about to reach the processor: each use must be counted (``CouponRepository.redeem``)
-    before the discount is sent; a refused one is dropped with ``drop_discount``."""
+    """Coupon discounts about to reach the processor: each use must be counted (``CouponRepository.redeem``, which
+    finds the ones counted at subscribe already) before the discount is sent."""
     return [
         Redemption(
             coupon_code=discount.coupon_code,

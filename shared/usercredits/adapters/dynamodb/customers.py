@@ -8,6 +8,8 @@ version. Coupon redemptions are counted by one transaction that can neither coun
 
 from __future__ import annotations
 
+import random
+import time
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -16,6 +18,13 @@ from pynamodb.connection.base import Connection
 from pynamodb.exceptions import DoesNotExist, PutError, TransactWriteError, UpdateError
 from pynamodb.transactions import TransactWrite
 
+from usercredits.adapters.dynamodb.coupon_uses import (
+    CouponActions,
+    CouponRaceError,
+    CouponsRefusedError,
+    add_coupon_uses,
+    raise_for_coupons,
+)
 from usercredits.adapters.dynamodb.customer_mapping import (
     child_data,
     child_from_data,
@@ -48,6 +57,8 @@ from usercredits.adapters.dynamodb.keys import (
 from usercredits.adapters.dynamodb.transactions import IDEMPOTENCY_TTL, equals_stored, set_or_remove
 from usercredits.errors import ConflictError, NotFoundError
 from usercredits.kernel.writes import MAX_TRANSACTION_ACTIONS, IdempotencyRecord, IdempotentReplayError
+from usercredits.subscriptions.coupons import LIMIT_REACHED
+from usercredits.subscriptions.errors import CouponError
 from usercredits.subscriptions.models import (
     Address,
     Customer,
@@ -57,6 +68,7 @@ from usercredits.subscriptions.models import (
 from usercredits.subscriptions.ports import (
     ChildItem,
     ChildKind,
+    CouponUse,
     CustomerChanges,
     StaleCustomerError,
 )
@@ -77,6 +89,9 @@ _CHILD_LISTS: dict[ChildKind, str] = {
     ChildKind.TRANSACTION: "transactions",
 }
 
+
+#: How often a save with coupon uses that lost a race for a coupon item is tried again before reloading.
+_COUPON_ATTEMPTS = 12
 
 #: One child write of a save: (kind, local id, the child to put, or None to delete it).
 _ChildWrite = tuple[ChildKind, str, ChildItem | None]
@@ -245,8 +260,27 @@ class DynamoCustomerRepository:
             chunk = MAX_TRANSACTION_ACTIONS - 1  # and the condition check on the profile
             for start in range(0, len(early), chunk):
                 self._write_ahead(customer.user_id, changes.expected_version, early[start : start + chunk])
-        self._write(customer, changes.expected_version, version, [*last, *ahead], changes.idempotency)
+        self._write_with_coupons(customer, changes, version, [*last, *ahead])
         return customer.model_copy(update={"version": version})
+
+    def _write_with_coupons(
+        self, customer: Customer, changes: CustomerChanges, version: int, writes: Sequence[_ChildWrite]
+    ) -> None:
+        """``_write``, with the change's coupon uses in the same transaction: a count refused is ``CouponError``
+        (nothing written); a give-back with nothing to give back is left out and the rest written; a transaction
+        that only lost a race for a coupon item is tried again after a short, jittered pause."""
+        uses = changes.coupon_uses
+        for attempt in range(_COUPON_ATTEMPTS):
+            try:
+                self._write(customer, changes.expected_version, version, writes, changes.idempotency, uses)
+                return
+            except CouponsRefusedError as refused:
+                if refused.counts:
+                    raise CouponError(LIMIT_REACHED) from refused
+                uses = tuple(use for use in uses if use not in refused.releases)
+            except CouponRaceError:
+                time.sleep(random.uniform(0, 0.01 * 2 ** min(attempt, 6)))  # noqa: S311 - jitter, not security
+        raise StaleCustomerError(customer.user_id)
 
     def _write(
         self,
@@ -255,11 +289,13 @@ class DynamoCustomerRepository:
         version: int,
         writes: Sequence[_ChildWrite],
         idempotency: IdempotencyRecord | None,
+        uses: tuple[CouponUse, ...] = (),
     ) -> None:
         profile = CustomerProfileItem(pk=customer_pk(customer.user_id), sk=PROFILE_SK)
         actions, condition = _profile_actions(customer, version), _version_condition(expected)
+        coupons = CouponActions()
         try:
-            if not writes and idempotency is None:  # the profile alone: one conditional UpdateItem (half the cost)
+            if not writes and idempotency is None and not uses:  # the profile alone: one conditional UpdateItem
                 profile.update(actions=actions, condition=condition)
                 return
             with TransactWrite(connection=customers_connection()) as transaction:
@@ -268,11 +304,16 @@ class DynamoCustomerRepository:
                 if idempotency is not None:
                     record = _idempotency_item(customer.user_id, idempotency)
                     transaction.save(record, condition=CustomerIdempotencyItem.pk.does_not_exist())
+                coupons = add_coupon_uses(transaction, uses, datetime.now(UTC))
         except UpdateError as exc:
             if condition_failed(exc, or_conflict=True):
                 raise StaleCustomerError(customer.user_id) from exc
             raise
         except TransactWriteError as exc:
+            if uses:
+                deletes = sum(1 for _, _, child in writes if child is None)
+                puts = len(writes) - deletes + (idempotency is not None)
+                raise_for_coupons(cancellation_codes(exc), coupons, deletes_before=deletes, puts_before=puts)
             # The record's condition or the version's failed: a recorded key is a replay (whatever else moved).
             replay = (
                 self.recorded(customer.user_id, idempotency.scope, idempotency.key)
