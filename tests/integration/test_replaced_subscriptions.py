@@ -169,3 +169,47 @@ def test_withdrawing_the_upgrade_before_the_sync_leaves_the_old_one_running(api:
         "saved",
     )
     assert stripe_subscriptions(fake, "price_pro") == []
+
+
+def test_cancelling_a_queued_switch_before_it_starts_gives_its_coupon_use_back(
+    api: Call, fake: FakeStripeBilling
+) -> None:
+    from usercredits.adapters.dynamodb.coupons import DynamoCouponRepository
+
+    def used() -> int:
+        coupon = DynamoCouponRepository().get("TEN")
+        assert coupon is not None
+        return coupon.used_count
+
+    # Given a synced Pro, and a switch to Basic with a coupon, queued behind it and synced (not billed yet)
+    method = with_plans(api, fake)
+    terms = {"kind": "percent", "percent": "10", "numberOfBillingCycles": 2, "maxUses": 5}
+    assert api("put_coupon_admin", path="/admin/coupons/TEN", body=terms, admin=True)[0] == S.OK
+    subscribe(api, "pro", method)
+    synced(api)
+    status, basic = api("subscribe", body={"planId": "basic", "paymentMethodId": method, "couponCode": "TEN"})
+    assert status == S.CREATED, basic
+    assert used() == 1
+    assert synced(api)[basic["subscriptionId"]]["processor"]["state"] == "saved"
+    # When alice cancels the switch before it starts
+    path = f"/customer/subscriptions/{basic['subscriptionId']}/cancel"
+    status, canceled = api("cancel_subscription", path=path, body={})
+    # Then it is canceled at Stripe and the coupon's use is back
+    assert status == S.OK, canceled
+    assert at_stripe(fake, canceled)["status"] == "canceled"
+    assert used() == 0
+
+
+def test_cancelling_a_billed_subscription_keeps_its_coupon_use(api: Call, fake: FakeStripeBilling) -> None:
+    from usercredits.adapters.dynamodb.coupons import DynamoCouponRepository
+
+    method = with_plans(api, fake)
+    terms = {"kind": "percent", "percent": "10", "numberOfBillingCycles": 2}
+    assert api("put_coupon_admin", path="/admin/coupons/TEN", body=terms, admin=True)[0] == S.OK
+    status, pro = api("subscribe", body={"planId": "pro", "paymentMethodId": method, "couponCode": "TEN"})
+    assert status == S.CREATED
+    synced(api)
+    path = f"/customer/subscriptions/{pro['subscriptionId']}/cancel"
+    assert api("cancel_subscription", path=path, body={})[0] == S.OK
+    coupon = DynamoCouponRepository().get("TEN")
+    assert coupon is not None and coupon.used_count == 1
