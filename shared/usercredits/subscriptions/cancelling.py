@@ -82,9 +82,10 @@ def cancel_all_subscriptions(
         return subscribing.cancel_all(customer, now, at_period_end=at_period_end)
 
     def run() -> list[Subscription]:
-        if ports.customers.load(user_id) is None:
+        try:
+            customer = _cancel_locally(user_id, cancel, key, _ALL, ports)
+        except NotFoundError:  # no customer: nothing to cancel
             return []
-        customer = _cancel_locally(user_id, cancel, key, _ALL, ports)
         return list(_complete_at_processor(customer, key, _ALL, processor).subscriptions)
 
     return run_once(key, ports.customers, user_id, run, lambda customer, _: list(customer.subscriptions))
@@ -96,8 +97,7 @@ def reset_processor(user_id: str, *, ports: CustomerPorts, request_key: str | No
     key = keyed_request("reset-processor", request_key, {})
 
     def run() -> Customer:
-        load_customer(user_id, ports)  # NotFoundError before trying the lock
-        with payment_lock(user_id, ports):
+        with payment_lock(user_id, ports):  # NotFoundError for a customer never saved
             customer = load_customer(user_id, ports)
             record = None if key is None else key.record(customer.customer_id)
             customer = persist(customer, ports, sync_rules.reset_processor, record)
