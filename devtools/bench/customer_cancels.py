@@ -95,7 +95,9 @@ def cancels(bench: HandlerBench) -> None:
         _store_synced_subscriber(everyone)
         bench.measure(CANCEL_ALL, "one synced subscription", budget=6, user=everyone, body={})
         reset = {"userId": user}
-        bench.measure(RESET, "drops a withdrawn subscription", budget=4, user="bench-admin", admin=True, path_parameters=reset)
+        bench.measure(
+            RESET, "drops a withdrawn subscription", budget=4, user="bench-admin", admin=True, path_parameters=reset
+        )
         if processor.cancels != 2:
             raise BenchError(f"the cancels reached the processor {processor.cancels} times, not 2")
     finally:
