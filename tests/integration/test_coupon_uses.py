@@ -97,7 +97,8 @@ def test_withdrawing_a_subscription_whose_use_was_never_counted_gives_nothing_ba
     legacy = _legacy_subscription_with_the_coupon()
     withdraw(api, {"subscriptionId": legacy.subscription_id})
     assert used() == 1
-    assert stored().subscriptions[-1].deleted is True
+    [withdrawn] = [s for s in stored().subscriptions if s.subscription_id == legacy.subscription_id]
+    assert withdrawn.deleted is True
 
 
 def _legacy_subscription_with_the_coupon() -> Subscription:

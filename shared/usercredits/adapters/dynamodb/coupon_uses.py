@@ -9,6 +9,9 @@ adds -1 to ``usedCount`` and deletes the customer's use.
 
 from __future__ import annotations
 
+import random
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -18,7 +21,31 @@ from pynamodb.transactions import TransactWrite
 from usercredits.adapters.dynamodb.customers_table import CouponItem, CouponRedemptionItem
 from usercredits.adapters.dynamodb.errors import CONDITION_FAILED, TRANSACTION_CONFLICT
 from usercredits.adapters.dynamodb.keys import COUPON_SK, coupon_pk, customer_use_sk, redemption_sk
-from usercredits.subscriptions.ports import CouponUse
+from usercredits.subscriptions.coupons import LIMIT_REACHED
+from usercredits.subscriptions.errors import CouponError
+from usercredits.subscriptions.ports import CouponUse, StaleCustomerError
+
+#: How often a save with coupon uses that lost a race for a coupon item is tried again before reloading.
+_ATTEMPTS = 12
+
+
+def write_with_coupons(
+    write: Callable[[tuple[CouponUse, ...]], None], uses: tuple[CouponUse, ...], user_id: str
+) -> None:
+    """``write`` the save with its coupon uses: a count refused is ``CouponError`` (nothing written); a give-back
+    with nothing to give back is left out and the rest written; a transaction that only lost a race for an item
+    is tried again after a short, jittered pause (then ``StaleCustomerError``: reload and redo)."""
+    for attempt in range(_ATTEMPTS):
+        try:
+            write(uses)
+            return
+        except CouponsRefusedError as refused:
+            if refused.counts:
+                raise CouponError(LIMIT_REACHED) from refused
+            uses = tuple(use for use in uses if use not in refused.releases)
+        except CouponRaceError:
+            time.sleep(random.uniform(0, 0.01 * 2 ** min(attempt, 6)))  # noqa: S311 - jitter, not security
+    raise StaleCustomerError(user_id)
 
 
 class Role(StrEnum):

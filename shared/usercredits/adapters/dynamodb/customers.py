@@ -8,8 +8,6 @@ version. Coupon redemptions are counted by one transaction that can neither coun
 
 from __future__ import annotations
 
-import random
-import time
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -20,10 +18,9 @@ from pynamodb.transactions import TransactWrite
 
 from usercredits.adapters.dynamodb.coupon_uses import (
     CouponActions,
-    CouponRaceError,
-    CouponsRefusedError,
     add_coupon_uses,
     raise_for_coupons,
+    write_with_coupons,
 )
 from usercredits.adapters.dynamodb.customer_mapping import (
     child_data,
@@ -57,8 +54,6 @@ from usercredits.adapters.dynamodb.keys import (
 from usercredits.adapters.dynamodb.transactions import IDEMPOTENCY_TTL, equals_stored, set_or_remove
 from usercredits.errors import ConflictError, NotFoundError
 from usercredits.kernel.writes import MAX_TRANSACTION_ACTIONS, IdempotencyRecord, IdempotentReplayError
-from usercredits.subscriptions.coupons import LIMIT_REACHED
-from usercredits.subscriptions.errors import CouponError
 from usercredits.subscriptions.models import (
     Address,
     Customer,
@@ -89,9 +84,6 @@ _CHILD_LISTS: dict[ChildKind, str] = {
     ChildKind.TRANSACTION: "transactions",
 }
 
-
-#: How often a save with coupon uses that lost a race for a coupon item is tried again before reloading.
-_COUPON_ATTEMPTS = 12
 
 #: One child write of a save: (kind, local id, the child to put, or None to delete it).
 _ChildWrite = tuple[ChildKind, str, ChildItem | None]
@@ -260,27 +252,13 @@ class DynamoCustomerRepository:
             chunk = MAX_TRANSACTION_ACTIONS - 1  # and the condition check on the profile
             for start in range(0, len(early), chunk):
                 self._write_ahead(customer.user_id, changes.expected_version, early[start : start + chunk])
-        self._write_with_coupons(customer, changes, version, [*last, *ahead])
-        return customer.model_copy(update={"version": version})
+        writes = [*last, *ahead]
 
-    def _write_with_coupons(
-        self, customer: Customer, changes: CustomerChanges, version: int, writes: Sequence[_ChildWrite]
-    ) -> None:
-        """``_write``, with the change's coupon uses in the same transaction: a count refused is ``CouponError``
-        (nothing written); a give-back with nothing to give back is left out and the rest written; a transaction
-        that only lost a race for a coupon item is tried again after a short, jittered pause."""
-        uses = changes.coupon_uses
-        for attempt in range(_COUPON_ATTEMPTS):
-            try:
-                self._write(customer, changes.expected_version, version, writes, changes.idempotency, uses)
-                return
-            except CouponsRefusedError as refused:
-                if refused.counts:
-                    raise CouponError(LIMIT_REACHED) from refused
-                uses = tuple(use for use in uses if use not in refused.releases)
-            except CouponRaceError:
-                time.sleep(random.uniform(0, 0.01 * 2 ** min(attempt, 6)))  # noqa: S311 - jitter, not security
-        raise StaleCustomerError(customer.user_id)
+        def write(uses: tuple[CouponUse, ...]) -> None:
+            self._write(customer, changes.expected_version, version, writes, changes.idempotency, uses)
+
+        write_with_coupons(write, changes.coupon_uses, customer.user_id)
+        return customer.model_copy(update={"version": version})
 
     def _write(
         self,
