@@ -195,7 +195,10 @@ def handle_subscribe(
     return subscription_response(subscription)
 
 
-@app.post("/customer/subscriptions/<subscriptionId>/cancel", responses=api_responses(S.OK, S.NOT_FOUND, S.CONFLICT))
+@app.post(
+    "/customer/subscriptions/<subscriptionId>/cancel",
+    responses=api_responses(S.OK, S.NOT_FOUND, S.CONFLICT, S.BAD_GATEWAY),
+)
 def handle_cancel_subscription(
     subscriptionId: IdentifierPath,  # noqa: N803 - the contract's path parameter name
     body: Annotated[CancelSubscriptionRequest | None, Body()] = None,
@@ -215,7 +218,7 @@ def handle_cancel_subscription(
     return subscription_response(canceled)
 
 
-@app.post("/customer/subscriptions/cancel-all", responses=api_responses(S.OK, S.CONFLICT))
+@app.post("/customer/subscriptions/cancel-all", responses=api_responses(S.OK, S.CONFLICT, S.BAD_GATEWAY))
 def handle_cancel_all_subscriptions(
     body: Annotated[CancelSubscriptionRequest | None, Body()] = None, idempotency_key: IdempotencyKeyHeader = None
 ) -> SubscriptionsResponse:
