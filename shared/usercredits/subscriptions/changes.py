@@ -21,11 +21,18 @@ from dataclasses import dataclass, field
 from usercredits.errors import ConflictError, NotFoundError
 from usercredits.kernel.retries import OPTIMISTIC_ATTEMPTS
 from usercredits.kernel.writes import IdempotencyRecord, IdempotentReplayError
-from usercredits.subscriptions.coupons import coupon_uses
-from usercredits.subscriptions.models import Customer
+from usercredits.subscriptions.models import (
+    Customer,
+    DiscountKind,
+    ProcessorState,
+    Subscription,
+    SubscriptionStatus,
+    TransactionKind,
+)
 from usercredits.subscriptions.ports import (
     ChildItem,
     ChildKind,
+    CouponUse,
     CustomerChanges,
     CustomerRepository,
     StaleCustomerError,
@@ -79,7 +86,7 @@ def customer_changes(before: Customer | None, after: Customer) -> CustomerChange
 
     Children are matched by local id: new or different ones are upserted, missing ones deleted. The profile is every
     field but the child lists; the save moves its version from ``before.version`` whenever anything is written.
-    Coupon uses a subscribe counts, or a withdraw gives back, go with them (``coupons.coupon_uses``).
+    Coupon uses a subscribe counts, or a withdraw gives back, go with them (``coupon_uses``).
     """
     uses = coupon_uses(before, after)
     if before is None:
@@ -101,6 +108,62 @@ def customer_changes(before: Customer | None, after: Customer) -> CustomerChange
         upserts=tuple(upserts_list),
         deletions=tuple(deletions),
         coupon_uses=uses,
+    )
+
+
+def coupon_uses(before: Customer | None, after: Customer) -> tuple[CouponUse, ...]:
+    """The coupon uses the change from ``before`` to ``after`` counts or gives back (docs/rules.md#coupon-redemption).
+
+    Counted: each coupon discount of a subscription the change adds (a subscribe). Given back: each coupon discount
+    of a subscription that never billed and stops here: a never-synced one withdrawn or dropped (reset-processor),
+    or a queued one canceled before its first billing date with no charge recorded. A use that was never counted
+    (a subscription stored before uses were counted at subscribe) is skipped by the repository, not given back.
+    """
+    old = {sub.subscription_id: sub for sub in before.subscriptions} if before is not None else {}
+    uses: list[CouponUse] = []
+    for sub in after.subscriptions:
+        if sub.subscription_id not in old and not sub.deleted and sub.processor.state is ProcessorState.INITIAL:
+            uses += _uses(after, sub, release=False)
+    new = {sub.subscription_id: sub for sub in after.subscriptions}
+    for sub in old.values():
+        if before is not None and _gives_back(sub, new.get(sub.subscription_id), after):
+            uses += _uses(before, sub, release=True)
+    return tuple(uses)
+
+
+def _uses(customer: Customer, subscription: Subscription, *, release: bool) -> list[CouponUse]:
+    return [
+        CouponUse(
+            code=discount.coupon_code,
+            customer_id=discount.customer_id or customer.customer_id,
+            subscription_id=subscription.subscription_id,
+            restricted=discount.kind is DiscountKind.COUPON_RESTRICTED,
+            release=release,
+        )
+        for discount in subscription.discounts
+        if discount.coupon_code is not None
+    ]
+
+
+def _gives_back(old: Subscription, new: Subscription | None, after: Customer) -> bool:
+    if old.deleted:
+        return False  # given back when it was withdrawn
+    if new is None or new.deleted:
+        return old.processor.state is ProcessorState.INITIAL
+    canceled_now = old.status is not SubscriptionStatus.CANCELED and new.status is SubscriptionStatus.CANCELED
+    return canceled_now and _never_billed(new, after)
+
+
+def _never_billed(subscription: Subscription, customer: Customer) -> bool:
+    """Queued and canceled before its first billing date, with no charge recorded or pending for it."""
+    start, at = subscription.first_billing_date, subscription.updated_at
+    if start is None or at is None or at >= start:
+        return False
+    if subscription.transactions_pending or subscription.current_billing_cycle > 0:
+        return False
+    return not any(
+        txn.subscription_id == subscription.subscription_id and txn.kind is TransactionKind.SALE
+        for txn in customer.transactions
     )
 
 

@@ -1,9 +1,9 @@
 """Coupon validation and coupon discounts (docs/rules.md#coupons, #discounts).
 
 Validation returns the seed's messages, first failure first: "Invalid promocode", "Promocode expired", "Promocode not
-yet active", "Promocode limit reached". Counting uses is the save's job: ``coupon_uses`` says which uses a change
-counts or gives back, and the repository writes them in the change's own transaction (never past ``maxUses``, once
-per customer for a restricted coupon); here ``used_count`` is only read.
+yet active", "Promocode limit reached". Counting uses is the save's job: ``changes.coupon_uses`` says which uses a
+change counts or gives back, and the repository writes them in the change's own transaction (never past
+``maxUses``, once per customer for a restricted coupon); here ``used_count`` is only read.
 """
 
 from __future__ import annotations
@@ -14,18 +14,7 @@ from datetime import datetime
 from usercredits.kernel.models import Money
 from usercredits.subscriptions.discounts import new_discount, percent_of
 from usercredits.subscriptions.errors import CouponError
-from usercredits.subscriptions.models import (
-    Coupon,
-    CouponKind,
-    Customer,
-    Discount,
-    DiscountKind,
-    ProcessorState,
-    Subscription,
-    SubscriptionStatus,
-    TransactionKind,
-)
-from usercredits.subscriptions.ports import CouponUse
+from usercredits.subscriptions.models import Coupon, CouponKind, Discount, DiscountKind, Subscription
 
 INVALID = "Invalid promocode"
 EXPIRED = "Promocode expired"
@@ -136,60 +125,4 @@ def coupon_discount(
         number_of_billing_cycles=coupon.number_of_billing_cycles,
         coupon_code=coupon.code,
         customer_id=customer_id if coupon.restricted else None,
-    )
-
-
-def coupon_uses(before: Customer | None, after: Customer) -> tuple[CouponUse, ...]:
-    """The coupon uses the change from ``before`` to ``after`` counts or gives back (docs/rules.md#coupon-redemption).
-
-    Counted: each coupon discount of a subscription the change adds (a subscribe). Given back: each coupon discount
-    of a subscription that never billed and stops here: a never-synced one withdrawn or dropped (reset-processor),
-    or a queued one canceled before its first billing date with no charge recorded. A use that was never counted
-    (a subscription stored before uses were counted at subscribe) is skipped by the repository, not given back.
-    """
-    old = {sub.subscription_id: sub for sub in before.subscriptions} if before is not None else {}
-    uses: list[CouponUse] = []
-    for sub in after.subscriptions:
-        if sub.subscription_id not in old and not sub.deleted and sub.processor.state is ProcessorState.INITIAL:
-            uses += _uses(after, sub, release=False)
-    new = {sub.subscription_id: sub for sub in after.subscriptions}
-    for sub in old.values():
-        if before is not None and _gives_back(sub, new.get(sub.subscription_id), after):
-            uses += _uses(before, sub, release=True)
-    return tuple(uses)
-
-
-def _uses(customer: Customer, subscription: Subscription, *, release: bool) -> list[CouponUse]:
-    return [
-        CouponUse(
-            code=discount.coupon_code,
-            customer_id=discount.customer_id or customer.customer_id,
-            subscription_id=subscription.subscription_id,
-            restricted=discount.kind is DiscountKind.COUPON_RESTRICTED,
-            release=release,
-        )
-        for discount in subscription.discounts
-        if discount.coupon_code is not None
-    ]
-
-
-def _gives_back(old: Subscription, new: Subscription | None, after: Customer) -> bool:
-    if old.deleted:
-        return False  # given back when it was withdrawn
-    if new is None or new.deleted:
-        return old.processor.state is ProcessorState.INITIAL
-    canceled_now = old.status is not SubscriptionStatus.CANCELED and new.status is SubscriptionStatus.CANCELED
-    return canceled_now and _never_billed(new, after)
-
-
-def _never_billed(subscription: Subscription, customer: Customer) -> bool:
-    """Queued and canceled before its first billing date, with no charge recorded or pending for it."""
-    start, at = subscription.first_billing_date, subscription.updated_at
-    if start is None or at is None or at >= start:
-        return False
-    if subscription.transactions_pending or subscription.current_billing_cycle > 0:
-        return False
-    return not any(
-        txn.subscription_id == subscription.subscription_id and txn.kind is TransactionKind.SALE
-        for txn in customer.transactions
     )

@@ -196,7 +196,7 @@ def subscribe(
     Three requests, with or without a coupon: Query the customer, read the plan, the coupon and the customer's use of
     it together, save. Unknown plan: 404 (nothing written); a coupon that cannot be used: 422 with the seed's message
     ("Invalid promocode", "Promocode expired", ...). The coupon's use is counted by the save itself, in the same
-    transaction (``coupons.coupon_uses``): a coupon that another subscribe filled meanwhile is 422 "Promocode limit
+    transaction (``changes.coupon_uses``): a coupon that another subscribe filled meanwhile is 422 "Promocode limit
     reached" there, with nothing written. Cancels: ``cancelling`` (they may call the processor).
     """
 

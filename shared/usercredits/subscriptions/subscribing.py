@@ -117,7 +117,7 @@ def apply_coupon(
 
     Raises ``CouponError`` with the seed's message when the coupon cannot be used (a restricted coupon the customer
     already used is "Promocode limit reached"; one that takes nothing off this subscription is "Invalid promocode").
-    The use is counted by the save of this change (``coupons.coupon_uses``), in its own transaction.
+    The use is counted by the save of this change (``changes.coupon_uses``), in its own transaction.
     """
     subscription = find_subscription(customer, subscription_id)
     valid = ensure_valid_coupon(coupon, now)

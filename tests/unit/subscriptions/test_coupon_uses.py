@@ -1,11 +1,11 @@
 """Which coupon uses a change counts or gives back (docs/rules.md#coupon-redemption): pure rules of
-``coupons.coupon_uses``, on the seed's customer at 2017-01-10."""
+``changes.coupon_uses``, on the seed's customer at 2017-01-10."""
 
 from __future__ import annotations
 
 from tests.helpers.subscription_builders import at, base_customer, plan, subscription
 from usercredits.kernel.models import Money
-from usercredits.subscriptions.coupons import coupon_uses
+from usercredits.subscriptions.changes import coupon_uses
 from usercredits.subscriptions.models import (
     Coupon,
     CouponKind,

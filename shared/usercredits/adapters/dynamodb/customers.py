@@ -257,7 +257,7 @@ class DynamoCustomerRepository:
         def write(uses: tuple[CouponUse, ...]) -> None:
             self._write(customer, changes.expected_version, version, writes, changes.idempotency, uses)
 
-        write_with_coupons(write, changes.coupon_uses, customer.user_id)
+        write_with_coupons(write, changes.coupon_uses, customer.user_id) if changes.coupon_uses else write(())
         return customer.model_copy(update={"version": version})
 
     def _write(
@@ -271,7 +271,7 @@ class DynamoCustomerRepository:
     ) -> None:
         profile = CustomerProfileItem(pk=customer_pk(customer.user_id), sk=PROFILE_SK)
         actions, condition = _profile_actions(customer, version), _version_condition(expected)
-        coupons = CouponActions()
+        coupons: CouponActions | None = None
         try:
             if not writes and idempotency is None and not uses:  # the profile alone: one conditional UpdateItem
                 profile.update(actions=actions, condition=condition)
@@ -282,13 +282,14 @@ class DynamoCustomerRepository:
                 if idempotency is not None:
                     record = _idempotency_item(customer.user_id, idempotency)
                     transaction.save(record, condition=CustomerIdempotencyItem.pk.does_not_exist())
-                coupons = add_coupon_uses(transaction, uses, datetime.now(UTC))
+                if uses:
+                    coupons = add_coupon_uses(transaction, uses, datetime.now(UTC))
         except UpdateError as exc:
             if condition_failed(exc, or_conflict=True):
                 raise StaleCustomerError(customer.user_id) from exc
             raise
         except TransactWriteError as exc:
-            if uses:
+            if coupons is not None:
                 deletes = sum(1 for _, _, child in writes if child is None)
                 puts = len(writes) - deletes + (idempotency is not None)
                 raise_for_coupons(cancellation_codes(exc), coupons, deletes_before=deletes, puts_before=puts)
