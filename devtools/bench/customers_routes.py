@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from devtools.bench import checks
+from devtools.bench.customer_cancels import cancels
 from devtools.bench.customer_refunds import keyed_refunds
 from devtools.bench.handlers import HandlerBench
 
 
 class CustomersBench(HandlerBench):
-    """The customers routes: reading the caller's customer (created on first use), subscribing to a plan, and an
-    admin's keyed refund and its replay."""
+    """The customers routes: reading the caller's customer (created on first use), subscribing to a plan, an
+    admin's keyed refund and its replay, and the cancels (one, all) and the admin's reset-processor."""
 
     MODULE = "customers.handler"
     FUNCTION = "CustomersFunction"
@@ -28,6 +29,7 @@ class CustomersBench(HandlerBench):
         self._subscriptions()
         self._default_payment_method()
         keyed_refunds(self)
+        cancels(self)
 
     def _define_plan_and_coupon(self) -> None:
         plan = {"name": "Pro", "price": {"amount": 1490, "currency": "usd"}, "billingFrequencyMonths": 1, "level": 2}

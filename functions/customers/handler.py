@@ -67,7 +67,7 @@ from usercredits.http import (
 from usercredits.observability import logger, metrics
 from usercredits.settings import CustomersSettings, get_customers_settings
 from usercredits.snapstart import prime_before_snapshot
-from usercredits.subscriptions import loading, money_back, saving, service
+from usercredits.subscriptions import cancelling, loading, money_back, saving, service
 from usercredits.subscriptions.models import Plan, ProfileFields
 from usercredits.subscriptions.ports import (
     CustomerPorts,
@@ -214,22 +214,44 @@ def handle_subscribe(
     return subscription_response(subscription)
 
 
-@app.post("/customer/subscriptions/<subscriptionId>/cancel", responses=api_responses(S.OK, S.NOT_FOUND, S.CONFLICT))
+@app.post(
+    "/customer/subscriptions/<subscriptionId>/cancel",
+    responses=api_responses(S.OK, S.NOT_FOUND, S.CONFLICT, S.BAD_GATEWAY),
+)
 def handle_cancel_subscription(
     subscriptionId: IdentifierPath,  # noqa: N803 - the contract's path parameter name
     body: Annotated[CancelSubscriptionRequest | None, Body()] = None,
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> CustomerSubscriptionResponse:
+    """Cancel now or at period end, at the processor in the same request (a never-synced one is withdrawn)."""
     at_period_end = body.at_period_end if body is not None else False
-    canceled = service.cancel_subscription(
+    canceled = cancelling.cancel_subscription(
         _user(),
         subscriptionId,
         at_period_end=at_period_end,
         ports=dependencies().ports,
+        processor=sync_ports,
         request_key=idempotency_key,
     )
     metrics.add_metric(name="SubscriptionsCanceled", unit=MetricUnit.Count, value=1)
     return subscription_response(canceled)
+
+
+@app.post("/customer/subscriptions/cancel-all", responses=api_responses(S.OK, S.CONFLICT, S.BAD_GATEWAY))
+def handle_cancel_all_subscriptions(
+    body: Annotated[CancelSubscriptionRequest | None, Body()] = None, idempotency_key: IdempotencyKeyHeader = None
+) -> SubscriptionsResponse:
+    """cancelSubscriptions: every running or queued subscription canceled (now or at period end), at the processor
+    in the same request; the customer's subscriptions as they stand after it."""
+    at_period_end = body.at_period_end if body is not None else False
+    subscriptions = cancelling.cancel_all_subscriptions(
+        _user(),
+        at_period_end=at_period_end,
+        ports=dependencies().ports,
+        processor=sync_ports,
+        request_key=idempotency_key,
+    )
+    return SubscriptionsResponse(subscriptions=[subscription_response(subscription) for subscription in subscriptions])
 
 
 @app.get("/customer/subscriptions", responses=api_responses(S.OK))
@@ -323,6 +345,20 @@ def handle_void(
     voided = money_back.void_transaction(userId, transactionId, sync_ports(), idempotency_key)
     metrics.add_metric(name="TransactionsVoided", unit=MetricUnit.Count, value=1)
     return transaction_response(voided)
+
+
+@app.post(
+    "/admin/customers/<userId>/reset-processor",
+    responses=api_responses(S.OK, S.FORBIDDEN, S.NOT_FOUND, S.CONFLICT),
+)
+def handle_reset_processor(
+    userId: UserPath,  # noqa: N803 - the contract's path parameter name
+    idempotency_key: IdempotencyKeyHeader = None,
+) -> CustomerResponse:
+    """resetProcessor: drop what never reached the processor and revert unsynced edits (no processor call)."""
+    require_admin(app)
+    customer = cancelling.reset_processor(userId, ports=dependencies().ports, request_key=idempotency_key)
+    return customer_response(customer)
 
 
 @app.get("/admin/customers/<userId>", responses=api_responses(S.OK, S.FORBIDDEN, S.NOT_FOUND))

@@ -141,6 +141,7 @@ class CustomerSubscriptionResponse(DomainModel):
     descriptor: Descriptor | None
     cancel_at_period_end: bool
     deleted: bool
+    replaces: list[str]  # local ids of the subscriptions it ends at the processor once synced
     processor: ProcessorStatus
     created_at: datetime
     updated_at: datetime | None
@@ -340,6 +341,7 @@ def subscription_response(subscription: Subscription) -> CustomerSubscriptionRes
         descriptor=subscription.descriptor,
         cancel_at_period_end=subscription.cancel_at_period_end,
         deleted=subscription.deleted,
+        replaces=list(subscription.replaces),
         processor=processor_status(subscription.processor),
         created_at=subscription.created_at,
         updated_at=subscription.updated_at,

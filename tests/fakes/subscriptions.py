@@ -7,8 +7,10 @@ from datetime import datetime
 
 from usercredits.kernel.models import DomainEvent
 from usercredits.kernel.writes import IdempotentReplayError
+from usercredits.subscriptions.coupons import LIMIT_REACHED
+from usercredits.subscriptions.errors import CouponError
 from usercredits.subscriptions.models import Coupon, Customer
-from usercredits.subscriptions.ports import CustomerChanges, RedemptionOutcome, StaleCustomerError
+from usercredits.subscriptions.ports import CouponUse, CustomerChanges, RedemptionOutcome, StaleCustomerError
 
 
 class InMemoryCouponRepository:
@@ -54,15 +56,40 @@ class InMemoryCouponRepository:
     def used_by_customer(self, code: str, customer_id: str) -> bool:
         return any(key[:2] == (code, customer_id) for key in self.redemptions)
 
+    def apply_uses(self, uses: tuple[CouponUse, ...]) -> None:
+        """A save's coupon uses, all or none (``CouponError`` when a count is refused); a give-back with nothing to
+        give back is skipped, as the real save's transaction does."""
+        with self._lock:
+            coupons, redemptions = dict(self.coupons), set(self.redemptions)
+            for use in uses:
+                key = (use.code, use.customer_id, use.subscription_id)
+                coupon = coupons.get(use.code)
+                if use.release:
+                    if key in redemptions and coupon is not None:
+                        redemptions.discard(key)
+                        coupons[use.code] = coupon.model_copy(update={"used_count": coupon.used_count - 1})
+                    continue
+                taken = use.restricted and any(k[:2] == key[:2] for k in redemptions)
+                full = coupon is not None and coupon.max_uses is not None and coupon.used_count >= coupon.max_uses
+                if coupon is None or key in redemptions or taken or full:
+                    raise CouponError(LIMIT_REACHED)
+                redemptions.add(key)
+                coupons[use.code] = coupon.model_copy(update={"used_count": coupon.used_count + 1})
+            self.coupons, self.redemptions = coupons, redemptions
+
 
 class InMemoryCustomerRepository:
     """Customers by user id, with the port's semantics: versioned saves (``StaleCustomerError``), a payment lock taken
-    by one conditional step, and ``save`` leaving the lock as it is. ``saves`` counts the writes;
+    by one conditional step, and ``save`` leaving the lock as it is; given ``coupons``, a save counts or gives back
+    its coupon uses there, atomically with the change. ``saves`` counts the writes;
     ``fail_next_saves`` makes the next saves raise ``StaleCustomerError`` as a concurrent writer would. ``events``
     holds the events the saves recorded, each fact once (the outbox's put only if absent, by fact id)."""
 
-    def __init__(self, customers: list[Customer] | None = None) -> None:
+    def __init__(
+        self, customers: list[Customer] | None = None, *, coupons: InMemoryCouponRepository | None = None
+    ) -> None:
         self.customers = {customer.user_id: customer for customer in customers or []}
+        self.coupons = coupons  # where a save's coupon uses are counted (None: not counted)
         self.records: dict[tuple[str, str, str], IdempotentReplayError] = {}
         self.saves = 0
         self.fail_next_saves = 0
@@ -95,6 +122,8 @@ class InMemoryCustomerRepository:
                 raise StaleCustomerError()
             if changes.expected_version is not None and (stored is None or stored.version != changes.expected_version):
                 raise StaleCustomerError()
+            if self.coupons is not None:
+                self.coupons.apply_uses(changes.coupon_uses)
             version = 0 if changes.expected_version is None else changes.expected_version + 1
             lock = stored.payment_lock_until if stored is not None else None
             saved = changes.customer.model_copy(update={"version": version, "payment_lock_until": lock})

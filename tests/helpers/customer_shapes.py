@@ -97,6 +97,7 @@ SUBSCRIPTION = {
     "descriptor",
     "cancelAtPeriodEnd",
     "deleted",
+    "replaces",
     "processor",
     "createdAt",
     "updatedAt",

@@ -257,7 +257,8 @@ def test_first_subscription_starts_now_and_stays_local_until_synced(api: Call, r
 
 
 def test_subscribe_with_a_coupon_is_three_requests_and_takes_its_discount(api: Call, requests: list[str]) -> None:
-    """M46 (local part): 10% of 14.90 is 1.49, for the coupon's 2 cycles; the use is counted at sync, not here."""
+    """M46 (local part): 10% of 14.90 is 1.49, for the coupon's 2 cycles; the use is counted here, in the save's
+    own transaction (docs/rules.md#coupon-redemption), still three requests."""
     define_pro_plan(api)
     define_coupon(api)
     api("get_customer")
@@ -269,7 +270,7 @@ def test_subscribe_with_a_coupon_is_three_requests_and_takes_its_discount(api: C
     assert discount["kind"] == "coupon" and discount["couponCode"] == "TEN"
     assert discount["amount"] == {"amount": 149, "currency": "usd"} and discount["numberOfBillingCycles"] == 2
     coupon = DynamoCouponRepository().get("TEN")
-    assert coupon is not None and coupon.used_count == 0
+    assert coupon is not None and coupon.used_count == 1
 
 
 def test_subscribe_to_an_unknown_plan_is_404(api: Call, items: Callable[[], list[dict[str, Any]]]) -> None:
@@ -432,17 +433,22 @@ def test_cancel_an_unsynced_subscription_withdraws_it(api: Call) -> None:
 
 
 def test_cancel_at_period_end_marks_a_synced_subscription_changed(api: Call) -> None:
+    """The cancel is saved before the processor is called: without a processor (the local provider) it answers 409
+    and the subscription shows the cancel pending at the processor (state changed) for a sync to complete."""
     store(base_customer(user_id="alice"))
-    status, sub = api("cancel_subscription", path="/customer/subscriptions/four/cancel", body={"atPeriodEnd": True})
-    assert status == S.OK
+    status, body = api("cancel_subscription", path="/customer/subscriptions/four/cancel", body={"atPeriodEnd": True})
+    assert status == S.CONFLICT and "local payment provider" in body["message"]
+    [sub] = api("get_customer")[1]["subscriptions"]
     assert sub["cancelAtPeriodEnd"] is True and sub["status"] == "active" and sub["processor"]["state"] == "changed"
 
 
 def test_cancel_now_without_a_body(api: Call) -> None:
-    """M11 for one subscription: Active -> Canceled, sent at the next sync (state changed)."""
+    """M11 for one subscription: Active -> Canceled locally first (state changed, pending at the processor)."""
     store(base_customer(user_id="alice"))
-    status, sub = api("cancel_subscription", path="/customer/subscriptions/four/cancel", raw_body="")
-    assert status == S.OK and sub["status"] == "canceled" and sub["processor"]["state"] == "changed"
+    status, _ = api("cancel_subscription", path="/customer/subscriptions/four/cancel", raw_body="")
+    assert status == S.CONFLICT  # the local provider has no subscription processor (yet)
+    [sub] = api("get_customer")[1]["subscriptions"]
+    assert sub["status"] == "canceled" and sub["processor"]["state"] == "changed"
     assert stored().subscriptions[0].status is SubscriptionStatus.CANCELED
 
 

@@ -204,17 +204,24 @@ def test_m46_coupon_end_to_end_counts_one_redemption(world: World) -> None:
     assert [e.status for e in history][-1] is SubscriptionStatus.ACTIVE
 
 
-def test_coupon_over_its_limit_is_dropped_not_sent(world: World) -> None:
+def test_coupon_over_its_limit_is_not_sent_and_the_sync_says_so(world: World) -> None:
+    """A subscription stored before uses were counted at subscribe, whose coupon is full by now: never dropped
+    silently, the sync answers 409 naming the coupon, and the subscription stays unsent with its discount."""
     a_customer(world, coupon=True)
     world.coupons.coupons["TEN"] = world.coupons.coupons["TEN"].model_copy(update={"used_count": 2})
 
-    saved = save_processor(USER, world.ports)
+    with pytest.raises(ConflictError, match="coupon TEN .*Promocode limit reached"):
+        save_processor(USER, world.ports)
 
-    assert saved.subscriptions[0].discounts == []
+    stored = world.customer()
+    assert len(stored.subscriptions[0].discounts) == 1
+    assert stored.subscriptions[0].processor.state is ProcessorState.INITIAL
     assert world.fake.coupons == {}
+    assert present(world.coupons.get("TEN")).used_count == 2
 
 
 def test_a_restricted_coupon_on_two_subscriptions_is_sent_with_one_only(world: World) -> None:
+    """Subscriptions stored before uses were counted at subscribe (today the second subscribe is refused, 422)."""
     # Given a restricted coupon the customer put on two subscriptions before either was synced
     once = present(world.coupons.get("TEN")).model_copy(update={"code": "ONCE", "restricted": True})
     world.coupons.coupons["ONCE"] = once
@@ -227,9 +234,12 @@ def test_a_restricted_coupon_on_two_subscriptions_is_sent_with_one_only(world: W
         customer, _ = apply_coupon(customer, subscription.subscription_id, once, now)
     world.customers.customers[USER] = customer
     # When it is synced
-    saved = save_processor(USER, world.ports)
-    # Then the coupon was counted once, for the first subscription; the other went without it
-    assert [len(s.discounts) for s in saved.subscriptions] == [1, 0]
+    with pytest.raises(ConflictError, match=f"coupon ONCE of subscription {second.subscription_id}"):
+        save_processor(USER, world.ports)
+    # Then the coupon was counted once, for the first subscription, sent; the other is not sent, nor dropped silently
+    saved = world.customer()
+    assert [s.processor.state for s in saved.subscriptions] == [ProcessorState.SAVED, ProcessorState.INITIAL]
+    assert [len(s.discounts) for s in saved.subscriptions] == [1, 1]
     assert present(world.coupons.get("ONCE")).used_count == 1
     assert len(world.fake.coupons) == 1
 

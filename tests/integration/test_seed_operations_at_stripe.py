@@ -1,7 +1,7 @@
 """Refunds and disputes of subscription payments, trials and the default payment method's reuse rules, through the
 real handlers (issue 15 items 4 and 5):
 the customers function in Stripe mode and the webhook function with real HMAC signatures, both against the fake
-Billing API (tests/stripe_billing_fake.py) and PynamoDB on moto.
+Billing API (devtools/stripe_sim) and PynamoDB on moto.
 
 A fully refunded or lost-disputed billing period is not an entitlement; a partial refund, an open or a won dispute
 keep it (docs/rules.md#subscription-refunds-and-disputes). Sequences: a refund webhook before any sync mirrored the

@@ -9,6 +9,7 @@ sequence it finds as a regular test.
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from hypothesis import HealthCheck, settings
 from hypothesis.stateful import run_state_machine_as_test
@@ -34,7 +35,7 @@ MUST_REACH = (
     "delivered invoice.paid",
 )
 
-PROFILES = {
+PROFILES: dict[str, dict[str, Any]] = {
     "ci": {"max_examples": 15, "stateful_step_count": 25, "derandomize": True},
     "soak": {
         "max_examples": int(os.environ.get("LIFECYCLE_EXAMPLES") or 500),

@@ -31,10 +31,12 @@ KEYED = {
         "/customer/payment-methods",
         "/customer/subscriptions",
         "/customer/subscriptions/{subscriptionId}/cancel",
+        "/customer/subscriptions/cancel-all",
         "/customer/sync",
         "/customer/reload",
         "/admin/customers/{userId}/transactions/{transactionId}/refund",
         "/admin/customers/{userId}/transactions/{transactionId}/void",
+        "/admin/customers/{userId}/reset-processor",
     },
 }
 

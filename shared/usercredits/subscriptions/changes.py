@@ -22,10 +22,18 @@ from usercredits.errors import ConflictError, NotFoundError
 from usercredits.kernel.retries import OPTIMISTIC_ATTEMPTS
 from usercredits.kernel.writes import IdempotencyRecord, IdempotentReplayError
 from usercredits.subscriptions.events import customer_facts
-from usercredits.subscriptions.models import Customer
+from usercredits.subscriptions.models import (
+    Customer,
+    DiscountKind,
+    ProcessorState,
+    Subscription,
+    SubscriptionStatus,
+    TransactionKind,
+)
 from usercredits.subscriptions.ports import (
     ChildItem,
     ChildKind,
+    CouponUse,
     CustomerChanges,
     CustomerRepository,
     StaleCustomerError,
@@ -49,7 +57,7 @@ def save_change[R](
     step: Callable[[Customer | None], tuple[Customer, R]],
     *,
     loaded: Customer | None = None,
-    idempotency: Callable[[R], IdempotencyRecord] | None = None,
+    idempotency: Callable[[R], IdempotencyRecord | None] | None = None,
 ) -> tuple[Customer, R]:
     """Apply ``step`` to the customer as stored (None: not stored yet) and save what changed, in one conditional
     transaction; when another save came first, redo it on a fresh load (``ConflictError`` after ``SAVE_ATTEMPTS``).
@@ -57,7 +65,7 @@ def save_change[R](
     ``loaded``: the customer as the caller just loaded it, used for the first attempt instead of loading again. A
     stored customer that ``step`` leaves as it was is returned as is, and nothing is written. ``idempotency``: the
     request key's record of the result, written with it (alone when nothing changed; ``IdempotentReplayError`` when
-    recorded already).
+    recorded already; None: not recorded by this save).
     """
     for attempt in range(SAVE_ATTEMPTS):
         before = loaded if attempt == 0 and loaded is not None else customers.load(user_id)
@@ -79,13 +87,20 @@ def customer_changes(before: Customer | None, after: Customer) -> CustomerChange
 
     Children are matched by local id: new or different ones are upserted, missing ones deleted. The profile is every
     field but the child lists; the save moves its version from ``before.version`` whenever anything is written. The
-    facts the change records (``events.customer_facts``) go with it, to be written in the same transaction.
+    facts the change records (``events.customer_facts``) go with it, to be written in the same transaction, and so do
+    the coupon uses a subscribe counts, or a withdraw gives back (``coupon_uses``).
     """
     facts = customer_facts(before, after)
+    uses = coupon_uses(before, after)
     if before is None:
         upserts = tuple(item for kind in _CHILD_LISTS for item in _children(after, kind))
         return CustomerChanges(
-            customer=after, expected_version=None, profile_changed=True, upserts=upserts, facts=facts
+            customer=after,
+            expected_version=None,
+            profile_changed=True,
+            upserts=upserts,
+            facts=facts,
+            coupon_uses=uses,
         )
     upserts_list: list[ChildItem] = []
     deletions: list[tuple[ChildKind, str]] = []
@@ -101,6 +116,63 @@ def customer_changes(before: Customer | None, after: Customer) -> CustomerChange
         upserts=tuple(upserts_list),
         deletions=tuple(deletions),
         facts=facts,
+        coupon_uses=uses,
+    )
+
+
+def coupon_uses(before: Customer | None, after: Customer) -> tuple[CouponUse, ...]:
+    """The coupon uses the change from ``before`` to ``after`` counts or gives back (docs/rules.md#coupon-redemption).
+
+    Counted: each coupon discount of a subscription the change adds (a subscribe). Given back: each coupon discount
+    of a subscription that never billed and stops here: a never-synced one withdrawn or dropped (reset-processor),
+    or a queued one canceled before its first billing date with no charge recorded. A use that was never counted
+    (a subscription stored before uses were counted at subscribe) is skipped by the repository, not given back.
+    """
+    old = {sub.subscription_id: sub for sub in before.subscriptions} if before is not None else {}
+    uses: list[CouponUse] = []
+    for sub in after.subscriptions:
+        if sub.subscription_id not in old and not sub.deleted and sub.processor.state is ProcessorState.INITIAL:
+            uses += _uses(after, sub, release=False)
+    new = {sub.subscription_id: sub for sub in after.subscriptions}
+    for sub in old.values():
+        if before is not None and _gives_back(sub, new.get(sub.subscription_id), after):
+            uses += _uses(before, sub, release=True)
+    return tuple(uses)
+
+
+def _uses(customer: Customer, subscription: Subscription, *, release: bool) -> list[CouponUse]:
+    return [
+        CouponUse(
+            code=discount.coupon_code,
+            customer_id=discount.customer_id or customer.customer_id,
+            subscription_id=subscription.subscription_id,
+            restricted=discount.kind is DiscountKind.COUPON_RESTRICTED,
+            release=release,
+        )
+        for discount in subscription.discounts
+        if discount.coupon_code is not None
+    ]
+
+
+def _gives_back(old: Subscription, new: Subscription | None, after: Customer) -> bool:
+    if old.deleted:
+        return False  # given back when it was withdrawn
+    if new is None or new.deleted:
+        return old.processor.state is ProcessorState.INITIAL
+    canceled_now = old.status is not SubscriptionStatus.CANCELED and new.status is SubscriptionStatus.CANCELED
+    return canceled_now and _never_billed(new, after)
+
+
+def _never_billed(subscription: Subscription, customer: Customer) -> bool:
+    """Queued and canceled before its first billing date, with no charge recorded or pending for it."""
+    start, at = subscription.first_billing_date, subscription.updated_at
+    if start is None or at is None or at >= start:
+        return False
+    if subscription.transactions_pending or subscription.current_billing_cycle > 0:
+        return False
+    return not any(
+        txn.subscription_id == subscription.subscription_id and txn.kind is TransactionKind.SALE
+        for txn in customer.transactions
     )
 
 

@@ -1,8 +1,9 @@
 """Coupon validation and coupon discounts (docs/rules.md#coupons, #discounts).
 
 Validation returns the seed's messages, first failure first: "Invalid promocode", "Promocode expired", "Promocode not
-yet active", "Promocode limit reached". Counting uses is the repository's job (``ports.CouponRepository.redeem``),
-atomic and once per (coupon, customer, subscription); here ``used_count`` is only read.
+yet active", "Promocode limit reached". Counting uses is the save's job: ``changes.coupon_uses`` says which uses a
+change counts or gives back, and the repository writes them in the change's own transaction (never past
+``maxUses``, once per customer for a restricted coupon); here ``used_count`` is only read.
 """
 
 from __future__ import annotations

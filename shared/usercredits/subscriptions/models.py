@@ -290,6 +290,9 @@ class Subscription(SyncableModel):
     descriptor: Descriptor | None = None
     cancel_at_period_end: bool = False
     deleted: bool = False  # a soft delete (or deleted at the processor); not tracked, so it never triggers a sync
+    # Local ids of the subscriptions this one ends at the processor once it is there (an upgrade, a queued switch):
+    # docs/rules.md#replaced-subscriptions. Not tracked: it is never sent as such.
+    replaces: list[str] = Field(default_factory=list)
     # Epoch seconds (comparable with Stripe's event ``created``) of the newest state recorded, per event family: a
     # subscription event or a sync/load result for ``last_event_created``, an invoice event for the other.
     last_event_created: int | None = Field(default=None, ge=0)

@@ -45,6 +45,20 @@ ChildItem = Address | PaymentMethod | Subscription | Transaction
 
 
 @dataclass(frozen=True)
+class CouponUse:
+    """One coupon use a save counts (``release`` False: the redemption put only if absent, ``usedCount`` + 1 only
+    below ``maxUses``, a restricted coupon's per-customer use put only if absent) or gives back (``release``: the
+    redemption deleted only if present, ``usedCount`` - 1, the per-customer use deleted), in the save's own
+    transaction (docs/rules.md#coupon-redemption)."""
+
+    code: str
+    customer_id: str
+    subscription_id: str
+    restricted: bool
+    release: bool = False
+
+
+@dataclass(frozen=True)
 class CustomerChanges:
     """What a save must write (computed by ``changes.customer_changes``).
 
@@ -53,6 +67,7 @@ class CustomerChanges:
     and must not exist yet. ``upserts`` are the new or changed children; ``deletions`` the children to remove.
     ``idempotency``: the request's ``Idempotency-Key``, recorded in the same write (put only if absent).
     ``facts``: the events the change records (``events.customer_facts``), written to the outbox in the same write.
+    ``coupon_uses``: coupon uses counted or given back with the change (a refused count raises ``CouponError``).
     """
 
     customer: Customer
@@ -62,6 +77,7 @@ class CustomerChanges:
     deletions: tuple[tuple[ChildKind, str], ...] = ()
     idempotency: IdempotencyRecord | None = None
     facts: tuple[CustomerFact, ...] = ()
+    coupon_uses: tuple[CouponUse, ...] = ()
 
     @property
     def changes_customer(self) -> bool:

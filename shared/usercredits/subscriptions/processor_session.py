@@ -10,17 +10,29 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
+from typing import Protocol
 
 from usercredits.errors import NotFoundError
+from usercredits.kernel.clock import Clock
 from usercredits.kernel.writes import IdempotencyRecord
 from usercredits.subscriptions.changes import save_change
 from usercredits.subscriptions.errors import PaymentInProgressError
 from usercredits.subscriptions.models import Customer
-from usercredits.subscriptions.ports import SyncPorts
+from usercredits.subscriptions.ports import CustomerRepository
 from usercredits.subscriptions.sync_rules import PAYMENT_LOCK_TIMEOUT
 
 
-def load_customer(user_id: str, ports: SyncPorts) -> Customer:
+class StoragePorts(Protocol):
+    """What the lock and the saves need (``SyncPorts``, and ``CustomerPorts`` for what calls no processor)."""
+
+    @property
+    def customers(self) -> CustomerRepository: ...
+
+    @property
+    def clock(self) -> Clock: ...
+
+
+def load_customer(user_id: str, ports: StoragePorts) -> Customer:
     """The stored customer; ``NotFoundError`` without one."""
     customer = ports.customers.load(user_id)
     if customer is None:
@@ -29,7 +41,7 @@ def load_customer(user_id: str, ports: SyncPorts) -> Customer:
 
 
 @contextmanager
-def payment_lock(user_id: str, ports: SyncPorts) -> Iterator[None]:
+def payment_lock(user_id: str, ports: StoragePorts) -> Iterator[None]:
     """Hold the customer's payment lock (docs/rules.md#payment-lock: one conditional write) for the block; released
     in any case."""
     now = ports.clock.now()
@@ -49,7 +61,7 @@ def unlocked(customer: Customer) -> Customer:
 
 def persist(
     customer: Customer,
-    ports: SyncPorts,
+    ports: StoragePorts,
     change: Callable[[Customer], Customer],
     idempotency: IdempotencyRecord | None = None,
 ) -> Customer:

@@ -7,8 +7,9 @@ sync that fails halfway is completed by the next one: what reached the processor
 again, and a call whose answer was lost gets the object it made the first time. Nothing is rolled back on failure
 (the seed's rollback dropped the user's unsent items); the lock is released whatever happens.
 
-Coupon uses are counted (``CouponRepository.redeem``, once per coupon, customer and subscription) before the
-discount is sent; a refused one is dropped from the subscription instead of being sent.
+Coupon uses are counted at subscribe, in the subscribe's own save; a subscription stored before that still has its
+use counted here (``CouponRepository.redeem``, once per coupon, customer and subscription) before the discount is
+sent, and a refused one stops the sync with 409 instead of being dropped silently.
 """
 
 from __future__ import annotations
@@ -20,7 +21,9 @@ from functools import partial
 from typing import Any
 
 from usercredits.errors import ConflictError
+from usercredits.kernel.writes import IdempotencyRecord
 from usercredits.subscriptions.changes import RequestKey, keyed_request, run_once
+from usercredits.subscriptions.coupons import INVALID, LIMIT_REACHED
 from usercredits.subscriptions.customers import find_payment_method
 from usercredits.subscriptions.models import (
     AddressFields,
@@ -58,9 +61,10 @@ from usercredits.subscriptions.subscribing import find_subscription
 from usercredits.subscriptions.sync_rules import (
     SyncAction,
     coupon_redemptions_due,
-    drop_discount,
+    end_replaced,
     idempotency_key,
     payment_method_needs_update,
+    replaced_to_end,
     subscription_sync_action,
     subscription_terms,
 )
@@ -75,6 +79,12 @@ from usercredits.subscriptions.tracking import (
 from usercredits.subscriptions.transactions import merge_transactions
 
 _PENDING_ADDRESS = frozenset({ProcessorState.INITIAL, ProcessorState.CHANGED})
+#: Redemptions a sync refuses, with the seed's message for each.
+_REFUSED = {
+    RedemptionOutcome.LIMIT_REACHED: LIMIT_REACHED,
+    RedemptionOutcome.USED_BY_CUSTOMER: LIMIT_REACHED,
+    RedemptionOutcome.UNKNOWN_COUPON: INVALID,
+}
 
 
 def save_processor(user_id: str, ports: SyncPorts, request_key: str | None = None) -> Customer:
@@ -185,30 +195,53 @@ def _send_payment_method(
 
 def _sync_subscriptions(customer: Customer, ports: SyncPorts) -> Customer:
     for subscription_id in [sub.subscription_id for sub in customer.subscriptions]:
-        action = subscription_sync_action(find_subscription(customer, subscription_id))
-        if action is SyncAction.NONE:
-            continue
-        if action is not SyncAction.CANCEL:
-            customer = _redeem_coupons(customer, subscription_id, ports)
-        subscription = find_subscription(customer, subscription_id)
-        as_of = epoch(ports.clock.now())  # taken before the call: an event created since may be newer
-        result = _send_subscription(customer, subscription, action, ports)
-        record = partial(
-            _record_sent,
-            subscription_id=subscription_id,
-            result=result,
-            sent=tracked_snapshot(subscription),
-            now=ports.clock.now(),
-            as_of=as_of,
-            billed=action is not SyncAction.CANCEL,
-        )
-        customer = persist(customer, ports, record)
+        customer = sync_subscription(customer, subscription_id, ports)
+        customer = _end_replaced(customer, subscription_id, ports)
     if customer.processor.id is not None and any(sub.transactions_pending for sub in customer.subscriptions):
         # Creating or changing a subscription may have charged the customer: mirror the new transactions. The flag
         # is saved with the result, so a listing that fails is done by the next sync even with nothing to send.
         loaded = ports.processor.list_transactions(customer.processor.id)
         now = ports.clock.now()
         customer = persist(customer, ports, lambda c: transactions_mirrored(merge_transactions(c, loaded, now)))
+    return customer
+
+
+def sync_subscription(
+    customer: Customer, subscription_id: str, ports: SyncPorts, idempotency: IdempotencyRecord | None = None
+) -> Customer:
+    """Send one subscription's pending change (create, update or cancel) and save the answer, as a sync does; the
+    caller holds the payment lock. Nothing pending: nothing is called (only ``idempotency`` is saved, if given).
+    Used by the sync for each subscription and by the cancel routes for the ones they cancel."""
+    action = subscription_sync_action(find_subscription(customer, subscription_id))
+    if action is SyncAction.NONE:
+        return customer if idempotency is None else persist(customer, ports, lambda c: c, idempotency)
+    if action is not SyncAction.CANCEL:
+        customer = _redeem_coupons(customer, subscription_id, ports)
+    subscription = find_subscription(customer, subscription_id)
+    as_of = epoch(ports.clock.now())  # taken before the call: an event created since may be newer
+    result = _send_subscription(customer, subscription, action, ports)
+    record = partial(
+        _record_sent,
+        subscription_id=subscription_id,
+        result=result,
+        sent=tracked_snapshot(subscription),
+        now=ports.clock.now(),
+        as_of=as_of,
+        billed=action is not SyncAction.CANCEL,
+    )
+    return persist(customer, ports, record, idempotency)
+
+
+def _end_replaced(customer: Customer, subscription_id: str, ports: SyncPorts) -> Customer:
+    """Once a subscription is at the processor, end the ones it replaces there too, in the same sync (after it: a
+    declined upgrade leaves the customer their running plan). Saved as pending first (``sync_rules.end_replaced``),
+    so a sync that fails in between is completed by the next one, under the same cancel keys."""
+    ending = replaced_to_end(customer, subscription_id)
+    if not ending:
+        return customer
+    customer = persist(customer, ports, partial(end_replaced, subscription_id=subscription_id, now=ports.clock.now()))
+    for replaced_id in ending:
+        customer = sync_subscription(customer, replaced_id, ports)
     return customer
 
 
@@ -233,7 +266,12 @@ def _send_subscription(
 
 
 def _redeem_coupons(customer: Customer, subscription_id: str, ports: SyncPorts) -> Customer:
-    """Count each coupon discount of the subscription about to be sent; drop the ones whose use is refused."""
+    """Count each coupon discount of the subscription about to be sent, for subscriptions stored before uses were
+    counted at subscribe (for the others the use is there already: ``ALREADY_REDEEMED``, nothing counted twice).
+
+    A use refused now is never dropped silently: the sync stops with 409 naming the coupon and the subscription,
+    which stays unsent with its discount shown (withdraw it and subscribe again; docs/rules.md#coupon-redemption).
+    """
     for redemption in coupon_redemptions_due(customer):
         if redemption.subscription_id != subscription_id:
             continue
@@ -245,18 +283,11 @@ def _redeem_coupons(customer: Customer, subscription_id: str, ports: SyncPorts) 
             coupon.max_uses if coupon is not None else None,
             restricted=redemption.restricted,
         )
-        if outcome in (
-            RedemptionOutcome.LIMIT_REACHED,
-            RedemptionOutcome.UNKNOWN_COUPON,
-            RedemptionOutcome.USED_BY_CUSTOMER,
-        ):
-            drop = partial(
-                drop_discount,
-                subscription_id=subscription_id,
-                discount_id=redemption.discount_id,
-                now=ports.clock.now(),
+        if outcome in _REFUSED:
+            raise ConflictError(
+                f"coupon {redemption.coupon_code} of subscription {subscription_id} can no longer be used "
+                f"({_REFUSED[outcome]}): withdraw the subscription and subscribe again"
             )
-            customer = persist(customer, ports, drop)
     return customer
 
 

@@ -226,8 +226,9 @@ def subscribe(
 
     Three requests, with or without a coupon: Query the customer, read the plan, the coupon and the customer's use of
     it together, save. Unknown plan: 404 (nothing written); a coupon that cannot be used: 422 with the seed's message
-    ("Invalid promocode", "Promocode expired", ...). The coupon's use is counted when the subscription reaches the
-    processor (sync), not here; a restricted coupon is refused there too if another subscription took it meanwhile.
+    ("Invalid promocode", "Promocode expired", ...). The coupon's use is counted by the save itself, in the same
+    transaction (``changes.coupon_uses``): a coupon that another subscribe filled meanwhile is 422 "Promocode limit
+    reached" there, with nothing written. Cancels: ``cancelling`` (they may call the processor).
     """
 
     def step(customer: Customer, now: datetime) -> tuple[Customer, Subscription]:
@@ -259,30 +260,6 @@ def subscribe(
     if descriptor is not None:
         request["descriptor"] = descriptor.model_dump(mode="json")
     key = keyed_request("subscribe", request_key, request)
-    return run_once(
-        key,
-        ports.customers,
-        user_id,
-        lambda: _change_child(user_id, ports, step, key=key),
-        subscribing.find_subscription,
-    )
-
-
-def cancel_subscription(
-    user_id: str,
-    subscription_id: str,
-    *,
-    at_period_end: bool,
-    ports: CustomerPorts,
-    request_key: str | None = None,
-) -> Subscription:
-    """Cancel now, or at the end of the paid period (a subscription never synced is withdrawn); 404 when unknown."""
-    request = {"subscriptionId": subscription_id, "atPeriodEnd": at_period_end}
-    key = keyed_request("cancel", request_key, request)
-
-    def step(customer: Customer, now: datetime) -> tuple[Customer, Subscription]:
-        return subscribing.cancel_subscription(customer, subscription_id, now, at_period_end=at_period_end)
-
     return run_once(
         key,
         ports.customers,

@@ -18,6 +18,7 @@ from usercredits.subscriptions.models import (
     Coupon,
     Customer,
     Descriptor,
+    Discount,
     Plan,
     ProcessorState,
     Subscription,
@@ -43,11 +44,13 @@ def add_subscription(
     (docs/rules.md#plan-levels).
 
     When a valid subscription of the same or a higher level (and not past due) exists, the new one starts when the
-    latest-ending of them ends (a trial: at its first billing date), with no credit. Otherwise it starts now, with
-    a credit for the unused part of the best lower-level, processor-side subscription
-    (``discounts.previous_subscription_credit``). The new subscription is ``initial``: nothing is sent before the
-    next sync. With ``trial``, a plan with trial terms gives a trial (docs/rules.md#trials): only to a subscription
-    that starts now, and once per customer and plan.
+    latest-ending of them ends (a trial: at its first billing date), with no credit, and ``replaces`` the ones it
+    waits for that still bill (a switch: they end at their period end). Otherwise it starts now, replaces every
+    lower-level processor-side subscription that still bills (an upgrade: they end now), with a credit for the
+    unused part of each lower-level processor-side one (``upgrade_credits``). The new subscription is ``initial``:
+    nothing is sent, and nothing replaced ends, before the next sync (docs/rules.md#replaced-subscriptions). With
+    ``trial``, a plan with trial terms gives a trial (docs/rules.md#trials): only to a subscription that starts
+    now, and once per customer and plan.
     """
     if payment_method_id is not None and find_payment_method(customer, payment_method_id).deleted:
         raise InvalidRequestError(f"payment method {payment_method_id} was removed at the payment processor")
@@ -64,18 +67,48 @@ def add_subscription(
         payment_method_id=payment_method_id,
         descriptor=descriptor,
         first_billing_date=_start_after(wait_for[0]) if wait_for else None,
+        replaces=[sub.subscription_id for sub in wait_for if still_bills(sub)],
         created_at=now,
     )
     if not wait_for:
         refundable = [
             sub for sub in valid if sub.processor.state is not ProcessorState.LOCAL and sub.plan.level < plan.level
         ]
-        credit = previous_subscription_credit(subscription, refundable[0] if refundable else None, now)
-        subscription = add_discounts(subscription, [credit])
+        subscription = subscription.model_copy(
+            update={"replaces": [sub.subscription_id for sub in refundable if still_bills(sub)]}
+        )
+        subscription = add_discounts(subscription, upgrade_credits(subscription, refundable, now))
         if trial and plan.trial_duration is not None and not _had_plan(customer, plan):
             subscription = _with_trial(subscription, plan)
     updated = customer.model_copy(update={"subscriptions": [*customer.subscriptions, subscription], "updated_at": now})
     return updated, subscription
+
+
+def still_bills(subscription: Subscription) -> bool:
+    """True for a processor-side subscription that will bill again: not local, not canceled or expired, not set to
+    cancel at its period end (what a new subscription must end so the customer is never billed twice)."""
+    return (
+        subscription.processor.state is not ProcessorState.LOCAL
+        and subscription.status not in (SubscriptionStatus.CANCELED, SubscriptionStatus.EXPIRED)
+        and not subscription.cancel_at_period_end
+        and not subscription.deleted
+    )
+
+
+def upgrade_credits(subscription: Subscription, previous: list[Subscription], now: datetime) -> list[Discount]:
+    """An upgrade's credit for the unused part of each lower subscription it follows
+    (``discounts.previous_subscription_credit``), their total capped at the new price (the first ones, by
+    precedence, credited first)."""
+    credits: list[Discount] = []
+    left = subscription.price.amount
+    for sub in previous:
+        credit = previous_subscription_credit(subscription, sub, now)
+        if credit is None or left == 0:
+            continue
+        amount = min(credit.amount.amount, left)
+        left -= amount
+        credits.append(credit.model_copy(update={"amount": credit.amount.model_copy(update={"amount": amount})}))
+    return credits
 
 
 def apply_coupon(
@@ -90,7 +123,7 @@ def apply_coupon(
 
     Raises ``CouponError`` with the seed's message when the coupon cannot be used (a restricted coupon the customer
     already used is "Promocode limit reached"; one that takes nothing off this subscription is "Invalid promocode").
-    The use is counted when the discount is sent to the processor (``sync.coupon_redemptions_due``).
+    The use is counted by the save of this change (``changes.coupon_uses``), in its own transaction.
     """
     subscription = find_subscription(customer, subscription_id)
     valid = ensure_valid_coupon(coupon, now)
@@ -141,6 +174,15 @@ def cancel_subscription(
         update = {"status": SubscriptionStatus.CANCELED}
     canceled = track(subscription.model_copy(update={**update, "updated_at": now}))
     return _replace_subscription(customer, canceled, now)
+
+
+def cancel_all(customer: Customer, now: datetime, *, at_period_end: bool = False) -> Customer:
+    """``cancel_subscription`` of every subscription still running or queued (the cancelSubscriptions route): synced
+    ones canceled (now or at period end), never-synced ones withdrawn; canceled, expired and deleted ones stay."""
+    for subscription in customer.subscriptions:
+        if not subscription.deleted:
+            customer, _ = cancel_subscription(customer, subscription.subscription_id, now, at_period_end=at_period_end)
+    return customer
 
 
 def set_subscription_payment_method(

@@ -30,6 +30,7 @@ from usercredits.subscriptions.tracking import processor_id_for, revert, synced_
 PAYMENT_LOCK_TIMEOUT = timedelta(seconds=30)
 
 _COUPON_KINDS = frozenset({DiscountKind.COUPON, DiscountKind.COUPON_RESTRICTED})
+_ENDED = frozenset({SubscriptionStatus.CANCELED, SubscriptionStatus.EXPIRED})
 
 
 class SyncAction(StrEnum):
@@ -55,6 +56,51 @@ def subscription_sync_action(subscription: Subscription) -> SyncAction:
     if state is ProcessorState.INITIAL and not subscription.deleted:
         return SyncAction.CREATE
     return SyncAction.NONE
+
+
+def cancel_pending(subscription: Subscription) -> bool:
+    """True when a cancel (now or at period end) is saved locally but not at the processor yet: what the cancel
+    routes complete in the request, and a sync otherwise."""
+    action = subscription_sync_action(subscription)
+    if subscription.processor.state is not ProcessorState.CHANGED or action is SyncAction.NONE:
+        return False
+    return action is SyncAction.CANCEL or (
+        subscription.cancel_at_period_end and synced_value(subscription, "cancel_at_period_end") is not True
+    )
+
+
+def replaced_to_end(customer: Customer, subscription_id: str) -> list[str]:
+    """The subscriptions ``subscription_id`` replaces that still bill, once it is at the processor (not withdrawn,
+    not canceled): what the sync ends right after sending it (docs/rules.md#replaced-subscriptions)."""
+    new = next(sub for sub in customer.subscriptions if sub.subscription_id == subscription_id)
+    if new.processor.id is None or new.deleted or new.status in _ENDED:
+        return []
+    return [
+        sub.subscription_id
+        for sub in customer.subscriptions
+        if sub.subscription_id in new.replaces
+        and sub.processor.id is not None
+        and not sub.deleted
+        and sub.status not in _ENDED
+        and not sub.cancel_at_period_end
+    ]
+
+
+def end_replaced(customer: Customer, subscription_id: str, now: datetime) -> Customer:
+    """The subscriptions ``subscription_id`` replaces (``replaced_to_end``) marked ended locally, for the sync to send:
+    a lower level is canceled now (an upgrade, which started now: our upgrade credit is its discount, no processor
+    proration); an equal or higher one at its period end (the new one is queued behind it and starts at the
+    processor when it ends: never a renewal of both)."""
+    ending = set(replaced_to_end(customer, subscription_id))
+    new = next(sub for sub in customer.subscriptions if sub.subscription_id == subscription_id)
+
+    def ended(sub: Subscription) -> Subscription:
+        upgrade = sub.plan.level < new.plan.level
+        update = {"status": SubscriptionStatus.CANCELED} if upgrade else {"cancel_at_period_end": True}
+        return track(sub.model_copy(update={**update, "updated_at": now}))
+
+    subscriptions = [ended(sub) if sub.subscription_id in ending else sub for sub in customer.subscriptions]
+    return customer.model_copy(update={"subscriptions": subscriptions, "updated_at": now})
 
 
 def payment_method_needs_update(customer: Customer, method: PaymentMethod) -> bool:
@@ -132,8 +178,8 @@ def idempotency_key(
 
 
 def coupon_redemptions_due(customer: Customer) -> list[Redemption]:
-    """Coupon discounts about to reach the processor: each use must be counted (``CouponRepository.redeem``)
-    before the discount is sent; a refused one is dropped with ``drop_discount``."""
+    """Coupon discounts about to reach the processor: each use must be counted (``CouponRepository.redeem``, which
+    finds the ones counted at subscribe already) before the discount is sent."""
     return [
         Redemption(
             coupon_code=discount.coupon_code,

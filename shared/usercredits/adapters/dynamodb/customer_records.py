@@ -145,6 +145,7 @@ class StoredSubscription(StoredModel):
     descriptor: StoredDescriptor | None = None
     cancel_at_period_end: bool = False
     deleted: bool = False
+    replaces: list[str] = Field(default_factory=list, exclude_if=lambda value: not value)  # absent while empty
     last_event_created: int | None = None
     last_invoice_event_created: int | None = None
     transactions_pending: bool = False

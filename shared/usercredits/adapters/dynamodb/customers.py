@@ -16,6 +16,12 @@ from pynamodb.connection.base import Connection
 from pynamodb.exceptions import DoesNotExist, PutError, TransactWriteError, UpdateError
 from pynamodb.transactions import TransactWrite
 
+from usercredits.adapters.dynamodb.coupon_uses import (
+    CouponActions,
+    add_coupon_uses,
+    raise_for_coupons,
+    write_with_coupons,
+)
 from usercredits.adapters.dynamodb.customer_mapping import (
     child_data,
     child_from_data,
@@ -64,6 +70,7 @@ from usercredits.subscriptions.models import (
 from usercredits.subscriptions.ports import (
     ChildItem,
     ChildKind,
+    CouponUse,
     CustomerChanges,
     StaleCustomerError,
 )
@@ -224,7 +231,8 @@ class DynamoCustomerRepository:
             return customer
         version = (changes.expected_version or 0) + 1
         last, mirrors = write_units(changes)
-        fixed = len(last) + 1 + (changes.idempotency is not None)  # with the profile and the record
+        # with the profile, the record and the coupon uses (a redemption, a customer's use, the count: 3 each at most)
+        fixed = len(last) + 1 + (changes.idempotency is not None) + 3 * len(changes.coupon_uses)
         if fixed > MAX_TRANSACTION_ACTIONS:
             raise ConflictError(f"too many changes in one save ({fixed} writes; at most {MAX_TRANSACTION_ACTIONS})")
         room = MAX_TRANSACTION_ACTIONS - fixed
@@ -235,7 +243,11 @@ class DynamoCustomerRepository:
         # condition check on the profile).
         for chunk in chunks(mirrors, MAX_TRANSACTION_ACTIONS - 1):
             self._write_ahead(customer.user_id, changes.expected_version, chunk)
-        self._write(customer, changes.expected_version, version, last, changes.idempotency)
+
+        def write(uses: tuple[CouponUse, ...]) -> None:
+            self._write(customer, changes.expected_version, version, last, changes.idempotency, uses)
+
+        write_with_coupons(write, changes.coupon_uses, customer.user_id) if changes.coupon_uses else write(())
         return customer.model_copy(update={"version": version})
 
     def _write(
@@ -245,11 +257,13 @@ class DynamoCustomerRepository:
         version: int,
         writes: Sequence[Write],
         idempotency: IdempotencyRecord | None,
+        uses: tuple[CouponUse, ...] = (),
     ) -> None:
         profile = CustomerProfileItem(pk=customer_pk(customer.user_id), sk=PROFILE_SK)
         actions, condition = _profile_actions(customer, version), _version_condition(expected)
+        coupons: CouponActions | None = None
         try:
-            if not writes and idempotency is None:  # the profile alone: one conditional UpdateItem (half the cost)
+            if not writes and idempotency is None and not uses:  # the profile alone: one conditional UpdateItem
                 profile.update(actions=actions, condition=condition)
                 return
             with TransactWrite(connection=customers_connection()) as transaction:
@@ -258,25 +272,33 @@ class DynamoCustomerRepository:
                 if idempotency is not None:
                     record = _idempotency_item(customer.user_id, idempotency)
                     transaction.save(record, condition=CustomerIdempotencyItem.pk.does_not_exist())
+                if uses:
+                    coupons = add_coupon_uses(transaction, uses, datetime.now(UTC))
         except UpdateError as exc:
             if condition_failed(exc, or_conflict=True):
                 raise StaleCustomerError(customer.user_id) from exc
             raise
         except TransactWriteError as exc:
             if recorded := already_recorded(transaction, exc):  # those facts were published: the rest goes alone
-                self._write(customer, expected, version, without(writes, recorded), idempotency)
+                self._write(customer, expected, version, without(writes, recorded), idempotency, uses)
                 return
-            # The record's condition or the version's failed: a recorded key is a replay (whatever else moved).
-            replay = (
-                self.recorded(customer.user_id, idempotency.scope, idempotency.key)
-                if idempotency is not None and CONDITION_FAILED in cancellation_codes(exc)
-                else None
-            )
-            if replay is not None:
-                raise replay from exc
-            if _lost_to_another_save(exc):
-                raise StaleCustomerError(customer.user_id) from exc
-            raise
+            if coupons is not None:
+                _raise_for_coupons(exc, coupons, writes, idempotency)
+            self._raise_for_save(exc, customer.user_id, idempotency)
+
+    def _raise_for_save(self, exc: TransactWriteError, user_id: str, idempotency: IdempotencyRecord | None) -> None:
+        """The save's own failure: the record's condition or the version's failed; a recorded key is a replay
+        (whatever else moved), a version moved is a stale save, anything else is raised as it is."""
+        replay = (
+            self.recorded(user_id, idempotency.scope, idempotency.key)
+            if idempotency is not None and CONDITION_FAILED in cancellation_codes(exc)
+            else None
+        )
+        if replay is not None:
+            raise replay from exc
+        if _lost_to_another_save(exc):
+            raise StaleCustomerError(user_id) from exc
+        raise exc
 
     def _record_alone(self, user_id: str, idempotency: IdempotencyRecord) -> None:
         try:
@@ -377,3 +399,14 @@ def _add_writes(transaction: TransactWrite, user_id: str, writes: Sequence[Write
 
 
 __all__ = ["DynamoCustomerRepository", "StaleCustomerError"]
+
+
+def _raise_for_coupons(
+    error: TransactWriteError, coupons: CouponActions, writes: Sequence[Write], idempotency: IdempotencyRecord | None
+) -> None:
+    """A refused coupon use or a lost race for a coupon item (``coupon_uses.raise_for_coupons``), told apart from the
+    save's own failures by the position of each reason: the save's child deletes come before the coupons' deletes,
+    its child and outbox puts and its record before the coupons' puts."""
+    deletes = sum(1 for write in writes if not isinstance(write, CustomerFact) and write[2] is None)
+    puts = len(writes) - deletes + (idempotency is not None)
+    raise_for_coupons(cancellation_codes(error), coupons, deletes_before=deletes, puts_before=puts)
