@@ -121,6 +121,7 @@ def test_a_sync_that_fails_between_the_two_calls_is_completed_without_billing_tw
         "changed",
     )
     assert at_stripe(fake, basic)["status"] == "active"
+    assert at_stripe(fake, basic)["cancel_at_period_end"] is True  # held before Pro was made: it never renews
     # Then the next sync completes it: Basic canceled, Pro created once and charged once
     after = synced(api)
     assert at_stripe(fake, basic)["status"] == "canceled"
@@ -198,6 +199,10 @@ def test_cancelling_a_queued_switch_before_it_starts_gives_its_coupon_use_back(
     assert status == S.OK, canceled
     assert at_stripe(fake, canceled)["status"] == "canceled"
     assert used() == 0
+    # And Pro, which the switch was to end at its period end, renews again (at Stripe too, in the same request)
+    [pro] = stripe_subscriptions(fake, "price_pro")
+    assert pro["cancel_at_period_end"] is False
+    assert [s["cancelAtPeriodEnd"] for s in local(api).values() if s["plan"]["planId"] == "pro"] == [False]
 
 
 def test_cancelling_a_billed_subscription_keeps_its_coupon_use(api: Call, fake: FakeStripeBilling) -> None:
@@ -213,3 +218,28 @@ def test_cancelling_a_billed_subscription_keeps_its_coupon_use(api: Call, fake: 
     assert api("cancel_subscription", path=path, body={})[0] == S.OK
     coupon = DynamoCouponRepository().get("TEN")
     assert coupon is not None and coupon.used_count == 1
+
+
+def test_a_sync_that_fails_at_the_create_never_leaves_two_subscriptions_renewing(
+    api: Call, fake: FakeStripeBilling
+) -> None:
+    # Given a synced Basic and an upgrade to Pro, and Stripe failing the create of Pro
+    method = with_plans(api, fake)
+    basic = subscribe(api, "basic", method)
+    basic = synced(api)[basic["subscriptionId"]]
+    pro = subscribe(api, "pro", method)
+    fake.fail_next(500, method="POST", path="^/v1/subscriptions$")
+    status, body = api("sync")
+    assert status in (S.SERVICE_UNAVAILABLE, S.BAD_GATEWAY), body
+    # Then Basic was set to end at its period end before the create was tried, and Pro is not at Stripe yet
+    assert (at_stripe(fake, basic)["status"], at_stripe(fake, basic)["cancel_at_period_end"]) == ("active", True)
+    assert stripe_subscriptions(fake, "price_pro") == []
+    assert local(api)[pro["subscriptionId"]]["processor"]["state"] == "initial"
+    # When alice withdraws the upgrade instead of syncing again
+    path = f"/customer/subscriptions/{pro['subscriptionId']}/cancel"
+    status, withdrawn = api("cancel_subscription", path=path, body={})
+    assert status == S.OK, withdrawn
+    # Then Basic renews again, at Stripe too, and nothing of Pro was ever made
+    assert at_stripe(fake, basic)["cancel_at_period_end"] is False
+    assert local(api)[basic["subscriptionId"]]["processor"]["state"] == "saved"
+    assert stripe_subscriptions(fake, "price_pro") == []

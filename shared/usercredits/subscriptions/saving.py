@@ -62,9 +62,11 @@ from usercredits.subscriptions.sync_rules import (
     SyncAction,
     coupon_redemptions_due,
     end_replaced,
+    hold_replaced,
     idempotency_key,
     payment_method_needs_update,
     replaced_to_end,
+    replaced_to_hold,
     subscription_sync_action,
     subscription_terms,
 )
@@ -195,6 +197,7 @@ def _send_payment_method(
 
 def _sync_subscriptions(customer: Customer, ports: SyncPorts) -> Customer:
     for subscription_id in [sub.subscription_id for sub in customer.subscriptions]:
+        customer = _hold_replaced(customer, subscription_id, ports)
         customer = sync_subscription(customer, subscription_id, ports)
         customer = _end_replaced(customer, subscription_id, ports)
     if customer.processor.id is not None and any(sub.transactions_pending for sub in customer.subscriptions):
@@ -232,10 +235,25 @@ def sync_subscription(
     return persist(customer, ports, record, idempotency)
 
 
+def _hold_replaced(customer: Customer, subscription_id: str, ports: SyncPorts) -> Customer:
+    """Before a new subscription is created at the processor, the ones it replaces that would renew are set to end at
+    their period end there (``sync_rules.hold_replaced``): whatever fails after this call (the create, the cancel
+    of an upgrade's lower level, the answer of either), the customer can never be charged by both. Saved as pending
+    first, so a sync that stops here is completed by the next one under the update's key."""
+    holding = replaced_to_hold(customer, subscription_id)
+    if not holding:
+        return customer
+    customer = persist(customer, ports, partial(hold_replaced, subscription_id=subscription_id, now=ports.clock.now()))
+    for replaced_id in holding:
+        customer = sync_subscription(customer, replaced_id, ports)
+    return customer
+
+
 def _end_replaced(customer: Customer, subscription_id: str, ports: SyncPorts) -> Customer:
-    """Once a subscription is at the processor, end the ones it replaces there too, in the same sync (after it: a
-    declined upgrade leaves the customer their running plan). Saved as pending first (``sync_rules.end_replaced``),
-    so a sync that fails in between is completed by the next one, under the same cancel keys."""
+    """Once a subscription is at the processor, end the ones it replaces there too, in the same sync: an upgrade's
+    lower levels are canceled now (they were held to their period end before the create, so a failure in between
+    never bills twice). Saved as pending first (``sync_rules.end_replaced``), so a sync that fails in between is
+    completed by the next one, under the same cancel keys."""
     ending = replaced_to_end(customer, subscription_id)
     if not ending:
         return customer

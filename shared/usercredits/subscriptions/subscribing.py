@@ -156,16 +156,25 @@ def cancel_subscriptions(customer: Customer, now: datetime) -> Customer:
 
 
 def cancel_subscription(
-    customer: Customer, subscription_id: str, now: datetime, *, at_period_end: bool = False
+    customer: Customer,
+    subscription_id: str,
+    now: datetime,
+    *,
+    at_period_end: bool = False,
+    restore_replaced: bool = True,
 ) -> tuple[Customer, Subscription]:
     """Cancel one subscription now, or at the end of its paid period (``cancel_at_period_end``).
 
     A subscription never sent to the processor is simply withdrawn (canceled and deleted: nothing to cancel there).
-    Cancelling a canceled or expired subscription changes nothing.
+    Cancelling a canceled or expired subscription changes nothing. Cancelling a replacement that has not started
+    (never synced, or queued before its first billing date) gives the subscriptions it replaces their renewal back
+    when they were set to end at their period end for it (``restore_replaced``; docs/rules.md#replaced-subscriptions).
     """
     subscription = find_subscription(customer, subscription_id)
     if subscription.status in (SubscriptionStatus.CANCELED, SubscriptionStatus.EXPIRED):
         return customer, subscription
+    if restore_replaced and _not_started(subscription, now):
+        customer = _renew_replaced(customer, subscription, now)
     if subscription.processor.state is ProcessorState.INITIAL:
         update: dict[str, object] = {"status": SubscriptionStatus.CANCELED, "deleted": True}
     elif at_period_end and subscription.processor.state is not ProcessorState.LOCAL:
@@ -181,7 +190,9 @@ def cancel_all(customer: Customer, now: datetime, *, at_period_end: bool = False
     ones canceled (now or at period end), never-synced ones withdrawn; canceled, expired and deleted ones stay."""
     for subscription in customer.subscriptions:
         if not subscription.deleted:
-            customer, _ = cancel_subscription(customer, subscription.subscription_id, now, at_period_end=at_period_end)
+            customer, _ = cancel_subscription(
+                customer, subscription.subscription_id, now, at_period_end=at_period_end, restore_replaced=False
+            )
     return customer
 
 
@@ -213,6 +224,29 @@ def _with_trial(subscription: Subscription, plan: Plan) -> Subscription:
         }
     )
     return trial.model_copy(update={"first_billing_date": after_trial(trial)})
+
+
+def _not_started(subscription: Subscription, now: datetime) -> bool:
+    """Never sent to the processor, or queued there with its first billing date still ahead."""
+    if subscription.processor.state is ProcessorState.INITIAL:
+        return True
+    start = subscription.first_billing_date
+    return start is not None and start > now and subscription.current_billing_cycle == 0
+
+
+def _renew_replaced(customer: Customer, replacement: Subscription, now: datetime) -> Customer:
+    """The subscriptions ``replacement`` replaces that were set to end at their period end and have not ended,
+    renewing again (a pending change the cancel routes and the sync send)."""
+    subscriptions = [
+        track(sub.model_copy(update={"cancel_at_period_end": False, "updated_at": now}))
+        if sub.subscription_id in replacement.replaces
+        and sub.cancel_at_period_end
+        and not sub.deleted
+        and sub.status not in (SubscriptionStatus.CANCELED, SubscriptionStatus.EXPIRED)
+        else sub
+        for sub in customer.subscriptions
+    ]
+    return customer.model_copy(update={"subscriptions": subscriptions})
 
 
 def _period_end(subscription: Subscription) -> datetime | None:

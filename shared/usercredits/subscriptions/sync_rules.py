@@ -59,30 +59,61 @@ def subscription_sync_action(subscription: Subscription) -> SyncAction:
 
 
 def cancel_pending(subscription: Subscription) -> bool:
-    """True when a cancel (now or at period end) is saved locally but not at the processor yet: what the cancel
-    routes complete in the request, and a sync otherwise."""
+    """True when a cancel (now or at period end), or its undoing (a replaced subscription renewing again when its
+    replacement is canceled before it starts), is saved locally but not at the processor yet: what the cancel routes
+    complete in the request, and a sync otherwise."""
     action = subscription_sync_action(subscription)
     if subscription.processor.state is not ProcessorState.CHANGED or action is SyncAction.NONE:
         return False
-    return action is SyncAction.CANCEL or (
-        subscription.cancel_at_period_end and synced_value(subscription, "cancel_at_period_end") is not True
-    )
+    synced_end = synced_value(subscription, "cancel_at_period_end") is True
+    return action is SyncAction.CANCEL or subscription.cancel_at_period_end is not synced_end
+
+
+def replaced_to_hold(customer: Customer, subscription_id: str) -> list[str]:
+    """The subscriptions ``subscription_id`` replaces that would still renew, while it is about to be created at the
+    processor: the sync first sets them to end at their period end, so that from the first call on no failure can
+    leave two subscriptions that both charge again (docs/rules.md#replaced-subscriptions)."""
+    new = next(sub for sub in customer.subscriptions if sub.subscription_id == subscription_id)
+    if subscription_sync_action(new) is not SyncAction.CREATE:
+        return []
+    return [sub.subscription_id for sub in _replaced(customer, new) if not sub.cancel_at_period_end]
+
+
+def hold_replaced(customer: Customer, subscription_id: str, now: datetime) -> Customer:
+    """The subscriptions of ``replaced_to_hold`` set to end at their period end (pending: the sync sends them)."""
+    holding = set(replaced_to_hold(customer, subscription_id))
+    subscriptions = [
+        track(sub.model_copy(update={"cancel_at_period_end": True, "updated_at": now}))
+        if sub.subscription_id in holding
+        else sub
+        for sub in customer.subscriptions
+    ]
+    return customer.model_copy(update={"subscriptions": subscriptions, "updated_at": now})
 
 
 def replaced_to_end(customer: Customer, subscription_id: str) -> list[str]:
-    """The subscriptions ``subscription_id`` replaces that still bill, once it is at the processor (not withdrawn,
-    not canceled): what the sync ends right after sending it (docs/rules.md#replaced-subscriptions)."""
+    """The subscriptions ``subscription_id`` replaces that are not ended yet, once it is at the processor (not
+    withdrawn, not canceled): what the sync ends right after sending it. A lower level (an upgrade) is canceled now
+    even when it was held to its period end first; one set to end at its period end already needs nothing more."""
     new = next(sub for sub in customer.subscriptions if sub.subscription_id == subscription_id)
     if new.processor.id is None or new.deleted or new.status in _ENDED:
         return []
     return [
         sub.subscription_id
+        for sub in _replaced(customer, new)
+        if not sub.cancel_at_period_end or sub.plan.level < new.plan.level
+    ]
+
+
+def _replaced(customer: Customer, new: Subscription) -> list[Subscription]:
+    """The subscriptions ``new`` replaces that are at the processor and not ended."""
+    return [
+        sub
         for sub in customer.subscriptions
         if sub.subscription_id in new.replaces
         and sub.processor.id is not None
         and not sub.deleted
         and sub.status not in _ENDED
-        and not sub.cancel_at_period_end
     ]
 
 
