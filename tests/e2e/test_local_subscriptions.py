@@ -112,19 +112,25 @@ def test_subscribe_sync_renew_upgrade_cancel_refund(api: Api, admin_token: str) 
     assert (pro["status"], pro["processor"]["state"]) == ("active", "saved")
     assert [d["kind"] for d in pro["discounts"]] == ["previous_subscription"]
     assert alice.entitled_plan() == "pro"
-    kinds = alice.delivered()
-    assert kinds[:2] == ["customer.subscription.created", "invoice.paid"], kinds
-    # Today the lower subscription keeps running at Stripe after an upgrade (issue 15 item 1 changes that: the lead
-    # adjusts this line after merging).
-    assert by_plan(upgraded, "basic")["status"] == "active"
+    # Basic was held to its period end before Pro was made, then canceled once Pro was at Stripe (never both renewing)
+    assert alice.delivered() == [
+        "customer.subscription.updated",
+        "customer.subscription.created",
+        "invoice.paid",
+        "customer.subscription.deleted",
+    ]
+    assert pro["replaces"] == [by_plan(upgraded, "basic")["subscriptionId"]]
+    assert (by_plan(upgraded, "basic")["status"], by_plan(upgraded, "basic")["processor"]["state"]) == (
+        "canceled",
+        "saved",
+    )
     [pro_sale] = [t for t in upgraded["transactions"] if t["subscriptionId"] == pro["subscriptionId"]]
     assert pro_sale["amount"]["amount"] < 2990  # the credit for Basic's unused days came off the first invoice
 
-    # ---- cancel: Pro now (today the cancel reaches Stripe at the next sync: issue 15 item 2 makes it immediate)
-    alice.post(f"/customer/subscriptions/{pro['subscriptionId']}/cancel", {"atPeriodEnd": False})
-    canceled = alice.post("/customer/sync")
-    assert by_plan(canceled, "pro")["status"] == "canceled"
-    assert "customer.subscription.deleted" in alice.delivered()
+    # ---- cancel: Pro now, at Stripe in the same request
+    canceled = alice.post(f"/customer/subscriptions/{pro['subscriptionId']}/cancel", {"atPeriodEnd": False})
+    assert (canceled["status"], canceled["processor"]["state"]) == ("canceled", "saved")
+    assert alice.delivered() == ["customer.subscription.deleted"]
     # A canceled subscription entitles until its paid period ends (docs/rules.md#entitlement): still Pro.
     assert alice.entitled_plan() == "pro"
 
@@ -136,8 +142,12 @@ def test_subscribe_sync_renew_upgrade_cancel_refund(api: Api, admin_token: str) 
     assert (refund["kind"], refund["amount"]["amount"]) == ("refund", 100)
     assert alice.delivered() == ["charge.refunded"]
     assert sales_and_refunds(alice.customer())[0] == ("refund", 100)
-    # Today a partly refunded period still entitles (issue 15 item 5 changes what refunds do to entitlement).
+    # A partly refunded period still entitles (docs/rules.md#subscription-refunds-and-disputes) ...
     assert alice.entitled_plan() == "pro"
+    # ... a period refunded in full does not
+    expect(api.post(refund_path, token=admin_token), S.OK)
+    assert alice.delivered() == ["charge.refunded"]
+    assert alice.entitled_plan() != "pro"
 
     # ---- a dashboard refund of a Basic charge reaches the webhook; a reload mirrors it
     basic_charge = after_renewal["transactions"][0]["transactionId"]
