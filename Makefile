@@ -95,8 +95,8 @@ e2e: dev dynamodb-local ## Starts the real `make run` stack, drives it over HTTP
 
 test: lint typecheck unit integration infra dynamodb-tests e2e ## Everything CI runs
 
-soak: dev ## The lifecycle harness's long profile (random, many long sequences): make soak [SOAK_EXAMPLES=2000]
-	LIFECYCLE_PROFILE=soak LIFECYCLE_EXAMPLES=$(SOAK_EXAMPLES) $(PY) -m pytest tests/integration/test_lifecycle.py -p no:randomly -s $(PYTEST_ARGS)
+soak: dev ## The lifecycle harnesses' long profile (random, many long sequences): make soak [SOAK_EXAMPLES=2000]
+	LIFECYCLE_PROFILE=soak LIFECYCLE_EXAMPLES=$(SOAK_EXAMPLES) $(PY) -m pytest tests/integration/test_lifecycle.py tests/integration/test_subscriptions_lifecycle.py -p no:randomly -s $(PYTEST_ARGS)
 
 run: dev dynamodb-local ## Local API on http://127.0.0.1:3000 with DynamoDB Local and the demo catalog
 	$(PY) -m devtools.devserver
