@@ -33,6 +33,7 @@ MUST_REACH = (
     "an event delivered twice",
     "delivered customer.subscription.updated",
     "delivered invoice.paid",
+    "in step with Stripe",
 )
 
 PROFILES: dict[str, dict[str, Any]] = {

@@ -314,6 +314,7 @@ class SubscriptionsMachine(RuleBasedStateMachine):
         while self.pending:
             self._deliver(self.pending.pop(0))
         self._check_in_step_with_stripe()
+        self._reach("in step with Stripe")
 
     def _deliver(self, event: dict[str, Any]) -> None:
         answer = self.system.webhook(event)

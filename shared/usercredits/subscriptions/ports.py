@@ -1,6 +1,7 @@
 """Ports of the subscriptions half: what its use cases need from storage and from the payment processor.
 
 Only protocols and plain data here; the DynamoDB and Stripe adapters implement them, tests use in-memory fakes.
+Longer than ~400 lines as one concept: the one contract between the half's use cases and its adapters.
 """
 
 from __future__ import annotations

@@ -11,18 +11,21 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
+from pynamodb.exceptions import TransactWriteError
 from pynamodb.transactions import TransactWrite
 
+from usercredits.adapters.dynamodb.customer_transactions import Write
 from usercredits.adapters.dynamodb.customers_table import CouponItem, CouponRedemptionItem
-from usercredits.adapters.dynamodb.errors import CONDITION_FAILED, TRANSACTION_CONFLICT
+from usercredits.adapters.dynamodb.errors import CONDITION_FAILED, TRANSACTION_CONFLICT, cancellation_codes
 from usercredits.adapters.dynamodb.keys import COUPON_SK, coupon_pk, customer_use_sk, redemption_sk
 from usercredits.subscriptions.coupons import LIMIT_REACHED
 from usercredits.subscriptions.errors import CouponError
+from usercredits.subscriptions.events import CustomerFact
 from usercredits.subscriptions.ports import CouponUse, StaleCustomerError
 
 #: How often a save with coupon uses that lost a race for a coupon item is tried again before reloading.
@@ -149,3 +152,13 @@ def refused_actions(
     for index, action in enumerate(actions.updates):
         slots[deletes + puts + updates_before + index] = action
     return [slots[i] for i, code in enumerate(codes) if code == CONDITION_FAILED and i in slots]
+
+
+def raise_for_coupons_in_save(
+    error: TransactWriteError, coupons: CouponActions, writes: Sequence[Write], recorded_key: bool
+) -> None:
+    """``raise_for_coupons`` for a customer save: its child deletes come before the coupons' deletes, its child and
+    outbox puts and its idempotency record (``recorded_key``) before the coupons' puts."""
+    deletes = sum(1 for write in writes if not isinstance(write, CustomerFact) and write[2] is None)
+    puts = len(writes) - deletes + recorded_key
+    raise_for_coupons(cancellation_codes(error), coupons, deletes_before=deletes, puts_before=puts)

@@ -3,7 +3,8 @@
 A customer is one partition (``CUSTOMER#<userId>``): a ``PROFILE`` item and one item per address, payment method,
 subscription and transaction, so no item grows with the customer's history (the seed's one document would pass
 DynamoDB's 400 KB item limit). Loading is one Query; saving is one TransactWriteItems conditional on the profile's
-version. Coupon redemptions are counted by one transaction that can neither count twice nor pass ``maxUses``.
+version, with the save's outbox items and coupon uses. Longer than ~400 lines as one concept: the customer's load and
+its one conditional save.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from pynamodb.transactions import TransactWrite
 from usercredits.adapters.dynamodb.coupon_uses import (
     CouponActions,
     add_coupon_uses,
-    raise_for_coupons,
+    raise_for_coupons_in_save,
     write_with_coupons,
 )
 from usercredits.adapters.dynamodb.customer_mapping import (
@@ -283,7 +284,7 @@ class DynamoCustomerRepository:
                 self._write(customer, expected, version, without(writes, recorded), idempotency, uses)
                 return
             if coupons is not None:
-                _raise_for_coupons(exc, coupons, writes, idempotency)
+                raise_for_coupons_in_save(exc, coupons, writes, idempotency is not None)
             self._raise_for_save(exc, customer.user_id, idempotency)
 
     def _raise_for_save(self, exc: TransactWriteError, user_id: str, idempotency: IdempotencyRecord | None) -> None:
@@ -399,14 +400,3 @@ def _add_writes(transaction: TransactWrite, user_id: str, writes: Sequence[Write
 
 
 __all__ = ["DynamoCustomerRepository", "StaleCustomerError"]
-
-
-def _raise_for_coupons(
-    error: TransactWriteError, coupons: CouponActions, writes: Sequence[Write], idempotency: IdempotencyRecord | None
-) -> None:
-    """A refused coupon use or a lost race for a coupon item (``coupon_uses.raise_for_coupons``), told apart from the
-    save's own failures by the position of each reason: the save's child deletes come before the coupons' deletes,
-    its child and outbox puts and its record before the coupons' puts."""
-    deletes = sum(1 for write in writes if not isinstance(write, CustomerFact) and write[2] is None)
-    puts = len(writes) - deletes + (idempotency is not None)
-    raise_for_coupons(cancellation_codes(error), coupons, deletes_before=deletes, puts_before=puts)
