@@ -8,9 +8,10 @@ from dataclasses import replace
 from http import HTTPStatus
 from typing import Any
 
+from tests.helpers import local_customers
+from tests.helpers.customers_api import Call
+from tests.helpers.local_customers import define_coupon, define_pro_plan, store, stored, subscribe
 from tests.helpers.subscription_builders import base_customer
-from tests.integration import test_customers_handler as handler_tests
-from tests.integration.test_customers_handler import Call, define_coupon, define_pro_plan, store, stored, subscribe
 from usercredits.adapters.dynamodb.coupons import DynamoCouponRepository
 from usercredits.adapters.dynamodb.customers import DynamoCustomerRepository
 from usercredits.subscriptions.changes import customer_changes
@@ -18,8 +19,8 @@ from usercredits.subscriptions.discounts import add_discounts, new_discount
 from usercredits.subscriptions.models import DiscountKind, Subscription
 
 S = HTTPStatus
-clock = handler_tests.clock  # 2017-01-10 12:00 UTC
-api = handler_tests.api  # the customers function (local provider) at that clock
+clock = local_customers.clock  # 2017-01-10 12:00 UTC
+api = local_customers.api  # the customers function (local provider) at that clock
 
 
 def used(code: str = "TEN") -> int:

@@ -6,9 +6,8 @@ writes and events never pass DynamoDB's 100 actions a transaction."""
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import timedelta
 from http import HTTPStatus
 from typing import Any
@@ -16,69 +15,25 @@ from typing import Any
 import boto3
 import pytest
 from boto3.dynamodb.types import TypeDeserializer
-from devtools.lambda_context import LambdaContext
 from devtools.stripe_sim.billing import FakeStripeBilling
 
-from tests.conftest import http_event
+from tests.helpers import stripe_customers
+from tests.helpers.customers_api import Call
+from tests.helpers.stripe_customers import PRO
 from tests.helpers.subscription_builders import at, base_customer, usd
 from usercredits.adapters.dynamodb.keys import customer_outbox_pk
 from usercredits.adapters.dynamodb.outbox import is_outbox_item, outbox_events
 from usercredits.adapters.stripe.billing import StripeSubscriptionProcessor
 from usercredits.kernel.models import DomainEvent
 from usercredits.kernel.writes import MAX_TRANSACTION_ACTIONS, IdempotencyRecord
-from usercredits.settings import get_customers_settings, get_stripe_webhook_settings
+from usercredits.settings import get_stripe_webhook_settings
 from usercredits.subscriptions.changes import customer_changes
 from usercredits.subscriptions.models import Transaction, TransactionStatus, TransactionStatusEvent
 
-Call = Callable[..., tuple[int, Any]]
 S = HTTPStatus
-SECRET_KEY = "sk_test_51FakeBillingKey0123456789"
-PRO = {
-    "name": "Pro",
-    "price": {"amount": 1490, "currency": "usd"},
-    "billingFrequencyMonths": 1,
-    "level": 2,
-    "processorPlanId": "price_pro",
-}
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeStripeBilling]:
-    with FakeStripeBilling(api_key=SECRET_KEY) as server:
-        server.add_price("price_pro", 1490)
-        yield server
-
-
-@pytest.fixture
-def stripe(fake: FakeStripeBilling) -> StripeSubscriptionProcessor:
-    return StripeSubscriptionProcessor(SECRET_KEY, api_base=fake.url, max_network_retries=0)
-
-
-@pytest.fixture
-def api(
-    moto_tables: None,
-    lambda_context: LambdaContext,
-    stripe: StripeSubscriptionProcessor,
-    monkeypatch: pytest.MonkeyPatch,
-) -> Iterator[Call]:
-    """The customers function in Stripe mode, its processor pointed at the fake."""
-    from customers import handler
-
-    monkeypatch.setenv("PAYMENT_PROVIDER", "stripe")
-    monkeypatch.setenv("STRIPE_SECRET_NAME", "user-credits/stripe")
-    get_customers_settings.cache_clear()
-    handler.dependencies.cache_clear()
-    handler.processor.cache_clear()
-    monkeypatch.setattr(handler, "processor", lambda: stripe)
-
-    def call(base: str, **overrides: Any) -> tuple[int, Any]:
-        response = handler.lambda_handler(http_event(f"customers/{base}.json", **overrides), lambda_context)
-        raw = response.get("body") or ""
-        return response["statusCode"], json.loads(raw) if raw else None
-
-    yield call
-    handler.dependencies.cache_clear()
-    get_customers_settings.cache_clear()
+fake = stripe_customers.fake  # the fake Billing API with the Pro price
+stripe = stripe_customers.stripe  # the Stripe processor pointed at the fake
+api = stripe_customers.api  # the customers function in Stripe mode, with that processor
 
 
 def published(user_id: str = "alice") -> list[DomainEvent]:

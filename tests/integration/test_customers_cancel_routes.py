@@ -8,13 +8,15 @@ from typing import Any
 
 from devtools.stripe_sim.billing import FakeStripeBilling
 
-from tests.integration import test_customers_sync_routes as sync_routes
-from tests.integration.test_customers_sync_routes import Call, subscribed
+from tests.helpers import stripe_customers
+from tests.helpers.customers_api import Call
+from tests.helpers.stripe_customers import PRO, subscribed
 
 S = HTTPStatus
-fake = sync_routes.fake  # the fake Billing API with the Pro price
-api = sync_routes.api  # the customers function in Stripe mode, its processor pointed at the fake
-BASIC = {**sync_routes.PRO, "name": "Basic", "level": 1, "processorPlanId": "price_pro"}
+fake = stripe_customers.fake  # the fake Billing API with the Pro price
+stripe = stripe_customers.stripe  # the Stripe processor pointed at the fake
+api = stripe_customers.api  # the customers function in Stripe mode, with that processor
+BASIC = {**PRO, "name": "Basic", "level": 1, "processorPlanId": "price_pro"}
 
 
 def synced(api: Call) -> dict[str, Any]:

@@ -7,36 +7,26 @@ the repository.
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import os
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from http import HTTPStatus
 from typing import Any
 
 import boto3
 import pytest
-from devtools.lambda_context import LambdaContext
 
-from tests.conftest import http_event
-from tests.fakes.clock import FixedClock
+from tests.helpers import local_customers
+from tests.helpers.customers_api import Call
+from tests.helpers.local_customers import PRO, define_coupon, define_pro_plan, store, stored, subscribe
 from tests.helpers.subscription_builders import at, base_customer, card, subscription
 from usercredits.adapters.dynamodb.coupons import DynamoCouponRepository
 from usercredits.adapters.dynamodb.customers import DynamoCustomerRepository
-from usercredits.settings import get_customers_settings
-from usercredits.subscriptions.changes import customer_changes
-from usercredits.subscriptions.models import Customer, ProcessorState, SubscriptionStatus
+from usercredits.subscriptions.models import ProcessorState, SubscriptionStatus
 
-Call = Callable[..., tuple[int, Any]]
 S = HTTPStatus
-NOW = datetime(2017, 1, 10, 12, 0, tzinfo=UTC)
-PRO = {"name": "Pro", "price": {"amount": 1490, "currency": "usd"}, "billingFrequencyMonths": 1, "level": 2}
-
-
-@pytest.fixture
-def clock() -> FixedClock:
-    return FixedClock(NOW)
+clock = local_customers.clock  # NOW, 2017-01-10 12:00 UTC
+api = local_customers.api  # the customers function (local provider) at that clock
 
 
 @pytest.fixture
@@ -56,58 +46,11 @@ def requests(moto_tables: None) -> Iterator[list[str]]:
 
 
 @pytest.fixture
-def api(
-    moto_tables: None, lambda_context: LambdaContext, clock: FixedClock, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[Call]:
-    """``call(event_file, **overrides) -> (status, body)`` through customers' lambda_handler, at the fixed clock."""
-    from customers import handler
-
-    handler.dependencies.cache_clear()
-    get_customers_settings.cache_clear()
-    real = handler.dependencies()
-    fixed = dataclasses.replace(real, ports=dataclasses.replace(real.ports, clock=clock))
-    monkeypatch.setattr(handler, "dependencies", lambda: fixed)
-
-    def call(base: str, **overrides: Any) -> tuple[int, Any]:
-        response = handler.lambda_handler(http_event(f"customers/{base}.json", **overrides), lambda_context)
-        raw = response.get("body") or ""
-        return response["statusCode"], json.loads(raw) if raw else None
-
-    yield call
-
-
-@pytest.fixture
 def items(moto_tables: None) -> Callable[[], list[dict[str, Any]]]:
     def scan() -> list[dict[str, Any]]:
         return boto3.client("dynamodb").scan(TableName=os.environ["CUSTOMERS_TABLE_NAME"])["Items"]
 
     return scan
-
-
-def stored(user: str = "alice") -> Customer:
-    customer = DynamoCustomerRepository().load(user)
-    assert customer is not None
-    return customer
-
-
-def store(customer: Customer) -> Customer:
-    return DynamoCustomerRepository().save(customer_changes(None, customer))
-
-
-def define_pro_plan(api: Call, plan_id: str = "pro", **changes: Any) -> None:
-    status, _ = api("put_plan_admin", path=f"/admin/plans/{plan_id}", body={**PRO, **changes}, admin=True)
-    assert status == S.OK
-
-
-def define_coupon(api: Call, code: str = "TEN", **terms: Any) -> dict[str, Any]:
-    body = {"kind": "percent", "percent": "10", "numberOfBillingCycles": 2, "maxUses": 2} | terms
-    status, coupon = api("put_coupon_admin", path=f"/admin/coupons/{code}", body=body, admin=True)
-    assert status == S.OK, coupon
-    return dict(coupon)
-
-
-def subscribe(api: Call, **body: Any) -> tuple[int, Any]:
-    return api("subscribe", body={"planId": "pro"} | body)
 
 
 # --- the customer --------------------------------------------------------------------------------------------------

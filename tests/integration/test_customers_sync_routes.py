@@ -4,8 +4,6 @@ refund and void), and what the local provider answers for them."""
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Iterator
 from http import HTTPStatus
 from typing import Any
 
@@ -13,70 +11,18 @@ import pytest
 from devtools.lambda_context import LambdaContext
 from devtools.stripe_sim.billing import FakeStripeBilling
 
-from tests.conftest import http_event
 from tests.helpers import customer_shapes as shapes
+from tests.helpers import stripe_customers
+from tests.helpers.customers_api import Call, customers_caller
 from tests.helpers.request_paths import RequestPath
+from tests.helpers.stripe_customers import subscribed
 from usercredits.adapters.stripe.billing import StripeSubscriptionProcessor
 from usercredits.settings import get_customers_settings, get_stripe_webhook_settings
 
-Call = Callable[..., tuple[int, Any]]
 S = HTTPStatus
-SECRET_KEY = "sk_test_51FakeBillingKey0123456789"
-PRO = {
-    "name": "Pro",
-    "price": {"amount": 1490, "currency": "usd"},
-    "billingFrequencyMonths": 1,
-    "level": 2,
-    "processorPlanId": "price_pro",
-}
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeStripeBilling]:
-    with FakeStripeBilling(api_key=SECRET_KEY) as server:
-        server.add_price("price_pro", 1490)
-        yield server
-
-
-def _caller(lambda_context: LambdaContext) -> Call:
-    from customers import handler
-
-    def call(base: str, **overrides: Any) -> tuple[int, Any]:
-        response = handler.lambda_handler(http_event(f"customers/{base}.json", **overrides), lambda_context)
-        raw = response.get("body") or ""
-        return response["statusCode"], json.loads(raw) if raw else None
-
-    return call
-
-
-@pytest.fixture
-def api(
-    moto_tables: None, lambda_context: LambdaContext, fake: FakeStripeBilling, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[Call]:
-    """The customers function in Stripe mode, its processor pointed at the fake."""
-    from customers import handler
-
-    monkeypatch.setenv("PAYMENT_PROVIDER", "stripe")
-    monkeypatch.setenv("STRIPE_SECRET_NAME", "user-credits/stripe")
-    get_customers_settings.cache_clear()
-    handler.dependencies.cache_clear()
-    handler.processor.cache_clear()
-    stripe = StripeSubscriptionProcessor(SECRET_KEY, api_base=fake.url, max_network_retries=0)
-    monkeypatch.setattr(handler, "processor", lambda: stripe)
-    yield _caller(lambda_context)
-    handler.dependencies.cache_clear()
-    get_customers_settings.cache_clear()
-
-
-def subscribed(api: Call) -> dict[str, Any]:
-    """Alice with a Stripe card and a Pro subscription, nothing sent yet."""
-    status, _ = api("put_plan_admin", path="/admin/plans/pro", body=PRO, admin=True)
-    assert status == S.OK
-    status, method = api("add_payment_method", body={"token": "pm_card_visa"})
-    assert status == S.CREATED, method
-    status, subscription = api("subscribe", body={"planId": "pro", "paymentMethodId": method["paymentMethodId"]})
-    assert status == S.CREATED, subscription
-    return dict(subscription)
+fake = stripe_customers.fake  # the fake Billing API with the Pro price
+stripe = stripe_customers.stripe  # the Stripe processor pointed at the fake
+api = stripe_customers.api  # the customers function in Stripe mode, with that processor
 
 
 def test_sync_creates_the_customer_and_subscription_at_stripe_once(api: Call, fake: FakeStripeBilling) -> None:
@@ -182,7 +128,7 @@ def test_the_local_provider_has_no_subscription_processor(
     get_customers_settings.cache_clear()
     handler.dependencies.cache_clear()
     handler.processor.cache_clear()
-    api = _caller(lambda_context)
+    api = customers_caller(lambda_context)
     assert api("get_customer")[0] == S.OK
     for name in ("sync", "reload"):
         status, body = api(name)
@@ -193,7 +139,11 @@ def test_the_local_provider_has_no_subscription_processor(
 
 
 def test_billing_webhooks_update_the_local_subscription_once_and_in_order(
-    api: Call, fake: FakeStripeBilling, webhook: Any, monkeypatch: pytest.MonkeyPatch
+    api: Call,
+    fake: FakeStripeBilling,
+    stripe: StripeSubscriptionProcessor,
+    webhook: Any,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from stripe_webhook import handler as webhook_handler
     from usercredits.adapters.dynamodb.coupons import DynamoCouponRepository
@@ -205,7 +155,6 @@ def test_billing_webhooks_update_the_local_subscription_once_and_in_order(
     subscribed(api)
     _, customer = api("sync")
     subscription_id = customer["subscriptions"][0]["processor"]["id"]
-    stripe = StripeSubscriptionProcessor(SECRET_KEY, api_base=fake.url, max_network_retries=0)
     ports = SyncPorts(DynamoCustomerRepository(), DynamoCouponRepository(), stripe, SystemClock())
     monkeypatch.setattr(webhook_handler, "billing_ports", lambda: ports)
     # (the webhook checks signatures with the local secret; its billing ports are the Stripe ones above)

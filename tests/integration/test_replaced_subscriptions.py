@@ -9,20 +9,22 @@ from typing import Any
 import pytest
 from devtools.stripe_sim.billing import FakeStripeBilling
 
-from tests.integration import test_customers_sync_routes as sync_routes
-from tests.integration.test_customers_sync_routes import Call
+from tests.helpers import stripe_customers
+from tests.helpers.customers_api import Call
+from tests.helpers.stripe_customers import PRO, SECRET_KEY
 from usercredits.adapters.stripe.billing import StripeSubscriptionProcessor
 
 S = HTTPStatus
-fake = sync_routes.fake  # the fake Billing API with the Pro price
-api = sync_routes.api  # the customers function in Stripe mode, its processor pointed at the fake
-BASIC = {**sync_routes.PRO, "name": "Basic", "price": {"amount": 490, "currency": "usd"}, "level": 1}
+fake = stripe_customers.fake  # the fake Billing API with the Pro price
+stripe = stripe_customers.stripe  # the Stripe processor pointed at the fake
+api = stripe_customers.api  # the customers function in Stripe mode, with that processor
+BASIC = {**PRO, "name": "Basic", "price": {"amount": 490, "currency": "usd"}, "level": 1}
 
 
 def with_plans(api: Call, fake: FakeStripeBilling) -> str:
     """Pro and Basic defined (Basic with its own Stripe price); alice's card; its local id."""
     fake.add_price("price_basic", 490)
-    assert api("put_plan_admin", path="/admin/plans/pro", body=sync_routes.PRO, admin=True)[0] == S.OK
+    assert api("put_plan_admin", path="/admin/plans/pro", body=PRO, admin=True)[0] == S.OK
     basic = {**BASIC, "processorPlanId": "price_basic"}
     assert api("put_plan_admin", path="/admin/plans/basic", body=basic, admin=True)[0] == S.OK
     status, method = api("add_payment_method", body={"token": "pm_card_visa"})
@@ -141,9 +143,7 @@ def test_a_sync_that_fails_after_creating_the_upgrade_replays_it_and_ends_the_ol
     basic = synced(api)[basic["subscriptionId"]]
     subscribe(api, "pro", method)
     # Stripe creates Pro but the answer is lost (the client gave up)
-    slow = StripeSubscriptionProcessor(
-        sync_routes.SECRET_KEY, api_base=fake.url, max_network_retries=0, timeout_seconds=0.5
-    )
+    slow = StripeSubscriptionProcessor(SECRET_KEY, api_base=fake.url, max_network_retries=0, timeout_seconds=0.5)
     monkeypatch.setattr(handler, "processor", lambda: slow)
     fake.fail_next(method="POST", path="^/v1/subscriptions$", hang=1.0)
     status, body = api("sync")

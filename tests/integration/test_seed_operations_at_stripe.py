@@ -10,74 +10,30 @@ sale, redelivered and out-of-order events, a refund then a renewal.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from http import HTTPStatus
 from typing import Any
 
 import pytest
-from devtools.lambda_context import LambdaContext
 from devtools.stripe_sim.billing import FakeStripeBilling
 
-from tests.conftest import http_event
+from tests.helpers import stripe_customers
+from tests.helpers.customers_api import Call
+from tests.helpers.stripe_customers import PRO
 from usercredits.adapters.dynamodb.coupons import DynamoCouponRepository
 from usercredits.adapters.dynamodb.customers import DynamoCustomerRepository
 from usercredits.adapters.stripe.billing import StripeSubscriptionProcessor
 from usercredits.kernel.clock import SystemClock
-from usercredits.settings import get_customers_settings, get_stripe_webhook_settings
+from usercredits.settings import get_stripe_webhook_settings
 from usercredits.subscriptions.ports import SyncPorts
 
-Call = Callable[..., tuple[int, Any]]
 Deliver = Callable[..., tuple[int, Any]]
 S = HTTPStatus
-SECRET_KEY = "sk_test_51FakeBillingKey0123456789"
-PRO = {
-    "name": "Pro",
-    "price": {"amount": 1490, "currency": "usd"},
-    "billingFrequencyMonths": 1,
-    "level": 2,
-    "processorPlanId": "price_pro",
-}
+fake = stripe_customers.fake  # the fake Billing API with the Pro price
+stripe = stripe_customers.stripe  # the Stripe processor pointed at the fake
+api = stripe_customers.api  # the customers function in Stripe mode, with that processor
 RECEIVED = (200, {"received": True})
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeStripeBilling]:
-    with FakeStripeBilling(api_key=SECRET_KEY) as server:
-        server.add_price("price_pro", 1490)
-        yield server
-
-
-@pytest.fixture
-def stripe(fake: FakeStripeBilling) -> StripeSubscriptionProcessor:
-    return StripeSubscriptionProcessor(SECRET_KEY, api_base=fake.url, max_network_retries=0)
-
-
-@pytest.fixture
-def api(
-    moto_tables: None,
-    lambda_context: LambdaContext,
-    stripe: StripeSubscriptionProcessor,
-    monkeypatch: pytest.MonkeyPatch,
-) -> Iterator[Call]:
-    """The customers function in Stripe mode, its processor pointed at the fake."""
-    from customers import handler
-
-    monkeypatch.setenv("PAYMENT_PROVIDER", "stripe")
-    monkeypatch.setenv("STRIPE_SECRET_NAME", "user-credits/stripe")
-    get_customers_settings.cache_clear()
-    handler.dependencies.cache_clear()
-    monkeypatch.setattr(handler, "processor", lambda: stripe)
-
-    def call(base: str, **overrides: Any) -> tuple[int, Any]:
-        response = handler.lambda_handler(http_event(f"customers/{base}.json", **overrides), lambda_context)
-        raw = response.get("body") or ""
-        return response["statusCode"], json.loads(raw) if raw else None
-
-    yield call
-    handler.dependencies.cache_clear()
-    get_customers_settings.cache_clear()
 
 
 @pytest.fixture
