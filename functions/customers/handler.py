@@ -39,10 +39,12 @@ from customers.schemas import (
     AddPaymentMethodRequest,
     CancelSubscriptionRequest,
     DefaultPaymentMethodRequest,
+    LocalSubscriptionRequest,
     PutCouponRequest,
     PutPlanRequest,
     RefundRequest,
     SubscribeRequest,
+    SubscriptionPaymentMethodRequest,
     UpdateCustomerRequest,
 )
 from usercredits.adapters.clock import build_clock
@@ -254,6 +256,18 @@ def handle_cancel_all_subscriptions(
     return SubscriptionsResponse(subscriptions=[subscription_response(subscription) for subscription in subscriptions])
 
 
+@app.put("/customer/subscriptions/<subscriptionId>/payment-method", responses=api_responses(S.OK, S.NOT_FOUND))
+def handle_set_subscription_payment_method(
+    subscriptionId: IdentifierPath,  # noqa: N803 - the contract's path parameter name
+    body: Annotated[SubscriptionPaymentMethodRequest, Body()],
+) -> CustomerSubscriptionResponse:
+    """Pay a subscription with another of the customer's payment methods (sent with the next sync)."""
+    subscription = service.set_subscription_payment_method(
+        _user(), subscriptionId, body.payment_method_id, ports=dependencies().ports
+    )
+    return subscription_response(subscription)
+
+
 @app.get("/customer/subscriptions", responses=api_responses(S.OK))
 def handle_list_subscriptions(
     at: Annotated[AwareDatetime | None, Query()] = None,
@@ -359,6 +373,26 @@ def handle_reset_processor(
     require_admin(app)
     customer = cancelling.reset_processor(userId, ports=dependencies().ports, request_key=idempotency_key)
     return customer_response(customer)
+
+
+@app.post(
+    "/admin/customers/<userId>/subscriptions",
+    status_code=S.CREATED,
+    responses=api_responses(S.CREATED, S.FORBIDDEN, S.NOT_FOUND),
+)
+def handle_grant_local_subscription(
+    userId: UserPath,  # noqa: N803 - the contract's path parameter name
+    body: Annotated[LocalSubscriptionRequest, Body()],
+    idempotency_key: IdempotencyKeyHeader = None,
+) -> CustomerSubscriptionResponse:
+    """Give a user an app-managed (``local``) subscription: entitled like any other, never sent to Stripe, never
+    billed (a comp, or a trial the app gives)."""
+    require_admin(app)
+    subscription = service.grant_local_subscription(
+        userId, body.plan_id, trial=body.trial, ports=dependencies().ports, request_key=idempotency_key
+    )
+    metrics.add_metric(name="LocalSubscriptionsGranted", unit=MetricUnit.Count, value=1)
+    return subscription_response(subscription)
 
 
 @app.get("/admin/customers/<userId>", responses=api_responses(S.OK, S.FORBIDDEN, S.NOT_FOUND))

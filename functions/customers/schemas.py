@@ -66,6 +66,15 @@ class CancelSubscriptionRequest(DomainModel):
     at_period_end: bool = False
 
 
+class SubscriptionPaymentMethodRequest(DomainModel):
+    payment_method_id: Identifier
+
+
+class LocalSubscriptionRequest(DomainModel):
+    plan_id: Identifier
+    trial: bool = Field(default=False, description="Give the plan's trial (the plan must have trial terms)")
+
+
 class PutPlanRequest(DomainModel):
     plan_id: Identifier | None = Field(default=None, description="Optional; must equal the path's planId")
     name: str = Field(min_length=1, max_length=200)

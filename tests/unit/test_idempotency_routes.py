@@ -37,6 +37,7 @@ KEYED = {
         "/admin/customers/{userId}/transactions/{transactionId}/refund",
         "/admin/customers/{userId}/transactions/{transactionId}/void",
         "/admin/customers/{userId}/reset-processor",
+        "/admin/customers/{userId}/subscriptions",
     },
 }
 

@@ -185,6 +185,44 @@ def set_default_payment_method(
     return saved
 
 
+def set_subscription_payment_method(
+    user_id: str, subscription_id: str, payment_method_id: str, *, ports: CustomerPorts
+) -> Subscription:
+    """Pay one subscription with another of the customer's payment methods (404 for an unknown subscription or
+    method, 422 for one removed at the processor); a synced subscription becomes ``changed`` and the next sync sends
+    it."""
+    _, subscription = _change(
+        user_id,
+        ports,
+        lambda customer, now: subscribing.set_subscription_payment_method(
+            customer, subscription_id, payment_method_id, now
+        ),
+    )
+    return subscription
+
+
+def grant_local_subscription(
+    user_id: str, plan_id: str, *, trial: bool, ports: CustomerPorts, request_key: str | None = None
+) -> Subscription:
+    """Admin: give a user an app-managed subscription to a plan (``subscribing.add_local_subscription``: never sent
+    to the processor, never billed); 404 for an unknown plan. The user's customer is created if needed."""
+
+    def step(customer: Customer, now: datetime) -> tuple[Customer, Subscription]:
+        plan = ports.plans.get(plan_id)
+        if plan is None:
+            raise NotFoundError(f"plan {plan_id} not found")
+        return subscribing.add_local_subscription(customer, plan, now, trial=trial)
+
+    key = keyed_request("local-subscription", request_key, {"planId": plan_id, "trial": trial})
+    return run_once(
+        key,
+        ports.customers,
+        user_id,
+        lambda: _change_child(user_id, ports, step, key=key),
+        subscribing.find_subscription,
+    )
+
+
 def replace_default_payment_method(
     user_id: str, token: str, *, address: AddressFields | None = None, ports: CustomerPorts
 ) -> Customer:

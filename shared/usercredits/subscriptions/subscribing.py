@@ -12,7 +12,7 @@ from usercredits.kernel.ids import new_ulid
 from usercredits.subscriptions.coupons import INVALID, LIMIT_REACHED, coupon_discount, ensure_valid_coupon
 from usercredits.subscriptions.customers import find_payment_method
 from usercredits.subscriptions.discounts import add_discounts, previous_subscription_credit
-from usercredits.subscriptions.entitlement import GRACE_PERIOD, after_trial, valid_subscriptions
+from usercredits.subscriptions.entitlement import GRACE_PERIOD, after_trial, initialize_local_dates, valid_subscriptions
 from usercredits.subscriptions.errors import CouponError
 from usercredits.subscriptions.models import (
     Coupon,
@@ -20,14 +20,12 @@ from usercredits.subscriptions.models import (
     Descriptor,
     Discount,
     Plan,
+    ProcessorItem,
     ProcessorState,
     Subscription,
     SubscriptionStatus,
 )
 from usercredits.subscriptions.tracking import track
-
-#: Statuses cancelSubscriptions moves to canceled (expired and canceled ones stay as they are).
-CANCELABLE = frozenset({SubscriptionStatus.PENDING, SubscriptionStatus.PAST_DUE, SubscriptionStatus.ACTIVE})
 
 
 def add_subscription(
@@ -111,6 +109,31 @@ def upgrade_credits(subscription: Subscription, previous: list[Subscription], no
     return credits
 
 
+def add_local_subscription(
+    customer: Customer, plan: Plan, now: datetime, *, trial: bool = False
+) -> tuple[Customer, Subscription]:
+    """An app-managed subscription, never sent to the processor (the seed's ``local`` state: a comp, or a trial the
+    app gives), active from ``now`` with its billing dates filled locally (``entitlement.initialize_local_dates``):
+    it entitles by the same rules as any other, is never billed, earns no upgrade credit and is never ended by a
+    replacement. A trial takes the plan's trial terms (422 for a plan without them)."""
+    if trial and plan.trial_duration is None:
+        raise InvalidRequestError(f"plan {plan.plan_id} has no trial terms (trialDuration, trialDurationUnit)")
+    subscription = Subscription(
+        subscription_id=new_ulid(now),
+        plan=plan,
+        price=plan.price,
+        status=SubscriptionStatus.ACTIVE,
+        processor=ProcessorItem(state=ProcessorState.LOCAL),
+        is_trial=trial,
+        trial_duration=plan.trial_duration if trial else None,
+        trial_duration_unit=plan.trial_duration_unit if trial else None,
+        created_at=now,
+    )
+    subscription = initialize_local_dates(subscription)
+    updated = customer.model_copy(update={"subscriptions": [*customer.subscriptions, subscription], "updated_at": now})
+    return updated, subscription
+
+
 def apply_coupon(
     customer: Customer,
     subscription_id: str,
@@ -141,18 +164,6 @@ def find_subscription(customer: Customer, subscription_id: str) -> Subscription:
     if found is None:
         raise NotFoundError(f"subscription {subscription_id} not found")
     return found
-
-
-def cancel_subscriptions(customer: Customer, now: datetime) -> Customer:
-    """Every pending, past-due or active subscription marked canceled, locally (docs/rules.md#cancelling): the next
-    sync cancels them at the processor. Others are left as they are."""
-    subscriptions = [
-        track(sub.model_copy(update={"status": SubscriptionStatus.CANCELED, "updated_at": now}))
-        if sub.status in CANCELABLE
-        else sub
-        for sub in customer.subscriptions
-    ]
-    return customer.model_copy(update={"subscriptions": subscriptions, "updated_at": now})
 
 
 def cancel_subscription(

@@ -226,21 +226,6 @@ def coupon_redemptions_due(customer: Customer) -> list[Redemption]:
     ]
 
 
-def drop_discount(customer: Customer, subscription_id: str, discount_id: str, now: datetime) -> Customer:
-    """The customer without one discount (a coupon whose redemption was refused at sync time)."""
-    subscriptions = [
-        track(
-            sub.model_copy(
-                update={"discounts": [d for d in sub.discounts if d.discount_id != discount_id], "updated_at": now}
-            )
-        )
-        if sub.subscription_id == subscription_id
-        else sub
-        for sub in customer.subscriptions
-    ]
-    return customer.model_copy(update={"subscriptions": subscriptions, "updated_at": now})
-
-
 def reset_processor(customer: Customer) -> Customer:
     """Forget what never reached the processor (docs/rules.md#processor-states).
 

@@ -18,7 +18,7 @@ from usercredits.subscriptions.models import (
     Subscription,
     SubscriptionStatus,
 )
-from usercredits.subscriptions.subscribing import add_subscription, cancel_subscriptions
+from usercredits.subscriptions.subscribing import add_subscription, cancel_all
 from usercredits.subscriptions.sync_rules import reset_processor
 
 CANCELED, PAST_DUE = SubscriptionStatus.CANCELED, SubscriptionStatus.PAST_DUE
@@ -145,7 +145,7 @@ def test_m27_reset_cancel_and_resubscribe_queues_after_the_semiannual_period() -
     customer = base_customer(subscriptions=[basic, semiannual, unsynced])
     when = at("2017-07-16T09:34:37Z")
 
-    customer = cancel_subscriptions(reset_processor(customer), when)
+    customer = cancel_all(reset_processor(customer), when)
     customer, created = add_subscription(customer, plan(level=2, price=1999, plan_id="pro-monthly"), when)
 
     assert [sub.subscription_id for sub in customer.subscriptions[:2]] == ["basic", "pro-6"]

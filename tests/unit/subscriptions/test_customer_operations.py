@@ -9,7 +9,7 @@ from tests.helpers.subscription_builders import at, base_customer, subscription
 from usercredits.errors import InvalidRequestError
 from usercredits.subscriptions.customers import new_customer, update_profile
 from usercredits.subscriptions.models import ProcessorState, ProfileFields, SubscriptionStatus
-from usercredits.subscriptions.subscribing import cancel_subscription, cancel_subscriptions
+from usercredits.subscriptions.subscribing import cancel_all, cancel_subscription
 
 S = SubscriptionStatus
 
@@ -18,7 +18,7 @@ def test_m11_cancel_subscriptions_cancels_pending_past_due_and_active_only() -> 
     statuses = [S.EXPIRED, S.ACTIVE, S.PAST_DUE, S.PENDING, S.CANCELED]
     customer = base_customer(subscriptions=[subscription(f"s{i}", status=s) for i, s in enumerate(statuses)])
 
-    canceled = cancel_subscriptions(customer, at("2017-07-14"))
+    canceled = cancel_all(customer, at("2017-07-14"))
 
     assert [sub.status for sub in canceled.subscriptions] == [S.EXPIRED, S.CANCELED, S.CANCELED, S.CANCELED, S.CANCELED]
     changed = [sub.processor.state is ProcessorState.CHANGED for sub in canceled.subscriptions]

@@ -16,7 +16,7 @@ from usercredits.subscriptions.models import (
     SubscriptionStatus,
 )
 from usercredits.subscriptions.subscribing import (
-    cancel_subscriptions,
+    cancel_all,
     set_subscription_payment_method,
 )
 from usercredits.subscriptions.sync_rules import reset_processor
@@ -98,7 +98,7 @@ def test_m12_reset_processor_drops_unsynced_items_and_reverts_edits() -> None:
         addresses=[address("a-1"), address("a-2", name="Old"), address("a-3", state=INITIAL)],
         payment_methods=[paypal("pm-1", "a-1"), paypal("pm-2", "a-2"), paypal("pm-3", "a-3", state=INITIAL)],
     )
-    customer = cancel_subscriptions(customer, NOW)  # s3: active -> canceled, changed
+    customer = cancel_all(customer, NOW)  # s3: active -> canceled, changed
     customer, _ = update_address(customer, "a-2", AddressFields(name="Edited"), NOW)
     assert customer.subscriptions[3].processor.state is CHANGED
     assert customer.addresses[1].processor.state is CHANGED
