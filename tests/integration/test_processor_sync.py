@@ -227,9 +227,12 @@ def test_a_restricted_coupon_on_two_subscriptions_is_sent_with_one_only(world: W
     world.coupons.coupons["ONCE"] = once
     customer = a_customer(world)
     now = world.clock.now()
+    stored_before = customer.subscriptions
     customer, second = add_subscription(
         customer, PRO, now, payment_method_id=customer.payment_methods[0].payment_method_id
     )
+    # (as stored before: both unsent; a subscribe now withdraws the customer's unsent subscriptions)
+    customer = customer.model_copy(update={"subscriptions": [*stored_before, second]})
     for subscription in customer.subscriptions:
         customer, _ = apply_coupon(customer, subscription.subscription_id, once, now)
     world.customers.customers[USER] = customer

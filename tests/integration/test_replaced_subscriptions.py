@@ -243,3 +243,18 @@ def test_a_sync_that_fails_at_the_create_never_leaves_two_subscriptions_renewing
     assert at_stripe(fake, basic)["cancel_at_period_end"] is False
     assert local(api)[basic["subscriptionId"]]["processor"]["state"] == "saved"
     assert stripe_subscriptions(fake, "price_pro") == []
+
+
+def test_an_upgrade_after_the_lower_period_was_refunded_still_ends_it(api: Call, fake: FakeStripeBilling) -> None:
+    """A period refunded in full does not entitle, but the subscription still renews at Stripe: the upgrade ends it."""
+    method = with_plans(api, fake)
+    basic = subscribe(api, "basic", method)
+    synced(api)
+    [sale] = [t for t in api("get_customer")[1]["transactions"] if t["kind"] == "sale"]
+    refund_path = f"/admin/customers/alice/transactions/{sale['transactionId']}/refund"
+    assert api("refund_admin", path=refund_path, body={}, admin=True)[0] == S.OK
+    pro = subscribe(api, "pro", method)
+    assert pro["replaces"] == [basic["subscriptionId"]]
+    assert [d["kind"] for d in pro["discounts"]] == []  # no credit for a period given back
+    synced(api)
+    assert at_stripe(fake, local(api)[basic["subscriptionId"]])["status"] == "canceled"

@@ -42,16 +42,19 @@ def add_subscription(
     (docs/rules.md#plan-levels).
 
     When a valid subscription of the same or a higher level (and not past due) exists, the new one starts when the
-    latest-ending of them ends (a trial: at its first billing date), with no credit, and ``replaces`` the ones it
-    waits for that still bill (a switch: they end at their period end). Otherwise it starts now, replaces every
-    lower-level processor-side subscription that still bills (an upgrade: they end now), with a credit for the
-    unused part of each lower-level processor-side one (``upgrade_credits``). The new subscription is ``initial``:
+    latest-ending of them ends (a trial: at its first billing date), with no credit. Otherwise it starts now, with a
+    credit for the unused part of each valid lower-level processor-side one (``upgrade_credits``). Either way it
+    ``replaces`` every subscription at the processor that still bills, entitled or not (one whose period was refunded
+    still renews at the processor): lower levels end now, the others at their period end; and it withdraws the
+    customer's subscriptions never sent (the newest choice wins; their coupon uses are given back). The new one is
+    ``initial``:
     nothing is sent, and nothing replaced ends, before the next sync (docs/rules.md#replaced-subscriptions). With
     ``trial``, a plan with trial terms gives a trial (docs/rules.md#trials): only to a subscription that starts
     now, and once per customer and plan.
     """
     if payment_method_id is not None and find_payment_method(customer, payment_method_id).deleted:
         raise InvalidRequestError(f"payment method {payment_method_id} was removed at the payment processor")
+    customer = _withdraw_unsent(customer, now)
     valid = valid_subscriptions(customer, now, grace)
     wait_for = sorted(
         (sub for sub in valid if sub.plan.level >= plan.level and sub.status is not SubscriptionStatus.PAST_DUE),
@@ -65,21 +68,30 @@ def add_subscription(
         payment_method_id=payment_method_id,
         descriptor=descriptor,
         first_billing_date=_start_after(wait_for[0]) if wait_for else None,
-        replaces=[sub.subscription_id for sub in wait_for if still_bills(sub)],
+        replaces=[sub.subscription_id for sub in customer.subscriptions if _at_processor(sub) and still_bills(sub)],
         created_at=now,
     )
     if not wait_for:
         refundable = [
             sub for sub in valid if sub.processor.state is not ProcessorState.LOCAL and sub.plan.level < plan.level
         ]
-        subscription = subscription.model_copy(
-            update={"replaces": [sub.subscription_id for sub in refundable if still_bills(sub)]}
-        )
         subscription = add_discounts(subscription, upgrade_credits(subscription, refundable, now))
         if trial and plan.trial_duration is not None and not _had_plan(customer, plan):
             subscription = _with_trial(subscription, plan)
     updated = customer.model_copy(update={"subscriptions": [*customer.subscriptions, subscription], "updated_at": now})
     return updated, subscription
+
+
+def _at_processor(subscription: Subscription) -> bool:
+    return subscription.processor.state in (ProcessorState.SAVED, ProcessorState.CHANGED)
+
+
+def _withdraw_unsent(customer: Customer, now: datetime) -> Customer:
+    """The customer with its never-sent subscriptions withdrawn (``cancel_subscription`` of each)."""
+    for sub in customer.subscriptions:
+        if sub.processor.state is ProcessorState.INITIAL and not sub.deleted:
+            customer, _ = cancel_subscription(customer, sub.subscription_id, now)
+    return customer
 
 
 def still_bills(subscription: Subscription) -> bool:

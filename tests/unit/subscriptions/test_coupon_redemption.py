@@ -101,13 +101,16 @@ def test_m36_a_redemption_is_counted_once_even_when_the_sync_is_retried(restrict
 def test_m36_redemptions_never_pass_max_uses() -> None:
     coupon = Coupon(code="LAST", kind=CouponKind.AMOUNT, amount=usd(100), used_count=3, max_uses=4)
     coupons = InMemoryCouponRepository([coupon])
-    customer = base_customer()
-    customer, first = add_subscription(customer, plan(level=3), NOW)
-    customer, second = add_subscription(customer, plan(level=3), NOW)
-    customer, _ = apply_coupon(customer, first.subscription_id, coupon, NOW)
-    customer, _ = apply_coupon(customer, second.subscription_id, coupon, NOW)
+    # Two customers each subscribe with the coupon (one customer's second subscribe would withdraw its first)
+    pesho, first = add_subscription(base_customer(), plan(level=3), NOW)
+    pesho, _ = apply_coupon(pesho, first.subscription_id, coupon, NOW)
+    gosho, second = add_subscription(base_customer(customer_id="gosho", user_id="gosho"), plan(level=3), NOW)
+    gosho, _ = apply_coupon(gosho, second.subscription_id, coupon, NOW)
 
-    assert redeem_due(customer, coupons) == [RedemptionOutcome.REDEEMED, RedemptionOutcome.LIMIT_REACHED]
+    assert redeem_due(pesho, coupons) + redeem_due(gosho, coupons) == [
+        RedemptionOutcome.REDEEMED,
+        RedemptionOutcome.LIMIT_REACHED,
+    ]
     stored = coupons.get("LAST")
     assert stored is not None and stored.used_count == 4
 

@@ -83,3 +83,20 @@ def test_an_upgrade_ends_the_lower_one_now_and_a_switch_at_its_period_end() -> N
     assert (old.status, old.cancel_at_period_end) == (SubscriptionStatus.ACTIVE, True)
     assert subscription_sync_action(old) is SyncAction.UPDATE
     assert replaced_to_end(ended, switch.subscription_id) == []
+
+
+def test_a_subscription_that_bills_without_entitling_is_replaced_too() -> None:
+    """One whose paid period is over (or was given back) still renews at the processor: a new one ends it too."""
+    lapsed = subscription("old", level=2, created="2016-10-02")  # active at the processor, paid through long ago
+    _, created = subscribe([lapsed], level=1)
+    assert created.first_billing_date is None  # nothing entitled to wait for
+    assert created.replaces == ["old"]
+
+
+def test_a_subscribe_withdraws_the_customers_unsent_subscriptions() -> None:
+    """The newest choice wins: a subscription never sent is withdrawn (its coupon use is given back by the save)."""
+    draft = subscription("draft", level=1, state=ProcessorState.INITIAL, created="2017-01-09")
+    customer, created = subscribe([draft], level=2)
+    withdrawn = next(sub for sub in customer.subscriptions if sub.subscription_id == "draft")
+    assert (withdrawn.deleted, withdrawn.status) == (True, SubscriptionStatus.CANCELED)
+    assert created.replaces == []
