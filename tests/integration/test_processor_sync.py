@@ -4,6 +4,7 @@ labels; rules in docs/rules.md#subscriptions-half)."""
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterator
 from datetime import timedelta
 
@@ -699,3 +700,37 @@ def test_load_mirrors_what_a_failed_listing_left_pending(world: World) -> None:
 
     assert len(loaded.transactions) == 1
     assert not loaded.subscriptions[0].transactions_pending
+
+
+def test_events_of_the_same_second_never_undo_a_cancel_or_a_paid_period(world: World) -> None:
+    """Stripe's ``created`` has a one-second grain: a hold and a cancel made in one sync, or several renewals at once,
+    come with the same ``created`` and may arrive in any order."""
+    saved, _ = synced_with_sale(world)
+    sub_id = saved.subscriptions[0].processor.id or ""
+    held = world.fake.set_subscription(sub_id, cancel_at_period_end=True)
+    canceled = world.fake.set_subscription(sub_id, status="canceled", canceled_at=at(world, 100))
+    # The cancel's event arrives first, the hold's (same second) after it: still canceled
+    assert apply_billing_event("evt_2", "customer.subscription.deleted", canceled, at(world, 100), world.ports) == (
+        "applied"
+    )
+    assert apply_billing_event("evt_1", "customer.subscription.updated", held, at(world, 100), world.ports) == "stale"
+    assert world.customer().subscriptions[0].status is SubscriptionStatus.CANCELED
+    # And a later event cannot bring a canceled Stripe subscription back either (Stripe never reactivates one)
+    assert apply_billing_event("evt_3", "customer.subscription.updated", held, at(world, 200), world.ports) == "stale"
+
+
+def test_renewals_of_the_same_second_never_move_the_paid_period_back(world: World) -> None:
+    saved, _ = synced_with_sale(world)
+    sub_id = saved.subscriptions[0].processor.id or ""
+    item = world.fake.subscriptions[sub_id]["items"]["data"][0]
+    start, length = int(item["current_period_end"]), int(item["current_period_end"]) - int(item["current_period_start"])
+    item.update(current_period_start=start, current_period_end=start + length)
+    first = copy.deepcopy(world.fake.render_subscription(sub_id))  # (the fake's render shares its items)
+    item.update(current_period_start=start + length, current_period_end=start + 2 * length)
+    second = world.fake.render_subscription(sub_id)
+    assert apply_billing_event("evt_2", "customer.subscription.updated", second, at(world, 100), world.ports) == (
+        "applied"
+    )
+    paid_through = world.customer().subscriptions[0].paid_through_date
+    assert apply_billing_event("evt_1", "customer.subscription.updated", first, at(world, 100), world.ports) == "stale"
+    assert world.customer().subscriptions[0].paid_through_date == paid_through

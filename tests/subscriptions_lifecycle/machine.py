@@ -222,7 +222,8 @@ class SubscriptionsMachine(RuleBasedStateMachine):
     # --- Stripe ----------------------------------------------------------------------------------------------------
 
     def _stripe_subscriptions(self, *statuses: str) -> list[str]:
-        return sorted(sid for sid, sub in self.system.sim.subscriptions.items() if sub["status"] in statuses)
+        # In the order Stripe made them (their ids are random: sorting them would make replays pick others)
+        return [sid for sid, sub in self.system.sim.subscriptions.items() if sub["status"] in statuses]
 
     @precondition(lambda self: bool(self._stripe_subscriptions("active", "trialing", "past_due")))
     @rule(pick=PICK, decline=st.booleans())
@@ -249,7 +250,7 @@ class SubscriptionsMachine(RuleBasedStateMachine):
             self._reach("renewed by time")
 
     def _charges(self) -> list[str]:
-        return sorted(cid for cid, charge in self.system.sim.charges.items() if charge.get("amount", 0) > 0)
+        return [cid for cid, charge in self.system.sim.charges.items() if charge.get("amount", 0) > 0]
 
     @precondition(lambda self: bool(self._charges()))
     @rule(pick=PICK, partial=st.booleans())
@@ -280,7 +281,7 @@ class SubscriptionsMachine(RuleBasedStateMachine):
     @precondition(lambda self: any(d["status"] == "needs_response" for d in self.system.sim.disputes.values()))
     @rule(pick=PICK, won=st.booleans())
     def stripe_dispute_closes(self, pick: int, won: bool) -> None:
-        open_ = sorted(i for i, d in self.system.sim.disputes.items() if d["status"] == "needs_response")
+        open_ = [i for i, d in self.system.sim.disputes.items() if d["status"] == "needs_response"]
         self._tick()
         with self.system.sim.lock:
             self.system.sim.close_dispute(open_[pick % len(open_)], won=won)

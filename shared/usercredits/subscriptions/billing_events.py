@@ -7,12 +7,21 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from usercredits.subscriptions.models import Customer, ProcessorState
-from usercredits.subscriptions.ports import ChargeBackReport, InvoiceReport, SubscriptionReport, SyncPorts
+from usercredits.subscriptions.models import Customer, ProcessorState, Subscription, SubscriptionStatus
+from usercredits.subscriptions.ports import (
+    ChargeBackReport,
+    InvoiceReport,
+    ProcessorSubscription,
+    SubscriptionReport,
+    SyncPorts,
+)
 from usercredits.subscriptions.processor_session import persist
 from usercredits.subscriptions.results import local_subscription, replace_subscription, upsert_subscription
 from usercredits.subscriptions.tracking import keep_edits
 from usercredits.subscriptions.transactions import merge_transactions, record_dispute
+
+#: Statuses a subscription never leaves at the processor.
+_ENDED = frozenset({SubscriptionStatus.CANCELED, SubscriptionStatus.EXPIRED})
 
 
 def apply_billing_event(report: SubscriptionReport | InvoiceReport, ports: SyncPorts) -> str:
@@ -36,13 +45,13 @@ def _apply_subscription_event(report: SubscriptionReport, ports: SyncPorts) -> s
     if customer is None:
         return "ignored"
     local = local_subscription(customer, remote.id, remote.subscription_id)
-    if local is not None and local.last_event_created is not None and created < local.last_event_created:
+    if local is not None and _outdated(local, remote, created):
         return "stale"
 
     def apply(current: Customer) -> Customer:
         now = ports.clock.now()
         found = local_subscription(current, remote.id, remote.subscription_id)
-        if found is not None and found.last_event_created is not None and created < found.last_event_created:
+        if found is not None and _outdated(found, remote, created):
             return current
         updated = upsert_subscription(current, remote, now)
         recorded = local_subscription(updated, remote.id, remote.subscription_id)
@@ -54,6 +63,21 @@ def _apply_subscription_event(report: SubscriptionReport, ports: SyncPorts) -> s
         return replace_subscription(updated, stamped)
 
     return _apply(customer, apply, ports)
+
+
+def _outdated(local: Subscription, remote: ProcessorSubscription, created: int) -> bool:
+    """True when the event says less than what is recorded: it was created before the newest state recorded; or it
+    would take back what the processor never takes back: a subscription ended there (Stripe never reactivates a
+    canceled one), or, for an event of the same second as the state recorded (``created`` has a one-second grain, so
+    a hold and a cancel in one sync, or several renewals at once, cannot be ordered by it), a paid period."""
+    last = local.last_event_created
+    if last is not None and created < last:
+        return True
+    if local.status in _ENDED and local.processor.state is ProcessorState.SAVED and remote.status not in _ENDED:
+        return True
+    tied = last is not None and created == last
+    recorded, told = local.paid_through_date, remote.paid_through_date
+    return tied and recorded is not None and told is not None and told < recorded
 
 
 def _apply_invoice_event(report: InvoiceReport, ports: SyncPorts) -> str:
