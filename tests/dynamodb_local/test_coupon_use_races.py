@@ -128,3 +128,24 @@ def withdraw_while_another_subscribes(plan_id: str, code: str) -> None:
             user, subscription_id, at_period_end=False, ports=ports(), processor=no_processor
         )
     assert used_count(code) == 0
+
+
+def test_subscribing_again_with_the_same_coupon_swaps_its_use(coupon_and_plan: tuple[str, str]) -> None:
+    """A subscribe withdraws the customer's unsent subscription and counts the coupon for the new one in one
+    transaction, which DynamoDB allows only with one action per item: the coupon's count nets to nothing (found by
+    the subscriptions harness: a 500 before)."""
+    plan_id, code = coupon_and_plan
+    put_coupon(code, max_uses=2)
+    user = f"swap-{uuid.uuid4().hex[:8]}"
+    first = service.subscribe(user, plan_id, payment_method_id=None, coupon_code=code, ports=ports())
+    second = service.subscribe(user, plan_id, payment_method_id=None, coupon_code=code, ports=ports())
+    assert used_count(code) == 1
+    customer = DynamoCustomerRepository().load(user)
+    assert customer is not None
+    withdrawn = next(s for s in customer.subscriptions if s.subscription_id == first.subscription_id)
+    assert withdrawn.deleted and second.discounts[0].coupon_code == code
+    # and the use is the new subscription's: withdrawing it gives the coupon back
+    cancelling.cancel_subscription(
+        user, second.subscription_id, at_period_end=False, ports=ports(), processor=no_processor
+    )
+    assert used_count(code) == 0

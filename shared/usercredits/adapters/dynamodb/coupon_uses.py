@@ -72,38 +72,60 @@ class CouponActions:
 
 
 def add_coupon_uses(transaction: TransactWrite, uses: tuple[CouponUse, ...], now: datetime) -> CouponActions:
+    """Add the coupon actions of ``uses`` to ``transaction``, one action per item: DynamoDB refuses a transaction that
+    acts twice on one item, and a change may give a use back and count one of the same coupon (a subscribe that
+    withdraws an unsent subscription with that coupon). So the coupon's count is one update by the net change (none
+    for a swap), and a restricted coupon's customer use given back and taken again is one put. A save counts at most
+    one use of a coupon, so the ``maxUses`` condition of a net count of one is exact."""
     actions = CouponActions()
+    by_code: dict[str, list[CouponUse]] = {}
     for use in uses:
-        pk = coupon_pk(use.code)
-        record = CouponRedemptionItem(pk=pk, sk=redemption_sk(use.customer_id, use.subscription_id))
-        own = CouponRedemptionItem(pk=pk, sk=customer_use_sk(use.customer_id))
-        coupon = CouponItem(pk=pk, sk=COUPON_SK)
-        if use.release:
-            transaction.delete(record, condition=CouponRedemptionItem.pk.exists())
+        by_code.setdefault(use.code, []).append(use)
+    for code, group in by_code.items():
+        releases = [use for use in group if use.release]
+        counts = [use for use in group if not use.release]
+        retaken = {u.customer_id for u in counts if u.restricted} & {u.customer_id for u in releases if u.restricted}
+        for use in releases:
+            transaction.delete(_record(use), condition=CouponRedemptionItem.pk.exists())
             actions.deletes.append((use, Role.REDEMPTION))
-            if use.restricted:
-                transaction.delete(own)
+            if use.restricted and use.customer_id not in retaken:
+                transaction.delete(_own(use))
                 actions.deletes.append((use, Role.CUSTOMER_USE))
-            transaction.update(coupon, actions=[CouponItem.used_count.add(-1)], condition=CouponItem.pk.exists())
-            actions.updates.append((use, Role.COUPON))
-            continue
-        for item, role in ((record, Role.REDEMPTION), (own, Role.CUSTOMER_USE)):
-            if role is Role.CUSTOMER_USE and not use.restricted:
-                continue
-            item.code, item.customer_id, item.subscription_id, item.created_at = (
-                use.code,
-                use.customer_id,
-                use.subscription_id,
-                now,
-            )
-            transaction.save(item, condition=CouponRedemptionItem.pk.does_not_exist())
-            actions.puts.append((use, role))
-        below_limit = CouponItem.max_uses.does_not_exist() | (CouponItem.used_count < CouponItem.max_uses)
-        transaction.update(
-            coupon, actions=[CouponItem.used_count.add(1)], condition=CouponItem.pk.exists() & below_limit
-        )
-        actions.updates.append((use, Role.COUPON))
+        for use in counts:
+            transaction.save(_filled(_record(use), use, now), condition=CouponRedemptionItem.pk.does_not_exist())
+            actions.puts.append((use, Role.REDEMPTION))
+            if use.restricted:
+                once = None if use.customer_id in retaken else CouponRedemptionItem.pk.does_not_exist()
+                transaction.save(_filled(_own(use), use, now), condition=once)
+                actions.puts.append((use, Role.CUSTOMER_USE))
+        net = len(counts) - len(releases)
+        if net == 0:
+            continue  # a use given back and one taken: the count stays
+        condition = CouponItem.pk.exists()
+        if net > 0:
+            condition &= CouponItem.max_uses.does_not_exist() | (CouponItem.used_count < CouponItem.max_uses)
+        coupon = CouponItem(pk=coupon_pk(code), sk=COUPON_SK)
+        transaction.update(coupon, actions=[CouponItem.used_count.add(net)], condition=condition)
+        actions.updates.append((counts[0] if net > 0 else releases[0], Role.COUPON))
     return actions
+
+
+def _record(use: CouponUse) -> CouponRedemptionItem:
+    return CouponRedemptionItem(pk=coupon_pk(use.code), sk=redemption_sk(use.customer_id, use.subscription_id))
+
+
+def _own(use: CouponUse) -> CouponRedemptionItem:
+    return CouponRedemptionItem(pk=coupon_pk(use.code), sk=customer_use_sk(use.customer_id))
+
+
+def _filled(item: CouponRedemptionItem, use: CouponUse, now: datetime) -> CouponRedemptionItem:
+    item.code, item.customer_id, item.subscription_id, item.created_at = (
+        use.code,
+        use.customer_id,
+        use.subscription_id,
+        now,
+    )
+    return item
 
 
 class CouponsRefusedError(Exception):
