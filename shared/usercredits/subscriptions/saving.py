@@ -15,7 +15,7 @@ sent, and a refused one stops the sync with 409 instead of being dropped silentl
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from functools import partial
 from typing import Any
@@ -197,9 +197,9 @@ def _send_payment_method(
 
 def _sync_subscriptions(customer: Customer, ports: SyncPorts) -> Customer:
     for subscription_id in [sub.subscription_id for sub in customer.subscriptions]:
-        customer = _hold_replaced(customer, subscription_id, ports)
+        customer = _send_replaced(customer, subscription_id, ports, select=replaced_to_hold, mark=hold_replaced)
         customer = sync_subscription(customer, subscription_id, ports)
-        customer = _end_replaced(customer, subscription_id, ports)
+        customer = _send_replaced(customer, subscription_id, ports, select=replaced_to_end, mark=end_replaced)
     if customer.processor.id is not None and any(sub.transactions_pending for sub in customer.subscriptions):
         # Creating or changing a subscription may have charged the customer: mirror the new transactions. The flag
         # is saved with the result, so a listing that fails is done by the next sync even with nothing to send.
@@ -235,30 +235,26 @@ def sync_subscription(
     return persist(customer, ports, record, idempotency)
 
 
-def _hold_replaced(customer: Customer, subscription_id: str, ports: SyncPorts) -> Customer:
-    """Before a new subscription is created at the processor, the ones it replaces that would renew are set to end at
-    their period end there (``sync_rules.hold_replaced``): whatever fails after this call (the create, the cancel
-    of an upgrade's lower level, the answer of either), the customer can never be charged by both. Saved as pending
-    first, so a sync that stops here is completed by the next one under the update's key."""
-    holding = replaced_to_hold(customer, subscription_id)
-    if not holding:
-        return customer
-    customer = persist(customer, ports, partial(hold_replaced, subscription_id=subscription_id, now=ports.clock.now()))
-    for replaced_id in holding:
-        customer = sync_subscription(customer, replaced_id, ports)
-    return customer
+def _send_replaced(
+    customer: Customer,
+    subscription_id: str,
+    ports: SyncPorts,
+    *,
+    select: Callable[[Customer, str], list[str]],
+    mark: Callable[..., Customer],
+) -> Customer:
+    """Mark the subscriptions ``subscription_id`` replaces that ``select`` names (``mark``, saved as pending first),
+    then send each; a sync that stops in between is completed by the next one under the same keys.
 
-
-def _end_replaced(customer: Customer, subscription_id: str, ports: SyncPorts) -> Customer:
-    """Once a subscription is at the processor, end the ones it replaces there too, in the same sync: an upgrade's
-    lower levels are canceled now (they were held to their period end before the create, so a failure in between
-    never bills twice). Saved as pending first (``sync_rules.end_replaced``), so a sync that fails in between is
-    completed by the next one, under the same cancel keys."""
-    ending = replaced_to_end(customer, subscription_id)
-    if not ending:
+    Used twice around the create of a new subscription (docs/rules.md#replaced-subscriptions): before it, the ones
+    that would renew are held to their period end (``sync_rules.hold_replaced``), so whatever fails after this call
+    the customer can never be charged by both; after it, an upgrade's lower levels are canceled now
+    (``sync_rules.end_replaced``)."""
+    ids = select(customer, subscription_id)
+    if not ids:
         return customer
-    customer = persist(customer, ports, partial(end_replaced, subscription_id=subscription_id, now=ports.clock.now()))
-    for replaced_id in ending:
+    customer = persist(customer, ports, partial(mark, subscription_id=subscription_id, now=ports.clock.now()))
+    for replaced_id in ids:
         customer = sync_subscription(customer, replaced_id, ports)
     return customer
 
