@@ -8,7 +8,6 @@ and the payment gateway for one pointed at the fake server, field by field, wher
 
 from __future__ import annotations
 
-import base64
 import copy
 import dataclasses
 import json
@@ -21,11 +20,11 @@ from typing import Any
 
 import boto3
 from devtools.lambda_context import LambdaContext
-from devtools.lambda_events import function_url_event, sign_webhook_event
 from devtools.stripe_sim.payment_intents import FakeStripe
 
-from tests.conftest import http_event, load_event
+from tests.conftest import load_event
 from tests.fakes.clock import FixedClock
+from tests.helpers.handler_calls import Answer, call_api, deliver_stripe_event
 from usercredits.adapters.stripe.payments import StripeGateway
 
 WEBHOOK_SECRET = os.environ.get("LOCAL_WEBHOOK_SECRET", "whsec_local")
@@ -34,15 +33,6 @@ API_KEY = "sk_test_lifecycle"
 
 #: The sample event each function's requests are built from (route, path and body are replaced).
 _BASE = {"ordering": "ordering/create_order.json", "consumption": "consumption/consume.json"}
-
-
-@dataclasses.dataclass
-class Answer:
-    status: int
-    body: Any
-
-    def __str__(self) -> str:
-        return f"{self.status} {json.dumps(self.body)[:600]}"
 
 
 class System:
@@ -130,35 +120,21 @@ class System:
         query: dict[str, str] | None = None,
         idempotency_key: str | None = None,
     ) -> Answer:
-        event = http_event(
+        return call_api(
+            self.modules[function],
+            self.context,
             _BASE[function],
-            method=method,
-            path=path,
-            route=f"{method} {path}",
+            method,
+            path,
             body=body,
-            raw_body=None if body is not None else "",
             user=user or "admin",
             admin=admin,
-            query=query if query is not None else {},
+            query=query,
+            idempotency_key=idempotency_key,
         )
-        event["headers"].pop("idempotency-key", None)
-        if idempotency_key is not None:
-            event["headers"]["idempotency-key"] = idempotency_key
-        if body is None:
-            event.pop("body", None)
-            event["headers"].pop("content-type", None)
-        response = self.modules[function].lambda_handler(event, self.context)
-        raw = response.get("body") or ""
-        if response.get("isBase64Encoded"):
-            raw = base64.b64decode(raw).decode()
-        return Answer(int(response["statusCode"]), json.loads(raw) if raw else None)
 
     def webhook(self, event: dict[str, Any]) -> Answer:
-        payload = json.dumps(event).encode()
-        sample = load_event("stripe_webhook/payment_intent_succeeded.json")
-        request = sign_webhook_event(function_url_event(base=sample, body=payload), WEBHOOK_SECRET)
-        response = self.modules["stripe_webhook"].lambda_handler(request, self.context)
-        return Answer(int(response["statusCode"]), json.loads(response.get("body") or "null"))
+        return deliver_stripe_event(self.modules["stripe_webhook"], self.context, event, WEBHOOK_SECRET)
 
     def scan(self) -> dict[str, Any]:
         event = copy.deepcopy(load_event("expiry_scan/scheduled.json"))

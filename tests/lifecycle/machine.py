@@ -27,7 +27,8 @@ from hypothesis import strategies as st
 from hypothesis.errors import InvalidArgument
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from tests.lifecycle.driver import Answer, System, stripe_event
+from tests.helpers.handler_calls import Answer
+from tests.lifecycle.driver import System, stripe_event
 from tests.lifecycle.model import MIntent, Model, MOrder
 
 USERS = ("u1", "u2")

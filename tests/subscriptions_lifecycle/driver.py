@@ -8,22 +8,18 @@ the clock is the local test clock every function and the simulation read, webhoo
 
 from __future__ import annotations
 
-import base64
-import json
 import os
 import tempfile
 from contextlib import ExitStack
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from types import ModuleType
 from typing import Any
 
 import boto3
 from devtools.lambda_context import LambdaContext
-from devtools.lambda_events import function_url_event, sign_webhook_event
 from devtools.stripe_sim.simulator import StripeSimulator
 
-from tests.conftest import http_event, load_event
+from tests.helpers.handler_calls import Answer, call_api, deliver_stripe_event
 from usercredits.adapters.clock import advance_clock, freeze_clock, read_clock
 
 WEBHOOK_SECRET = "whsec_harness"
@@ -31,15 +27,6 @@ START = datetime(2026, 1, 31, 12, 0, tzinfo=UTC)
 
 #: The sample event each request is built from (route, path and body are replaced).
 _BASE = "customers/get_customer.json"
-
-
-@dataclass
-class Answer:
-    status: int
-    body: Any
-
-    def __str__(self) -> str:
-        return f"{self.status} {json.dumps(self.body)[:600]}"
 
 
 class SubscriptionsSystem:
@@ -135,36 +122,22 @@ class SubscriptionsSystem:
         idempotency_key: str | None = None,
     ) -> Answer:
         """One request to the customers function, as API Gateway sends it."""
-        event = http_event(
+        return call_api(
+            self.customers,
+            self.context,
             _BASE,
-            method=method,
-            path=path,
-            route=f"{method} {path}",
+            method,
+            path,
             body=body,
-            raw_body=None if body is not None else "",
             user=user,
             admin=admin,
-            query=query if query is not None else {},
+            query=query,
+            idempotency_key=idempotency_key,
         )
-        event["headers"].pop("idempotency-key", None)
-        if idempotency_key is not None:
-            event["headers"]["idempotency-key"] = idempotency_key
-        if body is None:
-            event.pop("body", None)
-            event["headers"].pop("content-type", None)
-        response = self.customers.lambda_handler(event, self.context)
-        raw = response.get("body") or ""
-        if response.get("isBase64Encoded"):
-            raw = base64.b64decode(raw).decode()
-        return Answer(int(response["statusCode"]), json.loads(raw) if raw else None)
 
     def webhook(self, event: dict[str, Any]) -> Answer:
         """One Stripe event delivered to the webhook function's Function URL, signed with the local secret."""
-        payload = json.dumps(event).encode()
-        sample = load_event("stripe_webhook/payment_intent_succeeded.json")
-        request = sign_webhook_event(function_url_event(base=sample, body=payload), WEBHOOK_SECRET)
-        response = self.webhook_module.lambda_handler(request, self.context)
-        return Answer(int(response["statusCode"]), json.loads(response.get("body") or "null"))
+        return deliver_stripe_event(self.webhook_module, self.context, event, WEBHOOK_SECRET)
 
     # --- reading the tables (for the checks) -----------------------------------------------------------------------
 

@@ -28,7 +28,8 @@ from hypothesis import event as tally
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from tests.subscriptions_lifecycle.driver import Answer, SubscriptionsSystem
+from tests.helpers.handler_calls import Answer
+from tests.subscriptions_lifecycle.driver import SubscriptionsSystem
 from usercredits.adapters.stripe.subscription_mapping import processor_subscription
 
 USERS = ("u1", "u2")
