@@ -140,7 +140,7 @@ class HandlerBench:
     def pay(user: str, order_id: str) -> str:
         """Mark the order paid as the payment webhook would (``apply_order_paid``); the order's status after it."""
         from usercredits.adapters.dynamodb.orders import DynamoOrderRepository
-        from usercredits.domain.paying import apply_order_paid
+        from usercredits.domain.payments import apply_order_paid
         from usercredits.kernel.clock import SystemClock
 
         order = apply_order_paid(user, order_id, orders=DynamoOrderRepository(), clock=SystemClock(), message="bench")

@@ -31,7 +31,7 @@ from usercredits.adapters.dynamodb.catalog import DynamoCatalogRepository
 from usercredits.adapters.dynamodb.credits_table import CreditsItem
 from usercredits.adapters.dynamodb.orders import DynamoOrderRepository
 from usercredits.adapters.payments import build_payment_gateway
-from usercredits.domain import offers, order_reads, ordering, paying
+from usercredits.domain import offers, order_reads, ordering
 from usercredits.domain import payments as payment_outcomes
 from usercredits.domain.models import GroupPolicy, Offer, OfferView, Order, OrderStatus
 from usercredits.domain.ports import CatalogRepository, OrderRepository, PaymentGateway, RefundPorts
@@ -180,7 +180,7 @@ def handle_get_order(orderId: IdentifierPath) -> Order:  # noqa: N803
 )
 def handle_request_payment(orderId: IdentifierPath, idempotency_key: IdempotencyKeyHeader = None) -> OrderWithPayment:  # noqa: N803
     deps = dependencies()
-    placed = paying.request_payment(
+    placed = ordering.request_payment(
         orderId,
         current_caller(app),
         idempotency_key=idempotency_key,

@@ -21,7 +21,7 @@ from tests.helpers.races import grant, race
 from usercredits.adapters.dynamodb.catalog import DynamoCatalogRepository
 from usercredits.adapters.dynamodb.credits import JOURNAL_MAX, DynamoCreditsRepository
 from usercredits.adapters.dynamodb.orders import DynamoOrderRepository
-from usercredits.domain import balances, lapses, ordering, paying, reservations, spending
+from usercredits.domain import balances, lapses, ordering, payments, reservations, spending
 from usercredits.domain.models import GroupPolicy, GroupState, LedgerKind, Offer, OrderStatus
 from usercredits.domain.ports import SpendRefusedError
 from usercredits.domain.spending import Consumed
@@ -243,7 +243,7 @@ def buy(catalog: DynamoCatalogRepository, user_id: str, offer_id: str) -> None:
         payments=RecordingPaymentGateway(),
         clock=SystemClock(),
     )
-    paid = paying.apply_order_paid(
+    paid = payments.apply_order_paid(
         user_id, placed.order.order_id, orders=DynamoOrderRepository(), clock=SystemClock(), message="paid"
     )
     assert paid.status is OrderStatus.PAID

@@ -39,7 +39,7 @@ from usercredits.adapters.dynamodb.orders import DynamoOrderRepository
 from usercredits.adapters.dynamodb.reversals import DynamoReversalRepository
 from usercredits.adapters.stripe.payment_mapping import intent_state
 from usercredits.adapters.stripe.payments import StripeGateway
-from usercredits.domain import balances, ordering, paying, payments, refunds, reservations, spending
+from usercredits.domain import balances, ordering, payments, refunds, reservations, spending
 from usercredits.domain.credits import lot_remaining
 from usercredits.domain.models import DisputeStatus, GroupPolicy, Offer, OrderStatus
 from usercredits.domain.reversal import ChargeReport, owed_lots, owed_share
@@ -167,7 +167,7 @@ class RaceMachine(RuleBasedStateMachine):
         first = placed.payment_intent_id or ""
         if both:
             self._pay(first, placed.order_id)
-        again = paying.request_payment(
+        again = ordering.request_payment(
             placed.order_id, caller, idempotency_key=None, orders=self.orders, payments=self.gateway, clock=self.clock
         )
         second = again.order.payment_intent_id or ""

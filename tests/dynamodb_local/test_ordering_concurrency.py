@@ -11,7 +11,7 @@ import pytest
 from tests.fakes.payments import RecordingPaymentGateway
 from usercredits.adapters.dynamodb.catalog import DynamoCatalogRepository
 from usercredits.adapters.dynamodb.orders import DynamoOrderRepository
-from usercredits.domain import ordering, paying
+from usercredits.domain import ordering, payments
 from usercredits.domain.models import Offer, OrderStatus
 from usercredits.errors import ConflictError
 from usercredits.kernel.clock import SystemClock
@@ -62,7 +62,7 @@ def test_racing_apply_order_paid_settles_exactly_once(catalog, user_id) -> None:
     # When 16 callers (webhook retries, confirm) report it paid at the same time
     outcomes = race(
         THREADS,
-        lambda _: paying.apply_order_paid(
+        lambda _: payments.apply_order_paid(
             user_id, order.order_id, orders=DynamoOrderRepository(), clock=SystemClock(), message="paid"
         ),
     )
@@ -104,7 +104,7 @@ def test_racing_appended_purchases_chain_windows_without_losing_one(catalog, use
     pending = [place(catalog, user_id, "StartupM").order for _ in range(4)]
     outcomes = race(
         len(pending),
-        lambda i: paying.apply_order_paid(
+        lambda i: payments.apply_order_paid(
             user_id, pending[i].order_id, orders=DynamoOrderRepository(), clock=SystemClock(), message="paid"
         ),
     )

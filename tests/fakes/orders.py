@@ -6,7 +6,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 
-from usercredits.domain import limits
 from usercredits.domain.models import GroupState, HistoryEntry, Order, OrderStatus
 from usercredits.domain.ports import PurchaseLimitError, StaleWindowError
 from usercredits.domain.reversal import Reversal
@@ -124,7 +123,7 @@ class InMemoryOrderRepository:
         except IdempotentReplayError:
             return False
         self.orders[(order.user_id, order.order_id)] = order
-        self._move_slot(order, limits.slot_change(stored, order))  # paid after a refusal: taken whatever the limit
+        self._move_slot(order, stored.slot_change(order))  # paid after a refusal: taken whatever the limit
         self._apply(order.user_id, idempotency, settlement)
         return True
 
@@ -141,11 +140,11 @@ class InMemoryOrderRepository:
         if stored is None:
             return False
         entry = HistoryEntry(date=now, status=status, message=message)
-        changed = limits.with_slot(
-            stored.model_copy(update={"status": status, "history": [*stored.history, entry], "updated_at": now})
-        )
+        changed = stored.model_copy(
+            update={"status": status, "history": [*stored.history, entry], "updated_at": now}
+        ).with_slot()
         self.orders[(read.user_id, read.order_id)] = changed
-        self._move_slot(changed, limits.slot_change(stored, changed))  # it stops counting: its slot goes back
+        self._move_slot(changed, stored.slot_change(changed))  # it stops counting: its slot goes back
         self._apply(read.user_id, idempotency, None)
         self.outbox.extend(events)
         return True
@@ -191,7 +190,7 @@ class InMemoryOrderRepository:
         for child_id, withdrawn in reversal.children_withdrawn.items():
             child = self.orders[(order.user_id, child_id)]
             self.orders[(order.user_id, child_id)] = child.model_copy(update={"withdrawn": withdrawn})
-        self._move_slot(order, limits.slot_change(stored, order))  # a full refund: its slot goes back
+        self._move_slot(order, stored.slot_change(order))  # a full refund: its slot goes back
         self._apply(order.user_id, idempotency, None)
         self.outbox.extend(reversal.events)
         return True

@@ -15,7 +15,7 @@ from tests.helpers.present import present
 from usercredits.adapters.dynamodb.catalog import DynamoCatalogRepository
 from usercredits.adapters.dynamodb.credits import DynamoCreditsRepository
 from usercredits.adapters.dynamodb.orders import DynamoOrderRepository
-from usercredits.domain import balances, expiry_check, lapses, ordering, paying, reservations, spending
+from usercredits.domain import balances, expiry_check, lapses, ordering, payments, reservations, spending
 from usercredits.domain.models import GroupPolicy, OrderStatus
 from usercredits.errors import ConflictError, InsufficientCreditsError
 from usercredits.kernel.models import Caller
@@ -112,7 +112,7 @@ def test_expiry_of_a_paid_order_moves_it_to_expired(repos) -> None:
         payments=RecordingPaymentGateway(),
         clock=clock,
     )
-    paid = paying.apply_order_paid("u", placed.order.order_id, orders=orders, clock=clock, message="paid")
+    paid = payments.apply_order_paid("u", placed.order.order_id, orders=orders, clock=clock, message="paid")
     clock.current = present(paid.expires) + timedelta(seconds=1)
     groups = {g.offer_group: g for g in balances.list_credits("u", credits=credits, clock=clock, catalog=catalog)}
     assert groups["Startup"].balance == 0  # the lazy check on read closed it

@@ -13,7 +13,7 @@ from tests.helpers.present import present
 from usercredits.adapters.dynamodb.catalog import DynamoCatalogRepository
 from usercredits.adapters.dynamodb.orders import DynamoOrderRepository
 from usercredits.adapters.stripe.payments import StripeGateway
-from usercredits.domain import ordering, paying, payments
+from usercredits.domain import ordering, payments
 from usercredits.domain.models import OrderStatus
 from usercredits.kernel.clock import SystemClock
 from usercredits.kernel.models import Caller
@@ -107,7 +107,7 @@ def test_zero_decimal_currency_is_sent_as_is(stripe_env) -> None:
 def test_a_fresh_intent_cancels_the_abandoned_one(stripe_env) -> None:
     fake, gateway, orders = stripe_env
     order = place(gateway, orders).order
-    again = paying.request_payment(
+    again = ordering.request_payment(
         order.order_id, ALICE, idempotency_key=None, orders=orders, payments=gateway, clock=SystemClock()
     )
     assert present(again.payment).payment_intent_id != order.payment_intent_id

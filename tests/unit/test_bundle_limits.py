@@ -13,7 +13,7 @@ from tests.fakes.orders import InMemoryOrderRepository
 from tests.fakes.payments import RecordingPaymentGateway
 from usercredits.adapters.stripe.payment_mapping import intent_state
 from usercredits.domain import catalog as catalog_rules
-from usercredits.domain import ordering, paying, payments
+from usercredits.domain import ordering, payments
 from usercredits.domain.models import (
     ACTIONS_PER_ORDER,
     ACTIONS_PER_PURCHASE,
@@ -122,7 +122,7 @@ def test_no_fresh_payment_is_asked_for_an_order_past_the_maximum(shop) -> None:
     legacy = legacy_pending_order(shop)
     asked = len(gateway.requests)
     with pytest.raises(ConflictError, match="it cannot be paid"):
-        paying.request_payment(
+        ordering.request_payment(
             legacy.order_id, Caller(user_id="alice"), idempotency_key=None, orders=orders, payments=gateway, clock=clock
         )
     assert len(gateway.requests) == asked

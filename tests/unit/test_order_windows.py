@@ -19,7 +19,7 @@ from tests.fakes.orders import InMemoryOrderRepository
 from tests.fakes.payments import RecordingPaymentGateway
 from usercredits.adapters.dynamodb.credits_table import LotItem, OrderItem
 from usercredits.adapters.dynamodb.mappers import item_to_lot, item_to_order, lot_to_item, order_to_item
-from usercredits.domain import ordering, paying
+from usercredits.domain import ordering, payments
 from usercredits.domain.models import CombinedOffer, GroupState, Offer, OrderStatus
 from usercredits.domain.settlement import extend_window, settle_order, start_for
 from usercredits.errors import InvalidRequestError
@@ -220,7 +220,7 @@ def test_bundle_line_without_append_date_shares_the_roots_window(catalog, place,
 def test_payment_after_the_window_moved_near_year_9999_grants_with_a_saturated_expiry(place, orders, clock) -> None:
     pending = place("StartupY", 3).order
     paid_window(orders, "Startup", datetime(9999, 6, 1, tzinfo=UTC))  # other orders stacked meanwhile
-    paid = paying.apply_order_paid("alice", pending.order_id, orders=orders, clock=clock, message="paid")
+    paid = payments.apply_order_paid("alice", pending.order_id, orders=orders, clock=clock, message="paid")
     assert (paid.status, paid.starts, paid.expires) == (OrderStatus.PAID, datetime(9999, 6, 1, tzinfo=UTC), MAX_TIME)
     assert orders.group_states("alice")["Startup"].expires == MAX_TIME
     granted = [event.detail for event in orders.outbox if event.kind == "CreditsGranted"]

@@ -9,7 +9,7 @@ from tests.fakes.clock import FixedClock
 from tests.fakes.orders import InMemoryOrderRepository
 from tests.fakes.payments import RecordingPaymentGateway
 from tests.helpers.present import present
-from usercredits.domain import offers, order_reads, ordering, paying
+from usercredits.domain import offers, order_reads, ordering, payments
 from usercredits.domain.models import Offer, OrderStatus
 from usercredits.errors import ConflictError, ForbiddenError, InvalidRequestError, NotFoundError
 from usercredits.kernel.models import Caller, Money
@@ -91,13 +91,13 @@ def test_place_order_locked_offer_is_forbidden_until_unlocked(place, orders, cat
     # A paid ScaleUp purchase unlocks the VIP articles (docs/rules.md#offer-visibility: the unlock check is enforced on
     # orders).
     scaleup = place("ScaleUpM").order
-    paying.apply_order_paid("alice", scaleup.order_id, orders=orders, clock=clock, message="paid")
+    payments.apply_order_paid("alice", scaleup.order_id, orders=orders, clock=clock, message="paid")
     assert place("1-article-month").order.status is OrderStatus.PENDING
 
 
 def test_place_order_expired_purchase_no_longer_unlocks(place, orders, clock) -> None:
     scaleup = place("ScaleUpM").order
-    paying.apply_order_paid("alice", scaleup.order_id, orders=orders, clock=clock, message="paid")
+    payments.apply_order_paid("alice", scaleup.order_id, orders=orders, clock=clock, message="paid")
     clock.advance(days=40)
     with pytest.raises(ForbiddenError):  # docs/rules.md#expiry: expired purchases no longer unlock offers
         place("1-article-month")
@@ -153,8 +153,8 @@ def test_apply_order_paid_twice_settles_once(place, orders, clock) -> None:
     # Seed T21 / docs/rules.md#payment-outcomes: "already paid" looked at the caller's copy; now the stored status
     # decides.
     order = place("EbEnterpriseY").order
-    first = paying.apply_order_paid("alice", order.order_id, orders=orders, clock=clock, message="paid")
-    second = paying.apply_order_paid("alice", order.order_id, orders=orders, clock=clock, message="paid")
+    first = payments.apply_order_paid("alice", order.order_id, orders=orders, clock=clock, message="paid")
+    second = payments.apply_order_paid("alice", order.order_id, orders=orders, clock=clock, message="paid")
     assert first == second
     assert orders.group_states("alice")["EbEnterprise"].paid_orders == 1
     # Seed T22: EbEnterpriseY grants 150 x 12 per unit; its bundle 28 x 300 AiTokens.
@@ -170,22 +170,22 @@ def test_apply_order_paid_survives_offer_retirement(place, orders, catalog, cloc
     order = place("ScaleUpY").order
     for offer_id in ("ScaleUpY", "_700tokens", "1-article-month"):
         offers.retire_offer(offer_id, catalog=catalog, clock=clock)
-    paid = paying.apply_order_paid("alice", order.order_id, orders=orders, clock=clock, message="paid")
+    paid = payments.apply_order_paid("alice", order.order_id, orders=orders, clock=clock, message="paid")
     assert paid.status is OrderStatus.PAID and len(paid.combined_items) == 2
 
 
 def test_appended_purchases_chain_their_windows(place, orders, clock) -> None:
     first = place("StartupM").order
-    first = paying.apply_order_paid("alice", first.order_id, orders=orders, clock=clock, message="paid")
+    first = payments.apply_order_paid("alice", first.order_id, orders=orders, clock=clock, message="paid")
     second = place("StartupY").order
-    second = paying.apply_order_paid("alice", second.order_id, orders=orders, clock=clock, message="paid")
+    second = payments.apply_order_paid("alice", second.order_id, orders=orders, clock=clock, message="paid")
     assert second.starts == first.expires
     assert orders.group_states("alice")["Startup"].expires == second.expires
 
 
 def test_request_payment_creates_a_fresh_intent_for_a_pending_order(place, orders, payments, clock) -> None:
     order = place("EnterpriseM").order
-    retried = paying.request_payment(
+    retried = ordering.request_payment(
         order.order_id, Caller(user_id="alice"), idempotency_key=None, orders=orders, payments=payments, clock=clock
     )
     assert retried.order.payment_attempt == 2
@@ -197,25 +197,25 @@ def test_payment_attempts_are_bounded_so_the_order_item_stays_writable(place, or
     alice = Caller(user_id="alice")
 
     def attempt(key: str | None = None) -> ordering.PlacedOrder:
-        return paying.request_payment(
+        return ordering.request_payment(
             order.order_id, alice, idempotency_key=key, orders=orders, payments=payments, clock=clock
         )
 
-    for _ in range(paying.MAX_PAYMENT_ATTEMPTS - 2):
+    for _ in range(ordering.MAX_PAYMENT_ATTEMPTS - 2):
         attempt()
     last = attempt("last")  # the 25th
-    assert last.order.payment_attempt == paying.MAX_PAYMENT_ATTEMPTS
+    assert last.order.payment_attempt == ordering.MAX_PAYMENT_ATTEMPTS
     with pytest.raises(ConflictError, match="25 payment attempts already: place a new order"):
         attempt()
     # A retry of the last attempt still answers it (its key was recorded), and nothing was written by the refusal
     assert present(attempt("last").payment).payment_intent_id == present(last.payment).payment_intent_id
-    assert orders.get_order("alice", order.order_id).payment_attempt == paying.MAX_PAYMENT_ATTEMPTS
+    assert orders.get_order("alice", order.order_id).payment_attempt == ordering.MAX_PAYMENT_ATTEMPTS
 
 
 def test_request_payment_on_a_paid_order_is_a_conflict(place, orders, payments, clock) -> None:
     order = place("Free").order
     with pytest.raises(ConflictError, match="not pending"):  # the seed's payOrder worked on paid orders
-        paying.request_payment(
+        ordering.request_payment(
             order.order_id, Caller(user_id="alice"), idempotency_key=None, orders=orders, payments=payments, clock=clock
         )
 
@@ -223,10 +223,10 @@ def test_request_payment_on_a_paid_order_is_a_conflict(place, orders, payments, 
 def test_request_payment_replays_with_the_same_key(place, orders, payments, clock) -> None:
     order = place("EnterpriseM").order
     alice = Caller(user_id="alice")
-    first = paying.request_payment(
+    first = ordering.request_payment(
         order.order_id, alice, idempotency_key="p1", orders=orders, payments=payments, clock=clock
     )
-    again = paying.request_payment(
+    again = ordering.request_payment(
         order.order_id, alice, idempotency_key="p1", orders=orders, payments=payments, clock=clock
     )
     assert again.payment == first.payment and again.order.payment_attempt == 2
@@ -254,7 +254,7 @@ def test_list_offers_reflects_the_callers_paid_groups(catalog, orders, clock, pl
         alice, currency="usd", tags=[], all_tags=False, catalog=catalog, orders=orders, clock=clock
     )
     scaleup = place("ScaleUpM").order
-    paying.apply_order_paid("alice", scaleup.order_id, orders=orders, clock=clock, message="paid")
+    payments.apply_order_paid("alice", scaleup.order_id, orders=orders, clock=clock, message="paid")
     after = offers.list_offers(
         alice, currency="usd", tags=[], all_tags=False, catalog=catalog, orders=orders, clock=clock
     )

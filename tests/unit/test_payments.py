@@ -13,7 +13,7 @@ from tests.fakes.orders import InMemoryOrderRepository
 from tests.fakes.payments import RecordingPaymentGateway
 from tests.helpers.present import present
 from usercredits.adapters.stripe.webhooks import parse_event
-from usercredits.domain import ordering, paying, payments
+from usercredits.domain import ordering, payments
 from usercredits.domain.models import OrderStatus
 from usercredits.domain.stripe_events import PaymentIntentEvent
 from usercredits.kernel.models import Caller
@@ -152,7 +152,7 @@ def test_order_is_found_by_intent_id_without_metadata(pending, orders, clock) ->
 def abandoned(pending, orders, clock):
     """The order after ``POST /orders/{id}/payment``: its first intent abandoned (returned), a fresh one current."""
     gateway = RecordingPaymentGateway()
-    again = paying.request_payment(
+    again = ordering.request_payment(
         pending.order_id, Caller(user_id="alice"), idempotency_key=None, orders=orders, payments=gateway, clock=clock
     )
     assert again.order.payment_intent_id != pending.payment_intent_id
@@ -205,19 +205,19 @@ def test_a_success_of_an_abandoned_intent_after_the_order_was_paid_is_refunded(a
 
 def test_a_retried_payment_request_never_hands_out_an_intent_a_later_attempt_canceled(pending, orders, clock) -> None:
     gateway, alice = RecordingPaymentGateway(), Caller(user_id="alice")
-    first = paying.request_payment(
+    first = ordering.request_payment(
         pending.order_id, alice, idempotency_key="k1", orders=orders, payments=gateway, clock=clock
     )
-    later = paying.request_payment(
+    later = ordering.request_payment(
         pending.order_id, alice, idempotency_key=None, orders=orders, payments=gateway, clock=clock
     )
-    replay = paying.request_payment(
+    replay = ordering.request_payment(
         pending.order_id, alice, idempotency_key="k1", orders=orders, payments=gateway, clock=clock
     )
     assert present(first.payment).payment_intent_id in gateway.canceled
     assert present(replay.payment).payment_intent_id == present(later.payment).payment_intent_id
     apply_payment_event(succeeded(later.order, "evt_paid"), orders=orders, clock=clock, gateway=gateway)
-    after_paid = paying.request_payment(
+    after_paid = ordering.request_payment(
         pending.order_id, alice, idempotency_key="k1", orders=orders, payments=gateway, clock=clock
     )
     assert after_paid.payment is None and after_paid.order.status is OrderStatus.PAID

@@ -13,7 +13,7 @@ from tests.fakes.clock import FixedClock
 from tests.fakes.orders import InMemoryOrderRepository
 from tests.fakes.payments import RecordingPaymentGateway
 from usercredits.adapters.stripe.payment_mapping import intent_state
-from usercredits.domain import limits, ordering, payments
+from usercredits.domain import ordering, payments
 from usercredits.domain.models import MAX_ORDER_QUANTITY, Offer, Order, OrderStatus
 from usercredits.domain.reversal import ChargeReport, merge_report, plan_reversal
 from usercredits.errors import ConflictError
@@ -115,17 +115,17 @@ def test_a_limited_order_holds_a_slot_while_pending_paid_or_expired(place, statu
     order = place("Pro").order
     assert (order.limited, order.limit_slot) == (True, True)
     moved = order.model_copy(update={"status": status})
-    assert limits.holds_slot(moved) is holds
-    assert limits.slot_change(order, moved) == (0 if holds else -1)
+    assert moved.holds_slot is holds
+    assert order.slot_change(moved) == (0 if holds else -1)
     # An order whose slot went back takes one again only by counting again (a success after a refusal).
     released = order.model_copy(update={"status": OrderStatus.REFUSED, "limit_slot": False})
-    assert limits.slot_change(released, moved) == (1 if holds else 0)
+    assert released.slot_change(moved) == (1 if holds else 0)
 
 
 def test_orders_of_offers_without_a_limit_never_hold_a_slot(place, orders) -> None:
     order = place("EnterpriseM").order
     assert (order.limited, order.limit_slot) == (False, False)
-    assert limits.slot_change(order, order.model_copy(update={"status": OrderStatus.REFUSED})) == 0
+    assert order.slot_change(order.model_copy(update={"status": OrderStatus.REFUSED})) == 0
     assert orders.slots == {}
 
 

@@ -33,6 +33,8 @@ class OrderStatus(StrEnum):
 
 #: Orders whose credits were granted: money going back takes credits back from them.
 GRANTED = frozenset({OrderStatus.PAID, OrderStatus.EXPIRED, OrderStatus.REFUNDED})
+#: The statuses in which a limited order holds one of its user's slots of its offer (``domain/limits.py``).
+COUNTING = frozenset({OrderStatus.PENDING, OrderStatus.PAID, OrderStatus.EXPIRED})
 
 
 class DisputeStatus(StrEnum):
@@ -219,9 +221,26 @@ class Order(Purchase):
     withdrawn: bool = False
     other_intents: dict[str, IntentFigures] = Field(default_factory=dict)
     # The offer had a ``perUserLimit`` when the order was placed (a copied term), and whether the order holds one of
-    # the user's slots of that offer now (``domain.limits``: while it counts; given back when it stops counting).
+    # the user's slots of that offer now (``domain/limits.py``: while it counts; given back when it stops counting).
     limited: bool = False
     limit_slot: bool = False
+
+    @property
+    def holds_slot(self) -> bool:
+        """Whether the order, as it is, holds a slot of its user's per-user limit: it is limited and its status
+        counts (``COUNTING``)."""
+        return self.limited and self.status in COUNTING
+
+    def with_slot(self) -> Order:
+        """The order with ``limit_slot`` saying whether it holds a slot as it is now."""
+        holds = self.holds_slot
+        return self if self.limit_slot == holds else self.model_copy(update={"limit_slot": holds})
+
+    def slot_change(self, after: Order) -> int:
+        """How changing this order (as stored: its ``limit_slot`` is what it holds) into ``after`` moves its user's
+        counter of the offer: +1 when it comes to hold a slot (a success after a refusal: taken whatever the counter
+        says), -1 when it gives its slot back, 0 otherwise. The repositories write what this says."""
+        return int(after.holds_slot) - int(self.limit_slot)
 
     @property
     def returned_amount(self) -> int:

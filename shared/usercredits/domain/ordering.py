@@ -1,7 +1,7 @@
-"""Ordering use cases: placing orders, reading them, and whether a caller holds a subscription (the offers are
-``offers.py``, paying an order ``paying.py``).
+"""Ordering use cases: placing orders and asking for their payment (``request_payment``: a fresh payment intent for
+a pending order). The offers are ``offers.py``; what a payment reports, and paying the order, ``payments.py``.
 
-Rules: docs/rules.md#placing-an-order.
+Rules: docs/rules.md#placing-an-order, #payment-intents.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from usercredits.domain.models import (
     PlacedOrder,
 )
 from usercredits.domain.offers import get_offer
+from usercredits.domain.order_reads import get_order
 from usercredits.domain.ports import (
     CatalogRepository,
     OrderRepository,
@@ -32,11 +33,13 @@ from usercredits.domain.ports import (
     PurchaseLimitError,
     StaleWindowError,
 )
-from usercredits.domain.settlement import settle_order, too_many_items
+from usercredits.domain.settlement import grantable, settle_order, too_many_items
 from usercredits.errors import (
     ConflictError,
     ForbiddenError,
     InvalidRequestError,
+    PaymentGatewayError,
+    UnavailableError,
 )
 from usercredits.kernel.clock import Clock
 from usercredits.kernel.cycles import MAX_START_AHEAD, MAX_TIME, MAX_WINDOW
@@ -169,7 +172,7 @@ def _new_order(
         updated_at=now,
         limited=offer.per_user_limit is not None,
     )
-    return limits.with_slot(order)
+    return order.with_slot()
 
 
 def _write_new_order(
@@ -284,3 +287,75 @@ def _replay(
 
 
 __all__ = ["MAX_ORDER_QUANTITY", "PlaceOrder", "PlacedOrder"]
+
+
+#: Payment intents one order may ask for (``POST /orders/{id}/payment``). Each attempt adds a history entry, an intent
+#: link and what its events report to the order item, which DynamoDB caps at 400 KB: without a bound, a client
+#: retrying forever would make the order unwritable, and a payment already made could never be applied.
+MAX_PAYMENT_ATTEMPTS = 25
+
+
+def request_payment(
+    order_id: str,
+    caller: Caller,
+    *,
+    idempotency_key: str | None,
+    orders: OrderRepository,
+    payments: PaymentGateway,
+    clock: Clock,
+) -> PlacedOrder:
+    """A fresh payment intent for a pending order (for a retry or an abandoned checkout); 409 otherwise."""
+    order = get_order(order_id, caller, orders=orders)
+    attempt = order.payment_attempt + 1
+    idempotency = None
+    if idempotency_key is not None:
+        request: dict[str, object] = {"orderId": order_id, "action": "payment"}
+        idempotency = IdempotencyRecord.of("payment", idempotency_key, request, f"{order_id}:{attempt}")
+    if order.status is not OrderStatus.PENDING or attempt > MAX_PAYMENT_ATTEMPTS:
+        recorded = orders.recorded(caller.user_id, idempotency) if idempotency is not None else None
+        if recorded is None:
+            if order.status is OrderStatus.PENDING:  # each attempt adds to the order item: it must stay bounded
+                raise ConflictError(
+                    f"order {order_id!r} had {MAX_PAYMENT_ATTEMPTS} payment attempts already: place a new order"
+                )
+            raise ConflictError(f"order {order_id!r} is {order.status.value}, not pending")
+        return _payment_replay(recorded, idempotency, order_id, caller, orders=orders, payments=payments)
+    if not grantable(order):  # placed before the limit: no money is asked for what cannot be granted
+        raise ConflictError(too_many_items(f"order {order_id!r}", len(order.combined_items), "it cannot be paid"))
+    intent = payments.create_intent(order, attempt=attempt)
+    try:
+        updated = orders.set_payment_intent(
+            order, intent_id=intent.payment_intent_id, attempt=attempt, now=clock.now(), idempotency=idempotency
+        )
+    except IdempotentReplayError as replay:
+        return _payment_replay(replay, idempotency, order_id, caller, orders=orders, payments=payments)
+    if order.payment_intent_id and order.payment_intent_id != intent.payment_intent_id:
+        # Only now that the order points at the new intent: the abandoned one is canceled so it cannot be paid too
+        # (a no-op if it already ended; one that succeeded meanwhile still pays the order through its webhook).
+        # Best effort: the new intent is recorded, so a failure here must not make the client retry the request.
+        try:
+            payments.cancel_intent(order.payment_intent_id)
+        except (PaymentGatewayError, UnavailableError):
+            logger.warning("could not cancel the abandoned intent %s", order.payment_intent_id, exc_info=True)
+    return PlacedOrder(order=updated, payment=intent)
+
+
+def _payment_replay(
+    replay: IdempotentReplayError,
+    idempotency: IdempotencyRecord | None,
+    order_id: str,
+    caller: Caller,
+    *,
+    orders: OrderRepository,
+    payments: PaymentGateway,
+) -> PlacedOrder:
+    """A repeated ``POST /orders/{id}/payment``. The first answer's intent may have been abandoned (and canceled)
+    by a later attempt since, so a retry gets the order's intent as it is now, or none once it is no longer pending:
+    never an intent nobody can pay any more."""
+    if idempotency is None or replay.fingerprint != idempotency.fingerprint:
+        raise ConflictError("Idempotency-Key was already used with a different request") from replay
+    current = get_order(order_id, caller, orders=orders)
+    payment = None
+    if current.status is OrderStatus.PENDING and current.payment_intent_id:
+        payment = payments.create_intent(current, attempt=current.payment_attempt)
+    return PlacedOrder(order=current, payment=payment)

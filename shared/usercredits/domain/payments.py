@@ -1,5 +1,7 @@
 """Payment outcomes: what the provider says about an intent (a verified webhook event, or a confirm that reads it
-back) moving its order along the order state machine.
+back) moving its order along the order state machine, and paying the order (``apply_order_paid``: the single paying
+step every payment path ends in, settled by the plan of ``settlement.py``). Rules: docs/rules.md#payment-outcomes,
+#paying-an-order.
 
 Orders only move forward: ``pending`` → ``paid`` | ``refused`` | ``error`` | ``canceled`` | ``inconsistent``, and a
 success after a failure still pays (webhooks arrive in any order). Each change is one conditional write that also
@@ -21,15 +23,20 @@ from dataclasses import dataclass
 from usercredits.domain.events import payment_failed, payment_refunded
 from usercredits.domain.models import GRANTED, HistoryEntry, IntentFigures, IntentState, Order, OrderStatus
 from usercredits.domain.order_reads import get_order
-from usercredits.domain.paying import PAYABLE, apply_order_paid
-from usercredits.domain.ports import OrderRepository, PaymentGateway, RefundPorts, order_for_intent
-from usercredits.errors import ConflictError, PaymentGatewayError, UnavailableError
+from usercredits.domain.ports import OrderRepository, PaymentGateway, RefundPorts, StaleWindowError, order_for_intent
+from usercredits.domain.settlement import grantable, settle_order, too_many_items
+from usercredits.errors import ConflictError, NotFoundError, PaymentGatewayError, UnavailableError
 from usercredits.kernel.clock import Clock
 from usercredits.kernel.models import Caller
 from usercredits.kernel.retries import OPTIMISTIC_ATTEMPTS
 from usercredits.kernel.writes import IdempotencyRecord
 
 logger = logging.getLogger(__name__)
+
+#: Statuses an order can still be paid from: a success reported after a failure still pays (webhooks arrive in any
+#: order), but a canceled, inconsistent, refunded or expired order never becomes paid again.
+PAYABLE = frozenset({OrderStatus.PENDING, OrderStatus.REFUSED, OrderStatus.ERROR})
+
 
 #: Where a failure-like outcome may come from (a paid order is never refused afterwards, and so on).
 _FROM = {
@@ -240,3 +247,99 @@ def _move(order: Order, status: OrderStatus, message: str, record: IdempotencyRe
             return "unchanged"  # what caused it was recorded already
         order = latest
     return "unchanged"
+
+
+def apply_order_paid(
+    user_id: str,
+    order_id: str,
+    *,
+    orders: OrderRepository,
+    clock: Clock,
+    message: str,
+    idempotency: IdempotencyRecord | None = None,
+    read: Order | None = None,
+    intent_id: str | None = None,
+) -> Order:
+    """Settle an order as paid, exactly once: the single entry point payment code calls.
+
+    One transaction moves the order to ``paid`` (conditional on it being as read), writes its lots and child orders
+    and updates the groups. A second call, or one racing the first, finds it paid and writes nothing. ``idempotency``
+    (e.g. the Stripe event id) is recorded in the same transaction. ``read``: the order as the caller just read it
+    (saves a read; a stale copy only costs a retry). ``intent_id``: the intent that paid (when it is not the order's
+    current one, it becomes so, and the current one's figures are kept apart: ``paying_with``).
+
+    An order bundling more than ``MAX_BUNDLE_ITEMS`` items (placed before that limit) cannot be granted in one
+    transaction: it becomes ``inconsistent`` instead (with ``PaymentFailed``), and is returned as such, so the payment
+    code refunds the money like any payment of an order that can no longer be paid.
+    """
+    for _ in range(OPTIMISTIC_ATTEMPTS):
+        order, read = read or orders.get_order(user_id, order_id), None
+        if order is None:
+            raise NotFoundError(f"order {order_id!r} not found")
+        if order.status is OrderStatus.PAID:
+            return order
+        if order.status not in PAYABLE:
+            raise ConflictError(f"order {order_id!r} is {order.status.value}: it cannot be paid")
+        try:
+            paid = _pay_once(order, intent_id, orders=orders, clock=clock, message=message, idempotency=idempotency)
+        except StaleWindowError:
+            continue
+        if paid is not None:
+            return paid
+        if idempotency is not None:  # recorded already (a redelivery) or the order moved: read it and decide again
+            latest = orders.get_order(user_id, order_id)
+            if latest is not None and (latest.status is OrderStatus.PAID or latest.updated_at == order.updated_at):
+                return latest
+    raise ConflictError("the order kept changing; retry")
+
+
+def _pay_once(
+    order: Order,
+    intent_id: str | None,
+    *,
+    orders: OrderRepository,
+    clock: Clock,
+    message: str,
+    idempotency: IdempotencyRecord | None,
+) -> Order | None:
+    """One attempt of ``apply_order_paid`` on ``order`` as read: the order as paid (or, for an order that cannot be
+    granted, as refused); None when nothing was written (it changed meanwhile, or ``idempotency`` was recorded)."""
+    if not grantable(order):
+        return _refuse_ungrantable(order, orders=orders, clock=clock)
+    paying = paying_with(order, intent_id)
+    settlement = settle_order(paying, dict(orders.group_states(order.user_id)), clock.now(), message)
+    return settlement.order if orders.settle_order(settlement, read=order, idempotency=idempotency) else None
+
+
+def _refuse_ungrantable(order: Order, *, orders: OrderRepository, clock: Clock) -> Order | None:
+    """Move an order that cannot be granted to ``inconsistent`` with ``PaymentFailed`` (as the payment code does for
+    an amount that does not match); the order as it is then, or None when it changed meanwhile (read it again)."""
+    message = too_many_items(f"order {order.order_id!r}", len(order.combined_items), "its payment goes back")
+    event = payment_failed(order, OrderStatus.INCONSISTENT, message)
+    if not orders.change_status(order, OrderStatus.INCONSISTENT, message, clock.now(), None, [event]):
+        return None
+    return orders.get_order(order.user_id, order.order_id) or order
+
+
+def paying_with(order: Order, intent_id: str | None) -> Order:
+    """The order with ``intent_id`` as the intent that pays it: what was reported about that intent becomes the
+    order's money figures, and the figures of the intent it replaces are kept apart (``Order.other_intents``)."""
+    if intent_id is None or intent_id == order.payment_intent_id:
+        return order
+    others = dict(order.other_intents)
+    if order.payment_intent_id:
+        others[order.payment_intent_id] = IntentFigures(
+            refunded_amount=order.refunded_amount,
+            disputed_amount=order.disputed_amount,
+            dispute_status=order.dispute_status,
+        )
+    mine = others.pop(intent_id, IntentFigures())
+    return order.model_copy(
+        update={
+            "payment_intent_id": intent_id,
+            "refunded_amount": mine.refunded_amount,
+            "disputed_amount": mine.disputed_amount,
+            "dispute_status": mine.dispute_status,
+            "other_intents": others,
+        }
+    )

@@ -234,7 +234,7 @@ class OrderRepository(Protocol):
     ) -> bool:
         """Move a stored order to paid with its lots, windows and child orders, in one transaction conditional on the
         order being as ``read`` (or pending) and on ``idempotency`` (e.g. the Stripe event id) not being recorded.
-        An order that comes to hold a slot again (``limits.slot_change``) takes it in that transaction, whatever the
+        An order that comes to hold a slot again (``Order.slot_change``) takes it in that transaction, whatever the
         limit (the money was collected).
 
         Returns False when the condition failed (it was settled already, or changed: nothing is written twice).
@@ -252,7 +252,7 @@ class OrderRepository(Protocol):
         events: Sequence[DomainEvent] = (),
     ) -> bool:
         """Move an order still as ``read`` to ``status`` with a history entry (and ``events`` in the outbox, in the
-        same write); an order that stops counting gives its slot back in that write (``limits.slot_change``). False
+        same write); an order that stops counting gives its slot back in that write (``Order.slot_change``). False
         if it changed meanwhile."""
         ...
 
@@ -281,7 +281,7 @@ class OrderRepository(Protocol):
 class ReversalRepository(Protocol):
     def apply_reversal(self, reversal: Reversal, idempotency: IdempotencyRecord | None) -> bool:
         """Write everything ``reversal`` changes in one transaction, conditional on the order, lots and groups being
-        as read (an order that stops counting, a full refund, gives its slot back: ``limits.slot_change``); False
+        as read (an order that stops counting, a full refund, gives its slot back: ``Order.slot_change``); False
         when something changed meanwhile (read again). Raises ``IdempotentReplayError`` when ``idempotency`` was
         recorded already."""
         ...

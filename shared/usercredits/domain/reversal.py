@@ -46,7 +46,6 @@ from datetime import datetime
 
 from usercredits.domain.credits import HoldCut, cut_holds, cut_movement
 from usercredits.domain.events import credits_restored, credits_revoked, with_detail
-from usercredits.domain.limits import with_slot
 from usercredits.domain.models import (
     GRANTED,
     DisputeStatus,
@@ -470,7 +469,8 @@ def _with_status(order: Order, read: Order, now: datetime) -> Order:
         message += " (no credits were granted yet)"
     entry = HistoryEntry(date=now, status=status, message=message)
     # A refunded order no longer counts towards its offer's per-user limit: its slot goes back in the same write.
-    return with_slot(order.model_copy(update={"status": status, "history": [*order.history, entry], "updated_at": now}))
+    changed = order.model_copy(update={"status": status, "history": [*order.history, entry], "updated_at": now})
+    return changed.with_slot()
 
 
 def _event(order: Order, owed: OwedLot, movement: Movement, change: LotChange) -> DomainEvent:

@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from usercredits.domain.events import credits_granted, order_paid
-from usercredits.domain.limits import with_slot
 from usercredits.domain.models import (
     MAX_BUNDLE_ITEMS,
     GroupState,
@@ -193,18 +192,17 @@ def settle_order(order: Order, windows: dict[str, GroupState], now: datetime, me
         lines.append(line.model_copy(update={"starts": starts, "expires": expires, "child_order_id": child_id}))
         children.append(_child_order(order, line, child_id, starts, expires, now))
 
-    paid = with_slot(  # a limited order holds a slot once paid, also after a refusal had given it back
-        order.model_copy(
-            update={
-                "status": OrderStatus.PAID,
-                "starts": root_start,
-                "expires": root_end,
-                "combined_items": lines,
-                "history": [*order.history, HistoryEntry(date=now, status=OrderStatus.PAID, message=message)],
-                "updated_at": now,
-            }
-        )
-    )
+    # a limited order holds a slot once paid, also after a refusal had given it back
+    paid = order.model_copy(
+        update={
+            "status": OrderStatus.PAID,
+            "starts": root_start,
+            "expires": root_end,
+            "combined_items": lines,
+            "history": [*order.history, HistoryEntry(date=now, status=OrderStatus.PAID, message=message)],
+            "updated_at": now,
+        }
+    ).with_slot()
     return Settlement(
         order=paid,
         child_orders=children,

@@ -56,7 +56,6 @@ from usercredits.adapters.dynamodb.transactions import (
     equals_stored,
     set_or_remove,
 )
-from usercredits.domain import limits
 from usercredits.domain.models import GroupState, HistoryEntry, Order, OrderStatus
 from usercredits.domain.ports import PurchaseLimitError, StaleWindowError
 from usercredits.domain.settlement import Settlement
@@ -149,7 +148,7 @@ class DynamoOrderRepository:
         if read is not None:
             condition = (OrderItem.status == read.status.value) & (OrderItem.updated_at == read.updated_at)
         # Paid after a refusal gave its slot back: it takes one again, whatever the limit (the money was collected).
-        slot = limits.slot_change(read, order) if read is not None else 0  # pending -> paid: it holds one already
+        slot = read.slot_change(order) if read is not None else 0  # pending -> paid: it holds one already
         try:
             with self._transaction(order.user_id, idempotency, order.order_id) as transaction:
                 transaction.update(
@@ -188,7 +187,7 @@ class DynamoOrderRepository:
         False when it changed meanwhile or ``idempotency`` was recorded already (nothing written)."""
         entry = HistoryEntry(date=now, status=status, message=message)
         item = OrderItem(pk=user_pk(read.user_id), sk=order_sk(read.order_id))
-        slot = limits.slot_change(read, read.model_copy(update={"status": status}))  # -1: it stops counting
+        slot = read.slot_change(read.model_copy(update={"status": status}))  # -1: it stops counting
         try:
             with self._transaction(read.user_id, idempotency, read.order_id) as transaction:
                 transaction.update(
@@ -388,7 +387,7 @@ def _link_intent(transaction: TransactWrite, order: Order, intent_id: str, now: 
 def add_slot_change(
     transaction: TransactWrite, order: Order, change: int, now: datetime, *, at_most: int | None = None
 ) -> None:
-    """Move the user's counter of ``order``'s offer by ``change`` (``limits.slot_change``: +1 takes a slot, -1 gives
+    """Move the user's counter of ``order``'s offer by ``change`` (``Order.slot_change``: +1 takes a slot, -1 gives
     it back, 0 writes nothing) in ``transaction``. ``at_most``: taking is conditional on the counter being below it
     (a new order); without it, a slot is taken whatever the counter says (money collected after a refusal)."""
     if change == 0:

@@ -23,7 +23,6 @@ from usercredits.adapters.dynamodb.transactions import (
     equals_stored,
     set_or_remove,
 )
-from usercredits.domain import limits
 from usercredits.domain.models import GroupState
 from usercredits.domain.reversal import GroupChange, Reversal
 from usercredits.errors import UnavailableError
@@ -40,7 +39,7 @@ class DynamoReversalRepository:
         reduced hold (conditional on its count as read), each group (conditional on its version, and on what the
         plan relied on: the available balance above the floor, or the balance, held and drawn as read), the
         outbox, and the user's counter of the offer's per-user limit when the order gives its slot back (a full
-        refund: ``limits.slot_change``).
+        refund: ``Order.slot_change``).
 
         At most ``MAX_TRANSACTION_ACTIONS`` (100): a bundle has at most ``MAX_BUNDLE_ITEMS`` items, and holds to cut
         beyond what fits are left to the group's next step (``reversal._fitted``). A plan past it anyway is not sent
@@ -48,7 +47,7 @@ class DynamoReversalRepository:
         order, read = reversal.order, reversal.read
         user = order.user_id
         now = order.updated_at
-        slot = limits.slot_change(read, order)
+        slot = read.slot_change(order)
         try:
             with IdempotentTransaction(user, idempotency) as transaction:
                 transaction.update(
