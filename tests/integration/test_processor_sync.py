@@ -46,7 +46,6 @@ from usercredits.subscriptions.subscribing import (
     add_subscription,
     apply_coupon,
     cancel_subscription,
-    find_subscription,
 )
 
 
@@ -324,7 +323,7 @@ def test_queued_downgrade_is_pending_until_it_starts(world: World) -> None:
 
     result = save_processor(USER, world.ports)
 
-    local = find_subscription(result, sub.subscription_id)
+    local = result.subscription(sub.subscription_id)
     assert local.status is SubscriptionStatus.PENDING
     assert local.first_billing_date == saved.subscriptions[0].billing_period_end_date
     assert local.paid_through_date is None

@@ -60,9 +60,9 @@ def cancel_subscription(
     def run() -> Subscription:
         customer = _cancel_locally(user_id, cancel, key, subscription_id, ports)
         customer = _complete_at_processor(customer, key, subscription_id, processor)
-        return subscribing.find_subscription(customer, subscription_id)
+        return customer.subscription(subscription_id)
 
-    return run_once(key, ports.customers, user_id, run, subscribing.find_subscription)
+    return run_once(key, ports.customers, user_id, run, Customer.subscription)
 
 
 def cancel_all_subscriptions(

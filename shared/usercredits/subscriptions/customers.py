@@ -82,14 +82,6 @@ def find_address(customer: Customer, address_id: str) -> Address:
     return address
 
 
-def find_payment_method(customer: Customer, payment_method_id: str) -> PaymentMethod:
-    """The customer's payment method ``payment_method_id`` (deleted ones included); NotFoundError otherwise."""
-    method = next((item for item in customer.payment_methods if item.payment_method_id == payment_method_id), None)
-    if method is None:
-        raise NotFoundError(f"payment method {payment_method_id} not found")
-    return method
-
-
 def default_payment_method(customer: Customer) -> PaymentMethod | None:
     """The payment method whose local id is ``default_payment_method_id``, or None."""
     wanted = customer.default_payment_method_id
@@ -159,7 +151,7 @@ def set_default_payment_method(
     )
     if address is not None:
         updated, _ = set_default_payment_method_address(updated, address, now)
-        chosen = find_payment_method(updated, chosen.payment_method_id)
+        chosen = updated.payment_method(chosen.payment_method_id)
     return _touch(updated, now), chosen
 
 
@@ -189,7 +181,7 @@ def set_default_payment_method_address(
 
 def choose_default_payment_method(customer: Customer, payment_method_id: str, now: datetime) -> Customer:
     """Make an existing payment method the default (``PUT /customer/default-payment-method``)."""
-    method = find_payment_method(customer, payment_method_id)
+    method = customer.payment_method(payment_method_id)
     if method.deleted:
         raise InvalidRequestError(f"payment method {payment_method_id} was removed at the payment processor")
     if customer.default_payment_method_id == payment_method_id:

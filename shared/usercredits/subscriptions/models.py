@@ -19,6 +19,7 @@ from typing import Annotated, ClassVar
 
 from pydantic import AfterValidator, AwareDatetime, BeforeValidator, Field, JsonValue, field_validator, model_validator
 
+from usercredits.errors import NotFoundError
 from usercredits.kernel.models import DomainModel, Identifier, Money
 from usercredits.subscriptions.instruments import InstrumentDetails, PaymentMethodKind
 
@@ -496,3 +497,17 @@ class Customer(SyncableModel):
     @property
     def local_id(self) -> str:
         return self.customer_id
+
+    def payment_method(self, payment_method_id: str) -> PaymentMethod:
+        """The payment method ``payment_method_id`` (deleted ones included); NotFoundError otherwise."""
+        found = next((item for item in self.payment_methods if item.payment_method_id == payment_method_id), None)
+        if found is None:
+            raise NotFoundError(f"payment method {payment_method_id} not found")
+        return found
+
+    def subscription(self, subscription_id: str) -> Subscription:
+        """The subscription ``subscription_id``; NotFoundError otherwise."""
+        found = next((item for item in self.subscriptions if item.subscription_id == subscription_id), None)
+        if found is None:
+            raise NotFoundError(f"subscription {subscription_id} not found")
+        return found

@@ -8,7 +8,6 @@ from __future__ import annotations
 from datetime import datetime
 
 from usercredits.kernel.ids import new_ulid
-from usercredits.subscriptions.customers import find_payment_method
 from usercredits.subscriptions.models import (
     Customer,
     Discount,
@@ -21,7 +20,6 @@ from usercredits.subscriptions.models import (
     SubscriptionStatusEvent,
 )
 from usercredits.subscriptions.ports import ProcessorDiscount, ProcessorPaymentMethod, ProcessorSubscription
-from usercredits.subscriptions.subscribing import find_subscription
 from usercredits.subscriptions.tracking import local_id_for, mark_saved
 
 
@@ -30,7 +28,7 @@ def record_payment_method_result(
 ) -> Customer:
     """The payment method as attached or updated at the processor: its kind and display fields from the processor,
     the token consumed (the seed cleared the nonce), state saved."""
-    method = find_payment_method(customer, payment_method_id)
+    method = customer.payment_method(payment_method_id)
     updated = mark_saved(
         method.model_copy(update={"kind": result.kind, "details": result.details, "token": None, "updated_at": now}),
         result.id,
@@ -48,7 +46,7 @@ def record_subscription_result(
     processor) becomes a local amount discount; local discounts the processor no longer applies are dropped.
     The payment method is mapped back to its local id (kept when the processor names none known locally).
     """
-    subscription = find_subscription(customer, subscription_id)
+    subscription = customer.subscription(subscription_id)
     payment_method_id = local_id_for(result.payment_method_id, customer.payment_methods)
     updated = subscription.model_copy(
         update={

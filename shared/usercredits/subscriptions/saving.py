@@ -24,7 +24,6 @@ from usercredits.errors import ConflictError
 from usercredits.kernel.writes import IdempotencyRecord
 from usercredits.subscriptions.changes import RequestKey, keyed_request, run_once
 from usercredits.subscriptions.coupons import INVALID, LIMIT_REACHED
-from usercredits.subscriptions.customers import find_payment_method
 from usercredits.subscriptions.models import (
     AddressFields,
     Customer,
@@ -57,7 +56,6 @@ from usercredits.subscriptions.results import (
     stamped,
     transactions_mirrored,
 )
-from usercredits.subscriptions.subscribing import find_subscription
 from usercredits.subscriptions.sync_rules import (
     SyncAction,
     coupon_redemptions_due,
@@ -141,7 +139,7 @@ def _sync_payment_methods(customer: Customer, ports: SyncPorts) -> Customer:
     for method in list(customer.payment_methods):
         if method.deleted or method.processor.state is ProcessorState.LOCAL:
             continue
-        current = find_payment_method(customer, method.payment_method_id)
+        current = customer.payment_method(method.payment_method_id)
         result = _send_payment_method(customer, current, current.billing_address_id in pending, ports)
         if result is None:
             if current.processor.state is ProcessorState.CHANGED and current.processor.id is not None:
@@ -215,12 +213,12 @@ def sync_subscription(
     """Send one subscription's pending change (create, update or cancel) and save the answer, as a sync does; the
     caller holds the payment lock. Nothing pending: nothing is called (only ``idempotency`` is saved, if given).
     Used by the sync for each subscription and by the cancel routes for the ones they cancel."""
-    action = subscription_sync_action(find_subscription(customer, subscription_id))
+    action = subscription_sync_action(customer.subscription(subscription_id))
     if action is SyncAction.NONE:
         return customer if idempotency is None else persist(customer, ports, lambda c: c, idempotency)
     if action is not SyncAction.CANCEL:
         customer = _redeem_coupons(customer, subscription_id, ports)
-    subscription = find_subscription(customer, subscription_id)
+    subscription = customer.subscription(subscription_id)
     as_of = epoch(ports.clock.now())  # taken before the call: an event created since may be newer
     result = _send_subscription(customer, subscription, action, ports)
     record = partial(
@@ -316,9 +314,9 @@ def _record_sent(
 ) -> Customer:
     """A sync's result on its subscription: stamped ``as_of`` (older webhook events are then stale), flagged for
     mirroring its charges when ``billed``; edits made while it was sent (fields differing from ``sent``) stay."""
-    local = find_subscription(customer, subscription_id)
+    local = customer.subscription(subscription_id)
     updated = record_subscription_result(customer, subscription_id, result, now)
-    recorded = keep_edits(find_subscription(updated, subscription_id), local, sent)
+    recorded = keep_edits(updated.subscription(subscription_id), local, sent)
     recorded = stamped(recorded, as_of)
     if billed:
         recorded = recorded.model_copy(update={"transactions_pending": True})

@@ -7,10 +7,9 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from usercredits.errors import InvalidRequestError, NotFoundError
+from usercredits.errors import InvalidRequestError
 from usercredits.kernel.ids import new_ulid
 from usercredits.subscriptions.coupons import INVALID, LIMIT_REACHED, coupon_discount, ensure_valid_coupon
-from usercredits.subscriptions.customers import find_payment_method
 from usercredits.subscriptions.discounts import add_discounts, previous_subscription_credit
 from usercredits.subscriptions.entitlement import GRACE_PERIOD, after_trial, initialize_local_dates, valid_subscriptions
 from usercredits.subscriptions.errors import CouponError
@@ -52,7 +51,7 @@ def add_subscription(
     ``trial``, a plan with trial terms gives a trial (docs/rules.md#trials): only to a subscription that starts
     now, and once per customer and plan.
     """
-    if payment_method_id is not None and find_payment_method(customer, payment_method_id).deleted:
+    if payment_method_id is not None and customer.payment_method(payment_method_id).deleted:
         raise InvalidRequestError(f"payment method {payment_method_id} was removed at the payment processor")
     customer = _withdraw_unsent(customer, now)
     valid = valid_subscriptions(customer, now, grace)
@@ -160,7 +159,7 @@ def apply_coupon(
     already used is "Promocode limit reached"; one that takes nothing off this subscription is "Invalid promocode").
     The use is counted by the save of this change (``changes.coupon_uses``), in its own transaction.
     """
-    subscription = find_subscription(customer, subscription_id)
+    subscription = customer.subscription(subscription_id)
     valid = ensure_valid_coupon(coupon, now)
     if valid.restricted and used_by_customer:
         raise CouponError(LIMIT_REACHED)
@@ -168,14 +167,6 @@ def apply_coupon(
     if discount is None:
         raise CouponError(INVALID)
     return _replace_subscription(customer, add_discounts(subscription, [discount]), now)
-
-
-def find_subscription(customer: Customer, subscription_id: str) -> Subscription:
-    """The customer's subscription ``subscription_id``; NotFoundError otherwise."""
-    found = next((sub for sub in customer.subscriptions if sub.subscription_id == subscription_id), None)
-    if found is None:
-        raise NotFoundError(f"subscription {subscription_id} not found")
-    return found
 
 
 def cancel_subscription(
@@ -193,7 +184,7 @@ def cancel_subscription(
     (never synced, or queued before its first billing date) gives the subscriptions it replaces their renewal back
     when they were set to end at their period end for it (``restore_replaced``; docs/rules.md#replaced-subscriptions).
     """
-    subscription = find_subscription(customer, subscription_id)
+    subscription = customer.subscription(subscription_id)
     if subscription.status in (SubscriptionStatus.CANCELED, SubscriptionStatus.EXPIRED):
         return customer, subscription
     if restore_replaced and _not_started(subscription, now):
@@ -223,9 +214,9 @@ def set_subscription_payment_method(
     customer: Customer, subscription_id: str, payment_method_id: str, now: datetime
 ) -> tuple[Customer, Subscription]:
     """Pay a subscription with another of the customer's payment methods (a synced subscription becomes changed)."""
-    if find_payment_method(customer, payment_method_id).deleted:
+    if customer.payment_method(payment_method_id).deleted:
         raise InvalidRequestError(f"payment method {payment_method_id} was removed at the payment processor")
-    subscription = find_subscription(customer, subscription_id)
+    subscription = customer.subscription(subscription_id)
     updated = track(subscription.model_copy(update={"payment_method_id": payment_method_id, "updated_at": now}))
     return _replace_subscription(customer, updated, now)
 
