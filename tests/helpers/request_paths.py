@@ -1,11 +1,12 @@
 """Follow one request through the project's files (the README's architecture measures).
 
 ``RequestPath`` records, while a request runs, which project files it calls into (in the order first called) and which
-file calls which. A reader following the request opens the files of ``followed`` in that order; ``back_and_forth``
-lists the pairs of files that call each other (a path that is not one direction). Files of the kit (``KIT``: value
-types, key and item formats (the mappers of both adapters), the error and HTTP tables, settings, logging, the
-transaction helper) are left out of
-both: a reader need not open them to follow what a request does, and every path uses them.
+file calls which. ``chain`` is the longest run of files each calling the next, from the handler down: what a reader
+follows, one direction; ``followed`` is every file the request touched, the chain and the rules and formats consulted
+beside it; ``back_and_forth`` lists the pairs of files that import each other (a path that is not one direction).
+Files of the kit (``KIT``: value types, entities, ports and events, key and item formats (the mappers of both
+adapters), the error and HTTP tables, settings, logging, the transaction helper) are left out of all three: a reader
+need not open them to follow what a request does, and every path uses them.
 """
 
 from __future__ import annotations
@@ -103,10 +104,34 @@ class RequestPath:
         """Pairs of followed files that import each other, directly or through other followed files: a path that
         goes back. (A call back through a function passed in, like the save loop calling a use case's decision, is
         not one: the loop does not know the use case.)"""
+        reach = self._reach()
+        return sorted((a, b) for a in reach for b in reach[a] if a < b and a in reach[b])
+
+    def _reach(self) -> dict[str, set[str]]:
+        """For each followed file, the followed files it imports, directly or through other followed files."""
         reach = {file: _imports(file) & set(self.followed) for file in self.followed}
         for _ in self.followed:  # transitive closure: paths are a handful of files
             reach = {file: targets.union(*(reach[target] for target in targets)) for file, targets in reach.items()}
-        return sorted((a, b) for a in reach for b in reach[a] if a < b and a in reach[b])
+        return reach
+
+    @property
+    def chain(self) -> list[str]:
+        """The longest run of followed files in which each one calls the next: what a reader follows from the entry
+        point down to the last file the request reaches, one direction (a call through a port counts: the reader
+        opens the adapter). The rules and formats a file consults on the way are beside that run, not on it
+        (``followed`` counts them all). A call back up (to a file that imports its caller, like the save loop
+        calling a use case's decision) is not a step."""
+        reach = self._reach()
+        steps = sorted((a, b) for a, b in self.calls if a not in reach[b])
+        longest: dict[str, list[str]] = {}
+
+        def run(file: str) -> list[str]:
+            if file not in longest:
+                longest[file] = [file]  # a guard against a circle of calls through ports
+                longest[file] = [file, *max((run(b) for a, b in steps if a == file), key=len, default=[])]
+            return longest[file]
+
+        return max((run(file) for file in self.followed), key=len, default=[])
 
     def _file(self, filename: str) -> str | None:
         if filename not in self._known:
@@ -133,5 +158,6 @@ class RequestPath:
 
     def report(self, title: str) -> str:
         lines = [f"{title}: {len(self.followed)} files", *(f"  {n}. {f}" for n, f in enumerate(self.followed, 1))]
+        lines.append(f"  chain ({len(self.chain)} files): {' -> '.join(self.chain)}")
         lines.append(f"  back and forth: {self.back_and_forth or 'none'}")
         return "\n".join(lines)

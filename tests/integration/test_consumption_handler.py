@@ -299,5 +299,6 @@ def test_request_path_of_a_spend(consumption_api) -> None:
         status, _, _ = consume(consumption_api, "AiTokens", 2)
     assert status == S.OK
     print(path.report("POST /credits/{offerGroup}/consume"))
+    assert len(path.chain) <= 5, path.chain
     assert len(path.followed) <= 5, path.followed
     assert path.back_and_forth == []
