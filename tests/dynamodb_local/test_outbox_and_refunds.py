@@ -72,6 +72,7 @@ def paid_order(user_id: str, catalog: DynamoCatalogRepository) -> Any:
         orders=DynamoOrderRepository(),
         payments=LocalPaymentGateway("whsec_test"),
         clock=SystemClock(),
+        refunds=refund_ports(),
     )
     assert outcome == "paid"
     return order

@@ -7,6 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from devtools.stripe_sim.payment_intents import FakeStripe
 
+from tests.dynamodb_local.conftest import refund_ports
 from usercredits.adapters.dynamodb.catalog import DynamoCatalogRepository
 from usercredits.adapters.dynamodb.credits import DynamoCreditsRepository
 from usercredits.adapters.dynamodb.orders import DynamoOrderRepository
@@ -45,6 +46,7 @@ def test_webhook_and_confirm_racing_grant_once(dynamodb_local: str, user_id: str
                 orders=DynamoOrderRepository(),
                 payments=gateway,
                 clock=SystemClock(),
+                refunds=refund_ports(),
             )
 
         def confirm(_: int) -> OrderStatus:
@@ -54,6 +56,7 @@ def test_webhook_and_confirm_racing_grant_once(dynamodb_local: str, user_id: str
                 orders=DynamoOrderRepository(),
                 payments=gateway,
                 clock=SystemClock(),
+                refunds=refund_ports(),
             ).status
 
         with ThreadPoolExecutor(max_workers=16) as pool:

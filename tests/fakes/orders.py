@@ -6,11 +6,14 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 
+from tests.fakes.catalog import InMemoryCatalogRepository
+from tests.fakes.credits import InMemoryCreditsRepository
 from usercredits.domain.models import GroupState, HistoryEntry, Order, OrderStatus
-from usercredits.domain.ports import PurchaseLimitError, StaleWindowError
+from usercredits.domain.ports import PurchaseLimitError, RefundPorts, StaleWindowError
 from usercredits.domain.reversal import Reversal
 from usercredits.domain.settlement import Settlement
 from usercredits.errors import ConflictError
+from usercredits.kernel.clock import Clock
 from usercredits.kernel.models import DomainEvent, Page
 from usercredits.kernel.writes import IdempotencyRecord, IdempotentReplayError
 
@@ -219,3 +222,15 @@ class InMemoryOrderRepository:
         self.intents.setdefault((order.user_id, order.order_id), []).append(intent_id)
         self._apply(order.user_id, idempotency, None)
         return updated
+
+
+def refund_ports_of(orders: InMemoryOrderRepository, clock: Clock) -> RefundPorts:
+    """What settling returned money uses, in memory: ``orders`` (which also writes reversals), credits of its own and
+    an empty catalog (every group with the default policy)."""
+    return RefundPorts(
+        orders=orders,
+        credits=InMemoryCreditsRepository(),
+        catalog=InMemoryCatalogRepository(),
+        reversals=orders,
+        clock=clock,
+    )

@@ -11,10 +11,13 @@ from devtools.stripe_sim.payment_intents import FakeStripe
 from tests.conftest import DEMO_CATALOG
 from tests.helpers.present import present
 from usercredits.adapters.dynamodb.catalog import DynamoCatalogRepository
+from usercredits.adapters.dynamodb.credits import DynamoCreditsRepository
 from usercredits.adapters.dynamodb.orders import DynamoOrderRepository
+from usercredits.adapters.dynamodb.reversals import DynamoReversalRepository
 from usercredits.adapters.stripe.payments import StripeGateway
 from usercredits.domain import ordering, payments
 from usercredits.domain.models import OrderStatus
+from usercredits.domain.ports import RefundPorts
 from usercredits.kernel.clock import SystemClock
 from usercredits.kernel.models import Caller
 
@@ -41,7 +44,14 @@ def place(gateway: StripeGateway, orders: DynamoOrderRepository, offer_id: str =
 
 
 def confirm(order_id: str, gateway: StripeGateway, orders: DynamoOrderRepository):
-    return payments.confirm_order(order_id, ALICE, orders=orders, payments=gateway, clock=SystemClock())
+    ports = RefundPorts(
+        orders=orders,
+        credits=DynamoCreditsRepository(),
+        catalog=DynamoCatalogRepository(cache_seconds=0),
+        reversals=DynamoReversalRepository(),
+        clock=SystemClock(),
+    )
+    return payments.confirm_order(order_id, ALICE, orders=orders, payments=gateway, clock=SystemClock(), refunds=ports)
 
 
 def test_priced_order_creates_the_intent_stripe_expects(stripe_env) -> None:

@@ -9,7 +9,7 @@ from pydantic import ValidationError
 
 from tests.fakes.catalog import InMemoryCatalogRepository
 from tests.fakes.clock import FixedClock
-from tests.fakes.orders import InMemoryOrderRepository
+from tests.fakes.orders import InMemoryOrderRepository, refund_ports_of
 from tests.fakes.payments import RecordingPaymentGateway
 from usercredits.adapters.stripe.payment_mapping import intent_state
 from usercredits.domain import catalog as catalog_rules
@@ -140,7 +140,13 @@ def test_a_payment_of_an_order_past_the_maximum_is_refunded_not_granted(shop) ->
         "metadata": {"orderId": legacy.order_id, "userId": "alice"},
     }
     outcome = payments.apply_payment_event(
-        "evt_paid", "payment_intent.succeeded", intent_state(intent), orders=orders, payments=gateway, clock=clock
+        "evt_paid",
+        "payment_intent.succeeded",
+        intent_state(intent),
+        orders=orders,
+        payments=gateway,
+        clock=clock,
+        refunds=refund_ports_of(orders, clock),
     )
     assert outcome == "refunded"
     stored = orders.get_order("alice", legacy.order_id)
@@ -151,6 +157,12 @@ def test_a_payment_of_an_order_past_the_maximum_is_refunded_not_granted(shop) ->
     assert orders.windows == {}  # nothing granted
     # A redelivery changes nothing.
     again = payments.apply_payment_event(
-        "evt_paid", "payment_intent.succeeded", intent_state(intent), orders=orders, payments=gateway, clock=clock
+        "evt_paid",
+        "payment_intent.succeeded",
+        intent_state(intent),
+        orders=orders,
+        payments=gateway,
+        clock=clock,
+        refunds=refund_ports_of(orders, clock),
     )
     assert again == "unchanged" and len(orders.outbox) == 2

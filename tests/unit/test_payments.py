@@ -9,7 +9,7 @@ import pytest
 
 from tests.fakes.catalog import InMemoryCatalogRepository
 from tests.fakes.clock import FixedClock
-from tests.fakes.orders import InMemoryOrderRepository
+from tests.fakes.orders import InMemoryOrderRepository, refund_ports_of
 from tests.fakes.payments import RecordingPaymentGateway
 from tests.helpers.present import present
 from usercredits.adapters.stripe.webhooks import parse_event
@@ -59,7 +59,13 @@ def apply_payment_event(event: dict[str, Any], *, orders, clock, gateway=GATEWAY
     if not isinstance(parsed, PaymentIntentEvent):
         return "ignored"
     return payments.apply_payment_event(
-        parsed.event_id, parsed.kind, parsed.intent, orders=orders, payments=gateway, clock=clock
+        parsed.event_id,
+        parsed.kind,
+        parsed.intent,
+        orders=orders,
+        payments=gateway,
+        clock=clock,
+        refunds=refund_ports_of(orders, clock),
     )
 
 

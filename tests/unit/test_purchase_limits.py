@@ -10,7 +10,7 @@ from pydantic import ValidationError
 
 from tests.fakes.catalog import InMemoryCatalogRepository
 from tests.fakes.clock import FixedClock
-from tests.fakes.orders import InMemoryOrderRepository
+from tests.fakes.orders import InMemoryOrderRepository, refund_ports_of
 from tests.fakes.payments import RecordingPaymentGateway
 from usercredits.adapters.stripe.payment_mapping import intent_state
 from usercredits.domain import ordering, payments
@@ -68,7 +68,13 @@ def deliver(orders: InMemoryOrderRepository, clock: FixedClock) -> Deliver:
             "metadata": {"orderId": order.order_id, "userId": order.user_id},
         } | intent
         return payments.apply_payment_event(
-            event_id, kind, intent_state(body), orders=orders, payments=RecordingPaymentGateway(), clock=clock
+            event_id,
+            kind,
+            intent_state(body),
+            orders=orders,
+            payments=RecordingPaymentGateway(),
+            clock=clock,
+            refunds=refund_ports_of(orders, clock),
         )
 
     return _deliver

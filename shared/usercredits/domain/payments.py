@@ -56,7 +56,7 @@ class _Ports:
     orders: OrderRepository
     payments: PaymentGateway
     clock: Clock
-    refunds: RefundPorts | None
+    refunds: RefundPorts
 
 
 def apply_payment_event(
@@ -67,7 +67,7 @@ def apply_payment_event(
     orders: OrderRepository,
     payments: PaymentGateway,
     clock: Clock,
-    refunds: RefundPorts | None = None,
+    refunds: RefundPorts,
 ) -> str:
     """Apply one verified webhook event to its order; returns what happened (for logs and metrics).
 
@@ -90,7 +90,7 @@ def confirm_order(
     orders: OrderRepository,
     payments: PaymentGateway,
     clock: Clock,
-    refunds: RefundPorts | None = None,
+    refunds: RefundPorts,
 ) -> Order:
     """Reconcile an order with its payment intent as the provider reports it now (the seed's afterPaymentExecuted)."""
     order = get_order(order_id, caller, orders=orders)
@@ -172,11 +172,11 @@ def _pay(order: Order, intent: IntentState, record: IdempotencyRecord, ports: _P
     return "paid"
 
 
-def _settle_early_returns(order: Order, refunds: RefundPorts | None) -> None:
+def _settle_early_returns(order: Order, refunds: RefundPorts) -> None:
     """Money that went back before the success (a refund event that came first) is settled now; also after a crash
     between the grant and this step, as Stripe redelivers the success until we answer 200. ``order``: as just paid
     (or read): its figures are the ones the grant was conditional on, so no read is needed to decide."""
-    if refunds is not None and order.returned_amount != order.revoked_for_amount:
+    if order.returned_amount != order.revoked_for_amount:
         # Imported here: the ordering function settles returns only on a rare confirm (its cold start skips the
         # refund rules); the webhook function has loaded them already.
         from usercredits.domain.refunds import settle_returned
