@@ -194,7 +194,7 @@ def test_request_path_of_a_sync(api: Call) -> None:
     assert status == S.OK
     print(path.report("POST /customer/sync"))
     assert len(path.chain) <= 5, path.chain
-    # It touches 12 files in all: a sync saves a customer, its cards, subscriptions and charges, each with its rules
+    # It touches 11 files in all: a sync saves a customer, its cards, subscriptions and charges, each with its rules
     # and its Stripe resource module beside that chain; README "Architecture" says which and why.
-    assert len(path.followed) <= 12, path.followed
+    assert len(path.followed) <= 11, path.followed
     assert path.back_and_forth == []

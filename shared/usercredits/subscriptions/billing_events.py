@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from usercredits.subscriptions.changes import persist
 from usercredits.subscriptions.models import Customer, ProcessorState, Subscription, SubscriptionStatus
 from usercredits.subscriptions.ports import (
     ChargeBackReport,
@@ -15,7 +16,6 @@ from usercredits.subscriptions.ports import (
     SubscriptionReport,
     SyncPorts,
 )
-from usercredits.subscriptions.processor_session import persist
 from usercredits.subscriptions.results import local_subscription, replace_subscription, upsert_subscription
 from usercredits.subscriptions.tracking import keep_edits
 from usercredits.subscriptions.transactions import merge_transactions, record_dispute

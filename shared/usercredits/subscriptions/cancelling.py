@@ -19,16 +19,19 @@ from datetime import datetime
 from usercredits.errors import NotFoundError
 from usercredits.kernel.writes import IdempotencyRecord
 from usercredits.subscriptions import subscribing, sync_rules
-from usercredits.subscriptions.changes import RequestKey, keyed_request, run_once, save_change
-from usercredits.subscriptions.models import Customer, Subscription
-from usercredits.subscriptions.ports import CustomerPorts, SyncPorts
-from usercredits.subscriptions.processor_session import (
+from usercredits.subscriptions.changes import (
+    RequestKey,
     answer_customer,
+    keyed_request,
     load_customer,
     payment_lock,
     persist,
+    run_once,
+    save_change,
     unlocked,
 )
+from usercredits.subscriptions.models import Customer, Subscription
+from usercredits.subscriptions.ports import CustomerPorts, SyncPorts
 from usercredits.subscriptions.saving import sync_subscription
 
 #: What a cancel-all's key records as its result (the answer is the customer's subscriptions as they stand).

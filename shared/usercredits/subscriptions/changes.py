@@ -1,5 +1,8 @@
-"""Load -> decide -> save: the one retry loop of every customer change (``save_change``), and what a save must write
-(``customer_changes``: the difference between the customer as loaded and as changed, item by item).
+"""How a use case changes a customer: load it (``load_customer``, under the payment lock when it talks to the
+processor: ``payment_lock``), apply a pure change, and save the difference (``save_change``, the one retry loop of
+every customer change; ``persist``, a change applied and saved again on a fresh load after a concurrent save), with
+what a save must write (``customer_changes``: the difference between the customer as loaded and as changed, item by
+item; ``coupon_uses``).
 
 The repository stores a profile item and one item per child (``ports.CustomerRepository``); writing only what
 changed keeps a save to one small transaction however long the customer's history is. A save that finds the customer
@@ -9,18 +12,26 @@ A request's ``Idempotency-Key`` (``RequestKey``, docs/rules.md#idempotency) is r
 request's result (``CustomerChanges.idempotency``), so a result never exists without its key nor a key without its
 result; ``run_once`` answers a repeat with the recorded result as the customer holds it now, and changes nothing; the
 same key with another request is ``409``.
+
+One concept, with the lock the processor use cases (saving, loading, money_back, billing_events, cancelling) take
+around their calls: docs/rules.md#payment-lock.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Protocol
 
 from usercredits.errors import ConflictError, NotFoundError
+from usercredits.kernel.clock import Clock
 from usercredits.kernel.retries import OPTIMISTIC_ATTEMPTS
 from usercredits.kernel.writes import IdempotencyRecord, IdempotentReplayError
+from usercredits.subscriptions.errors import PaymentInProgressError
 from usercredits.subscriptions.events import customer_facts
 from usercredits.subscriptions.models import (
     Customer,
@@ -256,3 +267,74 @@ def _stored(customers: CustomerRepository, user_id: str) -> Customer:
     if customer is None:  # pragma: no cover - a recorded result is saved with its customer
         raise NotFoundError("customer not found")
     return customer
+
+
+#: How long a payment operation may hold the customer's soft lock (the seed's TRANSACTION_TIMEOUT).
+PAYMENT_LOCK_TIMEOUT = timedelta(seconds=30)
+
+
+class StoragePorts(Protocol):
+    """What the lock and the saves need (``SyncPorts``, and ``CustomerPorts`` for what calls no processor)."""
+
+    @property
+    def customers(self) -> CustomerRepository: ...
+
+    @property
+    def clock(self) -> Clock: ...
+
+
+def load_customer(user_id: str, ports: StoragePorts) -> Customer:
+    """The stored customer; ``NotFoundError`` without one."""
+    customer = ports.customers.load(user_id)
+    if customer is None:
+        raise NotFoundError("customer not found")
+    return customer
+
+
+@contextmanager
+def payment_lock(user_id: str, ports: StoragePorts) -> Iterator[None]:
+    """Hold the customer's payment lock (docs/rules.md#payment-lock: one conditional write) for the block; released
+    in any case."""
+    now = ports.clock.now()
+    until = now + PAYMENT_LOCK_TIMEOUT
+    if not ports.customers.acquire_payment_lock(user_id, now=now, until=until):
+        raise PaymentInProgressError()
+    try:
+        yield
+    finally:
+        ports.customers.release_payment_lock(user_id, until=until)
+
+
+def unlocked(customer: Customer) -> Customer:
+    """The customer as it stands once our payment lock is released."""
+    return customer.model_copy(update={"payment_lock_until": None})
+
+
+def persist(
+    customer: Customer,
+    ports: StoragePorts,
+    change: Callable[[Customer], Customer],
+    idempotency: IdempotencyRecord | None = None,
+) -> Customer:
+    """Apply ``change`` to ``customer`` and save the difference; on a concurrent save, apply it again to a fresh load
+    (``NotFoundError`` if the customer is gone). Nothing to save: ``customer`` itself is returned. ``idempotency``:
+    the request's key, recorded in the same save (``IdempotentReplayError`` when it was recorded already)."""
+
+    def step(current: Customer | None) -> tuple[Customer, None]:
+        if current is None:
+            raise NotFoundError("customer not found")
+        return change(current), None
+
+    record = None if idempotency is None else (lambda _: idempotency)
+    saved, _ = save_change(ports.customers, customer.user_id, step, loaded=customer, idempotency=record)
+    return saved
+
+
+def answer_customer(customer: Customer, customer_id: str) -> Customer:
+    """What a repeated keyed sync or reload answers: the customer (``customer_id``, recorded) as it stands now."""
+    return customer
+
+
+def epoch(moment: datetime) -> int:
+    """Unix seconds, as Stripe's event ``created``."""
+    return int(moment.timestamp())

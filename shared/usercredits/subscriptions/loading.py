@@ -5,17 +5,19 @@ from __future__ import annotations
 from datetime import datetime
 
 from usercredits.kernel.ids import new_ulid
-from usercredits.subscriptions.changes import RequestKey, keyed_request, run_once
-from usercredits.subscriptions.models import Address, AddressFields, Customer, PaymentMethod, ProcessorItem, Transaction
-from usercredits.subscriptions.ports import ProcessorCustomer, ProcessorPaymentMethod, ProcessorSubscription, SyncPorts
-from usercredits.subscriptions.processor_session import (
+from usercredits.subscriptions.changes import (
+    RequestKey,
     answer_customer,
     epoch,
+    keyed_request,
     load_customer,
     payment_lock,
     persist,
+    run_once,
     unlocked,
 )
+from usercredits.subscriptions.models import Address, AddressFields, Customer, PaymentMethod, ProcessorItem, Transaction
+from usercredits.subscriptions.ports import ProcessorCustomer, ProcessorPaymentMethod, ProcessorSubscription, SyncPorts
 from usercredits.subscriptions.results import (
     local_subscription,
     replace_payment_method,

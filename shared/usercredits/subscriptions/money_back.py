@@ -6,10 +6,17 @@ from __future__ import annotations
 
 from usercredits.errors import ConflictError
 from usercredits.kernel.models import Money
-from usercredits.subscriptions.changes import RequestKey, keyed_request, recorded_result, run_once
+from usercredits.subscriptions.changes import (
+    RequestKey,
+    keyed_request,
+    load_customer,
+    payment_lock,
+    persist,
+    recorded_result,
+    run_once,
+)
 from usercredits.subscriptions.models import Customer, Transaction, TransactionKind
 from usercredits.subscriptions.ports import SyncPorts
-from usercredits.subscriptions.processor_session import load_customer, payment_lock, persist
 from usercredits.subscriptions.sync_rules import idempotency_key
 from usercredits.subscriptions.tracking import validate_is_saved
 from usercredits.subscriptions.transactions import (

@@ -22,7 +22,17 @@ from typing import Any
 
 from usercredits.errors import ConflictError
 from usercredits.kernel.writes import IdempotencyRecord
-from usercredits.subscriptions.changes import RequestKey, keyed_request, run_once
+from usercredits.subscriptions.changes import (
+    RequestKey,
+    answer_customer,
+    epoch,
+    keyed_request,
+    load_customer,
+    payment_lock,
+    persist,
+    run_once,
+    unlocked,
+)
 from usercredits.subscriptions.coupons import INVALID, LIMIT_REACHED
 from usercredits.subscriptions.models import (
     AddressFields,
@@ -39,14 +49,6 @@ from usercredits.subscriptions.ports import (
     ProcessorSubscription,
     RedemptionOutcome,
     SyncPorts,
-)
-from usercredits.subscriptions.processor_session import (
-    answer_customer,
-    epoch,
-    load_customer,
-    payment_lock,
-    persist,
-    unlocked,
 )
 from usercredits.subscriptions.results import (
     record_payment_method_result,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
-from datetime import datetime, timedelta
+from datetime import datetime
 from enum import StrEnum
 
 from usercredits.errors import ConflictError
@@ -25,9 +25,6 @@ from usercredits.subscriptions.models import (
 )
 from usercredits.subscriptions.ports import DiscountTerms, Redemption, SubscriptionTerms
 from usercredits.subscriptions.tracking import processor_id_for, revert, synced_value, track
-
-#: How long a payment operation may hold the customer's soft lock (the seed's TRANSACTION_TIMEOUT).
-PAYMENT_LOCK_TIMEOUT = timedelta(seconds=30)
 
 _COUPON_KINDS = frozenset({DiscountKind.COUPON, DiscountKind.COUPON_RESTRICTED})
 _ENDED = frozenset({SubscriptionStatus.CANCELED, SubscriptionStatus.EXPIRED})
