@@ -25,10 +25,8 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Protocol
 
 from usercredits.errors import ConflictError, NotFoundError
-from usercredits.kernel.clock import Clock
 from usercredits.kernel.retries import OPTIMISTIC_ATTEMPTS
 from usercredits.kernel.writes import IdempotencyRecord, IdempotentReplayError
 from usercredits.subscriptions.errors import PaymentInProgressError
@@ -48,6 +46,7 @@ from usercredits.subscriptions.ports import (
     CustomerChanges,
     CustomerRepository,
     StaleCustomerError,
+    StoragePorts,
 )
 
 #: How many times a change is tried on a freshly loaded customer when another save got there first (the customers
@@ -271,16 +270,6 @@ def _stored(customers: CustomerRepository, user_id: str) -> Customer:
 
 #: How long a payment operation may hold the customer's soft lock (the seed's TRANSACTION_TIMEOUT).
 PAYMENT_LOCK_TIMEOUT = timedelta(seconds=30)
-
-
-class StoragePorts(Protocol):
-    """What the lock and the saves need (``SyncPorts``, and ``CustomerPorts`` for what calls no processor)."""
-
-    @property
-    def customers(self) -> CustomerRepository: ...
-
-    @property
-    def clock(self) -> Clock: ...
 
 
 def load_customer(user_id: str, ports: StoragePorts) -> Customer:

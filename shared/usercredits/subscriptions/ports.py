@@ -411,6 +411,17 @@ class SubscriptionTermsReader(Protocol):
     def read_terms(self, plan_id: str, coupon_code: str | None, *, customer_id: str | None) -> SubscribeTerms: ...
 
 
+class StoragePorts(Protocol):
+    """What loading, locking and saving a customer need (``SyncPorts``, and ``CustomerPorts`` for what calls no
+    processor)."""
+
+    @property
+    def customers(self) -> CustomerRepository: ...
+
+    @property
+    def clock(self) -> Clock: ...
+
+
 @dataclass(frozen=True)
 class CustomerPorts:
     """Everything the customers use cases (``service``) need."""
