@@ -139,15 +139,19 @@ def test_a_payment_of_an_order_past_the_maximum_is_refunded_not_granted(shop) ->
         "currency": "usd",
         "metadata": {"orderId": legacy.order_id, "userId": "alice"},
     }
-    outcome = payments.apply_payment_event(
-        "evt_paid",
-        "payment_intent.succeeded",
-        intent_state(intent),
-        orders=orders,
-        payments=gateway,
-        clock=clock,
-        refunds=refund_ports_of(orders, clock),
-    )
+
+    def deliver() -> str:
+        return payments.apply_payment_event(
+            "evt_paid",
+            "payment_intent.succeeded",
+            intent_state(intent),
+            orders=orders,
+            payments=gateway,
+            clock=clock,
+            refunds=refund_ports_of(orders, clock),
+        )
+
+    outcome = deliver()
     assert outcome == "refunded"
     stored = orders.get_order("alice", legacy.order_id)
     assert stored is not None and stored.status is OrderStatus.INCONSISTENT
@@ -156,13 +160,5 @@ def test_a_payment_of_an_order_past_the_maximum_is_refunded_not_granted(shop) ->
     assert "its payment goes back" in str(orders.outbox[0].detail["reason"])
     assert orders.windows == {}  # nothing granted
     # A redelivery changes nothing.
-    again = payments.apply_payment_event(
-        "evt_paid",
-        "payment_intent.succeeded",
-        intent_state(intent),
-        orders=orders,
-        payments=gateway,
-        clock=clock,
-        refunds=refund_ports_of(orders, clock),
-    )
+    again = deliver()
     assert again == "unchanged" and len(orders.outbox) == 2
