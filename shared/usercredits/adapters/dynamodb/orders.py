@@ -142,31 +142,28 @@ class DynamoOrderRepository:
         self, settlement: Settlement, *, read: Order | None = None, idempotency: IdempotencyRecord | None = None
     ) -> bool:
         order = settlement.order
-        item = OrderItem(pk=user_pk(order.user_id), sk=order_sk(order.order_id))
         # The order as read decides (status and last update): anything that changed it meanwhile makes this a no-op.
         condition = OrderItem.status == OrderStatus.PENDING.value
         if read is not None:
-            condition = (OrderItem.status == read.status.value) & (OrderItem.updated_at == read.updated_at)
+            condition = order_as_read(read)
         # Paid after a refusal gave its slot back: it takes one again, whatever the limit (the money was collected).
         slot = read.slot_change(order) if read is not None else 0  # pending -> paid: it holds one already
+        actions = [
+            OrderItem.status.set(order.status.value),
+            OrderItem.starts.set(order.starts) if order.starts else OrderItem.starts.remove(),
+            OrderItem.expires.set(order.expires) if order.expires else OrderItem.expires.remove(),
+            OrderItem.combined_items.set([line_to_attribute(line) for line in order.combined_items])
+            if order.combined_items
+            else OrderItem.combined_items.remove(),
+            OrderItem.history.set([history_to_attribute(entry) for entry in order.history]),
+            OrderItem.updated_at.set(order.updated_at),
+            *payment_actions(order),
+            *slot_flag_actions(slot),
+        ]
         try:
-            with self._transaction(order.user_id, idempotency, order.order_id) as transaction:
-                transaction.update(
-                    item,
-                    actions=[
-                        OrderItem.status.set(order.status.value),
-                        OrderItem.starts.set(order.starts) if order.starts else OrderItem.starts.remove(),
-                        OrderItem.expires.set(order.expires) if order.expires else OrderItem.expires.remove(),
-                        OrderItem.combined_items.set([line_to_attribute(line) for line in order.combined_items])
-                        if order.combined_items
-                        else OrderItem.combined_items.remove(),
-                        OrderItem.history.set([history_to_attribute(entry) for entry in order.history]),
-                        OrderItem.updated_at.set(order.updated_at),
-                        *payment_actions(order),
-                        *slot_flag_actions(slot),
-                    ],
-                    condition=with_slot_condition(condition, read, slot),
-                )
+            with self._order_update(
+                order, idempotency, actions, with_slot_condition(condition, read, slot)
+            ) as transaction:
                 self._add_settlement_writes(transaction, settlement)
                 add_slot_change(transaction, order, slot, order.updated_at)
         except (_OrderNotPendingError, IdempotentReplayError):
@@ -186,22 +183,16 @@ class DynamoOrderRepository:
         """Move an order to ``status`` with a history entry, if it is still as ``read`` (status and last update).
         False when it changed meanwhile or ``idempotency`` was recorded already (nothing written)."""
         entry = HistoryEntry(date=now, status=status, message=message)
-        item = OrderItem(pk=user_pk(read.user_id), sk=order_sk(read.order_id))
         slot = read.slot_change(read.model_copy(update={"status": status}))  # -1: it stops counting
+        actions = [
+            OrderItem.status.set(status.value),
+            OrderItem.history.set(OrderItem.history.append([history_to_attribute(entry)])),
+            OrderItem.updated_at.set(now),
+            *slot_flag_actions(slot),
+        ]
+        condition = with_slot_condition(order_as_read(read), read, slot)
         try:
-            with self._transaction(read.user_id, idempotency, read.order_id) as transaction:
-                transaction.update(
-                    item,
-                    actions=[
-                        OrderItem.status.set(status.value),
-                        OrderItem.history.set(OrderItem.history.append([history_to_attribute(entry)])),
-                        OrderItem.updated_at.set(now),
-                        *slot_flag_actions(slot),
-                    ],
-                    condition=with_slot_condition(
-                        (OrderItem.status == read.status.value) & (OrderItem.updated_at == read.updated_at), read, slot
-                    ),
-                )
+            with self._order_update(read, idempotency, actions, condition) as transaction:
                 add_outbox(transaction, read.user_id, events, now)
                 add_slot_change(transaction, read, slot, now)
         except (_OrderNotPendingError, IdempotentReplayError):
@@ -225,18 +216,13 @@ class DynamoOrderRepository:
     ) -> bool:
         """What the order records about its intents, its history and the outbox, conditional on the order being as
         read (status and last update) and on ``idempotency`` not being recorded; False otherwise."""
-        item = OrderItem(pk=user_pk(order.user_id), sk=order_sk(order.order_id))
+        actions = [
+            OrderItem.history.set([history_to_attribute(entry) for entry in order.history]),
+            OrderItem.updated_at.set(order.updated_at),
+            *payment_actions(order),
+        ]
         try:
-            with self._transaction(order.user_id, idempotency, order.order_id) as transaction:
-                transaction.update(
-                    item,
-                    actions=[
-                        OrderItem.history.set([history_to_attribute(entry) for entry in order.history]),
-                        OrderItem.updated_at.set(order.updated_at),
-                        *payment_actions(order),
-                    ],
-                    condition=(OrderItem.status == read.status.value) & (OrderItem.updated_at == read.updated_at),
-                )
+            with self._order_update(order, idempotency, actions, order_as_read(read)) as transaction:
                 add_outbox(transaction, order.user_id, events, order.updated_at)
         except (_OrderNotPendingError, IdempotentReplayError):
             return False
@@ -271,20 +257,17 @@ class DynamoOrderRepository:
                 "updated_at": now,
             }
         )
-        item = OrderItem(pk=user_pk(order.user_id), sk=order_sk(order.order_id))
+        actions = [
+            OrderItem.payment_intent_id.set(intent_id),
+            OrderItem.payment_attempt.set(attempt),
+            OrderItem.history.set(OrderItem.history.append([history_to_attribute(entry)])),
+            OrderItem.updated_at.set(now),
+        ]
+        condition = (OrderItem.status == OrderStatus.PENDING.value) & (
+            OrderItem.payment_attempt == order.payment_attempt
+        )
         try:
-            with self._transaction(order.user_id, idempotency, order.order_id) as transaction:
-                transaction.update(
-                    item,
-                    actions=[
-                        OrderItem.payment_intent_id.set(intent_id),
-                        OrderItem.payment_attempt.set(attempt),
-                        OrderItem.history.set(OrderItem.history.append([history_to_attribute(entry)])),
-                        OrderItem.updated_at.set(now),
-                    ],
-                    condition=(OrderItem.status == OrderStatus.PENDING.value)
-                    & (OrderItem.payment_attempt == order.payment_attempt),
-                )
+            with self._order_update(order, idempotency, actions, condition) as transaction:
                 _link_intent(transaction, order, intent_id, now)
         except _OrderNotPendingError as exc:
             raise ConflictError(f"order {order.order_id!r} changed meanwhile; read it again") from exc
@@ -307,6 +290,18 @@ class DynamoOrderRepository:
             if order_sk(order_id) in failed.sort_keys:
                 raise _OrderNotPendingError() from failed
             raise StaleWindowError() from failed
+
+    @classmethod
+    @contextlib.contextmanager
+    def _order_update(
+        cls, order: Order, idempotency: IdempotencyRecord | None, actions: list[Any], condition: Any
+    ) -> Iterator[TransactWrite]:
+        """The order's transaction (``_transaction``) with the update of the order item itself in it, conditional on
+        ``condition``; the caller adds what goes with it."""
+        with cls._transaction(order.user_id, idempotency, order.order_id) as transaction:
+            item = OrderItem(pk=user_pk(order.user_id), sk=order_sk(order.order_id))
+            transaction.update(item, actions=actions, condition=condition)
+            yield transaction
 
     @staticmethod
     def _add_settlement_writes(transaction: TransactWrite, settlement: Settlement) -> None:
@@ -437,3 +432,8 @@ def payment_actions(order: Order) -> list[Any]:
 
 class _OrderNotPendingError(Exception):
     """The order's own condition (status and last update as read) failed."""
+
+
+def order_as_read(read: Order) -> Any:
+    """The condition that the order item is still as ``read``: same status, same last update."""
+    return (OrderItem.status == read.status.value) & (OrderItem.updated_at == read.updated_at)

@@ -11,6 +11,7 @@ from usercredits.adapters.dynamodb.keys import group_sk, lot_sk, order_sk, user_
 from usercredits.adapters.dynamodb.mappers import history_to_attribute, movement_to_attribute, purchases_to_attribute
 from usercredits.adapters.dynamodb.orders import (
     add_slot_change,
+    order_as_read,
     payment_actions,
     slot_flag_actions,
     with_slot_condition,
@@ -60,9 +61,7 @@ class DynamoReversalRepository:
                         *payment_actions(order),
                         *slot_flag_actions(slot),
                     ],
-                    condition=with_slot_condition(
-                        (OrderItem.status == read.status.value) & (OrderItem.updated_at == read.updated_at), read, slot
-                    ),
+                    condition=with_slot_condition(order_as_read(read), read, slot),
                 )
                 for child_id in sorted(set(reversal.children_status) | set(reversal.children_withdrawn)):
                     actions: list[Any] = [OrderItem.updated_at.set(now)]
